@@ -1,0 +1,42 @@
+# voxserve: the two commands a newcomer needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(STAMP)
+
+## Install everything and serve the API with the embedded defaults on 127.0.0.1:8000.
+run: $(STAMP)
+	$(BIN)/voxserve serve
+
+## Install what the tests need, check style and types, run the whole suite.
+test: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+## Rerun the benchmarks; each prints a table.
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench all
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,44 @@
+"""The FastAPI application: services built in the lifespan, one router per resource."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from voxserve import __version__
+from voxserve.api import catalog, health, speech, tts
+from voxserve.api.errors import install_error_handlers
+from voxserve.api.services import Services
+from voxserve.config import Settings
+from voxserve.engines import Engine
+
+
+def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) -> FastAPI:
+    """Build the app. ``engines`` replaces the configured ones (tests pass fakes).
+
+    Engines load in the background after start, so ``/healthz`` answers at once
+    and ``/readyz`` turns 200 when they are warm.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.build(settings, engines)
+        app.state.services = services
+        services.start_loading()
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="voxserve",
+        version=__version__,
+        summary="Self-hosted speech synthesis with an OpenAI-compatible API.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (speech, tts, catalog, health):
+        app.include_router(module.router)
+    return app

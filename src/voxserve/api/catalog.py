@@ -1,0 +1,45 @@
+"""``GET /v1/models`` and ``GET /v1/audio/voices``: what clients can ask for."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from voxserve.api.services import Services, get_services
+
+router = APIRouter()
+
+
+@router.get("/v1/models")
+async def list_models(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+    """Engines, and the OpenAI model names that map onto them (OpenAI's list shape)."""
+    settings = services.settings
+    engines = services.pipeline.engines
+    data: list[dict[str, Any]] = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "voxserve", "engine": name}
+        for name in engines
+    ]
+    data += [
+        {"id": alias, "object": "model", "created": 0, "owned_by": "voxserve", "engine": target}
+        for alias, target in settings.model_aliases.items()
+        if target in engines
+    ]
+    return {"object": "list", "data": data}
+
+
+@router.get("/v1/audio/voices")
+async def list_voices(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+    """Every engine's voices, and the OpenAI voice names mapped onto them."""
+    voices = [
+        {
+            "id": voice.id,
+            "name": voice.id,
+            "engine": engine.name,
+            "languages": list(voice.languages),
+            "gender": voice.gender,
+        }
+        for engine in services.pipeline.engines.values()
+        for voice in engine.capabilities.voices
+    ]
+    return {"voices": voices, "aliases": dict(services.settings.voice_aliases)}

@@ -1,0 +1,64 @@
+"""Translate every error into the one JSON shape: ``{"error": {"code", "message", "param"}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from voxserve.errors import InvalidRequest, NotReady, VoxserveError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(error: VoxserveError) -> JSONResponse:
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, NotReady) else None
+    return JSONResponse({"error": error.to_dict()}, status_code=error.status_code, headers=headers)
+
+
+def from_validation_errors(errors: Sequence[Any]) -> InvalidRequest:
+    """The first pydantic error as an InvalidRequest naming its field."""
+    first = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "form")]
+    param = ".".join(location) or None
+    if first.get("type") == "json_invalid":
+        error = InvalidRequest(f"request body is not valid JSON: {first.get('msg')}")
+        error.code = "invalid_json"
+        return error
+    message = str(first.get("msg", "invalid value"))
+    return InvalidRequest(f"{param}: {message}" if param else message, param=param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """One handler per family; the base class covers the whole voxserve tree."""
+
+    async def voxserve_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, VoxserveError)
+        return error_response(exc)
+
+    async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError | ValidationError)
+        return error_response(from_validation_errors(exc.errors()))
+
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        error = VoxserveError(str(exc.detail))
+        error.status_code = exc.status_code
+        error.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(error)
+
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(VoxserveError("internal error; see the server log"))
+
+    app.add_exception_handler(VoxserveError, voxserve_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(ValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,119 @@
+"""Sinks on the pipeline for HTTP: a streamed audio body and an SSE event stream.
+
+Both start the synthesis before answering: the status line and headers go
+out with the first encoded bytes, so everything that fails before the first
+segment is done (an engine that is down, an empty result) is an ordinary
+JSON error with the right status. A failure after that can only end the
+stream: the audio body is cut (the client sees an incomplete response), the
+SSE stream sends an ``error`` event.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+from fastapi.responses import StreamingResponse
+
+from voxserve.errors import VoxserveError
+from voxserve.pipeline import Pipeline, Plan, Stats
+
+log = logging.getLogger("voxserve.requests")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
+    """What a client may want to know about how its request was served."""
+    headers = {
+        "X-Request-Id": request_id,
+        "X-Voxserve-Engine": plan.engine.name,
+        "X-Voxserve-Voice": plan.voice,
+        "Cache-Control": "no-store",
+    }
+    if plan.ignored:
+        headers["X-Voxserve-Ignored"] = ", ".join(plan.ignored)
+    return headers
+
+
+def _log_line(request_id: str, plan: Plan, stats: Stats, outcome: str) -> None:
+    ttfa = stats.time_to_first_audio
+    rtf = stats.real_time_factor
+    log.info(
+        "request %s %s engine=%s voice=%s format=%s chars=%d audio_s=%.2f ttfa_ms=%s rtf=%s",
+        request_id,
+        outcome,
+        plan.engine.name,
+        plan.voice,
+        plan.audio_format.name,
+        plan.chars,
+        stats.audio_seconds,
+        f"{ttfa * 1000:.0f}" if ttfa is not None else "-",
+        f"{rtf:.3f}" if rtf is not None else "-",
+    )
+
+
+async def _started(pipeline: Pipeline, plan: Plan, request_id: str) -> AsyncIterator[bytes]:
+    """The encoded stream, already run up to its first bytes; logs one line when it ends."""
+    stats = Stats(chars=plan.chars)
+    chunks = pipeline.encode(plan, stats)
+    try:
+        first = await anext(chunks)
+    except BaseException:
+        _log_line(request_id, plan, stats, "failed")
+        await chunks.aclose()
+        raise
+
+    async def stream() -> AsyncIterator[bytes]:
+        outcome = "failed"
+        try:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+            outcome = "ok"
+        except GeneratorExit:
+            outcome = "disconnected"
+            raise
+        finally:
+            await chunks.aclose()
+            _log_line(request_id, plan, stats, outcome)
+
+    return stream()
+
+
+async def audio_response(
+    pipeline: Pipeline, plan: Plan, request_id: str, filename: str | None = None
+) -> StreamingResponse:
+    """The audio itself as the response body, streamed as it is made."""
+    headers = response_headers(plan, request_id)
+    if filename:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    body = await _started(pipeline, plan, request_id)
+    return StreamingResponse(body, media_type=plan.audio_format.content_type, headers=headers)
+
+
+def _event(payload: dict[str, object]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+async def sse_response(pipeline: Pipeline, plan: Plan, request_id: str) -> StreamingResponse:
+    """OpenAI's ``stream_format: sse``: base64 audio in ``speech.audio.delta`` events, then ``done``."""
+    chunks = await _started(pipeline, plan, request_id)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()})
+        except VoxserveError as exc:
+            yield _event({"type": "error", "error": exc.to_dict()})
+            return
+        usage = {"input_tokens": plan.chars, "output_tokens": 0, "total_tokens": plan.chars}
+        yield _event({"type": "speech.audio.done", "usage": usage})
+
+    headers = response_headers(plan, request_id)
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)

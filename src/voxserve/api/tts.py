@@ -1,0 +1,68 @@
+"""``POST /tts``: the form API that existing EmotiVoice/CosyVoice clients call.
+
+Clients written against those deployments (``requests.post(url + "/tts",
+data={...}, timeout=300)`` then writing ``output.wav``) work unchanged. Form
+fields: ``text``, ``emotion``, ``speed``, ``pitch``, ``output_format``
+(wav | mp3 | ogg), ``seed``, ``task_id`` (names the file), ``voice``,
+``model``, ``language``, and a cloning reference as an uploaded
+``reference_audio`` file or an ``audio_path``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Form, UploadFile
+from fastapi.responses import StreamingResponse
+
+from voxserve.api.services import Services, get_services
+from voxserve.api.streaming import audio_response, new_request_id
+from voxserve.errors import PayloadTooLarge
+from voxserve.pipeline import SpeechRequest
+
+router = APIRouter()
+
+#: The seeds' format names, as voxserve's.
+OUTPUT_FORMATS = {"wav": "wav", "mp3": "mp3", "ogg": "opus"}
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+@router.post("/tts", response_class=StreamingResponse, responses={200: {"content": {"audio/wav": {}}}})
+async def tts(
+    services: Annotated[Services, Depends(get_services)],
+    text: Annotated[str, Form(description="The text to speak.")],
+    emotion: Annotated[str | None, Form(max_length=64)] = None,
+    speed: Annotated[float, Form(ge=0.25, le=4.0)] = 1.0,
+    pitch: Annotated[float, Form(ge=-12.0, le=12.0, description="semitones")] = 0.0,
+    output_format: Annotated[Literal["wav", "mp3", "ogg"], Form()] = "wav",
+    seed: Annotated[int | None, Form(ge=0, le=2**32 - 1)] = None,
+    task_id: Annotated[str | None, Form(pattern=TASK_ID_PATTERN)] = None,
+    voice: Annotated[str | None, Form()] = None,
+    model: Annotated[str | None, Form()] = None,
+    language: Annotated[str | None, Form(max_length=16)] = None,
+    audio_path: Annotated[str | None, Form(max_length=4096)] = None,
+    reference_audio: UploadFile | None = None,
+) -> StreamingResponse:
+    """Speak ``text`` and answer with the audio file (``{task_id}.wav`` when a task id is given)."""
+    limit = services.settings.max_upload_bytes
+    if reference_audio is not None and (reference_audio.size or 0) > limit:
+        raise PayloadTooLarge(
+            f"reference_audio is {reference_audio.size} bytes; the limit is {limit} bytes",
+            param="reference_audio",
+        )
+    request = SpeechRequest(
+        input=text,
+        model=model,
+        voice=voice,
+        response_format=OUTPUT_FORMATS[output_format],
+        speed=speed,
+        pitch=pitch,
+        language=language,
+        seed=seed,
+        emotion=emotion,
+        reference_audio=reference_audio is not None or bool(audio_path),
+    )
+    plan = services.pipeline.plan(request)
+    request_id = new_request_id()
+    filename = f"{task_id or request_id}.{output_format}"
+    return await audio_response(services.pipeline, plan, request_id, filename=filename)

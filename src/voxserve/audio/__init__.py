@@ -1,0 +1,17 @@
+"""Audio: PCM operations, tempo/pitch effects and streaming encoders."""
+
+from voxserve.audio.effects import change_tempo_and_pitch
+from voxserve.audio.encoders import FORMATS, AudioFormat, StreamEncoder
+from voxserve.audio.pcm import duration, fade, level, silence, to_s16le
+
+__all__ = [
+    "FORMATS",
+    "AudioFormat",
+    "StreamEncoder",
+    "change_tempo_and_pitch",
+    "duration",
+    "fade",
+    "level",
+    "silence",
+    "to_s16le",
+]

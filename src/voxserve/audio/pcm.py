@@ -1,0 +1,56 @@
+"""Operations on PCM frames: level, fades, silence, sample conversion.
+
+All audio inside voxserve is mono float32 in [-1, 1] (``engines.PCM``) until
+an encoder turns it into bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from voxserve.engines.base import PCM
+
+TARGET_RMS = 0.1  # -20 dBFS: speech at a comfortable, consistent level
+PEAK_CEILING = 0.95  # never above -0.45 dBFS, so no engine's output clips
+FADE_SECONDS = 0.008
+
+
+def level(pcm: PCM) -> PCM:
+    """Bring a segment to the target loudness without letting its peak clip.
+
+    Engines differ: Kokoro's peaks can exceed 1.0, hibari is quiet. Levelling
+    every segment the same way keeps a long text even from start to end.
+    """
+    if pcm.size == 0:
+        return pcm
+    peak = float(np.max(np.abs(pcm)))
+    if peak == 0.0:
+        return pcm
+    rms = float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))
+    gain = min(TARGET_RMS / rms, PEAK_CEILING / peak)
+    return (pcm * gain).astype(np.float32)
+
+
+def fade(pcm: PCM, sample_rate: int, seconds: float = FADE_SECONDS) -> PCM:
+    """Short linear fade in and out, so segments join without clicks."""
+    n = min(int(sample_rate * seconds), pcm.size // 2)
+    if n == 0:
+        return pcm
+    out = pcm.copy()
+    ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+    out[:n] *= ramp
+    out[-n:] *= ramp[::-1]
+    return out
+
+
+def silence(seconds: float, sample_rate: int) -> PCM:
+    return np.zeros(round(seconds * sample_rate), dtype=np.float32)
+
+
+def to_s16le(pcm: PCM) -> bytes:
+    """Little-endian signed 16-bit samples, as raw ``pcm`` output carries them."""
+    return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def duration(pcm: PCM, sample_rate: int) -> float:
+    return pcm.size / sample_rate

@@ -1,0 +1,160 @@
+"""The ``voxserve`` command: serve, say, voices, config.
+
+Logging is configured here and only here; library modules just name their loggers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from voxserve.api.services import Services
+from voxserve.audio import FORMATS
+from voxserve.config import Settings, load_settings
+from voxserve.errors import VoxserveError
+from voxserve.pipeline import SpeechRequest, Stats
+
+app = typer.Typer(help="voxserve: self-hosted speech synthesis.", no_args_is_help=True)
+console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML settings file (or $VOXSERVE_CONFIG).")
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where state lives (or $VOXSERVE_DATA_DIR).")
+]
+_EXTENSIONS = {"ogg": "opus", "m4a": "aac", "raw": "pcm"}
+
+
+def _settings(config: Path | None, **flags: object) -> Settings:
+    try:
+        return load_settings(config, **flags)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = None,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from voxserve.api import create_app
+
+    settings = _settings(config, data_dir=data_dir, host=host, port=port, log_level=log_level)
+    _configure_logging(settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _format_for(output: str, given: str | None) -> str:
+    if given:
+        return given
+    extension = Path(output).suffix.lstrip(".").lower()
+    name = _EXTENSIONS.get(extension, extension)
+    return name if name in FORMATS else "mp3"
+
+
+async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Stats:
+    services = Services.build(settings)
+    try:
+        await services.load()
+        plan = services.pipeline.plan(request)
+        stats = Stats(chars=plan.chars)
+        async for chunk in services.pipeline.encode(plan, stats):
+            sink.write(chunk)
+        return stats
+    finally:
+        await services.close()
+
+
+@app.command()
+def say(
+    text: Annotated[str, typer.Argument(help="Text to speak; '-' reads standard input.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output file; '-' for standard output.")],
+    voice: Annotated[str | None, typer.Option(help="Voice id or OpenAI voice name.")] = None,
+    model: Annotated[str | None, typer.Option(help="Engine (kokoro, hibari) or OpenAI model name.")] = None,
+    format: Annotated[str | None, typer.Option(help="mp3, opus, aac, flac, wav, pcm.")] = None,
+    speed: Annotated[float, typer.Option(min=0.25, max=4.0)] = 1.0,
+    pitch: Annotated[float, typer.Option(min=-12, max=12, help="Semitones.")] = 0.0,
+    language: Annotated[str | None, typer.Option(help="en, zh or ja (detected if absent).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for engines with randomness.")] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Synthesize without a server, straight to a file."""
+    settings = _settings(config, data_dir=data_dir)
+    _configure_logging("WARNING")
+    text = sys.stdin.read() if text == "-" else text
+    request = SpeechRequest(
+        input=text,
+        model=model,
+        voice=voice,
+        response_format=_format_for(output, format),
+        speed=speed,
+        pitch=pitch,
+        language=language,
+        seed=seed,
+    )
+    try:
+        if output == "-":
+            stats = asyncio.run(_say(settings, request, sys.stdout.buffer))
+        else:
+            with open(output, "wb") as sink:
+                stats = asyncio.run(_say(settings, request, sink))
+    except VoxserveError as exc:
+        console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    console.print(
+        f"{output}: {stats.audio_seconds:.2f} s of audio in {stats.elapsed:.2f} s "
+        f"(real-time factor {stats.real_time_factor or 0:.2f})"
+    )
+
+
+@app.command()
+def voices(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """List every engine's voices (no model is loaded)."""
+    settings = _settings(config, data_dir=data_dir)
+    services = Services.build(settings)
+    table = Table("voice", "engine", "languages", "gender")
+    for engine in services.pipeline.engines.values():
+        for voice in engine.capabilities.voices:
+            table.add_row(voice.id, engine.name, ", ".join(voice.languages), voice.gender or "")
+    services.executor.shutdown()
+    Console().print(table)
+    aliases = ", ".join(f"{alias}→{target}" for alias, target in settings.voice_aliases.items())
+    Console().print(f"OpenAI voice names: {aliases}")
+
+
+@app.command("config")
+def show_config(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Print the effective settings (defaults < TOML < environment < flags) as JSON."""
+    settings = _settings(config, data_dir=data_dir)
+    typer.echo(settings.model_dump_json(indent=2))

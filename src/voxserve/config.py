@@ -1,0 +1,116 @@
+"""Settings: defaults < TOML file < ``VOXSERVE_*`` environment < command-line flags.
+
+One typed :class:`Settings` object is built by the command line (or a test) and
+passed to :func:`voxserve.api.create_app`; no module reads settings at import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE_ENV = "VOXSERVE_CONFIG"
+
+#: OpenAI's voice names, mapped onto the embedded engine's voices. An engine
+#: that lacks the target voice uses its own default voice instead.
+DEFAULT_VOICE_ALIASES: dict[str, str] = {
+    "alloy": "jf_alpha",
+    "ash": "jm_kumo",
+    "ballad": "jm_kumo",
+    "coral": "jf_gongitsune",
+    "echo": "jm_kumo",
+    "fable": "jf_tebukuro",
+    "onyx": "jm_kumo",
+    "nova": "jf_nezumi",
+    "sage": "jf_alpha",
+    "shimmer": "jf_tebukuro",
+    "verse": "jm_kumo",
+    "marin": "jf_nezumi",
+    "cedar": "jm_kumo",
+}
+
+#: OpenAI's model names, mapped onto voxserve engines.
+DEFAULT_MODEL_ALIASES: dict[str, str] = {
+    "tts-1": "kokoro",
+    "tts-1-hd": "kokoro",
+    "gpt-4o-mini-tts": "kokoro",
+}
+
+
+class EngineSettings(BaseModel):
+    """One engine to load. ``kind`` picks the implementation, ``name`` is what clients ask for."""
+
+    name: str
+    kind: str
+    threads: int | None = Field(default=None, ge=1, description="inference threads (default: cores)")
+    max_concurrency: int | None = Field(default=None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")
+
+
+def _default_engines() -> list[EngineSettings]:
+    return [
+        EngineSettings(name="kokoro", kind="kokoro"),
+        EngineSettings(name="hibari", kind="hibari"),
+    ]
+
+
+class Settings(BaseSettings):
+    """Everything voxserve can be told. Field docs double as ``voxserve config`` help."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOXSERVE_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+
+    engines: list[EngineSettings] = Field(default_factory=_default_engines)
+    default_engine: str = "kokoro"
+    voice_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICE_ALIASES))
+    model_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODEL_ALIASES))
+
+    max_input_chars: int = Field(default=4096, ge=1, description="limit of a synchronous request")
+    segment_chars: int = Field(default=200, ge=20, description="longest text piece sent to an engine")
+    sentence_pause: float = Field(default=0.25, ge=0, le=5)
+    clause_pause: float = Field(default=0.1, ge=0, le=5)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get(CONFIG_FILE_ENV)
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings; ``config_file`` (or ``$VOXSERVE_CONFIG``) is the TOML layer.
+
+    ``overrides`` are command-line flags: they win over everything else. A flag
+    left at ``None`` means "not given" and is dropped.
+    """
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        os.environ[CONFIG_FILE_ENV] = str(config_file)
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)

@@ -1,0 +1,88 @@
+"""The Engine protocol: what every speech engine, local or remote, offers.
+
+An engine declares its :class:`Capabilities` up front, so the pipeline can
+refuse a request it cannot serve before any engine time is spent, and turns
+one text segment into float32 mono PCM chunks at its own sample rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+PCM = NDArray[np.float32]
+"""Mono float32 samples in [-1, 1] at the engine's sample rate."""
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """A voice an engine can speak with."""
+
+    id: str
+    engine: str
+    languages: tuple[str, ...]
+    gender: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do; the pipeline checks requests against this."""
+
+    languages: frozenset[str]
+    voices: tuple[VoiceInfo, ...]
+    sample_rate: int
+    max_segment_chars: int = 200
+    streaming: bool = False
+    cloning: bool = False
+    emotions: frozenset[str] = field(default_factory=frozenset)
+    instructions: bool = False
+    seeded: bool = False
+    native_speed: tuple[float, float] = (1.0, 1.0)
+
+    @property
+    def default_voice(self) -> str:
+        return self.voices[0].id
+
+    def voice(self, voice_id: str) -> VoiceInfo | None:
+        return next((v for v in self.voices if v.id == voice_id), None)
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    """One piece of text for an engine, already normalized and within its limit."""
+
+    text: str
+    language: str
+    voice: str
+    speed: float = 1.0
+    seed: int | None = None
+    emotion: str | None = None
+    instructions: str | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A speech engine. Implementations live beside this module, one per file."""
+
+    name: str
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def load(self) -> None:
+        """Load weights or connect; called once at start, before ``ready`` turns true."""
+
+    def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
+        """Yield the segment's audio as it is made (one or more chunks)."""
+        ...
+
+    async def close(self) -> None:
+        """Release models, processes or connections."""

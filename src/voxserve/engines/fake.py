@@ -1,0 +1,73 @@
+"""A small deterministic engine for tests of everything above the engines.
+
+It speaks a tone whose pitch depends on the text, one short burst per word,
+so its output has speech-like energy and a duration proportional to the text.
+It can be told to be slow, to fail on a given segment, or to return nothing,
+which is how tests reach error paths without a real model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.errors import EngineError
+
+
+@dataclass
+class FakeEngine:
+    """Deterministic tone engine implementing the Engine protocol."""
+
+    name: str = "fake"
+    sample_rate: int = 16000
+    seconds_per_word: float = 0.2
+    delay: float = 0.0
+    fail_on: str | None = None
+    empty_on: str | None = None
+    languages: frozenset[str] = frozenset({"en", "zh", "ja"})
+    calls: list[SegmentRequest] = field(default_factory=list)
+    _ready: bool = False
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            languages=self.languages,
+            voices=(VoiceInfo(id="tone", engine=self.name, languages=tuple(sorted(self.languages))),),
+            sample_rate=self.sample_rate,
+            seeded=True,
+            native_speed=(0.5, 2.0),
+        )
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def load(self) -> None:
+        self._ready = True
+
+    async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
+        self.calls.append(request)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_on is not None and self.fail_on in request.text:
+            raise EngineError(f"engine {self.name!r} failed: told to fail on {self.fail_on!r}")
+        if self.empty_on is not None and self.empty_on in request.text:
+            yield np.zeros(0, dtype=np.float32)
+            return
+        for word in request.text.split():
+            yield self._burst(word, request.speed)
+
+    def _burst(self, word: str, speed: float) -> PCM:
+        n = int(self.sample_rate * self.seconds_per_word / speed)
+        t = np.arange(n, dtype=np.float32) / self.sample_rate
+        freq = 150.0 + zlib.crc32(word.encode()) % 200
+        envelope = np.sin(np.pi * np.arange(n) / n).astype(np.float32)
+        return (0.3 * envelope * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+    async def close(self) -> None:
+        self._ready = False

