@@ -6,7 +6,8 @@ leave for the client while the rest is still being synthesized. Container
 quirks handled here:
 
 - Ogg/Opus holds pages until the end unless ``page_duration`` is set; Opus
-  accepts only 8, 12, 16, 24 or 48 kHz, so other rates are resampled.
+  accepts only 8, 12, 16, 24 or 48 kHz, so other rates are resampled (and
+  every Opus decoder plays it back at 48 kHz whatever the encoded rate).
 - WAV cannot be patched afterwards, so its RIFF and data sizes are
   0xFFFFFFFF ("unknown"), which decoders accept for streams.
 - FLAC's STREAMINFO cannot be rewritten at the end; it carries no totals.

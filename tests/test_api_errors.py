@@ -1,0 +1,138 @@
+"""Every error path of the API: status, code, the field named, and no engine time spent."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from voxserve.api import create_app
+from voxserve.config import Settings
+from voxserve.engines import FakeEngine
+
+SPEECH = "/v1/audio/speech"
+
+
+def assert_error(response: object, status: int, code: str, param: str | None, text: str = "") -> None:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    error = response.json()["error"]  # type: ignore[attr-defined]
+    assert error["code"] == code
+    assert error["param"] == param
+    assert text in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param", "text"),
+    [
+        ({"input": ""}, 400, "invalid_request", "input", "empty"),
+        ({"input": 42}, 400, "invalid_request", "input", "valid string"),
+        ({"input": "hi", "speed": 5}, 400, "invalid_request", "speed", "less than or equal to 4"),
+        ({"input": "hi", "speed": "fast"}, 400, "invalid_request", "speed", "valid number"),
+        ({"input": "hi", "response_format": "mid"}, 400, "invalid_request", "response_format", "mp3"),
+        ({"input": "hi", "stream_format": "ws"}, 400, "invalid_request", "stream_format", "sse"),
+        ({"input": "hi", "bogus": 1}, 400, "invalid_request", "bogus", "Extra inputs"),
+        ({"input": "hi", "pitch": 30}, 400, "invalid_request", "pitch", "12"),
+        ({}, 400, "invalid_request", "input", "required"),
+        ({"input": "x" * 501}, 413, "input_too_large", "input", "limit for a synchronous request is 500"),
+        ({"input": "hi", "voice": "nobody"}, 404, "unknown_voice", "voice", "available: tone"),
+        ({"input": "hi", "model": "tts-9"}, 404, "unknown_model", "model", "available:"),
+        ({"input": "hi", "sample_rate": 1234}, 422, "unsupported_value", "sample_rate", "48000"),
+        ({"input": "hi", "language": "xx"}, 422, "unsupported_value", "language", "en, zh, ja"),
+        ({"input": "?!…"}, 422, "unsupported_value", "input", "nothing to speak"),
+    ],
+)
+def test_bad_speech_requests(
+    fake_client: TestClient,
+    fake_engine: FakeEngine,
+    body: dict[str, object],
+    status: int,
+    code: str,
+    param: str,
+    text: str,
+) -> None:
+    assert_error(fake_client.post(SPEECH, json=body), status, code, param, text)
+    assert fake_engine.calls == [], "no engine time for a bad request"
+
+
+def test_malformed_json(fake_client: TestClient) -> None:
+    response = fake_client.post(
+        SPEECH, content=b'{"input": "hi",', headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 400, "invalid_json", None, "not valid JSON")
+
+
+def test_wrong_media_type(fake_client: TestClient) -> None:
+    response = fake_client.post(SPEECH, content=b"input=hi", headers={"Content-Type": "text/plain"})
+    assert_error(response, 415, "unsupported_media_type", "Content-Type", "application/json")
+
+
+def test_engine_failure_before_the_first_byte_is_a_json_error(
+    fake_client: TestClient, fake_engine: FakeEngine
+) -> None:
+    fake_engine.fail_on = "Hello"
+    response = fake_client.post(SPEECH, json={"input": "Hello there."})
+    assert_error(response, 502, "engine_error", None, "told to fail")
+
+
+def test_empty_audio_is_an_error(fake_client: TestClient, fake_engine: FakeEngine) -> None:
+    fake_engine.empty_on = "Hello"
+    assert_error(fake_client.post(SPEECH, json={"input": "Hello there."}), 502, "empty_audio", None)
+
+
+def test_unknown_route_uses_the_error_shape(fake_client: TestClient) -> None:
+    assert_error(fake_client.get("/v1/nothing"), 404, "not_found", None)
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "code", "param"),
+    [
+        ({"text": "hi", "output_format": "aiff"}, 400, "invalid_request", "output_format"),
+        ({"text": "hi", "task_id": "../../etc/passwd"}, 400, "invalid_request", "task_id"),
+        ({"text": "hi", "speed": "quick"}, 400, "invalid_request", "speed"),
+        ({"emotion": "happy"}, 400, "invalid_request", "text"),
+        ({"text": "hi", "audio_path": "/refs/me.wav"}, 422, "capability_missing", "reference_audio"),
+    ],
+)
+def test_bad_tts_forms(
+    fake_client: TestClient, form: dict[str, str], status: int, code: str, param: str
+) -> None:
+    assert_error(fake_client.post("/tts", data=form), status, code, param)
+
+
+def test_reference_upload_on_an_engine_without_cloning(fake_client: TestClient) -> None:
+    files = {"reference_audio": ("me.wav", b"RIFF....WAVE", "audio/wav")}
+    response = fake_client.post("/tts", data={"text": "hi"}, files=files)
+    assert_error(response, 422, "capability_missing", "reference_audio", "cannot clone")
+
+
+def test_oversize_reference_upload(fake_client: TestClient) -> None:
+    files = {"reference_audio": ("me.wav", b"\0" * (10 * 1024 * 1024 + 1), "audio/wav")}
+    response = fake_client.post("/tts", data={"text": "hi"}, files=files)
+    assert_error(response, 413, "input_too_large", "reference_audio", "10485760")
+
+
+class SlowLoadingEngine(FakeEngine):
+    async def load(self) -> None:
+        import asyncio
+
+        await asyncio.sleep(1.0)
+        await super().load()
+
+
+def test_not_ready_until_engines_load(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, default_engine="slow")
+    app = create_app(settings, engines={"slow": SlowLoadingEngine(name="slow")})
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "loading"
+        response = client.post(SPEECH, json={"input": "hello"})
+        assert_error(response, 503, "not_ready", None, "loading")
+        assert response.headers["Retry-After"] == "2"
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.post(SPEECH, json={"input": "hello"}).status_code == 200

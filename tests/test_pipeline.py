@@ -1,0 +1,146 @@
+"""The one pipeline over the fake engine: planning checks, streaming, cancellation, failures."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.audio_checks import decode
+from voxserve.config import Settings
+from voxserve.engines import FakeEngine
+from voxserve.errors import (
+    CapabilityMissing,
+    EmptyAudio,
+    EngineError,
+    InvalidRequest,
+    NotReady,
+    PayloadTooLarge,
+    UnknownModel,
+    UnknownVoice,
+    UnsupportedValue,
+)
+from voxserve.metrics import Metrics
+from voxserve.pipeline import Pipeline, SpeechRequest, Stats
+from voxserve.text import TextNormalizer
+
+
+@pytest.fixture
+async def pipeline(tmp_path: Path) -> Pipeline:
+    settings = Settings(data_dir=tmp_path, default_engine="fake", max_input_chars=300, segment_chars=40)
+    engines = {
+        "fake": FakeEngine(name="fake"),
+        "english": FakeEngine(name="english", languages=frozenset({"en"})),
+    }
+    for engine in engines.values():
+        await engine.load()
+    normalizer = TextNormalizer()
+    normalizer.load()
+    return Pipeline(engines, normalizer, settings, ThreadPoolExecutor(2), Metrics())
+
+
+def fake(pipeline: Pipeline, name: str = "fake") -> FakeEngine:
+    engine = pipeline.engines[name]
+    assert isinstance(engine, FakeEngine)
+    return engine
+
+
+@pytest.mark.parametrize(
+    ("request_", "error", "param"),
+    [
+        (SpeechRequest(input="   "), InvalidRequest, "input"),
+        (SpeechRequest(input="x" * 301), PayloadTooLarge, "input"),
+        (SpeechRequest(input="…!?"), UnsupportedValue, "input"),
+        (SpeechRequest(input="hi", model="nope"), UnknownModel, "model"),
+        (SpeechRequest(input="hi", voice="nobody"), UnknownVoice, "voice"),
+        (SpeechRequest(input="hi", response_format="xyz"), UnsupportedValue, "response_format"),
+        (SpeechRequest(input="hi", sample_rate=12345), UnsupportedValue, "sample_rate"),
+        (SpeechRequest(input="hi", language="klingon"), UnsupportedValue, "language"),
+        (SpeechRequest(input="你好", model="english"), CapabilityMissing, "input"),
+        (SpeechRequest(input="hi", model="english", language="zh"), CapabilityMissing, "language"),
+        (SpeechRequest(input="hi", reference_audio=True), CapabilityMissing, "reference_audio"),
+    ],
+)
+async def test_plan_refuses_bad_requests_before_engine_time(
+    pipeline: Pipeline, request_: SpeechRequest, error: type[Exception], param: str
+) -> None:
+    with pytest.raises(error) as caught:
+        pipeline.plan(request_)
+    assert getattr(caught.value, "param", None) == param
+    assert not fake(pipeline).calls and not fake(pipeline, "english").calls
+
+
+async def test_over_limit_message_names_the_limit_and_jobs(pipeline: Pipeline) -> None:
+    with pytest.raises(PayloadTooLarge, match=r"301 characters; the limit .* is 300.*/v1/jobs"):
+        pipeline.plan(SpeechRequest(input="x" * 301))
+
+
+async def test_not_ready_engine_is_503(pipeline: Pipeline) -> None:
+    await fake(pipeline).close()
+    with pytest.raises(NotReady):
+        pipeline.plan(SpeechRequest(input="hello"))
+
+
+async def test_openai_names_map_onto_voices(pipeline: Pipeline) -> None:
+    plan = pipeline.plan(SpeechRequest(input="hello", model="fake", voice="alloy"))
+    assert plan.voice == "tone"
+
+
+async def test_options_an_engine_cannot_honour_are_reported(pipeline: Pipeline) -> None:
+    plan = pipeline.plan(SpeechRequest(input="hello", emotion="happy", instructions="whisper"))
+    assert plan.ignored == ("emotion", "instructions")
+
+
+async def test_segments_carry_language_and_fit_the_limit(pipeline: Pipeline) -> None:
+    text = "Hello there, this sentence is long enough to be split at its clause. 你好，世界。"
+    plan = pipeline.plan(SpeechRequest(input=text))
+    assert [(s.text, s.language) for s in plan.segments] == [
+        ("Hello there,", "en"),
+        ("this sentence is long enough to be split", "en"),
+        ("at its clause.", "en"),
+        ("你好，世界。", "zh"),
+    ]
+    assert [s.pause_after for s in plan.segments] == [0.1, 0.1, 0.25, 0.25]
+
+
+async def test_audio_streams_segment_by_segment(pipeline: Pipeline) -> None:
+    plan = pipeline.plan(SpeechRequest(input="One two. Three four five. Six.", response_format="wav"))
+    stats = Stats(chars=plan.chars)
+    chunks = [chunk async for chunk in pipeline.encode(plan, stats)]
+    assert len(chunks) >= 3
+    decoded = decode(b"".join(chunks))
+    words, pauses = 6 * 0.2, 3 * 0.25
+    assert decoded.duration == pytest.approx(words + pauses, abs=0.05)
+    assert stats.segments_done == 3 and stats.audio_seconds == pytest.approx(decoded.duration, abs=0.05)
+
+
+async def test_speed_beyond_the_engine_range_uses_tempo(pipeline: Pipeline) -> None:
+    plan = pipeline.plan(SpeechRequest(input="One two three four.", speed=4.0, response_format="wav"))
+    assert (plan.engine_speed, plan.tempo) == (2.0, 2.0)
+    audio = b"".join([c async for c in pipeline.encode(plan, Stats(chars=plan.chars))])
+    assert decode(audio).duration == pytest.approx(4 * 0.2 / 4 + 0.25 / 4, abs=0.03)
+
+
+async def test_a_consumer_that_stops_stops_the_remaining_segments(pipeline: Pipeline) -> None:
+    text = " ".join(f"Sentence number {i}." for i in range(10))
+    plan = pipeline.plan(SpeechRequest(input=text, response_format="pcm"))
+    stream = pipeline.encode(plan, Stats(chars=plan.chars))
+    await anext(stream)
+    await stream.aclose()
+    assert len(fake(pipeline).calls) <= 2
+
+
+async def test_a_failed_segment_ends_the_stream_with_an_error(pipeline: Pipeline) -> None:
+    fake(pipeline).fail_on = "boom"
+    plan = pipeline.plan(SpeechRequest(input="Fine here. Then boom. Never reached."))
+    with pytest.raises(EngineError, match="told to fail"):
+        [chunk async for chunk in pipeline.encode(plan, Stats(chars=plan.chars))]
+    assert [c.text for c in fake(pipeline).calls] == ["Fine here.", "Then boom."]
+
+
+async def test_empty_engine_output_is_an_error_not_silence(pipeline: Pipeline) -> None:
+    fake(pipeline).empty_on = "quiet"
+    plan = pipeline.plan(SpeechRequest(input="Say something quiet."))
+    with pytest.raises(EmptyAudio):
+        [chunk async for chunk in pipeline.encode(plan, Stats(chars=plan.chars))]

@@ -1,0 +1,133 @@
+"""Normalization and segmentation tables for en and zh, and segmentation properties."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voxserve.text import TextNormalizer, detect_language, split_text
+
+
+@pytest.fixture(scope="module")
+def normalizer() -> TextNormalizer:
+    normalizer = TextNormalizer()
+    normalizer.load()
+    return normalizer
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "$3.50 on 2024-05-01 at 10:30",
+            "three dollars and fifty cents on the first of may twenty twenty four at ten thirty",
+        ),
+        ("GPT-4 is here", "GPT four is here"),
+        ("Call 555-1234", "Call five five five, one two three four"),
+        ("Meet me on Baker St. today", "Meet me on Baker Street today"),
+        ("St. Louis", "Saint Louis"),
+        ("It is 50% off", "It is fifty percent off"),
+        ("the 1990s", "the nineteen nineties"),
+        ("The 3rd item weighs 5kg", "The third item weighs five kilograms"),
+        ("$1 or $100", "one dollar or one hundred dollars"),
+        ("No numbers here.", "No numbers here."),
+    ],
+)
+def test_english_normalization(normalizer: TextNormalizer, text: str, expected: str) -> None:
+    assert normalizer.normalize(text, "en") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("共3.5元，2024年5月1日", "共三点五元,二零二四年五月一日"),
+        ("￥100元", "一百元"),
+        ("¥12.5", "十二点五元"),
+        ("GPT-4模型", "GPT 四模型"),
+        ("电话555-1234", "电话五五五,一二三四"),
+        ("温度-5度", "温度负五度"),
+        ("下午3:30开会", "下午三点三十分开会"),
+        ("百分之50%的人", "百分之百分之五十的人"),
+    ],
+)
+def test_chinese_normalization(normalizer: TextNormalizer, text: str, expected: str) -> None:
+    assert normalizer.normalize(text, "zh") == expected
+
+
+def test_japanese_passes_through(normalizer: TextNormalizer) -> None:
+    assert normalizer.normalize("今日は3月です。", "ja") == "今日は3月です。"
+
+
+@pytest.mark.parametrize(
+    ("text", "language"),
+    [
+        ("Hello there", "en"),
+        ("你好，世界", "zh"),
+        ("こんにちは", "ja"),
+        ("我用GPT写代码", "zh"),
+        ("42", "en"),
+    ],
+)
+def test_language_detection(text: str, language: str) -> None:
+    assert detect_language(text) == language
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        (
+            "Dr. Smith went to Washington. He paid $3.50! Really? Yes.",
+            200,
+            ["Dr. Smith went to Washington.", "He paid $3.50!", "Really?", "Yes."],
+        ),
+        ("你好。今天天气很好！我们去公园吧？", 200, ["你好。", "今天天气很好！", "我们去公园吧？"]),
+        (
+            "今天天气很好，我们去公园吧，然后去吃饭，再去看电影。",
+            12,
+            ["今天天气很好，", "我们去公园吧，", "然后去吃饭，再去看电影。"],
+        ),
+        (
+            "This is a long sentence, with clauses; and more words that go on and on.",
+            30,
+            ["This is a long sentence,", "with clauses;", "and more words that go on and", "on."],
+        ),
+        (
+            "Numbers like 1,000,000 and 3.14159 and tags like [h][ǎo] or {HH AH0 L OW1} stay whole.",
+            20,
+            [
+                "Numbers like",
+                "1,000,000 and",
+                "3.14159 and tags",
+                "like [h][ǎo] or",
+                "{HH AH0 L OW1} stay",
+                "whole.",
+            ],
+        ),
+        ("Wait… what?! ……", 200, ["Wait… what?! ……"]),
+        ("First line\n\nSecond line", 200, ["First line", "Second line"]),
+    ],
+)
+def test_segmentation_table(text: str, limit: int, expected: list[str]) -> None:
+    assert split_text(text, limit) == expected
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+_alphabet = st.sampled_from(
+    list("abcdefghij ABC,.;:!?") + list("你好世界天气，。！？、") + ["1,000", "3.5", "[h][ǎo]", " ", "\n"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.lists(_alphabet, min_size=1, max_size=400).map("".join), limit=st.integers(20, 120))
+def test_segments_rejoin_to_the_input_and_respect_the_limit(text: str, limit: int) -> None:
+    pieces = split_text(text, limit)
+    assert _squash("".join(pieces)) == _squash(text)
+    assert all(piece.strip() for piece in pieces), pieces
+    for piece in pieces:
+        assert len(piece) <= limit, (piece, limit)
