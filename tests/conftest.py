@@ -2,44 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from bench.server import running_server
 from fastapi.testclient import TestClient
 
 from voxserve.api import create_app
 from voxserve.config import Settings
 from voxserve.engines import FakeEngine
-
-ROOT = Path(__file__).resolve().parent.parent
-VOXSERVE = Path(sys.executable).parent / "voxserve"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"voxserve exited with {process.returncode}")
-        try:
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("voxserve did not become ready")
 
 
 @pytest.fixture(scope="session")
@@ -50,25 +24,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``voxserve serve`` with the embedded defaults, as a user would start it."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("logs") / "server.log"
-    env = {**os.environ, "VOXSERVE_DATA_DIR": str(data_dir)}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(VOXSERVE), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base_url, process)
+    with running_server(data_dir, log_path) as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
     server_log = log_path.read_text()
     assert "Traceback" not in server_log, server_log[-3000:]
+    assert " ok engine=" in server_log, "one log line per request"
 
 
 @pytest.fixture

