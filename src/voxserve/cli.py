@@ -22,7 +22,7 @@ from voxserve.errors import VoxserveError
 from voxserve.pipeline import SpeechRequest, Stats
 
 app = typer.Typer(help="voxserve: self-hosted speech synthesis.", no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never break a message a script may parse
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (or $VOXSERVE_CONFIG).")

@@ -1,0 +1,70 @@
+"""The ``voxserve`` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from bench.server import VOXSERVE
+
+from tests.audio_checks import assert_speech_like, decode
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VOXSERVE), *args], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
+
+
+def test_say_writes_the_format_of_the_file_name(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "hello.ogg"
+    result = run("say", "Hello from the command line.", "-o", str(out), "--model", "hibari",
+                 "--data-dir", str(data_dir))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "s of audio in" in result.stderr
+    audio = decode(out.read_bytes())
+    assert audio.codec == "opus"
+    assert_speech_like(audio, min_seconds=1.0)
+
+
+def test_say_reports_a_bad_request(tmp_path: Path, data_dir: Path) -> None:
+    result = run(
+        "say", "你好", "-o", str(tmp_path / "x.mp3"), "--model", "hibari", "--data-dir", str(data_dir)
+    )
+    assert result.returncode == 1
+    assert "capability_missing" in result.stderr and "does not speak 'zh'" in result.stderr
+
+
+def test_settings_precedence_toml_env_flags(tmp_path: Path) -> None:
+    config = tmp_path / "voxserve.toml"
+    config.write_text('port = 9000\nmax_input_chars = 8000\nlog_level = "DEBUG"\n')
+    result = run("config", "--config", str(config), "--data-dir", "/srv/vox", env={"VOXSERVE_PORT": "9100"})
+    assert result.returncode == 0, result.stderr
+    settings = json.loads(result.stdout)
+    assert settings["port"] == 9100  # environment beats the file
+    assert settings["max_input_chars"] == 8000  # the file beats the default
+    assert settings["data_dir"] == "/srv/vox"  # a flag beats everything
+    assert settings["segment_chars"] == 200  # default
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "config file not found"), ("bogus_key = 1\n", "bogus_key"), ("port = 'x'\n", "port")],
+)
+def test_bad_config_is_refused_clearly(tmp_path: Path, content: str | None, message: str) -> None:
+    config = tmp_path / "voxserve.toml"
+    if content is not None:
+        config.write_text(content)
+    result = run("config", "--config", str(config))
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_voices_lists_every_engine_without_loading(tmp_path: Path) -> None:
+    result = run("voices", "--data-dir", str(tmp_path))
+    assert result.returncode == 0
+    assert "jf_alpha" in result.stdout and "heart" in result.stdout and "alloy→jf_alpha" in result.stdout
+    assert not (tmp_path / "models").exists(), "listing voices must not assemble the model"
