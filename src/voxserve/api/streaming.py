@@ -10,6 +10,7 @@ SSE stream sends an ``error`` event.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -76,8 +77,8 @@ async def _started(pipeline: Pipeline, plan: Plan, request_id: str) -> AsyncIter
             async for chunk in chunks:
                 yield chunk
             outcome = "ok"
-        except GeneratorExit:
-            outcome = "disconnected"
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "disconnected"  # the server closes or cancels the body when the client leaves
             raise
         finally:
             await chunks.aclose()
