@@ -1,0 +1,99 @@
+"""What a job is, and the states it moves through.
+
+A job is a synthesis request whose audio goes to storage instead of a
+socket. Its state machine, written down as data::
+
+    queued ──claim──► running ──► succeeded
+      ▲  │               │   └──► failed      (permanent error, or attempts used up)
+      │  └──cancel──► canceled ◄──cancel (at the next segment)
+      └──── retry / lease expired (resumes from the last finished segment)
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+def now() -> float:
+    return time.time()
+
+
+def new_job_id() -> str:
+    """``job_`` + milliseconds + random: sortable by creation, unguessable."""
+    return f"job_{int(now() * 1000)}_{secrets.token_hex(5)}"
+
+
+def new_task_id() -> str:
+    """The seed clients' id shape: ``task_<ms timestamp>_<random>``."""
+    return f"task_{int(now() * 1000)}_{secrets.token_hex(5)}"
+
+
+@dataclass
+class Progress:
+    """How far a job got; ``bytes_done`` is where the PCM file ends after the last finished segment."""
+
+    segments_done: int = 0
+    segments_total: int = 0
+    chars_done: int = 0
+    chars_total: int = 0
+    audio_seconds: float = 0.0
+    bytes_done: int = 0
+
+
+@dataclass
+class Job:
+    """One job as stored. ``request`` is the speech request's fields (JSON-compatible)."""
+
+    id: str
+    request: dict[str, Any]
+    name: str
+    priority: int = 0
+    status: JobStatus = JobStatus.QUEUED
+    created_at: float = field(default_factory=now)
+    run_at: float = field(default_factory=now)
+    started_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float = field(default_factory=now)
+    attempts: int = 0
+    max_attempts: int = 3
+    progress: Progress = field(default_factory=Progress)
+    error_code: str | None = None
+    error_message: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    lease_owner: str | None = None
+    lease_expires: float | None = None
+    cancel_requested: bool = False
+    version: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["status"] = self.status.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        values = dict(data)
+        values["status"] = JobStatus(values["status"])
+        values["progress"] = Progress(**values["progress"])
+        return cls(**values)

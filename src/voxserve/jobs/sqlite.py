@@ -1,0 +1,179 @@
+"""The embedded job store: one SQLite file in WAL mode, in the data dir.
+
+Each job is one row: indexed columns for what queries select on, and the job
+itself as JSON. A claim is a single ``UPDATE … WHERE rowid = (SELECT …)
+RETURNING``, so two workers (even in two processes) can never take the same
+job. All statements run on one dedicated thread that owns the connection:
+one thread hop per store operation, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from voxserve.jobs.models import Job, JobStatus
+from voxserve.jobs.store import JobStore
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    run_at REAL NOT NULL,
+    lease_expires REAL,
+    finished_at REAL,
+    version INTEGER NOT NULL,
+    idempotency_key TEXT UNIQUE,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (status, priority DESC, seq) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+"""
+
+_CLAIM = """
+UPDATE jobs SET status = 'running', lease_expires = :lease, version = version + 1,
+    data = json_set(data,
+        '$.status', 'running',
+        '$.lease_owner', :worker,
+        '$.lease_expires', :lease,
+        '$.attempts', json_extract(data, '$.attempts') + 1,
+        '$.started_at', coalesce(json_extract(data, '$.started_at'), :now),
+        '$.updated_at', :now,
+        '$.version', version + 1)
+WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' AND run_at <= :now
+             ORDER BY priority DESC, seq LIMIT 1)
+RETURNING data
+"""
+
+_COLUMNS = "id, status, priority, run_at, lease_expires, finished_at, version, idempotency_key, data"
+
+
+def _row(job: Job) -> tuple[Any, ...]:
+    return (
+        job.id, job.status.value, job.priority, job.run_at, job.lease_expires, job.finished_at,
+        job.version, job.idempotency_key, json.dumps(job.to_dict()),
+    )  # fmt: skip
+
+
+class SQLiteJobStore(JobStore):
+    """Jobs in ``path`` (created on first use)."""
+
+    def __init__(self, path: Path, poll_interval: float = 0.5) -> None:
+        super().__init__()
+        self.path = path
+        self.poll_interval = poll_interval
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxserve-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # durable across crashes of the process
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: work(self._connect()))
+
+    async def _insert(self, job: Job) -> Job:
+        def insert(db: sqlite3.Connection) -> str:
+            db.execute(
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (idempotency_key) DO NOTHING",
+                _row(job),
+            )
+            if job.idempotency_key is None:
+                return json.dumps(job.to_dict())
+            found = db.execute("SELECT data FROM jobs WHERE idempotency_key = ?", (job.idempotency_key,))
+            return str(found.fetchone()[0])
+
+        return Job.from_dict(json.loads(await self._run(insert)))
+
+    async def _claim(self, worker_id: str, lease_until: float, at: float) -> Job | None:
+        def claim(db: sqlite3.Connection) -> str | None:
+            row = db.execute(_CLAIM, {"lease": lease_until, "worker": worker_id, "now": at}).fetchone()
+            return None if row is None else str(row[0])
+
+        data = await self._run(claim)
+        return None if data is None else Job.from_dict(json.loads(data))
+
+    async def _replace(self, job: Job, expected_version: int) -> bool:
+        def replace(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "UPDATE jobs SET status = ?, priority = ?, run_at = ?, lease_expires = ?, finished_at = ?, "
+                "version = ?, data = ? WHERE id = ? AND version = ?",
+                (job.status.value, job.priority, job.run_at, job.lease_expires, job.finished_at,
+                 job.version, json.dumps(job.to_dict()), job.id, expected_version),
+            )  # fmt: skip
+            return cursor.rowcount == 1
+
+        return await self._run(replace)
+
+    async def get(self, job_id: str) -> Job | None:
+        def get(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        data = await self._run(get)
+        return None if data is None else Job.from_dict(json.loads(data))
+
+    async def _list(self, status: JobStatus | None, limit: int, before: str | None) -> list[Job]:
+        def select(db: sqlite3.Connection) -> list[str]:
+            clauses, params = [], []
+            if status is not None:
+                clauses.append("status = ?")
+                params.append(status.value)
+            if before is not None:
+                clauses.append("seq < (SELECT seq FROM jobs WHERE id = ?)")
+                params.append(before)
+            where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            rows = db.execute(f"SELECT data FROM jobs {where} ORDER BY seq DESC LIMIT ?", (*params, limit))
+            return [str(row[0]) for row in rows]
+
+        return [Job.from_dict(json.loads(data)) for data in await self._run(select)]
+
+    async def _expired_leases(self, at: float) -> list[str]:
+        def expired(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute("SELECT id FROM jobs WHERE status = 'running' AND lease_expires < ?", (at,))
+            return [str(row[0]) for row in rows]
+
+        return await self._run(expired)
+
+    async def _finished_before(self, at: float) -> list[str]:
+        def finished(db: sqlite3.Connection) -> list[str]:
+            rows = db.execute("SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?", (at,))
+            return [str(row[0]) for row in rows]
+
+        return await self._run(finished)
+
+    async def _delete(self, job_id: str) -> None:
+        await self._run(lambda db: db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)))
+
+    async def _wait_for_work(self, timeout: float) -> None:
+        # Enqueues in this process wake us at once; other processes' within the poll interval.
+        await self._wait_for_change(min(timeout, self.poll_interval))
+
+    async def close(self) -> None:
+        def close(_: sqlite3.Connection) -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        if self._db is not None:
+            await self._run(close)
+        self._thread.shutdown(wait=True)

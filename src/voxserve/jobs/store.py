@@ -1,0 +1,278 @@
+"""The job store: one base class holds the state logic, backends hold the data.
+
+Public methods (``enqueue``, ``claim``, ``heartbeat``, ``record_progress``,
+``finish``, ``retry``, ``cancel``, ``requeue_expired``...) decide what
+changes; backends implement a handful of atomic primitives:
+
+- ``_insert``: add a job unless its idempotency key exists (then return that job),
+- ``_claim``: take the best due queued job and lease it, in one step,
+- ``_replace``: write a job if its version is unchanged (optimistic concurrency),
+- ``_list``, ``_delete``, ``_expired_leases``, ``_finished_before``, ``wait_for_work``.
+
+Claims are leases: a worker that dies stops renewing its lease, and once it
+expires ``requeue_expired`` puts the job back in the queue, where the next
+worker resumes it from its last finished segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from voxserve.errors import VoxserveError
+from voxserve.jobs.models import Job, JobStatus, Progress, now
+
+
+class IdempotencyConflict(VoxserveError):
+    status_code = 409
+    code = "idempotency_conflict"
+
+
+class JobNotFound(VoxserveError):
+    status_code = 404
+    code = "job_not_found"
+
+
+def request_hash(fields: dict[str, Any]) -> str:
+    """A stable fingerprint of what a job asks for, to compare idempotent retries."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class JobStore(ABC):
+    """Persistent jobs with leases. Subclasses: SQLite (embedded) and Redis (shared)."""
+
+    def __init__(self) -> None:
+        self._changed: asyncio.Future[None] | None = None
+
+    # -- backend primitives -----------------------------------------------------------------
+
+    @abstractmethod
+    async def _insert(self, job: Job) -> Job:
+        """Store a new job, or return the existing one with the same idempotency key."""
+
+    @abstractmethod
+    async def _claim(self, worker_id: str, lease_until: float, at: float) -> Job | None:
+        """Atomically lease the due queued job with the highest priority, oldest first."""
+
+    @abstractmethod
+    async def _replace(self, job: Job, expected_version: int) -> bool:
+        """Write ``job`` if the stored version is ``expected_version``; False if it moved on."""
+
+    @abstractmethod
+    async def get(self, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    async def _list(self, status: JobStatus | None, limit: int, before: str | None) -> list[Job]: ...
+
+    @abstractmethod
+    async def _expired_leases(self, at: float) -> list[str]: ...
+
+    @abstractmethod
+    async def _finished_before(self, at: float) -> list[str]: ...
+
+    @abstractmethod
+    async def _delete(self, job_id: str) -> None: ...
+
+    @abstractmethod
+    async def _wait_for_work(self, timeout: float) -> None:
+        """Return when a job may have become available (or after ``timeout``)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # -- change notification (wakes watchers in this process at once) -----------------------
+
+    def _notify(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None
+
+    async def _wait_for_change(self, timeout: float) -> None:
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._changed), timeout)
+
+    # -- the public contract ----------------------------------------------------------------
+
+    async def enqueue(self, job: Job) -> tuple[Job, bool]:
+        """Store a job; (job, created). An idempotency key seen before returns its job.
+
+        The same key with a different request is refused: a client's retry must
+        never turn into a second, different job.
+        """
+        stored = await self._insert(job)
+        created = stored.id == job.id
+        if not created and stored.request_hash != job.request_hash:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {job.idempotency_key!r} was already used for a different request "
+                f"(job {stored.id})",
+                param="Idempotency-Key",
+            )
+        if created:
+            self._notify()
+        return stored, created
+
+    async def claim(self, worker_id: str, lease_seconds: float) -> Job | None:
+        at = now()
+        job = await self._claim(worker_id, at + lease_seconds, at)
+        if job is not None:
+            self._notify()
+        return job
+
+    async def wait_for_work(self, timeout: float) -> None:
+        await self._wait_for_work(timeout)
+
+    async def list_jobs(
+        self, status: JobStatus | None = None, limit: int = 50, before: str | None = None
+    ) -> list[Job]:
+        """Newest first; ``before`` is the id of the last job of the previous page."""
+        return await self._list(status, limit, before)
+
+    async def _modify(self, job_id: str, change: Callable[[Job], bool]) -> Job | None:
+        """Read, change and write back a job, retrying if another writer got there first.
+
+        ``change`` returns False to leave the job as it is; the result is then None.
+        """
+        while True:
+            job = await self.get(job_id)
+            if job is None or not change(job):
+                return None
+            expected = job.version
+            job.version += 1
+            job.updated_at = now()
+            if await self._replace(job, expected):
+                self._notify()
+                return job
+
+    @staticmethod
+    def _owned(job: Job, worker_id: str) -> bool:
+        return job.status is JobStatus.RUNNING and job.lease_owner == worker_id
+
+    async def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float) -> Job | None:
+        """Extend a lease; None if the worker no longer holds it (expired and taken over)."""
+
+        def extend(job: Job) -> bool:
+            if not self._owned(job, worker_id):
+                return False
+            job.lease_expires = now() + lease_seconds
+            return True
+
+        return await self._modify(job_id, extend)
+
+    async def record_progress(self, job_id: str, worker_id: str, progress: Progress) -> Job | None:
+        """Save progress after a finished segment; None if the lease was lost."""
+
+        def advance(job: Job) -> bool:
+            if not self._owned(job, worker_id):
+                return False
+            job.progress = progress
+            return True
+
+        return await self._modify(job_id, advance)
+
+    async def finish(
+        self, job_id: str, worker_id: str, status: JobStatus, error: VoxserveError | None = None
+    ) -> Job | None:
+        """End a running job: succeeded, failed (with the error) or canceled."""
+
+        def end(job: Job) -> bool:
+            if not self._owned(job, worker_id):
+                return False
+            job.status = status
+            job.finished_at = now()
+            job.lease_owner = job.lease_expires = None
+            if error is not None:
+                job.error_code, job.error_message = error.code, error.message
+            return True
+
+        return await self._modify(job_id, end)
+
+    async def retry(self, job_id: str, worker_id: str, delay: float, error: VoxserveError) -> Job | None:
+        """Put a failed attempt back in the queue after ``delay`` seconds, keeping its progress."""
+
+        def again(job: Job) -> bool:
+            if not self._owned(job, worker_id):
+                return False
+            job.status = JobStatus.QUEUED
+            job.run_at = now() + delay
+            job.lease_owner = job.lease_expires = None
+            job.error_code, job.error_message = error.code, error.message
+            return True
+
+        return await self._modify(job_id, again)
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel: a queued job at once, a running one at its next segment. Ended jobs stay as they are."""
+
+        def stop(job: Job) -> bool:
+            if job.terminal or job.cancel_requested:
+                return False
+            if job.status is JobStatus.QUEUED:
+                job.status = JobStatus.CANCELED
+                job.finished_at = now()
+            else:
+                job.cancel_requested = True
+            return True
+
+        changed = await self._modify(job_id, stop)
+        job = changed or await self.get(job_id)
+        if job is None:
+            raise JobNotFound(f"job {job_id!r} does not exist", param="id")
+        return job
+
+    async def requeue_expired(self) -> list[Job]:
+        """Jobs whose worker stopped renewing its lease: back to the queue, or failed when out of attempts."""
+        requeued = []
+        for job_id in await self._expired_leases(now()):
+
+            def recover(job: Job) -> bool:
+                if job.status is not JobStatus.RUNNING or (job.lease_expires or 0) > now():
+                    return False
+                job.lease_owner = job.lease_expires = None
+                if job.cancel_requested:
+                    job.status, job.finished_at = JobStatus.CANCELED, now()
+                elif job.attempts >= job.max_attempts:
+                    job.status, job.finished_at = JobStatus.FAILED, now()
+                    job.error_code = "worker_lost"
+                    job.error_message = (
+                        f"the worker stopped during attempt {job.attempts} of {job.max_attempts}"
+                    )
+                else:
+                    job.status, job.run_at = JobStatus.QUEUED, now()
+                return True
+
+            job = await self._modify(job_id, recover)
+            if job is not None:
+                requeued.append(job)
+        return requeued
+
+    async def remove_finished_before(self, at: float) -> list[str]:
+        """Delete ended jobs older than ``at`` (the retention janitor); returns their ids."""
+        ids = await self._finished_before(at)
+        for job_id in ids:
+            await self._delete(job_id)
+        return ids
+
+    async def watch(self, job_id: str, poll_interval: float = 0.5) -> AsyncIterator[Job]:
+        """Yield the job now and after every change, until it ends.
+
+        Changes made in this process wake the watcher at once; changes made by
+        other processes (a separate worker) are seen within ``poll_interval``.
+        """
+        seen = -1
+        while True:
+            job = await self.get(job_id)
+            if job is None:
+                return
+            if job.version != seen:
+                seen = job.version
+                yield job
+            if job.terminal:
+                return
+            await self._wait_for_change(poll_interval)
