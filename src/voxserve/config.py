@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     clause_pause: float = Field(default=0.1, ge=0, le=5)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
+    queue_url: str | None = Field(
+        default=None, description="redis://host:port/db for a shared queue; default: SQLite in data_dir"
+    )
+    workers: int = Field(default=1, ge=0, description="job workers inside `serve` (0: use `voxserve worker`)")
+    worker_concurrency: int = Field(default=1, ge=1, description="jobs one worker runs at once")
+    job_max_chars: int = Field(default=1_000_000, ge=1)
+    job_max_attempts: int = Field(default=3, ge=1, le=20)
+    job_lease_seconds: float = Field(default=30.0, gt=0)
+    job_retry_base_seconds: float = Field(default=1.0, ge=0)
+    job_retention_hours: float = Field(default=48.0, gt=0)
+    job_disk_limit_bytes: int = Field(default=20 * 1024**3, ge=0, description="refuse new jobs beyond this")
+    janitor_interval_seconds: float = Field(default=600.0, gt=0)
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -151,11 +151,15 @@ class Pipeline:
 
     # -- planning: every check, no engine time -------------------------------------------
 
-    def plan(self, request: SpeechRequest) -> Plan:
-        """Check a request and decide how to serve it; raises a VoxserveError if it cannot be."""
-        self._check_input(request.input)
+    def plan(self, request: SpeechRequest, max_chars: int | None = None, require_ready: bool = True) -> Plan:
+        """Check a request and decide how to serve it; raises a VoxserveError if it cannot be.
+
+        ``max_chars`` replaces the synchronous limit (jobs take much longer
+        texts); a job may also be planned while engines still load.
+        """
+        self._check_input(request.input, max_chars)
         engine, voice = self._engine_and_voice(request)
-        if not engine.ready or not self.normalizer.loaded:
+        if require_ready and (not engine.ready or not self.normalizer.loaded):
             raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
         caps = engine.capabilities
         if request.reference_audio and not caps.cloning:
@@ -193,11 +197,15 @@ class Pipeline:
             ignored=self._ignored_options(request, engine),
         )
 
-    def _check_input(self, text: str) -> None:
+    def _check_input(self, text: str, max_chars: int | None) -> None:
         if not text.strip():
             raise InvalidRequest("input is empty; give the text to speak", param="input")
+        if max_chars is not None and len(text) > max_chars:
+            raise PayloadTooLarge(
+                f"input is {len(text)} characters; the limit for a job is {max_chars}", param="input"
+            )
         limit = self.settings.max_input_chars
-        if len(text) > limit:
+        if max_chars is None and len(text) > limit:
             raise PayloadTooLarge(
                 f"input is {len(text)} characters; the limit for a synchronous request is {limit}. "
                 "Submit longer texts as a job (POST /v1/jobs).",
@@ -290,20 +298,28 @@ class Pipeline:
 
     async def pcm(self, plan: Plan, stats: Stats) -> AsyncGenerator[PCM, None]:
         """The plan's audio at the engine's rate: levelled, effects applied, joined."""
+        async for _, audio in self.segment_audio(plan, stats):
+            yield audio
+
+    async def segment_audio(
+        self, plan: Plan, stats: Stats, start: int = 0
+    ) -> AsyncGenerator[tuple[int, PCM], None]:
+        """(index, audio with its following pause) for each segment from ``start`` on.
+
+        Jobs record progress per segment and resume from ``start`` after a crash.
+        """
         engine = plan.engine
         rate = engine.capabilities.sample_rate
         try:
-            async for segment, text in self._normalized(plan):
+            async for index, segment, text in self._normalized(plan, start):
                 audio = await self._render(plan, segment, text)
                 if stats.first_audio is None:
                     stats.first_audio = time.perf_counter()
                     self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
-                stats.segments_done += 1
-                stats.audio_seconds += audio.size / rate
-                yield audio
                 pause = silence(segment.pause_after / plan.request.speed, rate)
-                stats.audio_seconds += pause.size / rate
-                yield pause
+                stats.segments_done += 1
+                stats.audio_seconds += (audio.size + pause.size) / rate
+                yield index, np.concatenate([audio, pause])
             self.metrics.requests.labels(engine.name, "ok").inc()
         except BaseException as exc:
             outcome = "canceled" if isinstance(exc, GeneratorExit | asyncio.CancelledError) else "error"
@@ -313,7 +329,7 @@ class Pipeline:
             stats.finished = time.perf_counter()
             self.metrics.audio_seconds.labels(engine.name).inc(stats.audio_seconds)
 
-    async def _normalized(self, plan: Plan) -> AsyncIterator[tuple[Segment, str]]:
+    async def _normalized(self, plan: Plan, start: int) -> AsyncIterator[tuple[int, Segment, str]]:
         """Segments with their normalized text, the next one prepared while this one renders."""
         loop = asyncio.get_running_loop()
 
@@ -323,12 +339,12 @@ class Pipeline:
             )
 
         segments = plan.segments
-        pending = submit(segments[0]) if segments else None
-        for index, segment in enumerate(segments):
+        pending = submit(segments[start]) if start < len(segments) else None
+        for index in range(start, len(segments)):
             assert pending is not None
             current = pending
             pending = submit(segments[index + 1]) if index + 1 < len(segments) else None
-            yield segment, await current
+            yield index, segments[index], await current
 
     async def _render(self, plan: Plan, segment: Segment, text: str) -> PCM:
         """One segment through the engine: refit after normalization, then audio effects."""

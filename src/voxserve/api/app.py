@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from voxserve import __version__
-from voxserve.api import catalog, health, speech, tts
+from voxserve.api import catalog, health, jobs, speech, tasks, tts
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.services import Services
 from voxserve.config import Settings
@@ -26,7 +26,7 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.build(settings, engines)
         app.state.services = services
-        services.start_loading()
+        services.start(settings.workers)
         try:
             yield
         finally:
@@ -39,6 +39,6 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (speech, tts, catalog, health):
+    for module in (speech, tts, jobs, tasks, catalog, health):
         app.include_router(module.router)
     return app

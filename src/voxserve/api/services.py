@@ -1,45 +1,85 @@
-"""The services one application runs on, built in its lifespan and kept on ``app.state``."""
+"""The services one process runs on, built in its lifespan and kept on ``app.state``.
+
+``voxserve serve`` runs them with the HTTP API; ``voxserve worker`` runs the
+same services (engines, pipeline, job store, workers) without it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from fastapi import Request
 
 from voxserve.config import Settings
 from voxserve.engines import Engine, build_engine
+from voxserve.errors import InvalidRequest, VoxserveError
+from voxserve.jobs import Job, JobStore, open_store, request_hash
+from voxserve.jobs.files import JobFiles, check_name
+from voxserve.jobs.janitor import run_janitor
+from voxserve.jobs.worker import Worker, WorkerSettings, run_workers
 from voxserve.metrics import Metrics
-from voxserve.pipeline import Pipeline
+from voxserve.pipeline import Pipeline, SpeechRequest
 from voxserve.text import TextNormalizer
 
 log = logging.getLogger(__name__)
+METADATA_LIMIT = 4096
+
+
+class InsufficientStorage(VoxserveError):
+    status_code = 507
+    code = "insufficient_storage"
 
 
 @dataclass
 class Services:
-    """Everything a route needs: settings, the pipeline and the metrics."""
+    """Everything routes and workers need: settings, pipeline, job store, metrics."""
 
     settings: Settings
     pipeline: Pipeline
     metrics: Metrics
     executor: ThreadPoolExecutor
+    store: JobStore
+    files: JobFiles
     load_error: str | None = None
-    _loading: asyncio.Task[None] | None = field(default=None, repr=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    _workers: list[Worker] = field(default_factory=list, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings, engines: Mapping[str, Engine] | None = None) -> Services:
-        """Create (not yet load) the engines and pipeline; inference runs in a pool sized to the cores."""
+    def build(
+        cls, settings: Settings, engines: Mapping[str, Engine] | None = None, store: JobStore | None = None
+    ) -> Services:
+        """Create (not yet load) engines, pipeline and job store; one inference pool sized to the cores."""
         executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="voxserve-synth")
         if engines is None:
             engines = {e.name: build_engine(e, executor, settings.data_dir) for e in settings.engines}
         metrics = Metrics()
         pipeline = Pipeline(engines, TextNormalizer(), settings, executor, metrics)
-        return cls(settings=settings, pipeline=pipeline, metrics=metrics, executor=executor)
+        return cls(
+            settings=settings,
+            pipeline=pipeline,
+            metrics=metrics,
+            executor=executor,
+            store=store or open_store(settings.queue_url, settings.data_dir),
+            files=JobFiles(settings.data_dir / "jobs"),
+        )
+
+    @property
+    def worker_settings(self) -> WorkerSettings:
+        s = self.settings
+        return WorkerSettings(
+            lease_seconds=s.job_lease_seconds,
+            concurrency=s.worker_concurrency,
+            max_chars=s.job_max_chars,
+            retry_base=s.job_retry_base_seconds,
+        )
 
     async def load(self) -> None:
         """Load the normalizers and every engine; failures leave /readyz at 503 with the reason."""
@@ -57,13 +97,75 @@ class Services:
             raise
         log.info("ready: engines %s", ", ".join(self.pipeline.engines))
 
-    def start_loading(self) -> asyncio.Task[None]:
-        self._loading = asyncio.create_task(self.load())
-        return self._loading
+    def start(self, workers: int) -> None:
+        """Load in the background, then run ``workers`` job workers and the retention janitor."""
+
+        async def load_then_work() -> None:
+            await self.load()
+            self._workers = [
+                Worker(self.store, self.pipeline, self.files, self.worker_settings) for _ in range(workers)
+            ]
+            await run_workers(self._workers)
+
+        self._tasks.append(asyncio.create_task(load_then_work(), name="voxserve-load-and-work"))
+        retention = self.settings.job_retention_hours * 3600
+        janitor = run_janitor(self.store, self.files, retention, self.settings.janitor_interval_seconds)
+        self._tasks.append(asyncio.create_task(janitor, name="voxserve-janitor"))
+
+    async def run_until_stopped(self, workers: int) -> None:
+        """``voxserve worker``: the same services without HTTP, until cancelled."""
+        self.start(workers)
+        await asyncio.gather(*self._tasks)
+
+    async def submit(
+        self,
+        request: SpeechRequest,
+        *,
+        job_id: str,
+        name: str | None = None,
+        priority: int = 0,
+        run_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> tuple[Job, bool]:
+        """Check a job fully, then store it; (job, created). Nothing unchecked is ever queued."""
+        plan = self.pipeline.plan(request, max_chars=self.settings.job_max_chars, require_ready=False)
+        name = check_name(name) if name else job_id
+        metadata = metadata or {}
+        if len(repr(metadata)) > METADATA_LIMIT:
+            raise InvalidRequest(f"metadata is over the limit of {METADATA_LIMIT} bytes", param="metadata")
+        usage, limit = self.files.usage(), self.settings.job_disk_limit_bytes
+        if usage >= limit:
+            raise InsufficientStorage(
+                f"job storage holds {usage} bytes, at its limit of {limit}; "
+                "retry after finished jobs expire or are deleted"
+            )
+        fields = {"request": request.__dict__, "name": name, "priority": priority, "metadata": metadata}
+        job = Job(
+            id=job_id,
+            request=dict(request.__dict__),
+            name=name,
+            priority=priority,
+            metadata=metadata,
+            max_attempts=max_attempts or self.settings.job_max_attempts,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash({**fields, "run_at": run_at}),
+            sample_rate=plan.engine.capabilities.sample_rate,
+            output_rate=plan.output_rate,
+        )
+        if run_at is not None:
+            job.run_at = run_at.timestamp()
+        return await self.store.enqueue(job)
 
     async def close(self) -> None:
-        if self._loading is not None and not self._loading.done():
-            self._loading.cancel()
+        for worker in self._workers:
+            await worker.stop()
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.store.close()
         for engine in self.pipeline.engines.values():
             await engine.close()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -80,6 +80,8 @@ class Job:
     lease_owner: str | None = None
     lease_expires: float | None = None
     cancel_requested: bool = False
+    sample_rate: int = 0  # the engine's, which the PCM file is at
+    output_rate: int = 0  # the encoded file's
     version: int = 0
 
     @property

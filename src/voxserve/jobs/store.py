@@ -207,6 +207,19 @@ class JobStore(ABC):
 
         return await self._modify(job_id, again)
 
+    async def release(self, job_id: str, worker_id: str) -> Job | None:
+        """Give a job back untouched (its worker is shutting down): this attempt does not count."""
+
+        def give_back(job: Job) -> bool:
+            if not self._owned(job, worker_id):
+                return False
+            job.status, job.run_at = JobStatus.QUEUED, now()
+            job.lease_owner = job.lease_expires = None
+            job.attempts -= 1
+            return True
+
+        return await self._modify(job_id, give_back)
+
     async def cancel(self, job_id: str) -> Job:
         """Cancel: a queued job at once, a running one at its next segment. Ended jobs stay as they are."""
 

@@ -1,0 +1,225 @@
+"""``/v1/jobs``: durable synthesis jobs for texts of any length.
+
+Submit (202), poll, list, cancel, download (with Range), listen while the job
+is still running, and follow its status as Server-Sent Events or over a
+WebSocket. A job's audio is the same pipeline's output, written to storage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.websockets import WebSocketDisconnect
+
+from voxserve.api.schemas import JobBody, json_schema_body, parse_json
+from voxserve.api.services import Services, get_services
+from voxserve.audio import FORMATS, AudioFormat, StreamEncoder
+from voxserve.errors import VoxserveError
+from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
+
+router = APIRouter()
+READ_BLOCK = 96000  # bytes of PCM encoded per step while following a running job
+WATCH_INTERVAL = 0.25
+
+
+class JobNotSucceeded(VoxserveError):
+    status_code = 409
+    code = "job_not_succeeded"
+
+
+def _time(value: float | None) -> str | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC).isoformat()
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """A job as clients see it (no lease internals)."""
+    progress = job.progress
+    return {
+        "id": job.id,
+        "object": "job",
+        "status": job.status.value,
+        "name": job.name,
+        "priority": job.priority,
+        "created_at": _time(job.created_at),
+        "run_at": _time(job.run_at),
+        "started_at": _time(job.started_at),
+        "finished_at": _time(job.finished_at),
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "cancel_requested": job.cancel_requested,
+        "progress": {
+            "segments_done": progress.segments_done,
+            "segments_total": progress.segments_total,
+            "audio_seconds": round(progress.audio_seconds, 3),
+            "chars_done": progress.chars_done,
+            "chars_total": progress.chars_total,
+        },
+        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
+        "metadata": job.metadata,
+        "response_format": job.request.get("response_format"),
+        "links": {
+            "self": f"/v1/jobs/{job.id}",
+            "audio": f"/v1/jobs/{job.id}/audio",
+            "events": f"/v1/jobs/{job.id}/events",
+            "ws": f"/v1/jobs/{job.id}/ws",
+        },
+    }
+
+
+async def _job(services: Services, job_id: str) -> Job:
+    job = await services.store.get(job_id)
+    if job is None:
+        raise JobNotFound(f"job {job_id!r} does not exist (or has expired)", param="id")
+    return job
+
+
+async def job_body(request: Request) -> JobBody:
+    return await parse_json(request, JobBody)
+
+
+@router.post("/v1/jobs", status_code=202, openapi_extra=json_schema_body(JobBody))
+async def create_job(
+    body: Annotated[JobBody, Depends(job_body)],
+    services: Annotated[Services, Depends(get_services)],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
+) -> JSONResponse:
+    """Queue a job; the same ``Idempotency-Key`` and body return the same job."""
+    job, created = await services.submit(
+        body.to_request(),
+        job_id=new_job_id(),
+        name=body.name or body.task_id,
+        priority=body.priority,
+        run_at=body.run_at,
+        metadata=body.metadata,
+        idempotency_key=idempotency_key,
+        max_attempts=body.max_attempts,
+    )
+    headers = {"Location": f"/v1/jobs/{job.id}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(job_view(job), status_code=202, headers=headers)
+
+
+@router.get("/v1/jobs")
+async def list_jobs(
+    services: Annotated[Services, Depends(get_services)],
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[str | None, Query(description="id of the last job of the previous page")] = None,
+) -> dict[str, Any]:
+    """Newest first; follow ``next`` for the next page."""
+    jobs = await services.store.list_jobs(status, limit + 1, before)
+    page = jobs[:limit]
+    has_more = len(jobs) > limit
+    return {
+        "object": "list",
+        "data": [job_view(job) for job in page],
+        "has_more": has_more,
+        "next": page[-1].id if has_more else None,
+    }
+
+
+@router.get("/v1/jobs/{job_id}")
+async def get_job(job_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+    return job_view(await _job(services, job_id))
+
+
+@router.delete("/v1/jobs/{job_id}")
+async def cancel_job(job_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+    """Cancel: a queued job at once, a running one at its next segment (freeing the engine)."""
+    return job_view(await services.store.cancel(job_id))
+
+
+def _format(job: Job) -> AudioFormat:
+    return FORMATS[str(job.request.get("response_format", "mp3"))]
+
+
+@router.get("/v1/jobs/{job_id}/audio", response_model=None)
+async def job_audio(job_id: str, services: Annotated[Services, Depends(get_services)]) -> Response:
+    """The finished file (Range supported); while the job runs, the audio so far and then the rest."""
+    job = await _job(services, job_id)
+    audio_format = _format(job)
+    if job.status is JobStatus.SUCCEEDED:
+        path = services.files.output(job.id, job.name, audio_format.extension)
+        if not path.exists():
+            raise JobNotFound(f"the audio of job {job_id!r} is no longer stored", param="id")
+        return FileResponse(path, media_type=audio_format.content_type, filename=path.name)
+    if job.terminal:
+        raise JobNotSucceeded(f"job {job_id!r} is {job.status.value}; it has no audio", param="id")
+    return StreamingResponse(
+        _follow(services, job, audio_format),
+        media_type=audio_format.content_type,
+        headers={"Content-Disposition": f'attachment; filename="{job.name}.{audio_format.extension}"'},
+    )
+
+
+async def _follow(services: Services, job: Job, audio_format: AudioFormat) -> AsyncIterator[bytes]:
+    """Encode the job's PCM as its finished segments land; end when the job ends.
+
+    The PCM file is opened once: if the job finishes and the worker removes
+    the file meanwhile, the open handle still reads it to the end.
+    """
+    encoder = StreamEncoder(audio_format, job.sample_rate, job.output_rate)
+    pcm_path = services.files.pcm(job.id)
+    source = None
+    offset = 0
+    try:
+        async for snapshot in services.store.watch(job.id, WATCH_INTERVAL):
+            if source is None and pcm_path.exists():
+                source = open(pcm_path, "rb")  # noqa: SIM115 - held across awaits, closed in finally
+            if source is None:
+                if snapshot.status is JobStatus.SUCCEEDED:  # ended before we could follow it
+                    path = services.files.output(job.id, job.name, audio_format.extension)
+                    yield path.read_bytes()
+                    return
+                continue
+            while offset < snapshot.progress.bytes_done:
+                block = source.read(min(READ_BLOCK, snapshot.progress.bytes_done - offset))
+                if not block:
+                    break
+                offset += len(block)
+                data = encoder.write(np.frombuffer(block, "<i2").astype(np.float32) / 32768.0)
+                if data:
+                    yield data
+        yield encoder.finish()
+    finally:
+        if source is not None:
+            source.close()
+
+
+def _event(job: Job) -> bytes:
+    return f"event: {job.status.value}\ndata: {json.dumps(job_view(job))}\n\n".encode()
+
+
+@router.get("/v1/jobs/{job_id}/events", response_class=StreamingResponse)
+async def job_events(job_id: str, services: Annotated[Services, Depends(get_services)]) -> StreamingResponse:
+    """Server-Sent Events: the current state at once, then every change, until the job ends."""
+    await _job(services, job_id)
+
+    async def events() -> AsyncIterator[bytes]:
+        async for job in services.store.watch(job_id, WATCH_INTERVAL):
+            yield _event(job)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+@router.websocket("/v1/jobs/{job_id}/ws")
+async def job_socket(websocket: WebSocket, job_id: str) -> None:
+    """The same events as JSON messages over a WebSocket; closes (1000) when the job ends."""
+    services: Services = websocket.app.state.services
+    await websocket.accept()
+    if await services.store.get(job_id) is None:
+        await websocket.close(code=4404, reason=f"job {job_id} does not exist")
+        return
+    try:
+        async for job in services.store.watch(job_id, WATCH_INTERVAL):
+            await websocket.send_json(job_view(job))
+        await websocket.close(code=1000)
+    except WebSocketDisconnect:
+        return

@@ -1,0 +1,99 @@
+"""Request bodies, shared by the speech and job routes, and parsed the same way."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from voxserve.api.errors import from_validation_errors
+from voxserve.errors import UnsupportedMediaType
+from voxserve.pipeline import SpeechRequest
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+class VoiceRef(BaseModel):
+    """OpenAI's object form of a voice: ``{"id": "voice_..."}``."""
+
+    id: str
+
+
+class SpeechFields(BaseModel):
+    """What to say and how: the fields of OpenAI's speech request and voxserve's extensions.
+
+    Unknown fields are refused, as OpenAI does, naming the field.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: str = Field(description="The text to speak.")
+    model: str | None = Field(default=None, description="Engine, or an OpenAI model name mapped onto one.")
+    voice: str | VoiceRef | None = Field(default=None, description="A voice id or an OpenAI voice name.")
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    instructions: str | None = Field(default=None, max_length=4096)
+    language: str | None = Field(default=None, max_length=16, description="en, zh or ja; detected if absent")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    pitch: float = Field(default=0.0, ge=-12.0, le=12.0, description="semitones")
+    emotion: str | None = Field(default=None, max_length=64)
+    sample_rate: int | None = Field(default=None, description="output sample rate in Hz")
+
+    def to_request(self) -> SpeechRequest:
+        voice = self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
+        return SpeechRequest(
+            input=self.input,
+            model=self.model,
+            voice=voice,
+            response_format=self.response_format,
+            speed=self.speed,
+            pitch=self.pitch,
+            language=self.language,
+            seed=self.seed,
+            emotion=self.emotion,
+            instructions=self.instructions,
+            sample_rate=self.sample_rate,
+        )
+
+
+class SpeechBody(SpeechFields):
+    """``POST /v1/audio/speech``."""
+
+    stream_format: Literal["audio", "sse"] = "audio"
+
+
+class JobBody(SpeechFields):
+    """``POST /v1/jobs``: a speech request plus how to schedule it and name its file."""
+
+    priority: int = Field(default=0, ge=0, le=9, description="9 runs first")
+    run_at: datetime | None = Field(default=None, description="not before this time (ISO 8601 or Unix time)")
+    name: str | None = Field(default=None, description="output file name, without extension")
+    task_id: str | None = Field(default=None, description="alias of name, as the seed clients call it")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="kept with the job, up to 4 KB")
+    max_attempts: int | None = Field(default=None, ge=1, le=20)
+
+
+async def parse_json(request: Request, model: type[Body]) -> Body:
+    """Parse a JSON body ourselves: a wrong media type is a 415, bad JSON a 400 naming the field."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {content_type or 'nothing'!r}",
+            param="Content-Type",
+        )
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise from_validation_errors(exc.errors()) from None
+
+
+def json_schema_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a route that parses its JSON with :func:`parse_json`."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
