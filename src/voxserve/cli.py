@@ -6,10 +6,13 @@ Logging is configured here and only here; library modules just name their logger
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import typer
 from rich.console import Console
@@ -17,6 +20,7 @@ from rich.table import Table
 
 from voxserve.api.services import Services
 from voxserve.audio import FORMATS
+from voxserve.client.jobs_cli import jobs_app
 from voxserve.config import Settings, load_settings
 from voxserve.errors import VoxserveError
 from voxserve.pipeline import SpeechRequest, Stats
@@ -151,6 +155,41 @@ def voices(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     Console().print(table)
     aliases = ", ".join(f"{alias}→{target}" for alias, target in settings.voice_aliases.items())
     Console().print(f"OpenAI voice names: {aliases}")
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker loops in this process.")] = 1,
+    log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = None,
+) -> None:
+    """Run job workers without the HTTP API (share the queue with `serve` via queue_url and data_dir)."""
+    settings = _settings(config, data_dir=data_dir, log_level=log_level)
+    _configure_logging(settings.log_level)
+
+    async def run() -> None:
+        services = Services.build(settings)
+        try:
+            await services.run_until_stopped(workers)
+        finally:
+            await services.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_until_signal(run()))
+
+
+async def _until_signal(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` until SIGTERM or SIGINT, then cancel it so it can shut down cleanly."""
+    task = asyncio.create_task(main)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+app.add_typer(jobs_app, name="jobs")
 
 
 @app.command("config")

@@ -11,7 +11,8 @@ guess what a ``ValueError`` meant::
     VoxserveError (500 internal_error)
     ├── InvalidRequest (400 invalid_request)
     │   └── UnsupportedValue (422 unsupported_value)
-    │       └── CapabilityMissing (422 capability_missing)
+    │       ├── CapabilityMissing (422 capability_missing)
+    │       └── EngineRejected (422 engine_rejected)
     ├── NotFound (404 not_found)
     │   ├── UnknownVoice (404 unknown_voice)
     │   └── UnknownModel (404 unknown_model)
@@ -59,6 +60,12 @@ class CapabilityMissing(UnsupportedValue):
     """The chosen engine lacks a capability the request needs (cloning, a language)."""
 
     code = "capability_missing"
+
+
+class EngineRejected(UnsupportedValue):
+    """The engine refused this input for good (retrying cannot help)."""
+
+    code = "engine_rejected"
 
 
 class NotFound(VoxserveError):

@@ -131,6 +131,7 @@ class Services:
     ) -> tuple[Job, bool]:
         """Check a job fully, then store it; (job, created). Nothing unchecked is ever queued."""
         plan = self.pipeline.plan(request, max_chars=self.settings.job_max_chars, require_ready=False)
+        fields = {"request": request.__dict__, "name": name, "priority": priority, "metadata": metadata}
         name = check_name(name) if name else job_id
         metadata = metadata or {}
         if len(repr(metadata)) > METADATA_LIMIT:
@@ -141,7 +142,6 @@ class Services:
                 f"job storage holds {usage} bytes, at its limit of {limit}; "
                 "retry after finished jobs expire or are deleted"
             )
-        fields = {"request": request.__dict__, "name": name, "priority": priority, "metadata": metadata}
         job = Job(
             id=job_id,
             request=dict(request.__dict__),

@@ -2,7 +2,8 @@
 
 It speaks a tone whose pitch depends on the text, one short burst per word,
 so its output has speech-like energy and a duration proportional to the text.
-It can be told to be slow, to fail on a given segment, or to return nothing,
+It can be told to be slow, to fail on a given segment (every time, or only
+the first few times), to reject a segment for good, or to return nothing,
 which is how tests reach error paths without a real model.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
-from voxserve.errors import EngineError
+from voxserve.errors import EngineError, EngineRejected
 
 
 @dataclass
@@ -28,6 +29,8 @@ class FakeEngine:
     seconds_per_word: float = 0.2
     delay: float = 0.0
     fail_on: str | None = None
+    fail_times: int | None = None  # None: fail_on fails every time
+    reject_on: str | None = None
     empty_on: str | None = None
     languages: frozenset[str] = frozenset({"en", "zh", "ja"})
     calls: list[SegmentRequest] = field(default_factory=list)
@@ -54,8 +57,12 @@ class FakeEngine:
         self.calls.append(request)
         if self.delay:
             await asyncio.sleep(self.delay)
-        if self.fail_on is not None and self.fail_on in request.text:
+        if self.fail_on is not None and self.fail_on in request.text and self.fail_times != 0:
+            if self.fail_times is not None:
+                self.fail_times -= 1
             raise EngineError(f"engine {self.name!r} failed: told to fail on {self.fail_on!r}")
+        if self.reject_on is not None and self.reject_on in request.text:
+            raise EngineRejected(f"engine {self.name!r} rejected the text: told to reject {self.reject_on!r}")
         if self.empty_on is not None and self.empty_on in request.text:
             yield np.zeros(0, dtype=np.float32)
             return
