@@ -1,14 +1,16 @@
-"""Run a real ``voxserve serve`` process on a free loopback port (benchmarks and tests)."""
+"""Run real ``voxserve serve`` and ``voxserve worker`` processes on loopback (benchmarks and tests)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,47 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A voxserve process and its log file."""
+
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    url: str = ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as when a machine dies."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+def start(args: list[str], data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Process:
+    environment = {**os.environ, "VOXSERVE_DATA_DIR": str(data_dir), **(env or {})}
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [str(VOXSERVE), *args], stdout=log, stderr=subprocess.STDOUT, env=environment
+        )
+    return Process(process, log_path)
+
+
+def start_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Process:
+    """``voxserve serve`` on a free port, once ``/readyz`` answers 200."""
+    port = free_port()
+    server = start(["serve", "--host", "127.0.0.1", "--port", str(port)], data_dir, log_path, env)
+    server.url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(server.url, server.process)
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -40,19 +83,8 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float =
 @contextmanager
 def running_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """Start ``voxserve serve`` with the embedded defaults; yields its base URL."""
-    port = free_port()
-    environment = {**os.environ, "VOXSERVE_DATA_DIR": str(data_dir), **(env or {})}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [str(VOXSERVE), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-        )
-    base_url = f"http://127.0.0.1:{port}"
+    server = start_server(data_dir, log_path, env)
     try:
-        wait_ready(base_url, process)
-        yield base_url
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        server.stop()

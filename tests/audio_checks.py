@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import av
+import jiwer
 import numpy as np
+from faster_whisper import WhisperModel
 from numpy.typing import NDArray
 
 
@@ -56,3 +59,14 @@ def assert_speech_like(audio: Decoded, min_seconds: float = 0.3) -> None:
     assert 0.3 < loud.mean() < 0.99, f"{loud.mean():.0%} of frames loud: not speech-like"
     variation = rms.std() / (rms.mean() + 1e-9)
     assert variation > 0.3, f"energy envelope too steady ({variation:.2f}): noise or tone"
+
+
+def _words(text: str) -> str:
+    return re.sub(r"[^a-z' ]", " ", text.lower()).strip()
+
+
+def word_error_rate(whisper: WhisperModel, audio: bytes, text: str) -> tuple[str, float]:
+    """What Whisper hears in English audio, and its word error rate against ``text``."""
+    segments, _ = whisper.transcribe(io.BytesIO(audio), language="en", beam_size=1)
+    heard = " ".join(s.text for s in segments)
+    return heard, float(jiwer.wer(_words(text), _words(heard)))

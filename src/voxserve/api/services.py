@@ -67,7 +67,7 @@ class Services:
             pipeline=pipeline,
             metrics=metrics,
             executor=executor,
-            store=store or open_store(settings.queue_url, settings.data_dir),
+            store=store or open_store(settings.queue_url, settings.data_dir, settings.queue_prefix),
             files=JobFiles(settings.data_dir / "jobs"),
         )
 

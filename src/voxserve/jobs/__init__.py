@@ -8,7 +8,7 @@ from voxserve.jobs.models import TERMINAL, Job, JobStatus, Progress, new_job_id,
 from voxserve.jobs.store import IdempotencyConflict, JobNotFound, JobStore, request_hash
 
 
-def open_store(url: str | None, data_dir: Path) -> JobStore:
+def open_store(url: str | None, data_dir: Path, prefix: str = "voxserve") -> JobStore:
     """The store a queue URL names: ``redis://…`` for Redis, else SQLite in the data dir.
 
     ``sqlite:///path/jobs.db`` names another SQLite file. Backends are imported
@@ -17,7 +17,7 @@ def open_store(url: str | None, data_dir: Path) -> JobStore:
     if url and url.startswith(("redis://", "rediss://", "unix://")):
         from voxserve.jobs.redis import RedisJobStore
 
-        return RedisJobStore(url)
+        return RedisJobStore(url, prefix="{" + prefix + "}")
     from voxserve.jobs.sqlite import SQLiteJobStore
 
     if url and url.startswith("sqlite:///"):

@@ -1,0 +1,108 @@
+"""Crash safety with real processes, the real embedded engine, SQLite and the real Redis.
+
+A ``voxserve worker`` (or the whole gateway) is killed with SIGKILL in the
+middle of a job; once its lease expires another process takes the job up and
+resumes from the last finished segment. The result must be complete, valid
+audio: Whisper hears every sentence once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from bench.server import Process, start, start_server
+from bench.texts import SHORT_TEXTS
+from faster_whisper import WhisperModel
+
+from tests.audio_checks import decode, word_error_rate
+
+TEXT = " ".join(SHORT_TEXTS[:12])
+LEASE = "2"
+
+
+def job_state(url: str, job_id: str) -> dict[str, Any]:
+    return dict(httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())
+
+
+def wait_until(url: str, job_id: str, done: Any, timeout: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not done(job := job_state(url, job_id)):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
+
+
+def submit(url: str) -> str:
+    body = {"input": TEXT, "voice": "jf_alpha", "response_format": "mp3", "name": "resumed"}
+    response = httpx.post(f"{url}/v1/jobs", json=body, timeout=10)
+    assert response.status_code == 202, response.text
+    return str(response.json()["id"])
+
+
+def check_complete(url: str, job: dict[str, Any], whisper: WhisperModel) -> None:
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    audio = httpx.get(f"{url}{job['links']['audio']}", timeout=30).content
+    decoded = decode(audio)
+    assert decoded.duration == pytest.approx(job["progress"]["audio_seconds"], abs=0.1)
+    heard, error_rate = word_error_rate(whisper, audio, TEXT)
+    assert error_rate <= 0.1, f"WER {error_rate:.2f}: {heard!r}"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def queue_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    env = {"VOXSERVE_JOB_LEASE_SECONDS": LEASE, "VOXSERVE_WORKERS": "0"}
+    if request.param == "sqlite":
+        yield env
+        return
+    prefix = "voxserve-crash-" + secrets.token_hex(4)
+    yield {**env, "VOXSERVE_QUEUE_URL": "redis://127.0.0.1:6379/0", "VOXSERVE_QUEUE_PREFIX": prefix}
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    keys = list(client.scan_iter(match="{" + prefix + "}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def test_sigkilled_worker_loses_nothing(
+    tmp_path: Path, queue_env: dict[str, str], whisper: WhisperModel
+) -> None:
+    env = queue_env
+    gateway = start_server(tmp_path, tmp_path / "gateway.log", env)
+    workers: list[Process] = []
+    try:
+        job_id = submit(gateway.url)
+        workers.append(start(["worker"], tmp_path, tmp_path / "worker1.log", env))
+        wait_until(gateway.url, job_id, lambda j: j["progress"]["segments_done"] >= 3)
+        workers[0].kill()
+        interrupted = job_state(gateway.url, job_id)
+        assert interrupted["status"] == "running" and interrupted["progress"]["segments_done"] < 12
+        workers.append(start(["worker"], tmp_path, tmp_path / "worker2.log", env))
+        job = wait_until(gateway.url, job_id, lambda j: j["status"] in ("succeeded", "failed"))
+        check_complete(gateway.url, job, whisper)
+        log = (tmp_path / "worker2.log").read_text()
+        assert f"job {job_id} started (attempt 2 of 3)" in log
+    finally:
+        for process in [gateway, *workers]:
+            process.stop()
+
+
+def test_gateway_killed_mid_job_resumes_after_restart(tmp_path: Path, whisper: WhisperModel) -> None:
+    env = {"VOXSERVE_JOB_LEASE_SECONDS": LEASE, "VOXSERVE_WORKERS": "1"}
+    first = start_server(tmp_path, tmp_path / "gateway1.log", env)
+    try:
+        job_id = submit(first.url)
+        wait_until(first.url, job_id, lambda j: j["progress"]["segments_done"] >= 3)
+    finally:
+        first.kill()
+    second = start_server(tmp_path, tmp_path / "gateway2.log", env)
+    try:
+        job = wait_until(second.url, job_id, lambda j: j["status"] in ("succeeded", "failed"))
+        check_complete(second.url, job, whisper)
+    finally:
+        second.stop()
