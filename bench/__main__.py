@@ -5,12 +5,18 @@
 - ttfa: time to first audio of a ~2,000-character text, streaming, versus
   its first segment synthesized alone and versus the full response.
 - rtf: real-time factor of the embedded engines for English and Chinese.
+- queue: job store throughput (enqueue + claim + complete) and dispatch
+  latency to an idle worker, SQLite and Redis.
+- job-memory: peak RSS growth of a 10,000 and a 100,000-character job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.resources
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +28,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench import queue as bench_queue
 from bench.server import running_server
 from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
 from voxserve.api.services import Services
@@ -160,6 +167,51 @@ def rtf(data_dir: DataDir = None) -> None:
     console.print(table)
 
 
+@app.command()
+def queue(jobs: int = 6000, concurrency: int = 8, samples: int = 200) -> None:
+    """Store throughput (targets: SQLite >= 2,000/s, Redis >= 5,000/s) and dispatch latency (p50 <= 5 ms).
+
+    Redis is the store several processes share, so it is also measured with
+    two client processes: one Python process cannot issue more commands.
+    """
+    table = Table(
+        "store", "client processes", "jobs/s", title="Job queue: enqueue + claim + complete (no-op)"
+    )
+    for kind, processes in (("sqlite", 1), ("redis", 1), ("redis", 2)):
+        rate = bench_queue.throughput(kind, jobs, concurrency, processes)
+        table.add_row(kind, str(processes), f"{rate:,.0f}")
+    console.print(table)
+    latency = Table("store", "samples", "p50 (ms)", "p90 (ms)", "p99 (ms)",
+                    title="Dispatch latency: enqueue to start, idle worker")  # fmt: skip
+    for kind in ("sqlite", "redis"):
+        values = sorted(asyncio.run(bench_queue.dispatch_latency(kind, samples)))
+        p90, p99 = values[int(len(values) * 0.9)], values[int(len(values) * 0.99)]
+        latency.add_row(kind, str(samples), f"{statistics.median(values):.2f}", f"{p90:.2f}", f"{p99:.2f}")
+    console.print(latency)
+
+
+@app.command("job-memory")
+def job_memory(sizes: str = "10000,100000") -> None:
+    """Peak RSS growth of one job per size, each in a fresh process (target: <= 200 MB, flat)."""
+    table = Table("characters", "segments", "seconds", "peak RSS growth (MB)", title="Memory of long jobs")
+    for chars in sizes.split(","):
+        result = subprocess.run(
+            [sys.executable, "-m", "bench", "job-memory-one", chars],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        growth, seconds, segments = result.stdout.split()
+        table.add_row(chars, segments, seconds, growth)
+    console.print(table)
+
+
+@app.command("job-memory-one", hidden=True)
+def job_memory_one(chars: int) -> None:
+    growth, seconds, segments = bench_queue.peak_rss_growth(chars)
+    typer.echo(f"{growth:.1f} {seconds:.1f} {segments}")
+
+
 @app.command("all")
 def run_all(data_dir: DataDir = None) -> None:
     """Every benchmark in turn."""
@@ -167,6 +219,8 @@ def run_all(data_dir: DataDir = None) -> None:
     rtf(data)
     overhead(data)
     ttfa(data)
+    queue()
+    job_memory()
 
 
 if __name__ == "__main__":

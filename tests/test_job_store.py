@@ -32,31 +32,33 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     await backend.close()
 
 
-def make_job(text: str = "hello", priority: int = 0, **fields: object) -> Job:
-    request = {"input": text}
-    return Job(id=f"job_{secrets.token_hex(6)}", request=request, name="out", priority=priority,
-               request_hash=request_hash(request), **fields)  # type: ignore[arg-type]  # fmt: skip
+def make_job(text: str = "hello", priority: int = 0, **fields: object) -> tuple[Job, str]:
+    """A job and its text, as the store takes them."""
+    job = Job(id=f"job_{secrets.token_hex(6)}", request={"voice": None}, name="out", priority=priority,
+              request_hash=request_hash({"input": text}), **fields)  # type: ignore[arg-type]  # fmt: skip
+    return job, text
 
 
 async def test_enqueue_get_roundtrip(store: JobStore) -> None:
-    job, created = await store.enqueue(make_job(metadata={"book": "one"}))
+    job, created = await store.enqueue(*make_job("a whole book", metadata={"book": "one"}))
     assert created
     loaded = await store.get(job.id)
     assert loaded is not None and loaded.to_dict() == job.to_dict()
-    assert await store.get("job_missing") is None
+    assert await store.text(job.id) == "a whole book"
+    assert await store.get("job_missing") is None and await store.text("job_missing") is None
 
 
 async def test_priority_then_fifo(store: JobStore) -> None:
-    low1 = (await store.enqueue(make_job("a", priority=1)))[0]
-    high = (await store.enqueue(make_job("b", priority=5)))[0]
-    low2 = (await store.enqueue(make_job("c", priority=1)))[0]
+    low1 = (await store.enqueue(*make_job("a", priority=1)))[0]
+    high = (await store.enqueue(*make_job("b", priority=5)))[0]
+    low2 = (await store.enqueue(*make_job("c", priority=1)))[0]
     order = [(await store.claim("w", 30)) for _ in range(3)]
     assert [j.id for j in order if j] == [high.id, low1.id, low2.id]
     assert await store.claim("w", 30) is None
 
 
 async def test_claim_leases_and_counts_attempts(store: JobStore) -> None:
-    job = (await store.enqueue(make_job()))[0]
+    job = (await store.enqueue(*make_job()))[0]
     claimed = await store.claim("worker-1", 30)
     assert claimed is not None and claimed.id == job.id
     assert claimed.status is JobStatus.RUNNING and claimed.lease_owner == "worker-1"
@@ -66,30 +68,30 @@ async def test_claim_leases_and_counts_attempts(store: JobStore) -> None:
 async def test_delayed_jobs_wait_for_run_at(store: JobStore) -> None:
     from voxserve.jobs.models import now
 
-    await store.enqueue(make_job(run_at=now() + 0.3))
+    await store.enqueue(*make_job(run_at=now() + 0.3))
     assert await store.claim("w", 30) is None
     await asyncio.sleep(0.35)
     assert await store.claim("w", 30) is not None
 
 
 async def test_idempotency_same_request_same_job(store: JobStore) -> None:
-    first, created = await store.enqueue(make_job(idempotency_key="k1"))
-    again, created_again = await store.enqueue(make_job(idempotency_key="k1"))
+    first, created = await store.enqueue(*make_job(idempotency_key="k1"))
+    again, created_again = await store.enqueue(*make_job(idempotency_key="k1"))
     assert created and not created_again and again.id == first.id
     with pytest.raises(IdempotencyConflict):
-        await store.enqueue(make_job("different", idempotency_key="k1"))
+        await store.enqueue(*make_job("different", idempotency_key="k1"))
 
 
 async def test_concurrent_claims_never_share_a_job(store: JobStore) -> None:
     for i in range(30):
-        await store.enqueue(make_job(str(i)))
+        await store.enqueue(*make_job(str(i)))
     claims = await asyncio.gather(*(store.claim(f"w{i}", 30) for i in range(40)))
     ids = [job.id for job in claims if job is not None]
     assert len(ids) == 30 and len(set(ids)) == 30
 
 
 async def test_progress_and_finish_need_the_lease(store: JobStore) -> None:
-    job = (await store.enqueue(make_job()))[0]
+    job = (await store.enqueue(*make_job()))[0]
     await store.claim("owner", 30)
     progress = Progress(segments_done=2, segments_total=5, bytes_done=96000)
     assert await store.record_progress(job.id, "intruder", progress) is None
@@ -101,7 +103,7 @@ async def test_progress_and_finish_need_the_lease(store: JobStore) -> None:
 
 
 async def test_retry_requeues_after_a_delay_keeping_progress(store: JobStore) -> None:
-    job = (await store.enqueue(make_job()))[0]
+    job = (await store.enqueue(*make_job()))[0]
     await store.claim("w", 30)
     await store.record_progress(job.id, "w", Progress(segments_done=3))
     retried = await store.retry(job.id, "w", 0.2, EngineError("engine down"))
@@ -113,7 +115,7 @@ async def test_retry_requeues_after_a_delay_keeping_progress(store: JobStore) ->
 
 
 async def test_expired_lease_is_requeued_then_failed_when_out_of_attempts(store: JobStore) -> None:
-    job = (await store.enqueue(make_job(max_attempts=2)))[0]
+    job = (await store.enqueue(*make_job(max_attempts=2)))[0]
     await store.claim("dead-1", 0.05)
     await asyncio.sleep(0.1)
     assert [j.id for j in await store.requeue_expired()] == [job.id]
@@ -125,7 +127,7 @@ async def test_expired_lease_is_requeued_then_failed_when_out_of_attempts(store:
 
 
 async def test_heartbeat_keeps_the_lease(store: JobStore) -> None:
-    job = (await store.enqueue(make_job()))[0]
+    job = (await store.enqueue(*make_job()))[0]
     await store.claim("w", 0.2)
     for _ in range(3):
         await asyncio.sleep(0.1)
@@ -134,9 +136,9 @@ async def test_heartbeat_keeps_the_lease(store: JobStore) -> None:
 
 
 async def test_cancel_queued_and_running(store: JobStore) -> None:
-    queued = (await store.enqueue(make_job("a")))[0]
+    queued = (await store.enqueue(*make_job("a")))[0]
     assert (await store.cancel(queued.id)).status is JobStatus.CANCELED
-    running = (await store.enqueue(make_job("b")))[0]
+    running = (await store.enqueue(*make_job("b")))[0]
     await store.claim("w", 30)
     flagged = await store.cancel(running.id)
     assert flagged.status is JobStatus.RUNNING and flagged.cancel_requested
@@ -145,7 +147,7 @@ async def test_cancel_queued_and_running(store: JobStore) -> None:
 
 
 async def test_list_newest_first_with_filter_and_pages(store: JobStore) -> None:
-    jobs = [(await store.enqueue(make_job(str(i))))[0] for i in range(5)]
+    jobs = [(await store.enqueue(*make_job(str(i))))[0] for i in range(5)]
     await store.cancel(jobs[1].id)
     page = await store.list_jobs(limit=2)
     assert [j.id for j in page] == [jobs[4].id, jobs[3].id]
@@ -157,17 +159,17 @@ async def test_list_newest_first_with_filter_and_pages(store: JobStore) -> None:
 async def test_retention_removes_old_finished_jobs(store: JobStore) -> None:
     from voxserve.jobs.models import now
 
-    old = (await store.enqueue(make_job("old", idempotency_key="old-key")))[0]
+    old = (await store.enqueue(*make_job("old", idempotency_key="old-key")))[0]
     await store.cancel(old.id)
-    kept = (await store.enqueue(make_job("kept")))[0]
+    kept = (await store.enqueue(*make_job("kept")))[0]
     assert await store.remove_finished_before(now() + 1) == [old.id]
     assert await store.get(old.id) is None and await store.get(kept.id) is not None
-    _again, created = await store.enqueue(make_job("old", idempotency_key="old-key"))
+    _again, created = await store.enqueue(*make_job("old", idempotency_key="old-key"))
     assert created, "an expired job's idempotency key is free again"
 
 
 async def test_watch_yields_changes_until_the_end(store: JobStore) -> None:
-    job = (await store.enqueue(make_job()))[0]
+    job = (await store.enqueue(*make_job()))[0]
 
     async def work() -> None:
         await asyncio.sleep(0.05)

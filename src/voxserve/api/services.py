@@ -132,6 +132,7 @@ class Services:
         """Check a job fully, then store it; (job, created). Nothing unchecked is ever queued."""
         plan = self.pipeline.plan(request, max_chars=self.settings.job_max_chars, require_ready=False)
         fields = {"request": request.__dict__, "name": name, "priority": priority, "metadata": metadata}
+        parameters = {key: value for key, value in request.__dict__.items() if key != "input"}
         name = check_name(name) if name else job_id
         metadata = metadata or {}
         if len(repr(metadata)) > METADATA_LIMIT:
@@ -144,7 +145,7 @@ class Services:
             )
         job = Job(
             id=job_id,
-            request=dict(request.__dict__),
+            request=parameters,
             name=name,
             priority=priority,
             metadata=metadata,
@@ -156,7 +157,7 @@ class Services:
         )
         if run_at is not None:
             job.run_at = run_at.timestamp()
-        return await self.store.enqueue(job)
+        return await self.store.enqueue(job, request.input)
 
     async def close(self) -> None:
         for worker in self._workers:

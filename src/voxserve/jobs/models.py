@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
@@ -57,7 +57,12 @@ class Progress:
 
 @dataclass
 class Job:
-    """One job as stored. ``request`` is the speech request's fields (JSON-compatible)."""
+    """One job as stored, rewritten at every change.
+
+    ``request`` holds the speech request's parameters; its text is stored
+    apart (``JobStore.text``), written once, so that saving progress after
+    each segment costs the same for a sentence as for a whole book.
+    """
 
     id: str
     request: dict[str, Any]
@@ -89,9 +94,14 @@ class Job:
         return self.status in TERMINAL
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """JSON-ready fields (a shallow copy: ``dataclasses.asdict`` deep-copies and is slow)."""
+        data = {name: getattr(self, name) for name in _JOB_FIELDS}
         data["status"] = self.status.value
+        data["progress"] = dict(self.progress.__dict__)
         return data
+
+    def copy(self) -> Job:
+        return replace(self, progress=replace(self.progress))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
@@ -99,3 +109,6 @@ class Job:
         values["status"] = JobStatus(values["status"])
         values["progress"] = Progress(**values["progress"])
         return cls(**values)
+
+
+_JOB_FIELDS = tuple(f.name for f in fields(Job))

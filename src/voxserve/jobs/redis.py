@@ -4,7 +4,7 @@ The same lease design as the SQLite store, on Redis primitives. Every key
 shares one hash tag (``{voxserve}`` by default) so the Lua scripts stay valid
 on a cluster. Keys under the prefix:
 
-- ``job:<id>``: the job as JSON;
+- ``job:<id>``: the job as JSON; ``text:<id>``: its input text, written once;
 - ``queue``: ready jobs, scored so ZPOPMIN gives the highest priority, oldest first;
 - ``scheduled``: jobs waiting for their ``run_at`` (also retries in backoff);
 - ``running``: leased jobs, scored by lease expiry;
@@ -48,7 +48,7 @@ end
 _INSERT = (
     _INDEX
     + """
-local p, id, data, key, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local p, id, data, key, now, text = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 if key ~= '' then
     local existing = redis.call('GET', p .. 'idem:' .. key)
     if existing then return redis.call('GET', p .. 'job:' .. existing) end
@@ -58,6 +58,7 @@ local job = cjson.decode(data)
 local seq = redis.call('INCR', p .. 'seq')
 redis.call('HSET', p .. 'score', id, (9 - job.priority) * 1e13 + seq)
 redis.call('SET', p .. 'job:' .. id, data)
+redis.call('SET', p .. 'text:' .. id, text)
 redis.call('ZADD', p .. 'all', seq, id)
 index(p, id, job, now)
 redis.call('LPUSH', p .. 'wake', 1)
@@ -108,7 +109,7 @@ if current then
     local job = cjson.decode(current)
     if job.idempotency_key ~= cjson.null then redis.call('DEL', p .. 'idem:' .. job.idempotency_key) end
 end
-redis.call('DEL', p .. 'job:' .. id)
+redis.call('DEL', p .. 'job:' .. id, p .. 'text:' .. id)
 for _, index in ipairs({'queue', 'scheduled', 'running', 'finished', 'all'}) do
     redis.call('ZREM', p .. index, id)
 end
@@ -137,10 +138,10 @@ class RedisJobStore(JobStore):
     def _job(data: Any) -> Job | None:
         return None if not data else Job.from_dict(json.loads(data))
 
-    async def _insert(self, job: Job) -> Job:
+    async def _insert(self, job: Job, text: str) -> Job:
         data = json.dumps(job.to_dict())
         stored = await self._insert_script(
-            args=[self.prefix, job.id, data, job.idempotency_key or "", job.created_at]
+            args=[self.prefix, job.id, data, job.idempotency_key or "", job.created_at, text]
         )
         found = self._job(stored)
         assert found is not None
@@ -155,6 +156,10 @@ class RedisJobStore(JobStore):
 
     async def get(self, job_id: str) -> Job | None:
         return self._job(await self.redis.get(self._key("job:" + job_id)))
+
+    async def text(self, job_id: str) -> str | None:
+        value = await self.redis.get(self._key("text:" + job_id))
+        return None if value is None else str(value)
 
     async def _list(self, status: JobStatus | None, limit: int, before: str | None) -> list[Job]:
         index = self._key("all")

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     version INTEGER NOT NULL,
     idempotency_key TEXT UNIQUE,
-    data TEXT NOT NULL
+    data TEXT NOT NULL,
+    text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (status, priority DESC, seq) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS jobs_leases ON jobs (lease_expires) WHERE status = 'running';
@@ -55,7 +56,7 @@ WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' AND run_at <= :now
 RETURNING data
 """
 
-_COLUMNS = "id, status, priority, run_at, lease_expires, finished_at, version, idempotency_key, data"
+_COLUMNS = "id, status, priority, run_at, lease_expires, finished_at, version, idempotency_key, data, text"
 
 
 def _row(job: Job) -> tuple[Any, ...]:
@@ -90,12 +91,12 @@ class SQLiteJobStore(JobStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, lambda: work(self._connect()))
 
-    async def _insert(self, job: Job) -> Job:
+    async def _insert(self, job: Job, text: str) -> Job:
         def insert(db: sqlite3.Connection) -> str:
             db.execute(
-                f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"INSERT INTO jobs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (idempotency_key) DO NOTHING",
-                _row(job),
+                (*_row(job), text),
             )
             if job.idempotency_key is None:
                 return json.dumps(job.to_dict())
@@ -131,6 +132,13 @@ class SQLiteJobStore(JobStore):
 
         data = await self._run(get)
         return None if data is None else Job.from_dict(json.loads(data))
+
+    async def text(self, job_id: str) -> str | None:
+        def text(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT text FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._run(text)
 
     async def _list(self, status: JobStatus | None, limit: int, before: str | None) -> list[Job]:
         def select(db: sqlite3.Connection) -> list[str]:

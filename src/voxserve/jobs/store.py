@@ -52,8 +52,12 @@ class JobStore(ABC):
     # -- backend primitives -----------------------------------------------------------------
 
     @abstractmethod
-    async def _insert(self, job: Job) -> Job:
-        """Store a new job, or return the existing one with the same idempotency key."""
+    async def _insert(self, job: Job, text: str) -> Job:
+        """Store a new job and its text, or return the existing job with the same idempotency key."""
+
+    @abstractmethod
+    async def text(self, job_id: str) -> str | None:
+        """The job's input text (stored apart from the job, which changes often)."""
 
     @abstractmethod
     async def _claim(self, worker_id: str, lease_until: float, at: float) -> Job | None:
@@ -100,13 +104,13 @@ class JobStore(ABC):
 
     # -- the public contract ----------------------------------------------------------------
 
-    async def enqueue(self, job: Job) -> tuple[Job, bool]:
+    async def enqueue(self, job: Job, text: str) -> tuple[Job, bool]:
         """Store a job; (job, created). An idempotency key seen before returns its job.
 
         The same key with a different request is refused: a client's retry must
         never turn into a second, different job.
         """
-        stored = await self._insert(job)
+        stored = await self._insert(job, text)
         created = stored.id == job.id
         if not created and stored.request_hash != job.request_hash:
             raise IdempotencyConflict(
@@ -134,13 +138,18 @@ class JobStore(ABC):
         """Newest first; ``before`` is the id of the last job of the previous page."""
         return await self._list(status, limit, before)
 
-    async def _modify(self, job_id: str, change: Callable[[Job], bool]) -> Job | None:
+    async def _modify(
+        self, job_id: str, change: Callable[[Job], bool], known: Job | None = None
+    ) -> Job | None:
         """Read, change and write back a job, retrying if another writer got there first.
 
-        ``change`` returns False to leave the job as it is; the result is then None.
+        ``change`` returns False to leave the job as it is; the result is then
+        None. ``known`` is the caller's latest copy: when nobody else wrote the
+        job since, the change is one write with no read.
         """
         while True:
-            job = await self.get(job_id)
+            job = known.copy() if known is not None else await self.get(job_id)
+            known = None
             if job is None or not change(job):
                 return None
             expected = job.version
@@ -154,7 +163,9 @@ class JobStore(ABC):
     def _owned(job: Job, worker_id: str) -> bool:
         return job.status is JobStatus.RUNNING and job.lease_owner == worker_id
 
-    async def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float) -> Job | None:
+    async def heartbeat(
+        self, job_id: str, worker_id: str, lease_seconds: float, known: Job | None = None
+    ) -> Job | None:
         """Extend a lease; None if the worker no longer holds it (expired and taken over)."""
 
         def extend(job: Job) -> bool:
@@ -163,9 +174,11 @@ class JobStore(ABC):
             job.lease_expires = now() + lease_seconds
             return True
 
-        return await self._modify(job_id, extend)
+        return await self._modify(job_id, extend, known)
 
-    async def record_progress(self, job_id: str, worker_id: str, progress: Progress) -> Job | None:
+    async def record_progress(
+        self, job_id: str, worker_id: str, progress: Progress, known: Job | None = None
+    ) -> Job | None:
         """Save progress after a finished segment; None if the lease was lost."""
 
         def advance(job: Job) -> bool:
@@ -174,10 +187,15 @@ class JobStore(ABC):
             job.progress = progress
             return True
 
-        return await self._modify(job_id, advance)
+        return await self._modify(job_id, advance, known)
 
     async def finish(
-        self, job_id: str, worker_id: str, status: JobStatus, error: VoxserveError | None = None
+        self,
+        job_id: str,
+        worker_id: str,
+        status: JobStatus,
+        error: VoxserveError | None = None,
+        known: Job | None = None,
     ) -> Job | None:
         """End a running job: succeeded, failed (with the error) or canceled."""
 
@@ -191,7 +209,7 @@ class JobStore(ABC):
                 job.error_code, job.error_message = error.code, error.message
             return True
 
-        return await self._modify(job_id, end)
+        return await self._modify(job_id, end, known)
 
     async def retry(self, job_id: str, worker_id: str, delay: float, error: VoxserveError) -> Job | None:
         """Put a failed attempt back in the queue after ``delay`` seconds, keeping its progress."""

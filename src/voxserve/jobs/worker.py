@@ -152,11 +152,11 @@ class Worker:
                 task.cancel(LeaseLost.__name__)
                 return
 
-    def plan(self, job: Job) -> Plan:
-        return self.pipeline.plan(SpeechRequest(**job.request), max_chars=self.settings.max_chars)
-
     async def _run(self, job: Job) -> None:
-        plan = self.plan(job)
+        text = await self.store.text(job.id)
+        if text is None:
+            raise LeaseLost(job.id)  # deleted while it ran
+        plan = self.pipeline.plan(SpeechRequest(input=text, **job.request), max_chars=self.settings.max_chars)
         rate = plan.engine.capabilities.sample_rate
         progress = replace(job.progress, segments_total=len(plan.segments), chars_total=plan.chars)
         self.files.directory(job.id)
