@@ -68,3 +68,32 @@ def test_voices_lists_every_engine_without_loading(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "jf_alpha" in result.stdout and "heart" in result.stdout and "alloy→jf_alpha" in result.stdout
     assert not (tmp_path / "models").exists(), "listing voices must not assemble the model"
+
+
+def test_jobs_commands_against_a_server(server: str, tmp_path: Path) -> None:
+    text = tmp_path / "chapter.txt"
+    text.write_text("The first sentence of the chapter. The second sentence follows it.\n", encoding="utf-8")
+    submitted = run("jobs", "submit", str(text), "--url", server, "--model", "hibari", "--name", "chapter")
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    assert job_id.startswith("job_") and f"queued {job_id}" in submitted.stderr
+    out = tmp_path / "chapter.mp3"
+    waited = run("jobs", "wait", job_id, "--url", server, "-o", str(out))
+    assert waited.returncode == 0, waited.stderr
+    assert_speech_like(decode(out.read_bytes()), min_seconds=2.0)
+    status = json.loads(run("jobs", "status", job_id, "--url", server).stdout)
+    assert status["status"] == "succeeded" and status["progress"]["segments_done"] == 2
+    assert job_id in run("jobs", "list", "--url", server, "--status", "succeeded", "--limit", "200").stdout
+    canceled = run("jobs", "cancel", job_id, "--url", server)
+    assert canceled.returncode == 0 and "succeeded" in canceled.stderr, "an ended job stays as it was"
+
+
+def test_jobs_commands_report_errors(server: str, tmp_path: Path) -> None:
+    missing = run("jobs", "status", "job_nope", "--url", server)
+    assert missing.returncode == 1 and "404 (job_not_found)" in missing.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    refused = run("jobs", "submit", str(empty), "--url", server)
+    assert refused.returncode == 1 and "input is empty" in refused.stderr
+    unreachable = run("jobs", "list", "--url", "http://127.0.0.1:9")
+    assert unreachable.returncode == 2 and "cannot reach voxserve" in unreachable.stderr

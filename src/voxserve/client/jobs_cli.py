@@ -79,16 +79,22 @@ def list_jobs(
     status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, canceled")] = None,
     limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
 ) -> None:
-    """The newest jobs."""
+    """The newest jobs (a table on a terminal, tab-separated lines otherwise)."""
     params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
     page = _request(url, "GET", "/v1/jobs", params=params)
+    rows = [
+        (job["id"], job["status"], job["name"],
+         f"{job['progress']['segments_done']}/{job['progress']['segments_total']}",
+         f"{job['progress']['audio_seconds']:.1f}", job["created_at"])
+        for job in page["data"]
+    ]  # fmt: skip
+    if not sys.stdout.isatty():  # for scripts: whole ids, one job per line
+        for row in rows:
+            typer.echo("\t".join(row))
+        return
     table = Table("id", "status", "name", "segments", "audio (s)", "created")
-    for job in page["data"]:
-        p = job["progress"]
-        segments = f"{p['segments_done']}/{p['segments_total']}"
-        table.add_row(
-            job["id"], job["status"], job["name"], segments, f"{p['audio_seconds']:.1f}", job["created_at"]
-        )
+    for row in rows:
+        table.add_row(*row)
     Console().print(table)
 
 
