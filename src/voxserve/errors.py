@@ -15,9 +15,14 @@ guess what a ``ValueError`` meant::
     │       └── EngineRejected (422 engine_rejected)
     ├── NotFound (404 not_found)
     │   ├── UnknownVoice (404 unknown_voice)
-    │   └── UnknownModel (404 unknown_model)
+    │   ├── UnknownModel (404 unknown_model)
+    │   └── JobNotFound (404 job_not_found)
+    ├── Conflict (409 conflict)
+    │   ├── IdempotencyConflict (409 idempotency_conflict)
+    │   └── JobNotSucceeded (409 job_not_succeeded)
     ├── PayloadTooLarge (413 input_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── InsufficientStorage (507 insufficient_storage)
     ├── NotReady (503 not_ready, with Retry-After)
     └── EngineError (502 engine_error)
         └── EmptyAudio (502 empty_audio)
@@ -79,6 +84,34 @@ class UnknownVoice(NotFound):
 
 class UnknownModel(NotFound):
     code = "unknown_model"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class Conflict(VoxserveError):
+    status_code = 409
+    code = "conflict"
+
+
+class IdempotencyConflict(Conflict):
+    """An Idempotency-Key seen before came with a different request."""
+
+    code = "idempotency_conflict"
+
+
+class JobNotSucceeded(Conflict):
+    """A job's audio was asked for, but the job failed or was canceled."""
+
+    code = "job_not_succeeded"
+
+
+class InsufficientStorage(VoxserveError):
+    """Job storage is at its configured limit; new jobs are refused, not lost."""
+
+    status_code = 507
+    code = "insufficient_storage"
 
 
 class PayloadTooLarge(VoxserveError):

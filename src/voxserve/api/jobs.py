@@ -20,17 +20,12 @@ from starlette.websockets import WebSocketDisconnect
 from voxserve.api.schemas import JobBody, json_schema_body, parse_json
 from voxserve.api.services import Services, get_services
 from voxserve.audio import FORMATS, AudioFormat, StreamEncoder
-from voxserve.errors import VoxserveError
+from voxserve.errors import JobNotSucceeded
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
 
 router = APIRouter()
 READ_BLOCK = 96000  # bytes of PCM encoded per step while following a running job
 WATCH_INTERVAL = 0.25
-
-
-class JobNotSucceeded(VoxserveError):
-    status_code = 409
-    code = "job_not_succeeded"
 
 
 def _time(value: float | None) -> str | None:

@@ -20,7 +20,7 @@ from fastapi import Request
 
 from voxserve.config import Settings
 from voxserve.engines import Engine, build_engine
-from voxserve.errors import InvalidRequest, VoxserveError
+from voxserve.errors import InsufficientStorage, InvalidRequest
 from voxserve.jobs import Job, JobStore, open_store, request_hash
 from voxserve.jobs.files import JobFiles, check_name
 from voxserve.jobs.janitor import run_janitor
@@ -31,11 +31,6 @@ from voxserve.text import TextNormalizer
 
 log = logging.getLogger(__name__)
 METADATA_LIMIT = 4096
-
-
-class InsufficientStorage(VoxserveError):
-    status_code = 507
-    code = "insufficient_storage"
 
 
 @dataclass

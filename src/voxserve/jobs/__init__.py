@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from voxserve.errors import IdempotencyConflict, JobNotFound
 from voxserve.jobs.models import TERMINAL, Job, JobStatus, Progress, new_job_id, new_task_id
-from voxserve.jobs.store import IdempotencyConflict, JobNotFound, JobStore, request_hash
+from voxserve.jobs.store import JobStore, request_hash
 
 
 def open_store(url: str | None, data_dir: Path, prefix: str = "voxserve") -> JobStore:

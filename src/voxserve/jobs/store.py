@@ -24,18 +24,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from voxserve.errors import VoxserveError
+from voxserve.errors import IdempotencyConflict, JobNotFound, VoxserveError
 from voxserve.jobs.models import Job, JobStatus, Progress, now
-
-
-class IdempotencyConflict(VoxserveError):
-    status_code = 409
-    code = "idempotency_conflict"
-
-
-class JobNotFound(VoxserveError):
-    status_code = 404
-    code = "job_not_found"
 
 
 def request_hash(fields: dict[str, Any]) -> str:
@@ -159,35 +149,38 @@ class JobStore(ABC):
                 self._notify()
                 return job
 
-    @staticmethod
-    def _owned(job: Job, worker_id: str) -> bool:
-        return job.status is JobStatus.RUNNING and job.lease_owner == worker_id
+    async def _as_owner(
+        self, job_id: str, worker_id: str, change: Callable[[Job], None], known: Job | None = None
+    ) -> Job | None:
+        """Apply ``change`` only while ``worker_id`` holds the job's lease; None once it does not."""
+
+        def owned_change(job: Job) -> bool:
+            if job.status is not JobStatus.RUNNING or job.lease_owner != worker_id:
+                return False
+            change(job)
+            return True
+
+        return await self._modify(job_id, owned_change, known)
 
     async def heartbeat(
         self, job_id: str, worker_id: str, lease_seconds: float, known: Job | None = None
     ) -> Job | None:
         """Extend a lease; None if the worker no longer holds it (expired and taken over)."""
 
-        def extend(job: Job) -> bool:
-            if not self._owned(job, worker_id):
-                return False
+        def extend(job: Job) -> None:
             job.lease_expires = now() + lease_seconds
-            return True
 
-        return await self._modify(job_id, extend, known)
+        return await self._as_owner(job_id, worker_id, extend, known)
 
     async def record_progress(
         self, job_id: str, worker_id: str, progress: Progress, known: Job | None = None
     ) -> Job | None:
         """Save progress after a finished segment; None if the lease was lost."""
 
-        def advance(job: Job) -> bool:
-            if not self._owned(job, worker_id):
-                return False
+        def advance(job: Job) -> None:
             job.progress = progress
-            return True
 
-        return await self._modify(job_id, advance, known)
+        return await self._as_owner(job_id, worker_id, advance, known)
 
     async def finish(
         self,
@@ -199,44 +192,35 @@ class JobStore(ABC):
     ) -> Job | None:
         """End a running job: succeeded, failed (with the error) or canceled."""
 
-        def end(job: Job) -> bool:
-            if not self._owned(job, worker_id):
-                return False
+        def end(job: Job) -> None:
             job.status = status
             job.finished_at = now()
             job.lease_owner = job.lease_expires = None
             if error is not None:
                 job.error_code, job.error_message = error.code, error.message
-            return True
 
-        return await self._modify(job_id, end, known)
+        return await self._as_owner(job_id, worker_id, end, known)
 
     async def retry(self, job_id: str, worker_id: str, delay: float, error: VoxserveError) -> Job | None:
         """Put a failed attempt back in the queue after ``delay`` seconds, keeping its progress."""
 
-        def again(job: Job) -> bool:
-            if not self._owned(job, worker_id):
-                return False
+        def again(job: Job) -> None:
             job.status = JobStatus.QUEUED
             job.run_at = now() + delay
             job.lease_owner = job.lease_expires = None
             job.error_code, job.error_message = error.code, error.message
-            return True
 
-        return await self._modify(job_id, again)
+        return await self._as_owner(job_id, worker_id, again)
 
     async def release(self, job_id: str, worker_id: str) -> Job | None:
         """Give a job back untouched (its worker is shutting down): this attempt does not count."""
 
-        def give_back(job: Job) -> bool:
-            if not self._owned(job, worker_id):
-                return False
+        def give_back(job: Job) -> None:
             job.status, job.run_at = JobStatus.QUEUED, now()
             job.lease_owner = job.lease_expires = None
             job.attempts -= 1
-            return True
 
-        return await self._modify(job_id, give_back)
+        return await self._as_owner(job_id, worker_id, give_back)
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel: a queued job at once, a running one at its next segment. Ended jobs stay as they are."""
