@@ -125,7 +125,10 @@ class Services:
         max_attempts: int | None = None,
     ) -> tuple[Job, bool]:
         """Check a job fully, then store it; (job, created). Nothing unchecked is ever queued."""
-        plan = self.pipeline.plan(request, max_chars=self.settings.job_max_chars, require_ready=False)
+        # A book takes seconds to segment: off the event loop, so other requests keep flowing.
+        plan = await asyncio.to_thread(
+            self.pipeline.plan, request, max_chars=self.settings.job_max_chars, require_ready=False
+        )
         fields = {"request": request.__dict__, "name": name, "priority": priority, "metadata": metadata}
         parameters = {key: value for key, value in request.__dict__.items() if key != "input"}
         name = check_name(name) if name else job_id

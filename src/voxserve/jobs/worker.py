@@ -156,7 +156,8 @@ class Worker:
         text = await self.store.text(job.id)
         if text is None:
             raise LeaseLost(job.id)  # deleted while it ran
-        plan = self.pipeline.plan(SpeechRequest(input=text, **job.request), max_chars=self.settings.max_chars)
+        request = SpeechRequest(input=text, **job.request)
+        plan = await asyncio.to_thread(self.pipeline.plan, request, max_chars=self.settings.max_chars)
         rate = plan.engine.capabilities.sample_rate
         progress = replace(job.progress, segments_total=len(plan.segments), chars_total=plan.chars)
         self.files.directory(job.id)
