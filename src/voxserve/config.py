@@ -51,6 +51,8 @@ class EngineSettings(BaseModel):
 
     name: str
     kind: str
+    url: str | None = Field(default=None, description="base URL of a remote engine's server")
+    read_timeout: float = Field(default=300.0, gt=0, description="seconds a remote engine may stay silent")
     threads: int | None = Field(default=None, ge=1, description="inference threads (default: cores)")
     max_concurrency: int | None = Field(default=None, ge=1)
     options: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")

@@ -25,7 +25,10 @@ guess what a ``ValueError`` meant::
     ├── InsufficientStorage (507 insufficient_storage)
     ├── NotReady (503 not_ready, with Retry-After)
     └── EngineError (502 engine_error)
-        └── EmptyAudio (502 empty_audio)
+        ├── EmptyAudio (502 empty_audio)
+        ├── EngineUnavailable (503 engine_unavailable: refused, reset, 5xx)
+        ├── EngineOverloaded (503 engine_overloaded: out of memory, 429, 503)
+        └── EngineTimeout (504 engine_timeout)
 """
 
 from __future__ import annotations
@@ -146,3 +149,22 @@ class EmptyAudio(EngineError):
     """An engine returned no samples for non-empty text: never passed on as success."""
 
     code = "empty_audio"
+
+
+class EngineUnavailable(EngineError):
+    """The engine could not be reached or failed on its side (worth another instance or a retry)."""
+
+    status_code = 503
+    code = "engine_unavailable"
+
+
+class EngineOverloaded(EngineError):
+    """The engine ran out of memory or said it is busy: fewer requests at once will help."""
+
+    status_code = 503
+    code = "engine_overloaded"
+
+
+class EngineTimeout(EngineError):
+    status_code = 504
+    code = "engine_timeout"

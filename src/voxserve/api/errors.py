@@ -18,7 +18,10 @@ log = logging.getLogger(__name__)
 
 
 def error_response(error: VoxserveError) -> JSONResponse:
-    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, NotReady) else None
+    """The JSON error; every 503 says when to retry (engines loading, overloaded, unreachable)."""
+    headers = None
+    if error.status_code == 503:
+        headers = {"Retry-After": str(error.retry_after if isinstance(error, NotReady) else 1)}
     return JSONResponse({"error": error.to_dict()}, status_code=error.status_code, headers=headers)
 
 

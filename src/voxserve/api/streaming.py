@@ -16,6 +16,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 from fastapi.responses import StreamingResponse
 
@@ -30,11 +31,15 @@ def new_request_id() -> str:
 
 
 def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
-    """What a client may want to know about how its request was served."""
+    """What a client may want to know about how its request was served.
+
+    Names are percent-encoded: header values must be Latin-1, voice ids such
+    as CosyVoice's ``中文女`` are not.
+    """
     headers = {
         "X-Request-Id": request_id,
-        "X-Voxserve-Engine": plan.engine.name,
-        "X-Voxserve-Voice": plan.voice,
+        "X-Voxserve-Engine": quote(plan.engine.name, safe=""),
+        "X-Voxserve-Voice": quote(plan.voice, safe=""),
         "Cache-Control": "no-store",
     }
     if plan.ignored:

@@ -1,0 +1,55 @@
+"""EmotiVoice through its OpenAI-style server (``openaiapi.py``).
+
+``POST /v1/audio/speech`` with JSON ``input``, ``voice`` (a speaker id such
+as ``8051``), ``prompt`` (the emotion or style in words, e.g. "非常开心"),
+``language`` (``zh_us``), ``model`` (``emoti-voice``), ``response_format``,
+``speed``. It answers with a whole file; voxserve asks for WAV (16 kHz).
+voxserve's ``emotion`` (or, without one, ``instructions``) becomes ``prompt``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+
+from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.engines.remote import Call, RemoteEngine, whole_file
+
+EMOTIONS = frozenset({"happy", "sad", "angry", "surprised", "neutral", "fearful", "disgusted"})
+
+
+class EmotiVoiceEngine(RemoteEngine):
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        voices: Sequence[str] = ("8051",),
+        sample_rate: int = 16000,
+        max_segment_chars: int = 200,
+    ) -> None:
+        capabilities = Capabilities(
+            languages=frozenset({"zh", "en"}),
+            voices=tuple(VoiceInfo(id=v, engine=name, languages=("zh", "en")) for v in voices),
+            sample_rate=sample_rate,
+            max_segment_chars=max_segment_chars,
+            emotions=EMOTIONS,
+            instructions=True,
+            native_speed=(0.5, 2.0),
+        )
+        super().__init__(name, client, capabilities)
+
+    def call(self, request: SegmentRequest) -> Call:
+        body = {
+            "input": request.text,
+            "voice": request.voice,
+            "prompt": request.emotion or request.instructions or "",
+            "language": "zh_us",
+            "model": "emoti-voice",
+            "response_format": "wav",
+            "speed": request.speed,
+        }
+        return Call("/v1/audio/speech", json=body)
+
+    def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
+        return whole_file(response)

@@ -1,0 +1,172 @@
+"""Shared machinery for engines that live in another server.
+
+A remote adapter describes one request (method, path, body) and how to turn
+the response body into PCM; this base sends it with ``httpx`` (keepalive
+pool, connect and read timeouts), streams the body without buffering, and
+translates every failure into the error tree so routing can act on it:
+
+- refused or reset connections and 5xx answers → ``EngineUnavailable``;
+- out-of-memory answers, 429 and 503 → ``EngineOverloaded``;
+- timeouts → ``EngineTimeout``;
+- other 4xx → ``EngineRejected`` (the engine refused this input; permanent).
+
+The engine's own words (the tail of its error body) go into the message.
+Leaving the stream early (a client that hung up) closes the upstream request.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+
+from voxserve.engines.base import PCM, Capabilities, SegmentRequest
+from voxserve.errors import (
+    EngineOverloaded,
+    EngineRejected,
+    EngineTimeout,
+    EngineUnavailable,
+    VoxserveError,
+)
+
+_OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory|CUDA error: out of memory|OOM", re.IGNORECASE)
+ERROR_TAIL = 300  # characters of an engine's error body kept in our message
+
+
+def default_client(base_url: str, read_timeout: float = 300.0) -> httpx.AsyncClient:
+    """Keepalive connections, 5 s to connect, ``read_timeout`` between bytes (300 s as in nginx setups)."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(read_timeout, connect=5.0),
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+    )
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request to an engine."""
+
+    path: str
+    json: dict[str, Any] | None = None
+    data: dict[str, str] | None = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    method: str = "POST"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def engine_error(engine: str, status: int, body: str) -> VoxserveError:
+    """The error a failed engine answer stands for, with the engine's own words."""
+    tail = body.strip()[-ERROR_TAIL:] or "(empty body)"
+    message = f"engine {engine!r} answered {status}: {tail}"
+    if status in (429, 503) or _OUT_OF_MEMORY.search(body):
+        return EngineOverloaded(message)
+    if status >= 500:
+        return EngineUnavailable(message)
+    return EngineRejected(message)
+
+
+class PcmStream:
+    """Turns a raw little-endian sample stream into float32 chunks, whatever the byte boundaries."""
+
+    def __init__(self, dtype: str) -> None:
+        self._dtype = np.dtype(dtype)
+        self._carry = b""
+
+    def feed(self, data: bytes) -> PCM | None:
+        data = self._carry + data
+        usable = len(data) - len(data) % self._dtype.itemsize
+        self._carry = data[usable:]
+        if usable == 0:
+            return None
+        samples = np.frombuffer(data[:usable], self._dtype)
+        if self._dtype.kind == "i":
+            return (samples.astype(np.float32) / 32768.0).astype(np.float32)
+        return samples.astype(np.float32)
+
+
+async def raw_pcm(response: httpx.Response, dtype: str) -> AsyncIterator[PCM]:
+    """A streamed body of headerless samples (``<i2`` or ``<f4``) as float32 chunks."""
+    stream = PcmStream(dtype)
+    async for data in response.aiter_bytes():
+        chunk = stream.feed(data)
+        if chunk is not None and chunk.size:
+            yield chunk
+
+
+async def whole_file(response: httpx.Response) -> AsyncIterator[PCM]:
+    """A complete audio file (WAV, MP3, ...) in the body, decoded to mono float32."""
+    import av
+
+    data = await response.aread()
+    with av.open(io.BytesIO(data), mode="r") as container:
+        frames = [
+            frame.to_ndarray().astype(np.float32).reshape(frame.layout.nb_channels, -1).mean(axis=0)
+            for frame in container.decode(audio=0)
+        ]
+    if frames:
+        audio = np.concatenate(frames)
+        if np.abs(audio).max(initial=0) > 1.5:  # integer samples
+            audio = audio / 32768.0
+        yield audio.astype(np.float32)
+
+
+class RemoteEngine(ABC):
+    """Base of HTTP adapters; subclasses say what to send and how to read the answer."""
+
+    def __init__(self, name: str, client: httpx.AsyncClient, capabilities: Capabilities) -> None:
+        self.name = name
+        self._client = client
+        self._capabilities = capabilities
+        self._ready = False
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def url(self) -> str:
+        return str(self._client.base_url)
+
+    async def load(self) -> None:
+        """Nothing to load: the server holds the model. Health is the pool's business."""
+        self._ready = True
+
+    async def close(self) -> None:
+        self._ready = False
+        await self._client.aclose()
+
+    @abstractmethod
+    def call(self, request: SegmentRequest) -> Call:
+        """The HTTP request that synthesizes one segment."""
+
+    @abstractmethod
+    def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
+        """The response body as PCM chunks at ``capabilities.sample_rate``."""
+
+    async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
+        call = self.call(request)
+        try:
+            async with self._client.stream(
+                call.method, call.path, json=call.json, data=call.data, files=call.files, headers=call.headers
+            ) as response:
+                if response.status_code >= 400:
+                    body = (await response.aread()).decode("utf-8", "replace")
+                    raise engine_error(self.name, response.status_code, body)
+                async for chunk in self.decode(response):
+                    yield chunk
+        except httpx.TimeoutException as exc:
+            raise EngineTimeout(
+                f"engine {self.name!r} at {self.url} timed out ({type(exc).__name__})"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise EngineUnavailable(f"engine {self.name!r} at {self.url} is unreachable: {exc!r}") from exc

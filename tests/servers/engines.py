@@ -1,0 +1,201 @@
+"""Stand-ins for CosyVoice's FastAPI runtime, EmotiVoice's OpenAI-style server and OpenAI's API.
+
+Each speaks its original's protocol exactly (paths, field names, required
+fields, encodings, headers) and synthesizes a deterministic tone whose
+length follows the text. A shared :class:`Behaviour` tells it how slow to
+be, how many requests it can hold before it runs out of memory (and fails
+the way a real one does: the stream breaks off after the headers, as a
+CUDA out-of-memory error inside CosyVoice's generator does), what error
+rate to have, and whether it is up at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import threading
+import time
+import wave
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import uvicorn
+from bench.server import free_port
+from fastapi import FastAPI, File, Form, Request, Response, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
+
+
+@dataclass
+class Behaviour:
+    """What a test server does; tests change it while the server runs."""
+
+    seconds_per_char: float = 0.0
+    capacity: int | None = None  # concurrent requests above which it runs out of memory
+    error_rate: float = 0.0
+    up: bool = True
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    served: int = 0
+    out_of_memory: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+class OutOfMemoryError(RuntimeError):
+    """What torch raises: ``torch.OutOfMemoryError: CUDA out of memory``."""
+
+
+def tone(text: str, sample_rate: int, seconds_per_char: float = 0.06) -> np.ndarray:
+    seconds = max(0.2, len(text) * seconds_per_char)
+    t = np.arange(int(sample_rate * seconds), dtype=np.float32) / sample_rate
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    return (0.3 * envelope * np.sin(2 * np.pi * (180 + len(text) % 120) * t)).astype(np.float32)
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes((samples * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+async def _generate(behaviour: Behaviour, text: str, sample_rate: int, dtype: str) -> AsyncIterator[bytes]:
+    """Audio in ~0.1 s chunks, paced by ``seconds_per_char``; fails mid-stream when over capacity."""
+    behaviour.in_flight += 1
+    behaviour.peak_in_flight = max(behaviour.peak_in_flight, behaviour.in_flight)
+    try:
+        if behaviour.capacity is not None and behaviour.in_flight > behaviour.capacity:
+            behaviour.out_of_memory += 1
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        if behaviour.error_rate and random.random() < behaviour.error_rate:
+            raise RuntimeError("inference failed")
+        audio = tone(text, sample_rate)
+        step = sample_rate // 10
+        chunks = range(0, audio.size, step)
+        for start in chunks:
+            await asyncio.sleep(behaviour.seconds_per_char * len(text) / len(chunks))
+            piece = audio[start : start + step]
+            yield (piece * 32768).astype("<i2").tobytes() if dtype == "<i2" else piece.astype("<f4").tobytes()
+        behaviour.served += 1
+    finally:
+        behaviour.in_flight -= 1
+
+
+def _unavailable() -> Response:
+    return JSONResponse({"detail": "service unavailable"}, status_code=503)
+
+
+def cosyvoice_app(behaviour: Behaviour, sample_rate: int = 22050) -> FastAPI:
+    """CosyVoice's ``runtime/python/fastapi/server.py`` and the ``/tts`` form API of web deployments."""
+    app = FastAPI()
+    headers = {"X-Custom-Header-sampleRate": str(sample_rate)}
+
+    def stream(text: str, dtype: str, **fields: str) -> Response:
+        behaviour.requests.append({"tts_text": text, **fields})
+        if not behaviour.up:
+            return _unavailable()
+        return StreamingResponse(_generate(behaviour, text, sample_rate, dtype), headers=headers)
+
+    @app.post("/inference_sft")
+    async def inference_sft(tts_text: str = Form(), spk_id: str = Form()) -> Response:
+        return stream(tts_text, "<i2", path="/inference_sft", spk_id=spk_id)
+
+    @app.post("/stream/inference_sft")
+    async def stream_inference_sft(tts_text: str = Form(), spk_id: str = Form()) -> Response:
+        return stream(tts_text, "<f4", path="/stream/inference_sft", spk_id=spk_id)
+
+    @app.post("/inference_instruct")
+    async def inference_instruct(
+        tts_text: str = Form(), spk_id: str = Form(), instruct_text: str = Form()
+    ) -> Response:
+        return stream(tts_text, "<i2", path="/inference_instruct", spk_id=spk_id, instruct_text=instruct_text)
+
+    @app.post("/inference_zero_shot")
+    async def inference_zero_shot(
+        tts_text: str = Form(), prompt_text: str = Form(), prompt_wav: UploadFile = File()
+    ) -> Response:
+        await prompt_wav.read()
+        return stream(tts_text, "<i2", path="/inference_zero_shot", prompt_text=prompt_text)
+
+    @app.post("/tts")
+    async def tts(text: str = Form(), audio_path: str | None = Form(None), seed: int | None = Form(None),
+                  task_id: str | None = Form(None)) -> Response:  # fmt: skip
+        behaviour.requests.append({"path": "/tts", "text": text, "seed": seed, "audio_path": audio_path})
+        if not behaviour.up:
+            return _unavailable()
+        await asyncio.sleep(behaviour.seconds_per_char * len(text))
+        return Response(wav_bytes(tone(text, sample_rate), sample_rate), media_type="audio/wav")
+
+    return app
+
+
+class EmotiVoiceRequest(BaseModel):
+    """Exactly EmotiVoice's ``openaiapi.py`` request model, with its defaults."""
+
+    input: str
+    voice: str = "8051"
+    prompt: str | None = ""
+    language: str | None = "zh_us"
+    model: str | None = "emoti-voice"
+    response_format: str | None = "mp3"
+    speed: float | None = 1.0
+    volume: float | None = 1.0
+
+
+def emotivoice_app(behaviour: Behaviour, sample_rate: int = 16000) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/v1/audio/speech")
+    async def text_to_speech(request: EmotiVoiceRequest) -> Response:
+        behaviour.requests.append(request.model_dump())
+        if not behaviour.up:
+            return _unavailable()
+        chunks = [chunk async for chunk in _generate(behaviour, request.input, sample_rate, "<i2")]
+        samples = np.frombuffer(b"".join(chunks), "<i2").astype(np.float32) / 32768
+        return Response(wav_bytes(samples, sample_rate), media_type=f"audio/{request.response_format}")
+
+    return app
+
+
+def openai_app(behaviour: Behaviour) -> FastAPI:
+    """OpenAI's speech endpoint: ``response_format: pcm`` is 24 kHz s16le, streamed."""
+    app = FastAPI()
+
+    @app.post("/v1/audio/speech")
+    async def speech(request: Request) -> Response:
+        body = await request.json()
+        behaviour.requests.append({**body, "authorization": request.headers.get("authorization")})
+        if not behaviour.up:
+            return _unavailable()
+        if body.get("response_format") != "pcm":
+            return JSONResponse({"error": {"message": "test server speaks pcm only"}}, status_code=400)
+        return StreamingResponse(
+            _generate(behaviour, str(body["input"]), 24000, "<i2"), media_type="audio/pcm"
+        )
+
+    return app
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[str]:
+    """Run an app with uvicorn on a free loopback port, in a thread; yields its URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "test server did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

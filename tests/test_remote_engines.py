@@ -1,0 +1,218 @@
+"""Each remote adapter against a server speaking its engine's real protocol."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.audio_checks import decode
+from tests.servers.engines import Behaviour, cosyvoice_app, emotivoice_app, openai_app, serving, tone
+from voxserve.api import create_app
+from voxserve.config import EngineSettings, Settings
+from voxserve.engines import SegmentRequest, build_engine
+from voxserve.engines.cosyvoice import CosyVoiceEngine
+from voxserve.engines.emotivoice import EmotiVoiceEngine
+from voxserve.engines.openai import OpenAIEngine
+from voxserve.engines.remote import RemoteEngine, default_client
+from voxserve.errors import EngineOverloaded, EngineRejected, EngineTimeout, EngineUnavailable
+
+TEXT = "你好，今天天气很好。"
+
+
+@pytest.fixture
+def behaviour() -> Behaviour:
+    return Behaviour()
+
+
+@pytest.fixture
+def server(behaviour: Behaviour) -> Iterator[Callable[[Callable[[Behaviour], FastAPI]], str]]:
+    """Start a test server from an app factory; all stop at the end of the test."""
+    stack: list[object] = []
+
+    def start(factory: Callable[[Behaviour], FastAPI]) -> str:
+        context = serving(factory(behaviour))
+        stack.append(context)
+        return context.__enter__()
+
+    yield start
+    for context in reversed(stack):
+        context.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+async def collect(engine: RemoteEngine, request: SegmentRequest) -> list[np.ndarray]:
+    await engine.load()
+    try:
+        return [chunk async for chunk in engine.synthesize(request)]
+    finally:
+        await engine.close()
+
+
+def segment(voice: str, **fields: object) -> SegmentRequest:
+    return SegmentRequest(text=TEXT, language="zh", voice=voice, **fields)  # type: ignore[arg-type]
+
+
+async def test_cosyvoice_sft_streams_int16(server: Callable[..., str], behaviour: Behaviour) -> None:
+    url = server(cosyvoice_app)
+    engine = CosyVoiceEngine("cosy", default_client(url), voices=["中文女"], sample_rate=22050)
+    chunks = await collect(engine, segment("中文女"))
+    assert len(chunks) > 3, "the body streams in pieces"
+    audio = np.concatenate(chunks)
+    np.testing.assert_allclose(audio, tone(TEXT, 22050), atol=1 / 16384)
+    assert behaviour.requests == [{"tts_text": TEXT, "path": "/inference_sft", "spk_id": "中文女"}]
+
+
+async def test_cosyvoice_stream_endpoint_is_float32(server: Callable[..., str], behaviour: Behaviour) -> None:
+    url = server(cosyvoice_app)
+    engine = CosyVoiceEngine("cosy", default_client(url), voices=["中文女"], stream=True)
+    audio = np.concatenate(await collect(engine, segment("中文女")))
+    np.testing.assert_allclose(audio, tone(TEXT, 22050), atol=1e-6)
+    assert behaviour.requests[0]["path"] == "/stream/inference_sft"
+
+
+async def test_cosyvoice_instructions_use_inference_instruct(
+    server: Callable[..., str], behaviour: Behaviour
+) -> None:
+    url = server(cosyvoice_app)
+    engine = CosyVoiceEngine("cosy", default_client(url), voices=["中文女"])
+    await collect(engine, segment("中文女", instructions="用四川话说这句话"))
+    assert behaviour.requests[0] == {"tts_text": TEXT, "path": "/inference_instruct", "spk_id": "中文女",
+                                     "instruct_text": "用四川话说这句话"}  # fmt: skip
+
+
+async def test_cosyvoice_tts_form_api(server: Callable[..., str], behaviour: Behaviour) -> None:
+    url = server(cosyvoice_app)
+    engine = CosyVoiceEngine("cosy3", default_client(url), voices=["default"], api="tts", sample_rate=22050)
+    audio = np.concatenate(await collect(engine, segment("default", seed=42)))
+    assert audio.size == tone(TEXT, 22050).size
+    assert behaviour.requests == [{"path": "/tts", "text": TEXT, "seed": 42, "audio_path": None}]
+
+
+async def test_emotivoice_request_fields(server: Callable[..., str], behaviour: Behaviour) -> None:
+    url = server(emotivoice_app)
+    engine = EmotiVoiceEngine("emoti", default_client(url), voices=["8051", "9017"])
+    audio = np.concatenate(await collect(engine, segment("9017", emotion="非常开心", speed=1.2)))
+    assert audio.size == tone(TEXT, 16000).size
+    assert behaviour.requests == [{"input": TEXT, "voice": "9017", "prompt": "非常开心", "language": "zh_us",
+                                   "model": "emoti-voice", "response_format": "wav", "speed": 1.2,
+                                   "volume": 1.0}]  # fmt: skip
+
+
+async def test_openai_compatible_pcm_passthrough(server: Callable[..., str], behaviour: Behaviour) -> None:
+    url = server(openai_app)
+    engine = OpenAIEngine("kokoro-fastapi", default_client(url), voices=["af_heart"], model="kokoro",
+                          api_key="sk-test")  # fmt: skip
+    request = SegmentRequest(text="Hello there.", language="en", voice="af_heart", instructions="calm")
+    chunks = await collect(engine, request)
+    assert len(chunks) > 1 and np.concatenate(chunks).size == tone("Hello there.", 24000).size
+    assert behaviour.requests == [{"model": "kokoro", "input": "Hello there.", "voice": "af_heart",
+                                   "response_format": "pcm", "speed": 1.0, "instructions": "calm",
+                                   "authorization": "Bearer sk-test"}]  # fmt: skip
+
+
+async def test_out_of_memory_mid_stream_is_an_engine_error(
+    server: Callable[..., str], behaviour: Behaviour
+) -> None:
+    url = server(cosyvoice_app)
+    behaviour.capacity, behaviour.seconds_per_char = 1, 0.02
+    engines = [CosyVoiceEngine("cosy", default_client(url), voices=["中文女"]) for _ in range(3)]
+    results = await asyncio.gather(*(collect(e, segment("中文女")) for e in engines), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, Exception)]
+    assert len(failures) == 2 and all(isinstance(f, EngineUnavailable) for f in failures), results
+    assert behaviour.out_of_memory == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (503, "busy", EngineOverloaded),
+        (500, "torch.OutOfMemoryError: CUDA out of memory", EngineOverloaded),
+        (500, "Internal Server Error", EngineUnavailable),
+        (422, '{"detail": "spk_id missing"}', EngineRejected),
+    ],
+)
+async def test_error_answers_map_onto_the_error_tree(status: int, body: str, error: type[Exception]) -> None:
+    transport = httpx.MockTransport(lambda _: httpx.Response(status, text=body))
+    client = httpx.AsyncClient(base_url="http://engine.test", transport=transport)
+    engine = CosyVoiceEngine("cosy", client, voices=["中文女"])
+    with pytest.raises(error) as caught:
+        await collect(engine, segment("中文女"))
+    assert str(status) in str(caught.value) and body[-40:] in str(caught.value)
+
+
+async def test_refused_connection_is_unavailable() -> None:
+    from bench.server import free_port
+
+    engine = CosyVoiceEngine("cosy", default_client(f"http://127.0.0.1:{free_port()}"), voices=["中文女"])
+    with pytest.raises(EngineUnavailable, match="unreachable"):
+        await collect(engine, segment("中文女"))
+
+
+async def test_silence_longer_than_the_read_timeout(server: Callable[..., str], behaviour: Behaviour) -> None:
+    url = server(cosyvoice_app)
+    behaviour.seconds_per_char = 1.0
+    engine = CosyVoiceEngine("cosy", default_client(url, read_timeout=0.2), voices=["中文女"])
+    with pytest.raises(EngineTimeout):
+        await collect(engine, segment("中文女"))
+
+
+async def test_leaving_early_closes_the_upstream_request(
+    server: Callable[..., str], behaviour: Behaviour
+) -> None:
+    url = server(cosyvoice_app)
+    behaviour.seconds_per_char = 0.2
+    engine = CosyVoiceEngine("cosy", default_client(url), voices=["中文女"])
+    await engine.load()
+    stream: AsyncIterator[np.ndarray] = engine.synthesize(segment("中文女"))
+    await anext(stream)
+    assert behaviour.in_flight == 1
+    await stream.aclose()  # type: ignore[attr-defined]
+    for _ in range(50):
+        if behaviour.in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert behaviour.in_flight == 0 and behaviour.served == 0
+    await engine.close()
+
+
+def test_a_configured_remote_engine_serves_the_api(
+    server: Callable[..., str], behaviour: Behaviour, tmp_path: Path
+) -> None:
+    url = server(cosyvoice_app)
+    cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, options={"voices": ["中文女"]})
+    settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", workers=0)
+    with TestClient(create_app(settings)) as client:
+        while client.get("/readyz").status_code != 200:
+            pass
+        body = {"model": "cosy", "input": "你好。再见。", "response_format": "wav", "emotion": "happy"}
+        response = client.post("/v1/audio/speech", json=body)
+        assert response.status_code == 200, response.text
+        assert response.headers["x-voxserve-ignored"] == "emotion"
+        assert response.headers["x-voxserve-voice"] == "%E4%B8%AD%E6%96%87%E5%A5%B3"  # 中文女
+        audio = decode(response.content)
+        assert audio.sample_rate == 22050 and audio.duration > 0.8
+        assert [r["tts_text"] for r in behaviour.requests] == ["你好。", "再见。"]
+        down = client.post("/v1/audio/speech", json={"model": "cosy", "input": "你好。"})
+        assert down.status_code == 200
+        behaviour.up = False
+        failed = client.post("/v1/audio/speech", json={"model": "cosy", "input": "你好。"})
+        assert failed.status_code == 503 and failed.json()["error"]["code"] == "engine_overloaded"
+        assert failed.headers["retry-after"] == "1"
+
+
+def test_remote_engine_settings_are_checked(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from voxserve.errors import UnsupportedValue
+
+    with pytest.raises(UnsupportedValue, match="needs a url"):
+        build_engine(EngineSettings(name="cosy", kind="cosyvoice"), ThreadPoolExecutor(1), tmp_path)
+    with pytest.raises(UnsupportedValue, match="unexpected keyword"):
+        build_engine(EngineSettings(name="cosy", kind="cosyvoice", url="http://x", options={"colour": 1}),
+                     ThreadPoolExecutor(1), tmp_path)  # fmt: skip
