@@ -11,13 +11,14 @@ from voxserve.engines.base import Engine
 from voxserve.engines.cosyvoice import CosyVoiceEngine
 from voxserve.engines.emotivoice import EmotiVoiceEngine
 from voxserve.engines.fake import FakeEngine
+from voxserve.engines.glmtts import GlmTtsEngine
 from voxserve.engines.hibari import HibariEngine
 from voxserve.engines.kokoro import KokoroEngine
 from voxserve.engines.openai import OpenAIEngine
 from voxserve.engines.remote import RemoteEngine, default_client
 from voxserve.errors import UnsupportedValue
 
-KINDS = ("kokoro", "hibari", "cosyvoice", "emotivoice", "openai", "fake")
+KINDS = ("kokoro", "hibari", "cosyvoice", "emotivoice", "openai", "glmtts", "fake")
 REMOTE: dict[str, type[RemoteEngine]] = {
     "cosyvoice": CosyVoiceEngine,
     "emotivoice": EmotiVoiceEngine,
@@ -49,6 +50,11 @@ def build_engine(config: EngineSettings, executor: Executor, data_dir: Path) -> 
         client = default_client(config.url, config.read_timeout)
         try:
             return REMOTE[config.kind](config.name, client, **config.options)
+        except TypeError as exc:
+            raise UnsupportedValue(f"engine {config.name!r}: {exc}", param="engines.options") from exc
+    if config.kind == "glmtts":
+        try:
+            return GlmTtsEngine(config.name, work_dir=data_dir / "glmtts" / config.name, **config.options)
         except TypeError as exc:
             raise UnsupportedValue(f"engine {config.name!r}: {exc}", param="engines.options") from exc
     if config.kind == "fake":

@@ -16,7 +16,6 @@ Leaving the stream early (a client that hung up) closes the upstream request.
 
 from __future__ import annotations
 
-import io
 import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from voxserve.audio.decode import decode_audio
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest
 from voxserve.errors import (
     EngineOverloaded,
@@ -101,19 +101,9 @@ async def raw_pcm(response: httpx.Response, dtype: str) -> AsyncIterator[PCM]:
 
 async def whole_file(response: httpx.Response) -> AsyncIterator[PCM]:
     """A complete audio file (WAV, MP3, ...) in the body, decoded to mono float32."""
-    import av
-
-    data = await response.aread()
-    with av.open(io.BytesIO(data), mode="r") as container:
-        frames = [
-            frame.to_ndarray().astype(np.float32).reshape(frame.layout.nb_channels, -1).mean(axis=0)
-            for frame in container.decode(audio=0)
-        ]
-    if frames:
-        audio = np.concatenate(frames)
-        if np.abs(audio).max(initial=0) > 1.5:  # integer samples
-            audio = audio / 32768.0
-        yield audio.astype(np.float32)
+    audio, _ = decode_audio(await response.aread())
+    if audio.size:
+        yield audio
 
 
 class RemoteEngine(ABC):

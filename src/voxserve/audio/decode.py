@@ -1,0 +1,24 @@
+"""Decoding whole audio files (engine answers, prompt audio) into mono float32."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import numpy as np
+
+from voxserve.engines.base import PCM
+
+
+def decode_audio(source: bytes | Path) -> tuple[PCM, int]:
+    """Any format FFmpeg reads → (mono float32 samples in [-1, 1], sample rate); channels are averaged."""
+    handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    resampler = av.AudioResampler(format="flt", layout="mono")
+    with av.open(handle, mode="r") as container:
+        rate = container.streams.audio[0].codec_context.sample_rate
+        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+    frames += resampler.resample(None)
+    chunks = [frame.to_ndarray().reshape(-1) for frame in frames]
+    audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return audio, rate
