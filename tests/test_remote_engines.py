@@ -124,7 +124,8 @@ async def test_out_of_memory_mid_stream_is_an_engine_error(
     engines = [CosyVoiceEngine("cosy", default_client(url), voices=["中文女"]) for _ in range(3)]
     results = await asyncio.gather(*(collect(e, segment("中文女")) for e in engines), return_exceptions=True)
     failures = [r for r in results if isinstance(r, Exception)]
-    assert len(failures) == 2 and all(isinstance(f, EngineUnavailable) for f in failures), results
+    assert len(failures) == 2 and all(isinstance(f, EngineOverloaded) for f in failures), results
+    assert "broke off" in str(failures[0])
     assert behaviour.out_of_memory == 2
 
 
@@ -211,7 +212,7 @@ def test_remote_engine_settings_are_checked(tmp_path: Path) -> None:
 
     from voxserve.errors import UnsupportedValue
 
-    with pytest.raises(UnsupportedValue, match="needs a url"):
+    with pytest.raises(UnsupportedValue, match="needs a url or instances"):
         build_engine(EngineSettings(name="cosy", kind="cosyvoice"), ThreadPoolExecutor(1), tmp_path)
     with pytest.raises(UnsupportedValue, match="unexpected keyword"):
         build_engine(EngineSettings(name="cosy", kind="cosyvoice", url="http://x", options={"colour": 1}),

@@ -184,9 +184,9 @@ def openai_app(behaviour: Behaviour) -> FastAPI:
 
 
 @contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
-    """Run an app with uvicorn on a free loopback port, in a thread; yields its URL."""
-    port = free_port()
+def serving(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """Run an app with uvicorn on a loopback port (free by default), in a thread; yields its URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -17,6 +17,7 @@ from voxserve.engines.kokoro import KokoroEngine
 from voxserve.engines.openai import OpenAIEngine
 from voxserve.engines.remote import RemoteEngine, default_client
 from voxserve.errors import UnsupportedValue
+from voxserve.routing import AdaptiveLimit, FixedLimit, Instance, Pool, PoolSettings, Role
 
 KINDS = ("kokoro", "hibari", "cosyvoice", "emotivoice", "openai", "glmtts", "fake")
 REMOTE: dict[str, type[RemoteEngine]] = {
@@ -35,23 +36,17 @@ def build_engine(config: EngineSettings, executor: Executor, data_dir: Path) -> 
             executor,
             model_dir=data_dir / "models",
             threads=config.threads or cores,
-            max_concurrency=config.max_concurrency or 1,
+            max_concurrency=config.fixed_concurrency or 1,
         )
     if config.kind == "hibari":
         return HibariEngine(
             config.name,
             executor,
             threads=config.threads or 1,
-            max_concurrency=config.max_concurrency or cores,
+            max_concurrency=config.fixed_concurrency or cores,
         )
     if config.kind in REMOTE:
-        if not config.url:
-            raise UnsupportedValue(f"engine {config.name!r} ({config.kind}) needs a url", param="engines.url")
-        client = default_client(config.url, config.read_timeout)
-        try:
-            return REMOTE[config.kind](config.name, client, **config.options)
-        except TypeError as exc:
-            raise UnsupportedValue(f"engine {config.name!r}: {exc}", param="engines.options") from exc
+        return build_pool(config)
     if config.kind == "glmtts":
         try:
             return GlmTtsEngine(config.name, work_dir=data_dir / "glmtts" / config.name, **config.options)
@@ -63,3 +58,33 @@ def build_engine(config: EngineSettings, executor: Executor, data_dir: Path) -> 
         f"engine kind {config.kind!r} is not known; choose one of {', '.join(KINDS)}",
         param="engines.kind",
     )
+
+
+def build_pool(config: EngineSettings) -> Pool:
+    """A pool over the instances (and backups) of a remote engine."""
+    if not config.urls:
+        raise UnsupportedValue(
+            f"engine {config.name!r} ({config.kind}) needs a url or instances", param="engines.url"
+        )
+
+    def instance(url: str, role: Role) -> Instance:
+        try:
+            engine = REMOTE[config.kind](
+                config.name, default_client(url, config.read_timeout), **config.options
+            )
+        except TypeError as exc:
+            raise UnsupportedValue(f"engine {config.name!r}: {exc}", param="engines.options") from exc
+        fixed = config.fixed_concurrency
+        limit = FixedLimit(fixed) if fixed else AdaptiveLimit()
+        return Instance(engine, url, role, limit, config.failures_to_eject, config.successes_to_return)
+
+    instances = [instance(url, Role.PRIMARY) for url in config.urls]
+    instances += [instance(url, Role.BACKUP) for url in config.backup]
+    settings = PoolSettings(
+        health_interval=config.health_interval,
+        health_timeout=config.health_timeout,
+        queue_timeout=config.queue_timeout,
+        max_queue=config.max_queue,
+        attempts=config.attempts,
+    )
+    return Pool(config.name, instances, settings)

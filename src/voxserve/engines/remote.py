@@ -5,8 +5,10 @@ the response body into PCM; this base sends it with ``httpx`` (keepalive
 pool, connect and read timeouts), streams the body without buffering, and
 translates every failure into the error tree so routing can act on it:
 
-- refused or reset connections and 5xx answers → ``EngineUnavailable``;
-- out-of-memory answers, 429 and 503 → ``EngineOverloaded``;
+- refused connections and 5xx answers → ``EngineUnavailable``;
+- out-of-memory answers, 429 and 503, and answers that break off after they
+  started (a GPU server running out of memory inside its generator) →
+  ``EngineOverloaded``;
 - timeouts → ``EngineTimeout``;
 - other 4xx → ``EngineRejected`` (the engine refused this input; permanent).
 
@@ -155,8 +157,20 @@ class RemoteEngine(ABC):
                 async for chunk in self.decode(response):
                     yield chunk
         except httpx.TimeoutException as exc:
-            raise EngineTimeout(
-                f"engine {self.name!r} at {self.url} timed out ({type(exc).__name__})"
-            ) from exc
-        except httpx.TransportError as exc:
+            kind = type(exc).__name__
+            raise EngineTimeout(f"engine {self.name!r} at {self.url} timed out ({kind})") from exc
+        except httpx.ConnectError as exc:
             raise EngineUnavailable(f"engine {self.name!r} at {self.url} is unreachable: {exc!r}") from exc
+        except httpx.TransportError as exc:
+            raise EngineOverloaded(
+                f"engine {self.name!r} at {self.url}: the answer broke off ({exc!r}); "
+                "a GPU engine does this when it runs out of memory"
+            ) from exc
+
+    async def health(self, timeout: float = 2.0) -> bool:
+        """Alive if the server answers at all below 500 (these servers have no health route)."""
+        try:
+            response = await self._client.get("/", timeout=timeout)
+        except httpx.HTTPError:
+            return False
+        return response.status_code < 500

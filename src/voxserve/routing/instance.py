@@ -1,0 +1,101 @@
+"""One engine instance in a pool: its health, load, limit and latency."""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from voxserve.engines.base import Engine
+from voxserve.routing.limits import AdaptiveLimit, FixedLimit
+
+
+class Role(StrEnum):
+    PRIMARY = "primary"
+    BACKUP = "backup"
+
+
+@dataclass
+class Instance:
+    """State of one instance. Ejected after ``failures_to_eject`` consecutive failures (requests or
+    health checks, whichever come), back after ``successes_to_return`` successful health checks."""
+
+    engine: Engine
+    url: str
+    role: Role
+    limit: FixedLimit | AdaptiveLimit
+    failures_to_eject: int = 3
+    successes_to_return: int = 2
+    healthy: bool = True
+    in_flight: int = 0
+    requests: int = 0
+    errors: int = 0
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+    latency_ewma: float | None = None
+    _latencies: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+
+    @property
+    def has_room(self) -> bool:
+        return self.healthy and self.in_flight < self.limit.current
+
+    @property
+    def load(self) -> float:
+        """Outstanding requests relative to the limit: the least loaded instance is chosen."""
+        return self.in_flight / self.limit.current
+
+    @property
+    def latency_p95(self) -> float | None:
+        if len(self._latencies) < 2:
+            return self._latencies[0] if self._latencies else None
+        return statistics.quantiles(self._latencies, n=20)[-1]
+
+    def succeeded(self, seconds: float) -> None:
+        self.requests += 1
+        self.consecutive_failures = 0
+        self._latencies.append(seconds)
+        self.latency_ewma = seconds if self.latency_ewma is None else 0.8 * self.latency_ewma + 0.2 * seconds
+        self.limit.on_success(self.in_flight)
+
+    def failed(self, overloaded: bool) -> None:
+        """A request failed: shrink the limit on overload; eject after repeated failures of any kind."""
+        self.requests += 1
+        self.errors += 1
+        if overloaded:
+            self.limit.on_overload()
+            return  # an overloaded instance is alive: fewer requests, not ejection
+        self._count_failure()
+
+    def checked(self, ok: bool) -> None:
+        """An active health check's result."""
+        if not ok:
+            self._count_failure()
+            return
+        self.consecutive_failures = 0
+        self.consecutive_successes += 1
+        if not self.healthy and self.consecutive_successes >= self.successes_to_return:
+            self.healthy = True
+
+    def _count_failure(self) -> None:
+        self.consecutive_successes = 0
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.failures_to_eject:
+            self.healthy = False
+
+    def snapshot(self) -> dict[str, object]:
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1000, 1)
+
+        return {
+            "url": self.url,
+            "role": self.role.value,
+            "healthy": self.healthy,
+            "in_flight": self.in_flight,
+            "limit": self.limit.current,
+            "adaptive": isinstance(self.limit, AdaptiveLimit),
+            "latency_ms_ewma": ms(self.latency_ewma),
+            "latency_ms_p95": ms(self.latency_p95),
+            "requests": self.requests,
+            "errors": self.errors,
+        }

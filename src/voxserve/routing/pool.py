@@ -1,0 +1,167 @@
+"""A pool of instances of one engine, behind the same Engine protocol.
+
+What nginx's upstream block did for seed 000 and a hand-tuned semaphore did
+for seed 001, done per request:
+
+- each request goes to the healthy primary instance with the fewest
+  outstanding requests relative to its limit; backups only when no primary
+  is healthy;
+- each instance has a concurrency limit, fixed or adaptive
+  (:class:`~voxserve.routing.limits.AdaptiveLimit`); a request above every
+  limit waits in a bounded queue, and gets 503 with Retry-After when the
+  queue is full or its deadline passes, never a hung connection;
+- a failure before the first byte (refused, 5xx, out of memory, timeout) is
+  retried on another instance with backoff and jitter; after the first byte
+  it ends the request (its audio is already on its way);
+- instances are ejected after repeated failures (requests or health checks)
+  and return after successful active health checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from voxserve.engines.base import PCM, Capabilities, SegmentRequest
+from voxserve.engines.remote import RemoteEngine
+from voxserve.errors import EngineError, EngineOverloaded, EngineTimeout, EngineUnavailable
+from voxserve.retry import backoff
+from voxserve.routing.instance import Instance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    health_interval: float = 5.0
+    health_timeout: float = 2.0
+    queue_timeout: float = 30.0
+    max_queue: int = 1000
+    attempts: int = 3
+    retry_base: float = 0.05
+
+
+class Pool:
+    """Instances of one remote engine, with balancing, limits, queueing, retries and health checks."""
+
+    def __init__(
+        self, name: str, instances: Sequence[Instance], settings: PoolSettings = PoolSettings()
+    ) -> None:
+        if not instances:
+            raise ValueError(f"engine {name!r} has no instances")
+        self.name = name
+        self.instances = list(instances)
+        self.settings = settings
+        self._waiting = 0
+        self._changed: asyncio.Future[None] | None = None
+        self._health_task: asyncio.Task[None] | None = None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.instances[0].engine.capabilities
+
+    @property
+    def ready(self) -> bool:
+        return any(i.engine.ready and i.healthy for i in self.instances)
+
+    async def load(self) -> None:
+        for instance in self.instances:
+            await instance.engine.load()
+        self._health_task = asyncio.create_task(self._watch_health(), name=f"health {self.name}")
+
+    async def close(self) -> None:
+        if self._health_task is not None:
+            self._health_task.cancel()
+        for instance in self.instances:
+            await instance.engine.close()
+
+    def snapshot(self) -> list[dict[str, object]]:
+        return [instance.snapshot() for instance in self.instances]
+
+    async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
+        error: EngineError | None = None
+        for attempt in range(1, self.settings.attempts + 1):
+            instance = await self._acquire()
+            started = time.monotonic()
+            sent = False
+            try:
+                async for chunk in instance.engine.synthesize(request):
+                    sent = True
+                    yield chunk
+            except (EngineOverloaded, EngineTimeout, EngineUnavailable) as exc:
+                error = exc
+                instance.failed(overloaded=not isinstance(exc, EngineUnavailable))
+                if isinstance(exc, EngineTimeout):
+                    instance.failed(overloaded=False)  # a silent instance may be hung: count toward ejection
+                log.warning("engine %s at %s failed (attempt %d): %s", self.name, instance.url, attempt, exc)
+            else:
+                instance.succeeded(time.monotonic() - started)
+                return
+            finally:
+                instance.in_flight -= 1
+                self._wake()
+            if sent:
+                raise error
+            if attempt < self.settings.attempts:
+                await asyncio.sleep(backoff(attempt, self.settings.retry_base, cap=2.0))
+        assert error is not None
+        raise error
+
+    def _pick(self) -> Instance | None:
+        healthy = [i for i in self.instances if i.healthy and i.engine.ready]
+        primaries = [i for i in healthy if i.role == "primary"]
+        candidates = [i for i in (primaries or healthy) if i.has_room]
+        return min(candidates, key=lambda i: (i.load, i.latency_ewma or 0.0)) if candidates else None
+
+    async def _acquire(self) -> Instance:
+        """A slot on the best instance, waiting in the bounded queue until the deadline."""
+        if not any(i.healthy for i in self.instances):
+            raise EngineUnavailable(f"no instance of engine {self.name!r} is healthy")
+        if self._waiting >= self.settings.max_queue:
+            raise EngineOverloaded(f"engine {self.name!r}: {self._waiting} requests already waiting")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.queue_timeout
+        self._waiting += 1
+        try:
+            while (instance := self._pick()) is None:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    waited = f"{self.settings.queue_timeout:g} s"
+                    raise EngineOverloaded(f"engine {self.name!r}: every instance stayed busy for {waited}")
+                await self._wait(remaining)
+            instance.in_flight += 1
+            return instance
+        finally:
+            self._waiting -= 1
+
+    def _wake(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None
+
+    async def _wait(self, timeout: float) -> None:
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._changed), timeout)
+        except TimeoutError:
+            return
+
+    async def _watch_health(self) -> None:
+        while True:
+            await asyncio.gather(*(self._check(instance) for instance in self.instances))
+            await asyncio.sleep(self.settings.health_interval)
+
+    async def _check(self, instance: Instance) -> None:
+        engine = instance.engine
+        assert isinstance(engine, RemoteEngine)
+        was = instance.healthy
+        instance.checked(await engine.health(self.settings.health_timeout))
+        if instance.healthy != was:
+            log.warning(
+                "engine %s at %s is %s", self.name, instance.url, "back" if instance.healthy else "ejected"
+            )
+            self._wake()

@@ -1,0 +1,216 @@
+"""Pools of instances against capacity-limited test servers speaking CosyVoice's protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+
+import numpy as np
+import pytest
+
+from tests.servers.engines import Behaviour, cosyvoice_app, serving
+from voxserve.engines import SegmentRequest
+from voxserve.engines.cosyvoice import CosyVoiceEngine
+from voxserve.engines.remote import default_client
+from voxserve.errors import EngineOverloaded, EngineUnavailable
+from voxserve.routing import AdaptiveLimit, FixedLimit, Instance, Pool, PoolSettings, Role
+
+FAST = PoolSettings(health_interval=0.1, health_timeout=0.5, queue_timeout=10, attempts=5, retry_base=0.01)
+
+
+class Cluster:
+    """Test servers that can be stopped and started again on the same port."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+        self.behaviours: list[Behaviour] = []
+        self.urls: list[str] = []
+        self._running: dict[int, ExitStack] = {}
+
+    def add(self, **behaviour: object) -> int:
+        self.behaviours.append(Behaviour(**behaviour))  # type: ignore[arg-type]
+        self.urls.append("")
+        self.start(len(self.behaviours) - 1)
+        return len(self.behaviours) - 1
+
+    def start(self, index: int) -> None:
+        stack = ExitStack()
+        port = int(self.urls[index].rsplit(":", 1)[1]) if self.urls[index] else None
+        self.urls[index] = stack.enter_context(serving(cosyvoice_app(self.behaviours[index]), port))
+        self._running[index] = stack
+        self._stack.callback(stack.close)
+
+    def stop(self, index: int) -> None:
+        self._running.pop(index).close()
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    with ExitStack() as stack:
+        yield Cluster(stack)
+
+
+def make_pool(
+    cluster: Cluster,
+    limits: list[FixedLimit | AdaptiveLimit],
+    roles: list[Role] | None = None,
+    settings: PoolSettings = FAST,
+) -> Pool:
+    roles = roles or [Role.PRIMARY] * len(limits)
+    instances = []
+    for url, role, limit in zip(cluster.urls, roles, limits, strict=True):
+        engine = CosyVoiceEngine("cosy", default_client(url, read_timeout=5), voices=["中文女"])
+        instances.append(Instance(engine, url, role, limit))
+    return Pool("cosy", instances, settings)
+
+
+@pytest.fixture
+async def started() -> AsyncIterator[list[Pool]]:
+    pools: list[Pool] = []
+    yield pools
+    for pool in pools:
+        await pool.close()
+
+
+async def speak(pool: Pool, text: str = "你好你好你好") -> np.ndarray:
+    request = SegmentRequest(text=text, language="zh", voice="中文女")
+    return np.concatenate([chunk async for chunk in pool.synthesize(request)])
+
+
+async def test_least_outstanding_spreads_the_load(cluster: Cluster, started: list[Pool]) -> None:
+    for _ in range(2):
+        cluster.add(seconds_per_char=0.02)
+    pool = make_pool(cluster, [FixedLimit(10), FixedLimit(10)])
+    await pool.load()
+    started.append(pool)
+    await asyncio.gather(*(speak(pool) for _ in range(20)))
+    assert [b.served for b in cluster.behaviours] == [10, 10]
+    assert [b.peak_in_flight for b in cluster.behaviours] == [10, 10]
+
+
+async def test_overload_waits_in_the_queue_instead_of_failing(cluster: Cluster, started: list[Pool]) -> None:
+    cluster.add(seconds_per_char=0.01, capacity=2)
+    pool = make_pool(cluster, [FixedLimit(2)])
+    await pool.load()
+    started.append(pool)
+    results = await asyncio.gather(*(speak(pool) for _ in range(12)))
+    assert len(results) == 12 and all(r.size for r in results)
+    assert cluster.behaviours[0].peak_in_flight == 2 and cluster.behaviours[0].out_of_memory == 0
+
+
+async def test_a_deadline_that_cannot_be_met_is_a_clear_503(cluster: Cluster, started: list[Pool]) -> None:
+    cluster.add(seconds_per_char=0.2)
+    pool = make_pool(cluster, [FixedLimit(1)], settings=PoolSettings(queue_timeout=0.3, health_interval=60))
+    await pool.load()
+    started.append(pool)
+    results = await asyncio.gather(*(speak(pool) for _ in range(3)), return_exceptions=True)
+    refused = [r for r in results if isinstance(r, EngineOverloaded)]
+    assert len(refused) == 2 and "stayed busy for 0.3 s" in str(refused[0])
+    assert refused[0].status_code == 503
+
+
+async def test_adaptive_limit_converges_near_the_capacity(cluster: Cluster, started: list[Pool]) -> None:
+    cluster.add(seconds_per_char=0.01, capacity=8)
+    limit = AdaptiveLimit(value=2)
+    pool = make_pool(cluster, [limit])
+    await pool.load()
+    started.append(pool)
+    samples: list[int] = []
+    clients = asyncio.Semaphore(24)
+
+    async def client() -> None:
+        async with clients:
+            await speak(pool, "你好")
+            samples.append(limit.current)
+
+    await asyncio.gather(*(client() for _ in range(400)))  # every request succeeds, OOMs are retried
+    settled = statistics.mean(samples[len(samples) // 2 :])
+    assert 8 * 0.8 <= settled <= 8 * 1.2, f"settled at {settled:.1f} for a capacity of 8"
+    assert cluster.behaviours[0].out_of_memory > 0, "the limit was found by probing, not given"
+
+
+async def test_ejection_and_return(cluster: Cluster, started: list[Pool]) -> None:
+    for _ in range(2):
+        cluster.add(seconds_per_char=0.005)
+    pool = make_pool(cluster, [FixedLimit(4), FixedLimit(4)])
+    await pool.load()
+    started.append(pool)
+    cluster.stop(0)
+    await asyncio.gather(*(speak(pool) for _ in range(20)))  # none fails: retried on the other
+    await asyncio.sleep(0.4)
+    assert [i.healthy for i in pool.instances] == [False, True]
+    served = cluster.behaviours[1].served
+    cluster.start(0)
+    await asyncio.sleep(0.5)  # two successful health checks bring it back
+    assert [i.healthy for i in pool.instances] == [True, True]
+    await asyncio.gather(*(speak(pool) for _ in range(20)))
+    assert cluster.behaviours[0].served > 0 and cluster.behaviours[1].served < served + 20
+
+
+async def test_backup_only_when_no_primary_is_healthy(cluster: Cluster, started: list[Pool]) -> None:
+    cluster.add(seconds_per_char=0.005)
+    cluster.add(seconds_per_char=0.005)
+    pool = make_pool(cluster, [FixedLimit(4), FixedLimit(4)], roles=[Role.PRIMARY, Role.BACKUP])
+    await pool.load()
+    started.append(pool)
+    await asyncio.gather(*(speak(pool) for _ in range(10)))
+    assert [b.served for b in cluster.behaviours] == [10, 0]
+    cluster.stop(0)
+    await asyncio.gather(*(speak(pool) for _ in range(10)))
+    assert cluster.behaviours[1].served == 10
+    cluster.start(0)
+    await asyncio.sleep(0.5)
+    await asyncio.gather(*(speak(pool) for _ in range(10)))
+    assert cluster.behaviours[1].served == 10 and cluster.behaviours[0].served == 20
+
+
+async def test_no_healthy_instance_fails_fast(cluster: Cluster, started: list[Pool]) -> None:
+    cluster.add()
+    pool = make_pool(cluster, [FixedLimit(2)])
+    await pool.load()
+    started.append(pool)
+    cluster.stop(0)
+    await asyncio.sleep(0.5)
+    with pytest.raises(EngineUnavailable, match="no instance"):
+        await speak(pool)
+
+
+async def test_killing_one_of_three_instances_loses_no_request(cluster: Cluster, started: list[Pool]) -> None:
+    for _ in range(3):
+        cluster.add(seconds_per_char=0.005, capacity=10)
+    pool = make_pool(cluster, [AdaptiveLimit(), AdaptiveLimit(), AdaptiveLimit()])
+    await pool.load()
+    started.append(pool)
+    done = 0
+    clients = asyncio.Semaphore(30)
+
+    async def client() -> None:
+        nonlocal done
+        async with clients:
+            await speak(pool)
+            done += 1
+            if done == 100:
+                cluster.stop(1)
+
+    await asyncio.gather(*(client() for _ in range(300)))
+    assert done == 300
+    assert sum(b.served for b in cluster.behaviours) == 300
+
+
+async def test_leaving_early_frees_the_slot_and_the_upstream(cluster: Cluster, started: list[Pool]) -> None:
+    cluster.add(seconds_per_char=0.2)
+    pool = make_pool(cluster, [FixedLimit(1)])
+    await pool.load()
+    started.append(pool)
+    stream = pool.synthesize(SegmentRequest(text="你好你好", language="zh", voice="中文女"))
+    await anext(stream)
+    assert pool.instances[0].in_flight == 1
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert pool.instances[0].in_flight == 0
+    for _ in range(40):
+        if cluster.behaviours[0].in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert cluster.behaviours[0].in_flight == 0
