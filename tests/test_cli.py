@@ -97,3 +97,9 @@ def test_jobs_commands_report_errors(server: str, tmp_path: Path) -> None:
     assert refused.returncode == 1 and "input is empty" in refused.stderr
     unreachable = run("jobs", "list", "--url", "http://127.0.0.1:9")
     assert unreachable.returncode == 2 and "cannot reach voxserve" in unreachable.stderr
+
+
+def test_engines_command(server: str) -> None:
+    result = run("engines", "--url", server)
+    assert result.returncode == 0, result.stderr
+    assert "kokoro" in result.stdout and "hibari" in result.stdout and "embedded" in result.stdout

@@ -144,3 +144,42 @@ async def test_empty_engine_output_is_an_error_not_silence(pipeline: Pipeline) -
     plan = pipeline.plan(SpeechRequest(input="Say something quiet."))
     with pytest.raises(EmptyAudio):
         [chunk async for chunk in pipeline.encode(plan, Stats(chars=plan.chars))]
+
+
+async def routed_pipeline(tmp_path: Path, default: str) -> Pipeline:
+    engines = {
+        "english": FakeEngine(name="english", languages=frozenset({"en"})),
+        "everything": FakeEngine(name="everything"),
+        "emotional": FakeEngine(name="emotional", emotions=frozenset({"happy"})),
+    }
+    for engine in engines.values():
+        await engine.load()
+    normalizer = TextNormalizer()
+    normalizer.load()
+    settings = Settings(data_dir=tmp_path, default_engine=default)
+    return Pipeline(engines, normalizer, settings, ThreadPoolExecutor(1), Metrics())
+
+
+@pytest.mark.parametrize(
+    ("request_", "engine"),
+    [
+        (SpeechRequest(input="Hello."), "english"),  # the default when it can
+        (SpeechRequest(input="你好。Hello."), "everything"),  # it cannot speak Chinese
+        (SpeechRequest(input="Hello.", language="zh"), "everything"),
+        (SpeechRequest(input="Hello.", emotion="happy"), "emotional"),  # honours what the default ignores
+        (SpeechRequest(input="Hello.", model="english", emotion="happy"), "english"),  # a named model wins
+    ],
+)
+async def test_requests_naming_no_model_go_to_an_engine_that_can_serve_them(
+    tmp_path: Path, request_: SpeechRequest, engine: str
+) -> None:
+    pipeline = await routed_pipeline(tmp_path, default="english")
+    assert pipeline.plan(request_).engine.name == engine
+
+
+async def test_no_engine_for_a_language(tmp_path: Path) -> None:
+    pipeline = await routed_pipeline(tmp_path, default="english")
+    del pipeline.engines["everything"], pipeline.engines["emotional"]
+    with pytest.raises(CapabilityMissing, match="no engine here speaks zh") as caught:
+        pipeline.plan(SpeechRequest(input="你好"))
+    assert caught.value.param == "input"

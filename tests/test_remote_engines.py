@@ -201,6 +201,11 @@ def test_a_configured_remote_engine_serves_the_api(
         assert [r["tts_text"] for r in behaviour.requests] == ["你好。", "再见。"]
         down = client.post("/v1/audio/speech", json={"model": "cosy", "input": "你好。"})
         assert down.status_code == 200
+        (engine,) = client.get("/v1/engines").json()["engines"]
+        (instance,) = engine["instances"]
+        assert engine["name"] == "cosy" and engine["sample_rate"] == 22050 and engine["instructions"]
+        assert instance["url"] == url and instance["healthy"] and instance["adaptive"]
+        assert instance["requests"] == 3 and instance["errors"] == 0 and instance["latency_ms_p95"] > 0
         behaviour.up = False
         failed = client.post("/v1/audio/speech", json={"model": "cosy", "input": "你好。"})
         assert failed.status_code == 503 and failed.json()["error"]["code"] == "engine_overloaded"

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from voxserve.api.services import Services
 from voxserve.audio import FORMATS
-from voxserve.client.jobs_cli import jobs_app
+from voxserve.client.jobs_cli import DEFAULT_URL, UrlOption, jobs_app, request
 from voxserve.config import Settings, load_settings
 from voxserve.errors import VoxserveError
 from voxserve.pipeline import SpeechRequest, Stats
@@ -190,6 +190,22 @@ async def _until_signal(main: Coroutine[Any, Any, None]) -> None:
 
 
 app.add_typer(jobs_app, name="jobs")
+
+
+@app.command()
+def engines(url: UrlOption = DEFAULT_URL) -> None:
+    """Each engine of a running server and its instances: health, load, limit, latency, errors."""
+    table = Table(
+        "engine", "instance", "role", "healthy", "in flight", "limit", "latency p50~/p95 (ms)", "errors"
+    )
+    for engine in request(url, "GET", "/v1/engines")["engines"]:
+        for instance in engine["instances"]:
+            latency = f"{instance.get('latency_ms_ewma') or '-'} / {instance.get('latency_ms_p95') or '-'}"
+            limit = f"{instance.get('limit', '-')}{' auto' if instance.get('adaptive') else ''}"
+            table.add_row(engine["name"], instance["url"], instance["role"], str(instance["healthy"]),
+                          str(instance.get("in_flight", "-")), limit, latency,
+                          f"{instance.get('errors', 0)}/{instance.get('requests', 0)}")  # fmt: skip
+    Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 
 @app.command("config")

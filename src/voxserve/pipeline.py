@@ -44,7 +44,15 @@ from voxserve.errors import (
     UnsupportedValue,
 )
 from voxserve.metrics import Metrics
-from voxserve.text import SUPPORTED, TextNormalizer, detect_language, fit, is_speakable, sentences
+from voxserve.text import (
+    SUPPORTED,
+    TextNormalizer,
+    detect_language,
+    fit,
+    is_speakable,
+    languages_in,
+    sentences,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +166,11 @@ class Pipeline:
         texts); a job may also be planned while engines still load.
         """
         self._check_input(request.input, max_chars)
+        if request.language and _language_code(request.language) not in SUPPORTED:
+            raise UnsupportedValue(
+                f"language {request.language!r} is not supported; choose one of {', '.join(SUPPORTED)}",
+                param="language",
+            )
         engine, voice = self._engine_and_voice(request)
         if require_ready and (not engine.ready or not self.normalizer.loaded):
             raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
@@ -226,9 +239,7 @@ class Pipeline:
                 )
             candidates = [engine]
         else:
-            default = self.engines.get(self.settings.default_engine)
-            others = [e for e in self.engines.values() if e is not default]
-            candidates = [default, *others] if default else others
+            candidates = self._capable_engines(request)
         if not request.voice:
             return candidates[0], candidates[0].capabilities.default_voice
         for engine in candidates:
@@ -243,6 +254,34 @@ class Pipeline:
             param="voice",
         )
 
+    def _capable_engines(self, request: SpeechRequest) -> list[Engine]:
+        """Engines that can serve a request naming no model, the default first.
+
+        Languages and cloning are requirements; engines that honour the
+        request's emotion or instructions come before those that would ignore them.
+        """
+        default = self.engines.get(self.settings.default_engine)
+        ordered = [*([default] if default else []), *(e for e in self.engines.values() if e is not default)]
+        if request.reference_audio:
+            ordered = [engine for engine in ordered if engine.capabilities.cloning]
+            if not ordered:
+                raise CapabilityMissing(
+                    "the engines here cannot clone voices from reference audio; configure one that can",
+                    param="reference_audio",
+                )
+        languages = {_language_code(request.language)} if request.language else languages_in(request.input)
+        capable = [engine for engine in ordered if languages <= engine.capabilities.languages]
+        if not capable:
+            raise CapabilityMissing(
+                f"no engine here speaks {', '.join(sorted(languages))}",
+                param="language" if request.language else "input",
+            )
+
+        def ignores(engine: Engine) -> int:
+            return len(self._ignored_options(request, engine))
+
+        return sorted(capable, key=ignores)
+
     def _voice_on(self, engine: Engine, name: str) -> str | None:
         """The engine's voice for a name: its own, or an alias (falling back to its default)."""
         caps = engine.capabilities
@@ -256,11 +295,6 @@ class Pipeline:
     def _segments(self, request: SpeechRequest, engine: Engine) -> Iterator[Segment]:
         caps = engine.capabilities
         forced = _language_code(request.language) if request.language else None
-        if forced is not None and forced not in SUPPORTED:
-            raise UnsupportedValue(
-                f"language {request.language!r} is not supported; choose one of {', '.join(SUPPORTED)}",
-                param="language",
-            )
         limit = min(self.settings.segment_chars, caps.max_segment_chars)
         for sentence in sentences(request.input):
             pieces = fit(sentence, limit)

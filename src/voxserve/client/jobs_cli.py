@@ -17,8 +17,8 @@ from rich.table import Table
 jobs_app = typer.Typer(help="Long texts as durable jobs on a running server.", no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)
 
-UrlOption = Annotated[str, typer.Option("--url", envvar="VOXSERVE_URL", help="The server's base URL.")]
 DEFAULT_URL = "http://127.0.0.1:8000"
+UrlOption = Annotated[str, typer.Option("--url", envvar="VOXSERVE_URL", help="The server's base URL.")]
 
 
 def _client(url: str) -> httpx.Client:
@@ -37,7 +37,7 @@ def _check(response: httpx.Response) -> Any:
     raise typer.Exit(1)
 
 
-def _request(url: str, method: str, path: str, **kwargs: Any) -> Any:
+def request(url: str, method: str, path: str, **kwargs: Any) -> Any:
     try:
         with _client(url) as client:
             return _check(client.request(method, path, **kwargs))
@@ -62,7 +62,7 @@ def submit(
     body: dict[str, Any] = {"input": text, "response_format": format, "priority": priority}
     body.update({k: v for k, v in {"voice": voice, "model": model, "name": name}.items() if v})
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    job = _request(url, "POST", "/v1/jobs", json=body, headers=headers)
+    job = request(url, "POST", "/v1/jobs", json=body, headers=headers)
     console.print(f"queued {job['id']} ({len(text)} characters)")
     typer.echo(job["id"])
 
@@ -70,7 +70,7 @@ def submit(
 @jobs_app.command()
 def status(job_id: str, url: UrlOption = DEFAULT_URL) -> None:
     """Print a job as JSON."""
-    typer.echo(json.dumps(_request(url, "GET", f"/v1/jobs/{job_id}"), indent=2))
+    typer.echo(json.dumps(request(url, "GET", f"/v1/jobs/{job_id}"), indent=2))
 
 
 @jobs_app.command("list")
@@ -81,7 +81,7 @@ def list_jobs(
 ) -> None:
     """The newest jobs (a table on a terminal, tab-separated lines otherwise)."""
     params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
-    page = _request(url, "GET", "/v1/jobs", params=params)
+    page = request(url, "GET", "/v1/jobs", params=params)
     rows = [
         (job["id"], job["status"], job["name"],
          f"{job['progress']['segments_done']}/{job['progress']['segments_total']}",
@@ -101,7 +101,7 @@ def list_jobs(
 @jobs_app.command()
 def cancel(job_id: str, url: UrlOption = DEFAULT_URL) -> None:
     """Cancel a job (a running one stops at its next segment)."""
-    job = _request(url, "DELETE", f"/v1/jobs/{job_id}")
+    job = request(url, "DELETE", f"/v1/jobs/{job_id}")
     console.print(f"{job['id']}: {job['status']}{' (stopping)' if job['cancel_requested'] else ''}")
 
 
@@ -122,7 +122,7 @@ def wait(
     with Progress(*columns, console=console) as bar:
         task = bar.add_task(job_id, total=None)
         while True:
-            job = _request(url, "GET", f"/v1/jobs/{job_id}")
+            job = request(url, "GET", f"/v1/jobs/{job_id}")
             p = job["progress"]
             bar.update(task, total=p["segments_total"] or None, completed=p["segments_done"],
                        description=f"{job_id} {job['status']}")  # fmt: skip

@@ -33,6 +33,7 @@ class FakeEngine:
     reject_on: str | None = None
     empty_on: str | None = None
     languages: frozenset[str] = frozenset({"en", "zh", "ja"})
+    emotions: frozenset[str] = frozenset()
     calls: list[SegmentRequest] = field(default_factory=list)
     _ready: bool = False
 
@@ -42,6 +43,7 @@ class FakeEngine:
             languages=self.languages,
             voices=(VoiceInfo(id="tone", engine=self.name, languages=tuple(sorted(self.languages))),),
             sample_rate=self.sample_rate,
+            emotions=self.emotions,
             seeded=True,
             native_speed=(0.5, 2.0),
         )

@@ -1,6 +1,6 @@
 """Text: language detection, normalization, segmentation within an engine's limit."""
 
-from voxserve.text.language import SUPPORTED, detect_language, is_speakable
+from voxserve.text.language import SUPPORTED, detect_language, is_speakable, languages_in
 from voxserve.text.normalize import TextNormalizer
 from voxserve.text.segment import fit, sentences, split_text
 
@@ -10,6 +10,7 @@ __all__ = [
     "detect_language",
     "fit",
     "is_speakable",
+    "languages_in",
     "sentences",
     "split_text",
 ]

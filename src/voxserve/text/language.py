@@ -26,3 +26,18 @@ def detect_language(text: str) -> str:
 def is_speakable(text: str) -> bool:
     """True when the text has at least one letter, digit or CJK character."""
     return any(ch.isalnum() for ch in text)
+
+
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def languages_in(text: str) -> set[str]:
+    """Every language some part of the text is in, in one pass (for choosing an engine)."""
+    found = set()
+    if _KANA.search(text):
+        found.add("ja")
+    if _HAN.search(text) and not found:
+        found.add("zh")
+    if _LATIN.search(text) or not found:
+        found.add("en")
+    return found

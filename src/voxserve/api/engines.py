@@ -1,0 +1,40 @@
+"""``GET /v1/engines``: every engine and its instances, as the balancer sees them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from voxserve.api.services import Services, get_services
+from voxserve.engines import Engine
+from voxserve.routing import Pool
+
+router = APIRouter()
+
+
+def engine_view(engine: Engine) -> dict[str, Any]:
+    caps = engine.capabilities
+    instances = (
+        engine.snapshot()
+        if isinstance(engine, Pool)
+        else [{"url": "embedded", "role": "primary", "healthy": engine.ready}]
+    )
+    return {
+        "name": engine.name,
+        "ready": engine.ready,
+        "languages": sorted(caps.languages),
+        "voices": [voice.id for voice in caps.voices],
+        "sample_rate": caps.sample_rate,
+        "cloning": caps.cloning,
+        "instructions": caps.instructions,
+        "emotions": bool(caps.emotions),
+        "streaming": caps.streaming,
+        "max_segment_chars": caps.max_segment_chars,
+        "instances": instances,
+    }
+
+
+@router.get("/v1/engines")
+async def list_engines(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+    return {"engines": [engine_view(engine) for engine in services.pipeline.engines.values()]}
