@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 
+import httpx
 import numpy as np
 import pytest
+from bench.server import free_port
 
 from tests.servers.engines import Behaviour, cosyvoice_app, serving
 from voxserve.engines import SegmentRequest
@@ -177,10 +182,44 @@ async def test_no_healthy_instance_fails_fast(cluster: Cluster, started: list[Po
         await speak(pool)
 
 
-async def test_killing_one_of_three_instances_loses_no_request(cluster: Cluster, started: list[Pool]) -> None:
+@pytest.fixture
+def instance_processes() -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """Three capacity-10 CosyVoice stand-ins, each its own process as real instances are."""
+    processes = []
     for _ in range(3):
-        cluster.add(seconds_per_char=0.005, capacity=10)
-    pool = make_pool(cluster, [AdaptiveLimit(), AdaptiveLimit(), AdaptiveLimit()])
+        port = free_port()
+        command = [sys.executable, "-m", "tests.servers", "cosyvoice", "--port", str(port),
+                   "--seconds-per-char", "0.005", "--capacity", "10"]  # fmt: skip
+        processes.append((f"http://127.0.0.1:{port}", subprocess.Popen(command)))
+    for url, _ in processes:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, f"{url} did not start"
+                time.sleep(0.05)
+    yield processes
+    for _, process in processes:
+        process.kill()
+        process.wait()
+
+
+async def test_killing_one_of_three_instances_loses_no_request(
+    instance_processes: list[tuple[str, subprocess.Popen[bytes]]], started: list[Pool]
+) -> None:
+    settings = PoolSettings(health_interval=0.2, queue_timeout=60, attempts=5, retry_base=0.01)
+    instances = [
+        Instance(
+            CosyVoiceEngine("cosy", default_client(url), voices=["中文女"]),
+            url,
+            Role.PRIMARY,
+            AdaptiveLimit(),
+        )
+        for url, _ in instance_processes
+    ]
+    pool = Pool("cosy", instances, settings)
     await pool.load()
     started.append(pool)
     done = 0
@@ -192,11 +231,12 @@ async def test_killing_one_of_three_instances_loses_no_request(cluster: Cluster,
             await speak(pool)
             done += 1
             if done == 100:
-                cluster.stop(1)
+                instance_processes[1][1].kill()
 
     await asyncio.gather(*(client() for _ in range(300)))
     assert done == 300
-    assert sum(b.served for b in cluster.behaviours) == 300
+    assert sum(i.requests - i.errors for i in pool.instances) == 300
+    assert not pool.instances[1].healthy and pool.instances[1].errors > 0
 
 
 async def test_leaving_early_frees_the_slot_and_the_upstream(cluster: Cluster, started: list[Pool]) -> None:
@@ -205,9 +245,13 @@ async def test_leaving_early_frees_the_slot_and_the_upstream(cluster: Cluster, s
     await pool.load()
     started.append(pool)
     stream = pool.synthesize(SegmentRequest(text="你好你好", language="zh", voice="中文女"))
-    await anext(stream)
+    task = asyncio.create_task(anext(stream))
+    while cluster.behaviours[0].in_flight == 0:
+        await asyncio.sleep(0.01)
     assert pool.instances[0].in_flight == 1
-    await stream.aclose()  # type: ignore[attr-defined]
+    task.cancel()  # what the server does to a request whose client hung up
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert pool.instances[0].in_flight == 0
     for _ in range(40):
         if cluster.behaviours[0].in_flight == 0:

@@ -107,6 +107,7 @@ def test_language_detection(text: str, language: str) -> None:
             ],
         ),
         ("Wait… what?! ……", 200, ["Wait… what?! ……"]),
+        (",。aaaaaaaaaaa[h][ǎo]", 20, [",。", "aaaaaaaaaaa[h][ǎo]"]),  # found by hypothesis
         ("First line\n\nSecond line", 200, ["First line", "Second line"]),
     ],
 )

@@ -10,9 +10,10 @@ for seed 001, done per request:
   (:class:`~voxserve.routing.limits.AdaptiveLimit`); a request above every
   limit waits in a bounded queue, and gets 503 with Retry-After when the
   queue is full or its deadline passes, never a hung connection;
-- a failure before the first byte (refused, 5xx, out of memory, timeout) is
-  retried on another instance with backoff and jitter; after the first byte
-  it ends the request (its audio is already on its way);
+- a segment is collected whole from its instance before it goes on (the
+  pipeline levels each segment as a whole anyway), so any failure (refused,
+  5xx, out of memory, an answer that breaks off when an instance dies) is
+  retried on another instance with backoff and jitter and nothing is lost;
 - instances are ejected after repeated failures (requests or health checks)
   and return after successful active health checks.
 """
@@ -86,11 +87,8 @@ class Pool:
         for attempt in range(1, self.settings.attempts + 1):
             instance = await self._acquire()
             started = time.monotonic()
-            sent = False
             try:
-                async for chunk in instance.engine.synthesize(request):
-                    sent = True
-                    yield chunk
+                chunks = [chunk async for chunk in instance.engine.synthesize(request)]
             except (EngineOverloaded, EngineTimeout, EngineUnavailable) as exc:
                 error = exc
                 instance.failed(overloaded=not isinstance(exc, EngineUnavailable))
@@ -99,12 +97,12 @@ class Pool:
                 log.warning("engine %s at %s failed (attempt %d): %s", self.name, instance.url, attempt, exc)
             else:
                 instance.succeeded(time.monotonic() - started)
+                for chunk in chunks:
+                    yield chunk
                 return
             finally:
                 instance.in_flight -= 1
                 self._wake()
-            if sent:
-                raise error
             if attempt < self.settings.attempts:
                 await asyncio.sleep(backoff(attempt, self.settings.retry_base, cap=2.0))
         assert error is not None

@@ -120,13 +120,16 @@ def merge_unspeakable(pieces: list[str], limit: int) -> list[str]:
     """Attach pieces with nothing to say ("…", "——") to a neighbour, so no piece is empty.
 
     A piece of pure punctuation goes to the end of the previous piece when it
-    fits, else to the start of the next one, else it stays alone.
+    fits, else to the start of the next one when that fits, else it stays alone.
     """
     merged: list[str] = []
     carry = ""
     for piece in pieces:
         if is_speakable(piece):
-            piece = f"{carry} {piece}".strip() if carry else piece
+            if carry and len(carry) + 1 + len(piece) <= limit:
+                piece = f"{carry} {piece}"
+            elif carry:
+                merged.append(carry)  # too long to join: it stays alone (and is not spoken)
             carry = ""
             merged.append(piece)
         elif merged and len(merged[-1]) + len(piece) + 1 <= limit:
