@@ -34,8 +34,9 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
-## Rerun the benchmarks; each prints a table.
+## Rerun the benchmarks; each prints a table (the overload comparison needs Debian's nginx).
 bench: $(TEST_STAMP)
+	command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx)
 	$(BIN)/python -m bench all
 
 clean:

@@ -8,6 +8,8 @@
 - queue: job store throughput (enqueue + claim + complete) and dispatch
   latency to an idle worker, SQLite and Redis.
 - job-memory: peak RSS growth of a 10,000 and a 100,000-character job.
+- overload: three capacity-limited engine instances under 3x load through
+  voxserve, nginx round robin and a fixed-semaphore client (needs nginx).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench import overload as bench_overload
 from bench import queue as bench_queue
 from bench.server import running_server
 from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
@@ -212,6 +215,22 @@ def job_memory_one(chars: int) -> None:
     typer.echo(f"{growth:.1f} {seconds:.1f} {segments}")
 
 
+@app.command("overload")
+def overload_command(
+    requests: int = 600, capacity: int = 10, seconds_per_char: float = 0.05, load: float = 3.0
+) -> None:
+    """Success rate and throughput under overload (target: 100 % and >= 0.95 x capacity)."""
+    outcomes, capacity_rate = bench_overload.run(requests, capacity, seconds_per_char, load)
+    title = (f"3 instances x capacity {capacity}, {load:g}x load ({int(3 * capacity * load)} clients), "
+             f"{requests} requests; capacity {capacity_rate:.1f} req/s")  # fmt: skip
+    table = Table("path", "succeeded", "failed", "success", "req/s", "of capacity", title=title)
+    for o in outcomes:
+        success = o.succeeded / (o.succeeded + o.failed)
+        table.add_row(o.path, str(o.succeeded), str(o.failed), f"{success:.1%}", f"{o.throughput:.1f}",
+                      f"{o.throughput / capacity_rate:.2f}")  # fmt: skip
+    console.print(table)
+
+
 @app.command("all")
 def run_all(data_dir: DataDir = None) -> None:
     """Every benchmark in turn."""
@@ -221,6 +240,7 @@ def run_all(data_dir: DataDir = None) -> None:
     ttfa(data)
     queue()
     job_memory()
+    overload_command()
 
 
 if __name__ == "__main__":

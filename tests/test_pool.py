@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import statistics
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack
 
-import httpx
 import numpy as np
 import pytest
-from bench.server import free_port
+from bench.instances import engine_instances
 
 from tests.servers.engines import Behaviour, cosyvoice_app, serving
 from voxserve.engines import SegmentRequest
@@ -185,25 +182,8 @@ async def test_no_healthy_instance_fails_fast(cluster: Cluster, started: list[Po
 @pytest.fixture
 def instance_processes() -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
     """Three capacity-10 CosyVoice stand-ins, each its own process as real instances are."""
-    processes = []
-    for _ in range(3):
-        port = free_port()
-        command = [sys.executable, "-m", "tests.servers", "cosyvoice", "--port", str(port),
-                   "--seconds-per-char", "0.005", "--capacity", "10"]  # fmt: skip
-        processes.append((f"http://127.0.0.1:{port}", subprocess.Popen(command)))
-    for url, _ in processes:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, f"{url} did not start"
-                time.sleep(0.05)
-    yield processes
-    for _, process in processes:
-        process.kill()
-        process.wait()
+    with engine_instances(3, capacity=10, seconds_per_char=0.005) as processes:
+        yield processes
 
 
 async def test_killing_one_of_three_instances_loses_no_request(

@@ -63,7 +63,7 @@ class Instance:
         self.requests += 1
         self.errors += 1
         if overloaded:
-            self.limit.on_overload()
+            self.limit.on_overload(self.in_flight)
             return  # an overloaded instance is alive: fewer requests, not ejection
         self._count_failure()
 

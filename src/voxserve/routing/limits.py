@@ -1,12 +1,15 @@
 """Concurrency limits per engine instance: fixed, or found by the pool itself.
 
-:class:`AdaptiveLimit` is AIMD, the rule TCP uses to find a link's capacity:
-while requests succeed and the limit is actually used, it grows by about one
-per round of requests; when the instance shows it is overloaded (out of
-memory, 429/503, a timeout) it shrinks to 70 %. Against a GPU server that
-fails above some number of concurrent requests, the limit settles just
-under that number without anyone tuning it — where seed 001 found "10–12"
-by hand.
+:class:`AdaptiveLimit` finds an instance's capacity the way TCP finds a
+link's: it grows by one per success while the limit is in use, until the
+instance first shows overload (out of memory, 429/503, a timeout). It then
+remembers that point (the ceiling), steps down to 90 %, climbs quickly back
+to just under the ceiling and probes above it slowly. Outcomes of requests
+that were already in flight when it stepped down are ignored: they say
+nothing new, and counting them would step down again and again. Against a
+GPU server that fails above some number of concurrent requests, the limit
+settles at that number without anyone tuning it — where seed 001 found
+"10–12" by hand.
 """
 
 from __future__ import annotations
@@ -25,26 +28,41 @@ class FixedLimit:
     def on_success(self, in_flight: int) -> None:
         """A fixed limit does not move."""
 
-    def on_overload(self) -> None:
+    def on_overload(self, in_flight: int = 1) -> None:
         """A fixed limit does not move."""
 
 
 @dataclass
 class AdaptiveLimit:
-    """Additive increase while the limit is used and all is well, multiplicative decrease on overload."""
+    """Fast growth to the last known ceiling, slow probing above it, a 10 % step down on overload."""
 
     value: float = 4.0
     minimum: int = 1
     maximum: int = 64
-    backoff: float = 0.7
+    backoff: float = 0.9
+    probe_rounds: int = 4  # rounds of requests at the ceiling before probing one above it
+    ceiling: float | None = None
+    _settling: int = 0  # requests in flight when the limit stepped down
 
     @property
     def current(self) -> int:
         return max(self.minimum, int(self.value))
 
     def on_success(self, in_flight: int) -> None:
-        if in_flight + 1 >= self.current:  # only a limit that is in use has proven anything
-            self.value = min(self.maximum, self.value + 1.0 / self.value)
+        if self._settling:
+            self._settling -= 1
+            return
+        if in_flight + 1 < self.current:  # only a limit that is in use has proven anything
+            return
+        below_ceiling = self.ceiling is None or self.value + 1 < self.ceiling
+        step = 1.0 if below_ceiling else 1.0 / (self.probe_rounds * self.value)
+        self.value = min(float(self.maximum), self.value + step)
 
-    def on_overload(self) -> None:
-        self.value = max(float(self.minimum), self.value * self.backoff)
+    def on_overload(self, in_flight: int = 1) -> None:
+        if self._settling:
+            self._settling -= 1
+            return
+        # it broke with ``in_flight`` requests running: that, not the limit, is where the knee is
+        self.ceiling = float(in_flight)
+        self.value = max(float(self.minimum), min(self.value, in_flight - 1) * self.backoff)
+        self._settling = max(0, in_flight - 1)

@@ -83,18 +83,28 @@ class Pool:
         return [instance.snapshot() for instance in self.instances]
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
-        error: EngineError | None = None
-        for attempt in range(1, self.settings.attempts + 1):
-            instance = await self._acquire()
+        """One segment, from whichever instance can make it before the queue deadline.
+
+        An overloaded instance is alive: its refusal sends the segment back to the
+        queue until the deadline. Hard failures (unreachable, silent) count
+        against ``attempts``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.queue_timeout
+        failures = 0
+        while True:
+            instance = await self._acquire(deadline)
             started = time.monotonic()
             try:
                 chunks = [chunk async for chunk in instance.engine.synthesize(request)]
-            except (EngineOverloaded, EngineTimeout, EngineUnavailable) as exc:
+            except EngineOverloaded as exc:
+                instance.failed(overloaded=True)
+                error: EngineError = exc
+            except (EngineTimeout, EngineUnavailable) as exc:
+                instance.failed(overloaded=isinstance(exc, EngineTimeout))
+                instance.failed(overloaded=False)
+                failures += 1
                 error = exc
-                instance.failed(overloaded=not isinstance(exc, EngineUnavailable))
-                if isinstance(exc, EngineTimeout):
-                    instance.failed(overloaded=False)  # a silent instance may be hung: count toward ejection
-                log.warning("engine %s at %s failed (attempt %d): %s", self.name, instance.url, attempt, exc)
             else:
                 instance.succeeded(time.monotonic() - started)
                 for chunk in chunks:
@@ -103,10 +113,10 @@ class Pool:
             finally:
                 instance.in_flight -= 1
                 self._wake()
-            if attempt < self.settings.attempts:
-                await asyncio.sleep(backoff(attempt, self.settings.retry_base, cap=2.0))
-        assert error is not None
-        raise error
+            log.warning("engine %s at %s failed: %s", self.name, instance.url, error)
+            if failures >= self.settings.attempts or loop.time() >= deadline:
+                raise error
+            await asyncio.sleep(backoff(failures + 1, self.settings.retry_base, cap=2.0))
 
     def _pick(self) -> Instance | None:
         healthy = [i for i in self.instances if i.healthy and i.engine.ready]
@@ -114,14 +124,13 @@ class Pool:
         candidates = [i for i in (primaries or healthy) if i.has_room]
         return min(candidates, key=lambda i: (i.load, i.latency_ewma or 0.0)) if candidates else None
 
-    async def _acquire(self) -> Instance:
+    async def _acquire(self, deadline: float) -> Instance:
         """A slot on the best instance, waiting in the bounded queue until the deadline."""
         if not any(i.healthy for i in self.instances):
             raise EngineUnavailable(f"no instance of engine {self.name!r} is healthy")
         if self._waiting >= self.settings.max_queue:
             raise EngineOverloaded(f"engine {self.name!r}: {self._waiting} requests already waiting")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.queue_timeout
         self._waiting += 1
         try:
             while (instance := self._pick()) is None:

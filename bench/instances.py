@@ -1,0 +1,99 @@
+"""Test engine instances as separate processes, and nginx in front of them, for load runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from bench.server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"{url} exited"
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"{url} did not start"
+            time.sleep(0.05)
+
+
+@contextmanager
+def engine_instances(
+    count: int, kind: str = "cosyvoice", capacity: int | None = None, seconds_per_char: float = 0.0
+) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
+    """``count`` stand-in engine servers (``tests/servers``), each its own process on loopback."""
+    processes = []
+    try:
+        for _ in range(count):
+            port = free_port()
+            command = [sys.executable, "-m", "tests.servers", kind, "--port", str(port),
+                       "--seconds-per-char", str(seconds_per_char)]  # fmt: skip
+            if capacity is not None:
+                command += ["--capacity", str(capacity)]
+            processes.append((f"http://127.0.0.1:{port}", subprocess.Popen(command, cwd=ROOT)))
+        for url, process in processes:
+            _wait_listening(url, process)
+        yield processes
+    finally:
+        for _, process in processes:
+            process.kill()
+            process.wait()
+
+
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    proxy_connect_timeout 60s;
+    proxy_send_timeout 300s;
+    proxy_read_timeout 300s;
+    send_timeout 300s;
+    upstream engines {{
+{servers}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://engines;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_cache off;
+        }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx(upstreams: list[str], directory: Path) -> Iterator[str]:
+    """Debian's nginx as seed 000 configures it: round robin, keepalive, buffering off, 300 s timeouts."""
+    port = free_port()
+    servers = "\n".join(f"        server {url.removeprefix('http://')};" for url in upstreams)
+    config = directory / "nginx.conf"
+    config.write_text(NGINX_CONF.format(dir=directory, servers=servers, port=port))
+    process = subprocess.Popen(["nginx", "-c", str(config), "-p", str(directory), "-g", "daemon off;"])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_listening(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
