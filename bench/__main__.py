@@ -8,6 +8,8 @@
 - queue: job store throughput (enqueue + claim + complete) and dispatch
   latency to an idle worker, SQLite and Redis.
 - job-memory: peak RSS growth of a 10,000 and a 100,000-character job.
+- proxy: added latency and time to first byte of voxserve and nginx in
+  front of one streaming engine (needs nginx).
 - overload: three capacity-limited engine instances under 3x load through
   voxserve, nginx round robin and a fixed-semaphore client (needs nginx).
 """
@@ -31,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import overload as bench_overload
+from bench import proxy as bench_proxy
 from bench import queue as bench_queue
 from bench.server import running_server
 from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
@@ -231,6 +234,17 @@ def overload_command(
     console.print(table)
 
 
+@app.command()
+def proxy(count: int = 200, seconds_per_char: float = 0.01) -> None:
+    """Latency voxserve and nginx add in front of a streaming engine, sequential requests (ms)."""
+    results = bench_proxy.run(count, seconds_per_char)
+    table = Table("path", "first byte p50 (+added)", "p99", "last byte p50 (+added)", "p99",
+                  title=f"Proxy overhead, {count} sequential requests (ms)")  # fmt: skip
+    for timings in results:
+        table.add_row(*timings.row(results[0] if timings is not results[0] else None))
+    console.print(table)
+
+
 @app.command("all")
 def run_all(data_dir: DataDir = None) -> None:
     """Every benchmark in turn."""
@@ -240,6 +254,7 @@ def run_all(data_dir: DataDir = None) -> None:
     ttfa(data)
     queue()
     job_memory()
+    proxy()
     overload_command()
 
 
