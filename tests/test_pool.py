@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from bench.instances import engine_instances
 
-from tests.servers.engines import Behaviour, cosyvoice_app, serving
+from tests.servers.engines import Behaviour, cosyvoice_app, serving, tone
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceEngine
 from voxserve.engines.remote import default_client
@@ -149,6 +149,21 @@ async def test_ejection_and_return(cluster: Cluster, started: list[Pool]) -> Non
     assert [i.healthy for i in pool.instances] == [True, True]
     await asyncio.gather(*(speak(pool) for _ in range(20)))
     assert cluster.behaviours[0].served > 0 and cluster.behaviours[1].served < served + 20
+
+
+async def test_an_answer_cut_off_part_way_resumes_elsewhere_without_a_seam(
+    cluster: Cluster, started: list[Pool]
+) -> None:
+    cluster.add(break_after_chunks=3)
+    cluster.add()
+    pool = make_pool(cluster, [FixedLimit(1), FixedLimit(1)])
+    await pool.load()
+    started.append(pool)
+    text = "你好你好你好你好你好"
+    request = SegmentRequest(text=text, language="zh", voice="中文女")
+    received = [chunk async for chunk in pool.synthesize(request)]  # starts on the first: equal load
+    np.testing.assert_allclose(np.concatenate(received), tone(text, 22050), atol=1 / 16384)
+    assert cluster.behaviours[0].served == 0 and cluster.behaviours[1].served == 1
 
 
 async def test_backup_only_when_no_primary_is_healthy(cluster: Cluster, started: list[Pool]) -> None:

@@ -28,6 +28,9 @@ from voxserve.audio import (
     StreamEncoder,
     change_tempo_and_pitch,
     fade,
+    fade_in,
+    fade_out,
+    fade_samples,
     level,
     silence,
 )
@@ -331,9 +334,9 @@ class Pipeline:
     # -- running: segment by segment -------------------------------------------------------
 
     async def pcm(self, plan: Plan, stats: Stats) -> AsyncGenerator[PCM, None]:
-        """The plan's audio at the engine's rate: levelled, effects applied, joined."""
-        async for _, audio in self.segment_audio(plan, stats):
-            yield audio
+        """The plan's audio at the engine's rate: levelled, effects applied, joined, as it is made."""
+        async for _, chunk, _ in self._chunks(plan, stats):
+            yield chunk
 
     async def segment_audio(
         self, plan: Plan, stats: Stats, start: int = 0
@@ -342,18 +345,31 @@ class Pipeline:
 
         Jobs record progress per segment and resume from ``start`` after a crash.
         """
+        parts: list[PCM] = []
+        async for index, chunk, ends_segment in self._chunks(plan, stats, start):
+            parts.append(chunk)
+            if ends_segment:
+                yield index, np.concatenate(parts)
+                parts = []
+
+    async def _chunks(
+        self, plan: Plan, stats: Stats, start: int = 0
+    ) -> AsyncGenerator[tuple[int, PCM, bool], None]:
+        """(segment index, audio, whether it ends the segment): each segment's audio, then its pause."""
         engine = plan.engine
         rate = engine.capabilities.sample_rate
         try:
             async for index, segment, text in self._normalized(plan, start):
-                audio = await self._render(plan, segment, text)
-                if stats.first_audio is None:
-                    stats.first_audio = time.perf_counter()
-                    self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
+                async for chunk in self._render(plan, segment, text):
+                    if stats.first_audio is None:
+                        stats.first_audio = time.perf_counter()
+                        self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
+                    stats.audio_seconds += chunk.size / rate
+                    yield index, chunk, False
                 pause = silence(segment.pause_after / plan.request.speed, rate)
                 stats.segments_done += 1
-                stats.audio_seconds += (audio.size + pause.size) / rate
-                yield index, np.concatenate([audio, pause])
+                stats.audio_seconds += pause.size / rate
+                yield index, pause, True
             self.metrics.requests.labels(engine.name, "ok").inc()
         except BaseException as exc:
             outcome = "canceled" if isinstance(exc, GeneratorExit | asyncio.CancelledError) else "error"
@@ -380,14 +396,19 @@ class Pipeline:
             pending = submit(segments[index + 1]) if index + 1 < len(segments) else None
             yield index, segments[index], await current
 
-    async def _render(self, plan: Plan, segment: Segment, text: str) -> PCM:
-        """One segment through the engine: refit after normalization, then audio effects."""
+    async def _render(self, plan: Plan, segment: Segment, text: str) -> AsyncIterator[PCM]:
+        """One segment through the engine, refitted after normalization.
+
+        A streaming engine's chunks go on as they arrive, at the engine's own
+        level, with only the last few milliseconds held back for the fade out.
+        Otherwise (or with tempo or pitch effects, which need the whole
+        segment) the segment is collected, levelled, processed and faded.
+        """
         engine = plan.engine
         rate = engine.capabilities.sample_rate
         limit = min(self.settings.segment_chars, engine.capabilities.max_segment_chars)
-        parts: list[PCM] = []
-        for piece in fit(text, limit):
-            request = SegmentRequest(
+        requests = [
+            SegmentRequest(
                 text=piece,
                 language=segment.language,
                 voice=plan.voice,
@@ -396,15 +417,34 @@ class Pipeline:
                 emotion=plan.request.emotion,
                 instructions=plan.request.instructions,
             )
-            async for chunk in engine.synthesize(request):
-                parts.append(chunk)
-            self.metrics.segments.labels(engine.name).inc()
-        audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-        if audio.size == 0:
+            for piece in fit(text, limit)
+        ]
+        chunks = self._engine_chunks(engine, requests)
+        if engine.capabilities.streaming and plan.tempo == 1.0 and not plan.request.pitch:
+            held: PCM | None = None
+            tail = fade_samples(rate)
+            async for chunk in chunks:
+                joined = fade_in(chunk, tail) if held is None else np.concatenate([held, chunk])
+                held = joined[-tail:]
+                if joined.size > tail:
+                    yield joined[:-tail]
+            if held is None:
+                raise EmptyAudio(f"engine {engine.name!r} returned no audio for {segment.text[:60]!r}")
+            yield fade_out(held, tail)
+            return
+        parts = [chunk async for chunk in chunks]
+        if not parts:
             raise EmptyAudio(f"engine {engine.name!r} returned no audio for {segment.text[:60]!r}")
-        audio = level(audio)
+        audio = level(np.concatenate(parts))
         audio = change_tempo_and_pitch(audio, rate, plan.tempo, plan.request.pitch)
-        return fade(audio, rate)
+        yield fade(audio, rate)
+
+    async def _engine_chunks(self, engine: Engine, requests: list[SegmentRequest]) -> AsyncIterator[PCM]:
+        for request in requests:
+            async for chunk in engine.synthesize(request):
+                if chunk.size:
+                    yield chunk
+            self.metrics.segments.labels(engine.name).inc()
 
     async def encode(self, plan: Plan, stats: Stats) -> AsyncGenerator[bytes, None]:
         """Encoded bytes of the plan's audio, chunk by chunk as segments finish."""

@@ -38,6 +38,7 @@ class Behaviour:
     capacity: int | None = None  # concurrent requests above which it runs out of memory
     error_rate: float = 0.0
     up: bool = True
+    break_after_chunks: int | None = None  # die part-way through every answer
     in_flight: int = 0
     peak_in_flight: int = 0
     served: int = 0
@@ -79,7 +80,9 @@ async def _generate(behaviour: Behaviour, text: str, sample_rate: int, dtype: st
         audio = tone(text, sample_rate)
         step = sample_rate // 10
         chunks = range(0, audio.size, step)
-        for start in chunks:
+        for number, start in enumerate(chunks):
+            if behaviour.break_after_chunks is not None and number == behaviour.break_after_chunks:
+                raise RuntimeError("the instance died part-way through its answer")
             await asyncio.sleep(behaviour.seconds_per_char * len(text) / len(chunks))
             piece = audio[start : start + step]
             yield (piece * 32768).astype("<i2").tobytes() if dtype == "<i2" else piece.astype("<f4").tobytes()

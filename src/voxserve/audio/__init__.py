@@ -2,7 +2,7 @@
 
 from voxserve.audio.effects import change_tempo_and_pitch
 from voxserve.audio.encoders import FORMATS, AudioFormat, StreamEncoder
-from voxserve.audio.pcm import duration, fade, level, silence, to_s16le
+from voxserve.audio.pcm import duration, fade, fade_in, fade_out, fade_samples, level, silence, to_s16le
 
 __all__ = [
     "FORMATS",
@@ -11,6 +11,9 @@ __all__ = [
     "change_tempo_and_pitch",
     "duration",
     "fade",
+    "fade_in",
+    "fade_out",
+    "fade_samples",
     "level",
     "silence",
     "to_s16le",

@@ -31,16 +31,32 @@ def level(pcm: PCM) -> PCM:
     return (pcm * gain).astype(np.float32)
 
 
-def fade(pcm: PCM, sample_rate: int, seconds: float = FADE_SECONDS) -> PCM:
-    """Short linear fade in and out, so segments join without clicks."""
-    n = min(int(sample_rate * seconds), pcm.size // 2)
+def fade_samples(sample_rate: int) -> int:
+    return int(sample_rate * FADE_SECONDS)
+
+
+def fade_in(pcm: PCM, samples: int) -> PCM:
+    n = min(samples, pcm.size)
     if n == 0:
         return pcm
     out = pcm.copy()
-    ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
-    out[:n] *= ramp
-    out[-n:] *= ramp[::-1]
+    out[:n] *= np.linspace(0.0, 1.0, n, dtype=np.float32)
     return out
+
+
+def fade_out(pcm: PCM, samples: int) -> PCM:
+    n = min(samples, pcm.size)
+    if n == 0:
+        return pcm
+    out = pcm.copy()
+    out[-n:] *= np.linspace(1.0, 0.0, n, dtype=np.float32)
+    return out
+
+
+def fade(pcm: PCM, sample_rate: int) -> PCM:
+    """Short linear fade in and out, so segments join without clicks."""
+    n = min(fade_samples(sample_rate), pcm.size // 2)
+    return fade_out(fade_in(pcm, n), n)
 
 
 def silence(seconds: float, sample_rate: int) -> PCM:

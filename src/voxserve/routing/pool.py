@@ -10,10 +10,10 @@ for seed 001, done per request:
   (:class:`~voxserve.routing.limits.AdaptiveLimit`); a request above every
   limit waits in a bounded queue, and gets 503 with Retry-After when the
   queue is full or its deadline passes, never a hung connection;
-- a segment is collected whole from its instance before it goes on (the
-  pipeline levels each segment as a whole anyway), so any failure (refused,
-  5xx, out of memory, an answer that breaks off when an instance dies) is
-  retried on another instance with backoff and jitter and nothing is lost;
+- audio streams through as it arrives; any failure (refused, 5xx, out of
+  memory, an answer that breaks off when an instance dies) is retried on
+  another instance with backoff and jitter, resuming after the samples
+  already delivered, so nothing is lost or repeated;
 - instances are ejected after repeated failures (requests or health checks)
   and return after successful active health checks.
 """
@@ -83,20 +83,34 @@ class Pool:
         return [instance.snapshot() for instance in self.instances]
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
-        """One segment, from whichever instance can make it before the queue deadline.
+        """One segment, streamed from whichever instance can make it before the queue deadline.
 
-        An overloaded instance is alive: its refusal sends the segment back to the
-        queue until the deadline. Hard failures (unreachable, silent) count
+        Chunks go on as they arrive. If an instance fails part-way, the segment
+        is asked of another one and the samples already delivered are skipped,
+        so nothing is repeated or lost (seamless for engines that are
+        deterministic for a request; others continue from a fresh rendition).
+        An overloaded instance is alive: its refusal sends the segment back to
+        the queue until the deadline. Hard failures (unreachable, silent) count
         against ``attempts``.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.queue_timeout
         failures = 0
+        delivered = 0
+        failed: Instance | None = None
         while True:
-            instance = await self._acquire(deadline)
+            instance = await self._acquire(deadline, avoid=failed)
             started = time.monotonic()
+            skip = delivered
             try:
-                chunks = [chunk async for chunk in instance.engine.synthesize(request)]
+                async for chunk in instance.engine.synthesize(request):
+                    if skip:
+                        dropped = min(skip, chunk.size)
+                        skip -= dropped
+                        chunk = chunk[dropped:]
+                    if chunk.size:
+                        delivered += chunk.size
+                        yield chunk
             except EngineOverloaded as exc:
                 instance.failed(overloaded=True)
                 error: EngineError = exc
@@ -107,24 +121,25 @@ class Pool:
                 error = exc
             else:
                 instance.succeeded(time.monotonic() - started)
-                for chunk in chunks:
-                    yield chunk
                 return
             finally:
                 instance.in_flight -= 1
                 self._wake()
+            failed = instance
             log.warning("engine %s at %s failed: %s", self.name, instance.url, error)
             if failures >= self.settings.attempts or loop.time() >= deadline:
                 raise error
             await asyncio.sleep(backoff(failures + 1, self.settings.retry_base, cap=2.0))
 
-    def _pick(self) -> Instance | None:
+    def _pick(self, avoid: Instance | None = None) -> Instance | None:
+        """The least loaded instance with room; a retry goes elsewhere than where it failed if it can."""
         healthy = [i for i in self.instances if i.healthy and i.engine.ready]
         primaries = [i for i in healthy if i.role == "primary"]
         candidates = [i for i in (primaries or healthy) if i.has_room]
+        candidates = [i for i in candidates if i is not avoid] or candidates
         return min(candidates, key=lambda i: (i.load, i.latency_ewma or 0.0)) if candidates else None
 
-    async def _acquire(self, deadline: float) -> Instance:
+    async def _acquire(self, deadline: float, avoid: Instance | None = None) -> Instance:
         """A slot on the best instance, waiting in the bounded queue until the deadline."""
         if not any(i.healthy for i in self.instances):
             raise EngineUnavailable(f"no instance of engine {self.name!r} is healthy")
@@ -133,7 +148,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         self._waiting += 1
         try:
-            while (instance := self._pick()) is None:
+            while (instance := self._pick(avoid)) is None:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     waited = f"{self.settings.queue_timeout:g} s"
