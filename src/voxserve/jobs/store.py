@@ -16,8 +16,6 @@ worker resumes it from its last finished segment.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -26,6 +24,7 @@ from typing import Any
 
 from voxserve.errors import IdempotencyConflict, JobNotFound, VoxserveError
 from voxserve.jobs.models import Job, JobStatus, Progress, now
+from voxserve.signal import ChangeSignal
 
 
 def request_hash(fields: dict[str, Any]) -> str:
@@ -37,7 +36,7 @@ class JobStore(ABC):
     """Persistent jobs with leases. Subclasses: SQLite (embedded) and Redis (shared)."""
 
     def __init__(self) -> None:
-        self._changed: asyncio.Future[None] | None = None
+        self._changes = ChangeSignal()
 
     # -- backend primitives -----------------------------------------------------------------
 
@@ -82,15 +81,10 @@ class JobStore(ABC):
     # -- change notification (wakes watchers in this process at once) -----------------------
 
     def _notify(self) -> None:
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-        self._changed = None
+        self._changes.notify()
 
     async def _wait_for_change(self, timeout: float) -> None:
-        if self._changed is None:
-            self._changed = asyncio.get_running_loop().create_future()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._changed), timeout)
+        await self._changes.wait(timeout)
 
     # -- the public contract ----------------------------------------------------------------
 

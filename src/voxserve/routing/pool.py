@@ -31,6 +31,7 @@ from voxserve.engines.remote import RemoteEngine
 from voxserve.errors import EngineError, EngineOverloaded, EngineTimeout, EngineUnavailable
 from voxserve.retry import backoff
 from voxserve.routing.instance import Instance
+from voxserve.signal import ChangeSignal
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Pool:
         self.instances = list(instances)
         self.settings = settings
         self._waiting = 0
-        self._changed: asyncio.Future[None] | None = None
+        self._changes = ChangeSignal()
         self._health_task: asyncio.Task[None] | None = None
 
     @property
@@ -124,7 +125,7 @@ class Pool:
                 return
             finally:
                 instance.in_flight -= 1
-                self._wake()
+                self._changes.notify()
             failed = instance
             log.warning("engine %s at %s failed: %s", self.name, instance.url, error)
             if failures >= self.settings.attempts or loop.time() >= deadline:
@@ -153,24 +154,11 @@ class Pool:
                 if remaining <= 0:
                     waited = f"{self.settings.queue_timeout:g} s"
                     raise EngineOverloaded(f"engine {self.name!r}: every instance stayed busy for {waited}")
-                await self._wait(remaining)
+                await self._changes.wait(remaining)
             instance.in_flight += 1
             return instance
         finally:
             self._waiting -= 1
-
-    def _wake(self) -> None:
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-        self._changed = None
-
-    async def _wait(self, timeout: float) -> None:
-        if self._changed is None:
-            self._changed = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._changed), timeout)
-        except TimeoutError:
-            return
 
     async def _watch_health(self) -> None:
         while True:
@@ -186,4 +174,4 @@ class Pool:
             log.warning(
                 "engine %s at %s is %s", self.name, instance.url, "back" if instance.healthy else "ejected"
             )
-            self._wake()
+            self._changes.notify()
