@@ -7,7 +7,7 @@ one text segment into float32 mono PCM chunks at its own sample rate.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -27,6 +27,11 @@ class VoiceInfo:
     languages: tuple[str, ...]
     gender: str | None = None
     description: str = ""
+
+
+def voices_named(engine: str, ids: Iterable[str], languages: Sequence[str]) -> tuple[VoiceInfo, ...]:
+    """Voices known only by id (a remote server's speakers), each speaking all the engine's languages."""
+    return tuple(VoiceInfo(id=voice, engine=engine, languages=tuple(languages)) for voice in ids)
 
 
 @dataclass(frozen=True)

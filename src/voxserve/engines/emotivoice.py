@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import httpx
 
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
 from voxserve.engines.remote import Call, RemoteEngine, whole_file
 
 EMOTIONS = frozenset({"happy", "sad", "angry", "surprised", "neutral", "fearful", "disgusted"})
@@ -30,7 +30,7 @@ class EmotiVoiceEngine(RemoteEngine):
     ) -> None:
         capabilities = Capabilities(
             languages=frozenset({"zh", "en"}),
-            voices=tuple(VoiceInfo(id=v, engine=name, languages=("zh", "en")) for v in voices),
+            voices=voices_named(name, voices, ("zh", "en")),
             sample_rate=sample_rate,
             max_segment_chars=max_segment_chars,
             emotions=EMOTIONS,

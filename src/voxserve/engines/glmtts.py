@@ -26,7 +26,7 @@ import av
 import numpy as np
 
 from voxserve.audio.decode import decode_audio
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable, UnsupportedValue
 
 PROMPT_RATE = 24000
@@ -83,7 +83,7 @@ class GlmTtsEngine:
         self._ready = False
         self._capabilities = Capabilities(
             languages=frozenset(languages),
-            voices=tuple(VoiceInfo(id=v, engine=name, languages=tuple(languages)) for v in voices),
+            voices=voices_named(name, voices, languages),
             sample_rate=sample_rate,
             seeded=True,
         )

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import httpx
 
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
 from voxserve.engines.remote import Call, RemoteEngine, raw_pcm
 
 
@@ -30,7 +30,7 @@ class OpenAIEngine(RemoteEngine):
     ) -> None:
         capabilities = Capabilities(
             languages=frozenset(languages),
-            voices=tuple(VoiceInfo(id=v, engine=name, languages=tuple(languages)) for v in voices),
+            voices=voices_named(name, voices, languages),
             sample_rate=sample_rate,
             max_segment_chars=max_segment_chars,
             streaming=True,
