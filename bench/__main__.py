@@ -220,7 +220,7 @@ def job_memory_one(chars: int) -> None:
 
 @app.command("overload")
 def overload_command(
-    requests: int = 600, capacity: int = 10, seconds_per_char: float = 0.05, load: float = 3.0
+    requests: int = 1500, capacity: int = 10, seconds_per_char: float = 0.05, load: float = 3.0
 ) -> None:
     """Success rate and throughput under overload (target: 100 % and >= 0.95 x capacity)."""
     outcomes, capacity_rate = bench_overload.run(requests, capacity, seconds_per_char, load)
@@ -230,7 +230,7 @@ def overload_command(
     for o in outcomes:
         success = o.succeeded / (o.succeeded + o.failed)
         table.add_row(o.path, str(o.succeeded), str(o.failed), f"{success:.1%}", f"{o.throughput:.1f}",
-                      f"{o.throughput / capacity_rate:.2f}")  # fmt: skip
+                      f"{o.throughput / capacity_rate:.3f}")  # fmt: skip
     console.print(table)
 
 

@@ -2,7 +2,9 @@
 
 Three paths to the same instances, the same requests, the same concurrency:
 
-- voxserve: a pool with adaptive limits (``max_concurrency = "auto"``);
+- voxserve: a pool with adaptive limits (``max_concurrency = "auto"``), once
+  from a cold start, when it still has to find each instance's capacity,
+  and once more on the same server, as the next batch would find it;
 - nginx: round robin as seed 000 configures it (buffering off, keepalive);
 - seed 001's client: a fixed semaphore of 10 per instance, requests spread
   round robin, retries after 1 s, 2 s and 4 s.
@@ -64,7 +66,7 @@ async def _run(path: str, requests: int, clients: int, one: Callable[[int], Awai
     return Outcome(path, sum(results), len(results) - sum(results), elapsed)
 
 
-async def through_voxserve(url: str, requests: int, clients: int) -> Outcome:
+async def through_voxserve(url: str, requests: int, clients: int, path: str) -> Outcome:
     size = expected_bytes()
     async with httpx.AsyncClient(
         base_url=url, timeout=300, limits=httpx.Limits(max_connections=clients)
@@ -75,7 +77,7 @@ async def through_voxserve(url: str, requests: int, clients: int) -> Outcome:
             response = await http.post("/v1/audio/speech", json=body)
             return response.status_code == 200 and len(response.content) >= size
 
-        return await _run("voxserve (adaptive pool)", requests, clients, one)
+        return await _run(path, requests, clients, one)
 
 
 async def _form_post(http: httpx.AsyncClient, url: str) -> bool:
@@ -131,8 +133,10 @@ def run(requests: int, capacity: int, seconds_per_char: float, load: float) -> t
         outcomes = []
         server = start_server(directory, directory / "voxserve.log", {"VOXSERVE_CONFIG": str(config)})
         try:
-            asyncio.run(through_voxserve(server.url, capacity, capacity))  # warm the pool's connections
-            outcomes.append(asyncio.run(through_voxserve(server.url, requests, clients)))
+            asyncio.run(through_voxserve(server.url, capacity, capacity, "warm-up"))  # open the connections
+            # the first run finds the instances' limits, the second (a next batch) starts from them
+            for path in ("voxserve, cold (limits unknown)", "voxserve, warm (limits learnt)"):
+                outcomes.append(asyncio.run(through_voxserve(server.url, requests, clients, path)))
         finally:
             server.stop()
         with nginx(urls, directory) as proxy:

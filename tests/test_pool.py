@@ -133,6 +133,45 @@ async def test_adaptive_limit_converges_near_the_capacity(cluster: Cluster, star
     assert cluster.behaviours[0].out_of_memory > 0, "the limit was found by probing, not given"
 
 
+def run_at_limit(limit: AdaptiveLimit, successes: int) -> None:
+    """Successes of requests that kept the limit in use."""
+    for _ in range(successes):
+        limit.on_success(limit.current)
+
+
+def test_a_failed_probe_confirms_the_ceiling_without_stepping_down() -> None:
+    limit = AdaptiveLimit(value=4)
+    run_at_limit(limit, 30)  # slow start overshoots a capacity of 10 ...
+    limit.on_overload(in_flight=14)  # ... and the instance says so
+    assert limit.ceiling == 14 and limit.current < 14
+    run_at_limit(limit, 13)  # the requests still in flight at the step say nothing new
+    limit.on_overload(in_flight=11)  # below the ceiling: the capacity is lower, step down 10 %
+    assert limit.ceiling == 11 and limit.current == 9
+    run_at_limit(limit, 10)
+    run_at_limit(limit, 1)
+    assert limit.current == 10  # quickly back to just under the ceiling
+    successes = 0
+    while limit.current == 10:
+        run_at_limit(limit, 1)
+        successes += 1
+    assert 40 <= successes <= 45  # probing above it takes about probe_rounds (4) rounds of 10
+    limit.on_overload(in_flight=11)  # the probe failed: back to 10, not 9
+    assert limit.current == 10
+    run_at_limit(limit, 10)
+    successes = 0
+    while limit.current == 10:
+        run_at_limit(limit, 1)
+        successes += 1
+    assert 80 <= successes <= 90  # and the next probe waits twice as long
+
+
+def test_a_limit_not_in_use_does_not_grow() -> None:
+    limit = AdaptiveLimit(value=6)
+    for _ in range(50):
+        limit.on_success(in_flight=2)
+    assert limit.current == 6
+
+
 async def test_ejection_and_return(cluster: Cluster, started: list[Pool]) -> None:
     for _ in range(2):
         cluster.add(seconds_per_char=0.005)

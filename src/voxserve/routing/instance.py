@@ -58,14 +58,15 @@ class Instance:
         self.latency_ewma = seconds if self.latency_ewma is None else 0.8 * self.latency_ewma + 0.2 * seconds
         self.limit.on_success(self.in_flight)
 
-    def failed(self, overloaded: bool) -> None:
-        """A request failed: shrink the limit on overload; eject after repeated failures of any kind."""
+    def failed(self, *, overloaded: bool, unresponsive: bool) -> None:
+        """A request failed. Overload shrinks the limit; an instance that is merely overloaded is
+        alive, so only unresponsiveness (unreachable, timed out) counts toward ejection."""
         self.requests += 1
         self.errors += 1
         if overloaded:
             self.limit.on_overload(self.in_flight)
-            return  # an overloaded instance is alive: fewer requests, not ejection
-        self._count_failure()
+        if unresponsive:
+            self._count_failure()
 
     def checked(self, ok: bool) -> None:
         """An active health check's result."""

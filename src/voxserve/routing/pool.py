@@ -113,11 +113,10 @@ class Pool:
                         delivered += chunk.size
                         yield chunk
             except EngineOverloaded as exc:
-                instance.failed(overloaded=True)
+                instance.failed(overloaded=True, unresponsive=False)
                 error: EngineError = exc
             except (EngineTimeout, EngineUnavailable) as exc:
-                instance.failed(overloaded=isinstance(exc, EngineTimeout))
-                instance.failed(overloaded=False)
+                instance.failed(overloaded=isinstance(exc, EngineTimeout), unresponsive=True)
                 failures += 1
                 error = exc
             else:
