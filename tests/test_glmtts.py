@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,12 @@ import pytest
 from tests.audio_checks import decode
 from tests.test_audio import tone
 from voxserve.audio import FORMATS, StreamEncoder
-from voxserve.engines import SegmentRequest
+from voxserve.config import EngineSettings
+from voxserve.engines import Engine, SegmentRequest
 from voxserve.engines.glmtts import GlmTtsEngine
+from voxserve.engines.registry import build_engine
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
+from voxserve.routing import Pool
 
 SCRIPT = Path(__file__).parent / "servers" / "glmtts_cli.py"
 
@@ -50,7 +54,7 @@ def record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-async def run(engine: GlmTtsEngine, text: str, seed: int | None = 7) -> np.ndarray:
+async def run(engine: Engine, text: str, seed: int | None = 7) -> np.ndarray:
     request = SegmentRequest(text=text, language="zh", voice="speaker", seed=seed)
     return np.concatenate([chunk async for chunk in engine.synthesize(request)])
 
@@ -125,3 +129,30 @@ async def test_runs_are_serial(engine: GlmTtsEngine, monkeypatch: pytest.MonkeyP
     started = asyncio.get_running_loop().time()
     await asyncio.gather(run(engine, "one"), run(engine, "two"))
     assert asyncio.get_running_loop().time() - started >= 0.6
+
+
+async def test_one_serial_instance_per_gpu(
+    tmp_path: Path, prompt_mp3: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    monkeypatch.setenv("GLMTTS_RECORD_DIR", str(runs))
+    monkeypatch.setenv("GLMTTS_SLEEP", "0.3")
+    command = [sys.executable, str(SCRIPT)]
+    options = {"command": command, "voices": {"speaker": str(prompt_mp3)}, "gpus": [0, 1]}
+    config = EngineSettings(name="glm", kind="glmtts", options=options)
+    pool = build_engine(config, ThreadPoolExecutor(1), tmp_path)
+    assert isinstance(pool, Pool) and [i.url for i in pool.instances] == ["gpu:0", "gpu:1"]
+    await pool.load()
+    try:
+        await asyncio.gather(*(run(pool, "你好") for _ in range(4)))
+        engines = [i.engine for i in pool.instances]
+        assert all([isinstance(e, GlmTtsEngine) and await e.health(1.0) for e in engines])
+    finally:
+        await pool.close()
+    records = [json.loads(path.read_text()) for path in runs.iterdir()]
+    by_gpu = {g: sorted((r["started"], r["ended"]) for r in records if r["gpu"] == g) for g in ("0", "1")}
+    assert [len(spans) for spans in by_gpu.values()] == [2, 2], "the load is spread over both GPUs"
+    for first, second in by_gpu.values():
+        assert first[1] <= second[0], "each GPU runs one request at a time"
+    assert by_gpu["0"][0][0] < by_gpu["1"][0][1] and by_gpu["1"][0][0] < by_gpu["0"][0][1], "GPUs overlap"

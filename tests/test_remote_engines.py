@@ -186,7 +186,7 @@ def test_a_configured_remote_engine_serves_the_api(
     server: Callable[..., str], behaviour: Behaviour, tmp_path: Path
 ) -> None:
     url = server(cosyvoice_app)
-    cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, options={"voices": ["中文女"]})
+    cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, queue_timeout=1, options={"voices": ["中文女"]})
     settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", workers=0)
     with TestClient(create_app(settings)) as client:
         while client.get("/readyz").status_code != 200:
@@ -206,6 +206,11 @@ def test_a_configured_remote_engine_serves_the_api(
         assert engine["name"] == "cosy" and engine["sample_rate"] == 22050 and engine["instructions"]
         assert instance["url"] == url and instance["healthy"] and instance["adaptive"]
         assert instance["requests"] == 3 and instance["errors"] == 0 and instance["latency_ms_p95"] > 0
+        metrics = client.get("/metrics").text
+        labels = f'engine="cosy",role="primary",url="{url}"'
+        assert f"voxserve_instance_healthy{{{labels}}} 1.0" in metrics
+        assert f"voxserve_instance_requests_total{{{labels}}} 3.0" in metrics
+        assert f"voxserve_instance_in_flight{{{labels}}} 0.0" in metrics
         behaviour.up = False
         failed = client.post("/v1/audio/speech", json={"model": "cosy", "input": "你好。"})
         assert failed.status_code == 503 and failed.json()["error"]["code"] == "engine_overloaded"

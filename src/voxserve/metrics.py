@@ -2,9 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class Snapshotting(Protocol):
+    """What the instance metrics read: a pool's name and its instances' snapshots."""
+
+    name: str
+
+    def snapshot(self) -> list[dict[str, object]]: ...
+
+
+class PoolCollector(Collector):
+    """Each pool instance's health, load, limit and counts, read at scrape time.
+
+    Read from the pools rather than mirrored into gauges on every change, so
+    the hot path does no metrics work and the figures can never drift.
+    """
+
+    def __init__(self, pools: Iterable[Snapshotting]) -> None:
+        self._pools = list(pools)
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["engine", "url", "role"]
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "healthy": GaugeMetricFamily("voxserve_instance_healthy", "1 if taking traffic", labels=labels),
+            "in_flight": GaugeMetricFamily("voxserve_instance_in_flight", "Requests running", labels=labels),
+            "limit": GaugeMetricFamily("voxserve_instance_limit", "Current concurrency limit", labels=labels),
+            "latency_ms_ewma": GaugeMetricFamily(
+                "voxserve_instance_latency_seconds", "Latency of successful requests (EWMA)", labels=labels
+            ),
+            "requests": CounterMetricFamily("voxserve_instance_requests", "Requests sent", labels=labels),
+            "errors": CounterMetricFamily("voxserve_instance_errors", "Requests that failed", labels=labels),
+        }
+        for pool in self._pools:
+            for instance in pool.snapshot():
+                values = [pool.name, str(instance["url"]), str(instance["role"])]
+                for key, family in families.items():
+                    value = instance[key]
+                    if isinstance(value, int | float):  # healthy is a bool, an int; no latency yet is None
+                        family.add_metric(values, value / 1000 if key == "latency_ms_ewma" else float(value))
+        yield from families.values()
 
 
 @dataclass

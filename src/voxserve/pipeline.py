@@ -384,6 +384,10 @@ class Pipeline:
         loop = asyncio.get_running_loop()
 
         def submit(segment: Segment) -> asyncio.Future[str]:
+            if not self.normalizer.needed(segment.text):
+                done: asyncio.Future[str] = loop.create_future()
+                done.set_result(segment.text)
+                return done
             return loop.run_in_executor(
                 self._executor, self.normalizer.normalize, segment.text, segment.language
             )

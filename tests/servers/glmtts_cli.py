@@ -1,8 +1,10 @@
 """A stand-in for ``glmtts_inference.py``: the same arguments, a tone instead of a model.
 
 Environment: ``GLMTTS_RECORD`` (a file to write its parsed arguments and pid
-to, as JSON), ``GLMTTS_SLEEP`` (seconds to run), ``GLMTTS_FAIL`` (a message
-to print on stderr before exiting with 1).
+to, as JSON), ``GLMTTS_RECORD_DIR`` (a directory to write one such file per
+run to, with the GPU it was given and when it ran), ``GLMTTS_SLEEP``
+(seconds to run), ``GLMTTS_FAIL`` (a message to print on stderr before
+exiting with 1).
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ def main() -> int:
     if os.environ.get("GLMTTS_RECORD"):
         with open(os.environ["GLMTTS_RECORD"], "w", encoding="utf-8") as record:
             json.dump({**vars(args), "pid": os.getpid()}, record, ensure_ascii=False)
+    started = time.time()
     time.sleep(float(os.environ.get("GLMTTS_SLEEP", "0")))
+    if os.environ.get("GLMTTS_RECORD_DIR"):
+        run = {"gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "started": started, "ended": time.time()}
+        with open(os.path.join(os.environ["GLMTTS_RECORD_DIR"], f"{os.getpid()}.json"), "w") as record:
+            json.dump(run, record)
     if os.environ.get("GLMTTS_FAIL"):
         print("Traceback (most recent call last):\n  ...", file=sys.stderr)
         print(os.environ["GLMTTS_FAIL"], file=sys.stderr)

@@ -25,8 +25,9 @@ from voxserve.jobs import Job, JobStore, open_store, request_hash
 from voxserve.jobs.files import JobFiles, check_name
 from voxserve.jobs.janitor import run_janitor
 from voxserve.jobs.worker import Worker, WorkerSettings, run_workers
-from voxserve.metrics import Metrics
+from voxserve.metrics import Metrics, PoolCollector
 from voxserve.pipeline import Pipeline, SpeechRequest
+from voxserve.routing import Pool
 from voxserve.text import TextNormalizer
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Services:
         if engines is None:
             engines = {e.name: build_engine(e, executor, settings.data_dir) for e in settings.engines}
         metrics = Metrics()
+        metrics.registry.register(PoolCollector([e for e in engines.values() if isinstance(e, Pool)]))
         pipeline = Pipeline(engines, TextNormalizer(), settings, executor, metrics)
         return cls(
             settings=settings,
@@ -170,6 +172,7 @@ class Services:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """Async, so FastAPI does not hop to a worker thread for it on every request."""
     services: Services = request.app.state.services
     return services

@@ -91,3 +91,12 @@ class Engine(Protocol):
 
     async def close(self) -> None:
         """Release models, processes or connections."""
+
+
+@runtime_checkable
+class HealthChecked(Protocol):
+    """An engine instance a pool can probe between requests (a server, a GPU's command line)."""
+
+    async def health(self, timeout: float) -> bool:
+        """Whether the instance can take requests; never raises."""
+        ...

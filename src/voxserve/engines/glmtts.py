@@ -10,14 +10,19 @@ Safety and resources:
   named by voxserve, removed once read;
 - each voice's prompt audio is converted once to 24 kHz mono 16-bit WAV;
 - a hard timeout, and the process is killed when the request is cancelled;
-- one run at a time by default (one GPU), the tail of stderr in any error.
+- one run at a time by default (one GPU), the tail of stderr in any error;
+- with ``gpus = ["0", "1", ...]`` the registry builds one instance per GPU
+  (``CUDA_VISIBLE_DEVICES`` set for its runs) and pools them, so requests
+  spread over the GPUs, each still serial.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -66,6 +71,7 @@ class GlmTtsEngine:
         timeout: float = 300.0,
         max_concurrency: int = 1,
         languages: Sequence[str] = ("zh", "en"),
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         if sample_rate not in (24000, 32000):
             raise UnsupportedValue(
@@ -75,6 +81,7 @@ class GlmTtsEngine:
             raise UnsupportedValue("glmtts needs a command and at least one voice", param="engines.options")
         self.name = name
         self._command = list(command)
+        self._environment = {**os.environ, **environment} if environment else None
         self._sources = {voice: Path(path) for voice, path in voices.items()}
         self._prompts: dict[str, Path] = {}
         self._work = work_dir
@@ -111,6 +118,11 @@ class GlmTtsEngine:
     async def close(self) -> None:
         self._ready = False
 
+    async def health(self, timeout: float = 2.0) -> bool:
+        """Alive while the command's program can still be found (a GPU's runs are separate processes)."""
+        program = self._command[0]
+        return self._ready and (shutil.which(program) is not None or Path(program).is_file())
+
     def arguments(self, request: SegmentRequest, output: Path) -> list[str]:
         return [
             *self._command,
@@ -129,6 +141,7 @@ class GlmTtsEngine:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
+                env=self._environment,
             )
             try:
                 _, stderr = await asyncio.wait_for(process.communicate(), self._timeout)

@@ -48,15 +48,45 @@ def build_engine(config: EngineSettings, executor: Executor, data_dir: Path) -> 
     if config.kind in REMOTE:
         return build_pool(config)
     if config.kind == "glmtts":
-        try:
-            return GlmTtsEngine(config.name, work_dir=data_dir / "glmtts" / config.name, **config.options)
-        except TypeError as exc:
-            raise UnsupportedValue(f"engine {config.name!r}: {exc}", param="engines.options") from exc
+        return build_glmtts(config, data_dir)
     if config.kind == "fake":
         return FakeEngine(name=config.name, **config.options)
     raise UnsupportedValue(
         f"engine kind {config.kind!r} is not known; choose one of {', '.join(KINDS)}",
         param="engines.kind",
+    )
+
+
+def build_glmtts(config: EngineSettings, data_dir: Path) -> Engine:
+    """One GLM-TTS command line, or with ``options.gpus`` one per GPU in a pool (each serial)."""
+    options = dict(config.options)
+    gpus = [str(gpu) for gpu in options.pop("gpus", [])]
+
+    def one(gpu: str | None) -> GlmTtsEngine:
+        try:
+            return GlmTtsEngine(
+                config.name,
+                work_dir=data_dir / "glmtts" / config.name,
+                environment={"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None,
+                **options,
+            )
+        except TypeError as exc:
+            raise UnsupportedValue(f"engine {config.name!r}: {exc}", param="engines.options") from exc
+
+    if not gpus:
+        return one(None)
+    limit = config.fixed_concurrency or 1
+    instances = [Instance(one(gpu), f"gpu:{gpu}", Role.PRIMARY, FixedLimit(limit)) for gpu in gpus]
+    return Pool(config.name, instances, pool_settings(config))
+
+
+def pool_settings(config: EngineSettings) -> PoolSettings:
+    return PoolSettings(
+        health_interval=config.health_interval,
+        health_timeout=config.health_timeout,
+        queue_timeout=config.queue_timeout,
+        max_queue=config.max_queue,
+        attempts=config.attempts,
     )
 
 
@@ -80,11 +110,4 @@ def build_pool(config: EngineSettings) -> Pool:
 
     instances = [instance(url, Role.PRIMARY) for url in config.urls]
     instances += [instance(url, Role.BACKUP) for url in config.backup]
-    settings = PoolSettings(
-        health_interval=config.health_interval,
-        health_timeout=config.health_timeout,
-        queue_timeout=config.queue_timeout,
-        max_queue=config.max_queue,
-        attempts=config.attempts,
-    )
-    return Pool(config.name, instances, settings)
+    return Pool(config.name, instances, pool_settings(config))

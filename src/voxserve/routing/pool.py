@@ -26,8 +26,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest
-from voxserve.engines.remote import RemoteEngine
+from voxserve.engines.base import PCM, Capabilities, HealthChecked, SegmentRequest
 from voxserve.errors import EngineError, EngineOverloaded, EngineTimeout, EngineUnavailable
 from voxserve.retry import backoff
 from voxserve.routing.instance import Instance
@@ -166,7 +165,8 @@ class Pool:
 
     async def _check(self, instance: Instance) -> None:
         engine = instance.engine
-        assert isinstance(engine, RemoteEngine)
+        if not isinstance(engine, HealthChecked):
+            return
         was = instance.healthy
         instance.checked(await engine.health(self.settings.health_timeout))
         if instance.healthy != was:
