@@ -16,7 +16,7 @@ from bench.server import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while True:
         assert process.poll() is None, f"{url} exited"
@@ -43,7 +43,7 @@ def engine_instances(
                 command += ["--capacity", str(capacity)]
             processes.append((f"http://127.0.0.1:{port}", subprocess.Popen(command, cwd=ROOT)))
         for url, process in processes:
-            _wait_listening(url, process)
+            wait_listening(url, process)
         yield processes
     finally:
         for _, process in processes:
@@ -92,7 +92,7 @@ def nginx(upstreams: list[str], directory: Path) -> Iterator[str]:
     process = subprocess.Popen(["nginx", "-c", str(config), "-p", str(directory), "-g", "daemon off;"])
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_listening(url, process)
+        wait_listening(url, process)
         yield url
     finally:
         process.terminate()

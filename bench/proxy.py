@@ -3,11 +3,15 @@
 One CosyVoice stand-in streams each answer in 0.1 s chunks; requests are sent
 one at a time, so the figures are latency, not throughput: the time to the
 first byte and to the last, and how much each proxy adds to the direct path.
+A bare Python pass-through (:mod:`bench.passthrough`) shows the floor of the
+HTTP stack voxserve is built on.
 """
 
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -15,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.instances import engine_instances, nginx
-from bench.server import start_server
+from bench.instances import ROOT, engine_instances, nginx, wait_listening
+from bench.server import free_port, start_server
 
 TEXT = "今天天气很好，我们一起去公园散步吧。"
 
@@ -72,6 +76,17 @@ def run(count: int, seconds_per_char: float) -> list[Timings]:
             results.append(
                 _measure("nginx (seed 000)", client, "POST", f"{proxy}/inference_sft", count, data=form)
             )
+        port = free_port()
+        command = [sys.executable, "-m", "bench.passthrough", url, str(port)]
+        passthrough = subprocess.Popen(command, cwd=ROOT)
+        try:
+            wait_listening(f"http://127.0.0.1:{port}/docs", passthrough)
+            speech = f"http://127.0.0.1:{port}/v1/audio/speech"
+            path = "bare Python pass-through"
+            results.append(_measure(path, client, "POST", speech, count, json={"input": TEXT}))
+        finally:
+            passthrough.kill()
+            passthrough.wait()
         config = directory / "voxserve.toml"
         config.write_text(
             f'workers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\nurl = "{url}"\n'

@@ -186,7 +186,8 @@ def test_a_configured_remote_engine_serves_the_api(
     server: Callable[..., str], behaviour: Behaviour, tmp_path: Path
 ) -> None:
     url = server(cosyvoice_app)
-    cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, queue_timeout=1, options={"voices": ["中文女"]})
+    options = {"voices": ["中文女"]}
+    cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, queue_timeout=1, options=options)
     settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", workers=0)
     with TestClient(create_app(settings)) as client:
         while client.get("/readyz").status_code != 200:
