@@ -92,7 +92,7 @@ def test_unknown_route_uses_the_error_shape(fake_client: TestClient) -> None:
         ({"text": "hi", "task_id": "../../etc/passwd"}, 400, "invalid_request", "task_id"),
         ({"text": "hi", "speed": "quick"}, 400, "invalid_request", "speed"),
         ({"emotion": "happy"}, 400, "invalid_request", "text"),
-        ({"text": "hi", "audio_path": "/refs/me.wav"}, 422, "capability_missing", "reference_audio"),
+        ({"text": "hi", "audio_path": "/refs/me.wav"}, 422, "capability_missing", "audio_path"),
     ],
 )
 def test_bad_tts_forms(

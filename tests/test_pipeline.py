@@ -59,7 +59,6 @@ def fake(pipeline: Pipeline, name: str = "fake") -> FakeEngine:
         (SpeechRequest(input="hi", language="klingon"), UnsupportedValue, "language"),
         (SpeechRequest(input="你好", model="english"), CapabilityMissing, "input"),
         (SpeechRequest(input="hi", model="english", language="zh"), CapabilityMissing, "language"),
-        (SpeechRequest(input="hi", reference_audio=True), CapabilityMissing, "reference_audio"),
     ],
 )
 async def test_plan_refuses_bad_requests_before_engine_time(

@@ -109,7 +109,22 @@ class Settings(BaseSettings):
     segment_chars: int = Field(default=200, ge=20, description="longest text piece sent to an engine")
     sentence_pause: float = Field(default=0.25, ge=0, le=5)
     clause_pause: float = Field(default=0.1, ge=0, le=5)
-    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="largest reference audio")
+    reference_min_seconds: float = Field(default=3.0, ge=0.5, description="shortest reference audio")
+    reference_max_seconds: float = Field(default=15.0, ge=1.0, description="longest reference audio")
+    reference_min_rate: int = Field(default=16000, ge=8000, description="lowest reference sample rate")
+    reference_dirs: list[Path] = Field(
+        default_factory=list, description="directories /tts audio_path may read from (none: refused)"
+    )
+    reference_url_hosts: list[str] = Field(
+        default_factory=list, description="hosts reference audio URLs may name (none: URLs refused)"
+    )
+    reference_url_private: bool = Field(
+        default=False, description="let reference URLs reach loopback and private addresses"
+    )
+    cache_max_bytes: int = Field(
+        default=1024**3, ge=0, description="disk for cached segment audio, least recently used goes (0: off)"
+    )
 
     queue_url: str | None = Field(
         default=None, description="redis://host:port/db for a shared queue; default: SQLite in data_dir"

@@ -12,7 +12,9 @@ guess what a ``ValueError`` meant::
     ├── InvalidRequest (400 invalid_request)
     │   └── UnsupportedValue (422 unsupported_value)
     │       ├── CapabilityMissing (422 capability_missing)
-    │       └── EngineRejected (422 engine_rejected)
+    │       ├── EngineRejected (422 engine_rejected)
+    │       └── InvalidAudio (422 invalid_audio: a reference that breaks a rule)
+    ├── Forbidden (403 forbidden: a path or host outside what is allowed)
     ├── NotFound (404 not_found)
     │   ├── UnknownVoice (404 unknown_voice)
     │   ├── UnknownModel (404 unknown_model)
@@ -74,6 +76,19 @@ class EngineRejected(UnsupportedValue):
     """The engine refused this input for good (retrying cannot help)."""
 
     code = "engine_rejected"
+
+
+class InvalidAudio(UnsupportedValue):
+    """Reference audio that decodes badly or breaks a rule (length, rate, silence, clipping)."""
+
+    code = "invalid_audio"
+
+
+class Forbidden(VoxserveError):
+    """A path outside the allowed directories, or a URL whose host is not allowed."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(VoxserveError):

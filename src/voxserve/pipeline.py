@@ -35,7 +35,7 @@ from voxserve.audio import (
     silence,
 )
 from voxserve.config import Settings
-from voxserve.engines.base import PCM, Engine, SegmentRequest
+from voxserve.engines.base import PCM, Engine, Reference, SegmentRequest
 from voxserve.errors import (
     CapabilityMissing,
     EmptyAudio,
@@ -56,6 +56,8 @@ from voxserve.text import (
     languages_in,
     sentences,
 )
+from voxserve.voices import Voice, VoiceLibrary
+from voxserve.voices.blend import blend_parts_known, is_blend
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,6 @@ class SpeechRequest:
     emotion: str | None = None
     instructions: str | None = None
     sample_rate: int | None = None
-    reference_audio: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Plan:
     request: SpeechRequest
     engine: Engine
     voice: str
+    reference: Reference | None
     segments: tuple[Segment, ...]
     audio_format: AudioFormat
     output_rate: int
@@ -149,8 +151,10 @@ class Pipeline:
         settings: Settings,
         executor: Executor,
         metrics: Metrics,
+        voices: VoiceLibrary | None = None,
     ) -> None:
         self.engines = dict(engines)
+        self.voices = voices or VoiceLibrary(settings.data_dir / "voices")
         self.normalizer = normalizer
         self.settings = settings
         self.metrics = metrics
@@ -174,16 +178,13 @@ class Pipeline:
                 f"language {request.language!r} is not supported; choose one of {', '.join(SUPPORTED)}",
                 param="language",
             )
-        engine, voice = self._engine_and_voice(request)
+        library_voice = self._library_voice(request.voice)
+        engine, voice = self._engine_and_voice(request, library_voice)
         if require_ready and (not engine.ready or not self.normalizer.loaded):
             raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
         caps = engine.capabilities
-        if request.reference_audio and not caps.cloning:
-            raise CapabilityMissing(
-                f"engine {engine.name!r} cannot clone voices from reference audio; "
-                "use an engine with cloning",
-                param="reference_audio",
-            )
+        cloned = library_voice is not None and library_voice.kind == "cloned"
+        reference = self.voices.reference(library_voice) if cloned and library_voice else None
         audio_format = FORMATS.get(request.response_format)
         if audio_format is None:
             raise UnsupportedValue(
@@ -205,6 +206,7 @@ class Pipeline:
             request=request,
             engine=engine,
             voice=voice,
+            reference=reference,
             segments=segments,
             audio_format=audio_format,
             output_rate=audio_format.output_rate(wanted_rate),
@@ -230,7 +232,27 @@ class Pipeline:
         if not is_speakable(text):
             raise UnsupportedValue("input has nothing to speak (no letters or digits)", param="input")
 
-    def _engine_and_voice(self, request: SpeechRequest) -> tuple[Engine, str]:
+    def require_cloning(self, model: str | None, param: str) -> None:
+        """Refuse reference audio up front when no engine (or not the named one) can clone with it."""
+        name = self.settings.model_aliases.get(model, model) if model else None
+        engines = [self.engines[name]] if name in self.engines else list(self.engines.values())
+        if not any(engine.capabilities.cloning for engine in engines):
+            which = f"engine {name!r} cannot" if name in self.engines else "the engines here cannot"
+            raise CapabilityMissing(
+                f"{which} clone voices from reference audio; use an engine with cloning", param=param
+            )
+
+    def _library_voice(self, name: str | None) -> Voice | None:
+        """The library voice a request names, if it names one rather than an engine's own voice."""
+        if not name or is_blend(name) or name.lower() in self.settings.voice_aliases:
+            return None
+        if any(engine.capabilities.voice(name) for engine in self.engines.values()):
+            return None
+        return self.voices.get(name)
+
+    def _engine_and_voice(self, request: SpeechRequest, library_voice: Voice | None) -> tuple[Engine, str]:
+        """The engine and its voice id: an engine voice, a blend formula, or for a clone its default."""
+        cloning = library_voice is not None and library_voice.kind == "cloned"
         if request.model:
             name = self.settings.model_aliases.get(request.model, request.model)
             engine = self.engines.get(name)
@@ -240,24 +262,34 @@ class Pipeline:
                     f"model {request.model!r} does not exist; available: {', '.join(known)}",
                     param="model",
                 )
+            if cloning and not engine.capabilities.cloning:
+                raise CapabilityMissing(
+                    f"engine {engine.name!r} cannot clone voices from reference audio; "
+                    "use an engine with cloning",
+                    param="voice",
+                )
             candidates = [engine]
         else:
-            candidates = self._capable_engines(request)
-        if not request.voice:
+            candidates = self._capable_engines(request, cloning)
+        if library_voice is not None and library_voice.kind == "cloned":
+            return candidates[0], candidates[0].capabilities.default_voice
+        wanted = library_voice.blend if library_voice is not None and library_voice.blend else request.voice
+        if not wanted:
             return candidates[0], candidates[0].capabilities.default_voice
         for engine in candidates:
-            voice = self._voice_on(engine, request.voice)
+            voice = self._voice_on(engine, wanted)
             if voice:
                 return engine, voice
         available = sorted(v.id for e in candidates for v in e.capabilities.voices)
         raise UnknownVoice(
             f"voice {request.voice!r} is not known"
             + (f" to model {request.model!r}" if request.model else "")
-            + f"; available: {', '.join(available)} (or an OpenAI voice name such as 'alloy')",
+            + f"; available: {', '.join(available)}, a voice from the library (GET /v1/voices), "
+            "or an OpenAI voice name such as 'alloy'",
             param="voice",
         )
 
-    def _capable_engines(self, request: SpeechRequest) -> list[Engine]:
+    def _capable_engines(self, request: SpeechRequest, cloning: bool) -> list[Engine]:
         """Engines that can serve a request naming no model, the default first.
 
         Languages and cloning are requirements; engines that honour the
@@ -265,12 +297,12 @@ class Pipeline:
         """
         default = self.engines.get(self.settings.default_engine)
         ordered = [*([default] if default else []), *(e for e in self.engines.values() if e is not default)]
-        if request.reference_audio:
+        if cloning:
             ordered = [engine for engine in ordered if engine.capabilities.cloning]
             if not ordered:
                 raise CapabilityMissing(
                     "the engines here cannot clone voices from reference audio; configure one that can",
-                    param="reference_audio",
+                    param="voice",
                 )
         languages = {_language_code(request.language)} if request.language else languages_in(request.input)
         capable = [engine for engine in ordered if languages <= engine.capabilities.languages]
@@ -286,10 +318,12 @@ class Pipeline:
         return sorted(capable, key=ignores)
 
     def _voice_on(self, engine: Engine, name: str) -> str | None:
-        """The engine's voice for a name: its own, or an alias (falling back to its default)."""
+        """The engine's voice for a name: its own, a blend of its own, or an alias (else its default)."""
         caps = engine.capabilities
         if caps.voice(name):
             return name
+        if is_blend(name):
+            return name if caps.blends and blend_parts_known(name, caps) else None
         target = self.settings.voice_aliases.get(name.lower())
         if target is None:
             return None
@@ -420,6 +454,7 @@ class Pipeline:
                 seed=plan.request.seed,
                 emotion=plan.request.emotion,
                 instructions=plan.request.instructions,
+                reference=plan.reference,
             )
             for piece in fit(text, limit)
         ]

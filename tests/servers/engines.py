@@ -17,7 +17,7 @@ import random
 import threading
 import time
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,12 +95,41 @@ def _unavailable() -> Response:
     return JSONResponse({"detail": "service unavailable"}, status_code=503)
 
 
+async def prompt(upload: UploadFile) -> dict[str, Any]:
+    """What arrived as ``prompt_wav`` (the real server runs ``load_wav(prompt_wav.file, 16000)``)."""
+    with wave.open(io.BytesIO(await upload.read()), "rb") as audio:
+        rate, frames = audio.getframerate(), audio.getnframes()
+        return {"prompt_rate": rate, "prompt_channels": audio.getnchannels(), "prompt_seconds": frames / rate}
+
+
+def _cloning_routes(app: FastAPI, stream: Callable[..., Response]) -> None:
+    """CosyVoice's routes that take a ``prompt_wav`` upload."""
+
+    @app.post("/inference_zero_shot")
+    async def inference_zero_shot(
+        tts_text: str = Form(), prompt_text: str = Form(), prompt_wav: UploadFile = File()
+    ) -> Response:
+        fields = await prompt(prompt_wav)
+        return stream(tts_text, "<i2", path="/inference_zero_shot", prompt_text=prompt_text, **fields)
+
+    @app.post("/inference_cross_lingual")
+    async def inference_cross_lingual(tts_text: str = Form(), prompt_wav: UploadFile = File()) -> Response:
+        return stream(tts_text, "<i2", path="/inference_cross_lingual", **(await prompt(prompt_wav)))
+
+    @app.post("/inference_instruct2")
+    async def inference_instruct2(
+        tts_text: str = Form(), instruct_text: str = Form(), prompt_wav: UploadFile = File()
+    ) -> Response:
+        fields = await prompt(prompt_wav)
+        return stream(tts_text, "<i2", path="/inference_instruct2", instruct_text=instruct_text, **fields)
+
+
 def cosyvoice_app(behaviour: Behaviour, sample_rate: int = 22050) -> FastAPI:
     """CosyVoice's ``runtime/python/fastapi/server.py`` and the ``/tts`` form API of web deployments."""
     app = FastAPI()
     headers = {"X-Custom-Header-sampleRate": str(sample_rate)}
 
-    def stream(text: str, dtype: str, **fields: str) -> Response:
+    def stream(text: str, dtype: str, **fields: Any) -> Response:
         behaviour.requests.append({"tts_text": text, **fields})
         if not behaviour.up:
             return _unavailable()
@@ -120,12 +149,7 @@ def cosyvoice_app(behaviour: Behaviour, sample_rate: int = 22050) -> FastAPI:
     ) -> Response:
         return stream(tts_text, "<i2", path="/inference_instruct", spk_id=spk_id, instruct_text=instruct_text)
 
-    @app.post("/inference_zero_shot")
-    async def inference_zero_shot(
-        tts_text: str = Form(), prompt_text: str = Form(), prompt_wav: UploadFile = File()
-    ) -> Response:
-        await prompt_wav.read()
-        return stream(tts_text, "<i2", path="/inference_zero_shot", prompt_text=prompt_text)
+    _cloning_routes(app, stream)
 
     @app.post("/tts")
     async def tts(text: str = Form(), audio_path: str | None = Form(None), seed: int | None = Form(None),

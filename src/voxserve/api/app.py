@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from voxserve import __version__
-from voxserve.api import catalog, health, jobs, speech, tasks, tts
+from voxserve.api import catalog, health, jobs, speech, tasks, tts, voices
 from voxserve.api import engines as engines_api
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.services import Services
@@ -40,6 +40,6 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (speech, tts, jobs, tasks, catalog, engines_api, health):
+    for module in (speech, tts, jobs, tasks, voices, catalog, engines_api, health):
         app.include_router(module.router)
     return app

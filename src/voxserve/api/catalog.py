@@ -28,13 +28,12 @@ async def list_models(services: Annotated[Services, Depends(get_services)]) -> d
     return {"object": "list", "data": data}
 
 
-@router.get("/v1/audio/voices")
-async def list_voices(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
-    """Every engine's voices, and the OpenAI voice names mapped onto them."""
-    voices = [
+def builtin_voices(services: Services) -> list[dict[str, Any]]:
+    return [
         {
             "id": voice.id,
             "name": voice.id,
+            "kind": "builtin",
             "engine": engine.name,
             "languages": list(voice.languages),
             "gender": voice.gender,
@@ -42,4 +41,10 @@ async def list_voices(services: Annotated[Services, Depends(get_services)]) -> d
         for engine in services.pipeline.engines.values()
         for voice in engine.capabilities.voices
     ]
-    return {"voices": voices, "aliases": dict(services.settings.voice_aliases)}
+
+
+@router.get("/v1/audio/voices")
+async def list_voices(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+    """Every engine's voices, the library's cloned voices and blends, and the OpenAI voice aliases."""
+    library = [voice.to_dict() for voice in services.voices.list()]
+    return {"voices": builtin_voices(services) + library, "aliases": dict(services.settings.voice_aliases)}

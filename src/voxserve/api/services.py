@@ -29,6 +29,8 @@ from voxserve.metrics import Metrics, PoolCollector
 from voxserve.pipeline import Pipeline, SpeechRequest
 from voxserve.routing import Pool
 from voxserve.text import TextNormalizer
+from voxserve.voices import ReferenceRules, Voice, VoiceLibrary, check_reference
+from voxserve.voices.sources import fetch_allowed_url, read_allowed_path
 
 log = logging.getLogger(__name__)
 METADATA_LIMIT = 4096
@@ -58,7 +60,8 @@ class Services:
             engines = {e.name: build_engine(e, executor, settings.data_dir) for e in settings.engines}
         metrics = Metrics()
         metrics.registry.register(PoolCollector([e for e in engines.values() if isinstance(e, Pool)]))
-        pipeline = Pipeline(engines, TextNormalizer(), settings, executor, metrics)
+        voices = VoiceLibrary(settings.data_dir / "voices")
+        pipeline = Pipeline(engines, TextNormalizer(), settings, executor, metrics, voices)
         return cls(
             settings=settings,
             pipeline=pipeline,
@@ -113,6 +116,51 @@ class Services:
         """``voxserve worker``: the same services without HTTP, until cancelled."""
         self.start(workers)
         await asyncio.gather(*self._tasks)
+
+    @property
+    def voices(self) -> VoiceLibrary:
+        return self.pipeline.voices
+
+    @property
+    def reference_rules(self) -> ReferenceRules:
+        settings = self.settings
+        return ReferenceRules(
+            max_bytes=settings.max_upload_bytes,
+            min_seconds=settings.reference_min_seconds,
+            max_seconds=settings.reference_max_seconds,
+            min_rate=settings.reference_min_rate,
+        )
+
+    async def add_reference(
+        self,
+        data: bytes,
+        name: str | None = None,
+        prompt_text: str | None = None,
+        language: str | None = None,
+    ) -> tuple[Voice, bool]:
+        """Check, normalize and store reference audio; (the voice, whether it is new)."""
+        checked = await asyncio.to_thread(check_reference, data, self.reference_rules)
+        return self.voices.add_reference(checked, name=name, prompt_text=prompt_text, language=language)
+
+    async def inline_reference(self, source: str, param: str) -> Voice:
+        """A reference given by path (inside ``reference_dirs``) or URL (an allowed host), stored."""
+        settings = self.settings
+        if "://" in source and not source.startswith(("http://", "https://")):
+            raise InvalidRequest(f"{param}: only http and https URLs are fetched", param=param)
+        if source.startswith(("http://", "https://")):
+            data = await fetch_allowed_url(
+                source,
+                settings.reference_url_hosts,
+                settings.reference_url_private,
+                settings.max_upload_bytes,
+                param=param,
+            )
+        else:
+            data = await asyncio.to_thread(
+                read_allowed_path, source, settings.reference_dirs, settings.max_upload_bytes, param
+            )
+        voice, _ = await self.add_reference(data)
+        return voice
 
     async def submit(
         self,

@@ -62,12 +62,15 @@ async def create_task(
     body: Annotated[SynthesisBody, Depends(synthesis_body)],
     services: Annotated[Services, Depends(get_services)],
 ) -> dict[str, Any]:
+    voice = body.voice
+    if body.audio:  # seed 002 sends a path or URL of the speaker's recording
+        services.pipeline.require_cloning(body.model, "audio")
+        voice = (await services.inline_reference(body.audio, "audio")).id
     request = SpeechRequest(
         input=body.text,
         model=body.model,
-        voice=body.voice,
+        voice=voice,
         response_format=body.output_format,
-        reference_audio=bool(body.audio),
     )
     job, _ = await services.submit(request, job_id=new_task_id(), name=body.outputName)
     return {"taskId": job.id, "status": STATUS[job.status]}

@@ -5,7 +5,9 @@ data={...}, timeout=300)`` then writing ``output.wav``) work unchanged. Form
 fields: ``text``, ``emotion``, ``speed``, ``pitch``, ``output_format``
 (wav | mp3 | ogg), ``seed``, ``task_id`` (names the file), ``voice``,
 ``model``, ``language``, and a cloning reference as an uploaded
-``reference_audio`` file or an ``audio_path``.
+``reference_audio`` file, an ``audio_path`` inside ``reference_dirs``, or
+an allowed URL in ``audio_path``. A reference is checked and stored in the
+voice library like any upload, so sending the same one again costs nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from fastapi.responses import StreamingResponse
 
 from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import audio_response, new_request_id
-from voxserve.errors import PayloadTooLarge
+from voxserve.api.uploads import read_upload
 from voxserve.pipeline import SpeechRequest
 
 router = APIRouter()
@@ -44,12 +46,13 @@ async def tts(
     reference_audio: UploadFile | None = None,
 ) -> StreamingResponse:
     """Speak ``text`` and answer with the audio file (``{task_id}.wav`` when a task id is given)."""
-    limit = services.settings.max_upload_bytes
-    if reference_audio is not None and (reference_audio.size or 0) > limit:
-        raise PayloadTooLarge(
-            f"reference_audio is {reference_audio.size} bytes; the limit is {limit} bytes",
-            param="reference_audio",
-        )
+    if reference_audio is not None:
+        data = await read_upload(reference_audio, services.settings.max_upload_bytes, "reference_audio")
+        services.pipeline.require_cloning(model, "reference_audio")
+        voice = (await services.add_reference(data))[0].id
+    elif audio_path:
+        services.pipeline.require_cloning(model, "audio_path")
+        voice = (await services.inline_reference(audio_path, "audio_path")).id
     request = SpeechRequest(
         input=text,
         model=model,
@@ -60,7 +63,6 @@ async def tts(
         language=language,
         seed=seed,
         emotion=emotion,
-        reference_audio=reference_audio is not None or bool(audio_path),
     )
     plan = services.pipeline.plan(request)
     request_id = new_request_id()

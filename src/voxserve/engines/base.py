@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -44,6 +45,7 @@ class Capabilities:
     max_segment_chars: int = 200
     streaming: bool = False
     cloning: bool = False
+    blends: bool = False  # mixes its own voices: "a(2)+b(1)"
     emotions: frozenset[str] = field(default_factory=frozenset)
     instructions: bool = False
     seeded: bool = False
@@ -58,6 +60,15 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A voice to clone: checked, normalized audio (24 kHz mono s16 WAV) and what it says."""
+
+    path: Path
+    digest: str  # of the normalized audio; part of every cache key
+    transcript: str | None = None
+
+
+@dataclass(frozen=True)
 class SegmentRequest:
     """One piece of text for an engine, already normalized and within its limit."""
 
@@ -68,6 +79,7 @@ class SegmentRequest:
     seed: int | None = None
     emotion: str | None = None
     instructions: str | None = None
+    reference: Reference | None = None
 
 
 @runtime_checkable

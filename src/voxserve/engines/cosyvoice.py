@@ -6,10 +6,16 @@ back as raw samples with no header — int16 from ``/inference_*``, float32
 from the ``/stream/inference_*`` variants — at the model's sample rate
 (22050 Hz for CosyVoice-300M, 24000 Hz for CosyVoice2/3; set ``sample_rate``).
 A voice is a speaker id (``spk_id``); ``instructions`` go to
-``/inference_instruct`` as ``instruct_text``.
+``/inference_instruct`` as ``instruct_text``. A cloned voice goes as the
+``prompt_wav`` upload: to ``/inference_zero_shot`` with its transcript
+(``prompt_text``), to ``/inference_cross_lingual`` when it has none, and to
+``/inference_instruct2`` (with ``instruct_text``) when instructions come too.
 
 ``api = "tts"`` is the ``POST /tts`` form API of CosyVoice3 web deployments
-(``text``, ``seed``, ``task_id``), which answers with a WAV file.
+(``text``, ``seed``, ``task_id``, ``audio_path``), which answers with a WAV
+file. ``audio_path`` names a file on the engine's machine, so cloning there
+needs ``reference_root``: where the engine sees voxserve's voice library
+directory (a shared volume).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import httpx
 
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
+from voxserve.engines.base import PCM, Capabilities, Reference, SegmentRequest, voices_named
 from voxserve.engines.remote import Call, RemoteEngine, raw_pcm, whole_file
 
 DEFAULT_LANGUAGES = ("zh", "en", "ja")
@@ -35,6 +41,7 @@ class CosyVoiceEngine(RemoteEngine):
         api: str = "runtime",
         stream: bool = False,
         max_segment_chars: int = 200,
+        reference_root: str | None = None,
     ) -> None:
         if api not in ("runtime", "tts"):
             raise ValueError(f"cosyvoice api must be 'runtime' or 'tts', got {api!r}")
@@ -46,18 +53,24 @@ class CosyVoiceEngine(RemoteEngine):
             streaming=True,
             instructions=api == "runtime",
             seeded=api == "tts",  # the runtime draws its own random seed per request
+            cloning=api == "runtime" or reference_root is not None,
         )
         super().__init__(name, client, capabilities)
         self._api = api
         self._stream = stream
+        self._reference_root = reference_root
 
     def call(self, request: SegmentRequest) -> Call:
         if self._api == "tts":
             data = {"text": request.text}
             if request.seed is not None:
                 data["seed"] = str(request.seed)
+            if request.reference is not None and self._reference_root is not None:
+                data["audio_path"] = f"{self._reference_root.rstrip('/')}/{request.reference.path.name}"
             return Call("/tts", data=data)
         prefix = "/stream" if self._stream else ""
+        if request.reference is not None:
+            return self._clone(prefix, request, request.reference)
         if request.instructions:
             fields = {
                 "tts_text": request.text,
@@ -66,6 +79,17 @@ class CosyVoiceEngine(RemoteEngine):
             }
             return Call(f"{prefix}/inference_instruct", data=fields)
         return Call(f"{prefix}/inference_sft", data={"tts_text": request.text, "spk_id": request.voice})
+
+    @staticmethod
+    def _clone(prefix: str, request: SegmentRequest, reference: Reference) -> Call:
+        files = {"prompt_wav": (reference.path.name, reference.path.read_bytes(), "audio/wav")}
+        if request.instructions:
+            fields = {"tts_text": request.text, "instruct_text": request.instructions}
+            return Call(f"{prefix}/inference_instruct2", data=fields, files=files)
+        if reference.transcript:
+            fields = {"tts_text": request.text, "prompt_text": reference.transcript}
+            return Call(f"{prefix}/inference_zero_shot", data=fields, files=files)
+        return Call(f"{prefix}/inference_cross_lingual", data={"tts_text": request.text}, files=files)
 
     def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
         if self._api == "tts":

@@ -34,6 +34,7 @@ class FakeEngine:
     empty_on: str | None = None
     languages: frozenset[str] = frozenset({"en", "zh", "ja"})
     emotions: frozenset[str] = frozenset()
+    cloning: bool = False  # a reference shifts the tone, so each cloned voice sounds its own
     calls: list[SegmentRequest] = field(default_factory=list)
     _ready: bool = False
 
@@ -44,6 +45,7 @@ class FakeEngine:
             voices=(VoiceInfo(id="tone", engine=self.name, languages=tuple(sorted(self.languages))),),
             sample_rate=self.sample_rate,
             emotions=self.emotions,
+            cloning=self.cloning,
             seeded=True,
             native_speed=(0.5, 2.0),
         )
@@ -69,12 +71,12 @@ class FakeEngine:
             yield np.zeros(0, dtype=np.float32)
             return
         for word in request.text.split():
-            yield self._burst(word, request.speed)
+            yield self._burst(word, request.speed, request.reference.digest if request.reference else "")
 
-    def _burst(self, word: str, speed: float) -> PCM:
+    def _burst(self, word: str, speed: float, voice: str) -> PCM:
         n = int(self.sample_rate * self.seconds_per_word / speed)
         t = np.arange(n, dtype=np.float32) / self.sample_rate
-        freq = 150.0 + zlib.crc32(word.encode()) % 200
+        freq = 150.0 + zlib.crc32((voice + word).encode()) % 200
         envelope = np.sin(np.pi * np.arange(n) / n).astype(np.float32)
         return (0.3 * envelope * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 

@@ -93,6 +93,7 @@ class GlmTtsEngine:
             voices=voices_named(name, voices, languages),
             sample_rate=sample_rate,
             seeded=True,
+            cloning=True,  # any voice is prompt audio; a library voice's reference is one too
         )
 
     @property
@@ -127,11 +128,15 @@ class GlmTtsEngine:
         return [
             *self._command,
             f"--input_text={request.text}",
-            f"--prompt_audio={self._prompts[request.voice]}",
+            f"--prompt_audio={self._prompt(request)}",
             f"--output_path={output}",
             f"--sample_rate={self._capabilities.sample_rate}",
             f"--seed={request.seed if request.seed is not None else 42}",
         ]
+
+    def _prompt(self, request: SegmentRequest) -> Path:
+        """A cloned voice's reference is already 24 kHz mono s16, what GLM-TTS wants; else the voice's."""
+        return request.reference.path if request.reference else self._prompts[request.voice]
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         output = self._work / "out" / f"{uuid.uuid4().hex}.wav"

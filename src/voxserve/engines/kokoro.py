@@ -26,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from kokoro_onnx import Kokoro
+from numpy.typing import NDArray
 
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
 from voxserve.engines.embedded import EmbeddedEngine
+from voxserve.voices.blend import is_blend, parse_blend
 
 SAMPLE_RATE = 24000
 LANGUAGES = ("en", "zh", "ja")
@@ -65,6 +67,7 @@ class KokoroEngine(EmbeddedEngine):
             sample_rate=SAMPLE_RATE,
             seeded=True,  # the model is deterministic: same input, same samples
             native_speed=(0.5, 2.0),
+            blends=True,  # voices are style vectors: "jf_alpha(2)+jm_kumo(1)" mixes them
         )
 
     @property
@@ -109,5 +112,15 @@ class KokoroEngine(EmbeddedEngine):
         phonemes = self._front_ends[request.language](request.text)
         if not phonemes.strip():
             return np.zeros(0, dtype=np.float32)
-        audio, _ = self._kokoro.create(phonemes, voice=request.voice, speed=request.speed, is_phonemes=True)
+        audio, _ = self._kokoro.create(
+            phonemes, voice=self._style(request.voice), speed=request.speed, is_phonemes=True
+        )
         return np.asarray(audio, dtype=np.float32)
+
+    def _style(self, voice: str) -> str | NDArray[np.float32]:
+        """A voice's name, or for a blend the weighted mix of its parts' style vectors."""
+        assert self._kokoro is not None
+        if not is_blend(voice):
+            return voice
+        mix = sum(weight * self._kokoro.get_voice_style(name) for name, weight in parse_blend(voice))
+        return np.asarray(mix, dtype=np.float32)

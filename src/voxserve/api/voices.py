@@ -1,0 +1,133 @@
+"""``/v1/voices``: the voice library. Register a voice once, then use its id or name anywhere.
+
+``POST /v1/voices`` takes multipart form data: either ``audio`` (a reference
+recording; ``prompt_text`` is its transcript, which CosyVoice's zero-shot
+cloning needs) or ``blend`` (a formula such as ``"jf_alpha(2)+jm_kumo(1)"``),
+with a ``name``. It answers 201 with the voice, or 200 with the existing
+voice when the same audio (or blend) was stored before.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Query, Response, UploadFile
+from fastapi.responses import FileResponse, StreamingResponse
+
+from voxserve.api.catalog import builtin_voices
+from voxserve.api.services import Services, get_services
+from voxserve.api.streaming import audio_response, new_request_id
+from voxserve.api.uploads import read_upload
+from voxserve.errors import InvalidRequest, UnknownVoice
+from voxserve.pipeline import SpeechRequest
+from voxserve.voices.blend import is_blend, parse_blend
+from voxserve.voices.library import check_name
+
+router = APIRouter()
+
+PREVIEW_TEXT = {
+    "zh": "你好，这是我的声音。",
+    "ja": "こんにちは、これは私の声です。",
+    "en": "Hello, this is my voice.",
+}
+
+
+@router.post("/v1/voices", status_code=201)
+async def create_voice(
+    response: Response,
+    services: Annotated[Services, Depends(get_services)],
+    name: Annotated[str | None, Form(max_length=64)] = None,
+    prompt_text: Annotated[str | None, Form(max_length=1000, description="what the reference says")] = None,
+    language: Annotated[str | None, Form(max_length=16)] = None,
+    blend: Annotated[str | None, Form(max_length=400, description='e.g. "jf_alpha(2)+jm_kumo(1)"')] = None,
+    engine: Annotated[str | None, Form(description="the engine whose voices a blend mixes")] = None,
+    audio: UploadFile | None = None,
+) -> dict[str, Any]:
+    """Store a cloned voice (``audio``) or a named blend (``blend``)."""
+    name = check_name(name) if name is not None else None
+    if (audio is None) == (blend is None):
+        raise InvalidRequest("send either an audio file or a blend formula", param="audio")
+    if blend is not None:
+        if name is None:
+            raise InvalidRequest("a blend needs a name to be saved under", param="name")
+        voice, created = services.voices.add_blend(name, blend, _blend_engine(services, blend, engine))
+    else:
+        assert audio is not None
+        data = await read_upload(audio, services.settings.max_upload_bytes, "audio")
+        voice, created = await services.add_reference(data, name, prompt_text, language)
+    if not created:
+        response.status_code = 200
+    return voice.to_dict()
+
+
+def _blend_engine(services: Services, formula: str, engine: str | None) -> str:
+    """The engine a blend belongs to: the one named, else the first that blends and has every part."""
+    if not is_blend(formula):
+        raise InvalidRequest("a blend joins voices with '+', like 'a(2)+b(1)'", param="blend")
+    names = [part for part, _ in parse_blend(formula)]
+    engines = services.pipeline.engines
+    candidates = [engines[engine]] if engine in engines else [] if engine else list(engines.values())
+    for candidate in candidates:
+        caps = candidate.capabilities
+        if caps.blends and all(caps.voice(part) for part in names):
+            return candidate.name
+    raise InvalidRequest(
+        f"no engine{' ' + repr(engine) if engine else ''} can blend {', '.join(names)}; "
+        "blends mix one engine's own voices (GET /v1/audio/voices)",
+        param="blend",
+    )
+
+
+@router.get("/v1/voices")
+async def list_library(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+    """The library's voices, then every engine's built-in voices."""
+    library = [voice.to_dict() for voice in services.voices.list()]
+    return {"voices": library + builtin_voices(services)}
+
+
+@router.get("/v1/voices/{voice_id}")
+async def get_voice(voice_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+    voice = services.voices.get(voice_id)
+    if voice is not None:
+        return voice.to_dict()
+    builtin = next((v for v in builtin_voices(services) if v["id"] == voice_id), None)
+    if builtin is None:
+        raise UnknownVoice(f"voice {voice_id!r} does not exist", param="voice_id")
+    return builtin
+
+
+@router.delete("/v1/voices/{voice_id}")
+async def delete_voice(voice_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+    """Remove a library voice (built-in voices cannot be removed). Jobs already planned keep theirs."""
+    voice = services.voices.delete(voice_id)
+    return {"id": voice.id, "deleted": True}
+
+
+@router.get("/v1/voices/{voice_id}/audio", response_class=FileResponse)
+async def voice_audio(voice_id: str, services: Annotated[Services, Depends(get_services)]) -> FileResponse:
+    """A cloned voice's stored reference: the normalized 24 kHz mono 16-bit WAV."""
+    voice = services.voices.require(voice_id)
+    if voice.kind != "cloned":
+        raise InvalidRequest(f"voice {voice_id!r} is a blend; it has no reference audio", param="voice_id")
+    return FileResponse(services.voices.audio_path(voice), media_type="audio/wav", filename=f"{voice.id}.wav")
+
+
+@router.get("/v1/voices/{voice_id}/preview", response_class=StreamingResponse)
+async def preview_voice(
+    voice_id: str,
+    services: Annotated[Services, Depends(get_services)],
+    text: Annotated[str | None, Query(max_length=200)] = None,
+    response_format: Annotated[str, Query()] = "mp3",
+) -> StreamingResponse:
+    """A short sample in the voice, through the same pipeline as any request."""
+    voice = services.voices.get(voice_id)
+    language = (voice.language if voice else None) or "en"
+    default_text = PREVIEW_TEXT.get(language.split("-")[0], PREVIEW_TEXT["en"])
+    request = SpeechRequest(
+        input=text or default_text,
+        voice=voice_id,
+        model=voice.engine if voice and voice.engine else None,
+        response_format=response_format,
+    )
+    plan = services.pipeline.plan(request)
+    return await audio_response(services.pipeline, plan, new_request_id())

@@ -1,0 +1,162 @@
+"""The voice library: cloned voices and saved blends, registered once and used by id or name.
+
+A cloned voice is stored as its canonical reference audio (see
+:mod:`voxserve.voices.reference`) under the hash of that audio, so the same
+recording uploaded twice is one voice. Each voice is two files in the
+library directory, ``<id>.wav`` and ``<id>.json``, written atomically; the
+directory is the only state, so a worker in another process sees a voice as
+soon as the gateway has stored it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from voxserve.engines.base import Reference
+from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
+from voxserve.voices.reference import CheckedReference
+
+NAME = re.compile(r"^[\w][\w .\-]{0,63}$")
+ID = re.compile(r"^v_[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True)
+class Voice:
+    id: str
+    kind: Literal["cloned", "blend"]
+    name: str | None = None
+    prompt_text: str | None = None
+    language: str | None = None
+    seconds: float | None = None
+    source_format: str | None = None
+    source_rate: int | None = None
+    blend: str | None = None  # the formula, for kind "blend"
+    engine: str | None = None  # the engine whose voices a blend mixes
+    created: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not NAME.match(name) or ID.match(name):
+        raise InvalidRequest(
+            f"name {name[:80]!r} is not allowed: 1–64 letters, digits, spaces, '.', '-' or '_', "
+            "starting with a letter or digit, and not shaped like a voice id",
+            param="name",
+        )
+    return name
+
+
+class VoiceLibrary:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+
+    def _path(self, voice_id: str, suffix: str) -> Path:
+        return self.directory / f"{voice_id}{suffix}"
+
+    def _write(self, path: Path, data: bytes) -> None:
+        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+        partial.write_bytes(data)
+        partial.replace(path)
+
+    def _load(self, voice_id: str) -> Voice | None:
+        try:
+            record = json.loads(self._path(voice_id, ".json").read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        return Voice(**record)
+
+    def list(self) -> list[Voice]:
+        if not self.directory.is_dir():
+            return []
+        voices = (self._load(path.stem) for path in self.directory.glob("v_*.json"))
+        return sorted((v for v in voices if v is not None), key=lambda v: v.created)
+
+    def get(self, key: str) -> Voice | None:
+        """A voice by id or by name; None if there is none."""
+        if ID.match(key):
+            return self._load(key)
+        return next((voice for voice in self.list() if voice.name == key), None)
+
+    def require(self, key: str) -> Voice:
+        voice = self.get(key)
+        if voice is None:
+            raise UnknownVoice(f"voice {key!r} is not in the voice library", param="voice_id")
+        return voice
+
+    def _claim_name(self, name: str | None, voice_id: str) -> None:
+        if name is None:
+            return
+        holder = self.get(name)
+        if holder is not None and holder.id != voice_id:
+            raise Conflict(f"a voice named {name!r} already exists ({holder.id})", param="name")
+
+    def add_reference(
+        self,
+        checked: CheckedReference,
+        name: str | None = None,
+        prompt_text: str | None = None,
+        language: str | None = None,
+    ) -> tuple[Voice, bool]:
+        """Store a checked reference; (the voice, whether it is new). Same audio twice: the same voice."""
+        audio = checked.wav_bytes()
+        voice_id = "v_" + hashlib.sha256(audio).hexdigest()[:16]
+        with self._lock:
+            existing = self._load(voice_id)
+            if existing is not None:
+                return existing, False
+            self._claim_name(name, voice_id)
+            voice = Voice(
+                id=voice_id,
+                kind="cloned",
+                name=name,
+                prompt_text=(prompt_text or "").strip() or None,
+                language=language,
+                seconds=checked.seconds,
+                source_format=checked.source_format,
+                source_rate=checked.source_rate,
+                created=time.time(),
+            )
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write(self._path(voice_id, ".wav"), audio)
+            self._write(self._path(voice_id, ".json"), json.dumps(voice.to_dict()).encode())
+        return voice, True
+
+    def add_blend(self, name: str, formula: str, engine: str) -> tuple[Voice, bool]:
+        """Save a blend formula under a name; the same name and formula again is the same voice."""
+        voice_id = "v_" + hashlib.sha256(f"{engine}\n{formula}".encode()).hexdigest()[:16]
+        with self._lock:
+            existing = self._load(voice_id)
+            if existing is not None and existing.name == name:
+                return existing, False
+            self._claim_name(name, voice_id)
+            voice = Voice(
+                id=voice_id, kind="blend", name=name, blend=formula, engine=engine, created=time.time()
+            )
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._write(self._path(voice_id, ".json"), json.dumps(voice.to_dict()).encode())
+        return voice, True
+
+    def delete(self, key: str) -> Voice:
+        voice = self.require(key)
+        with self._lock:
+            self._path(voice.id, ".json").unlink(missing_ok=True)
+            self._path(voice.id, ".wav").unlink(missing_ok=True)
+        return voice
+
+    def audio_path(self, voice: Voice) -> Path:
+        return self._path(voice.id, ".wav")
+
+    def reference(self, voice: Voice) -> Reference:
+        return Reference(self.audio_path(voice), digest=voice.id, transcript=voice.prompt_text)

@@ -1,0 +1,103 @@
+"""Where inline reference audio may come from: an allowed directory, or an allowed URL.
+
+``audio_path`` (seed 001) reads a file on the voxserve machine, but only
+inside the configured ``reference_dirs``: a path with ``..`` is refused
+outright, and the path is resolved (symlinks followed) before it is
+compared, so a link inside an allowed directory cannot lead out of it.
+URLs are fetched only from hosts on ``reference_url_hosts``, and never from
+loopback, private, link-local or otherwise internal addresses unless
+``reference_url_private`` allows it, so a reference URL cannot be used to
+probe the network voxserve sits in. Redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+
+from voxserve.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge
+
+
+def _too_large(size: int, limit: int, param: str) -> PayloadTooLarge:
+    return PayloadTooLarge(f"{param} is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB", param=param)
+
+
+def read_allowed_path(raw: str, allowed: Sequence[Path], max_bytes: int, param: str = "audio_path") -> bytes:
+    """The bytes of ``raw`` if it lies inside one of ``allowed``; Forbidden otherwise."""
+    if not allowed:
+        raise Forbidden(f"{param} is not enabled here: no reference_dirs are configured", param=param)
+    if "\x00" in raw or not raw.strip():
+        raise InvalidRequest(f"{param} is not a usable path", param=param)
+    path = Path(raw)
+    if ".." in path.parts:
+        raise Forbidden(f"{param} may not contain '..'", param=param)
+    roots = [root.resolve() for root in allowed]
+    resolved = (path if path.is_absolute() else roots[0] / path).resolve()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise Forbidden(f"{param} is outside the directories references may be read from", param=param)
+    if not resolved.is_file():
+        raise NotFound(f"{param} {raw!r} is not a file", param=param)
+    size = resolved.stat().st_size
+    if size > max_bytes:
+        raise _too_large(size, max_bytes, param)
+    return resolved.read_bytes()
+
+
+def _host_allowed(host: str, hosts: Sequence[str]) -> bool:
+    host = host.lower().rstrip(".")
+    for pattern in hosts:
+        pattern = pattern.lower().rstrip(".")
+        if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
+            return True
+    return False
+
+
+async def _check_addresses(host: str, port: int, allow_private: bool, param: str) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidRequest(f"{param} host {host!r} does not resolve", param=param) from exc
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not allow_private and not address.is_global:
+            raise Forbidden(
+                f"{param} host {host!r} resolves to an internal address ({address}); not allowed", param=param
+            )
+
+
+async def fetch_allowed_url(
+    url: str, hosts: Sequence[str], allow_private: bool, max_bytes: int, param: str = "audio"
+) -> bytes:
+    """The body at ``url`` if its host is allowed and public, up to ``max_bytes``."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise InvalidRequest(f"{param} is not a valid URL", param=param) from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidRequest(f"{param} must be an http or https URL", param=param)
+    if not _host_allowed(parsed.host, hosts):
+        raise Forbidden(f"{param} host {parsed.host!r} is not on reference_url_hosts", param=param)
+    await _check_addresses(
+        parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), allow_private, param
+    )
+    body = bytearray()
+    try:
+        async with (
+            httpx.AsyncClient(timeout=15, follow_redirects=False) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise InvalidRequest(f"{param} answered HTTP {response.status_code}", param=param)
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise _too_large(len(body), max_bytes, param)
+    except httpx.HTTPError as exc:
+        raise InvalidRequest(f"{param} could not be fetched ({type(exc).__name__})", param=param) from exc
+    return bytes(body)

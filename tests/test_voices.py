@@ -1,0 +1,223 @@
+"""The voice library: reference checks with real bad files, storage, use by id, inline references."""
+
+from __future__ import annotations
+
+import io
+import os
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.audio_checks import decode
+from tests.test_api_errors import assert_error
+from voxserve.api import create_app
+from voxserve.audio import FORMATS, StreamEncoder
+from voxserve.config import Settings
+from voxserve.engines.fake import FakeEngine
+from voxserve.voices import REFERENCE_RATE, ReferenceRules, check_reference
+from voxserve.voices.reference import sniff_format
+
+
+def voice_like(seconds: float, rate: int) -> np.ndarray:
+    """A voiced, syllable-paced signal at a speaking level."""
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    return (0.3 * envelope * np.sin(2 * np.pi * 160 * t) + 0.1 * np.sin(2 * np.pi * 480 * t)).astype(
+        np.float32
+    )
+
+
+def wav(samples: np.ndarray, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+GOOD = wav(voice_like(5.0, 44100), 44100)
+
+
+def bad_files() -> list[tuple[str, bytes, int, str, str]]:
+    """(label, file, status, code, words the message must contain)."""
+    clipped = np.clip(voice_like(5.0, 22050) * 8, -1, 1)
+    return [
+        ("truncated", GOOD[: len(GOOD) // 2], 422, "invalid_audio", "truncated: its header declares 5.00 s"),
+        ("8 kHz", wav(voice_like(5.0, 8000), 8000), 422, "invalid_audio", "8000 Hz; at least 16000 Hz"),
+        ("1 s", wav(voice_like(1.0, 24000), 24000), 422, "invalid_audio", "1.0 s long; a reference must"),
+        ("20 s", wav(voice_like(20.0, 24000), 24000), 422, "invalid_audio", "20.0 s long"),
+        ("silence", wav(np.zeros(24000 * 5, np.float32), 24000), 422, "invalid_audio", "silent"),
+        ("clipped", wav(clipped, 22050), 422, "invalid_audio", "badly clipped"),
+        ("text named .wav", b"not audio\n" * 50, 415, "unsupported_media_type", "judged by its content"),
+        ("11 MB", b"RIFF" + b"\0" * (11 * 1024 * 1024), 413, "input_too_large", "limit is 10485760 bytes"),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def cloning_engine() -> FakeEngine:
+    return FakeEngine(name="fake", cloning=True)
+
+
+@pytest.fixture
+def refs(tmp_path: Path) -> Path:
+    directory = tmp_path / "refs"
+    directory.mkdir()
+    (directory / "me.wav").write_bytes(GOOD)
+    return directory
+
+
+@pytest.fixture
+def voices_client(tmp_path: Path, refs: Path, cloning_engine: FakeEngine) -> Iterator[TestClient]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        default_engine="fake",
+        reference_dirs=[refs],
+        reference_url_hosts=["localhost", "127.0.0.1"],
+    )
+    engines = {"fake": cloning_engine, "plain": FakeEngine(name="plain")}
+    with TestClient(create_app(settings, engines=engines), raise_server_exceptions=False) as client:
+        while client.get("/readyz").status_code != 200:
+            pass
+        yield client
+
+
+def upload(client: TestClient, data: bytes, **form: str) -> httpx.Response:
+    return client.post("/v1/voices", data=form, files={"audio": ("ref.wav", data, "audio/wav")})
+
+
+@pytest.mark.parametrize(
+    ("label", "data", "status", "code", "words"), bad_files(), ids=[f[0] for f in bad_files()]
+)
+def test_every_rule_refuses_a_real_bad_file(
+    voices_client: TestClient, tmp_path: Path, label: str, data: bytes, status: int, code: str, words: str
+) -> None:
+    response = voices_client.post("/v1/voices", files={"audio": ("voice.wav", data, "audio/wav")})
+    assert_error(response, status, code, "audio", words)
+    assert not list((tmp_path / "data" / "voices").glob("v_*")), f"{label}: nothing is stored"
+
+
+def test_formats_are_sniffed_from_content_not_names() -> None:
+    mp3 = StreamEncoder(FORMATS["mp3"], 24000, 44100)
+    assert sniff_format(GOOD) == "wav"
+    assert sniff_format(mp3.write(voice_like(1.0, 24000)) + mp3.finish()) == "mp3"
+    assert sniff_format(b"fLaC....") == "flac" and sniff_format(b"OggS....") == "ogg"
+    assert sniff_format(b"\0\0\0\x20ftypM4A ") == "m4a" and sniff_format(b"<html>") is None
+
+
+def test_a_reference_is_normalized_once(tmp_path: Path) -> None:
+    stereo_mp3 = StreamEncoder(FORMATS["mp3"], 44100, 44100)
+    quiet = stereo_mp3.write(voice_like(6.0, 44100) * 0.1) + stereo_mp3.finish()
+    checked = check_reference(quiet, ReferenceRules())
+    audio = decode(checked.wav_bytes())
+    assert checked.source_format == "mp3" and checked.source_rate == 44100
+    assert audio.sample_rate == REFERENCE_RATE and audio.duration == pytest.approx(6.0, abs=0.1)
+    rms = float(np.sqrt(np.mean(np.square(checked.samples))))
+    assert rms == pytest.approx(0.1, rel=0.15), "levelled to the pipeline's speech level"
+
+
+def test_library_lifecycle(voices_client: TestClient) -> None:
+    created = upload(voices_client, GOOD, name="narrator", prompt_text="今天天气很好。", language="zh")
+    assert created.status_code == 201, created.text
+    voice = created.json()
+    assert (
+        voice["id"].startswith("v_") and voice["kind"] == "cloned" and voice["seconds"] == pytest.approx(5.0)
+    )
+    again = upload(voices_client, GOOD, name="narrator")
+    assert again.status_code == 200 and again.json()["id"] == voice["id"], "same audio: the same voice"
+    other = wav(voice_like(4.0, 24000) * 0.5 + 0.01, 24000)
+    assert_error(upload(voices_client, other, name="narrator"), 409, "conflict", "name", "already exists")
+    listed = voices_client.get("/v1/voices").json()["voices"]
+    assert listed[0]["id"] == voice["id"] and {"tone", "narrator"} <= {v.get("name") for v in listed}
+    assert voice["id"] in {v["id"] for v in voices_client.get("/v1/audio/voices").json()["voices"]}
+    assert voices_client.get("/v1/voices/narrator").json()["id"] == voice["id"]
+    with wave.open(io.BytesIO(voices_client.get(f"/v1/voices/{voice['id']}/audio").content)) as reference:
+        assert (reference.getframerate(), reference.getnchannels(), reference.getsampwidth()) == (24000, 1, 2)
+    preview = voices_client.get(f"/v1/voices/{voice['id']}/preview", params={"response_format": "wav"})
+    assert preview.status_code == 200 and decode(preview.content).duration > 0.3
+    assert voices_client.delete("/v1/voices/narrator").json() == {"id": voice["id"], "deleted": True}
+    assert_error(voices_client.get(f"/v1/voices/{voice['id']}"), 404, "unknown_voice", "voice_id")
+    assert_error(voices_client.delete("/v1/voices/narrator"), 404, "unknown_voice", "voice_id")
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "param", "words"),
+    [
+        ({"name": "../../etc/passwd"}, 400, "name", "is not allowed"),
+        ({"name": "v_0123456789abcdef"}, 400, "name", "voice id"),
+        ({"name": "x", "blend": "tone(1)+tone(2)"}, 400, "audio", "either an audio file or a blend"),
+    ],
+)
+def test_bad_voice_forms(
+    voices_client: TestClient, form: dict[str, str], status: int, param: str, words: str
+) -> None:
+    assert_error(upload(voices_client, GOOD, **form), status, "invalid_request", param, words)
+
+
+def test_a_stored_voice_is_used_by_id_or_name_everywhere(
+    voices_client: TestClient, cloning_engine: FakeEngine
+) -> None:
+    voice = upload(voices_client, GOOD, name="narrator", prompt_text="hello there").json()
+    body = {"input": "one two", "voice": "narrator", "response_format": "wav"}
+    cloned = voices_client.post("/v1/audio/speech", json=body)
+    plain = voices_client.post("/v1/audio/speech", json={**body, "voice": "tone"})
+    assert cloned.status_code == 200 and cloned.content != plain.content, "the cloned voice sounds its own"
+    reference = cloning_engine.calls[0].reference
+    assert reference is not None and reference.digest == voice["id"] and reference.transcript == "hello there"
+    by_id = voices_client.post("/v1/audio/speech", json={**body, "voice": voice["id"]})
+    assert by_id.content == cloned.content
+    tts = voices_client.post("/tts", data={"text": "one two", "voice": "narrator"})
+    assert tts.status_code == 200 and decode(tts.content).duration > 0.3
+    job = voices_client.post("/v1/jobs", json={"input": "one two", "voice": "narrator"})
+    assert job.status_code == 202, job.text
+    refused = voices_client.post("/v1/audio/speech", json={**body, "model": "plain"})
+    assert_error(refused, 422, "capability_missing", "voice", "cannot clone")
+
+
+def test_inline_references_upload_path_and_url(voices_client: TestClient, refs: Path, tmp_path: Path) -> None:
+    files = {"reference_audio": ("x.wav", GOOD, "audio/wav")}
+    uploaded = voices_client.post("/tts", data={"text": "one two"}, files=files)
+    assert uploaded.status_code == 200, uploaded.text
+    by_path = voices_client.post("/tts", data={"text": "one two", "audio_path": str(refs / "me.wav")})
+    relative = voices_client.post("/tts", data={"text": "one two", "audio_path": "me.wav"})
+    assert by_path.content == uploaded.content == relative.content, "the same reference is the same voice"
+    assert len(voices_client.get("/v1/voices").json()["voices"]) == 1 + 2  # one stored, two built-in
+
+
+def test_path_tricks_are_refused(voices_client: TestClient, refs: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(GOOD)
+    os.symlink(secret, refs / "link.wav")
+    for path, words in [
+        (str(refs / ".." / "secret.wav"), "may not contain '..'"),
+        ("../secret.wav", "may not contain '..'"),
+        (str(secret), "outside the directories"),
+        (str(refs / "link.wav"), "outside the directories"),
+        ("/etc/passwd", "outside the directories"),
+    ]:
+        response = voices_client.post("/tts", data={"text": "hi", "audio_path": path})
+        assert_error(response, 403, "forbidden", "audio_path", words)
+    missing = voices_client.post("/tts", data={"text": "hi", "audio_path": "nothing.wav"})
+    assert_error(missing, 404, "not_found", "audio_path", "is not a file")
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "code", "words"),
+    [
+        ("http://example.org/me.wav", 403, "forbidden", "not on reference_url_hosts"),
+        ("http://127.0.0.1:9/me.wav", 403, "forbidden", "internal address (127.0.0.1)"),
+        ("http://localhost:9/me.wav", 403, "forbidden", "internal address"),
+        ("file:///etc/passwd", 400, "invalid_request", "only http and https"),
+    ],
+)
+def test_disallowed_urls_are_refused(
+    voices_client: TestClient, url: str, status: int, code: str, words: str
+) -> None:
+    response = voices_client.post("/api/synthesis", json={"text": "hi", "audio": url})
+    assert_error(response, status, code, "audio", words)
