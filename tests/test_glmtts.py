@@ -156,3 +156,19 @@ async def test_one_serial_instance_per_gpu(
     for first, second in by_gpu.values():
         assert first[1] <= second[0], "each GPU runs one request at a time"
     assert by_gpu["0"][0][0] < by_gpu["1"][0][1] and by_gpu["1"][0][0] < by_gpu["0"][0][1], "GPUs overlap"
+
+
+async def test_a_cloned_voice_is_the_prompt(engine: GlmTtsEngine, record: Path, tmp_path: Path) -> None:
+    from tests.test_voices import GOOD
+    from voxserve.engines.base import Reference
+    from voxserve.voices import ReferenceRules, VoiceLibrary, check_reference
+
+    library = VoiceLibrary(tmp_path / "voices")
+    voice, _ = library.add_reference(check_reference(GOOD, ReferenceRules()))
+    request = SegmentRequest(text="你好", language="zh", voice="speaker", reference=library.reference(voice))
+    assert isinstance(request.reference, Reference)
+    audio = np.concatenate([chunk async for chunk in engine.synthesize(request)])
+    assert audio.size
+    prompt = Path(json.loads(record.read_text())["prompt_audio"])
+    assert prompt == library.audio_path(voice)
+    assert decode(prompt.read_bytes()).sample_rate == 24000

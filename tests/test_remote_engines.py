@@ -228,3 +228,36 @@ def test_remote_engine_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedValue, match="unexpected keyword"):
         build_engine(EngineSettings(name="cosy", kind="cosyvoice", url="http://x", options={"colour": 1}),
                      ThreadPoolExecutor(1), tmp_path)  # fmt: skip
+
+
+def test_cloned_voices_reach_cosyvoice_with_the_normalized_audio_and_transcript(
+    server: Callable[..., str], behaviour: Behaviour, tmp_path: Path
+) -> None:
+    from tests.test_voices import GOOD
+
+    url = server(cosyvoice_app)
+    cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, options={"voices": ["中文女"]})
+    settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", workers=0)
+    with TestClient(create_app(settings)) as client:
+        while client.get("/readyz").status_code != 200:
+            pass
+        files = {"audio": ("me.wav", GOOD, "audio/wav")}
+        with_transcript = client.post(
+            "/v1/voices", data={"name": "me", "prompt_text": "今天天气很好。"}, files=files
+        )
+        assert with_transcript.status_code == 201, with_transcript.text
+        other = {"reference_audio": ("you.mp3", GOOD[:44] + GOOD[44:][::-1], "audio/mpeg")}
+        for body in (
+            {"input": "你好。", "voice": "me"},
+            {"input": "你好。", "voice": "me", "instructions": "用四川话说"},
+        ):
+            response = client.post("/v1/audio/speech", json={**body, "response_format": "wav"})
+            assert response.status_code == 200 and decode(response.content).duration > 0.2
+        assert client.post("/tts", data={"text": "你好。"}, files=other).status_code == 200
+    zero_shot, instruct2, cross_lingual = behaviour.requests
+    assert zero_shot["path"] == "/inference_zero_shot" and zero_shot["prompt_text"] == "今天天气很好。"
+    assert instruct2["path"] == "/inference_instruct2" and instruct2["instruct_text"] == "用四川话说"
+    assert cross_lingual["path"] == "/inference_cross_lingual", "no transcript: cross-lingual cloning"
+    for request in behaviour.requests:
+        assert (request["prompt_rate"], request["prompt_channels"]) == (24000, 1)
+        assert request["prompt_seconds"] == pytest.approx(5.0, abs=0.01)

@@ -11,9 +11,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI, Response
 from fastapi.testclient import TestClient
 
-from tests.audio_checks import decode
+from tests.audio_checks import assert_speech_like, decode
+from tests.servers.engines import serving
 from tests.test_api_errors import assert_error
 from voxserve.api import create_app
 from voxserve.audio import FORMATS, StreamEncoder
@@ -221,3 +223,53 @@ def test_disallowed_urls_are_refused(
 ) -> None:
     response = voices_client.post("/api/synthesis", json={"text": "hi", "audio": url})
     assert_error(response, status, code, "audio", words)
+
+
+def test_an_allowed_url_is_fetched_once_private_addresses_are_allowed(
+    tmp_path: Path, cloning_engine: FakeEngine
+) -> None:
+    files = FastAPI()
+    files.get("/me.wav")(lambda: Response(GOOD, media_type="audio/wav"))
+    files.get("/big.wav")(lambda: Response(b"RIFF" + b"\0" * 2_000_000, media_type="audio/wav"))
+    files.get("/moved.wav")(lambda: Response(status_code=302, headers={"Location": "/me.wav"}))
+    settings = Settings(
+        data_dir=tmp_path,
+        default_engine="fake",
+        reference_url_hosts=["127.0.0.1"],
+        reference_url_private=True,
+        max_upload_bytes=1_000_000,
+    )
+    with serving(files) as base, TestClient(create_app(settings, engines={"fake": cloning_engine})) as client:
+        while client.get("/readyz").status_code != 200:
+            pass
+        task = client.post("/api/synthesis", json={"text": "one two", "audio": f"{base}/me.wav"})
+        assert task.status_code == 200, task.text
+        stored = client.get("/v1/voices").json()["voices"][0]
+        assert stored["kind"] == "cloned" and stored["seconds"] == pytest.approx(5.0)
+        too_big = client.post("/api/synthesis", json={"text": "hi", "audio": f"{base}/big.wav"})
+        assert_error(too_big, 413, "input_too_large", "audio", "the limit is 1.0 MB")
+        redirected = client.post("/api/synthesis", json={"text": "hi", "audio": f"{base}/moved.wav"})
+        assert_error(redirected, 400, "invalid_request", "audio", "answered HTTP 302")
+
+
+def test_kokoro_blends_change_the_voice_reproducibly_and_can_be_saved(client: httpx.Client) -> None:
+    def speak(voice: str) -> httpx.Response:
+        body = {"input": "Good morning.", "voice": voice, "response_format": "wav", "model": "kokoro"}
+        return client.post("/v1/audio/speech", json=body)
+
+    formula = "jf_alpha(2)+jm_kumo(1)"
+    blended, again, alone = speak(formula), speak(formula), speak("jf_alpha")
+    assert blended.status_code == 200, blended.text
+    assert blended.content == again.content, "a blend is as deterministic as the voices it mixes"
+    assert blended.content != alone.content
+    assert_speech_like(decode(blended.content))
+    saved = client.post("/v1/voices", data={"name": "alpha-kumo", "blend": formula})
+    assert saved.status_code in (200, 201), saved.text
+    assert saved.json()["engine"] == "kokoro" and saved.json()["blend"] == formula
+    assert speak("alpha-kumo").content == blended.content
+    assert_error(
+        speak("jf_alpha(x)+jm_kumo"), 400, "invalid_request", "voice", "not 'name' or 'name(weight)'"
+    )
+    assert_error(speak("jf_alpha+nobody"), 404, "unknown_voice", "voice", "not known")
+    refused = client.post("/v1/voices", data={"name": "bad", "blend": "jf_alpha+nobody"})
+    assert_error(refused, 400, "invalid_request", "blend", "no engine can blend")
