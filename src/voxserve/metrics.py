@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -79,4 +79,13 @@ class Metrics:
             "Request start to first audio",
             ["engine"],
             registry=self.registry,
+        )
+        self.cache_lookups = Counter(
+            "voxserve_cache_lookups",
+            "Segment cache lookups by result (hit, miss)",
+            ["engine", "result"],
+            registry=self.registry,
+        )
+        self.cache_bytes = Gauge(
+            "voxserve_cache_bytes", "Bytes of audio in the segment cache", registry=self.registry
         )

@@ -34,6 +34,7 @@ from voxserve.audio import (
     level,
     silence,
 )
+from voxserve.cache import SegmentCache, cache_key
 from voxserve.config import Settings
 from voxserve.engines.base import PCM, Engine, Reference, SegmentRequest
 from voxserve.errors import (
@@ -80,6 +81,7 @@ class SpeechRequest:
     emotion: str | None = None
     instructions: str | None = None
     sample_rate: int | None = None
+    cache: str = "use"  # "use"; "refresh": synthesize anew and store; "off": neither read nor store
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,11 @@ class Pipeline:
         executor: Executor,
         metrics: Metrics,
         voices: VoiceLibrary | None = None,
+        cache: SegmentCache | None = None,
     ) -> None:
         self.engines = dict(engines)
         self.voices = voices or VoiceLibrary(settings.data_dir / "voices")
+        self.cache = cache
         self.normalizer = normalizer
         self.settings = settings
         self.metrics = metrics
@@ -458,7 +462,7 @@ class Pipeline:
             )
             for piece in fit(text, limit)
         ]
-        chunks = self._engine_chunks(engine, requests)
+        chunks = self._engine_chunks(engine, requests, plan.request.cache)
         if engine.capabilities.streaming and plan.tempo == 1.0 and not plan.request.pitch:
             held: PCM | None = None
             tail = fade_samples(rate)
@@ -478,12 +482,28 @@ class Pipeline:
         audio = change_tempo_and_pitch(audio, rate, plan.tempo, plan.request.pitch)
         yield fade(audio, rate)
 
-    async def _engine_chunks(self, engine: Engine, requests: list[SegmentRequest]) -> AsyncIterator[PCM]:
+    async def _engine_chunks(
+        self, engine: Engine, requests: list[SegmentRequest], cache_mode: str
+    ) -> AsyncIterator[PCM]:
+        """Each request's audio: from the cache when it holds it, else from the engine (then stored)."""
+        cache = self.cache if cache_mode != "off" else None
         for request in requests:
+            key = cache_key(engine.name, engine.capabilities.sample_rate, request) if cache else None
+            if cache and key and cache_mode == "use":
+                cached = cache.get(key)
+                self.metrics.cache_lookups.labels(engine.name, "miss" if cached is None else "hit").inc()
+                if cached is not None:
+                    yield cached
+                    continue
+            made: list[PCM] = []
             async for chunk in engine.synthesize(request):
                 if chunk.size:
+                    made.append(chunk)
                     yield chunk
             self.metrics.segments.labels(engine.name).inc()
+            if cache and key and made:
+                cache.put(key, np.concatenate(made))
+                self.metrics.cache_bytes.set(cache.size)
 
     async def encode(self, plan: Plan, stats: Stats) -> AsyncGenerator[bytes, None]:
         """Encoded bytes of the plan's audio, chunk by chunk as segments finish."""

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
-from voxserve.api.schemas import JobBody, json_schema_body, parse_json
+from voxserve.api.schemas import JobBody, cache_mode, json_schema_body, parse_json
 from voxserve.api.services import Services, get_services
 from voxserve.audio import FORMATS, AudioFormat, StreamEncoder
 from voxserve.errors import JobNotSucceeded
@@ -82,11 +82,12 @@ async def job_body(request: Request) -> JobBody:
 async def create_job(
     body: Annotated[JobBody, Depends(job_body)],
     services: Annotated[Services, Depends(get_services)],
+    cache: Annotated[str, Depends(cache_mode)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> JSONResponse:
     """Queue a job; the same ``Idempotency-Key`` and body return the same job."""
     job, created = await services.submit(
-        body.to_request(),
+        body.to_request(cache),
         job_id=new_job_id(),
         name=body.name or body.task_id,
         priority=body.priority,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Request
+from fastapi import Header, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voxserve.api.errors import from_validation_errors
@@ -41,7 +41,7 @@ class SpeechFields(BaseModel):
     emotion: str | None = Field(default=None, max_length=64)
     sample_rate: int | None = Field(default=None, description="output sample rate in Hz")
 
-    def to_request(self) -> SpeechRequest:
+    def to_request(self, cache: str = "use") -> SpeechRequest:
         voice = self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
         return SpeechRequest(
             input=self.input,
@@ -55,6 +55,7 @@ class SpeechFields(BaseModel):
             emotion=self.emotion,
             instructions=self.instructions,
             sample_rate=self.sample_rate,
+            cache=cache,
         )
 
 
@@ -97,3 +98,19 @@ def json_schema_body(model: type[BaseModel]) -> dict[str, Any]:
             "content": {"application/json": {"schema": model.model_json_schema()}},
         }
     }
+
+
+async def cache_mode(
+    cache_control: Annotated[str | None, Header(alias="Cache-Control", max_length=256)] = None,
+) -> str:
+    """The segment cache for a request, from its ``Cache-Control`` header (async: no thread hop).
+
+    ``no-store``: neither read nor store; ``no-cache``: synthesize anew and
+    store the result; otherwise cached segments are used.
+    """
+    directives = {part.strip().lower() for part in (cache_control or "").split(",")}
+    if "no-store" in directives:
+        return "off"
+    if "no-cache" in directives:
+        return "refresh"
+    return "use"

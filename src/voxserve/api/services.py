@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import Request
 
+from voxserve.cache import SegmentCache
 from voxserve.config import Settings
 from voxserve.engines import Engine, build_engine
 from voxserve.errors import InsufficientStorage, InvalidRequest
@@ -61,7 +62,14 @@ class Services:
         metrics = Metrics()
         metrics.registry.register(PoolCollector([e for e in engines.values() if isinstance(e, Pool)]))
         voices = VoiceLibrary(settings.data_dir / "voices")
-        pipeline = Pipeline(engines, TextNormalizer(), settings, executor, metrics, voices)
+        cache = (
+            SegmentCache(settings.data_dir / "cache", settings.cache_max_bytes)
+            if settings.cache_max_bytes
+            else None
+        )
+        if cache is not None:
+            metrics.cache_bytes.set(cache.size)
+        pipeline = Pipeline(engines, TextNormalizer(), settings, executor, metrics, voices, cache)
         return cls(
             settings=settings,
             pipeline=pipeline,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from voxserve.api.schemas import SpeechBody, json_schema_body, parse_json
+from voxserve.api.schemas import SpeechBody, cache_mode, json_schema_body, parse_json
 from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import audio_response, new_request_id, sse_response
 
@@ -27,10 +27,11 @@ async def speech_body(request: Request) -> SpeechBody:
 async def create_speech(
     body: Annotated[SpeechBody, Depends(speech_body)],
     services: Annotated[Services, Depends(get_services)],
+    cache: Annotated[str, Depends(cache_mode)],
 ) -> StreamingResponse:
     """Speak ``input``; the body streams while later segments are still being made."""
     pipeline = services.pipeline
-    plan = pipeline.plan(body.to_request())
+    plan = pipeline.plan(body.to_request(cache))
     request_id = new_request_id()
     if body.stream_format == "sse":
         return await sse_response(pipeline, plan, request_id)

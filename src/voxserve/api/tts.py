@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Form, UploadFile
 from fastapi.responses import StreamingResponse
 
+from voxserve.api.schemas import cache_mode
 from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import audio_response, new_request_id
 from voxserve.api.uploads import read_upload
@@ -32,6 +33,7 @@ TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 @router.post("/tts", response_class=StreamingResponse, responses={200: {"content": {"audio/wav": {}}}})
 async def tts(
     services: Annotated[Services, Depends(get_services)],
+    cache: Annotated[str, Depends(cache_mode)],
     text: Annotated[str, Form(description="The text to speak.")],
     emotion: Annotated[str | None, Form(max_length=64)] = None,
     speed: Annotated[float, Form(ge=0.25, le=4.0)] = 1.0,
@@ -63,6 +65,7 @@ async def tts(
         language=language,
         seed=seed,
         emotion=emotion,
+        cache=cache,
     )
     plan = services.pipeline.plan(request)
     request_id = new_request_id()
