@@ -18,6 +18,7 @@ from tests.audio_checks import assert_speech_like, decode, decode_pcm
 SPEECH = "/v1/audio/speech"
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 FORMATS = ["mp3", "opus", "aac", "flac", "wav", "pcm"]
+NO_CACHE = {"Cache-Control": "no-store"}  # tests of engine work: no segment may come from the cache
 
 
 def speak(client: httpx.Client, **body: object) -> httpx.Response:
@@ -105,9 +106,10 @@ def test_sse_events_carry_the_audio(client: httpx.Client) -> None:
 
 
 def test_first_audio_leaves_before_the_whole_text_is_done(client: httpx.Client) -> None:
-    text = " ".join(["This sentence is one of several that make up a longer text."] * 8)
+    text = " ".join(f"Sentence {i} is one of several that make up a longer text." for i in range(8))
     started = time.perf_counter()
-    with client.stream("POST", SPEECH, json={"input": text, "response_format": "pcm"}) as response:
+    body = {"input": text, "response_format": "pcm"}
+    with client.stream("POST", SPEECH, json=body, headers=NO_CACHE) as response:
         chunks = response.iter_raw()
         next(chunks)
         first = time.perf_counter() - started
@@ -120,7 +122,8 @@ def test_first_audio_leaves_before_the_whole_text_is_done(client: httpx.Client) 
 def test_client_disconnect_stops_synthesis(client: httpx.Client, server_log: Path) -> None:
     text = " ".join(f"This is sentence number {i} of a text nobody will hear." for i in range(30))
     before = segments_synthesized(client, "kokoro")
-    with client.stream("POST", SPEECH, json={"input": text, "response_format": "pcm"}) as response:
+    body = {"input": text, "response_format": "pcm"}
+    with client.stream("POST", SPEECH, json=body, headers=NO_CACHE) as response:
         next(response.iter_raw())
     time.sleep(1.5)  # the segment under way when the client left may still finish
     settled = segments_synthesized(client, "kokoro")

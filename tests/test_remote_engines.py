@@ -213,7 +213,7 @@ def test_a_configured_remote_engine_serves_the_api(
         assert f"voxserve_instance_requests_total{{{labels}}} 3.0" in metrics
         assert f"voxserve_instance_in_flight{{{labels}}} 0.0" in metrics
         behaviour.up = False
-        failed = client.post("/v1/audio/speech", json={"model": "cosy", "input": "你好。"})
+        failed = client.post("/v1/audio/speech", json={"model": "cosy", "input": "你好吗？"})
         assert failed.status_code == 503 and failed.json()["error"]["code"] == "engine_overloaded"
         assert failed.headers["retry-after"] == "1"
 
