@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -57,6 +57,7 @@ from voxserve.text import (
     languages_in,
     sentences,
 )
+from voxserve.text.markup import expand_ssml, has_marks, has_pronunciations, split_pauses, strip_marks
 from voxserve.voices import Voice, VoiceLibrary
 from voxserve.voices.blend import blend_parts_known, is_blend
 
@@ -182,8 +183,9 @@ class Pipeline:
                 f"language {request.language!r} is not supported; choose one of {', '.join(SUPPORTED)}",
                 param="language",
             )
+        text = expand_ssml(request.input)
         library_voice = self._library_voice(request.voice)
-        engine, voice = self._engine_and_voice(request, library_voice)
+        engine, voice = self._engine_and_voice(request, library_voice, text)
         if require_ready and (not engine.ready or not self.normalizer.loaded):
             raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
         caps = engine.capabilities
@@ -203,7 +205,7 @@ class Pipeline:
                 f"{', '.join(map(str, SAMPLE_RATES))}",
                 param="sample_rate",
             )
-        segments = tuple(self._segments(request, engine))
+        segments = tuple(self._segments(request, text, engine))
         low, high = caps.native_speed
         engine_speed = min(max(request.speed, low), high)
         return Plan(
@@ -254,7 +256,9 @@ class Pipeline:
             return None
         return self.voices.get(name)
 
-    def _engine_and_voice(self, request: SpeechRequest, library_voice: Voice | None) -> tuple[Engine, str]:
+    def _engine_and_voice(
+        self, request: SpeechRequest, library_voice: Voice | None, text: str
+    ) -> tuple[Engine, str]:
         """The engine and its voice id: an engine voice, a blend formula, or for a clone its default."""
         cloning = library_voice is not None and library_voice.kind == "cloned"
         if request.model:
@@ -274,7 +278,7 @@ class Pipeline:
                 )
             candidates = [engine]
         else:
-            candidates = self._capable_engines(request, cloning)
+            candidates = self._capable_engines(request, cloning, text)
         if library_voice is not None and library_voice.kind == "cloned":
             return candidates[0], candidates[0].capabilities.default_voice
         wanted = library_voice.blend if library_voice is not None and library_voice.blend else request.voice
@@ -293,7 +297,7 @@ class Pipeline:
             param="voice",
         )
 
-    def _capable_engines(self, request: SpeechRequest, cloning: bool) -> list[Engine]:
+    def _capable_engines(self, request: SpeechRequest, cloning: bool, text: str) -> list[Engine]:
         """Engines that can serve a request naming no model, the default first.
 
         Languages and cloning are requirements; engines that honour the
@@ -308,7 +312,9 @@ class Pipeline:
                     "the engines here cannot clone voices from reference audio; configure one that can",
                     param="voice",
                 )
-        languages = {_language_code(request.language)} if request.language else languages_in(request.input)
+        languages = (
+            {_language_code(request.language)} if request.language else languages_in(strip_marks(text))
+        )
         capable = [engine for engine in ordered if languages <= engine.capabilities.languages]
         if not capable:
             raise CapabilityMissing(
@@ -333,16 +339,30 @@ class Pipeline:
             return None
         return target if caps.voice(target) else caps.default_voice
 
-    def _segments(self, request: SpeechRequest, engine: Engine) -> Iterator[Segment]:
+    def _segments(self, request: SpeechRequest, text: str, engine: Engine) -> Iterator[Segment]:
+        """Segments of the text; a ``[pause:…]`` mark sets the pause after the segment it ends."""
+        previous: Segment | None = None
+        for part, pause in split_pauses(text):
+            for segment in self._part_segments(request, part, engine):
+                if previous is not None:
+                    yield previous
+                previous = segment
+            if previous is not None and pause is not None:
+                previous = replace(previous, pause_after=pause)
+        if previous is not None:
+            yield previous
+
+    def _part_segments(self, request: SpeechRequest, text: str, engine: Engine) -> Iterator[Segment]:
         caps = engine.capabilities
         forced = _language_code(request.language) if request.language else None
         limit = min(self.settings.segment_chars, caps.max_segment_chars)
-        for sentence in sentences(request.input):
+        for sentence in sentences(text):
             pieces = fit(sentence, limit)
             for index, piece in enumerate(pieces):
-                if not is_speakable(piece):
+                spoken = strip_marks(piece)
+                if not is_speakable(spoken) and not has_marks(piece):
                     continue
-                language = forced or detect_language(piece)
+                language = forced or detect_language(spoken)
                 if language not in caps.languages:
                     raise CapabilityMissing(
                         f"engine {engine.name!r} does not speak {language!r} "
@@ -367,6 +387,8 @@ class Pipeline:
             ignored.append("instructions")
         if request.seed is not None and not caps.seeded:
             ignored.append("seed")
+        if not caps.markup and has_pronunciations(expand_ssml(request.input)):
+            ignored.append("markup")
         return tuple(ignored)
 
     # -- running: segment by segment -------------------------------------------------------
@@ -460,7 +482,7 @@ class Pipeline:
                 instructions=plan.request.instructions,
                 reference=plan.reference,
             )
-            for piece in fit(text, limit)
+            for piece in fit(text if engine.capabilities.markup else strip_marks(text), limit)
         ]
         chunks = self._engine_chunks(engine, requests, plan.request.cache)
         if engine.capabilities.streaming and plan.tempo == 1.0 and not plan.request.pitch:

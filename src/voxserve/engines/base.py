@@ -46,6 +46,7 @@ class Capabilities:
     streaming: bool = False
     cloning: bool = False
     blends: bool = False  # mixes its own voices: "a(2)+b(1)"
+    markup: bool = False  # reads pinyin [h][ǎo], ARPAbet [M][AY0] and [ipa:…] marks itself
     emotions: frozenset[str] = field(default_factory=frozenset)
     instructions: bool = False
     seeded: bool = False

@@ -54,6 +54,7 @@ class CosyVoiceEngine(RemoteEngine):
             instructions=api == "runtime",
             seeded=api == "tts",  # the runtime draws its own random seed per request
             cloning=api == "runtime" or reference_root is not None,
+            markup=True,  # CosyVoice3's front end reads [h][ǎo] pinyin and [M][AY0] ARPAbet itself
         )
         super().__init__(name, client, capabilities)
         self._api = api

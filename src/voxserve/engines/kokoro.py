@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
 from voxserve.engines.embedded import EmbeddedEngine
+from voxserve.text.markup import arpabet_to_ipa, has_pronunciations, marks
 from voxserve.voices.blend import is_blend, parse_blend
 
 SAMPLE_RATE = 24000
@@ -59,6 +60,7 @@ class KokoroEngine(EmbeddedEngine):
         self._threads = threads
         self._kokoro: Kokoro | None = None
         self._front_ends: dict[str, Callable[[str], str]] = {}
+        self._pinyin: Callable[[str], str] = str
         self._capabilities = Capabilities(
             languages=frozenset(LANGUAGES),
             voices=tuple(
@@ -68,6 +70,7 @@ class KokoroEngine(EmbeddedEngine):
             seeded=True,  # the model is deterministic: same input, same samples
             native_speed=(0.5, 2.0),
             blends=True,  # voices are style vectors: "jf_alpha(2)+jm_kumo(1)" mixes them
+            markup=True,  # pinyin, ARPAbet and IPA marks become its phonemes
         )
 
     @property
@@ -96,6 +99,8 @@ class KokoroEngine(EmbeddedEngine):
             return str(kokoro.tokenizer.phonemize(text, "en-us"))
 
         zh = ZHG2P(en_callable=english)
+        # numbered pinyin ("hao3") to the phonemes misaki gives Mandarin, without its non-syllabic marks
+        self._pinyin = lambda syllable: ZHG2P.py2ipa(syllable).replace("\u032f", "")
         ja = JAG2P()
         self._front_ends = {
             "en": english,
@@ -109,13 +114,32 @@ class KokoroEngine(EmbeddedEngine):
 
     def _render(self, request: SegmentRequest) -> PCM:
         assert self._kokoro is not None, "load() runs before synthesis"
-        phonemes = self._front_ends[request.language](request.text)
+        phonemes = self._phonemize(request.text, request.language)
         if not phonemes.strip():
             return np.zeros(0, dtype=np.float32)
         audio, _ = self._kokoro.create(
             phonemes, voice=self._style(request.voice), speed=request.speed, is_phonemes=True
         )
         return np.asarray(audio, dtype=np.float32)
+
+    def _phonemize(self, text: str, language: str) -> str:
+        """The language's G2P for plain text; marks become phonemes directly, so the override is heard."""
+        front_end = self._front_ends[language]
+        if not has_pronunciations(text):
+            return front_end(text)
+        pieces = []
+        for mark in marks(text):
+            if mark.kind == "text":
+                pieces.append(front_end(mark.value) if mark.value.strip() else "")
+            elif mark.kind == "pinyin":
+                pieces.append(self._pinyin(mark.value))
+            elif mark.kind == "arpabet":
+                pieces.append(arpabet_to_ipa(mark.value))
+            else:
+                pieces.append(mark.value)
+        assert self._kokoro is not None
+        vocabulary = self._kokoro.tokenizer.vocab
+        return "".join(c for c in " ".join(p for p in pieces if p) if c in vocabulary)
 
     def _style(self, voice: str) -> str | NDArray[np.float32]:
         """A voice's name, or for a blend the weighted mix of its parts' style vectors."""

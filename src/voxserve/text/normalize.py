@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable
 from functools import lru_cache
 
+from voxserve.text.markup import ANY_MARK, has_marks
+
 log = logging.getLogger(__name__)
 
 Rule = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
@@ -122,12 +124,30 @@ class TextNormalizer:
         return _NEEDS_WORK.search(text) is not None
 
     def normalize(self, text: str, language: str) -> str:
-        """Spell out numbers and symbols; languages without rules pass through."""
+        """Spell out numbers and symbols; languages without rules pass through; marks stay as they are."""
         if not self.needed(text):
             return text
+        if has_marks(text):
+            return self._around_marks(text, language)
         if language == "en":
             text = apply_rules(text, EN_RULES)
         elif language == "zh":
             text = apply_rules(text, ZH_RULES)
         normalizer = self._normalizers.get(language)
         return normalizer(text) if normalizer else text
+
+    def _around_marks(self, text: str, language: str) -> str:
+        """Each run between marks normalized on its own, its surrounding spaces kept."""
+
+        def run(piece: str) -> str:
+            core = piece.strip()
+            if not core:
+                return piece
+            start = piece.index(core[0])
+            return piece[:start] + self.normalize(core, language) + piece[start + len(core) :]
+
+        parts, position = [], 0
+        for match in ANY_MARK.finditer(text):
+            parts += [run(text[position : match.start()]), match.group(0)]
+            position = match.end()
+        return "".join([*parts, run(text[position:])])
