@@ -116,7 +116,7 @@ def test_the_embedded_engine_hears_the_override(kokoro: KokoroEngine) -> None:
 def test_marks_change_the_embedded_engines_audio(client: httpx.Client) -> None:
     def speak(text: str) -> bytes:
         body = {"input": text, "model": "kokoro", "response_format": "wav", "voice": "jf_alpha"}
-        response = client.post("/v1/audio/speech", json=body)
+        response = client.post("/v1/audio/speech", json=body, headers={"Cache-Control": "no-store"})
         assert response.status_code == 200, response.text
         assert "x-voxserve-ignored" not in response.headers
         return response.content

@@ -255,7 +255,7 @@ def test_an_allowed_url_is_fetched_once_private_addresses_are_allowed(
 def test_kokoro_blends_change_the_voice_reproducibly_and_can_be_saved(client: httpx.Client) -> None:
     def speak(voice: str) -> httpx.Response:
         body = {"input": "Good morning.", "voice": voice, "response_format": "wav", "model": "kokoro"}
-        return client.post("/v1/audio/speech", json=body)
+        return client.post("/v1/audio/speech", json=body, headers={"Cache-Control": "no-store"})
 
     formula = "jf_alpha(2)+jm_kumo(1)"
     blended, again, alone = speak(formula), speak(formula), speak("jf_alpha")
