@@ -176,6 +176,10 @@ def test_a_stored_voice_is_used_by_id_or_name_everywhere(
     assert by_id.content == cloned.content
     tts = voices_client.post("/tts", data={"text": "one two", "voice": "narrator"})
     assert tts.status_code == 200 and decode(tts.content).duration > 0.3
+    as_reference = voices_client.post("/tts", data={"text": "one two", "reference_audio": voice["id"]})
+    assert as_reference.content == tts.content, "seed 000's reference_audio field takes a stored voice too"
+    unknown = voices_client.post("/tts", data={"text": "one two", "reference_audio": "nobody"})
+    assert_error(unknown, 404, "unknown_voice", "reference_audio", "not in the voice library")
     job = voices_client.post("/v1/jobs", json={"input": "one two", "voice": "narrator"})
     assert job.status_code == 202, job.text
     refused = voices_client.post("/v1/audio/speech", json={**body, "model": "plain"})

@@ -5,7 +5,8 @@ data={...}, timeout=300)`` then writing ``output.wav``) work unchanged. Form
 fields: ``text``, ``emotion``, ``speed``, ``pitch``, ``output_format``
 (wav | mp3 | ogg), ``seed``, ``task_id`` (names the file), ``voice``,
 ``model``, ``language``, and a cloning reference as an uploaded
-``reference_audio`` file, an ``audio_path`` inside ``reference_dirs``, or
+``reference_audio`` file (or the id or name of a library voice), an
+``audio_path`` inside ``reference_dirs``, or
 an allowed URL in ``audio_path``. A reference is checked and stored in the
 voice library like any upload, so sending the same one again costs nothing.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import StreamingResponse
 
 from voxserve.api.schemas import cache_mode
@@ -45,10 +46,14 @@ async def tts(
     model: Annotated[str | None, Form()] = None,
     language: Annotated[str | None, Form(max_length=16)] = None,
     audio_path: Annotated[str | None, Form(max_length=4096)] = None,
-    reference_audio: UploadFile | None = None,
+    reference_audio: Annotated[
+        UploadFile | str | None, File(description="a recording to clone, or a library voice's id or name")
+    ] = None,
 ) -> StreamingResponse:
     """Speak ``text`` and answer with the audio file (``{task_id}.wav`` when a task id is given)."""
-    if reference_audio is not None:
+    if isinstance(reference_audio, str):  # a voice already in the library
+        voice = services.voices.require(reference_audio, "reference_audio").id
+    elif reference_audio is not None:
         data = await read_upload(reference_audio, services.settings.max_upload_bytes, "reference_audio")
         services.pipeline.require_cloning(model, "reference_audio")
         voice = (await services.add_reference(data))[0].id

@@ -89,10 +89,10 @@ class VoiceLibrary:
             return self._load(key)
         return next((voice for voice in self.list() if voice.name == key), None)
 
-    def require(self, key: str) -> Voice:
+    def require(self, key: str, param: str = "voice_id") -> Voice:
         voice = self.get(key)
         if voice is None:
-            raise UnknownVoice(f"voice {key!r} is not in the voice library", param="voice_id")
+            raise UnknownVoice(f"voice {key!r} is not in the voice library (GET /v1/voices)", param=param)
         return voice
 
     def _claim_name(self, name: str | None, voice_id: str) -> None:
