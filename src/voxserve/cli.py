@@ -144,13 +144,17 @@ def say(
 
 @app.command()
 def voices(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
-    """List every engine's voices (no model is loaded)."""
+    """List every engine's voices and the voice library's (no model is loaded)."""
     settings = _settings(config, data_dir=data_dir)
     services = Services.build(settings)
     table = Table("voice", "engine", "languages", "gender")
     for engine in services.pipeline.engines.values():
         for voice in engine.capabilities.voices:
             table.add_row(voice.id, engine.name, ", ".join(voice.languages), voice.gender or "")
+    for stored in services.voices.list():
+        label = f"{stored.id} ({stored.name})" if stored.name else stored.id
+        detail = stored.blend if stored.blend else f"cloned, {stored.seconds:g} s"
+        table.add_row(label, stored.engine or "any that clones", stored.language or "", detail)
     services.executor.shutdown()
     Console().print(table)
     aliases = ", ".join(f"{alias}→{target}" for alias, target in settings.voice_aliases.items())
