@@ -12,6 +12,8 @@
   front of one streaming engine (needs nginx).
 - overload: three capacity-limited engine instances under 3x load through
   voxserve, nginx round robin and a fixed-semaphore client (needs nginx).
+- voices: checking and normalizing a 15 s reference recording; a request
+  served from the segment cache versus synthesized.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from rich.table import Table
 from bench import overload as bench_overload
 from bench import proxy as bench_proxy
 from bench import queue as bench_queue
+from bench import voices as bench_voices
 from bench.server import running_server
 from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
 from voxserve.api.services import Services
@@ -245,6 +248,20 @@ def proxy(count: int = 200, seconds_per_char: float = 0.01) -> None:
     console.print(table)
 
 
+@app.command()
+def voices(data_dir: DataDir = None) -> None:
+    """Reference normalization time (15 s file) and cache hit latency."""
+    table = Table("reference", "bytes", "check + normalize (ms)", title="Reference audio, median of 7")
+    for label, size, seconds in bench_voices.normalization_times():
+        table.add_row(label, str(size), f"{seconds * 1000:.1f}")
+    console.print(table)
+    synthesized, cached = bench_voices.cache_latency(_data_dir(data_dir))
+    table = Table("request (kokoro, one sentence, wav)", "median (ms)", title="Segment cache, 20 rounds")
+    table.add_row("synthesized (Cache-Control: no-store)", f"{synthesized * 1000:.1f}")
+    table.add_row("from the cache", f"{cached * 1000:.1f}")
+    console.print(table)
+
+
 @app.command("all")
 def run_all(data_dir: DataDir = None) -> None:
     """Every benchmark in turn."""
@@ -256,6 +273,7 @@ def run_all(data_dir: DataDir = None) -> None:
     job_memory()
     proxy()
     overload_command()
+    voices(data)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from voxserve.errors import InvalidAudio, PayloadTooLarge, UnsupportedMediaType
 
 REFERENCE_RATE = 24000
 SILENCE_DBFS = -45.0  # quieter than this over the whole file is not a voice
+LENGTH_GRACE = 0.1  # MP3 and AAC encoders pad a few tens of milliseconds: "15 s" may decode as 15.03 s
 CLIPPED_SHARE = 0.01  # more than 1 % of samples at full scale is badly clipped
 _FULL_SCALE = 0.999
 
@@ -140,7 +141,7 @@ def check_reference(data: bytes, rules: ReferenceRules) -> CheckedReference:
         raise InvalidAudio(
             f"audio sample rate is {rate} Hz; at least {rules.min_rate} Hz is needed", param="audio"
         )
-    if not rules.min_seconds <= seconds <= rules.max_seconds:
+    if not rules.min_seconds - LENGTH_GRACE <= seconds <= rules.max_seconds + LENGTH_GRACE:
         raise InvalidAudio(
             f"audio is {seconds:.1f} s long; a reference must be "
             f"{rules.min_seconds:g}–{rules.max_seconds:g} s",

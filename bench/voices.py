@@ -1,0 +1,80 @@
+"""Voice references and the segment cache: what registering a voice and a cache hit cost.
+
+- Reference normalization: a 15 s recording (the longest accepted), as
+  44.1 kHz stereo WAV and as MP3, through every check and the conversion
+  to the canonical 24 kHz mono form (``check_reference``), in process.
+- Cache: the same sentence through a running ``voxserve serve``, synthesized
+  (``Cache-Control: no-store``) and then served from the cache.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench.server import running_server
+from voxserve.audio import FORMATS, StreamEncoder
+from voxserve.voices import ReferenceRules, check_reference
+
+SENTENCE = "The cache answers a repeated sentence without the engine."
+
+
+def recording(seconds: float = 15.0, rate: int = 44100) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
+    return (0.3 * envelope * np.sin(2 * np.pi * 160 * t)).astype(np.float32)
+
+
+def reference_files() -> dict[str, bytes]:
+    samples = recording()
+    stereo = np.stack([samples, samples * 0.8], axis=1)
+    wav = _wav_stereo(stereo, 44100)
+    mp3 = StreamEncoder(FORMATS["mp3"], 44100, 44100)
+    return {"15 s WAV, 44.1 kHz stereo": wav, "15 s MP3, 44.1 kHz": mp3.write(samples) + mp3.finish()}
+
+
+def _wav_stereo(samples: np.ndarray, rate: int) -> bytes:
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((samples * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def normalization_times(rounds: int = 7) -> list[tuple[str, int, float]]:
+    """(file, bytes, median seconds of check + normalize)."""
+    results = []
+    for label, data in reference_files().items():
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            check_reference(data, ReferenceRules())
+            times.append(time.perf_counter() - started)
+        results.append((label, len(data), statistics.median(times)))
+    return results
+
+
+def cache_latency(data_dir: Path, rounds: int = 20) -> tuple[float, float]:
+    """(median seconds synthesized, median seconds from the cache) of one sentence as WAV."""
+    body = {"input": SENTENCE, "response_format": "wav", "model": "kokoro"}
+    with running_server(data_dir, data_dir / "bench-voices.log") as url, httpx.Client(base_url=url) as client:
+        client.post("/v1/audio/speech", json=body, timeout=120).raise_for_status()  # warm, and cache it
+        timed: dict[str, list[float]] = {"no-store": [], "": []}
+        for _ in range(rounds):
+            for control, times in timed.items():
+                started = time.perf_counter()
+                response = client.post(
+                    "/v1/audio/speech", json=body, headers={"Cache-Control": control}, timeout=120
+                )
+                response.raise_for_status()
+                times.append(time.perf_counter() - started)
+    return statistics.median(timed["no-store"]), statistics.median(timed[""])
