@@ -18,6 +18,7 @@ import numpy as np
 
 from bench.server import running_server
 from voxserve.audio import FORMATS, StreamEncoder
+from voxserve.audio.pcm import wav_bytes
 from voxserve.voices import ReferenceRules, check_reference
 
 SENTENCE = "The cache answers a repeated sentence without the engine."
@@ -32,22 +33,9 @@ def recording(seconds: float = 15.0, rate: int = 44100) -> np.ndarray:
 def reference_files() -> dict[str, bytes]:
     samples = recording()
     stereo = np.stack([samples, samples * 0.8], axis=1)
-    wav = _wav_stereo(stereo, 44100)
+    wav = wav_bytes(stereo, 44100)
     mp3 = StreamEncoder(FORMATS["mp3"], 44100, 44100)
     return {"15 s WAV, 44.1 kHz stereo": wav, "15 s MP3, 44.1 kHz": mp3.write(samples) + mp3.finish()}
-
-
-def _wav_stereo(samples: np.ndarray, rate: int) -> bytes:
-    import io
-    import wave
-
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((samples * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def normalization_times(rounds: int = 7) -> list[tuple[str, int, float]]:

@@ -19,6 +19,7 @@ from tests.servers.engines import serving
 from tests.test_api_errors import assert_error
 from voxserve.api import create_app
 from voxserve.audio import FORMATS, StreamEncoder
+from voxserve.audio.pcm import wav_bytes
 from voxserve.config import Settings
 from voxserve.engines.fake import FakeEngine
 from voxserve.voices import REFERENCE_RATE, ReferenceRules, check_reference
@@ -34,17 +35,7 @@ def voice_like(seconds: float, rate: int) -> np.ndarray:
     )
 
 
-def wav(samples: np.ndarray, rate: int) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
-
-
-GOOD = wav(voice_like(5.0, 44100), 44100)
+GOOD = wav_bytes(voice_like(5.0, 44100), 44100)
 
 
 def bad_files() -> list[tuple[str, bytes, int, str, str]]:
@@ -52,11 +43,11 @@ def bad_files() -> list[tuple[str, bytes, int, str, str]]:
     clipped = np.clip(voice_like(5.0, 22050) * 8, -1, 1)
     return [
         ("truncated", GOOD[: len(GOOD) // 2], 422, "invalid_audio", "truncated: its header declares 5.00 s"),
-        ("8 kHz", wav(voice_like(5.0, 8000), 8000), 422, "invalid_audio", "8000 Hz; at least 16000 Hz"),
-        ("1 s", wav(voice_like(1.0, 24000), 24000), 422, "invalid_audio", "1.0 s long; a reference must"),
-        ("20 s", wav(voice_like(20.0, 24000), 24000), 422, "invalid_audio", "20.0 s long"),
-        ("silence", wav(np.zeros(24000 * 5, np.float32), 24000), 422, "invalid_audio", "silent"),
-        ("clipped", wav(clipped, 22050), 422, "invalid_audio", "badly clipped"),
+        ("8 kHz", wav_bytes(voice_like(5.0, 8000), 8000), 422, "invalid_audio", "8000 Hz; at least 16000 Hz"),
+        ("1 s", wav_bytes(voice_like(1.0, 24000), 24000), 422, "invalid_audio", "1.0 s long; a reference"),
+        ("20 s", wav_bytes(voice_like(20.0, 24000), 24000), 422, "invalid_audio", "20.0 s long"),
+        ("silence", wav_bytes(np.zeros(24000 * 5, np.float32), 24000), 422, "invalid_audio", "silent"),
+        ("clipped", wav_bytes(clipped, 22050), 422, "invalid_audio", "badly clipped"),
         ("text named .wav", b"not audio\n" * 50, 415, "unsupported_media_type", "judged by its content"),
         ("11 MB", b"RIFF" + b"\0" * (11 * 1024 * 1024), 413, "input_too_large", "limit is 10485760 bytes"),
     ]  # fmt: skip
@@ -133,7 +124,7 @@ def test_library_lifecycle(voices_client: TestClient) -> None:
     )
     again = upload(voices_client, GOOD, name="narrator")
     assert again.status_code == 200 and again.json()["id"] == voice["id"], "same audio: the same voice"
-    other = wav(voice_like(4.0, 24000) * 0.5 + 0.01, 24000)
+    other = wav_bytes(voice_like(4.0, 24000) * 0.5 + 0.01, 24000)
     assert_error(upload(voices_client, other, name="narrator"), 409, "conflict", "name", "already exists")
     listed = voices_client.get("/v1/voices").json()["voices"]
     assert listed[0]["id"] == voice["id"] and {"tone", "narrator"} <= {v.get("name") for v in listed}

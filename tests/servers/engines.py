@@ -29,6 +29,8 @@ from fastapi import FastAPI, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
+from voxserve.audio.pcm import wav_bytes
+
 
 @dataclass
 class Behaviour:
@@ -55,16 +57,6 @@ def tone(text: str, sample_rate: int, seconds_per_char: float = 0.06) -> np.ndar
     t = np.arange(int(sample_rate * seconds), dtype=np.float32) / sample_rate
     envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
     return (0.3 * envelope * np.sin(2 * np.pi * (180 + len(text) % 120) * t)).astype(np.float32)
-
-
-def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes((samples * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 async def _generate(behaviour: Behaviour, text: str, sample_rate: int, dtype: str) -> AsyncIterator[bytes]:

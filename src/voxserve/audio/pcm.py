@@ -6,7 +6,12 @@ an encoder turns it into bytes.
 
 from __future__ import annotations
 
+import io
+import wave
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from voxserve.engines.base import PCM
 
@@ -66,6 +71,18 @@ def silence(seconds: float, sample_rate: int) -> PCM:
 def to_s16le(pcm: PCM) -> bytes:
     """Little-endian signed 16-bit samples, as raw ``pcm`` output carries them."""
     return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def wav_bytes(samples: NDArray[np.floating[Any]], sample_rate: int) -> bytes:
+    """A whole 16-bit WAV file; ``samples`` is mono, or (frames, channels) for more channels."""
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(to_s16le(samples.reshape(-1)))
+    return buffer.getvalue()
 
 
 def duration(pcm: PCM, sample_rate: int) -> float:

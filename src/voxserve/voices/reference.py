@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from voxserve.audio.pcm import level
+from voxserve.audio.pcm import level, wav_bytes
 from voxserve.engines.base import PCM
 from voxserve.errors import InvalidAudio, PayloadTooLarge, UnsupportedMediaType
 
@@ -50,10 +50,7 @@ class CheckedReference:
 
     def wav_bytes(self) -> bytes:
         """The canonical file: 16-bit mono WAV at REFERENCE_RATE."""
-        pcm = (np.clip(self.samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-        header = b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVE"
-        fmt = struct.pack("<HHIIHH", 1, 1, REFERENCE_RATE, REFERENCE_RATE * 2, 2, 16)
-        return header + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(pcm)) + pcm
+        return wav_bytes(self.samples, REFERENCE_RATE)
 
 
 def sniff_format(data: bytes) -> str | None:
