@@ -38,7 +38,7 @@ from bench import overload as bench_overload
 from bench import proxy as bench_proxy
 from bench import queue as bench_queue
 from bench import voices as bench_voices
-from bench.server import running_server
+from bench.server import NO_CACHE, running_server
 from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
 from voxserve.api.services import Services
 from voxserve.config import Settings
@@ -93,7 +93,7 @@ def overhead(data_dir: DataDir = None, rounds: int = 2) -> None:
     direct_call = _direct_kokoro(data)
     direct = served = 0.0
     with (
-        running_server(data, data / "bench-server.log") as url,
+        running_server(data, data / "bench-server.log", NO_CACHE) as url,
         httpx.Client(base_url=url, timeout=300) as client,
     ):
         _post(client, {"input": "Warm up.", "voice": "jf_alpha"})
@@ -118,7 +118,7 @@ def ttfa(data_dir: DataDir = None) -> None:
     first_segment = split_text(LONG_TEXT, 200)[0]
     body = {"input": LONG_TEXT, "voice": "jf_alpha", "response_format": "mp3"}
     with (
-        running_server(data, data / "bench-server.log") as url,
+        running_server(data, data / "bench-server.log", NO_CACHE) as url,
         httpx.Client(base_url=url, timeout=600) as client,
     ):
         _post(client, {"input": "Warm up.", "voice": "jf_alpha"})
@@ -156,7 +156,7 @@ def rtf(data_dir: DataDir = None) -> None:
     ]
 
     async def run() -> list[tuple[str, str, Stats]]:
-        services = Services.build(Settings(data_dir=_data_dir(data_dir)))
+        services = Services.build(Settings(data_dir=_data_dir(data_dir), cache_max_bytes=0))
         await services.load()
         try:
             results = []

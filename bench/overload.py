@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from bench.instances import engine_instances, nginx
-from bench.server import start_server
+from bench.server import NO_CACHE, start_server
 
 TEXT = "今天天气很好，我们一起去公园散步吧。"
 SAMPLE_RATE = 22050
@@ -131,7 +131,8 @@ def run(requests: int, capacity: int, seconds_per_char: float, load: float) -> t
             'options = { voices = ["中文女"], sample_rate = 22050 }\n'
         )
         outcomes = []
-        server = start_server(directory, directory / "voxserve.log", {"VOXSERVE_CONFIG": str(config)})
+        env = {"VOXSERVE_CONFIG": str(config), **NO_CACHE}
+        server = start_server(directory, directory / "voxserve.log", env)
         try:
             asyncio.run(through_voxserve(server.url, capacity, capacity, "warm-up"))  # open the connections
             # the first run finds the instances' limits, the second (a next batch) starts from them

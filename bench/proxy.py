@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from bench.instances import ROOT, engine_instances, nginx, wait_listening
-from bench.server import free_port, start_server
+from bench.server import NO_CACHE, free_port, start_server
 
 TEXT = "今天天气很好，我们一起去公园散步吧。"
 
@@ -92,7 +92,8 @@ def run(count: int, seconds_per_char: float) -> list[Timings]:
             f'workers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\nurl = "{url}"\n'
             'options = { voices = ["中文女"], sample_rate = 22050 }\n'
         )
-        server = start_server(directory, directory / "voxserve.log", {"VOXSERVE_CONFIG": str(config)})
+        env = {"VOXSERVE_CONFIG": str(config), **NO_CACHE}
+        server = start_server(directory, directory / "voxserve.log", env)
         try:
             body = {"model": "cosy", "input": TEXT, "response_format": "pcm"}
             results.append(

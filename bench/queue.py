@@ -95,7 +95,7 @@ async def dispatch_latency(kind: str, samples: int) -> list[float]:
     directory = Path(tempfile.mkdtemp())
     store = open_bench_store(kind, directory)
     services = Services.build(
-        Settings(data_dir=directory, default_engine="fake"), {"fake": FakeEngine()}, store
+        Settings(data_dir=directory, default_engine="fake", cache_max_bytes=0), {"fake": FakeEngine()}, store
     )
     await services.load()
     worker = Worker(store, services.pipeline, services.files, WorkerSettings(poll_interval=1.0))
@@ -131,7 +131,8 @@ def peak_rss_growth(chars: int) -> tuple[float, float, int]:
         directory = Path(tempfile.mkdtemp())
         engine = FakeEngine(sample_rate=24000, seconds_per_word=0.05)
         services = Services.build(
-            Settings(data_dir=directory, default_engine="fake", workers=0), {"fake": engine}
+            Settings(data_dir=directory, default_engine="fake", workers=0, cache_max_bytes=0),
+            {"fake": engine},
         )
         await services.load()
         await services.submit(SpeechRequest(input="Warm up.", response_format="wav"), job_id=new_job_id())

@@ -18,6 +18,10 @@ import httpx
 VOXSERVE = Path(sys.executable).parent / "voxserve"
 
 
+#: Benchmarks of engine work run without the segment cache: a repeated text would be a cache hit.
+NO_CACHE = {"VOXSERVE_CACHE_MAX_BYTES": "0"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
