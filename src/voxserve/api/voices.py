@@ -98,7 +98,8 @@ async def get_voice(voice_id: str, services: Annotated[Services, Depends(get_ser
 
 @router.delete("/v1/voices/{voice_id}")
 async def delete_voice(voice_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
-    """Remove a library voice (built-in voices cannot be removed). Jobs already planned keep theirs."""
+    """Remove a library voice (built-in voices cannot be removed); jobs still queued that name it
+    will fail with ``unknown_voice``."""
     voice = services.voices.delete(voice_id)
     return {"id": voice.id, "deleted": True}
 

@@ -61,6 +61,7 @@ class VoiceLibrary:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._lock = threading.Lock()
+        self._listed: tuple[int, list[Voice]] = (-1, [])  # (directory mtime, its voices)
 
     def _path(self, voice_id: str, suffix: str) -> Path:
         return self.directory / f"{voice_id}{suffix}"
@@ -78,10 +79,19 @@ class VoiceLibrary:
         return Voice(**record)
 
     def list(self) -> list[Voice]:
-        if not self.directory.is_dir():
+        """Every voice, oldest first; read again only when the directory changed (any process's write).
+
+        A directory changed within the last second is always read again: a
+        coarse file system clock could give two quick writes the same stamp.
+        """
+        try:
+            stamp = self.directory.stat().st_mtime_ns
+        except FileNotFoundError:
             return []
-        voices = (self._load(path.stem) for path in self.directory.glob("v_*.json"))
-        return sorted((v for v in voices if v is not None), key=lambda v: v.created)
+        if stamp != self._listed[0] or time.time_ns() - stamp < 1_000_000_000:
+            voices = (self._load(path.stem) for path in self.directory.glob("v_*.json"))
+            self._listed = (stamp, sorted((v for v in voices if v is not None), key=lambda v: v.created))
+        return list(self._listed[1])
 
     def get(self, key: str) -> Voice | None:
         """A voice by id or by name; None if there is none."""
