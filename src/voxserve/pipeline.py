@@ -218,7 +218,7 @@ class Pipeline:
             output_rate=audio_format.output_rate(wanted_rate),
             engine_speed=engine_speed,
             tempo=request.speed / engine_speed,
-            ignored=self._ignored_options(request, engine),
+            ignored=self._ignored_options(request, engine, text),
         )
 
     def _check_input(self, text: str, max_chars: int | None) -> None:
@@ -323,7 +323,7 @@ class Pipeline:
             )
 
         def ignores(engine: Engine) -> int:
-            return len(self._ignored_options(request, engine))
+            return len(self._ignored_options(request, engine, text))
 
         return sorted(capable, key=ignores)
 
@@ -378,7 +378,8 @@ class Pipeline:
                 )
 
     @staticmethod
-    def _ignored_options(request: SpeechRequest, engine: Engine) -> tuple[str, ...]:
+    def _ignored_options(request: SpeechRequest, engine: Engine, text: str) -> tuple[str, ...]:
+        """What the engine will not honour; ``text`` is the input with its SSML already expanded."""
         caps = engine.capabilities
         ignored = []
         if request.emotion and not caps.emotions:
@@ -387,7 +388,7 @@ class Pipeline:
             ignored.append("instructions")
         if request.seed is not None and not caps.seeded:
             ignored.append("seed")
-        if not caps.markup and has_pronunciations(expand_ssml(request.input)):
+        if not caps.markup and has_pronunciations(text):
             ignored.append("markup")
         return tuple(ignored)
 
