@@ -153,9 +153,10 @@ class Services:
     async def inline_reference(self, source: str, param: str) -> Voice:
         """A reference given by path (inside ``reference_dirs``) or URL (an allowed host), stored."""
         settings = self.settings
-        if "://" in source and not source.startswith(("http://", "https://")):
+        is_url = source.startswith(("http://", "https://"))
+        if "://" in source and not is_url:
             raise InvalidRequest(f"{param}: only http and https URLs are fetched", param=param)
-        if source.startswith(("http://", "https://")):
+        if is_url:
             data = await fetch_allowed_url(
                 source,
                 settings.reference_url_hosts,
