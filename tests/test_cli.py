@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,12 @@ def test_engines_command(server: str) -> None:
     result = run("engines", "--url", server)
     assert result.returncode == 0, result.stderr
     assert "kokoro" in result.stdout and "hibari" in result.stdout and "embedded" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "module", ["voxserve.routing", "voxserve.engines", "voxserve.voices", "voxserve.cache"]
+)
+def test_each_package_imports_first(module: str) -> None:
+    """No import cycle: whichever package a program imports first works."""
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -16,10 +16,11 @@ from tests.audio_checks import decode
 from tests.servers.engines import Behaviour, cosyvoice_app, emotivoice_app, openai_app, serving, tone
 from voxserve.api import create_app
 from voxserve.config import EngineSettings, Settings
-from voxserve.engines import SegmentRequest, build_engine
+from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceEngine
 from voxserve.engines.emotivoice import EmotiVoiceEngine
 from voxserve.engines.openai import OpenAIEngine
+from voxserve.engines.registry import build_engine
 from voxserve.engines.remote import RemoteEngine, default_client
 from voxserve.errors import EngineOverloaded, EngineRejected, EngineTimeout, EngineUnavailable
 

@@ -20,7 +20,8 @@ from fastapi import Request
 
 from voxserve.cache import SegmentCache
 from voxserve.config import Settings
-from voxserve.engines import Engine, build_engine
+from voxserve.engines import Engine
+from voxserve.engines.registry import build_engine
 from voxserve.errors import InsufficientStorage, InvalidRequest
 from voxserve.jobs import Job, JobStore, open_store, request_hash
 from voxserve.jobs.files import JobFiles, check_name
