@@ -165,6 +165,16 @@ def test_a_failed_probe_confirms_the_ceiling_without_stepping_down() -> None:
     assert 80 <= successes <= 90  # and the next probe waits twice as long
 
 
+def test_a_lower_failure_while_settling_lowers_the_knee_without_a_second_step() -> None:
+    limit = AdaptiveLimit(value=16)
+    limit.on_overload(in_flight=14)  # slow start overshot a capacity of 10
+    stepped = limit.current
+    limit.on_overload(in_flight=11)  # already in flight when it stepped down, but it broke lower
+    assert limit.ceiling == 11 and limit.current == min(stepped, 10)
+    limit.on_overload(in_flight=13)  # higher than the knee now known: nothing new
+    assert limit.ceiling == 11
+
+
 def test_a_limit_not_in_use_does_not_grow() -> None:
     limit = AdaptiveLimit(value=6)
     for _ in range(50):

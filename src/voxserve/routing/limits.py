@@ -10,8 +10,10 @@ step down, and the next probe waits twice as long (up to 64 rounds), so a
 stable instance spends nearly all its time at its capacity. Overload below
 the ceiling means the capacity shrank: the 10 % step down again, and
 probing at the base pace. Outcomes of requests that were already in flight
-when it stepped down are ignored: they say nothing new, and counting them
-would step down again and again. Against a GPU server that fails above
+when it stepped down do not step it down again (they would, again and
+again), but one that broke with fewer requests running than the knee was
+thought to be lowers the knee: slow start overshoots, and the first
+failure seen is not always the lowest. Against a GPU server that fails above
 some number of concurrent requests, the limit settles at that number
 without anyone tuning it — where seed 001 found "10–12" by hand.
 """
@@ -70,6 +72,10 @@ class AdaptiveLimit:
     def on_overload(self, in_flight: int = 1) -> None:
         if self._settling:
             self._settling -= 1
+            if self.ceiling is not None and in_flight < self.ceiling:
+                # it broke with fewer running than the knee was thought to be: lower the knee, no new step
+                self.ceiling = float(in_flight)
+                self.value = min(self.value, float(max(self.minimum, in_flight - 1)))
             return
         # it broke with ``in_flight`` requests running: that, not the limit, is where the knee is
         if self.ceiling is not None and in_flight >= self.ceiling:  # a probe confirmed the ceiling
