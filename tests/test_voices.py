@@ -145,12 +145,15 @@ def test_library_lifecycle(voices_client: TestClient) -> None:
         ({"name": "../../etc/passwd"}, 400, "name", "is not allowed"),
         ({"name": "v_0123456789abcdef"}, 400, "name", "voice id"),
         ({"name": "x", "blend": "tone(1)+tone(2)"}, 400, "audio", "either an audio file or a blend"),
+        ({"name": "tone"}, 409, "name", "an engine's own voice"),
+        ({"name": "alloy"}, 409, "name", "an engine's own voice"),
     ],
 )
 def test_bad_voice_forms(
     voices_client: TestClient, form: dict[str, str], status: int, param: str, words: str
 ) -> None:
-    assert_error(upload(voices_client, GOOD, **form), status, "invalid_request", param, words)
+    code = "conflict" if status == 409 else "invalid_request"
+    assert_error(upload(voices_client, GOOD, **form), status, code, param, words)
 
 
 def test_a_stored_voice_is_used_by_id_or_name_everywhere(

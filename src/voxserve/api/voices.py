@@ -18,7 +18,7 @@ from voxserve.api.catalog import builtin_voices
 from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import audio_response, new_request_id
 from voxserve.api.uploads import read_upload
-from voxserve.errors import InvalidRequest, UnknownVoice
+from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
 from voxserve.pipeline import SpeechRequest
 from voxserve.voices.blend import is_blend, parse_blend
 from voxserve.voices.library import check_name
@@ -45,6 +45,10 @@ async def create_voice(
 ) -> dict[str, Any]:
     """Store a cloned voice (``audio``) or a named blend (``blend``)."""
     name = check_name(name) if name is not None else None
+    if name is not None and _is_builtin(services, name):
+        raise Conflict(
+            f"{name!r} is an engine's own voice (or an alias of one); choose another name", param="name"
+        )
     if (audio is None) == (blend is None):
         raise InvalidRequest("send either an audio file or a blend formula", param="audio")
     if blend is not None:
@@ -58,6 +62,12 @@ async def create_voice(
     if not created:
         response.status_code = 200
     return voice.to_dict()
+
+
+def _is_builtin(services: Services, name: str) -> bool:
+    engines = services.pipeline.engines.values()
+    aliases = services.settings.voice_aliases
+    return name.lower() in aliases or any(engine.capabilities.voice(name) for engine in engines)
 
 
 def _blend_engine(services: Services, formula: str, engine: str | None) -> str:
