@@ -185,12 +185,13 @@ class Pipeline:
             )
         text = expand_ssml(request.input)
         library_voice = self._library_voice(request.voice)
-        engine, voice = self._engine_and_voice(request, library_voice, text)
+        cloned = library_voice is not None and library_voice.kind == "cloned"
+        reference = self.voices.reference(library_voice) if cloned and library_voice else None
+        wanted = library_voice.blend if library_voice is not None and library_voice.blend else request.voice
+        engine, voice = self._engine_and_voice(request, wanted, cloned, text)
         if require_ready and (not engine.ready or not self.normalizer.loaded):
             raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
         caps = engine.capabilities
-        cloned = library_voice is not None and library_voice.kind == "cloned"
-        reference = self.voices.reference(library_voice) if cloned and library_voice else None
         audio_format = FORMATS.get(request.response_format)
         if audio_format is None:
             raise UnsupportedValue(
@@ -257,10 +258,10 @@ class Pipeline:
         return self.voices.get(name)
 
     def _engine_and_voice(
-        self, request: SpeechRequest, library_voice: Voice | None, text: str
+        self, request: SpeechRequest, wanted: str | None, cloning: bool, text: str
     ) -> tuple[Engine, str]:
-        """The engine and its voice id: an engine voice, a blend formula, or for a clone its default."""
-        cloning = library_voice is not None and library_voice.kind == "cloned"
+        """The engine and its voice id: ``wanted`` (an engine voice or a blend formula), or for a
+        clone the engine's default (the reference carries the voice)."""
         if request.model:
             name = self.settings.model_aliases.get(request.model, request.model)
             engine = self.engines.get(name)
@@ -279,10 +280,7 @@ class Pipeline:
             candidates = [engine]
         else:
             candidates = self._capable_engines(request, cloning, text)
-        if library_voice is not None and library_voice.kind == "cloned":
-            return candidates[0], candidates[0].capabilities.default_voice
-        wanted = library_voice.blend if library_voice is not None and library_voice.blend else request.voice
-        if not wanted:
+        if cloning or not wanted:
             return candidates[0], candidates[0].capabilities.default_voice
         for engine in candidates:
             voice = self._voice_on(engine, wanted)
