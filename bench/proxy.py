@@ -1,10 +1,12 @@
 """Proxy overhead: a streaming engine reached directly, through nginx, and through voxserve.
 
-One CosyVoice stand-in streams each answer in 0.1 s chunks; requests are sent
+One CosyVoice stand-in streams each answer in 0.1 s chunks. Requests are sent
 one at a time, so the figures are latency, not throughput: the time to the
 first byte and to the last, and how much each proxy adds to the direct path.
-A bare Python pass-through (:mod:`bench.passthrough`) shows the floor of the
-HTTP stack voxserve is built on.
+The routes take turns request by request, so a slower moment of the machine
+weighs on all of them alike. A bare Python pass-through
+(:mod:`bench.passthrough`) shows the floor of the HTTP stack voxserve is
+built on.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -23,82 +28,91 @@ from bench.instances import ROOT, engine_instances, nginx, wait_listening
 from bench.server import NO_CACHE, free_port, start_server
 
 TEXT = "今天天气很好，我们一起去公园散步吧。"
+SPEECH = {"model": "cosy", "input": TEXT, "response_format": "pcm"}
+WARM_UP = 3  # requests per route that warm connections up and are not counted
 
 
 @dataclass
-class Timings:
-    path: str
-    first_byte: list[float]
-    last_byte: list[float]
+class Route:
+    """One way to the engine: its name, the request that takes it, and what it measured."""
+
+    name: str
+    url: str
+    request: dict[str, Any]
+    first_byte: list[float] = field(default_factory=list)
+    last_byte: list[float] = field(default_factory=list)
+
+    def measure(self, client: httpx.Client) -> None:
+        started = time.perf_counter()
+        with client.stream("POST", self.url, **self.request) as response:
+            response.raise_for_status()
+            chunks = response.iter_raw()
+            next(chunks)
+            self.first_byte.append(time.perf_counter() - started)
+            for _ in chunks:
+                pass
+            self.last_byte.append(time.perf_counter() - started)
 
     @staticmethod
     def p(values: list[float], q: float) -> float:
         ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
-    def row(self, direct: Timings | None) -> list[str]:
-        cells = [self.path]
-        for values, base in (
-            (self.first_byte, direct and direct.first_byte),
-            (self.last_byte, direct and direct.last_byte),
-        ):
+    def row(self, direct: Route | None) -> list[str]:
+        cells = [self.name]
+        for values, base in ((self.first_byte, direct and direct.first_byte),
+                             (self.last_byte, direct and direct.last_byte)):  # fmt: skip
+            values = values[WARM_UP:]
             p50, p99 = statistics.median(values) * 1000, self.p(values, 0.99)
-            added = f" (+{p50 - statistics.median(base) * 1000:.1f})" if base else ""
+            added = f" (+{p50 - statistics.median(base[WARM_UP:]) * 1000:.1f})" if base else ""
             cells += [f"{p50:.1f}{added}", f"{p99:.1f}"]
         return cells
 
 
-def _measure(path: str, client: httpx.Client, method: str, url: str, count: int, **kwargs: object) -> Timings:
-    first, last = [], []
-    for _ in range(count + 3):  # the first three warm connections up
-        started = time.perf_counter()
-        with client.stream(method, url, **kwargs) as response:  # type: ignore[arg-type]
-            response.raise_for_status()
-            chunks = response.iter_raw()
-            next(chunks)
-            first.append(time.perf_counter() - started)
-            for _ in chunks:
-                pass
-            last.append(time.perf_counter() - started)
-    return Timings(path, first[3:], last[3:])
+@contextmanager
+def _passthrough(upstream: str) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bench.passthrough", upstream, str(port)], cwd=ROOT)
+    try:
+        wait_listening(f"http://127.0.0.1:{port}/docs", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.kill()
+        process.wait()
 
 
-def run(count: int, seconds_per_char: float) -> list[Timings]:
+@contextmanager
+def _voxserve(upstream: str, directory: Path) -> Iterator[str]:
+    config = directory / "voxserve.toml"
+    config.write_text(
+        f'workers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\nurl = "{upstream}"\n'
+        'options = { voices = ["中文女"], sample_rate = 22050 }\n'
+    )
+    env = {"VOXSERVE_CONFIG": str(config), **NO_CACHE}
+    server = start_server(directory, directory / "voxserve.log", env)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def run(count: int, seconds_per_char: float) -> list[Route]:
+    """``count`` requests on each route, the routes in turn; the direct route comes first."""
     directory = Path(tempfile.mkdtemp(prefix="voxserve-proxy-"))
-    form = {"tts_text": TEXT, "spk_id": "中文女"}
-    with (
-        engine_instances(1, seconds_per_char=seconds_per_char) as instances,
-        httpx.Client(timeout=60) as client,
-    ):
-        ((url, _),) = instances
-        results = [_measure("direct", client, "POST", f"{url}/inference_sft", count, data=form)]
-        with nginx([url], directory) as proxy:
-            results.append(
-                _measure("nginx (seed 000)", client, "POST", f"{proxy}/inference_sft", count, data=form)
-            )
-        port = free_port()
-        command = [sys.executable, "-m", "bench.passthrough", url, str(port)]
-        passthrough = subprocess.Popen(command, cwd=ROOT)
-        try:
-            wait_listening(f"http://127.0.0.1:{port}/docs", passthrough)
-            speech = f"http://127.0.0.1:{port}/v1/audio/speech"
-            path = "bare Python pass-through"
-            results.append(_measure(path, client, "POST", speech, count, json={"input": TEXT}))
-        finally:
-            passthrough.kill()
-            passthrough.wait()
-        config = directory / "voxserve.toml"
-        config.write_text(
-            f'workers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\nurl = "{url}"\n'
-            'options = { voices = ["中文女"], sample_rate = 22050 }\n'
-        )
-        env = {"VOXSERVE_CONFIG": str(config), **NO_CACHE}
-        server = start_server(directory, directory / "voxserve.log", env)
-        try:
-            body = {"model": "cosy", "input": TEXT, "response_format": "pcm"}
-            results.append(
-                _measure("voxserve", client, "POST", f"{server.url}/v1/audio/speech", count, json=body)
-            )
-        finally:
-            server.stop()
-    return results
+    form = {"data": {"tts_text": TEXT, "spk_id": "中文女"}}
+    with ExitStack() as stack:
+        ((url, _),) = stack.enter_context(engine_instances(1, seconds_per_char=seconds_per_char))
+        proxy = stack.enter_context(nginx([url], directory))
+        bare = stack.enter_context(_passthrough(url))
+        voxserve = stack.enter_context(_voxserve(url, directory))
+        client = stack.enter_context(httpx.Client(timeout=60))
+        routes = [
+            Route("direct", f"{url}/inference_sft", form),
+            Route("nginx (seed 000)", f"{proxy}/inference_sft", form),
+            Route("bare Python pass-through", f"{bare}/v1/audio/speech", {"json": {"input": TEXT}}),
+            Route("voxserve", f"{voxserve}/v1/audio/speech", {"json": SPEECH}),
+        ]
+        for _ in range(count + WARM_UP):
+            for route in routes:
+                route.measure(client)
+    return routes

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pysbd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voxserve.text import TextNormalizer, detect_language, split_text
+from voxserve.text import TextNormalizer, detect_language, segment, split_text
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +114,30 @@ def test_language_detection(text: str, language: str) -> None:
 )
 def test_segmentation_table(text: str, limit: int, expected: list[str]) -> None:
     assert split_text(text, limit) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "今天天气很好，我们一起去公园散步吧。",
+        "Hello world",
+        "It costs 3,5 dollars and more",
+        "Read [h][ǎo] aloud, then {HH AH0 L OW1}?",
+        "“引号里的话”，然后继续说",
+    ],
+)
+def test_a_line_with_one_sentence_skips_the_splitter_with_the_same_result(
+    line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line whose only sentence mark, if any, is its last character is not given to pysbd;
+    pysbd would have returned it whole."""
+    expected = [s.strip() for s in pysbd.Segmenter(language="en", clean=False).segment(line)]
+
+    def no_splitter() -> None:
+        raise AssertionError("pysbd was asked")
+
+    monkeypatch.setattr(segment, "_sentence_splitter", no_splitter)
+    assert list(segment.sentences(line)) == expected == [line]
 
 
 def _squash(text: str) -> str:
