@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 
 import numpy as np
@@ -68,10 +68,20 @@ def make_pool(
     return Pool("cosy", instances, settings)
 
 
+StartPool = Callable[[Pool], Awaitable[Pool]]
+
+
 @pytest.fixture
-async def started() -> AsyncIterator[list[Pool]]:
+async def start() -> AsyncIterator[StartPool]:
+    """Loads a pool for a test and closes it after."""
     pools: list[Pool] = []
-    yield pools
+
+    async def load(pool: Pool) -> Pool:
+        await pool.load()
+        pools.append(pool)
+        return pool
+
+    yield load
     for pool in pools:
         await pool.close()
 
@@ -81,44 +91,37 @@ async def speak(pool: Pool, text: str = "你好你好你好") -> np.ndarray:
     return np.concatenate([chunk async for chunk in pool.synthesize(request)])
 
 
-async def test_least_outstanding_spreads_the_load(cluster: Cluster, started: list[Pool]) -> None:
+async def test_least_outstanding_spreads_the_load(cluster: Cluster, start: StartPool) -> None:
     for _ in range(2):
         cluster.add(seconds_per_char=0.02)
-    pool = make_pool(cluster, [FixedLimit(10), FixedLimit(10)])
-    await pool.load()
-    started.append(pool)
+    pool = await start(make_pool(cluster, [FixedLimit(10), FixedLimit(10)]))
     await asyncio.gather(*(speak(pool) for _ in range(20)))
     assert [b.served for b in cluster.behaviours] == [10, 10]
     assert [b.peak_in_flight for b in cluster.behaviours] == [10, 10]
 
 
-async def test_overload_waits_in_the_queue_instead_of_failing(cluster: Cluster, started: list[Pool]) -> None:
+async def test_overload_waits_in_the_queue_instead_of_failing(cluster: Cluster, start: StartPool) -> None:
     cluster.add(seconds_per_char=0.01, capacity=2)
-    pool = make_pool(cluster, [FixedLimit(2)])
-    await pool.load()
-    started.append(pool)
+    pool = await start(make_pool(cluster, [FixedLimit(2)]))
     results = await asyncio.gather(*(speak(pool) for _ in range(12)))
     assert len(results) == 12 and all(r.size for r in results)
     assert cluster.behaviours[0].peak_in_flight == 2 and cluster.behaviours[0].out_of_memory == 0
 
 
-async def test_a_deadline_that_cannot_be_met_is_a_clear_503(cluster: Cluster, started: list[Pool]) -> None:
+async def test_a_deadline_that_cannot_be_met_is_a_clear_503(cluster: Cluster, start: StartPool) -> None:
     cluster.add(seconds_per_char=0.2)
-    pool = make_pool(cluster, [FixedLimit(1)], settings=PoolSettings(queue_timeout=0.3, health_interval=60))
-    await pool.load()
-    started.append(pool)
+    settings = PoolSettings(queue_timeout=0.3, health_interval=60)
+    pool = await start(make_pool(cluster, [FixedLimit(1)], settings=settings))
     results = await asyncio.gather(*(speak(pool) for _ in range(3)), return_exceptions=True)
     refused = [r for r in results if isinstance(r, EngineOverloaded)]
     assert len(refused) == 2 and "stayed busy for 0.3 s" in str(refused[0])
     assert refused[0].status_code == 503
 
 
-async def test_adaptive_limit_converges_near_the_capacity(cluster: Cluster, started: list[Pool]) -> None:
+async def test_adaptive_limit_converges_near_the_capacity(cluster: Cluster, start: StartPool) -> None:
     cluster.add(seconds_per_char=0.01, capacity=8)
     limit = AdaptiveLimit(value=2)
-    pool = make_pool(cluster, [limit])
-    await pool.load()
-    started.append(pool)
+    pool = await start(make_pool(cluster, [limit]))
     samples: list[int] = []
     clients = asyncio.Semaphore(24)
 
@@ -182,12 +185,10 @@ def test_a_limit_not_in_use_does_not_grow() -> None:
     assert limit.current == 6
 
 
-async def test_ejection_and_return(cluster: Cluster, started: list[Pool]) -> None:
+async def test_ejection_and_return(cluster: Cluster, start: StartPool) -> None:
     for _ in range(2):
         cluster.add(seconds_per_char=0.005)
-    pool = make_pool(cluster, [FixedLimit(4), FixedLimit(4)])
-    await pool.load()
-    started.append(pool)
+    pool = await start(make_pool(cluster, [FixedLimit(4), FixedLimit(4)]))
     cluster.stop(0)
     await asyncio.gather(*(speak(pool) for _ in range(20)))  # none fails: retried on the other
     await asyncio.sleep(0.4)
@@ -201,13 +202,11 @@ async def test_ejection_and_return(cluster: Cluster, started: list[Pool]) -> Non
 
 
 async def test_an_answer_cut_off_part_way_resumes_elsewhere_without_a_seam(
-    cluster: Cluster, started: list[Pool]
+    cluster: Cluster, start: StartPool
 ) -> None:
     cluster.add(break_after_chunks=3)
     cluster.add()
-    pool = make_pool(cluster, [FixedLimit(1), FixedLimit(1)])
-    await pool.load()
-    started.append(pool)
+    pool = await start(make_pool(cluster, [FixedLimit(1), FixedLimit(1)]))
     text = "你好你好你好你好你好"
     request = SegmentRequest(text=text, language="zh", voice="中文女")
     received = [chunk async for chunk in pool.synthesize(request)]  # starts on the first: equal load
@@ -215,12 +214,10 @@ async def test_an_answer_cut_off_part_way_resumes_elsewhere_without_a_seam(
     assert cluster.behaviours[0].served == 0 and cluster.behaviours[1].served == 1
 
 
-async def test_backup_only_when_no_primary_is_healthy(cluster: Cluster, started: list[Pool]) -> None:
+async def test_backup_only_when_no_primary_is_healthy(cluster: Cluster, start: StartPool) -> None:
     cluster.add(seconds_per_char=0.005)
     cluster.add(seconds_per_char=0.005)
-    pool = make_pool(cluster, [FixedLimit(4), FixedLimit(4)], roles=[Role.PRIMARY, Role.BACKUP])
-    await pool.load()
-    started.append(pool)
+    pool = await start(make_pool(cluster, [FixedLimit(4), FixedLimit(4)], roles=[Role.PRIMARY, Role.BACKUP]))
     await asyncio.gather(*(speak(pool) for _ in range(10)))
     assert [b.served for b in cluster.behaviours] == [10, 0]
     cluster.stop(0)
@@ -232,11 +229,9 @@ async def test_backup_only_when_no_primary_is_healthy(cluster: Cluster, started:
     assert cluster.behaviours[1].served == 10 and cluster.behaviours[0].served == 20
 
 
-async def test_no_healthy_instance_fails_fast(cluster: Cluster, started: list[Pool]) -> None:
+async def test_no_healthy_instance_fails_fast(cluster: Cluster, start: StartPool) -> None:
     cluster.add()
-    pool = make_pool(cluster, [FixedLimit(2)])
-    await pool.load()
-    started.append(pool)
+    pool = await start(make_pool(cluster, [FixedLimit(2)]))
     cluster.stop(0)
     await asyncio.sleep(0.5)
     with pytest.raises(EngineUnavailable, match="no instance"):
@@ -251,7 +246,7 @@ def instance_processes() -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
 
 
 async def test_killing_one_of_three_instances_loses_no_request(
-    instance_processes: list[tuple[str, subprocess.Popen[bytes]]], started: list[Pool]
+    instance_processes: list[tuple[str, subprocess.Popen[bytes]]], start: StartPool
 ) -> None:
     settings = PoolSettings(health_interval=0.2, queue_timeout=60, attempts=5, retry_base=0.01)
     instances = [
@@ -263,9 +258,7 @@ async def test_killing_one_of_three_instances_loses_no_request(
         )
         for url, _ in instance_processes
     ]
-    pool = Pool("cosy", instances, settings)
-    await pool.load()
-    started.append(pool)
+    pool = await start(Pool("cosy", instances, settings))
     done = 0
     clients = asyncio.Semaphore(30)
 
@@ -283,11 +276,9 @@ async def test_killing_one_of_three_instances_loses_no_request(
     assert not pool.instances[1].healthy and pool.instances[1].errors > 0
 
 
-async def test_leaving_early_frees_the_slot_and_the_upstream(cluster: Cluster, started: list[Pool]) -> None:
+async def test_leaving_early_frees_the_slot_and_the_upstream(cluster: Cluster, start: StartPool) -> None:
     cluster.add(seconds_per_char=0.2)
-    pool = make_pool(cluster, [FixedLimit(1)])
-    await pool.load()
-    started.append(pool)
+    pool = await start(make_pool(cluster, [FixedLimit(1)]))
     stream = pool.synthesize(SegmentRequest(text="你好你好", language="zh", voice="中文女"))
     task = asyncio.create_task(anext(stream))
     while cluster.behaviours[0].in_flight == 0:
