@@ -271,12 +271,8 @@ class Pipeline:
                     f"model {request.model!r} does not exist; available: {', '.join(known)}",
                     param="model",
                 )
-            if cloning and not engine.capabilities.cloning:
-                raise CapabilityMissing(
-                    f"engine {engine.name!r} cannot clone voices from reference audio; "
-                    "use an engine with cloning",
-                    param="voice",
-                )
+            if cloning:
+                self.require_cloning(request.model, "voice")
             candidates = [engine]
         else:
             candidates = self._capable_engines(request, cloning, text)
