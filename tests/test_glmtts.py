@@ -19,7 +19,7 @@ from voxserve.config import EngineSettings
 from voxserve.engines import Engine, SegmentRequest
 from voxserve.engines.glmtts import GlmTtsEngine
 from voxserve.engines.registry import build_engine
-from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
+from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable, UnsupportedValue
 from voxserve.routing import Pool
 
 SCRIPT = Path(__file__).parent / "servers" / "glmtts_cli.py"
@@ -172,3 +172,12 @@ async def test_a_cloned_voice_is_the_prompt(engine: GlmTtsEngine, record: Path, 
     prompt = Path(json.loads(record.read_text())["prompt_audio"])
     assert prompt == library.audio_path(voice)
     assert decode(prompt.read_bytes()).sample_rate == 24000
+
+
+@pytest.mark.parametrize("gpus", [[], [0, 1]])
+def test_an_option_the_engine_does_not_take_is_named(tmp_path: Path, gpus: list[int]) -> None:
+    options = {"command": [sys.executable, str(SCRIPT)], "colour": "blue", "gpus": gpus}
+    config = EngineSettings(name="glm", kind="glmtts", options=options)
+    with pytest.raises(UnsupportedValue, match=r"engine 'glm'.*colour") as raised:
+        build_engine(config, ThreadPoolExecutor(1), tmp_path)
+    assert raised.value.param == "engines.options"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 from voxserve.config import EngineSettings
 from voxserve.engines.base import Engine
@@ -19,6 +22,7 @@ from voxserve.engines.remote import RemoteEngine, default_client
 from voxserve.errors import UnsupportedValue
 from voxserve.routing import AdaptiveLimit, FixedLimit, Instance, Pool, PoolSettings, Role
 
+T = TypeVar("T")
 KINDS = ("kokoro", "hibari", "cosyvoice", "emotivoice", "openai", "glmtts", "fake")
 REMOTE: dict[str, type[RemoteEngine]] = {
     "cosyvoice": CosyVoiceEngine,
@@ -57,21 +61,25 @@ def build_engine(config: EngineSettings, executor: Executor, data_dir: Path) -> 
     )
 
 
+def _construct(name: str, make: Callable[..., T], options: Mapping[str, Any]) -> T:
+    """``make(**options)``, where options the engine does not take are a clear error naming them."""
+    try:
+        return make(**options)
+    except TypeError as exc:
+        raise UnsupportedValue(f"engine {name!r}: {exc}", param="engines.options") from exc
+
+
 def build_glmtts(config: EngineSettings, data_dir: Path) -> Engine:
     """One GLM-TTS command line, or with ``options.gpus`` one per GPU in a pool (each serial)."""
     options = dict(config.options)
     gpus = [str(gpu) for gpu in options.pop("gpus", [])]
 
     def one(gpu: str | None) -> GlmTtsEngine:
-        try:
-            return GlmTtsEngine(
-                config.name,
-                work_dir=data_dir / "glmtts" / config.name,
-                environment={"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None,
-                **options,
-            )
-        except TypeError as exc:
-            raise UnsupportedValue(f"engine {config.name!r}: {exc}", param="engines.options") from exc
+        environment = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else None
+        make = partial(
+            GlmTtsEngine, config.name, work_dir=data_dir / "glmtts" / config.name, environment=environment
+        )
+        return _construct(config.name, make, options)
 
     if not gpus:
         return one(None)
@@ -98,12 +106,8 @@ def build_pool(config: EngineSettings) -> Pool:
         )
 
     def instance(url: str, role: Role) -> Instance:
-        try:
-            engine = REMOTE[config.kind](
-                config.name, default_client(url, config.read_timeout), **config.options
-            )
-        except TypeError as exc:
-            raise UnsupportedValue(f"engine {config.name!r}: {exc}", param="engines.options") from exc
+        client = default_client(url, config.read_timeout)
+        engine = _construct(config.name, partial(REMOTE[config.kind], config.name, client), config.options)
         fixed = config.fixed_concurrency
         limit = FixedLimit(fixed) if fixed else AdaptiveLimit()
         return Instance(engine, url, role, limit, config.failures_to_eject, config.successes_to_return)
