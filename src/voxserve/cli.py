@@ -20,6 +20,7 @@ from rich.table import Table
 
 from voxserve.api.services import Services
 from voxserve.audio import FORMATS
+from voxserve.audio.finalize import finalize_header
 from voxserve.client.jobs_cli import DEFAULT_URL, UrlOption, jobs_app, request
 from voxserve.config import Settings, load_settings
 from voxserve.errors import VoxserveError
@@ -90,10 +91,12 @@ async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> St
     services = Services.build(settings)
     try:
         await services.load()
-        plan = services.pipeline.plan(request)
+        plan = await services.pipeline.plan_in_thread(request)
         stats = Stats(chars=plan.chars)
         async for chunk in services.pipeline.encode(plan, stats):
             sink.write(chunk)
+        if sink.seekable():  # a file, not a pipe: its header gets the real lengths
+            finalize_header(sink, plan.audio_format.name, stats.encoded_samples)
         return stats
     finally:
         await services.close()

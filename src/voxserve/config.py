@@ -62,7 +62,9 @@ class EngineSettings(BaseModel):
         default=None, description="per instance; 'auto' (remote default) finds it from latency and errors"
     )
     read_timeout: float = Field(default=300.0, gt=0, description="seconds a remote engine may stay silent")
-    queue_timeout: float = Field(default=30.0, gt=0, description="longest wait for a free instance")
+    queue_timeout: float = Field(
+        default=30.0, gt=0, description="longest wait for a free instance (embedded: 503 busy after it)"
+    )
     max_queue: int = Field(default=1000, ge=1)
     attempts: int = Field(default=3, ge=1, le=10, description="tries per segment, on other instances")
     health_interval: float = Field(default=5.0, gt=0)
@@ -106,6 +108,9 @@ class Settings(BaseSettings):
     model_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODEL_ALIASES))
 
     max_input_chars: int = Field(default=4096, ge=1, description="limit of a synchronous request")
+    max_audio_seconds: float = Field(
+        default=1200.0, gt=0, description="audio one synchronous request may make (pauses and speed count)"
+    )
     segment_chars: int = Field(default=200, ge=20, description="longest text piece sent to an engine")
     sentence_pause: float = Field(default=0.25, ge=0, le=5)
     clause_pause: float = Field(default=0.1, ge=0, le=5)
@@ -135,11 +140,16 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=0, description="job workers inside `serve` (0: use `voxserve worker`)")
     worker_concurrency: int = Field(default=1, ge=1, description="jobs one worker runs at once")
     job_max_chars: int = Field(default=1_000_000, ge=1)
+    job_max_audio_seconds: float = Field(
+        default=86400.0, gt=0, description="audio one job may make (pauses and speed count)"
+    )
     job_max_attempts: int = Field(default=3, ge=1, le=20)
     job_lease_seconds: float = Field(default=30.0, gt=0)
     job_retry_base_seconds: float = Field(default=1.0, ge=0)
     job_retention_hours: float = Field(default=48.0, gt=0)
-    job_disk_limit_bytes: int = Field(default=20 * 1024**3, ge=0, description="refuse new jobs beyond this")
+    job_disk_limit_bytes: int = Field(
+        default=20 * 1024**3, ge=0, description="refuse new jobs, and fail running ones, beyond this"
+    )
     janitor_interval_seconds: float = Field(default=600.0, gt=0)
 
     @classmethod

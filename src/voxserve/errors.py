@@ -13,6 +13,7 @@ guess what a ``ValueError`` meant::
     │   └── UnsupportedValue (422 unsupported_value)
     │       ├── CapabilityMissing (422 capability_missing)
     │       ├── EngineRejected (422 engine_rejected)
+    │       ├── NothingToSay (422 nothing_to_say: only pauses or empty markup)
     │       └── InvalidAudio (422 invalid_audio: a reference that breaks a rule)
     ├── Forbidden (403 forbidden: a path or host outside what is allowed)
     ├── NotFound (404 not_found)
@@ -23,9 +24,12 @@ guess what a ``ValueError`` meant::
     │   ├── IdempotencyConflict (409 idempotency_conflict)
     │   └── JobNotSucceeded (409 job_not_succeeded)
     ├── PayloadTooLarge (413 input_too_large)
+    │   └── AudioTooLong (413 audio_too_long: more audio than a request may make)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InsufficientStorage (507 insufficient_storage)
+    ├── ClientGone (499 client_closed_request: hung up before the first audio; never sent)
     ├── NotReady (503 not_ready, with Retry-After)
+    │   └── Busy (503 busy: the embedded engine's queue is full or its wait too long)
     └── EngineError (502 engine_error)
         ├── EmptyAudio (502 empty_audio)
         ├── EngineUnavailable (503 engine_unavailable: refused, reset, 5xx)
@@ -76,6 +80,12 @@ class EngineRejected(UnsupportedValue):
     """The engine refused this input for good (retrying cannot help)."""
 
     code = "engine_rejected"
+
+
+class NothingToSay(UnsupportedValue):
+    """The input holds pauses or markup but no word to speak: refused rather than answered with silence."""
+
+    code = "nothing_to_say"
 
 
 class InvalidAudio(UnsupportedValue):
@@ -137,9 +147,22 @@ class PayloadTooLarge(VoxserveError):
     code = "input_too_large"
 
 
+class AudioTooLong(PayloadTooLarge):
+    """A request would make (or made) more audio than its limit: pauses and slow speeds count."""
+
+    code = "audio_too_long"
+
+
 class UnsupportedMediaType(VoxserveError):
     status_code = 415
     code = "unsupported_media_type"
+
+
+class ClientGone(VoxserveError):
+    """The client hung up while its request waited for its first audio: nothing more is made."""
+
+    status_code = 499
+    code = "client_closed_request"
 
 
 class NotReady(VoxserveError):
@@ -151,6 +174,12 @@ class NotReady(VoxserveError):
     def __init__(self, message: str, *, retry_after: int = 2, param: str | None = None) -> None:
         super().__init__(message, param=param)
         self.retry_after = retry_after
+
+
+class Busy(NotReady):
+    """Every slot of an embedded engine is taken and the wait would pass its deadline."""
+
+    code = "busy"
 
 
 class EngineError(VoxserveError):

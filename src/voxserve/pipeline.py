@@ -38,9 +38,11 @@ from voxserve.cache import SegmentCache, cache_key
 from voxserve.config import Settings
 from voxserve.engines.base import PCM, Engine, Reference, SegmentRequest
 from voxserve.errors import (
+    AudioTooLong,
     CapabilityMissing,
     EmptyAudio,
     InvalidRequest,
+    NothingToSay,
     NotReady,
     PayloadTooLarge,
     UnknownModel,
@@ -64,6 +66,12 @@ from voxserve.voices.blend import blend_parts_known, is_blend
 log = logging.getLogger(__name__)
 
 SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+#: Faster than any voice speaks at speed 1, so the planned estimate of audio is a lower bound.
+FASTEST_CHARS_PER_SECOND = {"zh": 9.0, "ja": 12.0}
+FASTEST_OTHER_CHARS_PER_SECOND = 25.0
+#: Where a request's segments wait for an engine: someone listening goes before a job.
+SPEECH_PRIORITY = 1
+JOB_PRIORITY = 0
 _LANGUAGE_NAMES = {"cmn": "zh", "chinese": "zh", "english": "en", "japanese": "ja"}
 
 
@@ -108,10 +116,22 @@ class Plan:
     engine_speed: float
     tempo: float
     ignored: tuple[str, ...]
+    max_audio_seconds: float
+    priority: int = SPEECH_PRIORITY
+    submitted: float = field(default_factory=time.monotonic)  # orders its segments in engine queues
 
     @property
     def chars(self) -> int:
         return len(self.request.input)
+
+
+def least_audio_seconds(segments: tuple[Segment, ...], speed: float) -> float:
+    """The least audio the segments can make: every pause, and speech faster than anyone speaks."""
+    total = 0.0
+    for segment in segments:
+        rate = FASTEST_CHARS_PER_SECOND.get(segment.language, FASTEST_OTHER_CHARS_PER_SECOND)
+        total += segment.pause_after + sum(c.isalnum() for c in segment.text) / rate
+    return total / speed
 
 
 @dataclass
@@ -124,6 +144,7 @@ class Stats:
     finished: float | None = None
     audio_seconds: float = 0.0
     segments_done: int = 0
+    encoded_samples: int = 0  # at the output rate, once encode() has finished
 
     @property
     def time_to_first_audio(self) -> float | None:
@@ -136,6 +157,22 @@ class Stats:
     @property
     def real_time_factor(self) -> float | None:
         return self.elapsed / self.audio_seconds if self.audio_seconds else None
+
+
+def _check_audio_limit(plan: Plan, stats: Stats) -> None:
+    """Enforced while producing: planning can only bound the audio from below."""
+    if stats.audio_seconds > plan.max_audio_seconds:
+        raise AudioTooLong(
+            f"the audio passed the limit of {plan.max_audio_seconds:g} s for one request; "
+            "split the text or raise the limit",
+            param="input",
+        )
+
+
+def _processed(parts: list[PCM], rate: int, tempo: float, pitch: float) -> PCM:
+    """A whole segment levelled, its tempo and pitch changed, and faded (milliseconds: in a thread)."""
+    audio = change_tempo_and_pitch(level(np.concatenate(parts)), rate, tempo, pitch)
+    return fade(audio, rate)
 
 
 def _language_code(value: str) -> str:
@@ -171,11 +208,19 @@ class Pipeline:
 
     # -- planning: every check, no engine time -------------------------------------------
 
-    def plan(self, request: SpeechRequest, max_chars: int | None = None, require_ready: bool = True) -> Plan:
+    def plan(
+        self,
+        request: SpeechRequest,
+        max_chars: int | None = None,
+        require_ready: bool = True,
+        max_audio_seconds: float | None = None,
+        priority: int = SPEECH_PRIORITY,
+    ) -> Plan:
         """Check a request and decide how to serve it; raises a VoxserveError if it cannot be.
 
-        ``max_chars`` replaces the synchronous limit (jobs take much longer
-        texts); a job may also be planned while engines still load.
+        ``max_chars`` and ``max_audio_seconds`` replace the synchronous limits
+        (jobs take much longer texts); a job may also be planned while engines
+        still load. Blocking work (a long text takes seconds): call it in a thread.
         """
         self._check_input(request.input, max_chars)
         if request.language and _language_code(request.language) not in SUPPORTED:
@@ -199,7 +244,7 @@ class Pipeline:
                 f"choose one of {', '.join(FORMATS)}",
                 param="response_format",
             )
-        wanted_rate = request.sample_rate or caps.sample_rate
+        wanted_rate = caps.sample_rate if request.sample_rate is None else request.sample_rate
         if wanted_rate not in SAMPLE_RATES:
             raise UnsupportedValue(
                 f"sample_rate {wanted_rate} is not supported; choose one of "
@@ -207,6 +252,18 @@ class Pipeline:
                 param="sample_rate",
             )
         segments = tuple(self._segments(request, text, engine))
+        if not segments:
+            raise NothingToSay(
+                "input has pauses or markup but no words to speak; give some text", param="input"
+            )
+        audio_limit = max_audio_seconds or self.settings.max_audio_seconds
+        least = least_audio_seconds(segments, request.speed)
+        if least > audio_limit:
+            raise AudioTooLong(
+                f"input would make at least {least:.0f} s of audio (pauses and speed count); "
+                f"the limit is {audio_limit:g} s",
+                param="input",
+            )
         low, high = caps.native_speed
         engine_speed = min(max(request.speed, low), high)
         return Plan(
@@ -220,6 +277,8 @@ class Pipeline:
             engine_speed=engine_speed,
             tempo=request.speed / engine_speed,
             ignored=self._ignored_options(request, engine, text),
+            max_audio_seconds=audio_limit,
+            priority=priority,
         )
 
     def _check_input(self, text: str, max_chars: int | None) -> None:
@@ -420,10 +479,12 @@ class Pipeline:
                         stats.first_audio = time.perf_counter()
                         self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
                     stats.audio_seconds += chunk.size / rate
+                    _check_audio_limit(plan, stats)
                     yield index, chunk, False
                 pause = silence(segment.pause_after / plan.request.speed, rate)
                 stats.segments_done += 1
                 stats.audio_seconds += pause.size / rate
+                _check_audio_limit(plan, stats)
                 yield index, pause, True
             self.metrics.requests.labels(engine.name, "ok").inc()
         except BaseException as exc:
@@ -476,6 +537,8 @@ class Pipeline:
                 emotion=plan.request.emotion,
                 instructions=plan.request.instructions,
                 reference=plan.reference,
+                priority=plan.priority,
+                submitted=plan.submitted,
             )
             for piece in fit(text if engine.capabilities.markup else strip_marks(text), limit)
         ]
@@ -495,9 +558,7 @@ class Pipeline:
         parts = [chunk async for chunk in chunks]
         if not parts:
             raise EmptyAudio(f"engine {engine.name!r} returned no audio for {segment.text[:60]!r}")
-        audio = level(np.concatenate(parts))
-        audio = change_tempo_and_pitch(audio, rate, plan.tempo, plan.request.pitch)
-        yield fade(audio, rate)
+        yield await asyncio.to_thread(_processed, parts, rate, plan.tempo, plan.request.pitch)
 
     async def _engine_chunks(
         self, engine: Engine, requests: list[SegmentRequest], cache_mode: str
@@ -507,7 +568,7 @@ class Pipeline:
         for request in requests:
             key = cache_key(engine.name, engine.capabilities.sample_rate, request) if cache else None
             if cache and key and cache_mode == "use":
-                cached = cache.get(key)
+                cached = await asyncio.to_thread(cache.get, key)
                 self.metrics.cache_lookups.labels(engine.name, "miss" if cached is None else "hit").inc()
                 if cached is not None:
                     yield cached
@@ -519,16 +580,21 @@ class Pipeline:
                     yield chunk
             self.metrics.segments.labels(engine.name).inc()
             if cache and key and made:
-                cache.put(key, np.concatenate(made))
+                await asyncio.to_thread(cache.put, key, np.concatenate(made))
                 self.metrics.cache_bytes.set(cache.size)
+
+    async def plan_in_thread(self, request: SpeechRequest) -> Plan:
+        """``plan`` for a request someone waits on, off the event loop (4,096 characters: ~40 ms)."""
+        return await asyncio.to_thread(self.plan, request)
 
     async def encode(self, plan: Plan, stats: Stats) -> AsyncGenerator[bytes, None]:
         """Encoded bytes of the plan's audio, chunk by chunk as segments finish."""
         encoder = StreamEncoder(plan.audio_format, plan.engine.capabilities.sample_rate, plan.output_rate)
         async for audio in self.pcm(plan, stats):
-            data = encoder.write(audio)
+            data = await asyncio.to_thread(encoder.write, audio)
             if data:
                 yield data
-        tail = encoder.finish()
+        tail = await asyncio.to_thread(encoder.finish)
+        stats.encoded_samples = encoder.samples
         if tail:
             yield tail

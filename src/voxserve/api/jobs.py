@@ -7,24 +7,27 @@ WebSocket. A job's audio is the same pipeline's output, written to storage.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
 
-import numpy as np
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
 from voxserve.api.schemas import JobBody, cache_mode, json_schema_body, parse_json
 from voxserve.api.services import Services, get_services
-from voxserve.audio import FORMATS, AudioFormat, StreamEncoder
+from voxserve.audio import FORMATS, AudioFormat
 from voxserve.errors import JobNotSucceeded
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
+from voxserve.jobs.writer import stream_path
 
 router = APIRouter()
-READ_BLOCK = 96000  # bytes of PCM encoded per step while following a running job
+READ_BLOCK = 64 * 1024  # bytes read per step while following a running job
 WATCH_INTERVAL = 0.25
 
 
@@ -156,37 +159,39 @@ async def job_audio(job_id: str, services: Annotated[Services, Depends(get_servi
 
 
 async def _follow(services: Services, job: Job, audio_format: AudioFormat) -> AsyncIterator[bytes]:
-    """Encode the job's PCM as its finished segments land; end when the job ends.
+    """The job's encoded stream as the worker writes it, then the rest until the job ends.
 
-    The PCM file is opened once: if the job finishes and the worker removes
-    the file meanwhile, the open handle still reads it to the end.
+    The worker encodes each segment once, as it finishes; a listener only
+    reads bytes (in a thread), so a listener joining at hour three costs a
+    file read, not three hours of encoding on the event loop. The file is
+    opened once: when the job succeeds it is renamed, not copied, and the
+    open handle reads on to its end.
     """
-    encoder = StreamEncoder(audio_format, job.sample_rate, job.output_rate)
-    pcm_path = services.files.pcm(job.id)
-    source = None
-    offset = 0
+    directory = services.files.root / job.id
+    paths = (
+        stream_path(directory, audio_format),
+        services.files.output(job.id, job.name, audio_format.extension),
+    )
+    source: BinaryIO | None = None
     try:
         async for snapshot in services.store.watch(job.id, WATCH_INTERVAL):
-            if source is None and pcm_path.exists():
-                source = open(pcm_path, "rb")  # noqa: SIM115 - held across awaits, closed in finally
             if source is None:
-                if snapshot.status is JobStatus.SUCCEEDED:  # ended before we could follow it
-                    path = services.files.output(job.id, job.name, audio_format.extension)
-                    yield path.read_bytes()
-                    return
-                continue
-            while offset < snapshot.progress.bytes_done:
-                block = source.read(min(READ_BLOCK, snapshot.progress.bytes_done - offset))
-                if not block:
-                    break
-                offset += len(block)
-                data = encoder.write(np.frombuffer(block, "<i2").astype(np.float32) / 32768.0)
-                if data:
-                    yield data
-        yield encoder.finish()
+                source = await asyncio.to_thread(_open_first, paths)
+            if source is not None:
+                while block := await asyncio.to_thread(source.read, READ_BLOCK):
+                    yield block
+            if snapshot.terminal:
+                return
     finally:
         if source is not None:
             source.close()
+
+
+def _open_first(paths: tuple[Path, ...]) -> BinaryIO | None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            return open(path, "rb")
+    return None
 
 
 def _event(job: Job) -> bytes:

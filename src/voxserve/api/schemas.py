@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voxserve.api.errors import from_validation_errors
 from voxserve.errors import UnsupportedMediaType
-from voxserve.pipeline import SpeechRequest
+from voxserve.pipeline import SAMPLE_RATES, SpeechRequest
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -27,19 +27,24 @@ class SpeechFields(BaseModel):
     Unknown fields are refused, as OpenAI does, naming the field.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     input: str = Field(description="The text to speak.")
     model: str | None = Field(default=None, description="Engine, or an OpenAI model name mapped onto one.")
     voice: str | VoiceRef | None = Field(default=None, description="A voice id or an OpenAI voice name.")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    speed: float = Field(default=1.0, ge=0.25, le=4.0, strict=True)
     instructions: str | None = Field(default=None, max_length=4096)
     language: str | None = Field(default=None, max_length=16, description="en, zh or ja; detected if absent")
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    pitch: float = Field(default=0.0, ge=-12.0, le=12.0, description="semitones")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, strict=True)
+    pitch: float = Field(default=0.0, ge=-12.0, le=12.0, strict=True, description="semitones")
     emotion: str | None = Field(default=None, max_length=64)
-    sample_rate: int | None = Field(default=None, description="output sample rate in Hz")
+    sample_rate: int | None = Field(
+        default=None,
+        gt=0,
+        strict=True,
+        description=f"output sample rate in Hz: {', '.join(map(str, SAMPLE_RATES))}",
+    )
 
     def to_request(self, cache: str = "use") -> SpeechRequest:
         voice = self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
@@ -68,12 +73,12 @@ class SpeechBody(SpeechFields):
 class JobBody(SpeechFields):
     """``POST /v1/jobs``: a speech request plus how to schedule it and name its file."""
 
-    priority: int = Field(default=0, ge=0, le=9, description="9 runs first")
+    priority: int = Field(default=0, ge=0, le=9, strict=True, description="9 runs first")
     run_at: datetime | None = Field(default=None, description="not before this time (ISO 8601 or Unix time)")
     name: str | None = Field(default=None, description="output file name, without extension")
     task_id: str | None = Field(default=None, description="alias of name, as the seed clients call it")
     metadata: dict[str, Any] = Field(default_factory=dict, description="kept with the job, up to 4 KB")
-    max_attempts: int | None = Field(default=None, ge=1, le=20)
+    max_attempts: int | None = Field(default=None, ge=1, le=20, strict=True)
 
 
 async def parse_json(request: Request, model: type[Body]) -> Body:

@@ -87,6 +87,8 @@ class Services:
             lease_seconds=s.job_lease_seconds,
             concurrency=s.worker_concurrency,
             max_chars=s.job_max_chars,
+            max_audio_seconds=s.job_max_audio_seconds,
+            disk_limit_bytes=s.job_disk_limit_bytes,
             retry_base=s.job_retry_base_seconds,
         )
 
@@ -187,7 +189,11 @@ class Services:
         """Check a job fully, then store it; (job, created). Nothing unchecked is ever queued."""
         # A book takes seconds to segment: off the event loop, so other requests keep flowing.
         plan = await asyncio.to_thread(
-            self.pipeline.plan, request, max_chars=self.settings.job_max_chars, require_ready=False
+            self.pipeline.plan,
+            request,
+            max_chars=self.settings.job_max_chars,
+            require_ready=False,
+            max_audio_seconds=self.settings.job_max_audio_seconds,
         )
         fields = {"request": request.__dict__, "name": name, "priority": priority, "metadata": metadata}
         parameters = {key: value for key, value in request.__dict__.items() if key != "input"}
@@ -195,7 +201,7 @@ class Services:
         metadata = metadata or {}
         if len(repr(metadata)) > METADATA_LIMIT:
             raise InvalidRequest(f"metadata is over the limit of {METADATA_LIMIT} bytes", param="metadata")
-        usage, limit = self.files.usage(), self.settings.job_disk_limit_bytes
+        usage, limit = await asyncio.to_thread(self.files.usage), self.settings.job_disk_limit_bytes
         if usage >= limit:
             raise InsufficientStorage(
                 f"job storage holds {usage} bytes, at its limit of {limit}; "

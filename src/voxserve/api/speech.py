@@ -25,14 +25,15 @@ async def speech_body(request: Request) -> SpeechBody:
     responses={200: {"content": {"audio/mpeg": {}, "text/event-stream": {}}}},
 )
 async def create_speech(
+    request: Request,
     body: Annotated[SpeechBody, Depends(speech_body)],
     services: Annotated[Services, Depends(get_services)],
     cache: Annotated[str, Depends(cache_mode)],
 ) -> StreamingResponse:
     """Speak ``input``; the body streams while later segments are still being made."""
     pipeline = services.pipeline
-    plan = pipeline.plan(body.to_request(cache))
+    plan = await pipeline.plan_in_thread(body.to_request(cache))
     request_id = new_request_id()
     if body.stream_format == "sse":
-        return await sse_response(pipeline, plan, request_id)
-    return await audio_response(pipeline, plan, request_id)
+        return await sse_response(pipeline, plan, request, request_id)
+    return await audio_response(pipeline, plan, request, request_id)

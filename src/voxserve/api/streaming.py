@@ -5,7 +5,13 @@ out with the first encoded bytes, so everything that fails before the first
 segment is done (an engine that is down, an empty result) is an ordinary
 JSON error with the right status. A failure after that can only end the
 stream: the audio body is cut (the client sees an incomplete response), the
-SSE stream sends an ``error`` event.
+SSE stream sends an ``error`` event. A client that hangs up while its first
+segment still waits for the engine is noticed at once: its request leaves
+the engine's line and costs no synthesis.
+
+A third sink, :func:`file_response`, answers with the whole file (``/tts``
+WAV downloads, which clients save as they are): its header then carries
+the real lengths.
 """
 
 from __future__ import annotations
@@ -14,14 +20,21 @@ import asyncio
 import base64
 import json
 import logging
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from typing import IO
 from urllib.parse import quote
 
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from voxserve.errors import VoxserveError
+from voxserve.audio.finalize import finalize_header
+from voxserve.errors import ClientGone, VoxserveError
 from voxserve.pipeline import Pipeline, Plan, Stats
+
+SPOOL_BYTES = 8 * 1024 * 1024  # a whole-file answer stays in memory up to this, then goes to disk
+READ_BLOCK = 64 * 1024
 
 log = logging.getLogger("voxserve.requests")
 
@@ -64,14 +77,40 @@ def _log_line(request_id: str, plan: Plan, stats: Stats, outcome: str) -> None:
     )
 
 
-async def _started(pipeline: Pipeline, plan: Plan, request_id: str) -> AsyncIterator[bytes]:
+async def _until_disconnected(request: Request) -> None:
+    """Return when the client hangs up (its body is read already: the next message says so)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        continue
+
+
+async def _first_or_gone(chunks: AsyncIterator[bytes], request: Request) -> bytes:
+    """The first chunk, unless the client leaves before it exists (then ClientGone)."""
+    first = asyncio.ensure_future(anext(chunks))
+    gone = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({first, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not first.done():
+            first.cancel()
+    try:
+        return await first
+    except asyncio.CancelledError:
+        if gone.done() and not gone.cancelled():
+            raise ClientGone("the client hung up before its first audio") from None
+        raise
+
+
+async def _started(
+    pipeline: Pipeline, plan: Plan, request_id: str, request: Request, stats: Stats | None = None
+) -> AsyncIterator[bytes]:
     """The encoded stream, already run up to its first bytes; logs one line when it ends."""
-    stats = Stats(chars=plan.chars)
+    stats = stats or Stats(chars=plan.chars)
     chunks = pipeline.encode(plan, stats)
     try:
-        first = await anext(chunks)
-    except BaseException:
-        _log_line(request_id, plan, stats, "failed")
+        first = await _first_or_gone(chunks, request)
+    except BaseException as exc:
+        _log_line(request_id, plan, stats, "disconnected" if isinstance(exc, ClientGone) else "failed")
         await chunks.aclose()
         raise
 
@@ -93,23 +132,64 @@ async def _started(pipeline: Pipeline, plan: Plan, request_id: str) -> AsyncIter
 
 
 async def audio_response(
-    pipeline: Pipeline, plan: Plan, request_id: str, filename: str | None = None
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, filename: str | None = None
 ) -> StreamingResponse:
     """The audio itself as the response body, streamed as it is made."""
     headers = response_headers(plan, request_id)
     if filename:
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    body = await _started(pipeline, plan, request_id)
+    body = await _started(pipeline, plan, request_id, request)
     return StreamingResponse(body, media_type=plan.audio_format.content_type, headers=headers)
+
+
+async def file_response(
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, filename: str
+) -> StreamingResponse:
+    """The whole file, made before answering, with its real lengths in the header and Content-Length.
+
+    Spooled in memory up to :data:`SPOOL_BYTES`, then on disk: the audio
+    limit of a request bounds it either way.
+    """
+    stats = Stats(chars=plan.chars)
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the body
+    try:
+        async for chunk in await _started(pipeline, plan, request_id, request, stats):
+            await asyncio.to_thread(spool.write, chunk)
+        size = await asyncio.to_thread(_finalized, spool, plan.audio_format.name, stats.encoded_samples)
+    except BaseException:
+        spool.close()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            while block := await asyncio.to_thread(spool.read, READ_BLOCK):
+                yield block
+        finally:
+            spool.close()
+
+    headers = response_headers(plan, request_id)
+    headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(body(), media_type=plan.audio_format.content_type, headers=headers)
+
+
+def _finalized(spool: IO[bytes], format_name: str, samples: int) -> int:
+    """Patch the header of the spooled file; its size, with the file rewound for reading."""
+    finalize_header(spool, format_name, samples)  # type: ignore[arg-type]  # a spooled file is a BinaryIO
+    size = spool.seek(0, 2)
+    spool.seek(0)
+    return size
 
 
 def _event(payload: dict[str, object]) -> bytes:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
 
-async def sse_response(pipeline: Pipeline, plan: Plan, request_id: str) -> StreamingResponse:
+async def sse_response(
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str
+) -> StreamingResponse:
     """OpenAI's ``stream_format: sse``: base64 audio in ``speech.audio.delta`` events, then ``done``."""
-    chunks = await _started(pipeline, plan, request_id)
+    chunks = await _started(pipeline, plan, request_id, request)
 
     async def events() -> AsyncIterator[bytes]:
         try:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from voxserve.api.schemas import cache_mode
 from voxserve.api.services import Services, get_services
-from voxserve.api.streaming import audio_response, new_request_id
+from voxserve.api.streaming import file_response, new_request_id
 from voxserve.api.uploads import read_upload
+from voxserve.errors import UnsupportedMediaType
 from voxserve.pipeline import SpeechRequest
 
 router = APIRouter()
@@ -29,16 +30,31 @@ router = APIRouter()
 #: The seeds' format names, as voxserve's.
 OUTPUT_FORMATS = {"wav": "wav", "mp3": "mp3", "ogg": "opus"}
 TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
-@router.post("/tts", response_class=StreamingResponse, responses={200: {"content": {"audio/wav": {}}}})
+async def form_data(
+    content_type: Annotated[str | None, Header(alias="Content-Type", include_in_schema=False)] = None,
+) -> None:
+    """``/tts`` reads form fields, as the EmotiVoice/CosyVoice clients send them: a JSON body is a 415."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind not in FORM_TYPES:
+        raise UnsupportedMediaType(
+            f"/tts takes form data (multipart/form-data or application/x-www-form-urlencoded), got "
+            f"{kind or 'no Content-Type'!r}; for JSON use POST /v1/audio/speech",
+            param="Content-Type",
+        )
+
+
+@router.post("/tts", response_class=StreamingResponse, dependencies=[Depends(form_data)])
 async def tts(
+    http: Request,
     services: Annotated[Services, Depends(get_services)],
     cache: Annotated[str, Depends(cache_mode)],
     text: Annotated[str, Form(description="The text to speak.")],
     emotion: Annotated[str | None, Form(max_length=64)] = None,
-    speed: Annotated[float, Form(ge=0.25, le=4.0)] = 1.0,
-    pitch: Annotated[float, Form(ge=-12.0, le=12.0, description="semitones")] = 0.0,
+    speed: Annotated[float, Form(ge=0.25, le=4.0, allow_inf_nan=False)] = 1.0,
+    pitch: Annotated[float, Form(ge=-12.0, le=12.0, allow_inf_nan=False, description="semitones")] = 0.0,
     output_format: Annotated[Literal["wav", "mp3", "ogg"], Form()] = "wav",
     seed: Annotated[int | None, Form(ge=0, le=2**32 - 1)] = None,
     task_id: Annotated[str | None, Form(pattern=TASK_ID_PATTERN)] = None,
@@ -50,7 +66,11 @@ async def tts(
         UploadFile | str | None, File(description="a recording to clone, or a library voice's id or name")
     ] = None,
 ) -> StreamingResponse:
-    """Speak ``text`` and answer with the audio file (``{task_id}.wav`` when a task id is given)."""
+    """Speak ``text`` and answer with the whole audio file (``{task_id}.wav`` when a task id is given).
+
+    Made before the answer starts, so it has a Content-Length and a WAV's
+    header carries its real lengths: these clients save the body as it is.
+    """
     if isinstance(reference_audio, str):  # a voice already in the library
         voice = services.voices.require(reference_audio, "reference_audio").id
     elif reference_audio is not None:
@@ -72,7 +92,7 @@ async def tts(
         emotion=emotion,
         cache=cache,
     )
-    plan = services.pipeline.plan(request)
+    plan = await services.pipeline.plan_in_thread(request)
     request_id = new_request_id()
     filename = f"{task_id or request_id}.{output_format}"
-    return await audio_response(services.pipeline, plan, request_id, filename=filename)
+    return await file_response(services.pipeline, plan, http, request_id, filename)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
 from voxserve.api.catalog import builtin_voices
@@ -125,6 +125,7 @@ async def voice_audio(voice_id: str, services: Annotated[Services, Depends(get_s
 
 @router.get("/v1/voices/{voice_id}/preview", response_class=StreamingResponse)
 async def preview_voice(
+    http: Request,
     voice_id: str,
     services: Annotated[Services, Depends(get_services)],
     text: Annotated[str | None, Query(max_length=200)] = None,
@@ -140,5 +141,5 @@ async def preview_voice(
         model=voice.engine if voice and voice.engine else None,
         response_format=response_format,
     )
-    plan = services.pipeline.plan(request)
-    return await audio_response(services.pipeline, plan, new_request_id())
+    plan = await services.pipeline.plan_in_thread(request)
+    return await audio_response(services.pipeline, plan, http, new_request_id())

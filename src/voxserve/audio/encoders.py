@@ -11,6 +11,8 @@ quirks handled here:
 - WAV cannot be patched afterwards, so its RIFF and data sizes are
   0xFFFFFFFF ("unknown"), which decoders accept for streams.
 - FLAC's STREAMINFO cannot be rewritten at the end; it carries no totals.
+  A whole file written to disk gets both afterwards
+  (:func:`voxserve.audio.finalize.finalize_header`, from ``samples``).
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class StreamEncoder:
             else None
         )
         self._sink = _ByteSink()
+        self.samples = 0  # encoded so far, at the output rate: what a finished file's header declares
         self._container: av.container.OutputContainer | None = None
         self._stream: av.audio.stream.AudioStream | None = None
         if audio_format.container is not None:
@@ -128,6 +131,7 @@ class StreamEncoder:
         return data + self._sink.drain()
 
     def _encode(self, frames: list[av.AudioFrame]) -> bytes:
+        self.samples += sum(frame.samples for frame in frames)
         if self._stream is None or self._container is None:
             return b"".join(to_s16le(f.to_ndarray().reshape(-1).astype(np.float32)) for f in frames)
         for frame in frames:

@@ -81,6 +81,10 @@ class SegmentRequest:
     emotion: str | None = None
     instructions: str | None = None
     reference: Reference | None = None
+    #: Where the segment waits for an engine slot: higher priority first (speech before jobs),
+    #: then the request that started first (loop time), so a stream under way is not overtaken.
+    priority: int = 0
+    submitted: float = 0.0
 
 
 @runtime_checkable

@@ -2,8 +2,12 @@
 
 Models are blocking CPU work. They run in a thread pool that the application
 sizes to the machine's cores, never on the event loop, and each engine bounds
-how many of its calls run at once. A segment is the unit of work, so a
-cancelled request stops before its next segment.
+how many of its calls run at once. Segments beyond that wait in line, in
+order (:class:`~voxserve.routing.admission.AdmissionQueue`, as in remote
+pools), for at most ``Waiting.timeout`` seconds: then 503 ``busy`` with
+Retry-After, instead of a client left without headers for minutes. A segment
+is the unit of work, so a cancelled request stops before its next segment,
+and one still waiting in line costs nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +17,21 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
+from dataclasses import dataclass
 
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest
-from voxserve.errors import EngineError, NotReady
+from voxserve.errors import Busy, EngineError, NotReady
+from voxserve.routing.admission import AdmissionQueue, QueueFull, WaitTimeout
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """How long, and how many, segments may wait for a slot (an engine's ``queue_timeout``, ``max_queue``)."""
+
+    timeout: float = 30.0
+    max_queue: int = 1000
 
 
 class EmbeddedEngine(ABC):
@@ -25,10 +39,15 @@ class EmbeddedEngine(ABC):
 
     name: str
 
-    def __init__(self, name: str, executor: Executor, max_concurrency: int = 1) -> None:
+    def __init__(
+        self, name: str, executor: Executor, max_concurrency: int = 1, waiting: Waiting = Waiting()
+    ) -> None:
         self.name = name
         self._executor = executor
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self._limit = max_concurrency
+        self._running = 0
+        self._waiting = waiting
+        self._line: AdmissionQueue[bool] = AdmissionQueue(waiting.max_queue, lambda _: self._release())
         self._ready = False
 
     @property
@@ -46,15 +65,36 @@ class EmbeddedEngine(ABC):
         self._ready = True
         log.info("engine %s loaded", self.name)
 
+    def _take(self) -> bool | None:
+        if self._running >= self._limit:
+            return None
+        self._running += 1
+        return True
+
+    def _release(self) -> None:
+        self._running -= 1
+        self._line.dispatch()
+
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         if not self._ready:
             raise NotReady(f"engine {self.name!r} is still loading")
-        async with self._slots:
-            loop = asyncio.get_running_loop()
-            try:
-                audio = await loop.run_in_executor(self._executor, self._render, request)
-            except (ValueError, RuntimeError) as exc:
-                raise EngineError(f"engine {self.name!r} failed: {exc}") from exc
+        timeout = self._waiting.timeout
+        try:
+            await self._line.acquire(self._take, timeout, request.priority, request.submitted)
+        except QueueFull:
+            raise Busy(
+                f"engine {self.name!r}: {self._line.waiting} segments already wait; retry shortly"
+            ) from None
+        except WaitTimeout:
+            raise Busy(f"engine {self.name!r} stayed busy for {timeout:g} s; retry shortly") from None
+        loop = asyncio.get_running_loop()
+        work = self._executor.submit(self._render, request)
+        # the slot is free when the model call ends, even if this request was canceled meanwhile
+        work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+        try:
+            audio = await asyncio.wrap_future(work)
+        except (ValueError, RuntimeError) as exc:
+            raise EngineError(f"engine {self.name!r} failed: {exc}") from exc
         yield audio
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
-from voxserve.engines.embedded import EmbeddedEngine
+from voxserve.engines.embedded import EmbeddedEngine, Waiting
 
 SAMPLE_RATE = 24000
 BUNDLED_VOICE = "heart"
@@ -21,8 +21,15 @@ BUNDLED_VOICE = "heart"
 class HibariEngine(EmbeddedEngine):
     """hibari through its own Python API; seeded noise makes output reproducible."""
 
-    def __init__(self, name: str, executor: Executor, threads: int = 1, max_concurrency: int = 2) -> None:
-        super().__init__(name, executor, max_concurrency)
+    def __init__(
+        self,
+        name: str,
+        executor: Executor,
+        threads: int = 1,
+        max_concurrency: int = 2,
+        waiting: Waiting = Waiting(),
+    ) -> None:
+        super().__init__(name, executor, max_concurrency, waiting)
         self._threads = threads
         self._model: object | None = None
         self._capabilities = Capabilities(

@@ -29,7 +29,7 @@ from kokoro_onnx import Kokoro
 from numpy.typing import NDArray
 
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
-from voxserve.engines.embedded import EmbeddedEngine
+from voxserve.engines.embedded import EmbeddedEngine, Waiting
 from voxserve.text.markup import arpabet_to_ipa, has_pronunciations, marks
 from voxserve.voices.blend import is_blend, parse_blend
 
@@ -54,8 +54,9 @@ class KokoroEngine(EmbeddedEngine):
         model_dir: Path,
         threads: int,
         max_concurrency: int = 1,
+        waiting: Waiting = Waiting(),
     ) -> None:
-        super().__init__(name, executor, max_concurrency)
+        super().__init__(name, executor, max_concurrency, waiting)
         self._model_dir = model_dir
         self._threads = threads
         self._kokoro: Kokoro | None = None

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from voxserve.config import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.cosyvoice import CosyVoiceEngine
+from voxserve.engines.embedded import Waiting
 from voxserve.engines.emotivoice import EmotiVoiceEngine
 from voxserve.engines.fake import FakeEngine
 from voxserve.engines.glmtts import GlmTtsEngine
@@ -41,6 +42,7 @@ def build_engine(config: EngineSettings, executor: Executor, data_dir: Path) -> 
             model_dir=data_dir / "models",
             threads=config.threads or cores,
             max_concurrency=config.fixed_concurrency or 1,
+            waiting=Waiting(config.queue_timeout, config.max_queue),
         )
     if config.kind == "hibari":
         return HibariEngine(
@@ -48,6 +50,7 @@ def build_engine(config: EngineSettings, executor: Executor, data_dir: Path) -> 
             executor,
             threads=config.threads or 1,
             max_concurrency=config.fixed_concurrency or cores,
+            waiting=Waiting(config.queue_timeout, config.max_queue),
         )
     if config.kind in REMOTE:
         return build_pool(config)

@@ -1,10 +1,11 @@
 """Where a job's audio lives on disk, under ``data_dir/jobs/<job id>/``.
 
 While a job runs, its audio grows in ``audio.pcm`` (s16le at the engine's
-rate), one finished segment at a time; the job's progress records the byte
-offset after the last finished segment, so a resumed job truncates the file
-there and goes on. At the end the PCM is encoded once into
-``<name>.<extension>`` and removed.
+rate) and, encoded, in ``stream.<extension>``, one finished segment at a
+time; the job's progress records the byte offset after the last finished
+segment, so a resumed job truncates the PCM there, re-encodes the stream
+from it, and goes on. At the end the stream becomes ``<name>.<extension>``
+and the PCM is removed.
 """
 
 from __future__ import annotations
@@ -64,3 +65,8 @@ class JobFiles:
             )
             self._usage = (at, total)
         return self._usage[1]
+
+    def charge(self, written: int) -> None:
+        """Count bytes just written in the cached measure, so a fast job cannot outrun it."""
+        if self._usage is not None:
+            self._usage = (self._usage[0], self._usage[1] + written)

@@ -53,6 +53,7 @@ class Progress:
     chars_total: int = 0
     audio_seconds: float = 0.0
     bytes_done: int = 0
+    finishing: bool = False  # every segment is made; the file is being closed, too late to cancel
 
 
 @dataclass
@@ -107,7 +108,7 @@ class Job:
     def from_dict(cls, data: dict[str, Any]) -> Job:
         values = dict(data)
         values["status"] = JobStatus(values["status"])
-        values["progress"] = Progress(**values["progress"])
+        values["progress"] = Progress(**values["progress"])  # a job stored before a field existed: default
         return cls(**values)
 
 

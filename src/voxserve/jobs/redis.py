@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from voxserve.jobs.models import Job, JobStatus, now
 from voxserve.jobs.store import JobStore
@@ -120,6 +121,8 @@ return 1
 
 class RedisJobStore(JobStore):
     """Jobs in Redis at ``url`` under ``prefix``."""
+
+    errors = (RedisError, OSError)
 
     def __init__(self, url: str, prefix: str = "{voxserve}", poll_interval: float = 0.5) -> None:
         super().__init__()

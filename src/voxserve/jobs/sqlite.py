@@ -69,6 +69,8 @@ def _row(job: Job) -> tuple[Any, ...]:
 class SQLiteJobStore(JobStore):
     """Jobs in ``path`` (created on first use)."""
 
+    errors = (sqlite3.Error,)
+
     def __init__(self, path: Path, poll_interval: float = 0.5) -> None:
         super().__init__()
         self.path = path

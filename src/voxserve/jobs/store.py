@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from voxserve.errors import IdempotencyConflict, JobNotFound, VoxserveError
+from voxserve.errors import Conflict, IdempotencyConflict, JobNotFound, VoxserveError
 from voxserve.jobs.models import Job, JobStatus, Progress, now
 from voxserve.signal import ChangeSignal
 
@@ -34,6 +34,9 @@ def request_hash(fields: dict[str, Any]) -> str:
 
 class JobStore(ABC):
     """Persistent jobs with leases. Subclasses: SQLite (embedded) and Redis (shared)."""
+
+    #: What the backend raises when it is unreachable or busy: workers back off and go on.
+    errors: tuple[type[Exception], ...] = ()
 
     def __init__(self) -> None:
         self._changes = ChangeSignal()
@@ -217,11 +220,22 @@ class JobStore(ABC):
         return await self._as_owner(job_id, worker_id, give_back)
 
     async def cancel(self, job_id: str) -> Job:
-        """Cancel: a queued job at once, a running one at its next segment. Ended jobs stay as they are."""
+        """Cancel: a queued job at once, a running one at its next segment. Ended jobs stay as they are.
+
+        A job whose every segment is made (``progress.finishing``) can no longer
+        be stopped: 409, rather than a ``cancel_requested`` that would be ignored.
+        The worker sets ``finishing`` through the same versioned write, so
+        exactly one of the two wins.
+        """
 
         def stop(job: Job) -> bool:
             if job.terminal or job.cancel_requested:
                 return False
+            if job.progress.finishing:
+                raise Conflict(
+                    f"job {job_id!r} has made all its audio and is finishing; it can no longer be canceled",
+                    param="id",
+                )
             if job.status is JobStatus.QUEUED:
                 job.status = JobStatus.CANCELED
                 job.finished_at = now()

@@ -1,10 +1,15 @@
 """Workers: take jobs from the store and run them through the one pipeline.
 
 A worker holds a lease on each job it runs and renews it while it works. Audio
-is appended to the job's PCM file one finished segment at a time, and
-progress (with the file's length) is saved after each, so a worker killed at
-any moment loses at most the segment it was making: whoever takes the job up
+is appended to the job's PCM file (and its encoded stream, see
+:mod:`voxserve.jobs.writer`) one finished segment at a time, and progress
+(with the file's length) is saved after each, so a worker killed at any
+moment loses at most the segment it was making: whoever takes the job up
 next truncates the file to the last saved length and continues from there.
+
+A store that fails (Redis unreachable, SQLite busy) never ends a worker: it
+logs, marks itself unhealthy (``/readyz``, ``/metrics``), backs off and goes
+on; a running job waits for the store to come back and then carries on.
 """
 
 from __future__ import annotations
@@ -15,22 +20,26 @@ import logging
 import os
 import secrets
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
+from typing import TypeVar
 
-from voxserve.audio import StreamEncoder, to_s16le
-from voxserve.errors import EngineError, NotReady, VoxserveError
+from voxserve.errors import EngineError, InsufficientStorage, NotReady, VoxserveError
 from voxserve.jobs.files import JobFiles
-from voxserve.jobs.models import Job, JobStatus, now
+from voxserve.jobs.models import Job, JobStatus, Progress, now
 from voxserve.jobs.store import JobStore
-from voxserve.pipeline import Pipeline, Plan, SpeechRequest, Stats
+from voxserve.jobs.writer import JobAudioWriter
+from voxserve.pipeline import JOB_PRIORITY, Pipeline, SpeechRequest, Stats
 from voxserve.retry import backoff
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 #: Failures worth another attempt: the engine may be back, or have memory, next time.
 RETRYABLE: tuple[type[BaseException], ...] = (EngineError, NotReady, TimeoutError, ConnectionError, OSError)
-ENCODE_BLOCK = 48000  # bytes of s16le read per step when encoding the final file (1 s at 24 kHz)
+STORE_RETRY_CAP = 5.0  # seconds between tries while the store is down
 
 
 class JobCanceled(Exception):
@@ -47,8 +56,20 @@ class WorkerSettings:
     poll_interval: float = 0.5
     concurrency: int = 1
     max_chars: int = 1_000_000
+    max_audio_seconds: float = 86400.0
+    disk_limit_bytes: int = 20 * 1024**3
     retry_base: float = 1.0
     retry_cap: float = 60.0
+
+
+@dataclass
+class WorkerHealth:
+    """What ``/readyz`` and ``/metrics`` say of a worker: whether its last store call worked."""
+
+    healthy: bool = True
+    store_errors: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
 
 
 def worker_name() -> str:
@@ -71,31 +92,80 @@ class Worker:
         self.files = files
         self.settings = settings
         self.id = worker_id or worker_name()
+        self.health = WorkerHealth()
         self._stopping = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
-        """Claim and run jobs until ``stop()``; also puts back jobs whose worker died."""
+        """Claim and run jobs until ``stop()``; also puts back jobs whose worker died.
+
+        A store error anywhere in the loop is logged and waited out with
+        backoff; the loop itself never ends on one.
+        """
         slots = asyncio.Semaphore(self.settings.concurrency)
         next_sweep = 0.0
+        failures = 0
         while not self._stopping.is_set():
-            if now() >= next_sweep:
-                await self.store.requeue_expired()
-                next_sweep = now() + self.settings.lease_seconds / 2
-            await slots.acquire()
+            try:
+                if now() >= next_sweep:
+                    await self.store.requeue_expired()
+                    next_sweep = now() + self.settings.lease_seconds / 2
+                await self._claim_one(slots)
+                failures = self._store_ok(failures)
+            except self.store.errors as exc:
+                failures += 1
+                await self._store_down(exc, failures)
+
+    async def _claim_one(self, slots: asyncio.Semaphore) -> None:
+        await slots.acquire()
+        try:
             job = (
                 None
                 if self._stopping.is_set()
                 else await self.store.claim(self.id, self.settings.lease_seconds)
             )
-            if job is None:
-                slots.release()
-                await self.store.wait_for_work(self.settings.poll_interval)
+        except BaseException:
+            slots.release()
+            raise
+        if job is None:
+            slots.release()
+            await self.store.wait_for_work(self.settings.poll_interval)
+            return
+        task = asyncio.create_task(self.process(job), name=f"job {job.id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _: slots.release())
+
+    def _store_ok(self, failures: int) -> int:
+        if not self.health.healthy:
+            log.warning("worker %s: the job store answers again", self.id)
+        self.health.healthy = True
+        return 0
+
+    async def _store_down(self, exc: Exception, failures: int) -> None:
+        """Record a store failure and wait before the next try."""
+        self.health.healthy = False
+        self.health.store_errors += 1
+        self.health.last_error = f"{type(exc).__name__}: {exc}"
+        self.health.last_error_at = time.time()
+        delay = backoff(failures, 0.2, STORE_RETRY_CAP)
+        log.warning(
+            "worker %s: job store failed (%s); retrying in %.1f s", self.id, self.health.last_error, delay
+        )
+        await asyncio.sleep(delay)
+
+    async def _persist(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A store write a running job depends on: retried until the store answers again."""
+        failures = 0
+        while True:
+            try:
+                result = await call()
+            except self.store.errors as exc:
+                failures += 1
+                await self._store_down(exc, failures)
                 continue
-            task = asyncio.create_task(self.process(job), name=f"job {job.id}")
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-            task.add_done_callback(lambda _: slots.release())
+            self._store_ok(failures)
+            return result
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop claiming; let running jobs finish within ``grace``, then hand them back."""
@@ -119,7 +189,8 @@ class Worker:
             log.warning("job %s: lease lost to another worker", job.id)
         except asyncio.CancelledError:
             if self._stopping.is_set():
-                await asyncio.shield(self.store.release(job.id, self.id))
+                with contextlib.suppress(*self.store.errors):
+                    await asyncio.shield(self.store.release(job.id, self.id))
                 log.info("job %s handed back: worker stopping", job.id)
             raise
         except Exception as exc:
@@ -128,88 +199,98 @@ class Worker:
             keeper.cancel()
 
     async def _end(self, job: Job, status: JobStatus, error: VoxserveError | None = None) -> None:
-        await asyncio.shield(self.store.finish(job.id, self.id, status, error))
+        await asyncio.shield(self._persist(lambda: self.store.finish(job.id, self.id, status, error)))
         log.info("job %s %s%s", job.id, status.value, f": {error.message}" if error else "")
 
     async def _failed(self, job: Job, exc: Exception) -> None:
         error = exc if isinstance(exc, VoxserveError) else EngineError(f"{type(exc).__name__}: {exc}")
         if isinstance(exc, RETRYABLE) and job.attempts < job.max_attempts:
             delay = backoff(job.attempts, self.settings.retry_base, self.settings.retry_cap)
-            await asyncio.shield(self.store.retry(job.id, self.id, delay, error))
+            await asyncio.shield(self._persist(lambda: self.store.retry(job.id, self.id, delay, error)))
             log.warning(
                 "job %s attempt %d failed (%s); retrying in %.1f s", job.id, job.attempts, error, delay
             )
         else:
             if not isinstance(exc, VoxserveError):
                 log.exception("job %s failed", job.id, exc_info=exc)
+            self.files.remove(job.id)  # a failed job has no audio: its partial files only take disk
             await self._end(job, JobStatus.FAILED, error)
 
     async def _keep_lease(self, job_id: str, task: asyncio.Task[object] | None) -> None:
         """Renew the lease every third of its length; stop the job if it was lost."""
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
-            if await self.store.heartbeat(job_id, self.id, self.settings.lease_seconds) is None and task:
+            try:
+                held = await self.store.heartbeat(job_id, self.id, self.settings.lease_seconds)
+            except self.store.errors as exc:
+                log.warning("job %s: lease not renewed, the store failed (%s)", job_id, exc)
+                continue
+            if held is None and task:
                 task.cancel(LeaseLost.__name__)
                 return
 
+    async def _check_disk(self, adding: int) -> None:
+        """Job storage is bounded while jobs run, not only when they are submitted."""
+        usage = await asyncio.to_thread(self.files.usage)
+        limit = self.settings.disk_limit_bytes
+        if usage + adding > limit:
+            raise InsufficientStorage(
+                f"job storage reached its limit of {limit} bytes while this job ran; "
+                "it was stopped and its partial audio removed"
+            )
+        self.files.charge(adding)
+
     async def _run(self, job: Job) -> None:
-        text = await self.store.text(job.id)
+        text = await self._persist(lambda: self.store.text(job.id))
         if text is None:
             raise LeaseLost(job.id)  # deleted while it ran
         request = SpeechRequest(input=text, **job.request)
-        plan = await asyncio.to_thread(self.pipeline.plan, request, max_chars=self.settings.max_chars)
+        plan = await asyncio.to_thread(
+            self.pipeline.plan,
+            request,
+            max_chars=self.settings.max_chars,
+            max_audio_seconds=self.settings.max_audio_seconds,
+            priority=JOB_PRIORITY,
+        )
         rate = plan.engine.capabilities.sample_rate
         progress = replace(job.progress, segments_total=len(plan.segments), chars_total=plan.chars)
-        self.files.directory(job.id)
-        pcm_path = self.files.pcm(job.id)
+        directory = self.files.directory(job.id)
+        writer = JobAudioWriter(directory, self.files.pcm(job.id), plan.audio_format, rate, plan.output_rate)
+        await asyncio.to_thread(writer.open, progress.bytes_done)
         stats = Stats(chars=plan.chars)
-        with open(pcm_path, "a+b") as sink:
-            sink.truncate(progress.bytes_done)  # drop a half-written segment from a crashed attempt
-            try:
-                async for index, audio in self.pipeline.segment_audio(
-                    plan, stats, start=progress.segments_done
-                ):
-                    data = to_s16le(audio)
-                    sink.write(data)
-                    sink.flush()
-                    os.fsync(sink.fileno())
-                    bytes_done = progress.bytes_done + len(data)
-                    progress = replace(
-                        progress,
-                        segments_done=index + 1,
-                        bytes_done=bytes_done,
-                        chars_done=min(plan.chars, progress.chars_done + len(plan.segments[index].text)),
-                        audio_seconds=bytes_done / 2 / rate,
-                    )
-                    updated = await self.store.record_progress(job.id, self.id, progress)
-                    if updated is None:
-                        raise LeaseLost(job.id)
-                    if updated.cancel_requested:
-                        raise JobCanceled(job.id)
-            except asyncio.CancelledError as exc:
-                if exc.args == (LeaseLost.__name__,):
-                    raise LeaseLost(job.id) from exc
-                raise
-        output = self.files.output(job.id, job.name, plan.audio_format.extension)
-        await asyncio.get_running_loop().run_in_executor(None, encode_file, pcm_path, output, plan)
-        pcm_path.unlink()
-        progress = replace(progress, chars_done=plan.chars)
-        if await self.store.record_progress(job.id, self.id, progress) is None:
-            raise LeaseLost(job.id)
+        try:
+            async for index, audio in self.pipeline.segment_audio(plan, stats, start=progress.segments_done):
+                await self._check_disk(audio.size * 2)
+                bytes_done = progress.bytes_done + await asyncio.to_thread(writer.append, audio)
+                progress = replace(
+                    progress,
+                    segments_done=index + 1,
+                    bytes_done=bytes_done,
+                    chars_done=min(plan.chars, progress.chars_done + len(plan.segments[index].text)),
+                    audio_seconds=bytes_done / 2 / rate,
+                    finishing=index + 1 == len(plan.segments),
+                )
+                await self._save(job, progress)
+            if not progress.finishing:  # resumed after its last segment: claim the end now
+                await self._save(job, replace(progress, finishing=True))
+            output = self.files.output(job.id, job.name, plan.audio_format.extension)
+            await asyncio.to_thread(writer.finish, output)
+        except asyncio.CancelledError as exc:
+            if exc.args == (LeaseLost.__name__,):
+                raise LeaseLost(job.id) from exc
+            raise
+        finally:
+            await asyncio.to_thread(writer.close)
+        await self._save(job, replace(progress, chars_done=plan.chars, finishing=True))
         await self._end(job, JobStatus.SUCCEEDED)
 
-
-def encode_file(pcm_path: Path, output: Path, plan: Plan) -> None:
-    """Encode the finished PCM into the requested format, a block at a time (flat memory)."""
-    import numpy as np
-
-    encoder = StreamEncoder(plan.audio_format, plan.engine.capabilities.sample_rate, plan.output_rate)
-    partial = output.with_suffix(output.suffix + ".part")
-    with open(pcm_path, "rb") as source, open(partial, "wb") as sink:
-        while block := source.read(ENCODE_BLOCK):
-            sink.write(encoder.write(np.frombuffer(block, "<i2").astype(np.float32) / 32768.0))
-        sink.write(encoder.finish())
-    partial.replace(output)
+    async def _save(self, job: Job, progress: Progress) -> None:
+        """Record progress as the lease holder; a cancel asked for before it stops the job here."""
+        updated = await self._persist(lambda: self.store.record_progress(job.id, self.id, progress))
+        if updated is None:
+            raise LeaseLost(job.id)
+        if updated.cancel_requested:
+            raise JobCanceled(job.id)
 
 
 async def run_workers(workers: list[Worker]) -> None:

@@ -8,8 +8,10 @@ for seed 001, done per request:
   is healthy;
 - each instance has a concurrency limit, fixed or adaptive
   (:class:`~voxserve.routing.limits.AdaptiveLimit`); a request above every
-  limit waits in a bounded queue, and gets 503 with Retry-After when the
-  queue is full or its deadline passes, never a hung connection;
+  limit waits in a bounded line served in order
+  (:class:`~voxserve.routing.admission.AdmissionQueue`), and gets 503 with
+  Retry-After when the line is full or its deadline passes, never a hung
+  connection;
 - audio streams through as it arrives; any failure (refused, 5xx, out of
   memory, an answer that breaks off when an instance dies) is retried on
   another instance with backoff and jitter, resuming after the samples
@@ -29,8 +31,8 @@ from dataclasses import dataclass
 from voxserve.engines.base import PCM, Capabilities, HealthChecked, SegmentRequest
 from voxserve.errors import EngineError, EngineOverloaded, EngineTimeout, EngineUnavailable
 from voxserve.retry import backoff
+from voxserve.routing.admission import AdmissionQueue, QueueFull, WaitTimeout
 from voxserve.routing.instance import Instance
-from voxserve.signal import ChangeSignal
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,7 @@ class Pool:
         self.name = name
         self.instances = list(instances)
         self.settings = settings
-        self._waiting = 0
-        self._changes = ChangeSignal()
+        self._line: AdmissionQueue[Instance] = AdmissionQueue(settings.max_queue, self._release)
         self._health_task: asyncio.Task[None] | None = None
 
     @property
@@ -99,7 +100,7 @@ class Pool:
         delivered = 0
         failed: Instance | None = None
         while True:
-            instance = await self._acquire(deadline, avoid=failed)
+            instance = await self._acquire(deadline, request, avoid=failed)
             started = time.monotonic()
             skip = delivered
             try:
@@ -122,8 +123,7 @@ class Pool:
                 instance.succeeded(time.monotonic() - started)
                 return
             finally:
-                instance.in_flight -= 1
-                self._changes.notify()
+                self._release(instance)
             failed = instance
             log.warning("engine %s at %s failed: %s", self.name, instance.url, error)
             if failures >= self.settings.attempts or loop.time() >= deadline:
@@ -138,25 +138,34 @@ class Pool:
         candidates = [i for i in candidates if i is not avoid] or candidates
         return min(candidates, key=lambda i: (i.load, i.latency_ewma or 0.0)) if candidates else None
 
-    async def _acquire(self, deadline: float, avoid: Instance | None = None) -> Instance:
-        """A slot on the best instance, waiting in the bounded queue until the deadline."""
+    def _take(self, avoid: Instance | None) -> Instance | None:
+        instance = self._pick(avoid)
+        if instance is not None:
+            instance.in_flight += 1
+        return instance
+
+    def _release(self, instance: Instance) -> None:
+        instance.in_flight -= 1
+        self._line.dispatch()
+
+    async def _acquire(
+        self, deadline: float, request: SegmentRequest, avoid: Instance | None = None
+    ) -> Instance:
+        """A slot on the best instance, waiting in line (in order) until the deadline."""
         if not any(i.healthy for i in self.instances):
             raise EngineUnavailable(f"no instance of engine {self.name!r} is healthy")
-        if self._waiting >= self.settings.max_queue:
-            raise EngineOverloaded(f"engine {self.name!r}: {self._waiting} requests already waiting")
-        loop = asyncio.get_running_loop()
-        self._waiting += 1
+        remaining = deadline - asyncio.get_running_loop().time()
         try:
-            while (instance := self._pick(avoid)) is None:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    waited = f"{self.settings.queue_timeout:g} s"
-                    raise EngineOverloaded(f"engine {self.name!r}: every instance stayed busy for {waited}")
-                await self._changes.wait(remaining)
-            instance.in_flight += 1
-            return instance
-        finally:
-            self._waiting -= 1
+            return await self._line.acquire(
+                lambda: self._take(avoid), max(0.0, remaining), request.priority, request.submitted
+            )
+        except QueueFull:
+            raise EngineOverloaded(
+                f"engine {self.name!r}: {self._line.waiting} requests already waiting"
+            ) from None
+        except WaitTimeout:
+            waited = f"{self.settings.queue_timeout:g} s"
+            raise EngineOverloaded(f"engine {self.name!r}: every instance stayed busy for {waited}") from None
 
     async def _watch_health(self) -> None:
         while True:
@@ -173,4 +182,4 @@ class Pool:
             log.warning(
                 "engine %s at %s is %s", self.name, instance.url, "back" if instance.healthy else "ejected"
             )
-            self._changes.notify()
+            self._line.dispatch()

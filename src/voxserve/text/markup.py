@@ -26,10 +26,12 @@ import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from voxserve.errors import InvalidRequest
 
 MAX_PAUSE = 10.0
+MAX_SSML_DEPTH = 32  # elements inside elements; speech markup never needs more
 PAUSE = re.compile(r"\[pause:(\d+(?:\.\d+)?)(ms|s)\]", re.IGNORECASE)
 IPA = re.compile(r"\[ipa:([^\[\]]{1,200})\]")
 BRACKETS = re.compile(r"(?:\[[A-Za-z\u00c0-\u024f]{1,6}[0-5]?\])+")
@@ -117,9 +119,28 @@ def marks(text: str) -> Iterator[Mark]:
 _SYLLABLE = re.compile(r"^(zh|ch|sh|[bpmfdtnlgkhjqxrzcsyw])?[iuüv]?[aoeêiuüv]{1,2}(ng|n|r)?[1-5]$")
 
 
+@lru_cache(maxsize=4096)
+def is_mandarin_syllable(numbered: str) -> bool:
+    """Whether a toned syllable (``hao3``) is one Mandarin has: the G2P's own table decides.
+
+    A shape can pass :data:`_SYLLABLE` and still be no syllable (``qüng3``);
+    the embedded engine's G2P would then fail in the middle of a stream.
+    """
+    from misaki.transcription import pinyin_to_ipa  # its table loads in ~0.2 s: only when marks appear
+
+    try:
+        pinyin_to_ipa(numbered)
+    except (ValueError, KeyError, IndexError):
+        return False
+    return True
+
+
 def _pinyin(tokens: list[str]) -> list[Mark] | None:
     """Bracketed pieces joined into syllables, each ending at the piece that carries its tone;
-    None when they are not toned pinyin (``[sic]`` in ordinary text stays text)."""
+    None when they are not toned pinyin (``[sic]`` in ordinary text stays text).
+
+    Raises InvalidRequest, naming the mark, for a toned syllable Mandarin does not have.
+    """
     syllables: list[Mark] = []
     syllable = ""
     for token in tokens:
@@ -128,6 +149,12 @@ def _pinyin(tokens: list[str]) -> list[Mark] | None:
         if numbered[-1].isdigit():
             if not _SYLLABLE.match(numbered):
                 return None
+            if not is_mandarin_syllable(numbered):
+                shown = "".join(f"[{t}]" for t in tokens)
+                raise InvalidRequest(
+                    f"input: the pinyin mark {shown} reads {numbered!r}, which is not a Mandarin syllable",
+                    param="input",
+                )
             syllables.append(Mark("pinyin", numbered))
             syllable = ""
     return syllables if syllables and not syllable else None
@@ -182,11 +209,32 @@ def expand_ssml(text: str) -> str:
     source = text.strip()
     if not source.lower().startswith("<speak"):
         source = f"<speak>{source}</speak>"
+    return re.sub(r"\s+", " ", "".join(_render(_parse(source)))).strip()
+
+
+def _parse(source: str) -> ElementTree.Element:
+    """The SSML's root, refused (400) past :data:`MAX_SSML_DEPTH` levels, so that rendering,
+    which recurses once per level, stays bounded whatever the input."""
+    parser: ElementTree.XMLPullParser[ElementTree.Element] = ElementTree.XMLPullParser(
+        events=("start", "end")
+    )
+    depth = 0
+    root: ElementTree.Element | None = None
     try:
-        root = ElementTree.fromstring(source)
+        parser.feed(source)
+        parser.close()
+        for event, element in parser.read_events():  # type: ignore[misc]  # typeshed: a union of tuples
+            assert isinstance(element, ElementTree.Element)
+            depth += 1 if event == "start" else -1
+            root = root if root is not None else element
+            if depth > MAX_SSML_DEPTH:
+                raise InvalidRequest(
+                    f"input: SSML is nested more than {MAX_SSML_DEPTH} elements deep", param="input"
+                )
     except ElementTree.ParseError as exc:
         raise InvalidRequest(f"input is not well-formed SSML: {exc}", param="input") from exc
-    return re.sub(r"\s+", " ", "".join(_render(root))).strip()
+    assert root is not None, "a document that parsed has a root"
+    return root
 
 
 def _render(element: ElementTree.Element) -> Iterator[str]:
@@ -222,7 +270,9 @@ def _break(element: ElementTree.Element) -> str:
         return f" [pause:{_seconds(match.group(1), match.group(2)):g}s] "
     strength = element.get("strength", "medium")
     if strength not in _BREAK_STRENGTH:
-        raise InvalidRequest(f"SSML break strength {strength!r} is not one of {', '.join(_BREAK_STRENGTH)}")
+        raise InvalidRequest(
+            f"SSML break strength {strength!r} is not one of {', '.join(_BREAK_STRENGTH)}", param="input"
+        )
     return f" [pause:{_BREAK_STRENGTH[strength]:g}s] "
 
 
