@@ -167,4 +167,6 @@ def test_catalog(client: httpx.Client) -> None:
     ids = {(v["engine"], v["id"]) for v in voices["voices"]}
     assert ("kokoro", "jf_alpha") in ids and ("hibari", "heart") in ids
     assert voices["aliases"]["alloy"] == "jf_alpha"
-    assert client.get("/readyz").json() == {"status": "ready", "engines": {"kokoro": True, "hibari": True}}
+    ready = client.get("/readyz").json()
+    assert (ready["status"], ready["engines"]) == ("ready", {"kokoro": True, "hibari": True})
+    assert [worker["healthy"] for worker in ready["workers"]] == [True]

@@ -25,9 +25,11 @@ guess what a ``ValueError`` meant::
     │   └── JobNotSucceeded (409 job_not_succeeded)
     ├── PayloadTooLarge (413 input_too_large)
     │   └── AudioTooLong (413 audio_too_long: more audio than a request may make)
+    ├── RangeNotSatisfiable (416 range_not_satisfiable, with Content-Range)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InsufficientStorage (507 insufficient_storage)
     ├── ClientGone (499 client_closed_request: hung up before the first audio; never sent)
+    ├── StoreUnavailable (503 store_unavailable: the job store does not answer)
     ├── NotReady (503 not_ready, with Retry-After)
     │   └── Busy (503 busy: the embedded engine's queue is full or its wait too long)
     └── EngineError (502 engine_error)
@@ -54,6 +56,11 @@ class VoxserveError(Exception):
     def to_dict(self) -> dict[str, str | None]:
         """The body of the ``error`` object in the API's JSON error shape."""
         return {"code": self.code, "message": self.message, "param": self.param}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries: every 503 says when to retry."""
+        return {"Retry-After": "1"} if self.status_code == 503 else {}
 
 
 class InvalidRequest(VoxserveError):
@@ -153,6 +160,21 @@ class AudioTooLong(PayloadTooLarge):
     code = "audio_too_long"
 
 
+class RangeNotSatisfiable(VoxserveError):
+    """A Range header asks for bytes the file does not have."""
+
+    status_code = 416
+    code = "range_not_satisfiable"
+
+    def __init__(self, message: str, *, size: int, param: str | None = "Range") -> None:
+        super().__init__(message, param=param)
+        self.size = size
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.size}"}
+
+
 class UnsupportedMediaType(VoxserveError):
     status_code = 415
     code = "unsupported_media_type"
@@ -174,6 +196,17 @@ class NotReady(VoxserveError):
     def __init__(self, message: str, *, retry_after: int = 2, param: str | None = None) -> None:
         super().__init__(message, param=param)
         self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class StoreUnavailable(VoxserveError):
+    """The job store (SQLite, Redis) did not answer; nothing was changed."""
+
+    status_code = 503
+    code = "store_unavailable"
 
 
 class Busy(NotReady):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -51,6 +51,49 @@ class PoolCollector(Collector):
         yield from families.values()
 
 
+class WorkerState(Protocol):
+    """What the worker metrics read of a worker."""
+
+    id: str
+
+    @property
+    def healthy(self) -> bool: ...
+
+    @property
+    def store_errors(self) -> int: ...
+
+
+class RuntimeCollector(Collector):
+    """Event-loop lag over the recent window, and each job worker's health, read at scrape time."""
+
+    def __init__(
+        self,
+        lag: Callable[[], dict[float, float]],
+        workers: Callable[[], Iterable[WorkerState]],
+    ) -> None:
+        self._lag = lag
+        self._workers = workers
+
+    def collect(self) -> Iterator[Metric]:
+        window = GaugeMetricFamily(
+            "voxserve_event_loop_lag_window_seconds",
+            "Event-loop lag over the last 30 s, by quantile (1 is the maximum)",
+            labels=["quantile"],
+        )
+        for quantile, value in self._lag().items():
+            window.add_metric([f"{quantile:g}"], value)
+        healthy = GaugeMetricFamily(
+            "voxserve_worker_healthy", "1 while the job worker's store calls succeed", labels=["worker"]
+        )
+        errors = CounterMetricFamily(
+            "voxserve_worker_store_errors", "Job store calls that failed in the worker", labels=["worker"]
+        )
+        for worker in self._workers():
+            healthy.add_metric([worker.id], float(worker.healthy))
+            errors.add_metric([worker.id], float(worker.store_errors))
+        yield from (window, healthy, errors)
+
+
 @dataclass
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -88,4 +131,10 @@ class Metrics:
         )
         self.cache_bytes = Gauge(
             "voxserve_cache_bytes", "Bytes of audio in the segment cache", registry=self.registry
+        )
+        self.event_loop_lag = Histogram(
+            "voxserve_event_loop_lag_seconds",
+            "How much later than asked the event loop ran a 50 ms timer",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+            registry=self.registry,
         )

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
-from voxserve.errors import InvalidRequest, NotReady, VoxserveError
+from voxserve.errors import InvalidRequest, StoreUnavailable, VoxserveError
 
 log = logging.getLogger(__name__)
 
 
-def error_response(error: VoxserveError) -> JSONResponse:
-    """The JSON error; every 503 says when to retry (engines loading, overloaded, unreachable)."""
-    headers = None
-    if error.status_code == 503:
-        headers = {"Retry-After": str(error.retry_after if isinstance(error, NotReady) else 1)}
-    return JSONResponse({"error": error.to_dict()}, status_code=error.status_code, headers=headers)
+def error_response(error: VoxserveError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The JSON error, with the headers it calls for (Retry-After on every 503, Allow on a 405...)."""
+    return JSONResponse(
+        {"error": error.to_dict()},
+        status_code=error.status_code,
+        headers={**error.headers, **(headers or {})},
+    )
 
 
 def from_validation_errors(errors: Sequence[Any]) -> InvalidRequest:
@@ -54,7 +57,11 @@ def install_error_handlers(app: FastAPI) -> None:
         error = VoxserveError(str(exc.detail))
         error.status_code = exc.status_code
         error.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(error)
+        return error_response(error, exc.headers)  # 405 carries Allow
+
+    async def store_error(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("job store failed: %s: %s", type(exc).__name__, exc)
+        return error_response(StoreUnavailable("the job store does not answer; retry shortly"))
 
     async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error", exc_info=exc)
@@ -64,4 +71,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(ValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    for store_failure in (sqlite3.Error, RedisError):
+        app.add_exception_handler(store_failure, store_error)
     app.add_exception_handler(Exception, unexpected_error)

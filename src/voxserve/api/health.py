@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voxserve.api.services import Services, get_services
 
 router = APIRouter()
+STORE_PING_TIMEOUT = 1.0
 
 
 @router.get("/healthz")
@@ -19,19 +21,39 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "loading, failed, or degraded (the reason is given)"}})
 async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
-    """200 once every engine is loaded and warm; 503 (with the reason if loading failed) before."""
+    """200 once every engine is warm and the job store, workers and background tasks are well.
+
+    503 otherwise, saying which: ``loading``; ``failed`` (engines did not
+    load); ``degraded`` (the job store does not answer, a worker's store
+    calls fail, or a background task ended).
+    """
     engines = {name: engine.ready for name, engine in services.pipeline.engines.items()}
-    if services.pipeline.ready:
-        return JSONResponse({"status": "ready", "engines": engines})
-    body = {"status": "failed" if services.load_error else "loading", "engines": engines}
+    problems = dict(services.task_failures())
+    unreachable: tuple[type[Exception], ...] = (TimeoutError, *services.store.errors)
+    try:
+        await asyncio.wait_for(services.store.ping(), STORE_PING_TIMEOUT)
+    except unreachable as exc:
+        problems["store"] = f"{type(exc).__name__}: {exc}"
+    workers = [
+        {"id": w.id, "healthy": w.healthy, "store_errors": w.store_errors, "last_error": w.last_error}
+        for w in services.worker_health()
+    ]
+    problems.update({f"worker {w['id']}": str(w["last_error"]) for w in workers if not w["healthy"]})
+    body: dict[str, object] = {"engines": engines, "workers": workers}
+    if services.pipeline.ready and not problems:
+        return JSONResponse({"status": "ready", **body})
     if services.load_error:
-        body["error"] = services.load_error
+        body.update(status="failed", error=services.load_error)
+    elif problems:
+        body.update(status="degraded", problems=problems)
+    else:
+        body.update(status="loading")
     return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
 async def metrics(services: Annotated[Services, Depends(get_services)]) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

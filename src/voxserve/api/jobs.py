@@ -17,12 +17,14 @@ from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import MalformedRangeHeader
+from starlette.responses import RangeNotSatisfiable as RangeNotSatisfiableRange
 from starlette.websockets import WebSocketDisconnect
 
 from voxserve.api.schemas import JobBody, cache_mode, json_schema_body, parse_json
 from voxserve.api.services import Services, get_services
 from voxserve.audio import FORMATS, AudioFormat
-from voxserve.errors import JobNotSucceeded
+from voxserve.errors import InvalidRequest, JobNotSucceeded, RangeNotSatisfiable
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
 from voxserve.jobs.writer import stream_path
 
@@ -135,19 +137,41 @@ async def cancel_job(job_id: str, services: Annotated[Services, Depends(get_serv
     return job_view(await services.store.cancel(job_id))
 
 
+def check_range(header: str, size: int) -> None:
+    """Refuse a Range the file response would refuse, in the API's JSON error shape.
+
+    Starlette's own parser decides (the same one then serves the range); it
+    would answer its refusals as plain text.
+    """
+    try:
+        FileResponse._parse_range_header(header, size)  # the one parser, not a copy
+    except RangeNotSatisfiableRange:
+        raise RangeNotSatisfiable(f"Range {header!r} is outside the file's {size} bytes", size=size) from None
+    except MalformedRangeHeader as exc:
+        raise InvalidRequest(f"Range {header!r} is malformed: {exc.content}", param="Range") from None
+
+
 def _format(job: Job) -> AudioFormat:
     return FORMATS[str(job.request.get("response_format", "mp3"))]
 
 
 @router.get("/v1/jobs/{job_id}/audio", response_model=None)
-async def job_audio(job_id: str, services: Annotated[Services, Depends(get_services)]) -> Response:
+async def job_audio(
+    job_id: str,
+    services: Annotated[Services, Depends(get_services)],
+    range_header: Annotated[str | None, Header(alias="Range", max_length=1024)] = None,
+) -> Response:
     """The finished file (Range supported); while the job runs, the audio so far and then the rest."""
     job = await _job(services, job_id)
     audio_format = _format(job)
     if job.status is JobStatus.SUCCEEDED:
         path = services.files.output(job.id, job.name, audio_format.extension)
-        if not path.exists():
-            raise JobNotFound(f"the audio of job {job_id!r} is no longer stored", param="id")
+        try:
+            size = (await asyncio.to_thread(path.stat)).st_size
+        except FileNotFoundError:
+            raise JobNotFound(f"the audio of job {job_id!r} is no longer stored", param="id") from None
+        if range_header is not None:
+            check_range(range_header, size)
         return FileResponse(path, media_type=audio_format.content_type, filename=path.name)
     if job.terminal:
         raise JobNotSucceeded(f"job {job_id!r} is {job.status.value}; it has no audio", param="id")

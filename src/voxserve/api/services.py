@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,8 +26,9 @@ from voxserve.errors import InsufficientStorage, InvalidRequest
 from voxserve.jobs import Job, JobStore, open_store, request_hash
 from voxserve.jobs.files import JobFiles, check_name
 from voxserve.jobs.janitor import run_janitor
-from voxserve.jobs.worker import Worker, WorkerSettings, run_workers
-from voxserve.metrics import Metrics, PoolCollector
+from voxserve.jobs.worker import Worker, WorkerHealth, WorkerSettings, run_workers
+from voxserve.looplag import LoopLagMonitor
+from voxserve.metrics import Metrics, PoolCollector, RuntimeCollector
 from voxserve.pipeline import Pipeline, SpeechRequest
 from voxserve.routing import Pool
 from voxserve.text import TextNormalizer
@@ -48,6 +49,7 @@ class Services:
     executor: ThreadPoolExecutor
     store: JobStore
     files: JobFiles
+    loop_lag: LoopLagMonitor
     load_error: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _workers: list[Worker] = field(default_factory=list, repr=False)
@@ -71,14 +73,18 @@ class Services:
         if cache is not None:
             metrics.cache_bytes.set(cache.size)
         pipeline = Pipeline(engines, TextNormalizer(), settings, executor, metrics, voices, cache)
-        return cls(
+        loop_lag = LoopLagMonitor(metrics.event_loop_lag.observe)
+        services = cls(
             settings=settings,
             pipeline=pipeline,
             metrics=metrics,
             executor=executor,
+            loop_lag=loop_lag,
             store=store or open_store(settings.queue_url, settings.data_dir, settings.queue_prefix),
             files=JobFiles(settings.data_dir / "jobs"),
         )
+        metrics.registry.register(RuntimeCollector(loop_lag.quantiles, services.worker_health))
+        return services
 
     @property
     def worker_settings(self) -> WorkerSettings:
@@ -91,6 +97,28 @@ class Services:
             disk_limit_bytes=s.job_disk_limit_bytes,
             retry_base=s.job_retry_base_seconds,
         )
+
+    def worker_health(self) -> list[WorkerHealth]:
+        return [worker.health for worker in self._workers]
+
+    def task_failures(self) -> dict[str, str]:
+        """Background tasks that ended when they should run for good (each is logged as it ends)."""
+        return {
+            task.get_name(): f"{type(error).__name__}: {error}"
+            for task in self._tasks
+            if task.done() and not task.cancelled() and (error := task.exception()) is not None
+        }
+
+    def _supervise(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` in the background; if it ends with an error, log it (``/readyz`` shows it)."""
+        task = asyncio.create_task(work, name=name)
+
+        def ended(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("background task %s ended", name, exc_info=done.exception())
+
+        task.add_done_callback(ended)
+        self._tasks.append(task)
 
     async def load(self) -> None:
         """Load the normalizers and every engine; failures leave /readyz at 503 with the reason."""
@@ -118,10 +146,12 @@ class Services:
             ]
             await run_workers(self._workers)
 
-        self._tasks.append(asyncio.create_task(load_then_work(), name="voxserve-load-and-work"))
+        self._supervise(load_then_work(), "load-and-work")
         retention = self.settings.job_retention_hours * 3600
-        janitor = run_janitor(self.store, self.files, retention, self.settings.janitor_interval_seconds)
-        self._tasks.append(asyncio.create_task(janitor, name="voxserve-janitor"))
+        self._supervise(
+            run_janitor(self.store, self.files, retention, self.settings.janitor_interval_seconds), "janitor"
+        )
+        self._supervise(self.loop_lag.run(), "loop-lag")
 
     async def run_until_stopped(self, workers: int) -> None:
         """``voxserve worker``: the same services without HTTP, until cancelled."""

@@ -199,3 +199,6 @@ class RedisJobStore(JobStore):
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+    async def ping(self) -> None:
+        await self.redis.ping()

@@ -127,6 +127,9 @@ class SQLiteJobStore(JobStore):
 
         return await self._run(replace)
 
+    async def ping(self) -> None:
+        await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
+
     async def get(self, job_id: str) -> Job | None:
         def get(db: sqlite3.Connection) -> str | None:
             row = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()

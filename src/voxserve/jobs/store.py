@@ -81,6 +81,10 @@ class JobStore(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise one of :attr:`errors` if the backend cannot be used right now (``/readyz``)."""
+
     # -- change notification (wakes watchers in this process at once) -----------------------
 
     def _notify(self) -> None:

@@ -66,6 +66,7 @@ class WorkerSettings:
 class WorkerHealth:
     """What ``/readyz`` and ``/metrics`` say of a worker: whether its last store call worked."""
 
+    id: str
     healthy: bool = True
     store_errors: int = 0
     last_error: str | None = None
@@ -92,7 +93,7 @@ class Worker:
         self.files = files
         self.settings = settings
         self.id = worker_id or worker_name()
-        self.health = WorkerHealth()
+        self.health = WorkerHealth(self.id)
         self._stopping = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
 

@@ -1,11 +1,15 @@
 """The voice library: cloned voices and saved blends, registered once and used by id or name.
 
-A cloned voice is stored as its canonical reference audio (see
-:mod:`voxserve.voices.reference`) under the hash of that audio, so the same
-recording uploaded twice is one voice. Each voice is two files in the
-library directory, ``<id>.wav`` and ``<id>.json``, written atomically; the
-directory is the only state, so a worker in another process sees a voice as
-soon as the gateway has stored it.
+Storage is deduplicated by content, never by name: a cloned voice's
+canonical reference audio (see :mod:`voxserve.voices.reference`) is stored
+once as ``a_<hash>.wav`` however many voices use it, and each voice is its
+own ``<id>.json``. A voice's id follows from its content and its name, so
+the same recording (or blend) sent again under the same name is the same
+voice, under a new name a new voice, and a name, once given, stays with its
+voice until that voice is deleted: nobody can take it over or rename it by
+sending the same audio. Files are written atomically; the directory is the
+only state, so a worker in another process sees a voice as soon as the
+gateway has stored it.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class Voice:
     source_rate: int | None = None
     blend: str | None = None  # the formula, for kind "blend"
     engine: str | None = None  # the engine whose voices a blend mixes
+    audio: str | None = None  # the stored reference's content hash (voices made before it: the id)
     created: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,12 +110,15 @@ class VoiceLibrary:
             raise UnknownVoice(f"voice {key!r} is not in the voice library (GET /v1/voices)", param=param)
         return voice
 
-    def _claim_name(self, name: str | None, voice_id: str) -> None:
-        if name is None:
-            return
-        holder = self.get(name)
-        if holder is not None and holder.id != voice_id:
+    def _existing(self, name: str | None, voice_id: str) -> Voice | None:
+        """The voice already stored under this id; Conflict if another voice holds the name."""
+        existing = self._load(voice_id)
+        if existing is not None:
+            return existing
+        holder = self.get(name) if name is not None else None
+        if holder is not None:
             raise Conflict(f"a voice named {name!r} already exists ({holder.id})", param="name")
+        return None
 
     def add_reference(
         self,
@@ -119,16 +127,16 @@ class VoiceLibrary:
         prompt_text: str | None = None,
         language: str | None = None,
     ) -> tuple[Voice, bool]:
-        """Store a checked reference; (the voice, whether it is new). Same audio twice: the same voice."""
+        """Store a checked reference; (the voice, whether it is new). Same audio and name: the same voice."""
         audio = checked.wav_bytes()
-        voice_id = "v_" + hashlib.sha256(audio).hexdigest()[:16]
+        digest = hashlib.sha256(audio).hexdigest()[:16]
         with self._lock:
-            existing = self._load(voice_id)
+            legacy = self._load(f"v_{digest}") if name is None else None  # stored before names counted
+            existing = legacy or self._existing(name, _voice_id(digest, name))
             if existing is not None:
                 return existing, False
-            self._claim_name(name, voice_id)
             voice = Voice(
-                id=voice_id,
+                id=_voice_id(digest, name),
                 kind="cloned",
                 name=name,
                 prompt_text=(prompt_text or "").strip() or None,
@@ -136,21 +144,22 @@ class VoiceLibrary:
                 seconds=checked.seconds,
                 source_format=checked.source_format,
                 source_rate=checked.source_rate,
+                audio=digest,
                 created=time.time(),
             )
             self.directory.mkdir(parents=True, exist_ok=True)
-            self._write(self._path(voice_id, ".wav"), audio)
-            self._write(self._path(voice_id, ".json"), json.dumps(voice.to_dict()).encode())
+            if not self.audio_path(voice).exists():
+                self._write(self.audio_path(voice), audio)
+            self._write(self._path(voice.id, ".json"), json.dumps(voice.to_dict()).encode())
         return voice, True
 
     def add_blend(self, name: str, formula: str, engine: str) -> tuple[Voice, bool]:
         """Save a blend formula under a name; the same name and formula again is the same voice."""
-        voice_id = "v_" + hashlib.sha256(f"{engine}\n{formula}".encode()).hexdigest()[:16]
+        voice_id = _voice_id(f"{engine}\n{formula}", name)
         with self._lock:
-            existing = self._load(voice_id)
-            if existing is not None and existing.name == name:
+            existing = self._existing(name, voice_id)
+            if existing is not None:
                 return existing, False
-            self._claim_name(name, voice_id)
             voice = Voice(
                 id=voice_id, kind="blend", name=name, blend=formula, engine=engine, created=time.time()
             )
@@ -159,14 +168,24 @@ class VoiceLibrary:
         return voice, True
 
     def delete(self, key: str) -> Voice:
+        """Remove a voice; its audio goes too unless another voice still uses it."""
         voice = self.require(key)
         with self._lock:
             self._path(voice.id, ".json").unlink(missing_ok=True)
-            self._path(voice.id, ".wav").unlink(missing_ok=True)
+            if voice.kind == "cloned" and not any(
+                v.audio == voice.audio for v in self.list() if v.id != voice.id
+            ):
+                self.audio_path(voice).unlink(missing_ok=True)
         return voice
 
     def audio_path(self, voice: Voice) -> Path:
-        return self._path(voice.id, ".wav")
+        return self.directory / (f"a_{voice.audio}.wav" if voice.audio else f"{voice.id}.wav")
 
     def reference(self, voice: Voice) -> Reference:
-        return Reference(self.audio_path(voice), digest=voice.id, transcript=voice.prompt_text)
+        """The voice's audio; keyed by its content, so voices sharing a recording share cached segments."""
+        digest = voice.audio or voice.id
+        return Reference(self.audio_path(voice), digest=digest, transcript=voice.prompt_text)
+
+
+def _voice_id(content: str, name: str | None) -> str:
+    return "v_" + hashlib.sha256(f"{content}\n{name or ''}".encode()).hexdigest()[:16]

@@ -29,6 +29,7 @@ SILENCE_DBFS = -45.0  # quieter than this over the whole file is not a voice
 LENGTH_GRACE = 0.1  # MP3 and AAC encoders pad a few tens of milliseconds: "15 s" may decode as 15.03 s
 CLIPPED_SHARE = 0.01  # more than 1 % of samples at full scale is badly clipped
 _FULL_SCALE = 0.999
+MAX_RATE = 192000  # above any recording's; a FLAC header may claim 655 kHz to multiply its samples
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,19 @@ def _samples(frames: list[av.AudioFrame]) -> PCM:
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
 
 
-def _decode(data: bytes, format_name: str) -> tuple[PCM, PCM, int]:
-    """(mono samples at the file's own rate, the same at REFERENCE_RATE, the file's rate)."""
+def _too_long(max_seconds: float) -> InvalidAudio:
+    return InvalidAudio(
+        f"audio is longer than {max_seconds:g} s, the longest a reference may be", param="audio"
+    )
+
+
+def _decode(data: bytes, format_name: str, max_seconds: float) -> tuple[PCM, PCM, int]:
+    """(mono samples at the file's own rate, the same at REFERENCE_RATE, the file's rate).
+
+    Decoded as a stream that stops as soon as it passes ``max_seconds``: a
+    few hundred kilobytes of FLAC can hold hours of silence, which decoded
+    whole would take gigabytes before any rule could refuse it.
+    """
     native = av.AudioResampler(format="flt", layout="mono")
     canonical = av.AudioResampler(format="flt", layout="mono", rate=REFERENCE_RATE)
     original: list[av.AudioFrame] = []
@@ -101,7 +113,16 @@ def _decode(data: bytes, format_name: str) -> tuple[PCM, PCM, int]:
             if not container.streams.audio:
                 raise InvalidAudio("audio: the file holds no audio stream", param="audio")
             rate = container.streams.audio[0].codec_context.sample_rate
+            if not 0 < rate <= MAX_RATE:
+                raise InvalidAudio(
+                    f"audio sample rate is {rate} Hz; at most {MAX_RATE} Hz is read", param="audio"
+                )
+            most = int((max_seconds + LENGTH_GRACE) * rate) + 1
+            decoded = 0
             for frame in container.decode(audio=0):
+                decoded += frame.samples
+                if decoded > most:
+                    raise _too_long(max_seconds)
                 original += native.resample(frame)
                 resampled += canonical.resample(frame)
         original += native.resample(None)
@@ -118,7 +139,9 @@ def check_reference(data: bytes, rules: ReferenceRules) -> CheckedReference:
     """Check an uploaded reference against every rule; the canonical form if it passes."""
     if len(data) > rules.max_bytes:
         raise PayloadTooLarge(
-            f"audio is {len(data) / 1e6:.1f} MB; the limit is {rules.max_bytes / 1e6:.1f} MB", param="audio"
+            f"audio is {len(data)} bytes; the limit is {rules.max_bytes} bytes "
+            f"({rules.max_bytes / 2**20:g} MiB)",
+            param="audio",
         )
     format_name = sniff_format(data)
     if format_name is None:
@@ -126,7 +149,7 @@ def check_reference(data: bytes, rules: ReferenceRules) -> CheckedReference:
             "audio is not in a format voxserve reads (wav, mp3, flac, ogg, m4a), judged by its content",
             param="audio",
         )
-    samples, canonical, rate = _decode(data, format_name)
+    samples, canonical, rate = _decode(data, format_name, rules.max_seconds)
     seconds = samples.size / rate
     declared = _declared_wav_seconds(data) if format_name == "wav" else None
     if declared is not None and seconds < declared - 0.05:

@@ -22,9 +22,14 @@ import httpx
 
 from voxserve.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge
 
+FETCH_DEADLINE = 20.0  # seconds for a whole reference download, however slowly the server sends
+READ_TIMEOUT = 10.0
+
 
 def _too_large(size: int, limit: int, param: str) -> PayloadTooLarge:
-    return PayloadTooLarge(f"{param} is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB", param=param)
+    return PayloadTooLarge(
+        f"{param} is {size} bytes or more; the limit is {limit} bytes ({limit / 2**20:g} MiB)", param=param
+    )
 
 
 def read_allowed_path(raw: str, allowed: Sequence[Path], max_bytes: int, param: str = "audio_path") -> bytes:
@@ -72,9 +77,15 @@ async def _check_addresses(host: str, port: int, allow_private: bool, param: str
 
 
 async def fetch_allowed_url(
-    url: str, hosts: Sequence[str], allow_private: bool, max_bytes: int, param: str = "audio"
+    url: str,
+    hosts: Sequence[str],
+    allow_private: bool,
+    max_bytes: int,
+    param: str = "audio",
+    deadline: float = FETCH_DEADLINE,
 ) -> bytes:
-    """The body at ``url`` if its host is allowed and public, up to ``max_bytes``."""
+    """The body at ``url`` if its host is allowed and public, up to ``max_bytes``, within ``deadline``
+    seconds for the whole download (a server sending a byte every few seconds is cut off)."""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
@@ -86,18 +97,27 @@ async def fetch_allowed_url(
     await _check_addresses(
         parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), allow_private, param
     )
-    body = bytearray()
     try:
-        async with (
-            httpx.AsyncClient(timeout=15, follow_redirects=False) as client,
-            client.stream("GET", url) as response,
-        ):
-            if response.status_code != 200:
-                raise InvalidRequest(f"{param} answered HTTP {response.status_code}", param=param)
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise _too_large(len(body), max_bytes, param)
+        async with asyncio.timeout(deadline):
+            return await _download(url, max_bytes, param)
+    except TimeoutError:
+        raise InvalidRequest(
+            f"{param} was not fetched within {deadline:g} s; serve the file faster or upload it", param=param
+        ) from None
     except httpx.HTTPError as exc:
         raise InvalidRequest(f"{param} could not be fetched ({type(exc).__name__})", param=param) from exc
+
+
+async def _download(url: str, max_bytes: int, param: str) -> bytes:
+    body = bytearray()
+    async with (
+        httpx.AsyncClient(timeout=READ_TIMEOUT, follow_redirects=False) as client,
+        client.stream("GET", url) as response,
+    ):
+        if response.status_code != 200:
+            raise InvalidRequest(f"{param} answered HTTP {response.status_code}", param=param)
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) > max_bytes:
+                raise _too_large(len(body), max_bytes, param)
     return bytes(body)
