@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -11,6 +12,7 @@ from voxserve import __version__
 from voxserve.api import catalog, health, jobs, speech, tasks, tts, voices
 from voxserve.api import engines as engines_api
 from voxserve.api.errors import install_error_handlers
+from voxserve.api.schemas import ERRORS, hoist_definitions
 from voxserve.api.services import Services
 from voxserve.config import Settings
 from voxserve.engines import Engine
@@ -38,8 +40,22 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
         version=__version__,
         summary="Self-hosted speech synthesis with an OpenAI-compatible API.",
         lifespan=lifespan,
+        responses=ERRORS,
     )
     install_error_handlers(app)
     for module in (speech, tts, jobs, tasks, voices, catalog, engines_api, health):
         app.include_router(module.router)
+    _complete_schema(app)
     return app
+
+
+def _complete_schema(app: FastAPI) -> None:
+    """The OpenAPI document with every request body's definitions resolvable."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = hoist_definitions(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend it

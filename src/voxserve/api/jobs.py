@@ -21,7 +21,15 @@ from starlette.responses import MalformedRangeHeader
 from starlette.responses import RangeNotSatisfiable as RangeNotSatisfiableRange
 from starlette.websockets import WebSocketDisconnect
 
-from voxserve.api.schemas import JobBody, cache_mode, json_schema_body, parse_json
+from voxserve.api.schemas import (
+    AUDIO_TYPES,
+    SSE_CONTENT,
+    JobBody,
+    audio_content,
+    cache_mode,
+    json_schema_body,
+    parse_json,
+)
 from voxserve.api.services import Services, get_services
 from voxserve.audio import FORMATS, AudioFormat
 from voxserve.errors import InvalidRequest, JobNotSucceeded, RangeNotSatisfiable
@@ -155,7 +163,9 @@ def _format(job: Job) -> AudioFormat:
     return FORMATS[str(job.request.get("response_format", "mp3"))]
 
 
-@router.get("/v1/jobs/{job_id}/audio", response_model=None)
+@router.get(
+    "/v1/jobs/{job_id}/audio", response_class=StreamingResponse, responses=audio_content(*AUDIO_TYPES)
+)
 async def job_audio(
     job_id: str,
     services: Annotated[Services, Depends(get_services)],
@@ -222,7 +232,11 @@ def _event(job: Job) -> bytes:
     return f"event: {job.status.value}\ndata: {json.dumps(job_view(job))}\n\n".encode()
 
 
-@router.get("/v1/jobs/{job_id}/events", response_class=StreamingResponse)
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"description": "Server-Sent Events", "content": SSE_CONTENT}},
+)
 async def job_events(job_id: str, services: Annotated[Services, Depends(get_services)]) -> StreamingResponse:
     """Server-Sent Events: the current state at once, then every change, until the job ends."""
     await _job(services, job_id)

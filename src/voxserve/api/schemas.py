@@ -9,6 +9,7 @@ from fastapi import Header, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voxserve.api.errors import from_validation_errors
+from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
 from voxserve.pipeline import SAMPLE_RATES, SpeechRequest
 
@@ -96,13 +97,68 @@ async def parse_json(request: Request, model: type[Body]) -> Body:
 
 
 def json_schema_body(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI ``requestBody`` for a route that parses its JSON with :func:`parse_json`."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
+    """OpenAPI ``requestBody`` for a route that parses its JSON with :func:`parse_json`.
+
+    The model's nested definitions point into ``components/schemas``;
+    :func:`hoist_definitions` moves them there when the document is built
+    (left inside a path, ``#/$defs/...`` would resolve nowhere).
+    """
+    schema = model.model_json_schema(ref_template=f"{COMPONENTS}{{model}}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+COMPONENTS = "#/components/schemas/"
+
+
+def hoist_definitions(document: dict[str, Any]) -> dict[str, Any]:
+    """Move request bodies' ``$defs`` into the document's components (see :func:`json_schema_body`)."""
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                components.update(content.get("schema", {}).pop("$defs", {}))
+    return document
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, machine-readable: invalid_request, unknown_voice, busy, ...")
+    message: str = Field(description="what went wrong, naming the field and the limit")
+    param: str | None = Field(description="the request field it concerns")
+
+
+class ErrorBody(BaseModel):
+    """Every error voxserve answers, whatever its status."""
+
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    "default": {
+        "model": ErrorBody,
+        "description": "An error: 4xx for the request, 5xx for voxserve or an engine",
+    }
+}
+
+
+AUDIO_TYPES = tuple(sorted({f.content_type for f in FORMATS.values()}))
+
+
+SSE_CONTENT = {
+    "text/event-stream": {
+        "schema": {
+            "type": "object",
+            "description": "each event: its name and its data, a JSON object",
+            "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
         }
     }
+}
+
+
+def audio_content(*media: str) -> dict[int | str, dict[str, Any]]:
+    """A 200 answered with audio of these media types (``text/event-stream``: SSE events)."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    content = {t: SSE_CONTENT.get(t, binary) for t in media}
+    return {200: {"description": "the audio", "content": content}}
 
 
 async def cache_mode(

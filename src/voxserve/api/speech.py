@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from voxserve.api.schemas import SpeechBody, cache_mode, json_schema_body, parse_json
+from voxserve.api.schemas import (
+    AUDIO_TYPES,
+    SpeechBody,
+    audio_content,
+    cache_mode,
+    json_schema_body,
+    parse_json,
+)
 from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import audio_response, new_request_id, sse_response
 
@@ -22,7 +29,7 @@ async def speech_body(request: Request) -> SpeechBody:
     "/v1/audio/speech",
     response_class=StreamingResponse,
     openapi_extra=json_schema_body(SpeechBody),
-    responses={200: {"content": {"audio/mpeg": {}, "text/event-stream": {}}}},
+    responses=audio_content(*AUDIO_TYPES, "text/event-stream"),
 )
 async def create_speech(
     request: Request,

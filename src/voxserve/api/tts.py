@@ -18,10 +18,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
-from voxserve.api.schemas import cache_mode
+from voxserve.api.schemas import audio_content, cache_mode
 from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import file_response, new_request_id
 from voxserve.api.uploads import read_upload
+from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
 from voxserve.pipeline import SpeechRequest
 
@@ -46,7 +47,12 @@ async def form_data(
         )
 
 
-@router.post("/tts", response_class=StreamingResponse, dependencies=[Depends(form_data)])
+@router.post(
+    "/tts",
+    response_class=StreamingResponse,
+    dependencies=[Depends(form_data)],
+    responses=audio_content(*sorted({FORMATS[name].content_type for name in OUTPUT_FORMATS.values()})),
+)
 async def tts(
     http: Request,
     services: Annotated[Services, Depends(get_services)],

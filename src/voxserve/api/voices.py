@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request, Response, UploadFi
 from fastapi.responses import FileResponse, StreamingResponse
 
 from voxserve.api.catalog import builtin_voices
+from voxserve.api.schemas import AUDIO_TYPES, audio_content
 from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import audio_response, new_request_id
 from voxserve.api.uploads import read_upload
@@ -32,7 +33,7 @@ PREVIEW_TEXT = {
 }
 
 
-@router.post("/v1/voices", status_code=201)
+@router.post("/v1/voices", status_code=201, responses={200: {"description": "the voice, stored before"}})
 async def create_voice(
     response: Response,
     services: Annotated[Services, Depends(get_services)],
@@ -114,7 +115,7 @@ async def delete_voice(voice_id: str, services: Annotated[Services, Depends(get_
     return {"id": voice.id, "deleted": True}
 
 
-@router.get("/v1/voices/{voice_id}/audio", response_class=FileResponse)
+@router.get("/v1/voices/{voice_id}/audio", response_class=FileResponse, responses=audio_content("audio/wav"))
 async def voice_audio(voice_id: str, services: Annotated[Services, Depends(get_services)]) -> FileResponse:
     """A cloned voice's stored reference: the normalized 24 kHz mono 16-bit WAV."""
     voice = services.voices.require(voice_id)
@@ -123,7 +124,9 @@ async def voice_audio(voice_id: str, services: Annotated[Services, Depends(get_s
     return FileResponse(services.voices.audio_path(voice), media_type="audio/wav", filename=f"{voice.id}.wav")
 
 
-@router.get("/v1/voices/{voice_id}/preview", response_class=StreamingResponse)
+@router.get(
+    "/v1/voices/{voice_id}/preview", response_class=StreamingResponse, responses=audio_content(*AUDIO_TYPES)
+)
 async def preview_voice(
     http: Request,
     voice_id: str,
