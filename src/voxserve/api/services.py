@@ -196,6 +196,7 @@ class Services:
                 settings.reference_url_private,
                 settings.max_upload_bytes,
                 param=param,
+                deadline=settings.reference_fetch_seconds,
             )
         else:
             data = await asyncio.to_thread(

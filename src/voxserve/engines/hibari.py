@@ -16,6 +16,7 @@ from voxserve.engines.embedded import EmbeddedEngine, Waiting
 
 SAMPLE_RATE = 24000
 BUNDLED_VOICE = "heart"
+DEFAULT_SEED = 0
 
 
 class HibariEngine(EmbeddedEngine):
@@ -54,5 +55,7 @@ class HibariEngine(EmbeddedEngine):
 
     def _render(self, request: SegmentRequest) -> PCM:
         assert self._model is not None, "load() runs before synthesis"
-        audio = self._model(request.text, speed=request.speed, seed=request.seed)  # type: ignore[operator]
+        # hibari draws fresh noise when given no seed; a fixed default makes the same request sound the same
+        seed = DEFAULT_SEED if request.seed is None else request.seed
+        audio = self._model(request.text, speed=request.speed, seed=seed)  # type: ignore[operator]
         return np.asarray(audio, dtype=np.float32)

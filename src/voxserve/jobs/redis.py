@@ -20,7 +20,9 @@ import json
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from voxserve.jobs.models import Job, JobStatus, now
 from voxserve.jobs.store import JobStore
@@ -126,7 +128,11 @@ class RedisJobStore(JobStore):
 
     def __init__(self, url: str, prefix: str = "{voxserve}", poll_interval: float = 0.5) -> None:
         super().__init__()
-        self.redis: Redis = Redis.from_url(url, decode_responses=True)
+        # a connection the pool kept across a blip is stale: one quick retry on a fresh one, not a 503
+        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
+        self.redis: Redis = Redis.from_url(
+            url, decode_responses=True, retry=retry, retry_on_error=[ConnectionError, TimeoutError]
+        )
         self.prefix = prefix + ":"
         self.poll_interval = poll_interval
         self._insert_script = self.redis.register_script(_INSERT)

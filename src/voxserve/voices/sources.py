@@ -23,7 +23,7 @@ import httpx
 from voxserve.errors import Forbidden, InvalidRequest, NotFound, PayloadTooLarge
 
 FETCH_DEADLINE = 20.0  # seconds for a whole reference download, however slowly the server sends
-READ_TIMEOUT = 10.0
+READ_TIMEOUT = 10.0  # seconds of silence between two reads
 
 
 def _too_large(size: int, limit: int, param: str) -> PayloadTooLarge:

@@ -1,0 +1,385 @@
+"""Hostile and careless input: no request may crash, stall or exhaust the service.
+
+One test per hole that was found open; each would fail again if it reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+from bench.server import start_server
+from fastapi import FastAPI
+from fastapi.responses import Response, StreamingResponse
+from fastapi.testclient import TestClient
+
+from tests.audio_checks import decode
+from tests.conftest import ClientFactory
+from tests.servers.engines import serving
+from tests.test_api_errors import SPEECH, assert_error
+from tests.test_jobs_api import submit, wait_for
+from voxserve.api import create_app
+from voxserve.config import Settings
+from voxserve.engines import FakeEngine, SegmentRequest
+from voxserve.engines.base import PCM, Capabilities, VoiceInfo
+from voxserve.engines.embedded import EmbeddedEngine, Waiting
+
+FAKE_ONLY = {
+    "VOXSERVE_ENGINES": json.dumps([{"name": "fake", "kind": "fake", "options": {"cloning": True}}]),
+    "VOXSERVE_DEFAULT_ENGINE": "fake",
+    "VOXSERVE_CACHE_MAX_BYTES": "0",
+}
+PAUSES_ONLY = ["[pause:1s]", '<speak><break time="1s"/></speak>', "<speak></speak>"]
+
+
+# -- never a 5xx for client input ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", PAUSES_ONLY)
+@pytest.mark.parametrize("stream_format", ["audio", "sse"])
+def test_pauses_alone_are_nothing_to_say_on_speech(
+    fake_client: TestClient, fake_engine: FakeEngine, text: str, stream_format: str
+) -> None:
+    response = fake_client.post(SPEECH, json={"input": text, "stream_format": stream_format})
+    assert_error(response, 422, "nothing_to_say", "input", "no words to speak")
+    assert not fake_engine.calls
+
+
+@pytest.mark.parametrize("text", PAUSES_ONLY)
+def test_pauses_alone_are_nothing_to_say_on_tts_jobs_and_tasks(
+    fake_client: TestClient, fake_engine: FakeEngine, text: str
+) -> None:
+    assert_error(fake_client.post("/tts", data={"text": text}), 422, "nothing_to_say", "input")
+    assert_error(fake_client.post("/v1/jobs", json={"input": text}), 422, "nothing_to_say", "input")
+    assert_error(fake_client.post("/api/synthesis", json={"text": text}), 422, "nothing_to_say", "input")
+    assert fake_client.get("/v1/jobs").json()["data"] == []
+    assert not fake_engine.calls
+
+
+@pytest.mark.parametrize("path", [SPEECH, "/v1/jobs"])
+def test_a_pinyin_mark_mandarin_lacks_is_refused_before_any_audio(
+    fake_client: TestClient, fake_engine: FakeEngine, path: str
+) -> None:
+    text = "前面的话都很好。" * 5 + "我们去银[q][ǖng]行。"
+    response = fake_client.post(path, json={"input": text})
+    assert_error(response, 400, "invalid_request", "input", "[q][ǖng] reads 'qüng1'")
+    assert not fake_engine.calls
+
+
+def test_ssml_nested_thousands_deep_is_a_400(fake_client: TestClient) -> None:
+    deep = "<speak>" + "<prosody>" * 5000 + "hi" + "</prosody>" * 5000 + "</speak>"
+    for path in (SPEECH, "/v1/jobs"):
+        body = {"input": deep} if path == "/v1/jobs" else {"input": deep[:4000]}
+        response = fake_client.post(path, json=body)
+        assert response.status_code in (400, 413), response.text
+    assert_error(fake_client.post("/v1/jobs", json={"input": deep}), 400, "invalid_request", "input", "32")
+
+
+class RedisProxy:
+    """A TCP proxy in front of the real Redis that can be cut and restored, as a network would."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", 6379)
+        self._writers |= {writer, upstream_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.transport.abort()
+
+        with contextlib.suppress(asyncio.CancelledError):  # the test's loop ends while relays still run
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_a_store_that_goes_away_mid_job_is_waited_out_and_the_job_finishes(tmp_path: Path) -> None:
+    proxy = RedisProxy()
+    await proxy.start()
+    engine = FakeEngine(name="fake", delay=0.15)
+    settings = Settings(
+        data_dir=tmp_path,
+        default_engine="fake",
+        queue_url=f"redis://127.0.0.1:{proxy.port}/0",
+        queue_prefix=f"hostile-{time.time_ns()}",
+        job_lease_seconds=30,
+    )
+    app = create_app(settings, engines={"fake": engine})
+    text = " ".join(f"Sentence number {i} is here." for i in range(20))
+    transport = httpx.ASGITransport(app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://voxserve") as client,
+        app.router.lifespan_context(app),
+    ):
+        await _until(lambda: client.get("/readyz"), lambda r: r.status_code == 200)
+        job = (await client.post("/v1/jobs", json={"input": text, "response_format": "wav"})).json()
+        await _until(
+            lambda: client.get(f"/v1/jobs/{job['id']}"),
+            lambda r: r.json()["progress"]["segments_done"] >= 2,
+        )
+        await proxy.cut()
+        ready = await _until(lambda: client.get("/readyz"), lambda r: r.status_code == 503)
+        assert ready.json()["status"] == "degraded" and "store" in ready.json()["problems"]
+        assert_error(await client.get("/v1/jobs"), 503, "store_unavailable", None, "retry")
+        metrics = (await client.get("/metrics")).text
+        assert "voxserve_worker_healthy" in metrics
+        await asyncio.sleep(1.0)
+        await proxy.start()
+        done = await _until(
+            lambda: client.get(f"/v1/jobs/{job['id']}"),
+            lambda r: r.status_code == 200 and r.json()["status"] == "succeeded",
+            40,
+        )
+        assert done.json()["progress"]["segments_done"] == 20
+        audio = await client.get(f"/v1/jobs/{job['id']}/audio")
+        assert decode(audio.content).duration == pytest.approx(20 * (5 * 0.2 + 0.25), abs=0.2)
+        ready = await _until(lambda: client.get("/readyz"), lambda r: r.status_code == 200)
+        assert all(worker["healthy"] for worker in ready.json()["workers"])
+        assert any(worker["store_errors"] > 0 for worker in ready.json()["workers"])
+    await proxy.cut()
+
+
+async def _until(call, done, timeout: float = 15):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        response = await call()
+        if done(response):
+            return response
+        assert time.monotonic() < deadline, response.text
+        await asyncio.sleep(0.1)
+
+
+# -- bounded memory, CPU, disk and time per request --------------------------------------
+
+
+def _silent_flac(seconds: float, rate: int = 16000) -> bytes:
+    """A small FLAC holding a long silence: the shape of a decompression bomb."""
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="flac") as container:
+        stream = container.add_stream("flac", rate=rate, layout="mono")
+        block = np.zeros((1, rate * 10), np.int16)
+        for _ in range(int(seconds / 10)):
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):  # type: ignore[union-attr]
+                container.mux(packet)
+        for packet in stream.encode(None):  # type: ignore[union-attr]
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def _rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(field)
+
+
+@pytest.fixture(scope="module")
+def bomb() -> bytes:
+    data = _silent_flac(3600)
+    assert len(data) < 2 * 1024 * 1024  # an hour of audio that the upload limit admits
+    return data
+
+
+def test_a_decompression_bomb_is_refused_in_flat_memory(tmp_path: Path, bomb: bytes) -> None:
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    (refs / "bomb.flac").write_bytes(bomb)
+    env = {
+        **FAKE_ONLY,
+        "VOXSERVE_REFERENCE_DIRS": json.dumps([str(refs)]),
+        "VOXSERVE_REFERENCE_URL_HOSTS": json.dumps(["127.0.0.1"]),
+        "VOXSERVE_REFERENCE_URL_PRIVATE": "true",
+    }
+    app = FastAPI()
+    app.get("/bomb.flac")(lambda: Response(bomb, media_type="audio/flac"))
+    with ExitStack() as stack:
+        files = stack.enter_context(serving(app))
+        server = start_server(tmp_path / "data", tmp_path / "server.log", env)
+        stack.callback(server.stop)
+        pid = server.process.pid
+        sends = [
+            lambda c: c.post("/v1/voices", files={"audio": ("bomb.flac", bomb, "audio/flac")}),
+            lambda c: c.post("/tts", data={"text": "hi", "audio_path": "bomb.flac"}),
+            lambda c: c.post("/api/synthesis", json={"text": "hi", "audio": f"{files}/bomb.flac"}),
+        ]
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            for send in sends:
+                Path(f"/proc/{pid}/clear_refs").write_text("5")  # peak RSS starts again from now
+                before = _rss_kb(pid, "VmRSS")
+                response = send(client)
+                growth_mb = (_rss_kb(pid, "VmHWM") - before) / 1024
+                assert response.status_code in (403, 422), response.text
+                if response.status_code == 422:
+                    assert response.json()["error"]["code"] in ("invalid_audio", "capability_missing")
+                assert growth_mb <= 50, f"peak RSS grew {growth_mb:.0f} MB"
+
+
+def test_a_reference_url_that_trickles_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        for _ in range(60):
+            yield b"R"
+            await asyncio.sleep(1.0)
+
+    app = FastAPI()
+    app.get("/slow.wav")(lambda: StreamingResponse(trickle(), media_type="audio/wav"))
+    settings = Settings(
+        data_dir=tmp_path, default_engine="fake", reference_url_hosts=["127.0.0.1"],
+        reference_url_private=True, reference_fetch_seconds=2,
+    )  # fmt: skip
+    engine = FakeEngine(name="fake", cloning=True)
+    with serving(app) as base, TestClient(create_app(settings, engines={"fake": engine})) as client:
+        started = time.monotonic()
+        response = client.post("/api/synthesis", json={"text": "hi", "audio": f"{base}/slow.wav"})
+        assert time.monotonic() - started < 6
+        assert_error(response, 400, "invalid_request", "audio", "not fetched within 2 s")
+
+
+def test_pause_marks_cannot_multiply_the_audio(fake_client: TestClient, fake_engine: FakeEngine) -> None:
+    text = "a[pause:10s]" * 40  # 480 characters, 400 s of pauses
+    response = fake_client.post(SPEECH, json={"input": text})
+    assert response.status_code == 200  # under the speech limit of 1200 s
+    slow = fake_client.post(SPEECH, json={"input": text, "speed": 0.25})  # 1600 s
+    assert_error(slow, 413, "audio_too_long", "input", "the limit is 1200 s")
+    job = fake_client.post("/v1/jobs", json={"input": "a[pause:10s]" * 9000, "speed": 0.25})
+    assert_error(job, 413, "audio_too_long", "input", "limit is 86400 s")
+
+
+def test_audio_beyond_the_limit_is_stopped_while_it_is_made(
+    make_client: ClientFactory, fake_engine: FakeEngine
+) -> None:
+    fake_engine.seconds_per_word = 3.0  # far slower speech than planning assumes
+    client = make_client(max_audio_seconds=2, job_max_audio_seconds=2)
+    text = "one two three."  # planned as at least 0.7 s; its first word is 3 s
+    assert_error(client.post(SPEECH, json={"input": text}), 413, "audio_too_long", "input", "limit of 2 s")
+    job = wait_for(client, submit(client, input=text)["id"], "failed")
+    assert job["error"]["code"] == "audio_too_long"
+
+
+def test_the_disk_limit_holds_while_a_job_runs(make_client: ClientFactory, tmp_path: Path) -> None:
+    client = make_client(job_disk_limit_bytes=400_000)  # 12 s of 16 kHz PCM, with its encoded copy
+    long_text = " ".join(f"Sentence {i} has words." for i in range(40))
+    big = wait_for(client, submit(client, input=long_text)["id"], "failed")
+    assert big["error"]["code"] == "insufficient_storage" and "while this job ran" in big["error"]["message"]
+    assert not (tmp_path / "jobs" / big["id"]).exists(), "its partial audio is removed"
+    small = wait_for(client, submit(client, input="Short and fine.")["id"], "succeeded")
+    assert decode(client.get(f"/v1/jobs/{small['id']}/audio").content).duration > 0.5
+
+
+class SlowEmbedded(EmbeddedEngine):
+    """An in-process engine whose every segment takes a while, counting what it renders."""
+
+    def __init__(self, waiting: Waiting) -> None:
+        super().__init__("slow", ThreadPoolExecutor(2), max_concurrency=1, waiting=waiting)
+        self.rendered: list[str] = []
+
+    @property
+    def capabilities(self) -> Capabilities:
+        voices = (VoiceInfo(id="tone", engine="slow", languages=("en",)),)
+        return Capabilities(languages=frozenset({"en"}), voices=voices, sample_rate=16000)
+
+    def _load(self) -> None:
+        """Nothing to load."""
+
+    def _warm_up(self) -> None:
+        """Nothing to warm."""
+
+    def _render(self, request: SegmentRequest) -> PCM:
+        time.sleep(0.5)
+        self.rendered.append(request.text)
+        return (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+
+
+def test_the_embedded_engine_refuses_with_503_busy_after_its_wait(tmp_path: Path) -> None:
+    engine = SlowEmbedded(Waiting(timeout=1.0, max_queue=100))
+    settings = Settings(data_dir=tmp_path, default_engine="slow", workers=0)
+    with TestClient(create_app(settings, engines={"slow": engine})) as client, ThreadPoolExecutor(8) as pool:
+        while client.get("/readyz").status_code != 200:
+            time.sleep(0.02)
+        started = time.monotonic()
+        answers = list(pool.map(lambda i: client.post(SPEECH, json={"input": f"Word {i}."}), range(8)))
+        elapsed = time.monotonic() - started
+    busy = [a for a in answers if a.status_code == 503]
+    assert 2 <= sum(a.status_code == 200 for a in answers) <= 4 and len(busy) == 8 - len(engine.rendered)
+    assert busy and all(a.json()["error"]["code"] == "busy" and a.headers["Retry-After"] for a in busy)
+    assert elapsed < 4, "no client waits beyond the deadline and one segment"
+
+
+def test_a_client_that_hangs_up_while_waiting_costs_no_synthesis(tmp_path: Path) -> None:
+    engine = SlowEmbedded(Waiting(timeout=30, max_queue=100))
+    settings = Settings(data_dir=tmp_path, default_engine="slow", workers=0)
+    with serving(create_app(settings, engines={"slow": engine})) as base:
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            time.sleep(0.02)
+        with ThreadPoolExecutor(1) as pool:
+            held = pool.submit(httpx.post, f"{base}{SPEECH}", json={"input": "First one."}, timeout=30)
+            time.sleep(0.1)
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(f"{base}{SPEECH}", json={"input": "Never made."}, timeout=0.3)
+            assert held.result().status_code == 200
+        time.sleep(0.8)
+    assert engine.rendered == ["First one."]
+
+
+# -- the event loop is never blocked ----------------------------------------------------
+
+
+def test_listeners_of_a_running_job_read_what_the_worker_encoded(
+    make_client: ClientFactory, fake_engine: FakeEngine
+) -> None:
+    """Listeners get the same bytes as the finished file, and the loop stays responsive meanwhile."""
+    fake_engine.delay = 0.05
+    client = make_client()
+    text = " ".join(f"Sentence number {i} is here." for i in range(30))
+    job = submit(client, input=text, response_format="mp3")
+    wait_for(client, job["id"], "running")
+    with ThreadPoolExecutor(10) as pool:
+        listened = list(pool.map(lambda _: client.get(f"/v1/jobs/{job['id']}/audio").content, range(10)))
+    done = wait_for(client, job["id"], "succeeded")
+    final = client.get(f"/v1/jobs/{done['id']}/audio").content
+    assert all(audio == final for audio in listened)
+    duration = decode(final).duration
+    assert duration > 35 and duration == pytest.approx(done["progress"]["audio_seconds"], abs=0.1)
+    lag = {
+        line.split('quantile="')[1].split('"')[0]: float(line.split()[-1])
+        for line in client.get("/metrics").text.splitlines()
+        if line.startswith("voxserve_event_loop_lag_window_seconds{")
+    }
+    assert lag and lag["0.99"] < 0.1, lag
