@@ -170,3 +170,11 @@ def test_catalog(client: httpx.Client) -> None:
     ready = client.get("/readyz").json()
     assert (ready["status"], ready["engines"]) == ("ready", {"kokoro": True, "hibari": True})
     assert [worker["healthy"] for worker in ready["workers"]] == [True]
+
+
+@pytest.mark.parametrize("model", ["hibari", "kokoro"])
+def test_the_same_request_gives_the_same_samples(client: httpx.Client, model: str) -> None:
+    body = {"model": model, "input": "The same words, spoken again.", "response_format": "pcm"}
+    fresh = {"Cache-Control": "no-store"}
+    answers = {client.post(SPEECH, json=body, headers=fresh).content for _ in range(3)}
+    assert len(answers) == 1 and len(next(iter(answers))) > 24000

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,13 @@ def test_each_package_imports_first(module: str) -> None:
     """No import cycle: whichever package a program imports first works."""
     result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_say_writes_a_wav_whose_header_has_its_length(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "hello.wav"
+    result = run("say", "Hello from the command line.", "-o", str(out), "--model", "hibari",
+                 "--data-dir", str(data_dir))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with wave.open(str(out)) as audio:
+        seconds = audio.getnframes() / audio.getframerate()
+    assert seconds == pytest.approx(decode(out.read_bytes()).duration, abs=0.01) and 1.0 < seconds < 5

@@ -11,6 +11,7 @@ import io
 import json
 import socket
 import time
+import wave
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -31,6 +32,7 @@ from tests.servers.engines import serving
 from tests.test_api_errors import SPEECH, assert_error
 from tests.test_jobs_api import submit, wait_for
 from voxserve.api import create_app
+from voxserve.audio.pcm import wav_bytes
 from voxserve.config import Settings
 from voxserve.engines import FakeEngine, SegmentRequest
 from voxserve.engines.base import PCM, Capabilities, VoiceInfo
@@ -383,3 +385,101 @@ def test_listeners_of_a_running_job_read_what_the_worker_encoded(
         if line.startswith("voxserve_event_loop_lag_window_seconds{")
     }
     assert lag and lag["0.99"] < 0.1, lag
+
+
+# -- outputs and state that stay correct --------------------------------------------------
+
+
+@pytest.mark.parametrize("response_format", ["wav", "flac"])
+def test_finished_files_declare_their_length(make_client: ClientFactory, response_format: str) -> None:
+    client = make_client()
+    done = wait_for(client, submit(client, response_format=response_format)["id"], "succeeded")
+    data = client.get(f"/v1/jobs/{done['id']}/audio").content
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        declared = float(stream.duration * stream.time_base) if stream.duration else None
+    assert declared == pytest.approx(decode(data).duration, abs=0.01)
+    if response_format == "wav":
+        with wave.open(io.BytesIO(data)) as audio:
+            assert audio.getnframes() / audio.getframerate() == pytest.approx(declared, abs=0.01)
+
+
+def test_tts_answers_a_whole_wav_with_its_length(fake_client: TestClient) -> None:
+    response = fake_client.post("/tts", data={"text": "One two three four."})
+    assert response.status_code == 200 and int(response.headers["Content-Length"]) == len(response.content)
+    with wave.open(io.BytesIO(response.content)) as audio:
+        assert audio.getnframes() / audio.getframerate() == pytest.approx(4 * 0.2 + 0.25, abs=0.02)
+
+
+def test_a_blend_posted_again_under_a_new_name_cannot_rename_it(client: httpx.Client) -> None:
+    formula = "jf_alpha(3)+jm_kumo(2)"
+    first = client.post("/v1/voices", data={"name": "hostile-mine", "blend": formula})
+    again = client.post("/v1/voices", data={"name": "hostile-theirs", "blend": formula})
+    assert (first.status_code, again.status_code) == (201, 201), again.text
+    assert again.json()["id"] != first.json()["id"]
+    assert client.get("/v1/voices/hostile-mine").json()["id"] == first.json()["id"]
+    assert client.post("/v1/voices", data={"name": "hostile-mine", "blend": formula}).status_code == 200
+    for voice in (first, again):
+        client.delete(f"/v1/voices/{voice.json()['id']}")
+
+
+def test_the_same_audio_under_a_new_name_is_a_new_voice(tmp_path: Path) -> None:
+    engine = FakeEngine(name="fake", cloning=True)
+    settings = Settings(data_dir=tmp_path, default_engine="fake")
+    audio = wav_bytes((0.2 * np.sin(np.arange(24000 * 4) / 7)).astype(np.float32), 24000)
+    with TestClient(create_app(settings, engines={"fake": engine})) as client:
+        mine = client.post("/v1/voices", data={"name": "mine"}, files={"audio": ("a.wav", audio)})
+        same = client.post("/v1/voices", data={"name": "mine"}, files={"audio": ("a.wav", audio)})
+        theirs = client.post("/v1/voices", data={"name": "theirs"}, files={"audio": ("a.wav", audio)})
+        assert (mine.status_code, same.status_code, theirs.status_code) == (201, 200, 201)
+        assert same.json()["id"] == mine.json()["id"] != theirs.json()["id"]
+        assert mine.json()["audio"] == theirs.json()["audio"], "stored once"
+        assert client.get("/v1/voices/mine").json()["id"] == mine.json()["id"]
+        client.delete("/v1/voices/theirs")
+        assert client.get(f"/v1/voices/{mine.json()['id']}/audio").status_code == 200, "still used by mine"
+        other = wav_bytes((0.2 * np.sin(np.arange(24000 * 4) / 9)).astype(np.float32), 24000)
+        taken = client.post("/v1/voices", data={"name": "mine"}, files={"audio": ("b.wav", other)})
+        assert_error(taken, 409, "conflict", "name", "already exists")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "text"),
+    [
+        ("sample_rate", 0, "greater than 0"),
+        ("speed", "2", "valid number"),
+        ("speed", True, "valid number"),
+        ("seed", 1.5, "valid integer"),
+        ("pitch", "1", "valid number"),
+    ],
+)
+def test_numbers_are_strict(fake_client: TestClient, field: str, value: object, text: str) -> None:
+    response = fake_client.post(SPEECH, json={"input": "hello", field: value})
+    assert_error(response, 400, "invalid_request", field, text)
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_are_named_as_such(fake_client: TestClient, token: str) -> None:
+    body = f'{{"input": "hello", "speed": {token}}}'
+    response = fake_client.post(SPEECH, content=body, headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "invalid_request", "speed", "finite number")
+
+
+def test_tts_with_a_json_body_is_told_to_send_form_data(fake_client: TestClient) -> None:
+    response = fake_client.post("/tts", json={"text": "hello"})
+    assert_error(response, 415, "unsupported_media_type", "Content-Type", "takes form data")
+
+
+def test_http_errors_keep_the_json_shape(make_client: ClientFactory) -> None:
+    client = make_client()
+    done = wait_for(client, submit(client)["id"], "succeeded")
+    audio = f"/v1/jobs/{done['id']}/audio"
+    size = len(client.get(audio).content)
+    partial = client.get(audio, headers={"Range": "bytes=0-99"})
+    assert partial.status_code == 206 and len(partial.content) == 100
+    outside = client.get(audio, headers={"Range": f"bytes={size + 10}-"})
+    assert_error(outside, 416, "range_not_satisfiable", "Range", "outside")
+    assert outside.headers["Content-Range"] == f"bytes */{size}"
+    assert_error(client.get(audio, headers={"Range": "pages=1-2"}), 400, "invalid_request", "Range", "bytes")
+    wrong_method = client.put("/v1/jobs")
+    assert_error(wrong_method, 405, "method_not_allowed", None)
+    assert set(wrong_method.headers["Allow"].replace(" ", "").split(",")) == {"GET", "POST"}

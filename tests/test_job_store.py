@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from voxserve.errors import EngineError
+from voxserve.errors import Conflict, EngineError
 from voxserve.jobs import IdempotencyConflict, Job, JobNotFound, JobStatus, JobStore, Progress, request_hash
 from voxserve.jobs.redis import RedisJobStore
 from voxserve.jobs.sqlite import SQLiteJobStore
@@ -182,3 +182,17 @@ async def test_watch_yields_changes_until_the_end(store: JobStore) -> None:
     await task
     assert seen[0] == (JobStatus.QUEUED, 0) and seen[-1] == (JobStatus.SUCCEEDED, 1)
     assert [s for s, _ in seen] == sorted([s for s, _ in seen], key=[*JobStatus].index)
+
+
+async def test_a_job_that_is_finishing_cannot_be_canceled(store: JobStore) -> None:
+    """Either the cancel lands before the worker claims the end (and the worker sees it), or it is a 409."""
+    first = (await store.enqueue(*make_job("a")))[0]
+    await store.claim("w", 30)
+    assert await store.record_progress(first.id, "w", Progress(segments_done=1, finishing=True))
+    with pytest.raises(Conflict, match="finishing"):
+        await store.cancel(first.id)
+    second = (await store.enqueue(*make_job("b")))[0]
+    await store.claim("w", 30)
+    await store.cancel(second.id)
+    seen = await store.record_progress(second.id, "w", Progress(segments_done=1, finishing=True))
+    assert seen is not None and seen.cancel_requested

@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.audio_checks import assert_speech_like, decode
 from tests.test_api_errors import assert_error
@@ -125,3 +127,37 @@ def test_marks_change_the_embedded_engines_audio(client: httpx.Client) -> None:
     marked = speak("I [R][EH1][D] it.")
     assert marked != speak("I read it.") and marked == speak("I [R][EH1][D] it.")
     assert_speech_like(decode(marked))
+
+
+_ssml_piece = st.sampled_from(
+    ["<speak>", "</speak>", "<prosody>", "</prosody>", '<break time="1s"/>', "<s>", "</s>", "hi ", "&amp;",
+     "<sub alias='x'>", "</sub>", "<say-as interpret-as='digits'>", "</say-as>", "<p>", "</p>", "<", "&", "1"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(_ssml_piece, max_size=80).map("".join))
+def test_ssml_either_expands_or_is_a_400(text: str) -> None:
+    try:
+        expanded = expand_ssml(text)
+    except InvalidRequest as exc:
+        assert exc.param == "input"
+    else:
+        assert "<speak" not in expanded
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("[]:aeiouüǖǎbqxhngs0123456789 pause.ms")), max_size=120))
+def test_marks_either_parse_or_are_a_400(text: str) -> None:
+    try:
+        list(marks(text))
+        strip_marks(text)
+        list(split_pauses(text))
+    except InvalidRequest as exc:
+        assert exc.param == "input"
+
+
+def test_ssml_deeper_than_the_limit_is_refused_without_recursion() -> None:
+    deep = "<speak>" + "<prosody>" * 100_000 + "hi" + "</prosody>" * 100_000 + "</speak>"
+    with pytest.raises(InvalidRequest, match="nested more than 32"):
+        expand_ssml(deep)

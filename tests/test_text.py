@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pysbd
 import pytest
@@ -157,3 +158,44 @@ def test_segments_rejoin_to_the_input_and_respect_the_limit(text: str, limit: in
     assert all(piece.strip() for piece in pieces), pieces
     for piece in pieces:
         assert len(piece) <= limit, (piece, limit)
+
+
+def test_punctuation_pysbd_would_drop_is_kept() -> None:
+    assert split_text(" !!", 20) == ["!!"]
+    assert "".join(split_text("Hi there. ! ? OK.", 40)).replace(" ", "") == "Hithere.!?OK."
+
+
+_hostile = st.sampled_from(
+    [*"ab ,.!?;:\n", "[h][ǎo]", "[pause:0.1s]", "[ipa:ab]", "[", "]", "<", ">", "{", "}", "。", "你",
+     "\U000f0001", "1,000", "3.5", "Dr.", "\u200b", "\x00"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.lists(_hostile, min_size=1, max_size=300).map("".join), limit=st.integers(20, 200))
+def test_segmentation_never_fails_on_hostile_text(text: str, limit: int) -> None:
+    pieces = split_text(text, limit)
+    assert all(len(piece) <= limit for piece in pieces)
+
+
+SHAPES = {
+    "sentences": "Dr. Smith paid $3.50 at 10:30. Was it fine? Yes! The U.S. team won. ",
+    "no marks": "word ",
+    "han": "今天天气很好我们一起去公园散步吧",
+    "markup": "a[pause:0.01s][h][ǎo] ",
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_segmentation_time_grows_linearly_with_one_long_line(shape: str) -> None:
+    """Eight times the text may take about eight times as long, not sixty-four (pysbd alone: superlinear)."""
+
+    def cost(size: int) -> float:
+        line = (SHAPES[shape] * (size // len(SHAPES[shape]) + 1))[:size]
+        started = time.process_time()
+        split_text(line, 200)
+        return time.process_time() - started
+
+    cost(2_000)  # warm the splitters
+    small, large = min(cost(20_000) for _ in range(2)), cost(160_000)
+    assert large <= 16 * max(small, 0.005), (small, large)

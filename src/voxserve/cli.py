@@ -95,7 +95,7 @@ async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> St
         stats = Stats(chars=plan.chars)
         async for chunk in services.pipeline.encode(plan, stats):
             sink.write(chunk)
-        if sink.seekable():  # a file, not a pipe: its header gets the real lengths
+        if sink.seekable() and sink.readable():  # a file, not a pipe: its header gets the real lengths
             finalize_header(sink, plan.audio_format.name, stats.encoded_samples)
         return stats
     finally:
@@ -134,7 +134,7 @@ def say(
         if output == "-":
             stats = asyncio.run(_say(settings, request, sys.stdout.buffer))
         else:
-            with open(output, "wb") as sink:
+            with open(output, "w+b") as sink:  # read back too: the header gets the real lengths
                 stats = asyncio.run(_say(settings, request, sink))
     except VoxserveError as exc:
         console.print(f"[red]error ({exc.code}):[/red] {exc.message}")

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from voxserve.errors import InvalidRequest, StoreUnavailable, VoxserveError
 
@@ -41,6 +42,15 @@ def from_validation_errors(errors: Sequence[Any]) -> InvalidRequest:
     return InvalidRequest(f"{param}: {message}" if param else message, param=param)
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API document gives this path (Starlette names only its first route's)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].match(request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """One handler per family; the base class covers the whole voxserve tree."""
 
@@ -52,12 +62,15 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError | ValidationError)
         return error_response(from_validation_errors(exc.errors()))
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         error = VoxserveError(str(exc.detail))
         error.status_code = exc.status_code
         error.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(error, exc.headers)  # 405 carries Allow
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return error_response(error, headers)
 
     async def store_error(_: Request, exc: Exception) -> JSONResponse:
         log.warning("job store failed: %s: %s", type(exc).__name__, exc)

@@ -45,6 +45,9 @@ def _sentence_splitter() -> pysbd.Segmenter:
 
 
 def _protect(text: str) -> tuple[str, list[str]]:
+    """Markup tags hidden behind one private-use character each (any such character the text already
+    had is dropped: it has no sound, and it would be taken for a tag)."""
+    text = _PLACEHOLDER.sub("", text)
     tags: list[str] = []
 
     def hide(match: re.Match[str]) -> str:
