@@ -14,6 +14,10 @@
   voxserve, nginx round robin and a fixed-semaphore client (needs nginx).
 - voices: checking and normalizing a 15 s reference recording; a request
   served from the segment cache versus synthesized.
+- loop: event-loop lag under a mixed load (streams, job listeners, SSE and
+  WebSocket followers, a 1M-character submission); plan time of 1M
+  characters on one line; peak RSS for a decompression bomb; pool wait
+  p50/p99 under 3x overload.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench import loop as bench_loop
 from bench import overload as bench_overload
 from bench import proxy as bench_proxy
 from bench import queue as bench_queue
@@ -262,6 +267,38 @@ def voices(data_dir: DataDir = None) -> None:
     console.print(table)
 
 
+@app.command()
+def loop(seconds: float = 20.0) -> None:
+    """Event-loop lag under mixed load (target p99 <= 20 ms, max <= 100 ms) and hostile-input bounds."""
+    lag = bench_loop.loop_lag(seconds)
+    title = (f"Event-loop lag, {seconds:g} s: {lag.streams} streams done, {lag.listeners} job listens, "
+             f"{lag.followers} SSE/WebSocket followers, "
+             f"1M-character job accepted in {lag.submitted_in:.1f} s")  # fmt: skip
+    table = Table("measure", "p50 (ms)", "p99 (ms)", "max (ms)", title=title)
+    table.add_row("loop lag (server's probe)", *(f"{v * 1000:.1f}" for v in (lag.p50, lag.p99, lag.max)))
+    outside = (lag.healthz_p50, lag.healthz_p99, lag.healthz_max)
+    table.add_row("/healthz from outside", *(f"{v * 1000:.1f}" for v in outside))
+    console.print(table)
+    table = Table("1,000,000 characters on one line", "plan (s)", title="Planning (target <= 5 s)")
+    for shape, seconds_taken in bench_loop.plan_seconds().items():
+        table.add_row(shape, f"{seconds_taken:.2f}")
+    console.print(table)
+    size, growth, status = bench_loop.upload_peak_mb()
+    table = Table(
+        "upload", "bytes", "answer", "peak RSS growth (MB)", title="Decompression bomb (target <= 50 MB)"
+    )
+    table.add_row("FLAC, 1 hour of silence, POST /v1/voices", str(size), str(status), f"{growth:.1f}")
+    console.print(table)
+    median, p99, refused = bench_loop.pool_waits()
+    table = Table(
+        "pool", "wait p50 (ms)", "wait p99 (ms)", "refused", title="Pool waits, 90 clients on 3 x 10"
+    )
+    table.add_row(
+        "3 instances of capacity 10, 3x load", f"{median * 1000:.0f}", f"{p99 * 1000:.0f}", str(refused)
+    )
+    console.print(table)
+
+
 @app.command("all")
 def run_all(data_dir: DataDir = None) -> None:
     """Every benchmark in turn."""
@@ -274,6 +311,7 @@ def run_all(data_dir: DataDir = None) -> None:
     proxy()
     overload_command()
     voices(data)
+    loop()
 
 
 if __name__ == "__main__":
