@@ -196,7 +196,7 @@ def plan_seconds(chars: int = 1_000_000) -> dict[str, float]:
     for name, unit in shapes.items():
         text = (unit * (chars // len(unit) + 1))[:chars]
         started = time.perf_counter()
-        pipeline.plan(SpeechRequest(input=text), max_chars=chars, require_ready=False)
+        pipeline.plan(SpeechRequest(input=text), chars, require_ready=False, max_audio_seconds=1e9)
         timings[name] = time.perf_counter() - started
     return timings
 

@@ -483,3 +483,16 @@ def test_http_errors_keep_the_json_shape(make_client: ClientFactory) -> None:
     wrong_method = client.put("/v1/jobs")
     assert_error(wrong_method, 405, "method_not_allowed", None)
     assert set(wrong_method.headers["Allow"].replace(" ", "").split(",")) == {"GET", "POST"}
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_limit_is_refused_before_it_is_held(tmp_path: Path, chunked: bool) -> None:
+    settings = Settings(data_dir=tmp_path, default_engine="fake", job_max_chars=1000, max_upload_bytes=2048)
+    with TestClient(create_app(settings, engines={"fake": FakeEngine()})) as client:
+        body = b'{"input": "' + b"a" * 5_000_000 + b'"}'
+        content = (body[i : i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+        response = client.post("/v1/jobs", content=content, headers={"Content-Type": "application/json"})
+        assert_error(
+            response, 413, "input_too_large", None, "request body is over the limit of 4200304 bytes"
+        )
+        assert client.post("/v1/jobs", json={"input": "Small enough."}).status_code == 202

@@ -188,7 +188,8 @@ SHAPES = {
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_segmentation_time_grows_linearly_with_one_long_line(shape: str) -> None:
-    """Eight times the text may take about eight times as long, not sixty-four (pysbd alone: superlinear)."""
+    """Eight times the text takes about eight times as long; quadratic would be sixty-four (pysbd alone
+    is superlinear). The bound leaves room for a busy machine."""
 
     def cost(size: int) -> float:
         line = (SHAPES[shape] * (size // len(SHAPES[shape]) + 1))[:size]
@@ -198,4 +199,4 @@ def test_segmentation_time_grows_linearly_with_one_long_line(shape: str) -> None
 
     cost(2_000)  # warm the splitters
     small, large = min(cost(20_000) for _ in range(2)), cost(160_000)
-    assert large <= 16 * max(small, 0.005), (small, large)
+    assert large <= 24 * max(small, 0.005), (small, large)

@@ -6,8 +6,11 @@ Logging is configured here and only here; library modules just name their logger
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import logging.handlers
+import queue
 import signal
 import sys
 from collections.abc import Coroutine
@@ -47,11 +50,15 @@ def _settings(config: Path | None, **flags: object) -> Settings:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log lines go through a queue to a thread that writes them: a slow terminal or disk never
+    holds up the event loop, which logs a line per request."""
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(lines, writer)
+    listener.start()
+    atexit.register(listener.stop)
+    logging.basicConfig(level=level.upper(), handlers=[logging.handlers.QueueHandler(lines)], force=True)
 
 
 @app.command()
@@ -70,6 +77,7 @@ def serve(
     settings = _settings(config, data_dir=data_dir, host=host, port=port, log_level=log_level)
     _configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    sys.setswitchinterval(settings.switch_interval)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     data_dir: Path = Path("data")
     log_level: str = "INFO"
+    switch_interval: float = Field(
+        default=0.001,
+        gt=0,
+        description="seconds a busy thread keeps the GIL before the event loop may take it (Python: 0.005)",
+    )
 
     engines: list[EngineSettings] = Field(default_factory=_default_engines)
     default_engine: str = "kokoro"

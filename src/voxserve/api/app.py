@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,11 +12,16 @@ from fastapi import FastAPI
 from voxserve import __version__
 from voxserve.api import catalog, health, jobs, speech, tasks, tts, voices
 from voxserve.api import engines as engines_api
+from voxserve.api.body_limit import BodyLimit
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.schemas import ERRORS, hoist_definitions
 from voxserve.api.services import Services
 from voxserve.config import Settings
 from voxserve.engines import Engine
+
+BODY_SLACK = (
+    4 * 1024 * 1024
+)  # the other fields, and an upload a little over its own limit (named by that check)
 
 
 def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) -> FastAPI:
@@ -30,6 +36,9 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
         services = Services.build(settings, engines)
         app.state.services = services
         services.start(settings.workers)
+        # Building the document prepares every route, which FastAPI would otherwise do on the
+        # first request of each router: a few hundred milliseconds of the event loop then.
+        await asyncio.to_thread(app.openapi)
         try:
             yield
         finally:
@@ -42,11 +51,18 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
         lifespan=lifespan,
         responses=ERRORS,
     )
+    app.add_middleware(BodyLimit, limit=max_body_bytes(settings))
     install_error_handlers(app)
     for module in (speech, tts, jobs, tasks, voices, catalog, engines_api, health):
         app.include_router(module.router)
     _complete_schema(app)
     return app
+
+
+def max_body_bytes(settings: Settings) -> int:
+    """The largest request body read: a job's text as JSON (6 bytes a character at worst, escaped)
+    or a reference upload, with room for the other fields. Larger is 413 before it is read."""
+    return max(6 * settings.job_max_chars, settings.max_upload_bytes) + BODY_SLACK
 
 
 def _complete_schema(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ worker resumes it from its last finished segment.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -286,20 +287,31 @@ class JobStore(ABC):
             await self._delete(job_id)
         return ids
 
-    async def watch(self, job_id: str, poll_interval: float = 0.5) -> AsyncIterator[Job]:
+    async def watch(
+        self, job_id: str, poll_interval: float = 0.5, min_interval: float = 0.25
+    ) -> AsyncIterator[Job]:
         """Yield the job now and after every change, until it ends.
 
         Changes made in this process wake the watcher at once; changes made by
         other processes (a separate worker) are seen within ``poll_interval``.
+        Changes closer together than ``min_interval`` are yielded as one (the
+        latest), except the job's end: a fast engine finishes segments every
+        few milliseconds, and fifty followers need not each hear of every one.
         """
         seen = -1
+        loop = asyncio.get_running_loop()
+        last = -min_interval
         while True:
             job = await self.get(job_id)
             if job is None:
                 return
             if job.version != seen:
                 seen = job.version
+                last = loop.time()
                 yield job
             if job.terminal:
                 return
             await self._wait_for_change(poll_interval)
+            pause = last + min_interval - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)

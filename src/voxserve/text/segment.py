@@ -24,6 +24,7 @@ MARKUP = re.compile(r"\[[^\[\]\n]{0,64}\]|\{[^{}\n]{0,128}\}|<[^<>\n]{0,256}>")
 _SENTENCE_MARK = re.compile(r"[.!?。！？…]")
 _SENTENCE_BREAK = re.compile(r"[.!?。！？…]+[\"'”’)）」』]*\s+|[。！？]+")
 WINDOW = 1000  # characters of a long line given to pysbd at a time
+HAN_RUN = 2000  # characters of an unpunctuated run of Chinese given to jieba at a time
 _PLACEHOLDER_BASE = 0xF0000  # Unicode plane 15: private use, never in real text
 _MAX_TAGS = 0xFFFFD - _PLACEHOLDER_BASE
 _PLACEHOLDER = re.compile(r"[\U000F0000-\U000FFFFD]")
@@ -141,7 +142,9 @@ def _tokens(text: str) -> Iterator[str]:
     for match in _TOKEN.finditer(text):
         token = match.group(0)
         if len(token) > 1 and "\u3400" <= token[0] <= "\u9fff":
-            yield from jieba.cut(token, HMM=False)
+            # jieba builds a graph of the whole run it is given: give it a page at a time
+            for start in range(0, len(token), HAN_RUN):
+                yield from jieba.cut(token[start : start + HAN_RUN], HMM=False)
         else:
             yield token
 
