@@ -37,6 +37,7 @@ from voxserve.config import Settings
 from voxserve.engines import FakeEngine, SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceEngine
 from voxserve.engines.remote import default_client
+from voxserve.looplag import WINDOW
 from voxserve.metrics import Metrics
 from voxserve.pipeline import Pipeline, SpeechRequest
 from voxserve.routing import FixedLimit, Instance, Pool, PoolSettings, Role
@@ -173,7 +174,7 @@ def loop_lag(seconds: float = 20.0) -> LoopLag:
     data_dir = Path(tempfile.mkdtemp(prefix="voxserve-bench-loop-"))
     server = start_server(data_dir, data_dir / "server.log", NO_CACHE)
     try:
-        time.sleep(1)  # let the lag window forget the start
+        time.sleep(WINDOW + 1)  # the window forgets loading (models load in threads that hold the GIL)
         return asyncio.run(_mixed_load(server.url, seconds))
     finally:
         server.stop()

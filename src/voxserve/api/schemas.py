@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -14,6 +15,7 @@ from voxserve.errors import UnsupportedMediaType
 from voxserve.pipeline import SAMPLE_RATES, SpeechRequest
 
 Body = TypeVar("Body", bound=BaseModel)
+PARSE_IN_THREAD_BYTES = 64 * 1024
 
 
 class VoiceRef(BaseModel):
@@ -91,7 +93,10 @@ async def parse_json(request: Request, model: type[Body]) -> Body:
             param="Content-Type",
         )
     try:
-        return model.model_validate_json(await request.body())
+        body = await request.body()
+        if len(body) > PARSE_IN_THREAD_BYTES:  # a book's JSON takes milliseconds to parse
+            return await asyncio.to_thread(model.model_validate_json, body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         raise from_validation_errors(exc.errors()) from None
 

@@ -232,6 +232,7 @@ class Services:
             max_audio_seconds=self.settings.job_max_audio_seconds,
         )
         fields = {"request": request.__dict__, "name": name, "priority": priority, "metadata": metadata}
+        digest = await asyncio.to_thread(request_hash, {**fields, "run_at": run_at})  # hashes the whole text
         parameters = {key: value for key, value in request.__dict__.items() if key != "input"}
         name = check_name(name) if name else job_id
         metadata = metadata or {}
@@ -251,7 +252,7 @@ class Services:
             metadata=metadata,
             max_attempts=max_attempts or self.settings.job_max_attempts,
             idempotency_key=idempotency_key,
-            request_hash=request_hash({**fields, "run_at": run_at}),
+            request_hash=digest,
             sample_rate=plan.engine.capabilities.sample_rate,
             output_rate=plan.output_rate,
         )
