@@ -81,7 +81,7 @@ class RuntimeCollector(Collector):
             labels=["quantile"],
         )
         for quantile, value in self._lag().items():
-            window.add_metric([f"{quantile:g}"], value)
+            window.add_metric([f"{quantile:g}"], round(value, 6))  # microseconds: no float noise
         healthy = GaugeMetricFamily(
             "voxserve_worker_healthy", "1 while the job worker's store calls succeed", labels=["worker"]
         )
