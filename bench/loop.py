@@ -217,7 +217,7 @@ def silent_flac(seconds: float, rate: int = 16000) -> bytes:
     return buffer.getvalue()
 
 
-def _status_kb(pid: int, field: str) -> int:
+def status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -234,15 +234,29 @@ def upload_peak_mb(hours: float = 1.0) -> tuple[int, float, int]:
     try:
         pid = server.process.pid
         Path(f"/proc/{pid}/clear_refs").write_text("5")
-        before = _status_kb(pid, "VmRSS")
+        before = status_kb(pid, "VmRSS")
         response = httpx.post(f"{server.url}/v1/voices", files={"audio": ("a.flac", bomb)}, timeout=120)
-        return len(bomb), (_status_kb(pid, "VmHWM") - before) / 1024, response.status_code
+        return len(bomb), (status_kb(pid, "VmHWM") - before) / 1024, response.status_code
     finally:
         server.stop()
 
 
-async def _pool_waits(clients: int, rounds: int, seconds_per_char: float) -> tuple[list[float], int]:
+def record_waits(pool: Pool) -> list[float]:
+    """The seconds each of the pool's requests waits for an instance, from now on."""
     waits: list[float] = []
+    acquire = pool._acquire
+
+    async def timed(*args: object, **kwargs: object) -> Instance:
+        started = time.monotonic()
+        instance = await acquire(*args, **kwargs)  # type: ignore[arg-type]
+        waits.append(time.monotonic() - started)
+        return instance
+
+    pool._acquire = timed  # type: ignore[method-assign]
+    return waits
+
+
+async def _pool_waits(clients: int, rounds: int, seconds_per_char: float) -> tuple[list[float], int]:
     refused = 0
     with engine_instances(3, capacity=10, seconds_per_char=seconds_per_char) as servers:
         instances = [
@@ -253,15 +267,7 @@ async def _pool_waits(clients: int, rounds: int, seconds_per_char: float) -> tup
         fair = clients / 30 * 5 * seconds_per_char  # each request waits for the ones ahead of it
         pool = Pool("cosy", instances, PoolSettings(queue_timeout=2 * fair + 1, health_interval=60))
         await pool.load()
-        acquire = pool._acquire
-
-        async def timed(*args: object, **kwargs: object) -> Instance:
-            started = time.monotonic()
-            instance = await acquire(*args, **kwargs)  # type: ignore[arg-type]
-            waits.append(time.monotonic() - started)
-            return instance
-
-        pool._acquire = timed  # type: ignore[method-assign]
+        waits = record_waits(pool)
 
         async def client() -> None:
             nonlocal refused

@@ -21,6 +21,7 @@ import av
 import httpx
 import numpy as np
 import pytest
+from bench.loop import silent_flac, status_kb
 from bench.server import start_server
 from fastapi import FastAPI
 from fastapi.responses import Response, StreamingResponse
@@ -190,32 +191,9 @@ async def _until(call, done, timeout: float = 15):  # type: ignore[no-untyped-de
 # -- bounded memory, CPU, disk and time per request --------------------------------------
 
 
-def _silent_flac(seconds: float, rate: int = 16000) -> bytes:
-    """A small FLAC holding a long silence: the shape of a decompression bomb."""
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=rate, layout="mono")
-        block = np.zeros((1, rate * 10), np.int16)
-        for _ in range(int(seconds / 10)):
-            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):  # type: ignore[union-attr]
-                container.mux(packet)
-        for packet in stream.encode(None):  # type: ignore[union-attr]
-            container.mux(packet)
-    return buffer.getvalue()
-
-
-def _rss_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(field)
-
-
 @pytest.fixture(scope="module")
 def bomb() -> bytes:
-    data = _silent_flac(3600)
+    data = silent_flac(3600)
     assert len(data) < 2 * 1024 * 1024  # an hour of audio that the upload limit admits
     return data
 
@@ -245,9 +223,9 @@ def test_a_decompression_bomb_is_refused_in_flat_memory(tmp_path: Path, bomb: by
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for send in sends:
                 Path(f"/proc/{pid}/clear_refs").write_text("5")  # peak RSS starts again from now
-                before = _rss_kb(pid, "VmRSS")
+                before = status_kb(pid, "VmRSS")
                 response = send(client)
-                growth_mb = (_rss_kb(pid, "VmHWM") - before) / 1024
+                growth_mb = (status_kb(pid, "VmHWM") - before) / 1024
                 assert response.status_code in (403, 422), response.text
                 if response.status_code == 422:
                     assert response.json()["error"]["code"] in ("invalid_audio", "capability_missing")

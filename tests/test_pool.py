@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack
 
 import numpy as np
 import pytest
 from bench.instances import engine_instances
+from bench.loop import record_waits
 
 from tests.servers.engines import Behaviour, cosyvoice_app, serving, tone
 from voxserve.engines import SegmentRequest
@@ -296,25 +296,14 @@ async def test_leaving_early_frees_the_slot_and_the_upstream(cluster: Cluster, s
     assert cluster.behaviours[0].in_flight == 0
 
 
-async def test_pool_waiters_are_served_in_arrival_order(
-    cluster: Cluster, start: StartPool, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_pool_waiters_are_served_in_arrival_order(cluster: Cluster, start: StartPool) -> None:
     """3 instances of capacity 10, 90 clients: everyone waits about as long, nobody is refused."""
     for _ in range(3):
         cluster.add(seconds_per_char=0.04, capacity=10)  # 0.2 s a request
     fair_wait = 2 * 0.2  # 60 waiting for 30 slots
     settings = PoolSettings(queue_timeout=2 * fair_wait + 0.4, health_interval=60, attempts=1)
     pool = await start(make_pool(cluster, [FixedLimit(10)] * 3, settings=settings))
-    waits: list[float] = []
-    acquire = pool._acquire
-
-    async def timed(*args: object, **kwargs: object) -> object:
-        started = time.monotonic()
-        instance = await acquire(*args, **kwargs)  # type: ignore[arg-type]
-        waits.append(time.monotonic() - started)
-        return instance
-
-    monkeypatch.setattr(pool, "_acquire", timed)
+    waits = record_waits(pool)
 
     async def client() -> int:
         refused = 0
