@@ -99,3 +99,17 @@ def make_client(tmp_path: Path, fake_engine: FakeEngine) -> Iterator[ClientFacto
     yield make
     for client in clients:
         client.__exit__(None, None, None)
+
+
+#: Fixtures that start a real ``voxserve serve`` process or load a real model.
+INTEGRATION_FIXTURES = frozenset({"server", "client", "whisper", "api_schema"})
+#: Modules whose every test runs real processes (crash recovery, the command line, transcription).
+INTEGRATION_MODULES = frozenset({"test_jobs_crash", "test_cli", "test_intelligibility"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the integration layer, so ``make check`` can run the fast layer alone."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or module in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)

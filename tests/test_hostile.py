@@ -198,6 +198,7 @@ def bomb() -> bytes:
     return data
 
 
+@pytest.mark.integration
 def test_a_decompression_bomb_is_refused_in_flat_memory(tmp_path: Path, bomb: bytes) -> None:
     refs = tmp_path / "refs"
     refs.mkdir()
