@@ -12,6 +12,8 @@ import numpy as np
 from faster_whisper import WhisperModel
 from numpy.typing import NDArray
 
+from voxserve.audio.pcm import from_s16le
+
 
 @dataclass
 class Decoded:
@@ -41,7 +43,7 @@ def decode(data: bytes) -> Decoded:
 
 
 def decode_pcm(data: bytes, sample_rate: int) -> Decoded:
-    return Decoded((np.frombuffer(data, "<i2").astype(np.float32) / 32768.0), sample_rate, "pcm_s16le")
+    return Decoded(from_s16le(data), sample_rate, "pcm_s16le")
 
 
 def assert_speech_like(audio: Decoded, min_seconds: float = 0.3) -> None:

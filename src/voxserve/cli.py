@@ -27,7 +27,7 @@ from voxserve.audio.finalize import finalize_header
 from voxserve.client.jobs_cli import DEFAULT_URL, UrlOption, jobs_app, request
 from voxserve.config import Settings, load_settings
 from voxserve.errors import VoxserveError
-from voxserve.pipeline import SpeechRequest, Stats
+from voxserve.pipeline import PITCH, SPEED, SpeechRequest, Stats
 
 app = typer.Typer(help="voxserve: self-hosted speech synthesis.", no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)  # never break a message a script may parse
@@ -117,8 +117,8 @@ def say(
     voice: Annotated[str | None, typer.Option(help="Voice id or OpenAI voice name.")] = None,
     model: Annotated[str | None, typer.Option(help="Engine (kokoro, hibari) or OpenAI model name.")] = None,
     format: Annotated[str | None, typer.Option(help="mp3, opus, aac, flac, wav, pcm.")] = None,
-    speed: Annotated[float, typer.Option(min=0.25, max=4.0)] = 1.0,
-    pitch: Annotated[float, typer.Option(min=-12, max=12, help="Semitones.")] = 0.0,
+    speed: Annotated[float, typer.Option(min=SPEED[0], max=SPEED[1])] = 1.0,
+    pitch: Annotated[float, typer.Option(min=PITCH[0], max=PITCH[1], help="Semitones.")] = 0.0,
     language: Annotated[str | None, typer.Option(help="en, zh or ja (detected if absent).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for engines with randomness.")] = None,
     config: ConfigOption = None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from concurrent.futures import Executor
@@ -66,6 +67,8 @@ from voxserve.voices.blend import blend_parts_known, is_blend
 log = logging.getLogger(__name__)
 
 SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+SPEED = (0.25, 4.0)  # the range of speed every door accepts; plan() checks it too
+PITCH = (-12.0, 12.0)  # semitones
 #: Faster than any voice speaks at speed 1, so the planned estimate of audio is a lower bound.
 FASTEST_CHARS_PER_SECOND = {"zh": 9.0, "ja": 12.0}
 FASTEST_OTHER_CHARS_PER_SECOND = 25.0
@@ -159,6 +162,11 @@ class Stats:
         return self.elapsed / self.audio_seconds if self.audio_seconds else None
 
 
+def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
+    if not (math.isfinite(value) and bounds[0] <= value <= bounds[1]):
+        raise InvalidRequest(f"{name} is {value}; it must be from {bounds[0]:g} to {bounds[1]:g}", param=name)
+
+
 def _check_audio_limit(plan: Plan, stats: Stats) -> None:
     """Enforced while producing: planning can only bound the audio from below."""
     if stats.audio_seconds > plan.max_audio_seconds:
@@ -223,6 +231,8 @@ class Pipeline:
         still load. Blocking work (a long text takes seconds): call it in a thread.
         """
         self._check_input(request.input, max_chars)
+        _check_range("speed", request.speed, SPEED)
+        _check_range("pitch", request.pitch, PITCH)
         if request.language and _language_code(request.language) not in SUPPORTED:
             raise UnsupportedValue(
                 f"language {request.language!r} is not supported; choose one of {', '.join(SUPPORTED)}",

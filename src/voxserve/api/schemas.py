@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from voxserve.api.errors import from_validation_errors
 from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
-from voxserve.pipeline import SAMPLE_RATES, SpeechRequest
+from voxserve.pipeline import PITCH, SAMPLE_RATES, SPEED, SpeechRequest
 
 Body = TypeVar("Body", bound=BaseModel)
 PARSE_IN_THREAD_BYTES = 64 * 1024
@@ -36,11 +36,11 @@ class SpeechFields(BaseModel):
     model: str | None = Field(default=None, description="Engine, or an OpenAI model name mapped onto one.")
     voice: str | VoiceRef | None = Field(default=None, description="A voice id or an OpenAI voice name.")
     response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0, strict=True)
+    speed: float = Field(default=1.0, ge=SPEED[0], le=SPEED[1], strict=True)
     instructions: str | None = Field(default=None, max_length=4096)
     language: str | None = Field(default=None, max_length=16, description="en, zh or ja; detected if absent")
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1, strict=True)
-    pitch: float = Field(default=0.0, ge=-12.0, le=12.0, strict=True, description="semitones")
+    pitch: float = Field(default=0.0, ge=PITCH[0], le=PITCH[1], strict=True, description="semitones")
     emotion: str | None = Field(default=None, max_length=64)
     sample_rate: int | None = Field(
         default=None,

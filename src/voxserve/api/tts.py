@@ -24,13 +24,14 @@ from voxserve.api.streaming import file_response, new_request_id
 from voxserve.api.uploads import read_upload
 from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
-from voxserve.pipeline import SpeechRequest
+from voxserve.jobs.files import NAME_PATTERN
+from voxserve.pipeline import PITCH, SPEED, SpeechRequest
 
 router = APIRouter()
 
 #: The seeds' format names, as voxserve's.
 OUTPUT_FORMATS = {"wav": "wav", "mp3": "mp3", "ogg": "opus"}
-TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+TASK_ID_PATTERN = NAME_PATTERN.pattern  # names the file: the job files' own rule
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
@@ -59,8 +60,10 @@ async def tts(
     cache: Annotated[str, Depends(cache_mode)],
     text: Annotated[str, Form(description="The text to speak.")],
     emotion: Annotated[str | None, Form(max_length=64)] = None,
-    speed: Annotated[float, Form(ge=0.25, le=4.0, allow_inf_nan=False)] = 1.0,
-    pitch: Annotated[float, Form(ge=-12.0, le=12.0, allow_inf_nan=False, description="semitones")] = 0.0,
+    speed: Annotated[float, Form(ge=SPEED[0], le=SPEED[1], allow_inf_nan=False)] = 1.0,
+    pitch: Annotated[
+        float, Form(ge=PITCH[0], le=PITCH[1], allow_inf_nan=False, description="semitones")
+    ] = 0.0,
     output_format: Annotated[Literal["wav", "mp3", "ogg"], Form()] = "wav",
     seed: Annotated[int | None, Form(ge=0, le=2**32 - 1)] = None,
     task_id: Annotated[str | None, Form(pattern=TASK_ID_PATTERN)] = None,

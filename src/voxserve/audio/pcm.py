@@ -68,6 +68,16 @@ def silence(seconds: float, sample_rate: int) -> PCM:
     return np.zeros(round(seconds * sample_rate), dtype=np.float32)
 
 
+def from_s16(samples: NDArray[np.int16]) -> PCM:
+    """Signed 16-bit samples as float32 in [-1, 1)."""
+    return (samples.astype(np.float32) / 32768.0).astype(np.float32)
+
+
+def from_s16le(data: bytes) -> PCM:
+    """Little-endian signed 16-bit bytes (``pcm`` output, a job's PCM file) as float32."""
+    return from_s16(np.frombuffer(data, "<i2"))
+
+
 def to_s16le(pcm: PCM) -> bytes:
     """Little-endian signed 16-bit samples, as raw ``pcm`` output carries them."""
     return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -32,10 +31,10 @@ import numpy as np
 
 from voxserve.audio.decode import decode_audio
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
+from voxserve.engines.remote import OUT_OF_MEMORY
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable, UnsupportedValue
 
 PROMPT_RATE = 24000
-_OUT_OF_MEMORY = re.compile(r"out of memory", re.IGNORECASE)
 STDERR_TAIL = 400
 
 
@@ -162,7 +161,7 @@ class GlmTtsEngine:
             if process.returncode != 0 or not output.exists():
                 tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL:] or "(no output on stderr)"
                 message = f"engine {self.name!r} exited with {process.returncode}: {tail}"
-                raise EngineOverloaded(message) if _OUT_OF_MEMORY.search(tail) else EngineUnavailable(message)
+                raise EngineOverloaded(message) if OUT_OF_MEMORY.search(tail) else EngineUnavailable(message)
             audio, _ = await asyncio.to_thread(decode_audio, output)
         finally:
             output.unlink(missing_ok=True)

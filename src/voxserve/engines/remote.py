@@ -28,6 +28,7 @@ import httpx
 import numpy as np
 
 from voxserve.audio.decode import decode_audio
+from voxserve.audio.pcm import from_s16
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest
 from voxserve.errors import (
     EngineOverloaded,
@@ -37,7 +38,7 @@ from voxserve.errors import (
     VoxserveError,
 )
 
-_OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory|CUDA error: out of memory|OOM", re.IGNORECASE)
+OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory|CUDA error: out of memory|OOM", re.IGNORECASE)
 ERROR_TAIL = 300  # characters of an engine's error body kept in our message
 
 
@@ -66,7 +67,7 @@ def engine_error(engine: str, status: int, body: str) -> VoxserveError:
     """The error a failed engine answer stands for, with the engine's own words."""
     tail = body.strip()[-ERROR_TAIL:] or "(empty body)"
     message = f"engine {engine!r} answered {status}: {tail}"
-    if status in (429, 503) or _OUT_OF_MEMORY.search(body):
+    if status in (429, 503) or OUT_OF_MEMORY.search(body):
         return EngineOverloaded(message)
     if status >= 500:
         return EngineUnavailable(message)
@@ -88,7 +89,7 @@ class PcmStream:
             return None
         samples = np.frombuffer(data[:usable], self._dtype)
         if self._dtype.kind == "i":
-            return (samples.astype(np.float32) / 32768.0).astype(np.float32)
+            return from_s16(samples)
         return samples.astype(np.float32)
 
 

@@ -18,10 +18,9 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-
 from voxserve.audio import AudioFormat, StreamEncoder, to_s16le
 from voxserve.audio.finalize import finalize_header
+from voxserve.audio.pcm import from_s16le
 from voxserve.engines.base import PCM
 
 ENCODE_BLOCK = 48000  # bytes of s16le encoded per step when rebuilding a stream (1 s at 24 kHz)
@@ -55,7 +54,7 @@ class JobAudioWriter:
         remaining = bytes_done
         while remaining > 0 and (block := pcm.read(min(ENCODE_BLOCK, remaining))):
             remaining -= len(block)
-            encoded.write(self._encoder.write(np.frombuffer(block, "<i2").astype(np.float32) / 32768.0))
+            encoded.write(self._encoder.write(from_s16le(block)))
         encoded.flush()
         partial.replace(self.stream)
         self._encoded = encoded
