@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from bench.server import running_server
 from fastapi.testclient import TestClient
 from faster_whisper import WhisperModel
 
+from tests.support.api import ClientFactory
 from voxserve.api import create_app
 from voxserve.config import Settings
 from voxserve.engines import FakeEngine
@@ -70,9 +71,6 @@ def fake_client(fake_settings: Settings, fake_engine: FakeEngine) -> Iterator[Te
             assert time.monotonic() < deadline, test_client.get("/readyz").json()
             time.sleep(0.05)
         yield test_client
-
-
-ClientFactory = Callable[..., TestClient]
 
 
 @pytest.fixture

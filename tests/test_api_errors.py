@@ -8,19 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.support.api import SPEECH, assert_error
 from voxserve.api import create_app
 from voxserve.config import Settings
 from voxserve.engines import FakeEngine
-
-SPEECH = "/v1/audio/speech"
-
-
-def assert_error(response: object, status: int, code: str, param: str | None, text: str = "") -> None:
-    assert response.status_code == status, response.text  # type: ignore[attr-defined]
-    error = response.json()["error"]  # type: ignore[attr-defined]
-    assert error["code"] == code
-    assert error["param"] == param
-    assert text in error["message"]
 
 
 @pytest.mark.parametrize(

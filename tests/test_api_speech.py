@@ -13,7 +13,7 @@ import pytest
 import requests
 from openai import OpenAI
 
-from tests.audio_checks import assert_speech_like, decode, decode_pcm
+from tests.support.audio import assert_speech_like, decode, decode_pcm
 
 SPEECH = "/v1/audio/speech"
 SENTENCE = "The quick brown fox jumps over the lazy dog."

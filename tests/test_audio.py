@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.audio_checks import decode, decode_pcm
+from tests.support.audio import decode, decode_pcm
+from tests.support.signals import RATE, tone
 from voxserve.audio import FORMATS, StreamEncoder, change_tempo_and_pitch, fade, level
-
-RATE = 24000
-
-
-def tone(seconds: float, freq: float = 220.0, amplitude: float = 0.3) -> np.ndarray:
-    t = np.arange(int(RATE * seconds), dtype=np.float32) / RATE
-    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
 def dominant_frequency(samples: np.ndarray, rate: int) -> float:

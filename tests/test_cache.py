@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from fastapi.testclient import TestClient
 
-from tests.audio_checks import assert_speech_like, decode
+from tests.support.audio import assert_speech_like, decode
 from voxserve.cache import SegmentCache, cache_key
 from voxserve.engines import SegmentRequest
 from voxserve.engines.fake import FakeEngine

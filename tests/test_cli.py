@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from bench.server import VOXSERVE
 
-from tests.audio_checks import assert_speech_like, decode
+from tests.support.audio import assert_speech_like, decode
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.audio_checks import decode
-from tests.test_audio import tone
+from tests.support.audio import decode
+from tests.support.signals import tone
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.config import EngineSettings
 from voxserve.engines import Engine, SegmentRequest
@@ -159,7 +159,7 @@ async def test_one_serial_instance_per_gpu(
 
 
 async def test_a_cloned_voice_is_the_prompt(engine: GlmTtsEngine, record: Path, tmp_path: Path) -> None:
-    from tests.test_voices import GOOD
+    from tests.support.signals import GOOD
     from voxserve.engines.base import Reference
     from voxserve.voices import ReferenceRules, VoiceLibrary, check_reference
 

@@ -27,11 +27,9 @@ from fastapi import FastAPI
 from fastapi.responses import Response, StreamingResponse
 from fastapi.testclient import TestClient
 
-from tests.audio_checks import decode
-from tests.conftest import ClientFactory
 from tests.servers.engines import serving
-from tests.test_api_errors import SPEECH, assert_error
-from tests.test_jobs_api import submit, wait_for
+from tests.support.api import SPEECH, ClientFactory, assert_error, submit, wait_for
+from tests.support.audio import decode
 from voxserve.api import create_app
 from voxserve.audio.pcm import wav_bytes
 from voxserve.config import Settings

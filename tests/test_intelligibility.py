@@ -6,7 +6,7 @@ import httpx
 import pytest
 from faster_whisper import WhisperModel
 
-from tests.audio_checks import word_error_rate
+from tests.support.audio import word_error_rate
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

@@ -9,29 +9,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.audio_checks import decode
-from tests.conftest import ClientFactory
+from tests.support.api import JOB_TEXT as TEXT
+from tests.support.api import ClientFactory, submit, wait_for
+from tests.support.audio import decode
 from voxserve.api.services import Services
 from voxserve.engines import FakeEngine
 from voxserve.jobs.janitor import sweep
-
-TEXT = "One two three. Four five six. Seven eight nine."
-
-
-def submit(client: TestClient, **body: Any) -> dict[str, Any]:
-    response = client.post("/v1/jobs", json={"input": TEXT, "response_format": "wav", **body})
-    assert response.status_code == 202, response.text
-    return dict(response.json())
-
-
-def wait_for(client: TestClient, job_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in statuses:
-            return dict(job)
-        assert time.monotonic() < deadline, job
-        time.sleep(0.02)
 
 
 def services(client: TestClient) -> Services:

@@ -21,7 +21,7 @@ from bench.server import Process, start, start_server
 from bench.texts import SHORT_TEXTS
 from faster_whisper import WhisperModel
 
-from tests.audio_checks import decode, word_error_rate
+from tests.support.audio import decode, word_error_rate
 
 TEXT = " ".join(SHORT_TEXTS[:12])
 LEASE = "2"

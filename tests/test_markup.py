@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.audio_checks import assert_speech_like, decode
-from tests.test_api_errors import assert_error
+from tests.support.api import assert_error
+from tests.support.audio import assert_speech_like, decode
 from voxserve.engines.fake import FakeEngine
 from voxserve.engines.kokoro import KokoroEngine
 from voxserve.errors import InvalidRequest

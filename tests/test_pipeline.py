@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.audio_checks import decode
+from tests.support.audio import decode
 from voxserve.config import Settings
 from voxserve.engines import FakeEngine
 from voxserve.errors import (

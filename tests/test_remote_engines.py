@@ -12,8 +12,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.audio_checks import decode
 from tests.servers.engines import Behaviour, cosyvoice_app, emotivoice_app, openai_app, serving, tone
+from tests.support.audio import decode
 from voxserve.api import create_app
 from voxserve.config import EngineSettings, Settings
 from voxserve.engines import SegmentRequest
@@ -234,7 +234,7 @@ def test_remote_engine_settings_are_checked(tmp_path: Path) -> None:
 def test_cloned_voices_reach_cosyvoice_with_the_normalized_audio_and_transcript(
     server: Callable[..., str], behaviour: Behaviour, tmp_path: Path
 ) -> None:
-    from tests.test_voices import GOOD
+    from tests.support.signals import GOOD
 
     url = server(cosyvoice_app)
     cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, options={"voices": ["中文女"]})

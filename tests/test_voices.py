@@ -14,9 +14,10 @@ import pytest
 from fastapi import FastAPI, Response
 from fastapi.testclient import TestClient
 
-from tests.audio_checks import assert_speech_like, decode
 from tests.servers.engines import serving
-from tests.test_api_errors import assert_error
+from tests.support.api import assert_error
+from tests.support.audio import assert_speech_like, decode
+from tests.support.signals import GOOD, voice_like
 from voxserve.api import create_app
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.audio.pcm import wav_bytes
@@ -24,18 +25,6 @@ from voxserve.config import Settings
 from voxserve.engines.fake import FakeEngine
 from voxserve.voices import REFERENCE_RATE, ReferenceRules, check_reference
 from voxserve.voices.reference import sniff_format
-
-
-def voice_like(seconds: float, rate: int) -> np.ndarray:
-    """A voiced, syllable-paced signal at a speaking level."""
-    t = np.arange(int(seconds * rate)) / rate
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)
-    return (0.3 * envelope * np.sin(2 * np.pi * 160 * t) + 0.1 * np.sin(2 * np.pi * 480 * t)).astype(
-        np.float32
-    )
-
-
-GOOD = wav_bytes(voice_like(5.0, 44100), 44100)
 
 
 def bad_files() -> list[tuple[str, bytes, int, str, str]]:

@@ -1,0 +1,37 @@
+"""Talking to the API in tests: its error shape, and jobs submitted and waited for."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+SPEECH = "/v1/audio/speech"
+JOB_TEXT = "One two three. Four five six. Seven eight nine."
+ClientFactory = Callable[..., TestClient]
+
+
+def assert_error(response: object, status: int, code: str, param: str | None, text: str = "") -> None:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    error = response.json()["error"]  # type: ignore[attr-defined]
+    assert error["code"] == code
+    assert error["param"] == param
+    assert text in error["message"]
+
+
+def submit(client: TestClient, **body: Any) -> dict[str, Any]:
+    response = client.post("/v1/jobs", json={"input": JOB_TEXT, "response_format": "wav", **body})
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def wait_for(client: TestClient, job_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return dict(job)
+        assert time.monotonic() < deadline, job
+        time.sleep(0.02)
