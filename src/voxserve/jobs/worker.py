@@ -112,7 +112,8 @@ class Worker:
                     await self.store.requeue_expired()
                     next_sweep = now() + self.settings.lease_seconds / 2
                 await self._claim_one(slots)
-                failures = self._store_ok(failures)
+                self._store_ok()
+                failures = 0
             except self.store.errors as exc:
                 failures += 1
                 await self._store_down(exc, failures)
@@ -137,11 +138,10 @@ class Worker:
         task.add_done_callback(self._running.discard)
         task.add_done_callback(lambda _: slots.release())
 
-    def _store_ok(self, failures: int) -> int:
+    def _store_ok(self) -> None:
         if not self.health.healthy:
             log.warning("worker %s: the job store answers again", self.id)
         self.health.healthy = True
-        return 0
 
     async def _store_down(self, exc: Exception, failures: int) -> None:
         """Record a store failure and wait before the next try."""
@@ -165,7 +165,7 @@ class Worker:
                 failures += 1
                 await self._store_down(exc, failures)
                 continue
-            self._store_ok(failures)
+            self._store_ok()
             return result
 
     async def stop(self, grace: float = 10.0) -> None:
