@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test check lint bench clean
+.PHONY: run test check lint bench clean system
+
+# Debian's espeak-ng: the many-language fallback engine (and the tests of the command kind).
+SYSTEM_PACKAGES := espeak-ng
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,19 +22,24 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(STAMP)
 
+## Debian packages voxserve uses when present; installed when missing and apt-get can.
+system:
+	@command -v espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES)) \
+		|| echo "espeak-ng is not installed: voxserve speaks English, Mandarin and Japanese only"
+
 ## Install everything and serve the API with the embedded defaults on 127.0.0.1:8000.
-run: $(STAMP)
+run: $(STAMP) system
 	$(BIN)/voxserve serve
 
 ## Install what the tests need, check style and types, run the whole suite.
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) system
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 ## The fast layer: lint, types and every test that starts no real process or model (under 90 s).
-check: $(TEST_STAMP)
+check: $(TEST_STAMP) system
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

@@ -34,8 +34,9 @@ import websockets
 from bench.instances import engine_instances
 from bench.server import NO_CACHE, start_server
 from voxserve.config import Settings
-from voxserve.engines import FakeEngine, SegmentRequest
-from voxserve.engines.cosyvoice import CosyVoiceEngine
+from voxserve.engines import SegmentRequest
+from voxserve.engines.cosyvoice import CosyVoiceEngine, CosyVoiceOptions
+from voxserve.engines.fake import FakeEngine
 from voxserve.engines.remote import default_client
 from voxserve.looplag import WINDOW
 from voxserve.metrics import Metrics
@@ -260,7 +261,7 @@ async def _pool_waits(clients: int, rounds: int, seconds_per_char: float) -> tup
     refused = 0
     with engine_instances(3, capacity=10, seconds_per_char=seconds_per_char) as servers:
         instances = [
-            Instance(CosyVoiceEngine("cosy", default_client(url, read_timeout=30), voices=["中文女"]),
+            Instance(CosyVoiceEngine("cosy", default_client(url, read_timeout=30), CosyVoiceOptions()),
                      url, Role.PRIMARY, FixedLimit(10))
             for url, _ in servers
         ]  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.texts import SHORT_TEXTS
 from voxserve.api.services import Services
 from voxserve.config import Settings
-from voxserve.engines import FakeEngine
+from voxserve.engines.fake import FakeEngine
 from voxserve.jobs import Job, JobStatus, JobStore, new_job_id
 from voxserve.jobs.redis import RedisJobStore
 from voxserve.jobs.sqlite import SQLiteJobStore

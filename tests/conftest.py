@@ -17,7 +17,7 @@ from faster_whisper import WhisperModel
 from tests.support.api import ClientFactory
 from voxserve.api import create_app
 from voxserve.config import Settings
-from voxserve.engines import FakeEngine
+from voxserve.engines.fake import FakeEngine
 
 
 @pytest.fixture(scope="session")

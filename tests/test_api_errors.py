@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from tests.support.api import SPEECH, assert_error
 from voxserve.api import create_app
 from voxserve.config import Settings
-from voxserve.engines import FakeEngine
+from voxserve.engines.fake import FakeEngine
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ from voxserve.engines import FakeEngine
         ({"input": "hi", "voice": "nobody"}, 404, "unknown_voice", "voice", "available: tone"),
         ({"input": "hi", "model": "tts-9"}, 404, "unknown_model", "model", "available:"),
         ({"input": "hi", "sample_rate": 1234}, 422, "unsupported_value", "sample_rate", "48000"),
-        ({"input": "hi", "language": "xx"}, 422, "unsupported_value", "language", "en, zh, ja"),
+        ({"input": "hi", "language": "xx"}, 422, "unsupported_value", "language", "choose one of en, ja, zh"),
         ({"input": "?!…"}, 422, "unsupported_value", "input", "nothing to speak"),
     ],
 )

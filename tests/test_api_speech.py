@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import requests
 from openai import OpenAI
@@ -168,8 +169,20 @@ def test_catalog(client: httpx.Client) -> None:
     assert ("kokoro", "jf_alpha") in ids and ("hibari", "heart") in ids
     assert voices["aliases"]["alloy"] == "jf_alpha"
     ready = client.get("/readyz").json()
-    assert (ready["status"], ready["engines"]) == ("ready", {"kokoro": True, "hibari": True})
+    assert (ready["status"], ready["engines"]) == ("ready", {"kokoro": True, "hibari": True, "espeak": True})
     assert [worker["healthy"] for worker in ready["workers"]] == [True]
+
+
+def test_the_defaults_speak_other_languages_through_espeak_ng(client: httpx.Client) -> None:
+    body = {"input": "Bonjour, comment allez-vous aujourd'hui ?", "language": "fr", "response_format": "wav"}
+    response = client.post(SPEECH, json=body)
+    assert response.status_code == 200, response.text
+    assert (response.headers["x-voxserve-engine"], response.headers["x-voxserve-voice"]) == (
+        "espeak",
+        "espeak",
+    )
+    audio = decode(response.content)
+    assert audio.sample_rate == 22050 and 1.5 < audio.duration < 6 and np.abs(audio.samples).max() > 0.2
 
 
 @pytest.mark.parametrize("model", ["hibari", "kokoro"])

@@ -17,9 +17,10 @@ from tests.support.signals import tone
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.config import EngineSettings
 from voxserve.engines import Engine, SegmentRequest
-from voxserve.engines.glmtts import GlmTtsEngine
+from voxserve.engines.glmtts import GlmTtsEngine, GlmTtsOptions
+from voxserve.engines.kind import BuildContext
 from voxserve.engines.registry import build_engine
-from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable, UnsupportedValue
+from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
 from voxserve.routing import Pool
 
 SCRIPT = Path(__file__).parent / "servers" / "glmtts_cli.py"
@@ -35,8 +36,10 @@ def prompt_mp3(tmp_path: Path) -> Path:
 
 
 def make_engine(tmp_path: Path, prompt: Path, timeout: float = 5) -> GlmTtsEngine:
-    command = [sys.executable, str(SCRIPT)]
-    return GlmTtsEngine("glm", command, {"speaker": str(prompt)}, tmp_path / "work", timeout=timeout)
+    options = GlmTtsOptions(
+        command=[sys.executable, str(SCRIPT)], voices={"speaker": prompt}, timeout=timeout
+    )
+    return GlmTtsEngine("glm", options, tmp_path / "work")
 
 
 @pytest.fixture
@@ -141,7 +144,7 @@ async def test_one_serial_instance_per_gpu(
     command = [sys.executable, str(SCRIPT)]
     options = {"command": command, "voices": {"speaker": str(prompt_mp3)}, "gpus": [0, 1]}
     config = EngineSettings(name="glm", kind="glmtts", options=options)
-    pool = build_engine(config, ThreadPoolExecutor(1), tmp_path)
+    pool = build_engine(config, BuildContext(ThreadPoolExecutor(1), tmp_path, 1))
     assert isinstance(pool, Pool) and [i.url for i in pool.instances] == ["gpu:0", "gpu:1"]
     await pool.load()
     try:
@@ -172,12 +175,3 @@ async def test_a_cloned_voice_is_the_prompt(engine: GlmTtsEngine, record: Path, 
     prompt = Path(json.loads(record.read_text())["prompt_audio"])
     assert prompt == library.audio_path(voice)
     assert decode(prompt.read_bytes()).sample_rate == 24000
-
-
-@pytest.mark.parametrize("gpus", [[], [0, 1]])
-def test_an_option_the_engine_does_not_take_is_named(tmp_path: Path, gpus: list[int]) -> None:
-    options = {"command": [sys.executable, str(SCRIPT)], "colour": "blue", "gpus": gpus}
-    config = EngineSettings(name="glm", kind="glmtts", options=options)
-    with pytest.raises(UnsupportedValue, match=r"engine 'glm'.*colour") as raised:
-        build_engine(config, ThreadPoolExecutor(1), tmp_path)
-    assert raised.value.param == "engines.options"

@@ -33,9 +33,10 @@ from tests.support.audio import decode
 from voxserve.api import create_app
 from voxserve.audio.pcm import wav_bytes
 from voxserve.config import Settings
-from voxserve.engines import FakeEngine, SegmentRequest
+from voxserve.engines import SegmentRequest
 from voxserve.engines.base import PCM, Capabilities, VoiceInfo
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
+from voxserve.engines.fake import FakeEngine
 
 FAKE_ONLY = {
     "VOXSERVE_ENGINES": json.dumps([{"name": "fake", "kind": "fake", "options": {"cloning": True}}]),
@@ -286,13 +287,10 @@ class SlowEmbedded(EmbeddedEngine):
     """An in-process engine whose every segment takes a while, counting what it renders."""
 
     def __init__(self, waiting: Waiting) -> None:
-        super().__init__("slow", ThreadPoolExecutor(2), max_concurrency=1, waiting=waiting)
-        self.rendered: list[str] = []
-
-    @property
-    def capabilities(self) -> Capabilities:
         voices = (VoiceInfo(id="tone", engine="slow", languages=("en",)),)
-        return Capabilities(languages=frozenset({"en"}), voices=voices, sample_rate=16000)
+        capabilities = Capabilities(languages=frozenset({"en"}), voices=voices, sample_rate=16000)
+        super().__init__("slow", capabilities, ThreadPoolExecutor(2), max_concurrency=1, waiting=waiting)
+        self.rendered: list[str] = []
 
     def _load(self) -> None:
         """Nothing to load."""

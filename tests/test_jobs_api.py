@@ -13,7 +13,7 @@ from tests.support.api import JOB_TEXT as TEXT
 from tests.support.api import ClientFactory, submit, wait_for
 from tests.support.audio import decode
 from voxserve.api.services import Services
-from voxserve.engines import FakeEngine
+from voxserve.engines.fake import FakeEngine
 from voxserve.jobs.janitor import sweep
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.audio import decode
 from voxserve.config import Settings
-from voxserve.engines import FakeEngine
+from voxserve.engines.fake import FakeEngine
 from voxserve.errors import (
     CapabilityMissing,
     EmptyAudio,

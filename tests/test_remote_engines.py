@@ -17,10 +17,9 @@ from tests.support.audio import decode
 from voxserve.api import create_app
 from voxserve.config import EngineSettings, Settings
 from voxserve.engines import SegmentRequest
-from voxserve.engines.cosyvoice import CosyVoiceEngine
-from voxserve.engines.emotivoice import EmotiVoiceEngine
-from voxserve.engines.openai import OpenAIEngine
-from voxserve.engines.registry import build_engine
+from voxserve.engines.cosyvoice import CosyVoiceEngine, CosyVoiceOptions
+from voxserve.engines.emotivoice import EmotiVoiceEngine, EmotiVoiceOptions
+from voxserve.engines.openai import OpenAIEngine, OpenAIOptions
 from voxserve.engines.remote import RemoteEngine, default_client
 from voxserve.errors import EngineOverloaded, EngineRejected, EngineTimeout, EngineUnavailable
 
@@ -33,7 +32,7 @@ def behaviour() -> Behaviour:
 
 
 @pytest.fixture
-def server(behaviour: Behaviour) -> Iterator[Callable[[Callable[[Behaviour], FastAPI]], str]]:
+def stand_in(behaviour: Behaviour) -> Iterator[Callable[[Callable[[Behaviour], FastAPI]], str]]:
     """Start a test server from an app factory; all stop at the end of the test."""
     stack: list[object] = []
 
@@ -59,9 +58,11 @@ def segment(voice: str, **fields: object) -> SegmentRequest:
     return SegmentRequest(text=TEXT, language="zh", voice=voice, **fields)  # type: ignore[arg-type]
 
 
-async def test_cosyvoice_sft_streams_int16(server: Callable[..., str], behaviour: Behaviour) -> None:
-    url = server(cosyvoice_app)
-    engine = CosyVoiceEngine("cosy", default_client(url), voices=["中文女"], sample_rate=22050)
+async def test_cosyvoice_sft_streams_int16(stand_in: Callable[..., str], behaviour: Behaviour) -> None:
+    url = stand_in(cosyvoice_app)
+    engine = CosyVoiceEngine(
+        "cosy", default_client(url), CosyVoiceOptions(voices=["中文女"], sample_rate=22050)
+    )
     chunks = await collect(engine, segment("中文女"))
     assert len(chunks) > 3, "the body streams in pieces"
     audio = np.concatenate(chunks)
@@ -69,35 +70,39 @@ async def test_cosyvoice_sft_streams_int16(server: Callable[..., str], behaviour
     assert behaviour.requests == [{"tts_text": TEXT, "path": "/inference_sft", "spk_id": "中文女"}]
 
 
-async def test_cosyvoice_stream_endpoint_is_float32(server: Callable[..., str], behaviour: Behaviour) -> None:
-    url = server(cosyvoice_app)
-    engine = CosyVoiceEngine("cosy", default_client(url), voices=["中文女"], stream=True)
+async def test_cosyvoice_stream_endpoint_is_float32(
+    stand_in: Callable[..., str], behaviour: Behaviour
+) -> None:
+    url = stand_in(cosyvoice_app)
+    engine = CosyVoiceEngine("cosy", default_client(url), CosyVoiceOptions(voices=["中文女"], stream=True))
     audio = np.concatenate(await collect(engine, segment("中文女")))
     np.testing.assert_allclose(audio, tone(TEXT, 22050), atol=1e-6)
     assert behaviour.requests[0]["path"] == "/stream/inference_sft"
 
 
 async def test_cosyvoice_instructions_use_inference_instruct(
-    server: Callable[..., str], behaviour: Behaviour
+    stand_in: Callable[..., str], behaviour: Behaviour
 ) -> None:
-    url = server(cosyvoice_app)
-    engine = CosyVoiceEngine("cosy", default_client(url), voices=["中文女"])
+    url = stand_in(cosyvoice_app)
+    engine = CosyVoiceEngine("cosy", default_client(url), CosyVoiceOptions(voices=["中文女"]))
     await collect(engine, segment("中文女", instructions="用四川话说这句话"))
     assert behaviour.requests[0] == {"tts_text": TEXT, "path": "/inference_instruct", "spk_id": "中文女",
                                      "instruct_text": "用四川话说这句话"}  # fmt: skip
 
 
-async def test_cosyvoice_tts_form_api(server: Callable[..., str], behaviour: Behaviour) -> None:
-    url = server(cosyvoice_app)
-    engine = CosyVoiceEngine("cosy3", default_client(url), voices=["default"], api="tts", sample_rate=22050)
+async def test_cosyvoice_tts_form_api(stand_in: Callable[..., str], behaviour: Behaviour) -> None:
+    url = stand_in(cosyvoice_app)
+    engine = CosyVoiceEngine(
+        "cosy3", default_client(url), CosyVoiceOptions(voices=["default"], api="tts", sample_rate=22050)
+    )
     audio = np.concatenate(await collect(engine, segment("default", seed=42)))
     assert audio.size == tone(TEXT, 22050).size
     assert behaviour.requests == [{"path": "/tts", "text": TEXT, "seed": 42, "audio_path": None}]
 
 
-async def test_emotivoice_request_fields(server: Callable[..., str], behaviour: Behaviour) -> None:
-    url = server(emotivoice_app)
-    engine = EmotiVoiceEngine("emoti", default_client(url), voices=["8051", "9017"])
+async def test_emotivoice_request_fields(stand_in: Callable[..., str], behaviour: Behaviour) -> None:
+    url = stand_in(emotivoice_app)
+    engine = EmotiVoiceEngine("emoti", default_client(url), EmotiVoiceOptions(voices=["8051", "9017"]))
     audio = np.concatenate(await collect(engine, segment("9017", emotion="非常开心", speed=1.2)))
     assert audio.size == tone(TEXT, 16000).size
     assert behaviour.requests == [{"input": TEXT, "voice": "9017", "prompt": "非常开心", "language": "zh_us",
@@ -105,10 +110,10 @@ async def test_emotivoice_request_fields(server: Callable[..., str], behaviour: 
                                    "volume": 1.0}]  # fmt: skip
 
 
-async def test_openai_compatible_pcm_passthrough(server: Callable[..., str], behaviour: Behaviour) -> None:
-    url = server(openai_app)
-    engine = OpenAIEngine("kokoro-fastapi", default_client(url), voices=["af_heart"], model="kokoro",
-                          api_key="sk-test")  # fmt: skip
+async def test_openai_compatible_pcm_passthrough(stand_in: Callable[..., str], behaviour: Behaviour) -> None:
+    url = stand_in(openai_app)
+    options = OpenAIOptions(voices=["af_heart"], model="kokoro", api_key="sk-test")
+    engine = OpenAIEngine("kokoro-fastapi", default_client(url), options)
     request = SegmentRequest(text="Hello there.", language="en", voice="af_heart", instructions="calm")
     chunks = await collect(engine, request)
     assert len(chunks) > 1 and np.concatenate(chunks).size == tone("Hello there.", 24000).size
@@ -118,11 +123,13 @@ async def test_openai_compatible_pcm_passthrough(server: Callable[..., str], beh
 
 
 async def test_out_of_memory_mid_stream_is_an_engine_error(
-    server: Callable[..., str], behaviour: Behaviour
+    stand_in: Callable[..., str], behaviour: Behaviour
 ) -> None:
-    url = server(cosyvoice_app)
+    url = stand_in(cosyvoice_app)
     behaviour.capacity, behaviour.seconds_per_char = 1, 0.02
-    engines = [CosyVoiceEngine("cosy", default_client(url), voices=["中文女"]) for _ in range(3)]
+    engines = [
+        CosyVoiceEngine("cosy", default_client(url), CosyVoiceOptions(voices=["中文女"])) for _ in range(3)
+    ]
     results = await asyncio.gather(*(collect(e, segment("中文女")) for e in engines), return_exceptions=True)
     failures = [r for r in results if isinstance(r, Exception)]
     assert len(failures) == 2 and all(isinstance(f, EngineOverloaded) for f in failures), results
@@ -142,7 +149,7 @@ async def test_out_of_memory_mid_stream_is_an_engine_error(
 async def test_error_answers_map_onto_the_error_tree(status: int, body: str, error: type[Exception]) -> None:
     transport = httpx.MockTransport(lambda _: httpx.Response(status, text=body))
     client = httpx.AsyncClient(base_url="http://engine.test", transport=transport)
-    engine = CosyVoiceEngine("cosy", client, voices=["中文女"])
+    engine = CosyVoiceEngine("cosy", client, CosyVoiceOptions(voices=["中文女"]))
     with pytest.raises(error) as caught:
         await collect(engine, segment("中文女"))
     assert str(status) in str(caught.value) and body[-40:] in str(caught.value)
@@ -151,25 +158,31 @@ async def test_error_answers_map_onto_the_error_tree(status: int, body: str, err
 async def test_refused_connection_is_unavailable() -> None:
     from bench.server import free_port
 
-    engine = CosyVoiceEngine("cosy", default_client(f"http://127.0.0.1:{free_port()}"), voices=["中文女"])
+    engine = CosyVoiceEngine(
+        "cosy", default_client(f"http://127.0.0.1:{free_port()}"), CosyVoiceOptions(voices=["中文女"])
+    )
     with pytest.raises(EngineUnavailable, match="unreachable"):
         await collect(engine, segment("中文女"))
 
 
-async def test_silence_longer_than_the_read_timeout(server: Callable[..., str], behaviour: Behaviour) -> None:
-    url = server(cosyvoice_app)
+async def test_silence_longer_than_the_read_timeout(
+    stand_in: Callable[..., str], behaviour: Behaviour
+) -> None:
+    url = stand_in(cosyvoice_app)
     behaviour.seconds_per_char = 1.0
-    engine = CosyVoiceEngine("cosy", default_client(url, read_timeout=0.2), voices=["中文女"])
+    engine = CosyVoiceEngine(
+        "cosy", default_client(url, read_timeout=0.2), CosyVoiceOptions(voices=["中文女"])
+    )
     with pytest.raises(EngineTimeout):
         await collect(engine, segment("中文女"))
 
 
 async def test_leaving_early_closes_the_upstream_request(
-    server: Callable[..., str], behaviour: Behaviour
+    stand_in: Callable[..., str], behaviour: Behaviour
 ) -> None:
-    url = server(cosyvoice_app)
+    url = stand_in(cosyvoice_app)
     behaviour.seconds_per_char = 0.2
-    engine = CosyVoiceEngine("cosy", default_client(url), voices=["中文女"])
+    engine = CosyVoiceEngine("cosy", default_client(url), CosyVoiceOptions(voices=["中文女"]))
     await engine.load()
     stream: AsyncIterator[np.ndarray] = engine.synthesize(segment("中文女"))
     await anext(stream)
@@ -184,9 +197,9 @@ async def test_leaving_early_closes_the_upstream_request(
 
 
 def test_a_configured_remote_engine_serves_the_api(
-    server: Callable[..., str], behaviour: Behaviour, tmp_path: Path
+    stand_in: Callable[..., str], behaviour: Behaviour, tmp_path: Path
 ) -> None:
-    url = server(cosyvoice_app)
+    url = stand_in(cosyvoice_app)
     options = {"voices": ["中文女"]}
     cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, queue_timeout=1, options=options)
     settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", workers=0)
@@ -219,24 +232,12 @@ def test_a_configured_remote_engine_serves_the_api(
         assert failed.headers["retry-after"] == "1"
 
 
-def test_remote_engine_settings_are_checked(tmp_path: Path) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    from voxserve.errors import UnsupportedValue
-
-    with pytest.raises(UnsupportedValue, match="needs a url or instances"):
-        build_engine(EngineSettings(name="cosy", kind="cosyvoice"), ThreadPoolExecutor(1), tmp_path)
-    with pytest.raises(UnsupportedValue, match="unexpected keyword"):
-        build_engine(EngineSettings(name="cosy", kind="cosyvoice", url="http://x", options={"colour": 1}),
-                     ThreadPoolExecutor(1), tmp_path)  # fmt: skip
-
-
 def test_cloned_voices_reach_cosyvoice_with_the_normalized_audio_and_transcript(
-    server: Callable[..., str], behaviour: Behaviour, tmp_path: Path
+    stand_in: Callable[..., str], behaviour: Behaviour, tmp_path: Path
 ) -> None:
     from tests.support.signals import GOOD
 
-    url = server(cosyvoice_app)
+    url = stand_in(cosyvoice_app)
     cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, options={"voices": ["中文女"]})
     settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", workers=0)
     with TestClient(create_app(settings)) as client:

@@ -7,10 +7,11 @@ passed to :func:`voxserve.api.create_app`; no module reads settings at import.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,7 +73,17 @@ class EngineSettings(BaseModel):
     failures_to_eject: int = Field(default=3, ge=1)
     successes_to_return: int = Field(default=2, ge=1)
     threads: int | None = Field(default=None, ge=1, description="inference threads (default: cores)")
-    options: dict[str, Any] = Field(default_factory=dict, description="kind-specific settings")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="the kind's own settings, checked against its options model"
+    )
+
+    @model_validator(mode="after")
+    def _kind_and_options(self) -> EngineSettings:
+        """A bad kind or option fails when settings load, naming the table and field."""
+        from voxserve.engines.registry import check_engine  # engine modules import this one
+
+        check_engine(self)
+        return self
 
     @property
     def urls(self) -> list[str]:
@@ -83,11 +94,22 @@ class EngineSettings(BaseModel):
         return self.max_concurrency if isinstance(self.max_concurrency, int) else None
 
 
+#: Debian's espeak-ng as a ``command`` engine: every language it knows (100+), found at load.
+ESPEAK_NG_OPTIONS: dict[str, Any] = {
+    "command": ["espeak-ng", "--stdout", "--stdin", "-v", "{language}{voice}"],
+    "discover_languages": {"command": ["espeak-ng", "--voices"], "pattern": r"^\s*\d+\s+(\S+)"},
+    "languages": {"en": "en-us", "zh": "cmn"},
+    "voices": {"espeak": "", "espeak-f": "+f3"},
+    "sample_rate": 22050,
+}
+
+
 def _default_engines() -> list[EngineSettings]:
-    return [
-        EngineSettings(name="kokoro", kind="kokoro"),
-        EngineSettings(name="hibari", kind="hibari"),
-    ]
+    """The embedded engines, and espeak-ng as the fallback for other languages where it is installed."""
+    engines = [EngineSettings(name="kokoro", kind="kokoro"), EngineSettings(name="hibari", kind="hibari")]
+    if shutil.which("espeak-ng"):
+        engines.append(EngineSettings(name="espeak", kind="command", options=ESPEAK_NG_OPTIONS))
+    return engines
 
 
 class Settings(BaseSettings):

@@ -52,11 +52,11 @@ from voxserve.errors import (
 )
 from voxserve.metrics import Metrics
 from voxserve.text import (
-    SUPPORTED,
     TextNormalizer,
     detect_language,
     fit,
     is_speakable,
+    language_code,
     languages_in,
     sentences,
 )
@@ -75,7 +75,6 @@ FASTEST_OTHER_CHARS_PER_SECOND = 25.0
 #: Where a request's segments wait for an engine: someone listening goes before a job.
 SPEECH_PRIORITY = 1
 JOB_PRIORITY = 0
-_LANGUAGE_NAMES = {"cmn": "zh", "chinese": "zh", "english": "en", "japanese": "ja"}
 
 
 @dataclass(frozen=True)
@@ -183,12 +182,6 @@ def _processed(parts: list[PCM], rate: int, tempo: float, pitch: float) -> PCM:
     return fade(audio, rate)
 
 
-def _language_code(value: str) -> str:
-    """``en-US`` → ``en``, ``zh-CN`` / ``cmn`` → ``zh``."""
-    code = value.strip().lower().replace("_", "-").split("-")[0]
-    return _LANGUAGE_NAMES.get(code, code)
-
-
 class Pipeline:
     """Plans and runs syntheses over a set of loaded engines."""
 
@@ -209,6 +202,11 @@ class Pipeline:
         self.settings = settings
         self.metrics = metrics
         self._executor = executor
+
+    @property
+    def languages(self) -> list[str]:
+        """Every language some engine here speaks."""
+        return sorted(set().union(*(engine.capabilities.languages for engine in self.engines.values())))
 
     @property
     def ready(self) -> bool:
@@ -233,9 +231,10 @@ class Pipeline:
         self._check_input(request.input, max_chars)
         _check_range("speed", request.speed, SPEED)
         _check_range("pitch", request.pitch, PITCH)
-        if request.language and _language_code(request.language) not in SUPPORTED:
+        if request.language and language_code(request.language) not in self.languages:
             raise UnsupportedValue(
-                f"language {request.language!r} is not supported; choose one of {', '.join(SUPPORTED)}",
+                f"language {request.language!r} is not spoken here; "
+                f"choose one of {', '.join(self.languages)}",
                 param="language",
             )
         text = expand_ssml(request.input)
@@ -375,9 +374,7 @@ class Pipeline:
                     "the engines here cannot clone voices from reference audio; configure one that can",
                     param="voice",
                 )
-        languages = (
-            {_language_code(request.language)} if request.language else languages_in(strip_marks(text))
-        )
+        languages = {language_code(request.language)} if request.language else languages_in(strip_marks(text))
         capable = [engine for engine in ordered if languages <= engine.capabilities.languages]
         if not capable:
             raise CapabilityMissing(
@@ -417,7 +414,7 @@ class Pipeline:
 
     def _part_segments(self, request: SpeechRequest, text: str, engine: Engine) -> Iterator[Segment]:
         caps = engine.capabilities
-        forced = _language_code(request.language) if request.language else None
+        forced = language_code(request.language) if request.language else None
         limit = min(self.settings.segment_chars, caps.max_segment_chars)
         for sentence in sentences(text):
             pieces = fit(sentence, limit)

@@ -22,6 +22,7 @@ from fastapi import Request
 from voxserve.cache import SegmentCache
 from voxserve.config import Settings
 from voxserve.engines import Engine
+from voxserve.engines.kind import BuildContext
 from voxserve.engines.registry import build_engine
 from voxserve.errors import InsufficientStorage, InvalidRequest
 from voxserve.jobs import Job, JobStore, open_store, request_hash
@@ -66,7 +67,8 @@ class Services:
             initializer=_yield_to_the_loop,
         )
         if engines is None:
-            engines = {e.name: build_engine(e, executor, settings.data_dir) for e in settings.engines}
+            context = BuildContext(executor, settings.data_dir, os.cpu_count() or 1)
+            engines = {e.name: build_engine(e, context) for e in settings.engines}
         metrics = Metrics()
         metrics.registry.register(PoolCollector([e for e in engines.values() if isinstance(e, Pool)]))
         voices = VoiceLibrary(settings.data_dir / "voices")

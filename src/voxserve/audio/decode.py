@@ -11,12 +11,15 @@ import numpy as np
 from voxserve.engines.base import PCM
 
 
-def decode_audio(source: bytes | Path) -> tuple[PCM, int]:
-    """Any format FFmpeg reads → (mono float32 samples in [-1, 1], sample rate); channels are averaged."""
+def decode_audio(source: bytes | Path, rate: int | None = None) -> tuple[PCM, int]:
+    """Any format FFmpeg reads → (mono float32 samples in [-1, 1], sample rate); channels are averaged.
+
+    With ``rate``, the audio is resampled to it as it is decoded (whatever rate the file has).
+    """
     handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
-    resampler = av.AudioResampler(format="flt", layout="mono")
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     with av.open(handle, mode="r") as container:
-        rate = container.streams.audio[0].codec_context.sample_rate
+        rate = rate or container.streams.audio[0].codec_context.sample_rate
         frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
     frames += resampler.resample(None)
     chunks = [frame.to_ndarray().reshape(-1) for frame in frames]

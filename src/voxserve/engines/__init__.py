@@ -1,11 +1,10 @@
-"""Engines: the protocol every speech engine implements, and the implementations.
+"""Engines: the protocol every speech engine implements, and the implementations, one per module.
 
-Building engines from settings is :mod:`voxserve.engines.registry`'s job; it is
-not imported here, because it needs :mod:`voxserve.routing`, which needs this
-package's protocol: importing either first must work.
+Only the protocol is imported here. Each implementation module declares its
+kind (``KIND``), and :mod:`voxserve.engines.registry` finds them; importing
+them here would tie this package to the routing package that pools them.
 """
 
-from voxserve.engines.base import PCM, Capabilities, Engine, SegmentRequest, VoiceInfo
-from voxserve.engines.fake import FakeEngine
+from voxserve.engines.base import PCM, Capabilities, Engine, EngineBase, Reference, SegmentRequest, VoiceInfo
 
-__all__ = ["PCM", "Capabilities", "Engine", "FakeEngine", "SegmentRequest", "VoiceInfo"]
+__all__ = ["PCM", "Capabilities", "Engine", "EngineBase", "Reference", "SegmentRequest", "VoiceInfo"]

@@ -110,6 +110,33 @@ class Engine(Protocol):
         """Release models, processes or connections."""
 
 
+class EngineBase:
+    """What most engines share: a name, capabilities fixed when built, and a ready flag.
+
+    Subclass it and implement ``synthesize``; override ``load`` when there is
+    something to load (call ``super().load()`` last) and ``close`` to release.
+    """
+
+    def __init__(self, name: str, capabilities: Capabilities) -> None:
+        self.name = name
+        self._capabilities = capabilities
+        self._ready = False
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def load(self) -> None:
+        self._ready = True
+
+    async def close(self) -> None:
+        self._ready = False
+
+
 @runtime_checkable
 class HealthChecked(Protocol):
     """An engine instance a pool can probe between requests (a server, a GPU's command line)."""

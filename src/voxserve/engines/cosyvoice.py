@@ -20,46 +20,45 @@ directory (a shared volume).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
+from typing import Literal
 
 import httpx
+from pydantic import Field
 
 from voxserve.engines.base import PCM, Capabilities, Reference, SegmentRequest, voices_named
-from voxserve.engines.remote import Call, RemoteEngine, raw_pcm, whole_file
+from voxserve.engines.remote import Call, RemoteEngine, RemoteOptions, raw_pcm, remote_kind, whole_file
 
-DEFAULT_LANGUAGES = ("zh", "en", "ja")
+
+class CosyVoiceOptions(RemoteOptions):
+    voices: list[str] = Field(default=["中文女"], min_length=1, description="speaker ids (spk_id)")
+    sample_rate: int = Field(default=22050, gt=0, description="22050 for CosyVoice-300M, 24000 for 2 and 3")
+    languages: list[str] = Field(default_factory=lambda: ["zh", "en", "ja"])
+    api: Literal["runtime", "tts"] = "runtime"
+    stream: bool = Field(default=False, description="the /stream/inference_* routes (float32)")
+    reference_root: str | None = Field(
+        default=None, description="api = 'tts': where the server sees voxserve's voice library"
+    )
 
 
 class CosyVoiceEngine(RemoteEngine):
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        voices: Sequence[str] = ("中文女",),
-        sample_rate: int = 22050,
-        languages: Sequence[str] = DEFAULT_LANGUAGES,
-        api: str = "runtime",
-        stream: bool = False,
-        max_segment_chars: int = 200,
-        reference_root: str | None = None,
-    ) -> None:
-        if api not in ("runtime", "tts"):
-            raise ValueError(f"cosyvoice api must be 'runtime' or 'tts', got {api!r}")
+    def __init__(self, name: str, client: httpx.AsyncClient, options: CosyVoiceOptions) -> None:
+        api, languages = options.api, options.languages
         capabilities = Capabilities(
             languages=frozenset(languages),
-            voices=voices_named(name, voices, languages),
-            sample_rate=sample_rate,
-            max_segment_chars=max_segment_chars,
+            voices=voices_named(name, options.voices, languages),
+            sample_rate=options.sample_rate,
+            max_segment_chars=options.max_segment_chars,
             streaming=True,
             instructions=api == "runtime",
             seeded=api == "tts",  # the runtime draws its own random seed per request
-            cloning=api == "runtime" or reference_root is not None,
+            cloning=api == "runtime" or options.reference_root is not None,
             markup=True,  # CosyVoice3's front end reads [h][ǎo] pinyin and [M][AY0] ARPAbet itself
         )
         super().__init__(name, client, capabilities)
         self._api = api
-        self._stream = stream
-        self._reference_root = reference_root
+        self._stream = options.stream
+        self._reference_root = options.reference_root
 
     def call(self, request: SegmentRequest) -> Call:
         if self._api == "tts":
@@ -96,3 +95,11 @@ class CosyVoiceEngine(RemoteEngine):
         if self._api == "tts":
             return whole_file(response)
         return raw_pcm(response, "<f4" if self._stream else "<i2")
+
+
+KIND = remote_kind(
+    "cosyvoice",
+    CosyVoiceEngine,
+    CosyVoiceOptions,
+    "CosyVoice's FastAPI runtime, or the /tts form of its web demos",
+)

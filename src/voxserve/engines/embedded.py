@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest
+from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
 from voxserve.errors import Busy, EngineError, NotReady
 from voxserve.routing.admission import AdmissionQueue, QueueFull, WaitTimeout
 
@@ -34,35 +34,29 @@ class Waiting:
     max_queue: int = 1000
 
 
-class EmbeddedEngine(ABC):
+class EmbeddedEngine(EngineBase, ABC):
     """Base of in-process engines: bounded, off-loop execution of ``_render``."""
 
-    name: str
-
     def __init__(
-        self, name: str, executor: Executor, max_concurrency: int = 1, waiting: Waiting = Waiting()
+        self,
+        name: str,
+        capabilities: Capabilities,
+        executor: Executor,
+        max_concurrency: int = 1,
+        waiting: Waiting = Waiting(),
     ) -> None:
-        self.name = name
+        super().__init__(name, capabilities)
         self._executor = executor
         self._limit = max_concurrency
         self._running = 0
         self._waiting = waiting
         self._line: AdmissionQueue[bool] = AdmissionQueue(waiting.max_queue, lambda _: self._release())
-        self._ready = False
-
-    @property
-    @abstractmethod
-    def capabilities(self) -> Capabilities: ...
-
-    @property
-    def ready(self) -> bool:
-        return self._ready
 
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load)
         await loop.run_in_executor(self._executor, self._warm_up)
-        self._ready = True
+        await super().load()
         log.info("engine %s loaded", self.name)
 
     def _take(self) -> bool | None:
@@ -96,9 +90,6 @@ class EmbeddedEngine(ABC):
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"engine {self.name!r} failed: {exc}") from exc
         yield audio
-
-    async def close(self) -> None:
-        self._ready = False
 
     @abstractmethod
     def _load(self) -> None:

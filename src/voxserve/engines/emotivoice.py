@@ -9,30 +9,29 @@ voxserve's ``emotion`` (or, without one, ``instructions``) becomes ``prompt``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import httpx
+from pydantic import Field
 
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
-from voxserve.engines.remote import Call, RemoteEngine, whole_file
+from voxserve.engines.remote import Call, RemoteEngine, RemoteOptions, remote_kind, whole_file
 
 EMOTIONS = frozenset({"happy", "sad", "angry", "surprised", "neutral", "fearful", "disgusted"})
 
 
+class EmotiVoiceOptions(RemoteOptions):
+    voices: list[str] = Field(default=["8051"], min_length=1, description="speaker ids")
+    sample_rate: int = Field(default=16000, gt=0)
+
+
 class EmotiVoiceEngine(RemoteEngine):
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        voices: Sequence[str] = ("8051",),
-        sample_rate: int = 16000,
-        max_segment_chars: int = 200,
-    ) -> None:
+    def __init__(self, name: str, client: httpx.AsyncClient, options: EmotiVoiceOptions) -> None:
         capabilities = Capabilities(
             languages=frozenset({"zh", "en"}),
-            voices=voices_named(name, voices, ("zh", "en")),
-            sample_rate=sample_rate,
-            max_segment_chars=max_segment_chars,
+            voices=voices_named(name, options.voices, ("zh", "en")),
+            sample_rate=options.sample_rate,
+            max_segment_chars=options.max_segment_chars,
             emotions=EMOTIONS,
             instructions=True,
             native_speed=(0.5, 2.0),
@@ -53,3 +52,6 @@ class EmotiVoiceEngine(RemoteEngine):
 
     def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
         return whole_file(response)
+
+
+KIND = remote_kind("emotivoice", EmotiVoiceEngine, EmotiVoiceOptions, "EmotiVoice's OpenAI-style server")

@@ -15,14 +15,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydantic import Field
 
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.config import EngineSettings
+from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest, VoiceInfo
+from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
 from voxserve.errors import EngineError, EngineRejected
 
 
 @dataclass
-class FakeEngine:
-    """Deterministic tone engine implementing the Engine protocol."""
+class FakeEngine(EngineBase):
+    """Deterministic tone engine implementing the Engine protocol (its fields are its options)."""
 
     name: str = "fake"
     sample_rate: int = 16000
@@ -50,13 +53,6 @@ class FakeEngine:
             native_speed=(0.5, 2.0),
         )
 
-    @property
-    def ready(self) -> bool:
-        return self._ready
-
-    async def load(self) -> None:
-        self._ready = True
-
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         self.calls.append(request)
         if self.delay:
@@ -80,5 +76,24 @@ class FakeEngine:
         envelope = np.sin(np.pi * np.arange(n) / n).astype(np.float32)
         return (0.3 * envelope * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
-    async def close(self) -> None:
-        self._ready = False
+
+class FakeOptions(EngineOptions):
+    """What a test (or a demo without models) may set in the ``options`` table."""
+
+    sample_rate: int = Field(default=16000, gt=0)
+    seconds_per_word: float = Field(default=0.2, gt=0)
+    delay: float = Field(default=0.0, ge=0)
+    fail_on: str | None = None
+    fail_times: int | None = None
+    reject_on: str | None = None
+    empty_on: str | None = None
+    languages: frozenset[str] = frozenset({"en", "zh", "ja"})
+    emotions: frozenset[str] = frozenset()
+    cloning: bool = False
+
+
+def _build(config: EngineSettings, options: FakeOptions, context: BuildContext) -> FakeEngine:
+    return FakeEngine(name=config.name, **options.model_dump())
+
+
+KIND = EngineKind("fake", FakeOptions, _build, "a tone per word, for tests and demos without a model")

@@ -11,7 +11,7 @@ Safety and resources:
 - each voice's prompt audio is converted once to 24 kHz mono 16-bit WAV;
 - a hard timeout, and the process is killed when the request is cancelled;
 - one run at a time by default (one GPU), the tail of stderr in any error;
-- with ``gpus = ["0", "1", ...]`` the registry builds one instance per GPU
+- with ``gpus = ["0", "1", ...]`` the kind builds one instance per GPU
   (``CUDA_VISIBLE_DEVICES`` set for its runs) and pools them, so requests
   spread over the GPUs, each still serial.
 """
@@ -23,19 +23,23 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Literal
 
 import av
 import numpy as np
+from pydantic import Field
 
 from voxserve.audio.decode import decode_audio
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
-from voxserve.engines.remote import OUT_OF_MEMORY
-from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable, UnsupportedValue
+from voxserve.config import EngineSettings
+from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest, voices_named
+from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, pooled
+from voxserve.engines.process import run_program
+from voxserve.errors import EngineUnavailable
+from voxserve.routing import FixedLimit, Pool, Role
 
 PROMPT_RATE = 24000
-STDERR_TAIL = 400
 
 
 def convert_prompt(source: Path, target: Path) -> None:
@@ -57,51 +61,43 @@ def convert_prompt(source: Path, target: Path) -> None:
     partial.replace(target)
 
 
-class GlmTtsEngine:
+class GlmTtsOptions(EngineOptions):
+    command: list[str] = Field(min_length=1, description="the program and its first arguments")
+    voices: dict[str, Path] = Field(min_length=1, description="voice id → prompt audio file")
+    sample_rate: Literal[24000, 32000] = 24000
+    timeout: float = Field(default=300.0, gt=0, description="seconds one run may take")
+    languages: list[str] = Field(default_factory=lambda: ["zh", "en"])
+    gpus: list[str | int] = Field(default_factory=list, description="one serial instance per GPU, pooled")
+
+
+class GlmTtsEngine(EngineBase):
     """One GLM-TTS command line; voices are prompt audio files."""
 
     def __init__(
         self,
         name: str,
-        command: Sequence[str],
-        voices: Mapping[str, str],
+        options: GlmTtsOptions,
         work_dir: Path,
-        sample_rate: int = 24000,
-        timeout: float = 300.0,
         max_concurrency: int = 1,
-        languages: Sequence[str] = ("zh", "en"),
         environment: Mapping[str, str] | None = None,
     ) -> None:
-        if sample_rate not in (24000, 32000):
-            raise UnsupportedValue(
-                "glmtts sample_rate must be 24000 or 32000", param="engines.options.sample_rate"
-            )
-        if not command or not voices:
-            raise UnsupportedValue("glmtts needs a command and at least one voice", param="engines.options")
-        self.name = name
-        self._command = list(command)
+        super().__init__(
+            name,
+            Capabilities(
+                languages=frozenset(options.languages),
+                voices=voices_named(name, options.voices, options.languages),
+                sample_rate=options.sample_rate,
+                seeded=True,
+                cloning=True,  # any voice is prompt audio; a library voice's reference is one too
+            ),
+        )
+        self._command = options.command
         self._environment = {**os.environ, **environment} if environment else None
-        self._sources = {voice: Path(path) for voice, path in voices.items()}
+        self._sources = dict(options.voices)
         self._prompts: dict[str, Path] = {}
         self._work = work_dir
-        self._timeout = timeout
+        self._timeout = options.timeout
         self._slots = asyncio.Semaphore(max_concurrency)
-        self._ready = False
-        self._capabilities = Capabilities(
-            languages=frozenset(languages),
-            voices=voices_named(name, voices, languages),
-            sample_rate=sample_rate,
-            seeded=True,
-            cloning=True,  # any voice is prompt audio; a library voice's reference is one too
-        )
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._capabilities
-
-    @property
-    def ready(self) -> bool:
-        return self._ready
 
     async def load(self) -> None:
         """Convert every voice's prompt audio once (cached by content hash)."""
@@ -113,10 +109,7 @@ class GlmTtsEngine:
             if not target.exists():
                 await asyncio.to_thread(convert_prompt, source, target)
             self._prompts[voice] = target
-        self._ready = True
-
-    async def close(self) -> None:
-        self._ready = False
+        await super().load()
 
     async def health(self, timeout: float = 2.0) -> bool:
         """Alive while the command's program can still be found (a GPU's runs are separate processes)."""
@@ -139,30 +132,37 @@ class GlmTtsEngine:
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         output = self._work / "out" / f"{uuid.uuid4().hex}.wav"
-        async with self._slots:
-            process = await asyncio.create_subprocess_exec(
-                *self.arguments(request, output),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._environment,
-            )
-            try:
-                _, stderr = await asyncio.wait_for(process.communicate(), self._timeout)
-            except TimeoutError as exc:
-                raise EngineTimeout(
-                    f"engine {self.name!r} ran longer than {self._timeout:.0f} s; killed"
-                ) from exc
-            finally:
-                if process.returncode is None:  # timed out or cancelled: never leave it running
-                    process.kill()
-                    await process.wait()
         try:
-            if process.returncode != 0 or not output.exists():
-                tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL:] or "(no output on stderr)"
-                message = f"engine {self.name!r} exited with {process.returncode}: {tail}"
-                raise EngineOverloaded(message) if OUT_OF_MEMORY.search(tail) else EngineUnavailable(message)
+            async with self._slots:
+                await run_program(
+                    self.name,
+                    self.arguments(request, output),
+                    timeout=self._timeout,
+                    environment=self._environment,
+                )
+            if not output.exists():
+                raise EngineUnavailable(f"engine {self.name!r} exited with 0 but wrote no audio")
             audio, _ = await asyncio.to_thread(decode_audio, output)
         finally:
             output.unlink(missing_ok=True)
         yield audio
+
+
+def _build(config: EngineSettings, options: GlmTtsOptions, context: BuildContext) -> GlmTtsEngine | Pool:
+    """One command line, or with ``gpus`` one per GPU in a pool (each serial unless ``max_concurrency``)."""
+    work_dir = context.work_dir(config)
+    limit = config.fixed_concurrency or 1
+    if not options.gpus:
+        return GlmTtsEngine(config.name, options, work_dir, limit)
+    members = [
+        (
+            GlmTtsEngine(config.name, options, work_dir, limit, {"CUDA_VISIBLE_DEVICES": str(gpu)}),
+            f"gpu:{gpu}",
+            Role.PRIMARY,
+        )
+        for gpu in options.gpus
+    ]
+    return pooled(config, members, lambda: FixedLimit(limit))
+
+
+KIND = EngineKind("glmtts", GlmTtsOptions, _build, "GLM-TTS's command line, one serial run per GPU")

@@ -11,8 +11,10 @@ from concurrent.futures import Executor
 
 import numpy as np
 
+from voxserve.config import EngineSettings
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
+from voxserve.engines.kind import BuildContext, EngineKind, NoOptions, waiting_of
 
 SAMPLE_RATE = 24000
 BUNDLED_VOICE = "heart"
@@ -30,20 +32,16 @@ class HibariEngine(EmbeddedEngine):
         max_concurrency: int = 2,
         waiting: Waiting = Waiting(),
     ) -> None:
-        super().__init__(name, executor, max_concurrency, waiting)
-        self._threads = threads
-        self._model: object | None = None
-        self._capabilities = Capabilities(
+        capabilities = Capabilities(
             languages=frozenset({"en"}),
             voices=(VoiceInfo(id=BUNDLED_VOICE, engine=name, languages=("en",), gender="female"),),
             sample_rate=SAMPLE_RATE,
             seeded=True,
             native_speed=(0.5, 2.0),
         )
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._capabilities
+        super().__init__(name, capabilities, executor, max_concurrency, waiting)
+        self._threads = threads
+        self._model: object | None = None
 
     def _load(self) -> None:
         from hibari import Hibari
@@ -59,3 +57,17 @@ class HibariEngine(EmbeddedEngine):
         seed = DEFAULT_SEED if request.seed is None else request.seed
         audio = self._model(request.text, speed=request.speed, seed=seed)  # type: ignore[operator]
         return np.asarray(audio, dtype=np.float32)
+
+
+def _build(config: EngineSettings, options: NoOptions, context: BuildContext) -> HibariEngine:
+    """Small and fast: one thread per run, as many runs as cores unless settings say."""
+    return HibariEngine(
+        config.name,
+        context.executor,
+        threads=config.threads or 1,
+        max_concurrency=config.fixed_concurrency or context.cores,
+        waiting=waiting_of(config),
+    )
+
+
+KIND = EngineKind("hibari", NoOptions, _build, "hibari, 7.9 MB distilled from Kokoro: English, fast")

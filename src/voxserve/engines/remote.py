@@ -19,17 +19,20 @@ Leaving the stream early (a client that hung up) closes the upstream request.
 from __future__ import annotations
 
 import re
-from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
+from pydantic import Field
 
 from voxserve.audio.decode import decode_audio
 from voxserve.audio.pcm import from_s16
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest
+from voxserve.config import EngineSettings
+from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
+from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, pooled
 from voxserve.errors import (
     EngineOverloaded,
     EngineRejected,
@@ -37,6 +40,7 @@ from voxserve.errors import (
     EngineUnavailable,
     VoxserveError,
 )
+from voxserve.routing import AdaptiveLimit, Pool, Role
 
 OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory|CUDA error: out of memory|OOM", re.IGNORECASE)
 ERROR_TAIL = 300  # characters of an engine's error body kept in our message
@@ -109,33 +113,30 @@ async def whole_file(response: httpx.Response) -> AsyncIterator[PCM]:
         yield audio
 
 
-class RemoteEngine(ABC):
-    """Base of HTTP adapters; subclasses say what to send and how to read the answer."""
+class RemoteOptions(EngineOptions):
+    """What every server kind is told: the server's voices, its sample rate, its longest segment."""
+
+    voices: list[str] = Field(min_length=1)
+    sample_rate: int = Field(gt=0, description="of the audio the server sends")
+    max_segment_chars: int = Field(default=200, ge=20)
+
+
+class RemoteEngine(EngineBase):
+    """Base of HTTP adapters; subclasses say what to send and how to read the answer.
+
+    Nothing to load: the server holds the model. Health is the pool's business.
+    """
 
     def __init__(self, name: str, client: httpx.AsyncClient, capabilities: Capabilities) -> None:
-        self.name = name
+        super().__init__(name, capabilities)
         self._client = client
-        self._capabilities = capabilities
-        self._ready = False
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return self._capabilities
-
-    @property
-    def ready(self) -> bool:
-        return self._ready
 
     @property
     def url(self) -> str:
         return str(self._client.base_url)
 
-    async def load(self) -> None:
-        """Nothing to load: the server holds the model. Health is the pool's business."""
-        self._ready = True
-
     async def close(self) -> None:
-        self._ready = False
+        await super().close()
         await self._client.aclose()
 
     @abstractmethod
@@ -175,3 +176,26 @@ class RemoteEngine(ABC):
         except httpx.HTTPError:
             return False
         return response.status_code < 500
+
+
+OptionsT = TypeVar("OptionsT", bound=RemoteOptions)
+
+
+def remote_kind(
+    name: str,
+    engine: Callable[[str, httpx.AsyncClient, OptionsT], RemoteEngine],
+    options: type[OptionsT],
+    summary: str,
+) -> EngineKind[OptionsT]:
+    """The kind of a server engine: a pool over its ``url``/``instances`` and ``backup`` servers,
+    each with an adaptive limit unless ``max_concurrency`` fixes one."""
+
+    def build(config: EngineSettings, checked: OptionsT, context: BuildContext) -> Pool:
+        def member(url: str, role: Role) -> tuple[RemoteEngine, str, Role]:
+            return engine(config.name, default_client(url, config.read_timeout), checked), url, role
+
+        members = [member(url, Role.PRIMARY) for url in config.urls]
+        members += [member(url, Role.BACKUP) for url in config.backup]
+        return pooled(config, members, AdaptiveLimit)
+
+    return EngineKind(name, options, build, summary, needs_url=True)

@@ -1,0 +1,102 @@
+"""How an engine module offers itself to voxserve: a kind name, a typed options model, a builder.
+
+Every engine module ends with ``KIND = EngineKind(...)``. The registry finds
+each such module in this package (and third-party ones through the
+``voxserve.engines`` entry-point group), so adding an engine is adding one
+file; nothing else lists the kinds. A kind's ``options`` model is checked
+when settings load, so a wrong type or an unknown option is an error naming
+the ``[[engines]]`` table and the field before anything starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from voxserve.config import EngineSettings
+from voxserve.engines.base import Engine
+from voxserve.engines.embedded import Waiting
+from voxserve.routing import AdaptiveLimit, FixedLimit, Instance, Pool, PoolSettings, Role
+
+Limit = FixedLimit | AdaptiveLimit
+
+
+class EngineOptions(BaseModel):
+    """Base of every kind's ``options`` table: unknown keys are errors, values are checked types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoOptions(EngineOptions):
+    """For kinds configured by the common ``[[engines]]`` fields alone."""
+
+
+OptionsT = TypeVar("OptionsT", bound=EngineOptions)
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a builder may use besides its settings: the inference threads and where files go."""
+
+    executor: Executor
+    data_dir: Path
+    cores: int
+
+    def work_dir(self, config: EngineSettings) -> Path:
+        """A directory of the engine's own under the data dir (prompts, outputs of a command)."""
+        return self.data_dir / "engines" / config.name
+
+
+@dataclass(frozen=True)
+class EngineKind(Generic[OptionsT]):
+    """One engine kind: ``build(settings, options, context)`` makes the engine (not yet loaded)."""
+
+    name: str
+    options: type[OptionsT]
+    build: Callable[[EngineSettings, OptionsT, BuildContext], Engine]
+    summary: str
+    #: a server kind: its ``[[engines]]`` table must give ``url`` or ``instances``
+    needs_url: bool = False
+
+    def parse(self, options: Mapping[str, Any]) -> OptionsT:
+        """The checked options (a ``pydantic.ValidationError`` names each bad field)."""
+        return self.options.model_validate(dict(options))
+
+    def create(self, config: EngineSettings, context: BuildContext) -> Engine:
+        return self.build(config, self.parse(config.options), context)
+
+
+def waiting_of(config: EngineSettings) -> Waiting:
+    """How long, and how many, segments may wait for an embedded engine."""
+    return Waiting(config.queue_timeout, config.max_queue)
+
+
+def pool_settings(config: EngineSettings) -> PoolSettings:
+    return PoolSettings(
+        health_interval=config.health_interval,
+        health_timeout=config.health_timeout,
+        queue_timeout=config.queue_timeout,
+        max_queue=config.max_queue,
+        attempts=config.attempts,
+    )
+
+
+def pooled(
+    config: EngineSettings, members: Sequence[tuple[Engine, str, Role]], default_limit: Callable[[], Limit]
+) -> Pool:
+    """A pool over engine instances (servers, GPUs), each limited by ``max_concurrency`` or the default."""
+    fixed = config.fixed_concurrency
+
+    def limit() -> Limit:
+        return FixedLimit(fixed) if fixed else default_limit()
+
+    instances = [
+        Instance(engine, where, role, limit(), config.failures_to_eject, config.successes_to_return)
+        for engine, where, role in members
+    ]
+    return Pool(config.name, instances, pool_settings(config))
