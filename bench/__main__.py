@@ -45,9 +45,9 @@ from bench import queue as bench_queue
 from bench import voices as bench_voices
 from bench.server import NO_CACHE, running_server
 from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
-from voxserve.api.services import Services
 from voxserve.config import Settings
 from voxserve.pipeline import SpeechRequest, Stats
+from voxserve.services import Services
 from voxserve.text import split_text
 
 app = typer.Typer(help=__doc__, no_args_is_help=True)

@@ -123,11 +123,11 @@ def run(requests: int, capacity: int, seconds_per_char: float, load: float) -> t
     with engine_instances(3, capacity=capacity, seconds_per_char=seconds_per_char) as instances:
         urls = [url for url, _ in instances]
         config = directory / "voxserve.toml"
+        instance_list = repr(urls).replace("'", '"')
         config.write_text(
-            f'workers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\ninstances = {urls!r}\n'.replace(
-                "'", '"'
-            )
-            + 'max_concurrency = "auto"\nqueue_timeout = 120\n'
+            '[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
+            f"instances = {instance_list}\n"
+            'max_concurrency = "auto"\nqueue_timeout = 120\n'
             'options = { voices = ["中文女"], sample_rate = 22050 }\n'
         )
         outcomes = []

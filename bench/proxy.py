@@ -85,7 +85,7 @@ def _passthrough(upstream: str) -> Iterator[str]:
 def _voxserve(upstream: str, directory: Path) -> Iterator[str]:
     config = directory / "voxserve.toml"
     config.write_text(
-        f'workers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\nurl = "{upstream}"\n'
+        f'[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\nurl = "{upstream}"\n'
         'options = { voices = ["中文女"], sample_rate = 22050 }\n'
     )
     env = {"VOXSERVE_CONFIG": str(config), **NO_CACHE}

@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 
 from bench.texts import SHORT_TEXTS
-from voxserve.api.services import Services
-from voxserve.config import Settings
+from voxserve.config import JobSettings, Settings
 from voxserve.engines.fake import FakeEngine
 from voxserve.jobs import Job, JobStatus, JobStore, new_job_id
 from voxserve.jobs.redis import RedisJobStore
 from voxserve.jobs.sqlite import SQLiteJobStore
-from voxserve.jobs.worker import Worker, WorkerSettings
+from voxserve.jobs.worker import Worker
 from voxserve.pipeline import SpeechRequest
+from voxserve.services import Services
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -98,13 +98,13 @@ async def dispatch_latency(kind: str, samples: int) -> list[float]:
         Settings(data_dir=directory, default_engine="fake", cache_max_bytes=0), {"fake": FakeEngine()}, store
     )
     await services.load()
-    worker = Worker(store, services.pipeline, services.files, WorkerSettings(poll_interval=1.0))
+    worker = Worker(store, services.pipeline, services.files, JobSettings(poll_seconds=1.0))
     running = asyncio.create_task(worker.run())
     latencies = []
     try:
         for _ in range(samples):
             await asyncio.sleep(0.02)  # let the worker go idle
-            job, _ = await services.submit(
+            job, _ = await services.jobs.submit(
                 SpeechRequest(input="Hi.", response_format="pcm"), job_id=new_job_id()
             )
             while (current := await store.get(job.id)) is None or current.started_at is None:
@@ -131,15 +131,19 @@ def peak_rss_growth(chars: int) -> tuple[float, float, int]:
         directory = Path(tempfile.mkdtemp())
         engine = FakeEngine(sample_rate=24000, seconds_per_word=0.05)
         services = Services.build(
-            Settings(data_dir=directory, default_engine="fake", workers=0, cache_max_bytes=0),
+            Settings(data_dir=directory, default_engine="fake", jobs={"workers": 0}, cache_max_bytes=0),
             {"fake": engine},
         )
         await services.load()
-        await services.submit(SpeechRequest(input="Warm up.", response_format="wav"), job_id=new_job_id())
-        worker = Worker(services.store, services.pipeline, services.files, WorkerSettings(max_chars=chars))
+        await services.jobs.submit(
+            SpeechRequest(input="Warm up.", response_format="wav"), job_id=new_job_id()
+        )
+        worker = Worker(services.store, services.pipeline, services.files, JobSettings(max_chars=chars))
         await _drain(worker)
         baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        job, _ = await services.submit(SpeechRequest(input=text, response_format="wav"), job_id=new_job_id())
+        job, _ = await services.jobs.submit(
+            SpeechRequest(input=text, response_format="wav"), job_id=new_job_id()
+        )
         started = time.perf_counter()
         await _drain(worker)
         elapsed = time.perf_counter() - started

@@ -19,7 +19,8 @@ import numpy as np
 from bench.server import running_server
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.audio.pcm import wav_bytes
-from voxserve.voices import ReferenceRules, check_reference
+from voxserve.config import ReferenceSettings
+from voxserve.voices import check_reference
 
 SENTENCE = "The cache answers a repeated sentence without the engine."
 
@@ -45,7 +46,7 @@ def normalization_times(rounds: int = 7) -> list[tuple[str, int, float]]:
         times = []
         for _ in range(rounds):
             started = time.perf_counter()
-            check_reference(data, ReferenceRules())
+            check_reference(data, ReferenceSettings())
             times.append(time.perf_counter() - started)
         results.append((label, len(data), statistics.median(times)))
     return results

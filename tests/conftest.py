@@ -78,11 +78,9 @@ def make_client(tmp_path: Path, fake_engine: FakeEngine) -> Iterator[ClientFacto
     """Apps over the fake engine; settings can be overridden per test."""
     clients: list[TestClient] = []
 
-    def make(**overrides: Any) -> TestClient:
-        settings = Settings(
-            data_dir=tmp_path, default_engine="fake", job_lease_seconds=5, job_retry_base_seconds=0.05,
-            **overrides,
-        )  # fmt: skip
+    def make(jobs: dict[str, Any] | None = None, **overrides: Any) -> TestClient:
+        jobs = {"lease_seconds": 5, "retry_base_seconds": 0.05, **(jobs or {})}
+        settings = Settings(data_dir=tmp_path, default_engine="fake", jobs=jobs, **overrides)
         client = TestClient(
             create_app(settings, engines={"fake": fake_engine}), raise_server_exceptions=False
         )

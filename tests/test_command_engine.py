@@ -198,7 +198,9 @@ async def test_espeak_ng_speaks_every_language_it_knows(espeak: EngineSettings, 
 def fallback_client(tmp_path: Path, espeak: EngineSettings) -> Iterator[TestClient]:
     """An English-only first engine, and espeak-ng for every other language."""
     english = EngineSettings(name="tones", kind="fake", options={"languages": ["en"]})
-    settings = Settings(data_dir=tmp_path, engines=[english, espeak], default_engine="tones", workers=0)
+    settings = Settings(
+        data_dir=tmp_path, engines=[english, espeak], default_engine="tones", jobs={"workers": 0}
+    )
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 20
         while client.get("/readyz").status_code != 200:

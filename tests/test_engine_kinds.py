@@ -152,7 +152,7 @@ def test_the_engine_written_in_the_docs_serves_the_api(
                 "instances": [url],
                 "options": {"voices": ["anna", "ben"]},
             }
-            settings = Settings(data_dir=tmp_path, engines=[table], default_engine="box", workers=0)
+            settings = Settings(data_dir=tmp_path, engines=[table], default_engine="box", jobs={"workers": 0})
             with TestClient(create_app(settings)) as client:
                 while client.get("/readyz").status_code != 200:
                     time.sleep(0.02)

@@ -163,11 +163,12 @@ async def test_one_serial_instance_per_gpu(
 
 async def test_a_cloned_voice_is_the_prompt(engine: GlmTtsEngine, record: Path, tmp_path: Path) -> None:
     from tests.support.signals import GOOD
+    from voxserve.config import ReferenceSettings
     from voxserve.engines.base import Reference
-    from voxserve.voices import ReferenceRules, VoiceLibrary, check_reference
+    from voxserve.voices import VoiceLibrary, check_reference
 
     library = VoiceLibrary(tmp_path / "voices")
-    voice, _ = library.add_reference(check_reference(GOOD, ReferenceRules()))
+    voice, _ = library.add_reference(check_reference(GOOD, ReferenceSettings()))
     request = SegmentRequest(text="你好", language="zh", voice="speaker", reference=library.reference(voice))
     assert isinstance(request.reference, Reference)
     audio = np.concatenate([chunk async for chunk in engine.synthesize(request)])

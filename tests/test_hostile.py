@@ -138,9 +138,7 @@ async def test_a_store_that_goes_away_mid_job_is_waited_out_and_the_job_finishes
     settings = Settings(
         data_dir=tmp_path,
         default_engine="fake",
-        queue_url=f"redis://127.0.0.1:{proxy.port}/0",
-        queue_prefix=f"hostile-{time.time_ns()}",
-        job_lease_seconds=30,
+        jobs={"queue_url": f"redis://127.0.0.1:{proxy.port}/0", "queue_prefix": f"hostile-{time.time_ns()}"},
     )
     app = create_app(settings, engines={"fake": engine})
     text = " ".join(f"Sentence number {i} is here." for i in range(20))
@@ -204,9 +202,9 @@ def test_a_decompression_bomb_is_refused_in_flat_memory(tmp_path: Path, bomb: by
     (refs / "bomb.flac").write_bytes(bomb)
     env = {
         **FAKE_ONLY,
-        "VOXSERVE_REFERENCE_DIRS": json.dumps([str(refs)]),
-        "VOXSERVE_REFERENCE_URL_HOSTS": json.dumps(["127.0.0.1"]),
-        "VOXSERVE_REFERENCE_URL_PRIVATE": "true",
+        "VOXSERVE_REFERENCES__DIRS": json.dumps([str(refs)]),
+        "VOXSERVE_REFERENCES__URL_HOSTS": json.dumps(["127.0.0.1"]),
+        "VOXSERVE_REFERENCES__URL_PRIVATE": "true",
     }
     app = FastAPI()
     app.get("/bomb.flac")(lambda: Response(bomb, media_type="audio/flac"))
@@ -241,9 +239,10 @@ def test_a_reference_url_that_trickles_is_cut_off_at_the_deadline(tmp_path: Path
     app = FastAPI()
     app.get("/slow.wav")(lambda: StreamingResponse(trickle(), media_type="audio/wav"))
     settings = Settings(
-        data_dir=tmp_path, default_engine="fake", reference_url_hosts=["127.0.0.1"],
-        reference_url_private=True, reference_fetch_seconds=2,
-    )  # fmt: skip
+        data_dir=tmp_path,
+        default_engine="fake",
+        references={"url_hosts": ["127.0.0.1"], "url_private": True, "fetch_seconds": 2},
+    )
     engine = FakeEngine(name="fake", cloning=True)
     with serving(app) as base, TestClient(create_app(settings, engines={"fake": engine})) as client:
         started = time.monotonic()
@@ -266,7 +265,7 @@ def test_audio_beyond_the_limit_is_stopped_while_it_is_made(
     make_client: ClientFactory, fake_engine: FakeEngine
 ) -> None:
     fake_engine.seconds_per_word = 3.0  # far slower speech than planning assumes
-    client = make_client(max_audio_seconds=2, job_max_audio_seconds=2)
+    client = make_client(max_audio_seconds=2, jobs={"max_audio_seconds": 2})
     text = "one two three."  # planned as at least 0.7 s; its first word is 3 s
     assert_error(client.post(SPEECH, json={"input": text}), 413, "audio_too_long", "input", "limit of 2 s")
     job = wait_for(client, submit(client, input=text)["id"], "failed")
@@ -274,7 +273,7 @@ def test_audio_beyond_the_limit_is_stopped_while_it_is_made(
 
 
 def test_the_disk_limit_holds_while_a_job_runs(make_client: ClientFactory, tmp_path: Path) -> None:
-    client = make_client(job_disk_limit_bytes=400_000)  # 12 s of 16 kHz PCM, with its encoded copy
+    client = make_client(jobs={"disk_limit_bytes": 400_000})  # 12 s of 16 kHz PCM, with its encoded copy
     long_text = " ".join(f"Sentence {i} has words." for i in range(40))
     big = wait_for(client, submit(client, input=long_text)["id"], "failed")
     assert big["error"]["code"] == "insufficient_storage" and "while this job ran" in big["error"]["message"]
@@ -306,7 +305,7 @@ class SlowEmbedded(EmbeddedEngine):
 
 def test_the_embedded_engine_refuses_with_503_busy_after_its_wait(tmp_path: Path) -> None:
     engine = SlowEmbedded(Waiting(timeout=1.0, max_queue=100))
-    settings = Settings(data_dir=tmp_path, default_engine="slow", workers=0)
+    settings = Settings(data_dir=tmp_path, default_engine="slow", jobs={"workers": 0})
     with TestClient(create_app(settings, engines={"slow": engine})) as client, ThreadPoolExecutor(8) as pool:
         while client.get("/readyz").status_code != 200:
             time.sleep(0.02)
@@ -321,7 +320,7 @@ def test_the_embedded_engine_refuses_with_503_busy_after_its_wait(tmp_path: Path
 
 def test_a_client_that_hangs_up_while_waiting_costs_no_synthesis(tmp_path: Path) -> None:
     engine = SlowEmbedded(Waiting(timeout=30, max_queue=100))
-    settings = Settings(data_dir=tmp_path, default_engine="slow", workers=0)
+    settings = Settings(data_dir=tmp_path, default_engine="slow", jobs={"workers": 0})
     with serving(create_app(settings, engines={"slow": engine})) as base:
         while httpx.get(f"{base}/readyz").status_code != 200:
             time.sleep(0.02)
@@ -462,7 +461,9 @@ def test_http_errors_keep_the_json_shape(make_client: ClientFactory) -> None:
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_a_body_over_the_limit_is_refused_before_it_is_held(tmp_path: Path, chunked: bool) -> None:
-    settings = Settings(data_dir=tmp_path, default_engine="fake", job_max_chars=1000, max_upload_bytes=2048)
+    settings = Settings(
+        data_dir=tmp_path, default_engine="fake", jobs={"max_chars": 1000}, references={"max_bytes": 2048}
+    )
     with TestClient(create_app(settings, engines={"fake": FakeEngine()})) as client:
         body = b'{"input": "' + b"a" * 5_000_000 + b'"}'
         content = (body[i : i + 65536] for i in range(0, len(body), 65536)) if chunked else body

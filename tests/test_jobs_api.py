@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from tests.support.api import JOB_TEXT as TEXT
 from tests.support.api import ClientFactory, submit, wait_for
 from tests.support.audio import decode
-from voxserve.api.services import Services
 from voxserve.engines.fake import FakeEngine
 from voxserve.jobs.janitor import sweep
+from voxserve.services import Services
 
 
 def services(client: TestClient) -> Services:
@@ -45,7 +45,7 @@ def test_range_requests_on_the_finished_file(make_client: ClientFactory) -> None
 
 
 def test_idempotency_key(make_client: ClientFactory) -> None:
-    client = make_client(workers=0)
+    client = make_client(jobs={"workers": 0})
     headers = {"Idempotency-Key": "order-42"}
     first = client.post("/v1/jobs", json={"input": TEXT}, headers=headers)
     again = client.post("/v1/jobs", json={"input": TEXT}, headers=headers)
@@ -72,7 +72,7 @@ def test_idempotency_key(make_client: ClientFactory) -> None:
 def test_bad_jobs_are_refused_before_anything_is_queued(
     make_client: ClientFactory, body: dict[str, Any], status: int, code: str, param: str
 ) -> None:
-    client = make_client(workers=0, job_max_chars=2000)
+    client = make_client(jobs={"workers": 0, "max_chars": 2000})
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code and response.json()["error"]["param"] == param
@@ -80,7 +80,7 @@ def test_bad_jobs_are_refused_before_anything_is_queued(
 
 
 def test_wrong_media_type_and_unknown_job(make_client: ClientFactory) -> None:
-    client = make_client(workers=0)
+    client = make_client(jobs={"workers": 0})
     response = client.post("/v1/jobs", content=b"input=hi", headers={"Content-Type": "text/plain"})
     assert response.status_code == 415
     paths = ["/v1/jobs/job_nope", "/v1/jobs/job_nope/audio", "/v1/jobs/job_nope/events"]
@@ -90,13 +90,13 @@ def test_wrong_media_type_and_unknown_job(make_client: ClientFactory) -> None:
 
 
 def test_disk_limit_refuses_new_jobs(make_client: ClientFactory) -> None:
-    client = make_client(workers=0, job_disk_limit_bytes=0)
+    client = make_client(jobs={"workers": 0, "disk_limit_bytes": 0})
     response = client.post("/v1/jobs", json={"input": TEXT})
     assert response.status_code == 507 and "limit of 0" in response.json()["error"]["message"]
 
 
 def test_priority_then_fifo(make_client: ClientFactory) -> None:
-    client = make_client(workers=0)
+    client = make_client(jobs={"workers": 0})
     ids = [submit(client, priority=p)["id"] for p in (1, 5, 1, 9)]
 
     async def claim_all() -> list[str]:
@@ -116,7 +116,7 @@ def test_delayed_job_waits(make_client: ClientFactory) -> None:
 
 
 def test_cancel_queued_job(make_client: ClientFactory) -> None:
-    client = make_client(workers=0)
+    client = make_client(jobs={"workers": 0})
     job = submit(client)
     canceled = client.delete(f"/v1/jobs/{job['id']}").json()
     assert canceled["status"] == "canceled"
@@ -171,7 +171,7 @@ def test_permanent_failure_fails_at_once(make_client: ClientFactory, fake_engine
 
 
 def test_list_filter_and_pages(make_client: ClientFactory) -> None:
-    client = make_client(workers=0)
+    client = make_client(jobs={"workers": 0})
     ids = [submit(client)["id"] for _ in range(5)]
     client.delete(f"/v1/jobs/{ids[0]}")
     page = client.get("/v1/jobs", params={"limit": 2}).json()

@@ -57,12 +57,16 @@ def check_complete(url: str, job: dict[str, Any], whisper: WhisperModel) -> None
 
 @pytest.fixture(params=["sqlite", "redis"])
 def queue_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    env = {"VOXSERVE_JOB_LEASE_SECONDS": LEASE, "VOXSERVE_WORKERS": "0"}
+    env = {"VOXSERVE_JOBS__LEASE_SECONDS": LEASE, "VOXSERVE_JOBS__WORKERS": "0"}
     if request.param == "sqlite":
         yield env
         return
     prefix = "voxserve-crash-" + secrets.token_hex(4)
-    yield {**env, "VOXSERVE_QUEUE_URL": "redis://127.0.0.1:6379/0", "VOXSERVE_QUEUE_PREFIX": prefix}
+    yield {
+        **env,
+        "VOXSERVE_JOBS__QUEUE_URL": "redis://127.0.0.1:6379/0",
+        "VOXSERVE_JOBS__QUEUE_PREFIX": prefix,
+    }
     client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
     keys = list(client.scan_iter(match="{" + prefix + "}*"))
     if keys:
@@ -93,7 +97,7 @@ def test_sigkilled_worker_loses_nothing(
 
 
 def test_gateway_killed_mid_job_resumes_after_restart(tmp_path: Path, whisper: WhisperModel) -> None:
-    env = {"VOXSERVE_JOB_LEASE_SECONDS": LEASE, "VOXSERVE_WORKERS": "1"}
+    env = {"VOXSERVE_JOBS__LEASE_SECONDS": LEASE, "VOXSERVE_JOBS__WORKERS": "1"}
     first = start_server(tmp_path, tmp_path / "gateway1.log", env)
     try:
         job_id = submit(first.url)

@@ -202,7 +202,7 @@ def test_a_configured_remote_engine_serves_the_api(
     url = stand_in(cosyvoice_app)
     options = {"voices": ["中文女"]}
     cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, queue_timeout=1, options=options)
-    settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", workers=0)
+    settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", jobs={"workers": 0})
     with TestClient(create_app(settings)) as client:
         while client.get("/readyz").status_code != 200:
             pass
@@ -239,7 +239,7 @@ def test_cloned_voices_reach_cosyvoice_with_the_normalized_audio_and_transcript(
 
     url = stand_in(cosyvoice_app)
     cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, options={"voices": ["中文女"]})
-    settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", workers=0)
+    settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", jobs={"workers": 0})
     with TestClient(create_app(settings)) as client:
         while client.get("/readyz").status_code != 200:
             pass

@@ -21,9 +21,9 @@ from tests.support.signals import GOOD, voice_like
 from voxserve.api import create_app
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.audio.pcm import wav_bytes
-from voxserve.config import Settings
+from voxserve.config import ReferenceSettings, Settings
 from voxserve.engines.fake import FakeEngine
-from voxserve.voices import REFERENCE_RATE, ReferenceRules, check_reference
+from voxserve.voices import REFERENCE_RATE, check_reference
 from voxserve.voices.reference import sniff_format
 
 
@@ -60,8 +60,7 @@ def voices_client(tmp_path: Path, refs: Path, cloning_engine: FakeEngine) -> Ite
     settings = Settings(
         data_dir=tmp_path / "data",
         default_engine="fake",
-        reference_dirs=[refs],
-        reference_url_hosts=["localhost", "127.0.0.1"],
+        references={"dirs": [refs], "url_hosts": ["localhost", "127.0.0.1"]},
     )
     engines = {"fake": cloning_engine, "plain": FakeEngine(name="plain")}
     with TestClient(create_app(settings, engines=engines), raise_server_exceptions=False) as client:
@@ -96,7 +95,7 @@ def test_formats_are_sniffed_from_content_not_names() -> None:
 def test_a_reference_is_normalized_once(tmp_path: Path) -> None:
     stereo_mp3 = StreamEncoder(FORMATS["mp3"], 44100, 44100)
     quiet = stereo_mp3.write(voice_like(6.0, 44100) * 0.1) + stereo_mp3.finish()
-    checked = check_reference(quiet, ReferenceRules())
+    checked = check_reference(quiet, ReferenceSettings())
     audio = decode(checked.wav_bytes())
     assert checked.source_format == "mp3" and checked.source_rate == 44100
     assert audio.sample_rate == REFERENCE_RATE and audio.duration == pytest.approx(6.0, abs=0.1)
@@ -224,9 +223,7 @@ def test_an_allowed_url_is_fetched_once_private_addresses_are_allowed(
     settings = Settings(
         data_dir=tmp_path,
         default_engine="fake",
-        reference_url_hosts=["127.0.0.1"],
-        reference_url_private=True,
-        max_upload_bytes=1_000_000,
+        references={"url_hosts": ["127.0.0.1"], "url_private": True, "max_bytes": 1_000_000},
     )
     with serving(files) as base, TestClient(create_app(settings, engines={"fake": cloning_engine})) as client:
         while client.get("/readyz").status_code != 200:

@@ -21,13 +21,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from voxserve.api.services import Services
 from voxserve.audio import FORMATS
 from voxserve.audio.finalize import finalize_header
 from voxserve.client.jobs_cli import DEFAULT_URL, UrlOption, jobs_app, request
 from voxserve.config import Settings, load_settings
 from voxserve.errors import VoxserveError
 from voxserve.pipeline import PITCH, SPEED, SpeechRequest, Stats
+from voxserve.services import Services
 
 app = typer.Typer(help="voxserve: self-hosted speech synthesis.", no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)  # never break a message a script may parse
@@ -179,7 +179,7 @@ def worker(
     workers: Annotated[int, typer.Option(min=1, help="Worker loops in this process.")] = 1,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = None,
 ) -> None:
-    """Run job workers without the HTTP API (share the queue with `serve` via queue_url and data_dir)."""
+    """Run job workers without the HTTP API (share the queue with `serve` via jobs.queue_url and data_dir)."""
     settings = _settings(config, data_dir=data_dir, log_level=log_level)
     _configure_logging(settings.log_level)
 

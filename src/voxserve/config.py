@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -112,6 +112,60 @@ def _default_engines() -> list[EngineSettings]:
     return engines
 
 
+class ReferenceSettings(BaseModel):
+    """Reference audio for cloning (``[references]``, ``VOXSERVE_REFERENCES__*``): what, and from where."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="largest reference audio")
+    min_seconds: float = Field(default=3.0, ge=0.5, description="shortest reference audio")
+    max_seconds: float = Field(default=15.0, ge=1.0, description="longest reference audio")
+    min_rate: int = Field(default=16000, ge=8000, description="lowest reference sample rate")
+    dirs: list[Path] = Field(
+        default_factory=list, description="directories /tts audio_path may read from (none: refused)"
+    )
+    url_hosts: list[str] = Field(
+        default_factory=list, description="hosts reference audio URLs may name (none: URLs refused)"
+    )
+    fetch_seconds: float = Field(
+        default=20.0, gt=0, description="the whole download of a reference URL, however slowly it is sent"
+    )
+    url_private: bool = Field(
+        default=False, description="let reference URLs reach loopback and private addresses"
+    )
+
+
+class JobSettings(BaseModel):
+    """The job queue and its workers (``[jobs]``, ``VOXSERVE_JOBS__*``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue_url: str | None = Field(
+        default=None, description="redis://host:port/db for a shared queue; default: SQLite in data_dir"
+    )
+    queue_prefix: str = Field(
+        default="voxserve", description="Redis key prefix (several services, one Redis)"
+    )
+    workers: int = Field(default=1, ge=0, description="job workers inside `serve` (0: use `voxserve worker`)")
+    concurrency: int = Field(default=1, ge=1, description="jobs one worker runs at once")
+    max_chars: int = Field(default=1_000_000, ge=1)
+    max_audio_seconds: float = Field(
+        default=86400.0, gt=0, description="audio one job may make (pauses and speed count)"
+    )
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    lease_seconds: float = Field(default=30.0, gt=0, description="how soon a dead worker's job is taken up")
+    poll_seconds: float = Field(default=0.5, gt=0, description="longest wait for work between checks")
+    retry_base_seconds: float = Field(
+        default=1.0, ge=0, description="first retry delay; doubles, with jitter"
+    )
+    retry_cap_seconds: float = Field(default=60.0, ge=0, description="longest retry delay")
+    retention_hours: float = Field(default=48.0, gt=0)
+    disk_limit_bytes: int = Field(
+        default=20 * 1024**3, ge=0, description="refuse new jobs, and fail running ones, beyond this"
+    )
+    janitor_interval_seconds: float = Field(default=600.0, gt=0)
+
+
 class Settings(BaseSettings):
     """Everything voxserve can be told. Field docs double as ``voxserve config`` help."""
 
@@ -141,46 +195,12 @@ class Settings(BaseSettings):
     segment_chars: int = Field(default=200, ge=20, description="longest text piece sent to an engine")
     sentence_pause: float = Field(default=0.25, ge=0, le=5)
     clause_pause: float = Field(default=0.1, ge=0, le=5)
-    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, description="largest reference audio")
-    reference_min_seconds: float = Field(default=3.0, ge=0.5, description="shortest reference audio")
-    reference_max_seconds: float = Field(default=15.0, ge=1.0, description="longest reference audio")
-    reference_min_rate: int = Field(default=16000, ge=8000, description="lowest reference sample rate")
-    reference_dirs: list[Path] = Field(
-        default_factory=list, description="directories /tts audio_path may read from (none: refused)"
-    )
-    reference_url_hosts: list[str] = Field(
-        default_factory=list, description="hosts reference audio URLs may name (none: URLs refused)"
-    )
-    reference_fetch_seconds: float = Field(
-        default=20.0, gt=0, description="the whole download of a reference URL, however slowly it is sent"
-    )
-    reference_url_private: bool = Field(
-        default=False, description="let reference URLs reach loopback and private addresses"
-    )
     cache_max_bytes: int = Field(
         default=1024**3, ge=0, description="disk for cached segment audio, least recently used goes (0: off)"
     )
 
-    queue_url: str | None = Field(
-        default=None, description="redis://host:port/db for a shared queue; default: SQLite in data_dir"
-    )
-    queue_prefix: str = Field(
-        default="voxserve", description="Redis key prefix (several services, one Redis)"
-    )
-    workers: int = Field(default=1, ge=0, description="job workers inside `serve` (0: use `voxserve worker`)")
-    worker_concurrency: int = Field(default=1, ge=1, description="jobs one worker runs at once")
-    job_max_chars: int = Field(default=1_000_000, ge=1)
-    job_max_audio_seconds: float = Field(
-        default=86400.0, gt=0, description="audio one job may make (pauses and speed count)"
-    )
-    job_max_attempts: int = Field(default=3, ge=1, le=20)
-    job_lease_seconds: float = Field(default=30.0, gt=0)
-    job_retry_base_seconds: float = Field(default=1.0, ge=0)
-    job_retention_hours: float = Field(default=48.0, gt=0)
-    job_disk_limit_bytes: int = Field(
-        default=20 * 1024**3, ge=0, description="refuse new jobs, and fail running ones, beyond this"
-    )
-    janitor_interval_seconds: float = Field(default=600.0, gt=0)
+    references: ReferenceSettings = Field(default_factory=ReferenceSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -15,9 +15,9 @@ from voxserve.api import engines as engines_api
 from voxserve.api.body_limit import BodyLimit
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.schemas import ERRORS, hoist_definitions
-from voxserve.api.services import Services
 from voxserve.config import Settings
 from voxserve.engines import Engine
+from voxserve.services import Services
 
 BODY_SLACK = (
     4 * 1024 * 1024
@@ -35,7 +35,7 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.build(settings, engines)
         app.state.services = services
-        services.start(settings.workers)
+        services.start(settings.jobs.workers)
         # Building the document prepares every route, which FastAPI would otherwise do on the
         # first request of each router: a few hundred milliseconds of the event loop then.
         await asyncio.to_thread(app.openapi)
@@ -62,7 +62,7 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
 def max_body_bytes(settings: Settings) -> int:
     """The largest request body read: a job's text as JSON (6 bytes a character at worst, escaped)
     or a reference upload, with room for the other fields. Larger is 413 before it is read."""
-    return max(6 * settings.job_max_chars, settings.max_upload_bytes) + BODY_SLACK
+    return max(6 * settings.jobs.max_chars, settings.references.max_bytes) + BODY_SLACK
 
 
 def _complete_schema(app: FastAPI) -> None:

@@ -6,7 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from voxserve.api.services import Services, get_services
+from voxserve.api.dependencies import get_services
+from voxserve.services import Services
 
 router = APIRouter()
 

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
-from voxserve.api.services import Services, get_services
+from voxserve.api.dependencies import get_services
 from voxserve.engines import Engine
 from voxserve.routing import Pool
+from voxserve.services import Services
 
 router = APIRouter()
 

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from voxserve.api.services import Services, get_services
+from voxserve.api.dependencies import get_services
+from voxserve.services import Services
 
 router = APIRouter()
 STORE_PING_TIMEOUT = 1.0

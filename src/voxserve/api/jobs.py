@@ -21,6 +21,7 @@ from starlette.responses import MalformedRangeHeader
 from starlette.responses import RangeNotSatisfiable as RangeNotSatisfiableRange
 from starlette.websockets import WebSocketDisconnect
 
+from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import (
     AUDIO_TYPES,
     SSE_CONTENT,
@@ -30,11 +31,11 @@ from voxserve.api.schemas import (
     json_schema_body,
     parse_json,
 )
-from voxserve.api.services import Services, get_services
 from voxserve.audio import FORMATS, AudioFormat
 from voxserve.errors import InvalidRequest, JobNotSucceeded, RangeNotSatisfiable
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
 from voxserve.jobs.writer import stream_path
+from voxserve.services import Services
 
 router = APIRouter()
 READ_BLOCK = 64 * 1024  # bytes read per step while following a running job
@@ -99,7 +100,7 @@ async def create_job(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> JSONResponse:
     """Queue a job; the same ``Idempotency-Key`` and body return the same job."""
-    job, created = await services.submit(
+    job, created = await services.jobs.submit(
         body.to_request(cache),
         job_id=new_job_id(),
         name=body.name or body.task_id,

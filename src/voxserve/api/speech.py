@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import (
     AUDIO_TYPES,
     SpeechBody,
@@ -15,8 +16,8 @@ from voxserve.api.schemas import (
     json_schema_body,
     parse_json,
 )
-from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import audio_response, new_request_id, sse_response
+from voxserve.services import Services
 
 router = APIRouter()
 

@@ -12,11 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import json_schema_body, parse_json
-from voxserve.api.services import Services, get_services
 from voxserve.audio import FORMATS
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_task_id
 from voxserve.pipeline import SpeechRequest
+from voxserve.services import Services
 
 router = APIRouter()
 
@@ -65,14 +66,14 @@ async def create_task(
     voice = body.voice
     if body.audio:  # seed 002 sends a path or URL of the speaker's recording
         services.pipeline.require_cloning(body.model, "audio")
-        voice = (await services.inline_reference(body.audio, "audio")).id
+        voice = (await services.references.named(body.audio, "audio")).id
     request = SpeechRequest(
         input=body.text,
         model=body.model,
         voice=voice,
         response_format=body.output_format,
     )
-    job, _ = await services.submit(request, job_id=new_task_id(), name=body.outputName)
+    job, _ = await services.jobs.submit(request, job_id=new_task_id(), name=body.outputName)
     return {"taskId": job.id, "status": STATUS[job.status]}
 
 

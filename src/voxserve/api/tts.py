@@ -6,7 +6,7 @@ fields: ``text``, ``emotion``, ``speed``, ``pitch``, ``output_format``
 (wav | mp3 | ogg), ``seed``, ``task_id`` (names the file), ``voice``,
 ``model``, ``language``, and a cloning reference as an uploaded
 ``reference_audio`` file (or the id or name of a library voice), an
-``audio_path`` inside ``reference_dirs``, or
+``audio_path`` inside ``references.dirs``, or
 an allowed URL in ``audio_path``. A reference is checked and stored in the
 voice library like any upload, so sending the same one again costs nothing.
 """
@@ -18,14 +18,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
+from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import audio_content, cache_mode
-from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import file_response, new_request_id
 from voxserve.api.uploads import read_upload
 from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
 from voxserve.jobs.files import NAME_PATTERN
 from voxserve.pipeline import PITCH, SPEED, SpeechRequest
+from voxserve.services import Services
 
 router = APIRouter()
 
@@ -83,12 +84,12 @@ async def tts(
     if isinstance(reference_audio, str):  # a voice already in the library
         voice = services.voices.require(reference_audio, "reference_audio").id
     elif reference_audio is not None:
-        data = await read_upload(reference_audio, services.settings.max_upload_bytes, "reference_audio")
+        data = await read_upload(reference_audio, services.settings.references.max_bytes, "reference_audio")
         services.pipeline.require_cloning(model, "reference_audio")
-        voice = (await services.add_reference(data))[0].id
+        voice = (await services.references.add(data))[0].id
     elif audio_path:
         services.pipeline.require_cloning(model, "audio_path")
-        voice = (await services.inline_reference(audio_path, "audio_path")).id
+        voice = (await services.references.named(audio_path, "audio_path")).id
     request = SpeechRequest(
         input=text,
         model=model,

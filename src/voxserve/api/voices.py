@@ -15,12 +15,13 @@ from fastapi import APIRouter, Depends, Form, Query, Request, Response, UploadFi
 from fastapi.responses import FileResponse, StreamingResponse
 
 from voxserve.api.catalog import builtin_voices
+from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import AUDIO_TYPES, audio_content
-from voxserve.api.services import Services, get_services
 from voxserve.api.streaming import audio_response, new_request_id
 from voxserve.api.uploads import read_upload
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
 from voxserve.pipeline import SpeechRequest
+from voxserve.services import Services
 from voxserve.voices.blend import is_blend, parse_blend
 from voxserve.voices.library import check_name
 
@@ -58,8 +59,8 @@ async def create_voice(
         voice, created = services.voices.add_blend(name, blend, _blend_engine(services, blend, engine))
     else:
         assert audio is not None
-        data = await read_upload(audio, services.settings.max_upload_bytes, "audio")
-        voice, created = await services.add_reference(data, name, prompt_text, language)
+        data = await read_upload(audio, services.settings.references.max_bytes, "audio")
+        voice, created = await services.references.add(data, name, prompt_text, language)
     if not created:
         response.status_code = 200
     return voice.to_dict()

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+from voxserve.config import JobSettings
 from voxserve.errors import EngineError, InsufficientStorage, NotReady, VoxserveError
 from voxserve.jobs.files import JobFiles
 from voxserve.jobs.models import Job, JobStatus, Progress, now
@@ -50,18 +51,6 @@ class LeaseLost(Exception):
     """Another worker holds the job now (this one was too slow to renew its lease)."""
 
 
-@dataclass(frozen=True)
-class WorkerSettings:
-    lease_seconds: float = 30.0
-    poll_interval: float = 0.5
-    concurrency: int = 1
-    max_chars: int = 1_000_000
-    max_audio_seconds: float = 86400.0
-    disk_limit_bytes: int = 20 * 1024**3
-    retry_base: float = 1.0
-    retry_cap: float = 60.0
-
-
 @dataclass
 class WorkerHealth:
     """What ``/readyz`` and ``/metrics`` say of a worker: whether its last store call worked."""
@@ -85,7 +74,7 @@ class Worker:
         store: JobStore,
         pipeline: Pipeline,
         files: JobFiles,
-        settings: WorkerSettings = WorkerSettings(),
+        settings: JobSettings = JobSettings(),
         worker_id: str | None = None,
     ) -> None:
         self.store = store
@@ -131,7 +120,7 @@ class Worker:
             raise
         if job is None:
             slots.release()
-            await self.store.wait_for_work(self.settings.poll_interval)
+            await self.store.wait_for_work(self.settings.poll_seconds)
             return
         task = asyncio.create_task(self.process(job), name=f"job {job.id}")
         self._running.add(task)
@@ -206,7 +195,7 @@ class Worker:
     async def _failed(self, job: Job, exc: Exception) -> None:
         error = exc if isinstance(exc, VoxserveError) else EngineError(f"{type(exc).__name__}: {exc}")
         if isinstance(exc, RETRYABLE) and job.attempts < job.max_attempts:
-            delay = backoff(job.attempts, self.settings.retry_base, self.settings.retry_cap)
+            delay = backoff(job.attempts, self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
             await asyncio.shield(self._persist(lambda: self.store.retry(job.id, self.id, delay, error)))
             log.warning(
                 "job %s attempt %d failed (%s); retrying in %.1f s", job.id, job.attempts, error, delay

@@ -21,6 +21,7 @@ import av
 import numpy as np
 
 from voxserve.audio.pcm import level, wav_bytes
+from voxserve.config import ReferenceSettings
 from voxserve.engines.base import PCM
 from voxserve.errors import InvalidAudio, PayloadTooLarge, UnsupportedMediaType
 
@@ -30,14 +31,6 @@ LENGTH_GRACE = 0.1  # MP3 and AAC encoders pad a few tens of milliseconds: "15 s
 CLIPPED_SHARE = 0.01  # more than 1 % of samples at full scale is badly clipped
 _FULL_SCALE = 0.999
 MAX_RATE = 192000  # above any recording's; a FLAC header may claim 655 kHz to multiply its samples
-
-
-@dataclass(frozen=True)
-class ReferenceRules:
-    max_bytes: int = 10 * 1024 * 1024
-    min_seconds: float = 3.0
-    max_seconds: float = 15.0
-    min_rate: int = 16000
 
 
 @dataclass(frozen=True)
@@ -135,7 +128,7 @@ def _decode(data: bytes, format_name: str, max_seconds: float) -> tuple[PCM, PCM
     return samples, _samples(resampled), int(rate)
 
 
-def check_reference(data: bytes, rules: ReferenceRules) -> CheckedReference:
+def check_reference(data: bytes, rules: ReferenceSettings) -> CheckedReference:
     """Check an uploaded reference against every rule; the canonical form if it passes."""
     if len(data) > rules.max_bytes:
         raise PayloadTooLarge(

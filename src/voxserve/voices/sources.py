@@ -1,12 +1,12 @@
 """Where inline reference audio may come from: an allowed directory, or an allowed URL.
 
 ``audio_path`` (seed 001) reads a file on the voxserve machine, but only
-inside the configured ``reference_dirs``: a path with ``..`` is refused
+inside the configured ``references.dirs``: a path with ``..`` is refused
 outright, and the path is resolved (symlinks followed) before it is
 compared, so a link inside an allowed directory cannot lead out of it.
-URLs are fetched only from hosts on ``reference_url_hosts``, and never from
+URLs are fetched only from hosts on ``references.url_hosts``, and never from
 loopback, private, link-local or otherwise internal addresses unless
-``reference_url_private`` allows it, so a reference URL cannot be used to
+``references.url_private`` allows it, so a reference URL cannot be used to
 probe the network voxserve sits in. Redirects are not followed.
 """
 
@@ -35,7 +35,7 @@ def _too_large(size: int, limit: int, param: str) -> PayloadTooLarge:
 def read_allowed_path(raw: str, allowed: Sequence[Path], max_bytes: int, param: str = "audio_path") -> bytes:
     """The bytes of ``raw`` if it lies inside one of ``allowed``; Forbidden otherwise."""
     if not allowed:
-        raise Forbidden(f"{param} is not enabled here: no reference_dirs are configured", param=param)
+        raise Forbidden(f"{param} is not enabled here: no references.dirs are configured", param=param)
     if "\x00" in raw or not raw.strip():
         raise InvalidRequest(f"{param} is not a usable path", param=param)
     path = Path(raw)
@@ -93,7 +93,7 @@ async def fetch_allowed_url(
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise InvalidRequest(f"{param} must be an http or https URL", param=param)
     if not _host_allowed(parsed.host, hosts):
-        raise Forbidden(f"{param} host {parsed.host!r} is not on reference_url_hosts", param=param)
+        raise Forbidden(f"{param} host {parsed.host!r} is not on references.url_hosts", param=param)
     await _check_addresses(
         parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), allow_private, param
     )

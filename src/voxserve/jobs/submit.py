@@ -1,0 +1,81 @@
+"""Job submission: a request checked in full, then stored; nothing unchecked is ever queued.
+
+The HTTP routes (``/v1/jobs``, the task API) and any other front end submit
+through :class:`JobSubmitter`, so a job is refused for the same reasons and
+with the same errors wherever it comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from voxserve.config import JobSettings
+from voxserve.errors import InsufficientStorage, InvalidRequest
+from voxserve.jobs.files import JobFiles, check_name
+from voxserve.jobs.models import Job
+from voxserve.jobs.store import JobStore, request_hash
+from voxserve.pipeline import Pipeline, SpeechRequest
+
+METADATA_LIMIT = 4096
+
+
+class JobSubmitter:
+    """Plans a job (every check, no engine time), then enqueues it with its text."""
+
+    def __init__(self, store: JobStore, files: JobFiles, pipeline: Pipeline, settings: JobSettings) -> None:
+        self.store = store
+        self.files = files
+        self.pipeline = pipeline
+        self.settings = settings
+
+    async def submit(
+        self,
+        request: SpeechRequest,
+        *,
+        job_id: str,
+        name: str | None = None,
+        priority: int = 0,
+        run_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> tuple[Job, bool]:
+        """(job, created): created is false when the idempotency key names an equal job."""
+        # A book takes seconds to segment: off the event loop, so other requests keep flowing.
+        plan = await asyncio.to_thread(
+            self.pipeline.plan,
+            request,
+            max_chars=self.settings.max_chars,
+            require_ready=False,
+            max_audio_seconds=self.settings.max_audio_seconds,
+        )
+        fields = {"request": request.__dict__, "name": name, "priority": priority, "metadata": metadata}
+        digest = await asyncio.to_thread(request_hash, {**fields, "run_at": run_at})  # hashes the whole text
+        parameters = {key: value for key, value in request.__dict__.items() if key != "input"}
+        name = check_name(name) if name else job_id
+        metadata = metadata or {}
+        if len(repr(metadata)) > METADATA_LIMIT:
+            raise InvalidRequest(f"metadata is over the limit of {METADATA_LIMIT} bytes", param="metadata")
+        usage, limit = await asyncio.to_thread(self.files.usage), self.settings.disk_limit_bytes
+        if usage >= limit:
+            raise InsufficientStorage(
+                f"job storage holds {usage} bytes, at its limit of {limit}; "
+                "retry after finished jobs expire or are deleted"
+            )
+        job = Job(
+            id=job_id,
+            request=parameters,
+            name=name,
+            priority=priority,
+            metadata=metadata,
+            max_attempts=max_attempts or self.settings.max_attempts,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+            sample_rate=plan.engine.capabilities.sample_rate,
+            output_rate=plan.output_rate,
+        )
+        if run_at is not None:
+            job.run_at = run_at.timestamp()
+        return await self.store.enqueue(job, request.input)
