@@ -178,6 +178,10 @@ def test_segmentation_never_fails_on_hostile_text(text: str, limit: int) -> None
     assert all(len(piece) <= limit for piece in pieces)
 
 
+def test_a_tag_longer_than_the_limit_is_cut_to_fit() -> None:
+    assert split_text("<aaaaaaaaaaaaaaaaaaa>", 20) == ["<aaaaaaaaaaaaaaaaaaa", ">"]
+
+
 SHAPES = {
     "sentences": "Dr. Smith paid $3.50 at 10:30. Was it fine? Yes! The U.S. team won. ",
     "no marks": "word ",

@@ -200,7 +200,7 @@ def test_path_tricks_are_refused(voices_client: TestClient, refs: Path, tmp_path
 @pytest.mark.parametrize(
     ("url", "status", "code", "words"),
     [
-        ("http://example.org/me.wav", 403, "forbidden", "not on reference_url_hosts"),
+        ("http://example.org/me.wav", 403, "forbidden", "not on references.url_hosts"),
         ("http://127.0.0.1:9/me.wav", 403, "forbidden", "internal address (127.0.0.1)"),
         ("http://localhost:9/me.wav", 403, "forbidden", "internal address"),
         ("file:///etc/passwd", 400, "invalid_request", "only http and https"),

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +27,8 @@ from voxserve.audio.finalize import finalize_header
 from voxserve.client.jobs_cli import DEFAULT_URL, UrlOption, jobs_app, request
 from voxserve.config import Settings, load_settings
 from voxserve.errors import VoxserveError
-from voxserve.pipeline import PITCH, SPEED, SpeechRequest, Stats
+from voxserve.pipeline import SpeechRequest, Stats
+from voxserve.request import ResponseFormat, bounds
 from voxserve.services import Services
 
 app = typer.Typer(help="voxserve: self-hosted speech synthesis.", no_args_is_help=True)
@@ -87,7 +89,11 @@ def serve(
     )
 
 
-def _format_for(output: str, given: str | None) -> str:
+#: The bounds of the request model, as the options' min and max.
+SPEED, PITCH, SEED = bounds("speed"), bounds("pitch"), bounds("seed")
+
+
+def _format_for(output: str, given: ResponseFormat | None) -> str:
     if given:
         return given
     extension = Path(output).suffix.lstrip(".").lower()
@@ -116,11 +122,18 @@ def say(
     output: Annotated[str, typer.Option("--output", "-o", help="Output file; '-' for standard output.")],
     voice: Annotated[str | None, typer.Option(help="Voice id or OpenAI voice name.")] = None,
     model: Annotated[str | None, typer.Option(help="Engine (kokoro, hibari) or OpenAI model name.")] = None,
-    format: Annotated[str | None, typer.Option(help="mp3, opus, aac, flac, wav, pcm.")] = None,
-    speed: Annotated[float, typer.Option(min=SPEED[0], max=SPEED[1])] = 1.0,
-    pitch: Annotated[float, typer.Option(min=PITCH[0], max=PITCH[1], help="Semitones.")] = 0.0,
-    language: Annotated[str | None, typer.Option(help="en, zh or ja (detected if absent).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed for engines with randomness.")] = None,
+    format: Annotated[
+        ResponseFormat | None, typer.Option(help="Default: from the output's extension.")
+    ] = None,
+    speed: Annotated[float, typer.Option(min=SPEED["ge"], max=SPEED["le"])] = 1.0,
+    pitch: Annotated[float, typer.Option(min=PITCH["ge"], max=PITCH["le"], help="Semitones.")] = 0.0,
+    language: Annotated[
+        str | None, typer.Option(help="A language code: en, zh, de, ... (detected if absent).")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(min=int(SEED["ge"]), max=int(SEED["le"]), help="For engines with randomness."),
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -128,22 +141,26 @@ def say(
     settings = _settings(config, data_dir=data_dir)
     _configure_logging("WARNING")
     text = sys.stdin.read() if text == "-" else text
-    request = SpeechRequest(
-        input=text,
-        model=model,
-        voice=voice,
-        response_format=_format_for(output, format),
-        speed=speed,
-        pitch=pitch,
-        language=language,
-        seed=seed,
-    )
     try:
+        request = SpeechRequest(
+            input=text,
+            model=model,
+            voice=voice,
+            response_format=_format_for(output, format),
+            speed=speed,
+            pitch=pitch,
+            language=language,
+            seed=seed,
+        )
         if output == "-":
             stats = asyncio.run(_say(settings, request, sys.stdout.buffer))
         else:
             with open(output, "w+b") as sink:  # read back too: the header gets the real lengths
                 stats = asyncio.run(_say(settings, request, sink))
+    except ValidationError as exc:  # what the options' own checks leave to the request model
+        problems = "; ".join(f"--{error['loc'][0]}: {error['msg']}" for error in exc.errors())
+        console.print(f"[red]error (invalid_request):[/red] {problems}")
+        raise typer.Exit(2) from exc
     except VoxserveError as exc:
         console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
         raise typer.Exit(1) from exc

@@ -35,6 +35,7 @@ from voxserve.audio import FORMATS, AudioFormat
 from voxserve.errors import InvalidRequest, JobNotSucceeded, RangeNotSatisfiable
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
 from voxserve.jobs.writer import stream_path
+from voxserve.request import CacheMode
 from voxserve.services import Services
 
 router = APIRouter()
@@ -96,7 +97,7 @@ async def job_body(request: Request) -> JobBody:
 async def create_job(
     body: Annotated[JobBody, Depends(job_body)],
     services: Annotated[Services, Depends(get_services)],
-    cache: Annotated[str, Depends(cache_mode)],
+    cache: Annotated[CacheMode, Depends(cache_mode)],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> JSONResponse:
     """Queue a job; the same ``Idempotency-Key`` and body return the same job."""

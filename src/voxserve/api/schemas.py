@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Header, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from voxserve.api.errors import from_validation_errors
 from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
-from voxserve.pipeline import PITCH, SAMPLE_RATES, SPEED, SpeechRequest
+from voxserve.request import CacheMode, SpeechOptions, SpeechRequest
 
 Body = TypeVar("Body", bound=BaseModel)
 PARSE_IN_THREAD_BYTES = 64 * 1024
@@ -24,47 +24,22 @@ class VoiceRef(BaseModel):
     id: str
 
 
-class SpeechFields(BaseModel):
+class SpeechFields(SpeechOptions):
     """What to say and how: the fields of OpenAI's speech request and voxserve's extensions.
 
-    Unknown fields are refused, as OpenAI does, naming the field.
+    The fields and their bounds are the request model's (:mod:`voxserve.request`); unknown
+    fields are refused, as OpenAI does, naming the field.
     """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
     input: str = Field(description="The text to speak.")
-    model: str | None = Field(default=None, description="Engine, or an OpenAI model name mapped onto one.")
-    voice: str | VoiceRef | None = Field(default=None, description="A voice id or an OpenAI voice name.")
-    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
-    speed: float = Field(default=1.0, ge=SPEED[0], le=SPEED[1], strict=True)
-    instructions: str | None = Field(default=None, max_length=4096)
-    language: str | None = Field(default=None, max_length=16, description="en, zh or ja; detected if absent")
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, strict=True)
-    pitch: float = Field(default=0.0, ge=PITCH[0], le=PITCH[1], strict=True, description="semitones")
-    emotion: str | None = Field(default=None, max_length=64)
-    sample_rate: int | None = Field(
-        default=None,
-        gt=0,
-        strict=True,
-        description=f"output sample rate in Hz: {', '.join(map(str, SAMPLE_RATES))}",
+    voice: str | VoiceRef | None = Field(  # type: ignore[assignment]
+        default=None, description='A voice id, an OpenAI voice name, or OpenAI\'s {"id": ...} object.'
     )
 
-    def to_request(self, cache: str = "use") -> SpeechRequest:
+    def to_request(self, cache: CacheMode = "use") -> SpeechRequest:
         voice = self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
-        return SpeechRequest(
-            input=self.input,
-            model=self.model,
-            voice=voice,
-            response_format=self.response_format,
-            speed=self.speed,
-            pitch=self.pitch,
-            language=self.language,
-            seed=self.seed,
-            emotion=self.emotion,
-            instructions=self.instructions,
-            sample_rate=self.sample_rate,
-            cache=cache,
-        )
+        fields = self.model_dump(include=set(SpeechRequest.model_fields))
+        return SpeechRequest(**{**fields, "voice": voice, "cache": cache})
 
 
 class SpeechBody(SpeechFields):
@@ -168,7 +143,7 @@ def audio_content(*media: str) -> dict[int | str, dict[str, Any]]:
 
 async def cache_mode(
     cache_control: Annotated[str | None, Header(alias="Cache-Control", max_length=256)] = None,
-) -> str:
+) -> CacheMode:
     """The segment cache for a request, from its ``Cache-Control`` header (async: no thread hop).
 
     ``no-store``: neither read nor store; ``no-cache``: synthesize anew and

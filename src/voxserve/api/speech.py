@@ -17,6 +17,7 @@ from voxserve.api.schemas import (
     parse_json,
 )
 from voxserve.api.streaming import audio_response, new_request_id, sse_response
+from voxserve.request import CacheMode
 from voxserve.services import Services
 
 router = APIRouter()
@@ -36,7 +37,7 @@ async def create_speech(
     request: Request,
     body: Annotated[SpeechBody, Depends(speech_body)],
     services: Annotated[Services, Depends(get_services)],
-    cache: Annotated[str, Depends(cache_mode)],
+    cache: Annotated[CacheMode, Depends(cache_mode)],
 ) -> StreamingResponse:
     """Speak ``input``; the body streams while later segments are still being made."""
     pipeline = services.pipeline

@@ -65,7 +65,7 @@ async def create_task(
 ) -> dict[str, Any]:
     voice = body.voice
     if body.audio:  # seed 002 sends a path or URL of the speaker's recording
-        services.pipeline.require_cloning(body.model, "audio")
+        services.pipeline.selection.require_cloning(body.model, "audio")
         voice = (await services.references.named(body.audio, "audio")).id
     request = SpeechRequest(
         input=body.text,

@@ -25,7 +25,7 @@ from voxserve.api.uploads import read_upload
 from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
 from voxserve.jobs.files import NAME_PATTERN
-from voxserve.pipeline import PITCH, SPEED, SpeechRequest
+from voxserve.request import CacheMode, SpeechRequest, bounds
 from voxserve.services import Services
 
 router = APIRouter()
@@ -58,15 +58,13 @@ async def form_data(
 async def tts(
     http: Request,
     services: Annotated[Services, Depends(get_services)],
-    cache: Annotated[str, Depends(cache_mode)],
+    cache: Annotated[CacheMode, Depends(cache_mode)],
     text: Annotated[str, Form(description="The text to speak.")],
     emotion: Annotated[str | None, Form(max_length=64)] = None,
-    speed: Annotated[float, Form(ge=SPEED[0], le=SPEED[1], allow_inf_nan=False)] = 1.0,
-    pitch: Annotated[
-        float, Form(ge=PITCH[0], le=PITCH[1], allow_inf_nan=False, description="semitones")
-    ] = 0.0,
+    speed: Annotated[float, Form(**bounds("speed"), allow_inf_nan=False)] = 1.0,
+    pitch: Annotated[float, Form(**bounds("pitch"), allow_inf_nan=False, description="semitones")] = 0.0,
     output_format: Annotated[Literal["wav", "mp3", "ogg"], Form()] = "wav",
-    seed: Annotated[int | None, Form(ge=0, le=2**32 - 1)] = None,
+    seed: Annotated[int | None, Form(**bounds("seed"))] = None,
     task_id: Annotated[str | None, Form(pattern=TASK_ID_PATTERN)] = None,
     voice: Annotated[str | None, Form()] = None,
     model: Annotated[str | None, Form()] = None,
@@ -85,10 +83,10 @@ async def tts(
         voice = services.voices.require(reference_audio, "reference_audio").id
     elif reference_audio is not None:
         data = await read_upload(reference_audio, services.settings.references.max_bytes, "reference_audio")
-        services.pipeline.require_cloning(model, "reference_audio")
+        services.pipeline.selection.require_cloning(model, "reference_audio")
         voice = (await services.references.add(data))[0].id
     elif audio_path:
-        services.pipeline.require_cloning(model, "audio_path")
+        services.pipeline.selection.require_cloning(model, "audio_path")
         voice = (await services.references.named(audio_path, "audio_path")).id
     request = SpeechRequest(
         input=text,

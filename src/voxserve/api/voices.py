@@ -20,9 +20,8 @@ from voxserve.api.schemas import AUDIO_TYPES, audio_content
 from voxserve.api.streaming import audio_response, new_request_id
 from voxserve.api.uploads import read_upload
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
-from voxserve.pipeline import SpeechRequest
+from voxserve.request import ResponseFormat, SpeechRequest
 from voxserve.services import Services
-from voxserve.voices.blend import is_blend, parse_blend
 from voxserve.voices.library import check_name
 
 router = APIRouter()
@@ -47,7 +46,7 @@ async def create_voice(
 ) -> dict[str, Any]:
     """Store a cloned voice (``audio``) or a named blend (``blend``)."""
     name = check_name(name) if name is not None else None
-    if name is not None and _is_builtin(services, name):
+    if name is not None and services.pipeline.selection.is_builtin(name):
         raise Conflict(
             f"{name!r} is an engine's own voice (or an alias of one); choose another name", param="name"
         )
@@ -56,7 +55,8 @@ async def create_voice(
     if blend is not None:
         if name is None:
             raise InvalidRequest("a blend needs a name to be saved under", param="name")
-        voice, created = services.voices.add_blend(name, blend, _blend_engine(services, blend, engine))
+        owner = services.pipeline.selection.blend_engine(blend, engine)
+        voice, created = services.voices.add_blend(name, blend, owner)
     else:
         assert audio is not None
         data = await read_upload(audio, services.settings.references.max_bytes, "audio")
@@ -64,30 +64,6 @@ async def create_voice(
     if not created:
         response.status_code = 200
     return voice.to_dict()
-
-
-def _is_builtin(services: Services, name: str) -> bool:
-    engines = services.pipeline.engines.values()
-    aliases = services.settings.voice_aliases
-    return name.lower() in aliases or any(engine.capabilities.voice(name) for engine in engines)
-
-
-def _blend_engine(services: Services, formula: str, engine: str | None) -> str:
-    """The engine a blend belongs to: the one named, else the first that blends and has every part."""
-    if not is_blend(formula):
-        raise InvalidRequest("a blend joins voices with '+', like 'a(2)+b(1)'", param="blend")
-    names = [part for part, _ in parse_blend(formula)]
-    engines = services.pipeline.engines
-    candidates = [engines[engine]] if engine in engines else [] if engine else list(engines.values())
-    for candidate in candidates:
-        caps = candidate.capabilities
-        if caps.blends and all(caps.voice(part) for part in names):
-            return candidate.name
-    raise InvalidRequest(
-        f"no engine{' ' + repr(engine) if engine else ''} can blend {', '.join(names)}; "
-        "blends mix one engine's own voices (GET /v1/audio/voices)",
-        param="blend",
-    )
 
 
 @router.get("/v1/voices")
@@ -133,7 +109,7 @@ async def preview_voice(
     voice_id: str,
     services: Annotated[Services, Depends(get_services)],
     text: Annotated[str | None, Query(max_length=200)] = None,
-    response_format: Annotated[str, Query()] = "mp3",
+    response_format: Annotated[ResponseFormat, Query()] = "mp3",
 ) -> StreamingResponse:
     """A short sample in the voice, through the same pipeline as any request."""
     voice = services.voices.get(voice_id)

@@ -28,6 +28,13 @@ class Finished:
     stdout: bytes
 
 
+async def _drain(stream: asyncio.StreamReader | None) -> None:
+    """Read to the end and drop it: a pipe left unread is never closed, and then (Python 3.11) neither is
+    the process's ``wait()``."""
+    while stream is not None and await stream.read(READ_CHUNK):
+        pass
+
+
 async def _read_bounded(stream: asyncio.StreamReader, limit: int, engine: str) -> bytes:
     data = bytearray()
     while chunk := await stream.read(READ_CHUNK):
@@ -69,8 +76,16 @@ async def run_program(
                 await process.stdin.drain()
             process.stdin.close()
         out = _read_bounded(process.stdout, max_stdout, engine) if process.stdout else asyncio.sleep(0, b"")
-        err = _read_bounded(process.stderr, max_stdout, engine)
-        stdout, stderr = await asyncio.gather(out, err)
+        readers = [
+            asyncio.ensure_future(out),
+            asyncio.ensure_future(_read_bounded(process.stderr, max_stdout, engine)),
+        ]
+        try:
+            stdout, stderr = await asyncio.gather(*readers)
+        finally:  # one failed (or all were cancelled): the other stops reading too
+            for reader in readers:
+                reader.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
         await process.wait()
         return stdout, stderr
 
@@ -81,6 +96,7 @@ async def run_program(
     finally:
         if process.returncode is None:  # timed out, over its output limit or cancelled: never leave it
             process.kill()
+            await asyncio.gather(_drain(process.stdout), _drain(process.stderr))
             await process.wait()
     if process.returncode != 0:
         tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL:] or "(no output on stderr)"

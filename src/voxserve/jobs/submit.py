@@ -51,9 +51,15 @@ class JobSubmitter:
             require_ready=False,
             max_audio_seconds=self.settings.max_audio_seconds,
         )
-        fields = {"request": request.__dict__, "name": name, "priority": priority, "metadata": metadata}
-        digest = await asyncio.to_thread(request_hash, {**fields, "run_at": run_at})  # hashes the whole text
-        parameters = {key: value for key, value in request.__dict__.items() if key != "input"}
+        parameters = request.dump()
+        fields: dict[str, Any] = {
+            "request": parameters,
+            "input": request.input,
+            "name": name,
+            "priority": priority,
+        }
+        fields |= {"metadata": metadata, "run_at": run_at}
+        digest = await asyncio.to_thread(request_hash, fields)  # hashes the whole text
         name = check_name(name) if name else job_id
         metadata = metadata or {}
         if len(repr(metadata)) > METADATA_LIMIT:

@@ -234,7 +234,7 @@ class Worker:
         text = await self._persist(lambda: self.store.text(job.id))
         if text is None:
             raise LeaseLost(job.id)  # deleted while it ran
-        request = SpeechRequest(input=text, **job.request)
+        request = SpeechRequest.load(text, job.request)
         plan = await asyncio.to_thread(
             self.pipeline.plan,
             request,

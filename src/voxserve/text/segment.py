@@ -178,7 +178,8 @@ def fit(sentence: str, limit: int) -> list[str]:
         words: list[str] = []
         for token in _tokens(clause):
             too_long = _length(token, tags) > limit and not token.isspace()
-            words.extend(_hard_cut(token, limit) if too_long else [token])
+            # a tag longer than the limit is cut as the text it stands for: fitting comes first
+            words.extend(_hard_cut(_restore(token, tags), limit) if too_long else [token])
         pieces.extend(_pack(words, limit, tags))
     return [_restore(p.strip(), tags) for p in pieces if p.strip()]
 

@@ -1,0 +1,216 @@
+"""Planning: every check a request needs, and every decision about how to serve it, before engine time.
+
+:meth:`Planner.plan` takes a :class:`~voxserve.request.SpeechRequest` (whose
+fields are already in range) and checks what needs the engines and the text:
+the model and voice (through :mod:`voxserve.selection`), markup, the language
+of every sentence, the text and audio limits, capabilities, the output format
+and rate. The :class:`Plan` it returns is all that rendering needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from voxserve.audio import FORMATS, AudioFormat
+from voxserve.config import Settings
+from voxserve.engines.base import Engine, Reference
+from voxserve.errors import (
+    AudioTooLong,
+    CapabilityMissing,
+    InvalidRequest,
+    NothingToSay,
+    NotReady,
+    PayloadTooLarge,
+    UnsupportedValue,
+)
+from voxserve.request import SAMPLE_RATES, SpeechRequest
+from voxserve.selection import Selection, ignored_options
+from voxserve.text import TextNormalizer, detect_language, fit, is_speakable, language_code, sentences
+from voxserve.text.markup import expand_ssml, has_marks, split_pauses, strip_marks
+
+#: Faster than any voice speaks at speed 1, so the planned estimate of audio is a lower bound.
+FASTEST_CHARS_PER_SECOND = {"zh": 9.0, "ja": 12.0}
+FASTEST_OTHER_CHARS_PER_SECOND = 25.0
+#: Where a request's segments wait for an engine: someone listening goes before a job.
+SPEECH_PRIORITY = 1
+JOB_PRIORITY = 0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One raw piece of the input, its language and the pause that follows it."""
+
+    text: str
+    language: str
+    pause_after: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked request: everything synthesis needs, decided up front."""
+
+    request: SpeechRequest
+    engine: Engine
+    voice: str
+    reference: Reference | None
+    segments: tuple[Segment, ...]
+    audio_format: AudioFormat
+    output_rate: int
+    engine_speed: float
+    tempo: float
+    ignored: tuple[str, ...]
+    max_audio_seconds: float
+    priority: int = SPEECH_PRIORITY
+    submitted: float = field(default_factory=time.monotonic)  # orders its segments in engine queues
+
+    @property
+    def chars(self) -> int:
+        return len(self.request.input)
+
+
+def least_audio_seconds(segments: tuple[Segment, ...], speed: float) -> float:
+    """The least audio the segments can make: every pause, and speech faster than anyone speaks."""
+    total = 0.0
+    for segment in segments:
+        rate = FASTEST_CHARS_PER_SECOND.get(segment.language, FASTEST_OTHER_CHARS_PER_SECOND)
+        total += segment.pause_after + sum(c.isalnum() for c in segment.text) / rate
+    return total / speed
+
+
+class Planner:
+    """Turns requests into plans over the engines a :class:`Selection` holds."""
+
+    def __init__(self, selection: Selection, normalizer: TextNormalizer, settings: Settings) -> None:
+        self.selection = selection
+        self.normalizer = normalizer
+        self.settings = settings
+
+    def plan(
+        self,
+        request: SpeechRequest,
+        max_chars: int | None = None,
+        require_ready: bool = True,
+        max_audio_seconds: float | None = None,
+        priority: int = SPEECH_PRIORITY,
+    ) -> Plan:
+        """Check a request and decide how to serve it; raises a VoxserveError if it cannot be.
+
+        ``max_chars`` and ``max_audio_seconds`` replace the synchronous limits
+        (jobs take much longer texts); a job may also be planned while engines
+        still load. Blocking work (a long text takes seconds): call it in a thread.
+        """
+        self._check_input(request.input, max_chars)
+        if request.language and language_code(request.language) not in self.selection.languages:
+            raise UnsupportedValue(
+                f"language {request.language!r} is not spoken here; "
+                f"choose one of {', '.join(self.selection.languages)}",
+                param="language",
+            )
+        text = expand_ssml(request.input)
+        library_voice = self.selection.library_voice(request.voice)
+        cloned = library_voice is not None and library_voice.kind == "cloned"
+        reference = self.selection.voices.reference(library_voice) if cloned and library_voice else None
+        wanted = library_voice.blend if library_voice is not None and library_voice.blend else request.voice
+        engine, voice = self.selection.engine_and_voice(request, wanted, cloned, text)
+        if require_ready and (not engine.ready or not self.normalizer.loaded):
+            raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
+        caps = engine.capabilities
+        audio_format = FORMATS[request.response_format]
+        wanted_rate = caps.sample_rate if request.sample_rate is None else request.sample_rate
+        if wanted_rate not in SAMPLE_RATES:
+            raise UnsupportedValue(
+                f"sample_rate {wanted_rate} is not supported; choose one of "
+                f"{', '.join(map(str, SAMPLE_RATES))}",
+                param="sample_rate",
+            )
+        segments = tuple(self._segments(request, text, engine))
+        if not segments:
+            raise NothingToSay(
+                "input has pauses or markup but no words to speak; give some text", param="input"
+            )
+        audio_limit = max_audio_seconds or self.settings.max_audio_seconds
+        least = least_audio_seconds(segments, request.speed)
+        if least > audio_limit:
+            raise AudioTooLong(
+                f"input would make at least {least:.0f} s of audio (pauses and speed count); "
+                f"the limit is {audio_limit:g} s",
+                param="input",
+            )
+        low, high = caps.native_speed
+        engine_speed = min(max(request.speed, low), high)
+        return Plan(
+            request=request,
+            engine=engine,
+            voice=voice,
+            reference=reference,
+            segments=segments,
+            audio_format=audio_format,
+            output_rate=audio_format.output_rate(wanted_rate),
+            engine_speed=engine_speed,
+            tempo=request.speed / engine_speed,
+            ignored=ignored_options(request, engine, text),
+            max_audio_seconds=audio_limit,
+            priority=priority,
+        )
+
+    def _check_input(self, text: str, max_chars: int | None) -> None:
+        if not text.strip():
+            raise InvalidRequest("input is empty; give the text to speak", param="input")
+        if max_chars is not None and len(text) > max_chars:
+            raise PayloadTooLarge(
+                f"input is {len(text)} characters; the limit for a job is {max_chars}", param="input"
+            )
+        limit = self.settings.max_input_chars
+        if max_chars is None and len(text) > limit:
+            raise PayloadTooLarge(
+                f"input is {len(text)} characters; the limit for a synchronous request is {limit}. "
+                "Submit longer texts as a job (POST /v1/jobs).",
+                param="input",
+            )
+        if not is_speakable(text):
+            raise UnsupportedValue("input has nothing to speak (no letters or digits)", param="input")
+
+    async def plan_in_thread(self, request: SpeechRequest) -> Plan:
+        """``plan`` for a request someone waits on, off the event loop (4,096 characters: ~40 ms)."""
+        return await asyncio.to_thread(self.plan, request)
+
+    def _segments(self, request: SpeechRequest, text: str, engine: Engine) -> Iterator[Segment]:
+        """Segments of the text; a ``[pause:…]`` mark sets the pause after the segment it ends."""
+        previous: Segment | None = None
+        for part, pause in split_pauses(text):
+            for segment in self._part_segments(request, part, engine):
+                if previous is not None:
+                    yield previous
+                previous = segment
+            if previous is not None and pause is not None:
+                previous = replace(previous, pause_after=pause)
+        if previous is not None:
+            yield previous
+
+    def _part_segments(self, request: SpeechRequest, text: str, engine: Engine) -> Iterator[Segment]:
+        caps = engine.capabilities
+        forced = language_code(request.language) if request.language else None
+        limit = min(self.settings.segment_chars, caps.max_segment_chars)
+        for sentence in sentences(text):
+            pieces = fit(sentence, limit)
+            for index, piece in enumerate(pieces):
+                spoken = strip_marks(piece)
+                if not is_speakable(spoken) and not has_marks(piece):
+                    continue
+                language = forced or detect_language(spoken)
+                if language not in caps.languages:
+                    raise CapabilityMissing(
+                        f"engine {engine.name!r} does not speak {language!r} "
+                        f"(it speaks {', '.join(sorted(caps.languages))}); "
+                        f"choose a model that does, such as {self.settings.default_engine!r}",
+                        param="language" if forced else "input",
+                    )
+                last = index == len(pieces) - 1
+                yield Segment(
+                    piece,
+                    language,
+                    self.settings.sentence_pause if last else self.settings.clause_pause,
+                )

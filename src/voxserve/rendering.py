@@ -1,0 +1,245 @@
+"""Rendering: a plan's segments through the engine and the audio pipeline, as they are made.
+
+Segment by segment: the next segment's text is normalized while the engine
+renders this one; each segment is looked up in the cache first; audio is
+levelled, its tempo and pitch changed, faded and followed by its pause. A
+consumer that stops iterating (a client that hung up) stops the remaining
+segments, and a segment that fails ends the stream with an error instead of
+leaving a hole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voxserve.audio import (
+    StreamEncoder,
+    change_tempo_and_pitch,
+    fade,
+    fade_in,
+    fade_out,
+    fade_samples,
+    level,
+    silence,
+)
+from voxserve.cache import SegmentCache, cache_key
+from voxserve.config import Settings
+from voxserve.engines.base import PCM, Engine, SegmentRequest
+from voxserve.errors import AudioTooLong, EmptyAudio
+from voxserve.metrics import Metrics
+from voxserve.planning import Plan, Segment
+from voxserve.text import TextNormalizer, fit
+from voxserve.text.markup import strip_marks
+
+
+@dataclass
+class Stats:
+    """What one synthesis did, for the request log line and metrics."""
+
+    chars: int
+    started: float = field(default_factory=time.perf_counter)
+    first_audio: float | None = None
+    finished: float | None = None
+    audio_seconds: float = 0.0
+    segments_done: int = 0
+    encoded_samples: int = 0  # at the output rate, once encode() has finished
+
+    @property
+    def time_to_first_audio(self) -> float | None:
+        return None if self.first_audio is None else self.first_audio - self.started
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.perf_counter()) - self.started
+
+    @property
+    def real_time_factor(self) -> float | None:
+        return self.elapsed / self.audio_seconds if self.audio_seconds else None
+
+
+def _check_audio_limit(plan: Plan, stats: Stats) -> None:
+    """Enforced while producing: planning can only bound the audio from below."""
+    if stats.audio_seconds > plan.max_audio_seconds:
+        raise AudioTooLong(
+            f"the audio passed the limit of {plan.max_audio_seconds:g} s for one request; "
+            "split the text or raise the limit",
+            param="input",
+        )
+
+
+def _processed(parts: list[PCM], rate: int, tempo: float, pitch: float) -> PCM:
+    """A whole segment levelled, its tempo and pitch changed, and faded (milliseconds: in a thread)."""
+    audio = change_tempo_and_pitch(level(np.concatenate(parts)), rate, tempo, pitch)
+    return fade(audio, rate)
+
+
+class Renderer:
+    """Runs plans: engine calls, the segment cache, effects and encoding."""
+
+    def __init__(
+        self,
+        normalizer: TextNormalizer,
+        settings: Settings,
+        executor: Executor,
+        metrics: Metrics,
+        cache: SegmentCache | None = None,
+    ) -> None:
+        self.normalizer = normalizer
+        self.settings = settings
+        self.metrics = metrics
+        self.cache = cache
+        self._executor = executor
+
+    async def pcm(self, plan: Plan, stats: Stats) -> AsyncGenerator[PCM, None]:
+        """The plan's audio at the engine's rate: levelled, effects applied, joined, as it is made."""
+        async for _, chunk, _ in self._chunks(plan, stats):
+            yield chunk
+
+    async def segment_audio(
+        self, plan: Plan, stats: Stats, start: int = 0
+    ) -> AsyncGenerator[tuple[int, PCM], None]:
+        """(index, audio with its following pause) for each segment from ``start`` on.
+
+        Jobs record progress per segment and resume from ``start`` after a crash.
+        """
+        parts: list[PCM] = []
+        async for index, chunk, ends_segment in self._chunks(plan, stats, start):
+            parts.append(chunk)
+            if ends_segment:
+                yield index, np.concatenate(parts)
+                parts = []
+
+    async def _chunks(
+        self, plan: Plan, stats: Stats, start: int = 0
+    ) -> AsyncGenerator[tuple[int, PCM, bool], None]:
+        """(segment index, audio, whether it ends the segment): each segment's audio, then its pause."""
+        engine = plan.engine
+        rate = engine.capabilities.sample_rate
+        try:
+            async for index, segment, text in self._normalized(plan, start):
+                async for chunk in self._render(plan, segment, text):
+                    if stats.first_audio is None:
+                        stats.first_audio = time.perf_counter()
+                        self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
+                    stats.audio_seconds += chunk.size / rate
+                    _check_audio_limit(plan, stats)
+                    yield index, chunk, False
+                pause = silence(segment.pause_after / plan.request.speed, rate)
+                stats.segments_done += 1
+                stats.audio_seconds += pause.size / rate
+                _check_audio_limit(plan, stats)
+                yield index, pause, True
+            self.metrics.requests.labels(engine.name, "ok").inc()
+        except BaseException as exc:
+            outcome = "canceled" if isinstance(exc, GeneratorExit | asyncio.CancelledError) else "error"
+            self.metrics.requests.labels(engine.name, outcome).inc()
+            raise
+        finally:
+            stats.finished = time.perf_counter()
+            self.metrics.audio_seconds.labels(engine.name).inc(stats.audio_seconds)
+
+    async def _normalized(self, plan: Plan, start: int) -> AsyncIterator[tuple[int, Segment, str]]:
+        """Segments with their normalized text, the next one prepared while this one renders."""
+        loop = asyncio.get_running_loop()
+
+        def submit(segment: Segment) -> asyncio.Future[str]:
+            if not self.normalizer.needed(segment.text):
+                done: asyncio.Future[str] = loop.create_future()
+                done.set_result(segment.text)
+                return done
+            return loop.run_in_executor(
+                self._executor, self.normalizer.normalize, segment.text, segment.language
+            )
+
+        segments = plan.segments
+        pending = submit(segments[start]) if start < len(segments) else None
+        for index in range(start, len(segments)):
+            assert pending is not None
+            current = pending
+            pending = submit(segments[index + 1]) if index + 1 < len(segments) else None
+            yield index, segments[index], await current
+
+    async def _render(self, plan: Plan, segment: Segment, text: str) -> AsyncIterator[PCM]:
+        """One segment through the engine, refitted after normalization.
+
+        A streaming engine's chunks go on as they arrive, at the engine's own
+        level, with only the last few milliseconds held back for the fade out.
+        Otherwise (or with tempo or pitch effects, which need the whole
+        segment) the segment is collected, levelled, processed and faded.
+        """
+        engine = plan.engine
+        rate = engine.capabilities.sample_rate
+        limit = min(self.settings.segment_chars, engine.capabilities.max_segment_chars)
+        requests = [
+            SegmentRequest(
+                text=piece,
+                language=segment.language,
+                voice=plan.voice,
+                speed=plan.engine_speed,
+                seed=plan.request.seed,
+                emotion=plan.request.emotion,
+                instructions=plan.request.instructions,
+                reference=plan.reference,
+                priority=plan.priority,
+                submitted=plan.submitted,
+            )
+            for piece in fit(text if engine.capabilities.markup else strip_marks(text), limit)
+        ]
+        chunks = self._engine_chunks(engine, requests, plan.request.cache)
+        if engine.capabilities.streaming and plan.tempo == 1.0 and not plan.request.pitch:
+            held: PCM | None = None
+            tail = fade_samples(rate)
+            async for chunk in chunks:
+                joined = fade_in(chunk, tail) if held is None else np.concatenate([held, chunk])
+                held = joined[-tail:]
+                if joined.size > tail:
+                    yield joined[:-tail]
+            if held is None:
+                raise EmptyAudio(f"engine {engine.name!r} returned no audio for {segment.text[:60]!r}")
+            yield fade_out(held, tail)
+            return
+        parts = [chunk async for chunk in chunks]
+        if not parts:
+            raise EmptyAudio(f"engine {engine.name!r} returned no audio for {segment.text[:60]!r}")
+        yield await asyncio.to_thread(_processed, parts, rate, plan.tempo, plan.request.pitch)
+
+    async def _engine_chunks(
+        self, engine: Engine, requests: list[SegmentRequest], cache_mode: str
+    ) -> AsyncIterator[PCM]:
+        """Each request's audio: from the cache when it holds it, else from the engine (then stored)."""
+        cache = self.cache if cache_mode != "off" else None
+        for request in requests:
+            key = cache_key(engine.name, engine.capabilities.sample_rate, request) if cache else None
+            if cache and key and cache_mode == "use":
+                cached = await asyncio.to_thread(cache.get, key)
+                self.metrics.cache_lookups.labels(engine.name, "miss" if cached is None else "hit").inc()
+                if cached is not None:
+                    yield cached
+                    continue
+            made: list[PCM] = []
+            async for chunk in engine.synthesize(request):
+                if chunk.size:
+                    made.append(chunk)
+                    yield chunk
+            self.metrics.segments.labels(engine.name).inc()
+            if cache and key and made:
+                await asyncio.to_thread(cache.put, key, np.concatenate(made))
+                self.metrics.cache_bytes.set(cache.size)
+
+    async def encode(self, plan: Plan, stats: Stats) -> AsyncGenerator[bytes, None]:
+        """Encoded bytes of the plan's audio, chunk by chunk as segments finish."""
+        encoder = StreamEncoder(plan.audio_format, plan.engine.capabilities.sample_rate, plan.output_rate)
+        async for audio in self.pcm(plan, stats):
+            data = await asyncio.to_thread(encoder.write, audio)
+            if data:
+                yield data
+        tail = await asyncio.to_thread(encoder.finish)
+        stats.encoded_samples = encoder.samples
+        if tail:
+            yield tail
