@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test check lint bench clean system
+.PHONY: run test check lint bench clean system lock
 
 # Debian's espeak-ng: the many-language fallback engine (and the tests of the command kind).
 SYSTEM_PACKAGES := espeak-ng
@@ -14,12 +14,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# Exact versions from the lock files (what CI tested); voxserve itself on top, without resolving again.
+$(STAMP): pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+$(TEST_STAMP): pyproject.toml requirements-test.lock | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-test.lock
+	$(BIN)/pip install --quiet --no-deps -e '.[test]'
 	touch $@ $(STAMP)
 
 ## Debian packages voxserve uses when present; installed when missing and apt-get can.
@@ -53,6 +56,12 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx)
 	$(BIN)/python -m bench all
+
+## Refresh the lock files from pyproject.toml's ranges (newest versions that fit), then run `make test`.
+lock: | $(BIN)/python
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 pyproject.toml -o requirements.lock
+	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 --extra test pyproject.toml -o requirements-test.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

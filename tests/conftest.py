@@ -106,6 +106,6 @@ INTEGRATION_MODULES = frozenset({"test_jobs_crash", "test_cli", "test_intelligib
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark the integration layer, so ``make check`` can run the fast layer alone."""
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        module = item.module.__name__.rsplit(".", 1)[-1] if isinstance(item, pytest.Function) else ""
         if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or module in INTEGRATION_MODULES:
             item.add_marker(pytest.mark.integration)

@@ -12,7 +12,7 @@ import json
 import socket
 import time
 import wave
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -213,7 +213,7 @@ def test_a_decompression_bomb_is_refused_in_flat_memory(tmp_path: Path, bomb: by
         server = start_server(tmp_path / "data", tmp_path / "server.log", env)
         stack.callback(server.stop)
         pid = server.process.pid
-        sends = [
+        sends: list[Callable[[httpx.Client], httpx.Response]] = [
             lambda c: c.post("/v1/voices", files={"audio": ("bomb.flac", bomb, "audio/flac")}),
             lambda c: c.post("/tts", data={"text": "hi", "audio_path": "bomb.flac"}),
             lambda c: c.post("/api/synthesis", json={"text": "hi", "audio": f"{files}/bomb.flac"}),
@@ -371,7 +371,8 @@ def test_finished_files_declare_their_length(make_client: ClientFactory, respons
     data = client.get(f"/v1/jobs/{done['id']}/audio").content
     with av.open(io.BytesIO(data)) as container:
         stream = container.streams.audio[0]
-        declared = float(stream.duration * stream.time_base) if stream.duration else None
+        time_base = stream.time_base
+        declared = float(stream.duration * time_base) if stream.duration and time_base else None
     assert declared == pytest.approx(decode(data).duration, abs=0.01)
     if response_format == "wav":
         with wave.open(io.BytesIO(data)) as audio:

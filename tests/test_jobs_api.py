@@ -34,6 +34,8 @@ def test_submit_poll_download(make_client: ClientFactory) -> None:
     assert response.headers["content-disposition"] == 'attachment; filename="chapter-1.wav"'
     assert decode(response.content).duration == pytest.approx(9 * 0.2 + 3 * 0.25, abs=0.01)
     assert not services(client).files.pcm(job["id"]).exists(), "the PCM is removed once encoded"
+    [worker] = client.get("/readyz").json()["workers"]
+    assert (worker["succeeded"], worker["failed"], worker["running"]) == (1, 0, 0) and worker["healthy"]
 
 
 def test_range_requests_on_the_finished_file(make_client: ClientFactory) -> None:
@@ -206,7 +208,7 @@ def test_websocket_events(make_client: ClientFactory, fake_engine: FakeEngine) -
     fake_engine.delay = 0.05
     client = make_client()
     job = submit(client)
-    messages = []
+    messages: list[dict[str, Any]] = []
     with client.websocket_connect(f"/v1/jobs/{job['id']}/ws") as socket:
         while not messages or messages[-1]["status"] != "succeeded":
             messages.append(socket.receive_json())

@@ -8,6 +8,7 @@ audio: Whisper hears every sentence once.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -25,6 +26,13 @@ from tests.support.audio import decode, word_error_rate
 
 TEXT = " ".join(SHORT_TEXTS[:12])
 LEASE = "2"
+#: The fast English engine alone: processes start in a second and the job takes seconds.
+HIBARI = {
+    "VOXSERVE_ENGINES": json.dumps([{"name": "hibari", "kind": "hibari"}]),
+    "VOXSERVE_DEFAULT_ENGINE": "hibari",
+}
+#: One crash test runs the default engines, so resuming is proven with Kokoro too.
+VOICES = {"hibari": "heart", "kokoro": "jf_alpha"}
 
 
 def job_state(url: str, job_id: str) -> dict[str, Any]:
@@ -39,8 +47,14 @@ def wait_until(url: str, job_id: str, done: Any, timeout: float = 180) -> dict[s
     return job
 
 
-def submit(url: str) -> str:
-    body = {"input": TEXT, "voice": "jf_alpha", "response_format": "mp3", "name": "resumed"}
+def submit(url: str, engine: str = "hibari") -> str:
+    body = {
+        "input": TEXT,
+        "model": engine,
+        "voice": VOICES[engine],
+        "response_format": "mp3",
+        "name": "resumed",
+    }
     response = httpx.post(f"{url}/v1/jobs", json=body, timeout=10)
     assert response.status_code == 202, response.text
     return str(response.json()["id"])
@@ -57,10 +71,12 @@ def check_complete(url: str, job: dict[str, Any], whisper: WhisperModel) -> None
 
 @pytest.fixture(params=["sqlite", "redis"])
 def queue_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """SQLite with the default engines (Kokoro), Redis with hibari alone."""
     env = {"VOXSERVE_JOBS__LEASE_SECONDS": LEASE, "VOXSERVE_JOBS__WORKERS": "0"}
     if request.param == "sqlite":
         yield env
         return
+    env |= HIBARI
     prefix = "voxserve-crash-" + secrets.token_hex(4)
     yield {
         **env,
@@ -80,7 +96,7 @@ def test_sigkilled_worker_loses_nothing(
     gateway = start_server(tmp_path, tmp_path / "gateway.log", env)
     workers: list[Process] = []
     try:
-        job_id = submit(gateway.url)
+        job_id = submit(gateway.url, "hibari" if "VOXSERVE_ENGINES" in env else "kokoro")
         workers.append(start(["worker"], tmp_path, tmp_path / "worker1.log", env))
         wait_until(gateway.url, job_id, lambda j: j["progress"]["segments_done"] >= 3)
         workers[0].kill()
@@ -97,7 +113,7 @@ def test_sigkilled_worker_loses_nothing(
 
 
 def test_gateway_killed_mid_job_resumes_after_restart(tmp_path: Path, whisper: WhisperModel) -> None:
-    env = {"VOXSERVE_JOBS__LEASE_SECONDS": LEASE, "VOXSERVE_JOBS__WORKERS": "1"}
+    env = {"VOXSERVE_JOBS__LEASE_SECONDS": LEASE, "VOXSERVE_JOBS__WORKERS": "1", **HIBARI}
     first = start_server(tmp_path, tmp_path / "gateway1.log", env)
     try:
         job_id = submit(first.url)

@@ -283,7 +283,7 @@ async def test_leaving_early_frees_the_slot_and_the_upstream(cluster: Cluster, s
     cluster.add(seconds_per_char=0.2)
     pool = await start(make_pool(cluster, [FixedLimit(1)]))
     stream = pool.synthesize(SegmentRequest(text="你好你好", language="zh", voice="中文女"))
-    task = asyncio.create_task(anext(stream))
+    task: asyncio.Task[object] = asyncio.create_task(anext(stream))  # type: ignore[arg-type]
     while cluster.behaviours[0].in_flight == 0:
         await asyncio.sleep(0.01)
     assert pool.instances[0].in_flight == 1

@@ -28,7 +28,7 @@ class Decoded:
 
 def decode(data: bytes) -> Decoded:
     """Decode any container/codec PyAV knows into mono float32."""
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         stream = container.streams.audio[0]
         frames = [
             f.to_ndarray().astype(np.float32).reshape(f.layout.nb_channels, -1)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -38,7 +39,7 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
     except unreachable as exc:
         problems["store"] = f"{type(exc).__name__}: {exc}"
     workers = [
-        {"id": w.id, "healthy": w.healthy, "store_errors": w.store_errors, "last_error": w.last_error}
+        {key: value for key, value in asdict(w).items() if key != "last_error_at"}
         for w in services.worker_health()
     ]
     problems.update({f"worker {w['id']}": str(w["last_error"]) for w in workers if not w["healthy"]})

@@ -22,7 +22,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from voxserve.config import JobSettings
@@ -53,13 +53,20 @@ class LeaseLost(Exception):
 
 @dataclass
 class WorkerHealth:
-    """What ``/readyz`` and ``/metrics`` say of a worker: whether its last store call worked."""
+    """What ``/readyz`` and ``/metrics`` say of a worker: whether its last store call worked, and
+    what it has done since it started (as arq's and saq's health records do)."""
 
     id: str
     healthy: bool = True
     store_errors: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    canceled: int = 0
 
 
 def worker_name() -> str:
@@ -170,6 +177,7 @@ class Worker:
         """Run one claimed job to its end, keeping its lease alive meanwhile."""
         log.info("job %s started (attempt %d of %d)", job.id, job.attempts, job.max_attempts)
         keeper = asyncio.create_task(self._keep_lease(job.id, asyncio.current_task()))
+        self.health.running += 1
         try:
             await self._run(job)
         except JobCanceled:
@@ -186,10 +194,18 @@ class Worker:
         except Exception as exc:
             await self._failed(job, exc)
         finally:
+            self.health.running -= 1
             keeper.cancel()
 
     async def _end(self, job: Job, status: JobStatus, error: VoxserveError | None = None) -> None:
         await asyncio.shield(self._persist(lambda: self.store.finish(job.id, self.id, status, error)))
+        counts = {
+            JobStatus.SUCCEEDED: "succeeded",
+            JobStatus.FAILED: "failed",
+            JobStatus.CANCELED: "canceled",
+        }
+        if status in counts:
+            setattr(self.health, counts[status], getattr(self.health, counts[status]) + 1)
         log.info("job %s %s%s", job.id, status.value, f": {error.message}" if error else "")
 
     async def _failed(self, job: Job, exc: Exception) -> None:
@@ -197,6 +213,7 @@ class Worker:
         if isinstance(exc, RETRYABLE) and job.attempts < job.max_attempts:
             delay = backoff(job.attempts, self.settings.retry_base_seconds, self.settings.retry_cap_seconds)
             await asyncio.shield(self._persist(lambda: self.store.retry(job.id, self.id, delay, error)))
+            self.health.retried += 1
             log.warning(
                 "job %s attempt %d failed (%s); retrying in %.1f s", job.id, job.attempts, error, delay
             )
