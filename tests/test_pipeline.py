@@ -212,3 +212,16 @@ async def test_no_engine_for_a_language(tmp_path: Path) -> None:
     with pytest.raises(CapabilityMissing, match="no engine here speaks zh") as caught:
         pipeline.plan(SpeechRequest(input="你好"))
     assert caught.value.param == "input"
+
+
+async def test_an_emotion_the_engine_does_not_know_is_refused_naming_those_it_knows(tmp_path: Path) -> None:
+    pipeline = await routed_pipeline(tmp_path, "english")
+    with pytest.raises(
+        UnsupportedValue, match=r"does not know the emotion 'gleeful'; choose one of happy"
+    ) as caught:
+        pipeline.plan(SpeechRequest(input="Hello.", model="emotional", emotion="gleeful"))
+    assert caught.value.param == "emotion"
+    # an engine with no emotions at all ignores one, and says so (X-Voxserve-Ignored)
+    assert pipeline.plan(SpeechRequest(input="Hello.", model="english", emotion="gleeful")).ignored == (
+        "emotion",
+    )

@@ -100,14 +100,39 @@ async def test_cosyvoice_tts_form_api(stand_in: Callable[..., str], behaviour: B
     assert behaviour.requests == [{"path": "/tts", "text": TEXT, "seed": 42, "audio_path": None}]
 
 
-async def test_emotivoice_request_fields(stand_in: Callable[..., str], behaviour: Behaviour) -> None:
+@pytest.mark.parametrize(
+    ("fields", "prompt"),
+    [
+        ({"emotion": "happy"}, "开心"),
+        ({"emotion": "fearful"}, "恐惧"),
+        ({"instructions": "非常开心"}, "非常开心"),
+    ],
+)
+async def test_emotivoice_request_fields(
+    stand_in: Callable[..., str], behaviour: Behaviour, fields: dict[str, str], prompt: str
+) -> None:
+    """Emotions reach EmotiVoice's style encoder as the Chinese words it knows; instructions as they are."""
     url = stand_in(emotivoice_app)
     engine = EmotiVoiceEngine("emoti", default_client(url), EmotiVoiceOptions(voices=["8051", "9017"]))
-    audio = np.concatenate(await collect(engine, segment("9017", emotion="非常开心", speed=1.2)))
+    audio = np.concatenate(await collect(engine, segment("9017", speed=1.2, **fields)))
     assert audio.size == tone(TEXT, 16000).size
-    assert behaviour.requests == [{"input": TEXT, "voice": "9017", "prompt": "非常开心", "language": "zh_us",
+    assert behaviour.requests == [{"input": TEXT, "voice": "9017", "prompt": prompt, "language": "zh_us",
                                    "model": "emoti-voice", "response_format": "wav", "speed": 1.2,
                                    "volume": 1.0}]  # fmt: skip
+
+
+async def test_a_file_at_another_rate_than_configured_plays_at_the_right_speed(
+    stand_in: Callable[..., str], behaviour: Behaviour, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server answers 24 kHz WAV, the table says 16 kHz: the file's own rate is what its samples mean."""
+    url = stand_in(lambda b: emotivoice_app(b, sample_rate=24000))
+    for _ in range(2):  # two instances of one engine: one warning
+        engine = EmotiVoiceEngine("emoti", default_client(url), EmotiVoiceOptions(sample_rate=16000))
+        audio = np.concatenate(await collect(engine, segment("8051")))
+        seconds = tone(TEXT, 24000).size / 24000
+        assert audio.size / 16000 == pytest.approx(seconds, abs=0.01), "same duration, not 1.5x longer"
+    warnings = [r.getMessage() for r in caplog.records if "answers at 24000 Hz" in r.getMessage()]
+    assert len(warnings) == 1 and "sample_rate = 16000" in warnings[0]
 
 
 async def test_openai_compatible_pcm_passthrough(stand_in: Callable[..., str], behaviour: Behaviour) -> None:

@@ -119,6 +119,12 @@ class Planner:
             raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
         caps = engine.capabilities
         audio_format = FORMATS[request.response_format]
+        if request.emotion and caps.emotions and request.emotion not in caps.emotions:
+            raise UnsupportedValue(
+                f"engine {engine.name!r} does not know the emotion {request.emotion!r}; "
+                f"choose one of {', '.join(sorted(caps.emotions))}, or describe it in instructions",
+                param="emotion",
+            )
         wanted_rate = caps.sample_rate if request.sample_rate is None else request.sample_rate
         if wanted_rate not in SAMPLE_RATES:
             raise UnsupportedValue(

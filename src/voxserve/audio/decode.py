@@ -12,16 +12,17 @@ from voxserve.engines.base import PCM
 
 
 def decode_audio(source: bytes | Path, rate: int | None = None) -> tuple[PCM, int]:
-    """Any format FFmpeg reads → (mono float32 samples in [-1, 1], sample rate); channels are averaged.
+    """Any format FFmpeg reads → (mono float32 samples in [-1, 1], the rate the file declares).
 
-    With ``rate``, the audio is resampled to it as it is decoded (whatever rate the file has).
+    Channels are averaged. With ``rate``, the samples are resampled to it as they are decoded
+    (the second value is still the file's own rate, so a caller can tell that they differed).
     """
     handle = io.BytesIO(source) if isinstance(source, bytes) else str(source)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
     with av.open(handle, mode="r") as container:
-        rate = rate or container.streams.audio[0].codec_context.sample_rate
+        declared = container.streams.audio[0].codec_context.sample_rate
         frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
     frames += resampler.resample(None)
     chunks = [frame.to_ndarray().reshape(-1) for frame in frames]
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    return audio, rate
+    return audio, declared

@@ -93,7 +93,7 @@ class CosyVoiceEngine(RemoteEngine):
 
     def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
         if self._api == "tts":
-            return whole_file(response)
+            return whole_file(response, self.name, self.capabilities.sample_rate)
         return raw_pcm(response, "<f4" if self._stream else "<i2")
 
 

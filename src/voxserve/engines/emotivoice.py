@@ -17,7 +17,18 @@ from pydantic import Field
 from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
 from voxserve.engines.remote import Call, RemoteEngine, RemoteOptions, remote_kind, whole_file
 
-EMOTIONS = frozenset({"happy", "sad", "angry", "surprised", "neutral", "fearful", "disgusted"})
+#: voxserve's emotion names → the words EmotiVoice's Chinese style encoder was trained on
+#: (netease-youdao/EmotiVoice@bc2de8c, README and ``openaiapi.py``'s ``prompt``).
+EMOTION_WORDS = {
+    "neutral": "普通",
+    "angry": "生气",
+    "happy": "开心",
+    "surprised": "惊讶",
+    "sad": "悲伤",
+    "disgusted": "厌恶",
+    "fearful": "恐惧",
+}
+EMOTIONS = frozenset(EMOTION_WORDS)
 
 
 class EmotiVoiceOptions(RemoteOptions):
@@ -42,7 +53,7 @@ class EmotiVoiceEngine(RemoteEngine):
         body = {
             "input": request.text,
             "voice": request.voice,
-            "prompt": request.emotion or request.instructions or "",
+            "prompt": EMOTION_WORDS[request.emotion] if request.emotion else request.instructions or "",
             "language": "zh_us",
             "model": "emoti-voice",
             "response_format": "wav",
@@ -51,7 +62,7 @@ class EmotiVoiceEngine(RemoteEngine):
         return Call("/v1/audio/speech", json=body)
 
     def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
-        return whole_file(response)
+        return whole_file(response, self.name, self.capabilities.sample_rate)
 
 
 KIND = remote_kind("emotivoice", EmotiVoiceEngine, EmotiVoiceOptions, "EmotiVoice's OpenAI-style server")

@@ -142,7 +142,7 @@ class GlmTtsEngine(EngineBase):
                 )
             if not output.exists():
                 raise EngineUnavailable(f"engine {self.name!r} exited with 0 but wrote no audio")
-            audio, _ = await asyncio.to_thread(decode_audio, output)
+            audio, _ = await asyncio.to_thread(decode_audio, output, self.capabilities.sample_rate)
         finally:
             output.unlink(missing_ok=True)
         yield audio

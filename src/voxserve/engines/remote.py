@@ -18,6 +18,8 @@ Leaving the stream early (a client that hung up) closes the upstream request.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +44,7 @@ from voxserve.errors import (
 )
 from voxserve.routing import AdaptiveLimit, Pool, Role
 
+log = logging.getLogger(__name__)
 OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory|CUDA error: out of memory|OOM", re.IGNORECASE)
 ERROR_TAIL = 300  # characters of an engine's error body kept in our message
 
@@ -106,9 +109,26 @@ async def raw_pcm(response: httpx.Response, dtype: str) -> AsyncIterator[PCM]:
             yield chunk
 
 
-async def whole_file(response: httpx.Response) -> AsyncIterator[PCM]:
-    """A complete audio file (WAV, MP3, ...) in the body, decoded to mono float32."""
-    audio, _ = decode_audio(await response.aread())
+_WARNED_RATES: set[tuple[str, int, int]] = set()
+
+
+async def whole_file(response: httpx.Response, engine: str, rate: int) -> AsyncIterator[PCM]:
+    """A complete audio file (WAV, MP3, ...) in the body, decoded to mono float32 at ``rate``.
+
+    The file's own rate is what its samples mean: if it is not the configured ``sample_rate``,
+    the audio is resampled (so it plays at the right speed) and a warning says so, once.
+    """
+    audio, declared = await asyncio.to_thread(decode_audio, await response.aread(), rate)
+    if declared != rate and (engine, declared, rate) not in _WARNED_RATES:
+        _WARNED_RATES.add((engine, declared, rate))
+        log.warning(
+            "engine %r answers at %d Hz but is configured with sample_rate = %d; resampling "
+            "(set options.sample_rate = %d to skip it)",
+            engine,
+            declared,
+            rate,
+            declared,
+        )
     if audio.size:
         yield audio
 
