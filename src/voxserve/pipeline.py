@@ -44,8 +44,6 @@ class Pipeline:
         self.planner = Planner(self.selection, normalizer, settings)
         self.renderer = Renderer(normalizer, settings, executor, metrics, cache)
         self.normalizer = normalizer
-        self.settings = settings
-        self.metrics = metrics
         self.plan = self.planner.plan
         self.plan_in_thread = self.planner.plan_in_thread
         self.pcm = self.renderer.pcm

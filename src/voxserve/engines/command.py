@@ -152,7 +152,7 @@ class CommandEngine(EngineBase):
             listed = await run_program(
                 self.name, discovery.command, timeout=discovery.timeout, capture_stdout=True
             )
-            lines = listed.stdout.decode("utf-8", "replace").splitlines()
+            lines = listed.decode("utf-8", "replace").splitlines()
             self._languages = {**discovered(lines, discovery.pattern), **self._options.languages}
             if not self._languages:
                 raise EngineUnavailable(f"engine {self.name!r}: {discovery.command[0]} listed no languages")
@@ -176,7 +176,7 @@ class CommandEngine(EngineBase):
         output = self._work / "out" / f"{uuid.uuid4().hex}.wav" if options.output == "file" else None
         try:
             async with self._slots:
-                finished = await run_program(
+                written = await run_program(
                     self.name,
                     self.arguments(request, output),
                     timeout=options.timeout,
@@ -186,7 +186,7 @@ class CommandEngine(EngineBase):
                 )
             if output is not None and not output.exists():
                 raise EngineUnavailable(f"engine {self.name!r} exited with 0 but wrote no audio")
-            audio = await asyncio.to_thread(self._decode, output or finished.stdout)
+            audio = await asyncio.to_thread(self._decode, output or written)
         finally:
             if output is not None:
                 output.unlink(missing_ok=True)

@@ -12,20 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from voxserve.engines.remote import OUT_OF_MEMORY
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
 
 STDERR_TAIL = 400
 READ_CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True)
-class Finished:
-    """A run that exited 0: what it wrote to stdout (empty unless asked for)."""
-
-    stdout: bytes
 
 
 async def _drain(stream: asyncio.StreamReader | None) -> None:
@@ -54,8 +46,9 @@ async def run_program(
     max_stdout: int = 64 * 1024 * 1024,
     environment: Mapping[str, str] | None = None,
     cwd: str | None = None,
-) -> Finished:
-    """Run ``arguments`` to the end; an error of the tree unless it exits 0 within ``timeout``."""
+) -> bytes:
+    """Run ``arguments`` to the end; what it wrote to stdout (empty unless captured), or an error of
+    the tree unless it exits 0 within ``timeout``."""
     try:
         process = await asyncio.create_subprocess_exec(
             *arguments,
@@ -102,4 +95,4 @@ async def run_program(
         tail = stderr.decode("utf-8", "replace").strip()[-STDERR_TAIL:] or "(no output on stderr)"
         message = f"engine {engine!r} exited with {process.returncode}: {tail}"
         raise EngineOverloaded(message) if OUT_OF_MEMORY.search(tail) else EngineUnavailable(message)
-    return Finished(stdout)
+    return stdout
