@@ -38,10 +38,7 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
         await asyncio.wait_for(services.store.ping(), STORE_PING_TIMEOUT)
     except unreachable as exc:
         problems["store"] = f"{type(exc).__name__}: {exc}"
-    workers = [
-        {key: value for key, value in asdict(w).items() if key != "last_error_at"}
-        for w in services.worker_health()
-    ]
+    workers = [asdict(worker) for worker in services.worker_health()]
     problems.update({f"worker {w['id']}": str(w["last_error"]) for w in workers if not w["healthy"]})
     body: dict[str, object] = {"engines": engines, "workers": workers}
     if services.pipeline.ready and not problems:
