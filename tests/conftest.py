@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,7 @@ from bench.server import running_server
 from fastapi.testclient import TestClient
 from faster_whisper import WhisperModel
 
-from tests.support.api import ClientFactory
-from voxserve.api import create_app
+from tests.support.api import ClientFactory, ready_client
 from voxserve.config import Settings
 from voxserve.engines.fake import FakeEngine
 
@@ -64,41 +63,26 @@ def fake_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def fake_client(fake_settings: Settings, fake_engine: FakeEngine) -> Iterator[TestClient]:
     """The real app and pipeline over the deterministic fake engine, loaded and ready."""
-    app = create_app(fake_settings, engines={"fake": fake_engine})
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        deadline = time.monotonic() + 30
-        while test_client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, test_client.get("/readyz").json()
-            time.sleep(0.05)
+    with ready_client(fake_settings, {"fake": fake_engine}, raise_server_exceptions=False) as test_client:
         yield test_client
 
 
 @pytest.fixture
 def make_client(tmp_path: Path, fake_engine: FakeEngine) -> Iterator[ClientFactory]:
     """Apps over the fake engine; settings can be overridden per test."""
-    clients: list[TestClient] = []
+    with ExitStack() as clients:
 
-    def make(jobs: dict[str, Any] | None = None, **overrides: Any) -> TestClient:
-        jobs = {"lease_seconds": 5, "retry_base_seconds": 0.05, **(jobs or {})}
-        settings = Settings(data_dir=tmp_path, default_engine="fake", jobs=jobs, **overrides)
-        client = TestClient(
-            create_app(settings, engines={"fake": fake_engine}), raise_server_exceptions=False
-        )
-        client.__enter__()
-        clients.append(client)
-        deadline = time.monotonic() + 30
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        return client
+        def make(jobs: dict[str, Any] | None = None, **overrides: Any) -> TestClient:
+            jobs = {"lease_seconds": 5, "retry_base_seconds": 0.05, **(jobs or {})}
+            settings = Settings(data_dir=tmp_path, default_engine="fake", jobs=jobs, **overrides)
+            ready = ready_client(settings, {"fake": fake_engine}, raise_server_exceptions=False)
+            return clients.enter_context(ready)
 
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
+        yield make
 
 
 #: Fixtures that start a real ``voxserve serve`` process or load a real model.
-INTEGRATION_FIXTURES = frozenset({"server", "client", "whisper", "api_schema"})
+INTEGRATION_FIXTURES = frozenset({"server", "client", "whisper", "api_schema", "glm_gradio"})
 #: Modules whose every test runs real processes (crash recovery, the command line, transcription).
 INTEGRATION_MODULES = frozenset({"test_jobs_crash", "test_cli", "test_intelligibility"})
 

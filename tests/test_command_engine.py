@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from tests.support.api import ready_client
 from tests.support.audio import decode
-from voxserve.api import create_app
 from voxserve.config import ESPEAK_NG_OPTIONS, EngineSettings, Settings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.command import CommandEngine, CommandOptions, discovered
@@ -143,10 +143,52 @@ async def test_output_files_stay_in_the_engine_directory_and_are_removed(
     assert list((tmp_path / "work" / "out").iterdir()) == []
 
 
+WRAPPER = Path(__file__).parent / "servers" / "glmtts_wrapper.py"
+
+
+async def test_a_wrapper_with_the_seeds_flags_runs_as_a_command_and_clones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seed 002's GLM-TTS wrapper (--input_text ... --prompt_audio ... --output_path ... --seed ...)."""
+    import json
+
+    from tests.support.signals import GOOD, tone
+    from voxserve.audio.pcm import wav_bytes
+    from voxserve.config import ReferenceSettings
+    from voxserve.voices import VoiceLibrary, check_reference
+
+    record = tmp_path / "wrapper.json"
+    monkeypatch.setenv("GLMTTS_RECORD", str(record))
+    narrator = tmp_path / "narrator.wav"
+    narrator.write_bytes(wav_bytes(tone(3.0), 24000))
+    table = options(
+        command=[sys.executable, str(WRAPPER), "--input_text={text}", "--prompt_audio={reference}",
+                 "--output_path={output}", "--sample_rate=24000", "--seed={seed}"],
+        text_via="argument", output="file", languages={"zh": "zh"}, voices={"narrator": str(narrator)},
+        sample_rate=24000,
+    )  # fmt: skip
+    engine = CommandEngine("glm-wrapper", table, tmp_path / "work", 1)
+    await engine.load()
+    assert engine.capabilities.cloning and engine.capabilities.seeded
+    request = SegmentRequest(text="--seed=1 你好", language="zh", voice="narrator", seed=7)
+    audio = np.concatenate([chunk async for chunk in engine.synthesize(request)])
+    assert audio.size == int(24000 * 0.08 * len("--seed=1 你好"))
+    run = json.loads(record.read_text())
+    assert (run["input_text"], run["prompt_audio"], run["seed"]) == ("--seed=1 你好", str(narrator), 7)
+    library = VoiceLibrary(tmp_path / "voices")
+    voice, _ = library.add_reference(check_reference(GOOD, ReferenceSettings()))
+    cloned = SegmentRequest(text="你好", language="zh", voice="narrator", reference=library.reference(voice))
+    assert [chunk async for chunk in engine.synthesize(cloned)]
+    assert json.loads(record.read_text())["prompt_audio"] == str(library.audio_path(voice))
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [
-        ({"command": ["say", "{txt}"]}, "names txt; placeholders are language, output, seed, text, voice"),
+        (
+            {"command": ["say", "{txt}"]},
+            "names txt; placeholders are language, output, reference, seed, text, voice",
+        ),
         ({"command": ["say", "{text"]}, "expected '}'"),
         ({"command": ["say", "{text}"], "text_via": "argument"}, "must follow '--'"),
         ({"command": ["say", "{text}"]}, "text_via is 'stdin'"),
@@ -201,11 +243,7 @@ def fallback_client(tmp_path: Path, espeak: EngineSettings) -> Iterator[TestClie
     settings = Settings(
         data_dir=tmp_path, engines=[english, espeak], default_engine="tones", jobs={"workers": 0}
     )
-    with TestClient(create_app(settings)) as client:
-        deadline = time.monotonic() + 20
-        while client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with ready_client(settings) as client:
         yield client
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 import types
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import EntryPoint
@@ -11,18 +10,19 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Response
-from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from tests.servers.engines import serving, tone
+from tests.support.api import ready_client
 from tests.support.audio import decode
-from voxserve.api import create_app
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.config import EngineSettings, Settings
 from voxserve.engines import registry
 from voxserve.engines.fake import FakeEngine, FakeOptions
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
 from voxserve.engines.registry import build_engine, kinds
+
+GLM_VOICES = {"a": {"audio": "/a.wav", "text": "一二三"}}
 
 
 def test_every_engine_module_is_a_kind() -> None:
@@ -55,11 +55,34 @@ def test_every_engine_module_is_a_kind() -> None:
             r"options\.api: Input should be",
         ),
         ({"kind": "cosyvoice"}, "give url or instances"),
-        ({"kind": "glmtts", "options": {"command": ["glm"]}}, r"options\.voices: Field required"),
+        ({"kind": "glmtts", "url": "http://x", "options": {}}, r"options\.voices: Field required"),
         (
-            {"kind": "glmtts", "options": {"command": ["g"], "voices": {"a": "/a"}, "sample_rate": 16000}},
+            {"kind": "glmtts", "url": "http://x", "options": {"voices": {"a": {"audio": "/a"}}}},
+            r"options\.voices\.a\.text: Field required",
+        ),
+        (
+            {"kind": "glmtts", "url": "http://x", "options": {"voices": GLM_VOICES, "sample_rate": 16000}},
             "24000",
         ),
+        ({"kind": "glmtts", "options": {"voices": GLM_VOICES}}, "give url or instances"),
+        ({"kind": "glmtts", "options": {"voices": GLM_VOICES, "interface": "batch"}}, "needs workdir"),
+        (
+            {
+                "kind": "glmtts",
+                "url": "http://x",
+                "options": {"voices": GLM_VOICES, "workdir": "/opt/GLM-TTS"},
+            },
+            "workdir do not apply to interface = 'gradio'",
+        ),
+        (
+            {
+                "kind": "glmtts",
+                "url": "http://x",
+                "options": {"voices": GLM_VOICES, "interface": "batch", "workdir": "/opt/GLM-TTS"},
+            },
+            "url, instances and backup are for engines on servers",
+        ),
+        ({"kind": "kokoro", "url": "http://x"}, "url, instances and backup are for engines on servers"),
         ({"kind": "fake", "options": {"delay": -1}}, r"options\.delay: Input should be greater"),
         ({"kind": "kokoro", "options": {"voices": ["x"]}}, r"options\.voices: Extra inputs"),
         ({"kind": "tortoise"}, "engine kind 'tortoise' is not known; choose one of command, cosyvoice"),
@@ -153,9 +176,7 @@ def test_the_engine_written_in_the_docs_serves_the_api(
                 "options": {"voices": ["anna", "ben"]},
             }
             settings = Settings(data_dir=tmp_path, engines=[table], default_engine="box", jobs={"workers": 0})
-            with TestClient(create_app(settings)) as client:
-                while client.get("/readyz").status_code != 200:
-                    time.sleep(0.02)
+            with ready_client(settings) as client:
                 body = {"input": "Hello from the box.", "voice": "ben", "response_format": "wav"}
                 response = client.post("/v1/audio/speech", json=body)
     finally:
@@ -168,3 +189,16 @@ def test_the_engine_written_in_the_docs_serves_the_api(
     assert audio.sample_rate == 22050 and audio.duration == pytest.approx(
         tone("Hello from the box.", 22050).size / 22050, abs=0.4
     )
+
+
+def test_every_engine_table_in_the_docs_loads() -> None:
+    """The TOML of docs/engines.md, as written, is accepted (plug-in kinds aside)."""
+    import re
+    import tomllib
+
+    blocks = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), flags=re.S)
+    tables = [table for block in blocks for table in tomllib.loads(block).get("engines", [])]
+    checked = [table for table in tables if table["kind"] in kinds()]
+    assert {table["kind"] for table in checked} >= {"command", "cosyvoice", "emotivoice", "openai", "glmtts"}
+    for table in checked:
+        assert Settings(engines=[table]).engines[0].name == table["name"]

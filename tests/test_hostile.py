@@ -28,7 +28,7 @@ from fastapi.responses import Response, StreamingResponse
 from fastapi.testclient import TestClient
 
 from tests.servers.engines import serving
-from tests.support.api import SPEECH, ClientFactory, assert_error, submit, wait_for
+from tests.support.api import SPEECH, ClientFactory, assert_error, ready_client, submit, wait_for
 from tests.support.audio import decode
 from voxserve.api import create_app
 from voxserve.audio.pcm import wav_bytes
@@ -306,9 +306,7 @@ class SlowEmbedded(EmbeddedEngine):
 def test_the_embedded_engine_refuses_with_503_busy_after_its_wait(tmp_path: Path) -> None:
     engine = SlowEmbedded(Waiting(timeout=1.0, max_queue=100))
     settings = Settings(data_dir=tmp_path, default_engine="slow", jobs={"workers": 0})
-    with TestClient(create_app(settings, engines={"slow": engine})) as client, ThreadPoolExecutor(8) as pool:
-        while client.get("/readyz").status_code != 200:
-            time.sleep(0.02)
+    with ready_client(settings, {"slow": engine}) as client, ThreadPoolExecutor(8) as pool:
         started = time.monotonic()
         answers = list(pool.map(lambda i: client.post(SPEECH, json={"input": f"Word {i}."}), range(8)))
         elapsed = time.monotonic() - started

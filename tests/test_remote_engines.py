@@ -10,11 +10,11 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from tests.servers.engines import Behaviour, cosyvoice_app, emotivoice_app, openai_app, serving, tone
+from tests.support.api import ready_client
 from tests.support.audio import decode
-from voxserve.api import create_app
+from tests.support.signals import dominant_frequency
 from voxserve.config import EngineSettings, Settings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceEngine, CosyVoiceOptions
@@ -70,16 +70,6 @@ async def test_cosyvoice_sft_streams_int16(stand_in: Callable[..., str], behavio
     assert behaviour.requests == [{"tts_text": TEXT, "path": "/inference_sft", "spk_id": "中文女"}]
 
 
-async def test_cosyvoice_stream_endpoint_is_float32(
-    stand_in: Callable[..., str], behaviour: Behaviour
-) -> None:
-    url = stand_in(cosyvoice_app)
-    engine = CosyVoiceEngine("cosy", default_client(url), CosyVoiceOptions(voices=["中文女"], stream=True))
-    audio = np.concatenate(await collect(engine, segment("中文女")))
-    np.testing.assert_allclose(audio, tone(TEXT, 22050), atol=1e-6)
-    assert behaviour.requests[0]["path"] == "/stream/inference_sft"
-
-
 async def test_cosyvoice_instructions_use_inference_instruct(
     stand_in: Callable[..., str], behaviour: Behaviour
 ) -> None:
@@ -117,8 +107,8 @@ async def test_emotivoice_request_fields(
     audio = np.concatenate(await collect(engine, segment("9017", speed=1.2, **fields)))
     assert audio.size == tone(TEXT, 16000).size
     assert behaviour.requests == [{"input": TEXT, "voice": "9017", "prompt": prompt, "language": "zh_us",
-                                   "model": "emoti-voice", "response_format": "wav", "speed": 1.2,
-                                   "volume": 1.0}]  # fmt: skip
+                                   "model": "emoti-voice", "response_format": "wav",
+                                   "speed": 1.2}]  # fmt: skip
 
 
 async def test_a_file_at_another_rate_than_configured_plays_at_the_right_speed(
@@ -131,6 +121,8 @@ async def test_a_file_at_another_rate_than_configured_plays_at_the_right_speed(
         audio = np.concatenate(await collect(engine, segment("8051")))
         seconds = tone(TEXT, 24000).size / 24000
         assert audio.size / 16000 == pytest.approx(seconds, abs=0.01), "same duration, not 1.5x longer"
+        pitch = 180 + len(TEXT) % 120  # the stand-in's tone
+        assert dominant_frequency(audio, 16000) == pytest.approx(pitch, abs=3), "same pitch, not 2/3 of it"
     warnings = [r.getMessage() for r in caplog.records if "answers at 24000 Hz" in r.getMessage()]
     assert len(warnings) == 1 and "sample_rate = 16000" in warnings[0]
 
@@ -228,9 +220,7 @@ def test_a_configured_remote_engine_serves_the_api(
     options = {"voices": ["中文女"]}
     cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, queue_timeout=1, options=options)
     settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", jobs={"workers": 0})
-    with TestClient(create_app(settings)) as client:
-        while client.get("/readyz").status_code != 200:
-            pass
+    with ready_client(settings) as client:
         body = {"model": "cosy", "input": "你好。再见。", "response_format": "wav", "emotion": "happy"}
         response = client.post("/v1/audio/speech", json=body)
         assert response.status_code == 200, response.text
@@ -265,9 +255,7 @@ def test_cloned_voices_reach_cosyvoice_with_the_normalized_audio_and_transcript(
     url = stand_in(cosyvoice_app)
     cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, options={"voices": ["中文女"]})
     settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", jobs={"workers": 0})
-    with TestClient(create_app(settings)) as client:
-        while client.get("/readyz").status_code != 200:
-            pass
+    with ready_client(settings) as client:
         files = {"audio": ("me.wav", GOOD, "audio/wav")}
         with_transcript = client.post(
             "/v1/voices", data={"name": "me", "prompt_text": "今天天气很好。"}, files=files
@@ -288,3 +276,25 @@ def test_cloned_voices_reach_cosyvoice_with_the_normalized_audio_and_transcript(
     for request in behaviour.requests:
         assert (request["prompt_rate"], request["prompt_channels"]) == (24000, 1)
         assert request["prompt_seconds"] == pytest.approx(5.0, abs=0.01)
+
+
+def test_emotivoice_emotions_through_the_api(
+    stand_in: Callable[..., str], behaviour: Behaviour, tmp_path: Path
+) -> None:
+    """A known emotion reaches EmotiVoice as its Chinese word; another is a 422 listing those it knows."""
+    url = stand_in(emotivoice_app)
+    emoti = EngineSettings(name="emoti", kind="emotivoice", url=url, options={"voices": ["8051"]})
+    settings = Settings(data_dir=tmp_path, engines=[emoti], default_engine="emoti", jobs={"workers": 0})
+    with ready_client(settings) as client:
+        body = {"model": "emoti", "input": "你好。", "response_format": "wav"}
+        refused = client.post("/v1/audio/speech", json={**body, "emotion": "gleeful"})
+        assert refused.status_code == 422 and refused.json()["error"]["param"] == "emotion"
+        known = "angry, disgusted, fearful, happy, neutral, sad, surprised"
+        assert (
+            f"does not know the emotion 'gleeful'; choose one of {known}"
+            in refused.json()["error"]["message"]
+        )
+        assert behaviour.requests == [], "refused before any engine time"
+        response = client.post("/v1/audio/speech", json={**body, "emotion": "sad"})
+        assert response.status_code == 200, response.text
+        assert [r["prompt"] for r in behaviour.requests] == ["悲伤"]

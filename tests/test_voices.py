@@ -15,10 +15,9 @@ from fastapi import FastAPI, Response
 from fastapi.testclient import TestClient
 
 from tests.servers.engines import serving
-from tests.support.api import assert_error
+from tests.support.api import assert_error, ready_client
 from tests.support.audio import assert_speech_like, decode
 from tests.support.signals import GOOD, voice_like
-from voxserve.api import create_app
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.audio.pcm import wav_bytes
 from voxserve.config import ReferenceSettings, Settings
@@ -63,9 +62,7 @@ def voices_client(tmp_path: Path, refs: Path, cloning_engine: FakeEngine) -> Ite
         references={"dirs": [refs], "url_hosts": ["localhost", "127.0.0.1"]},
     )
     engines = {"fake": cloning_engine, "plain": FakeEngine(name="plain")}
-    with TestClient(create_app(settings, engines=engines), raise_server_exceptions=False) as client:
-        while client.get("/readyz").status_code != 200:
-            pass
+    with ready_client(settings, engines, raise_server_exceptions=False) as client:
         yield client
 
 
@@ -182,6 +179,25 @@ def test_inline_references_upload_path_and_url(voices_client: TestClient, refs: 
     assert len(voices_client.get("/v1/voices").json()["voices"]) == 1 + 2  # one stored, two built-in
 
 
+def test_inline_references_carry_their_transcript(voices_client: TestClient, refs: Path) -> None:
+    """``prompt_text`` on /tts and ``promptText`` on the task API: the same audio said to say something
+    else is another voice; a named voice keeps its own transcript."""
+    files = {"reference_audio": ("x.wav", GOOD, "audio/wav")}
+    for said in ["今天天气很好。", "明天见。"]:
+        response = voices_client.post("/tts", data={"text": "one two", "prompt_text": said}, files=files)
+        assert response.status_code == 200, response.text
+    task = voices_client.post(
+        "/api/synthesis", json={"text": "one", "audio": "me.wav", "promptText": "再见。"}
+    )
+    assert task.status_code == 200, task.text
+    stored = [v for v in voices_client.get("/v1/voices").json()["voices"] if v["kind"] == "cloned"]
+    assert sorted(v["prompt_text"] for v in stored) == ["今天天气很好。", "再见。", "明天见。"]
+    assert upload(voices_client, GOOD, name="anna", prompt_text="一二三。").status_code == 201
+    again = upload(voices_client, GOOD, name="anna", prompt_text="四五六。")
+    assert_error(again, 409, "conflict", "prompt_text", "already has this audio with another transcript")
+    assert upload(voices_client, GOOD, name="anna").status_code == 200, "no transcript: the same voice"
+
+
 def test_path_tricks_are_refused(voices_client: TestClient, refs: Path, tmp_path: Path) -> None:
     secret = tmp_path / "secret.wav"
     secret.write_bytes(GOOD)
@@ -227,9 +243,7 @@ def test_an_allowed_url_is_fetched_once_private_addresses_are_allowed(
         default_engine="fake",
         references={"url_hosts": ["127.0.0.1"], "url_private": True, "max_bytes": 1_000_000},
     )
-    with serving(files) as base, TestClient(create_app(settings, engines={"fake": cloning_engine})) as client:
-        while client.get("/readyz").status_code != 200:
-            pass
+    with serving(files) as base, ready_client(settings, {"fake": cloning_engine}) as client:
         task = client.post("/api/synthesis", json={"text": "one two", "audio": f"{base}/me.wav"})
         assert task.status_code == 200, task.text
         stored = client.get("/v1/voices").json()["voices"][0]

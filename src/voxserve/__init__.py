@@ -9,6 +9,7 @@ in ``__all__`` may change without notice.
 from voxserve.config import EngineSettings, Settings, load_settings
 from voxserve.engines.base import (
     PCM,
+    BatchEngine,
     Capabilities,
     Engine,
     EngineBase,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PCM",
+    "BatchEngine",
     "BuildContext",
     "Capabilities",
     "EmbeddedEngine",

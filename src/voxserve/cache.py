@@ -71,6 +71,10 @@ class SegmentCache:
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.f32"
 
+    def contains(self, key: str) -> bool:
+        """Whether the cache holds the key now (it may be evicted before it is read)."""
+        return self._path(key).is_file()
+
     def get(self, key: str) -> PCM | None:
         path = self._path(key)
         try:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
+@runtime_checkable
 class Snapshotting(Protocol):
-    """What the instance metrics read: a pool's name and its instances' snapshots."""
+    """What the instance metrics and ``/v1/engines`` read: an engine's name and its instances' snapshots
+    (a pool's servers, a batch engine's GPUs)."""
 
     name: str
 

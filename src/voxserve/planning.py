@@ -118,6 +118,13 @@ class Planner:
         if require_ready and (not engine.ready or not self.normalizer.loaded):
             raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
         caps = engine.capabilities
+        if reference is not None and caps.clone_needs_transcript and not reference.transcript:
+            raise UnsupportedValue(
+                f"engine {engine.name!r} clones a voice from its reference audio and what that audio "
+                f"says, and voice {request.voice!r} has no transcript; add the voice again with "
+                "prompt_text (POST /v1/voices), or use another engine",
+                param="voice",
+            )
         audio_format = FORMATS[request.response_format]
         if request.emotion and caps.emotions and request.emotion not in caps.emotions:
             raise UnsupportedValue(

@@ -6,15 +6,23 @@ levelled, its tempo and pitch changed, faded and followed by its pause. A
 consumer that stops iterating (a client that hung up) stops the remaining
 segments, and a segment that fails ends the stream with an error instead of
 leaving a hole.
+
+An engine whose runs are expensive to start (a :class:`BatchEngine`, such as
+GLM-TTS's command line, which loads its model every run) gets every segment
+the cache does not hold in one run, and the segments are taken from it in
+order as each is finished: the same levelling, effects, limits and progress,
+one model load per request or job instead of one per segment.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -30,12 +38,14 @@ from voxserve.audio import (
 )
 from voxserve.cache import SegmentCache, cache_key
 from voxserve.config import Settings
-from voxserve.engines.base import PCM, Engine, SegmentRequest
+from voxserve.engines.base import PCM, BatchEngine, Engine, SegmentRequest
 from voxserve.errors import AudioTooLong, EmptyAudio
 from voxserve.metrics import Metrics
 from voxserve.planning import Plan, Segment
 from voxserve.text import TextNormalizer, fit
 from voxserve.text.markup import strip_marks
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -77,6 +87,77 @@ def _processed(parts: list[PCM], rate: int, tempo: float, pitch: float) -> PCM:
     """A whole segment levelled, its tempo and pitch changed, and faded (milliseconds: in a thread)."""
     audio = change_tempo_and_pitch(level(np.concatenate(parts)), rate, tempo, pitch)
     return fade(audio, rate)
+
+
+class EngineCalls:
+    """Where a segment's audio comes from: one engine run per request."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def covers(self, request: SegmentRequest) -> bool:
+        """Whether the request is already on its way (the cache is not asked for it)."""
+        return False
+
+    def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
+        return self.engine.synthesize(request)
+
+    async def aclose(self) -> None:
+        """Stop what is still running."""
+
+
+class BatchCalls(EngineCalls):
+    """One run of a batch engine for the given requests, taken in order; others run on their own."""
+
+    def __init__(self, engine: BatchEngine, requests: Sequence[SegmentRequest]) -> None:
+        super().__init__(engine)
+        self._expected = deque(requests)
+        self._run = engine.synthesize_batch(requests) if requests else None
+
+    def covers(self, request: SegmentRequest) -> bool:
+        return bool(self._expected) and self._expected[0] is request
+
+    async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
+        if not self.covers(request) or self._run is None:  # a cache entry evicted since the batch began
+            async for chunk in self.engine.synthesize(request):
+                yield chunk
+            return
+        self._expected.popleft()
+        try:
+            yield await anext(self._run)
+        except StopAsyncIteration:
+            raise EmptyAudio(
+                f"engine {self.engine.name!r} ended its batch before {request.text[:60]!r}"
+            ) from None
+
+    async def aclose(self) -> None:
+        if self._run is not None:
+            await self._run.aclose()
+
+
+async def _iterate(items: Sequence[T]) -> AsyncIterator[T]:
+    for item in items:
+        yield item
+
+
+def requests_for(plan: Plan, segment: Segment, text: str, limit: int) -> list[SegmentRequest]:
+    """A segment's normalized text as engine requests, each within the engine's limit."""
+    markup = plan.engine.capabilities.markup
+    return [
+        SegmentRequest(
+            text=piece,
+            language=segment.language,
+            voice=plan.voice,
+            speed=plan.engine_speed,
+            seed=plan.request.seed,
+            emotion=plan.request.emotion,
+            instructions=plan.request.instructions,
+            reference=plan.reference,
+            priority=plan.priority,
+            submitted=plan.submitted,
+        )
+        for piece in fit(text if markup else strip_marks(text), limit)
+    ]
 
 
 class Renderer:
@@ -121,9 +202,11 @@ class Renderer:
         """(segment index, audio, whether it ends the segment): each segment's audio, then its pause."""
         engine = plan.engine
         rate = engine.capabilities.sample_rate
+        calls: EngineCalls | None = None
         try:
-            async for index, segment, text in self._normalized(plan, start):
-                async for chunk in self._render(plan, segment, text):
+            prepared, calls = await self._prepared(plan, start)
+            async for index, segment, requests in prepared:
+                async for chunk in self._render(plan, segment, requests, calls):
                     if stats.first_audio is None:
                         stats.first_audio = time.perf_counter()
                         self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
@@ -141,11 +224,52 @@ class Renderer:
             self.metrics.requests.labels(engine.name, outcome).inc()
             raise
         finally:
+            if calls is not None:
+                await calls.aclose()
             stats.finished = time.perf_counter()
             self.metrics.audio_seconds.labels(engine.name).inc(stats.audio_seconds)
 
-    async def _normalized(self, plan: Plan, start: int) -> AsyncIterator[tuple[int, Segment, str]]:
-        """Segments with their normalized text, the next one prepared while this one renders."""
+    def _limit(self, plan: Plan) -> int:
+        return min(self.settings.segment_chars, plan.engine.capabilities.max_segment_chars)
+
+    async def _prepared(
+        self, plan: Plan, start: int
+    ) -> tuple[AsyncIterator[tuple[int, Segment, list[SegmentRequest]]], EngineCalls]:
+        """The segments from ``start`` with their engine requests, and where their audio comes from."""
+        engine = plan.engine
+        if not isinstance(engine, BatchEngine):
+            return self._normalized(plan, start), EngineCalls(engine)
+        prepared = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._prepare_all, plan, start
+        )
+        cache = self.cache if plan.request.cache == "use" else None
+        requests = [request for _, _, requests in prepared for request in requests]
+        if cache is not None:
+            rate = engine.capabilities.sample_rate
+            held = await asyncio.to_thread(
+                lambda: {id(r) for r in requests if cache.contains(cache_key(engine.name, rate, r))}
+            )
+            requests = [request for request in requests if id(request) not in held]
+        return _iterate(prepared), BatchCalls(engine, requests)
+
+    def _prepare_all(self, plan: Plan, start: int) -> list[tuple[int, Segment, list[SegmentRequest]]]:
+        """Every segment normalized and cut into requests at once (a batch needs them all up front)."""
+        limit = self._limit(plan)
+        return [
+            (index, segment, requests_for(plan, segment, self._normalize(segment), limit))
+            for index, segment in enumerate(plan.segments)
+            if index >= start
+        ]
+
+    def _normalize(self, segment: Segment) -> str:
+        if not self.normalizer.needed(segment.text):
+            return segment.text
+        return self.normalizer.normalize(segment.text, segment.language)
+
+    async def _normalized(
+        self, plan: Plan, start: int
+    ) -> AsyncIterator[tuple[int, Segment, list[SegmentRequest]]]:
+        """Segments with their requests, the next one normalized while this one renders."""
         loop = asyncio.get_running_loop()
 
         def submit(segment: Segment) -> asyncio.Future[str]:
@@ -153,20 +277,21 @@ class Renderer:
                 done: asyncio.Future[str] = loop.create_future()
                 done.set_result(segment.text)
                 return done
-            return loop.run_in_executor(
-                self._executor, self.normalizer.normalize, segment.text, segment.language
-            )
+            return loop.run_in_executor(self._executor, self._normalize, segment)
 
         segments = plan.segments
+        limit = self._limit(plan)
         pending = submit(segments[start]) if start < len(segments) else None
         for index in range(start, len(segments)):
             assert pending is not None
             current = pending
             pending = submit(segments[index + 1]) if index + 1 < len(segments) else None
-            yield index, segments[index], await current
+            yield index, segments[index], requests_for(plan, segments[index], await current, limit)
 
-    async def _render(self, plan: Plan, segment: Segment, text: str) -> AsyncIterator[PCM]:
-        """One segment through the engine, refitted after normalization.
+    async def _render(
+        self, plan: Plan, segment: Segment, requests: list[SegmentRequest], calls: EngineCalls
+    ) -> AsyncIterator[PCM]:
+        """One segment (its requests) through the engine.
 
         A streaming engine's chunks go on as they arrive, at the engine's own
         level, with only the last few milliseconds held back for the fade out.
@@ -175,23 +300,7 @@ class Renderer:
         """
         engine = plan.engine
         rate = engine.capabilities.sample_rate
-        limit = min(self.settings.segment_chars, engine.capabilities.max_segment_chars)
-        requests = [
-            SegmentRequest(
-                text=piece,
-                language=segment.language,
-                voice=plan.voice,
-                speed=plan.engine_speed,
-                seed=plan.request.seed,
-                emotion=plan.request.emotion,
-                instructions=plan.request.instructions,
-                reference=plan.reference,
-                priority=plan.priority,
-                submitted=plan.submitted,
-            )
-            for piece in fit(text if engine.capabilities.markup else strip_marks(text), limit)
-        ]
-        chunks = self._engine_chunks(engine, requests, plan.request.cache)
+        chunks = self._engine_chunks(calls, requests, plan.request.cache)
         if engine.capabilities.streaming and plan.tempo == 1.0 and not plan.request.pitch:
             held: PCM | None = None
             tail = fade_samples(rate)
@@ -210,20 +319,21 @@ class Renderer:
         yield await asyncio.to_thread(_processed, parts, rate, plan.tempo, plan.request.pitch)
 
     async def _engine_chunks(
-        self, engine: Engine, requests: list[SegmentRequest], cache_mode: str
+        self, calls: EngineCalls, requests: list[SegmentRequest], cache_mode: str
     ) -> AsyncIterator[PCM]:
         """Each request's audio: from the cache when it holds it, else from the engine (then stored)."""
+        engine = calls.engine
         cache = self.cache if cache_mode != "off" else None
         for request in requests:
             key = cache_key(engine.name, engine.capabilities.sample_rate, request) if cache else None
             if cache and key and cache_mode == "use":
-                cached = await asyncio.to_thread(cache.get, key)
+                cached = None if calls.covers(request) else await asyncio.to_thread(cache.get, key)
                 self.metrics.cache_lookups.labels(engine.name, "miss" if cached is None else "hit").inc()
                 if cached is not None:
                     yield cached
                     continue
             made: list[PCM] = []
-            async for chunk in engine.synthesize(request):
+            async for chunk in calls.synthesize(request):
                 if chunk.size:
                     made.append(chunk)
                     yield chunk

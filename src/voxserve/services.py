@@ -28,9 +28,8 @@ from voxserve.jobs.janitor import run_janitor
 from voxserve.jobs.submit import JobSubmitter
 from voxserve.jobs.worker import Worker, WorkerHealth, run_workers
 from voxserve.looplag import LoopLagMonitor
-from voxserve.metrics import Metrics, PoolCollector, RuntimeCollector
+from voxserve.metrics import Metrics, PoolCollector, RuntimeCollector, Snapshotting
 from voxserve.pipeline import Pipeline
-from voxserve.routing import Pool
 from voxserve.text import TextNormalizer
 from voxserve.voices import VoiceLibrary
 from voxserve.voices.ingest import ReferenceIngest
@@ -69,7 +68,7 @@ class Services:
             context = BuildContext(executor, settings.data_dir, os.cpu_count() or 1)
             engines = {e.name: build_engine(e, context) for e in settings.engines}
         metrics = Metrics()
-        metrics.registry.register(PoolCollector([e for e in engines.values() if isinstance(e, Pool)]))
+        metrics.registry.register(PoolCollector([e for e in engines.values() if isinstance(e, Snapshotting)]))
         voices = VoiceLibrary(settings.data_dir / "voices")
         cache = (
             SegmentCache(settings.data_dir / "cache", settings.cache_max_bytes)

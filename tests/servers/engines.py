@@ -1,12 +1,28 @@
 """Stand-ins for CosyVoice's FastAPI runtime, EmotiVoice's OpenAI-style server and OpenAI's API.
 
-Each speaks its original's protocol exactly (paths, field names, required
-fields, encodings, headers) and synthesizes a deterministic tone whose
-length follows the text. A shared :class:`Behaviour` tells it how slow to
-be, how many requests it can hold before it runs out of memory (and fails
-the way a real one does: the stream breaks off after the headers, as a
-CUDA out-of-memory error inside CosyVoice's generator does), what error
-rate to have, and whether it is up at all.
+Each speaks its original's protocol exactly (paths, methods, field names,
+required fields, encodings) and synthesizes a deterministic tone whose
+length follows the text. The interfaces are copied from:
+
+- CosyVoice: FunAudioLLM/CosyVoice@ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40,
+  ``runtime/python/fastapi/server.py`` (``/inference_sft``,
+  ``/inference_zero_shot``, ``/inference_cross_lingual``,
+  ``/inference_instruct``, ``/inference_instruct2``; GET and POST; form
+  fields; raw int16 samples streamed, no header). Its ``/tts`` route is not
+  upstream's: it is the form wrapper of seed 001_f4785ab7ae51941b.txt
+  (``text``, ``audio_path``, ``seed``, ``task_id``; a WAV file back).
+- EmotiVoice: netease-youdao/EmotiVoice@bc2de8c9eb1121237958ef154cb171e7faefc769,
+  ``openaiapi.py`` (``SpeechRequest`` and ``POST /v1/audio/speech``; a whole
+  file back, at 16 kHz).
+- OpenAI: openai/openai-openapi@f85dbe223d40e1a31cba812ab2d755c7e98a92a3,
+  ``openapi.yaml`` (``CreateSpeechRequest``: ``model``, ``input`` and
+  ``voice`` required, no other fields; ``pcm`` is 24 kHz s16le).
+
+A shared :class:`Behaviour` tells each how slow to be, how many requests it
+can hold before it runs out of memory (and fails the way a real one does:
+the stream breaks off after the headers, as a CUDA out-of-memory error
+inside CosyVoice's generator does), what error rate to have, and whether it
+is up at all.
 """
 
 from __future__ import annotations
@@ -17,17 +33,17 @@ import random
 import threading
 import time
 import wave
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import uvicorn
 from bench.server import free_port
 from fastapi import FastAPI, File, Form, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from voxserve.audio.pcm import wav_bytes
 
@@ -59,7 +75,7 @@ def tone(text: str, sample_rate: int, seconds_per_char: float = 0.06) -> np.ndar
     return (0.3 * envelope * np.sin(2 * np.pi * (180 + len(text) % 120) * t)).astype(np.float32)
 
 
-async def _generate(behaviour: Behaviour, text: str, sample_rate: int, dtype: str) -> AsyncIterator[bytes]:
+async def _generate(behaviour: Behaviour, text: str, sample_rate: int) -> AsyncIterator[bytes]:
     """Audio in ~0.1 s chunks, paced by ``seconds_per_char``; fails mid-stream when over capacity."""
     behaviour.in_flight += 1
     behaviour.peak_in_flight = max(behaviour.peak_in_flight, behaviour.in_flight)
@@ -77,7 +93,7 @@ async def _generate(behaviour: Behaviour, text: str, sample_rate: int, dtype: st
                 raise RuntimeError("the instance died part-way through its answer")
             await asyncio.sleep(behaviour.seconds_per_char * len(text) / len(chunks))
             piece = audio[start : start + step]
-            yield (piece * 32768).astype("<i2").tobytes() if dtype == "<i2" else piece.astype("<f4").tobytes()
+            yield (piece * 32768).astype("<i2").tobytes()
         behaviour.served += 1
     finally:
         behaviour.in_flight -= 1
@@ -94,54 +110,44 @@ async def prompt(upload: UploadFile) -> dict[str, Any]:
         return {"prompt_rate": rate, "prompt_channels": audio.getnchannels(), "prompt_seconds": frames / rate}
 
 
-def _cloning_routes(app: FastAPI, stream: Callable[..., Response]) -> None:
-    """CosyVoice's routes that take a ``prompt_wav`` upload."""
+def cosyvoice_app(behaviour: Behaviour, sample_rate: int = 22050) -> FastAPI:
+    """CosyVoice's ``runtime/python/fastapi/server.py``, and seed 001's ``/tts`` form wrapper."""
+    app = FastAPI()
+    both = ["GET", "POST"]  # upstream binds each route to both
 
-    @app.post("/inference_zero_shot")
+    def stream(text: str, **fields: Any) -> Response:
+        behaviour.requests.append({"tts_text": text, **fields})
+        if not behaviour.up:
+            return _unavailable()
+        return StreamingResponse(_generate(behaviour, text, sample_rate))
+
+    @app.api_route("/inference_sft", methods=both)
+    async def inference_sft(tts_text: str = Form(), spk_id: str = Form()) -> Response:
+        return stream(tts_text, path="/inference_sft", spk_id=spk_id)
+
+    @app.api_route("/inference_zero_shot", methods=both)
     async def inference_zero_shot(
         tts_text: str = Form(), prompt_text: str = Form(), prompt_wav: UploadFile = File()
     ) -> Response:
         fields = await prompt(prompt_wav)
-        return stream(tts_text, "<i2", path="/inference_zero_shot", prompt_text=prompt_text, **fields)
+        return stream(tts_text, path="/inference_zero_shot", prompt_text=prompt_text, **fields)
 
-    @app.post("/inference_cross_lingual")
+    @app.api_route("/inference_cross_lingual", methods=both)
     async def inference_cross_lingual(tts_text: str = Form(), prompt_wav: UploadFile = File()) -> Response:
-        return stream(tts_text, "<i2", path="/inference_cross_lingual", **(await prompt(prompt_wav)))
+        return stream(tts_text, path="/inference_cross_lingual", **(await prompt(prompt_wav)))
 
-    @app.post("/inference_instruct2")
+    @app.api_route("/inference_instruct", methods=both)
+    async def inference_instruct(
+        tts_text: str = Form(), spk_id: str = Form(), instruct_text: str = Form()
+    ) -> Response:
+        return stream(tts_text, path="/inference_instruct", spk_id=spk_id, instruct_text=instruct_text)
+
+    @app.api_route("/inference_instruct2", methods=both)
     async def inference_instruct2(
         tts_text: str = Form(), instruct_text: str = Form(), prompt_wav: UploadFile = File()
     ) -> Response:
         fields = await prompt(prompt_wav)
-        return stream(tts_text, "<i2", path="/inference_instruct2", instruct_text=instruct_text, **fields)
-
-
-def cosyvoice_app(behaviour: Behaviour, sample_rate: int = 22050) -> FastAPI:
-    """CosyVoice's ``runtime/python/fastapi/server.py`` and the ``/tts`` form API of web deployments."""
-    app = FastAPI()
-    headers = {"X-Custom-Header-sampleRate": str(sample_rate)}
-
-    def stream(text: str, dtype: str, **fields: Any) -> Response:
-        behaviour.requests.append({"tts_text": text, **fields})
-        if not behaviour.up:
-            return _unavailable()
-        return StreamingResponse(_generate(behaviour, text, sample_rate, dtype), headers=headers)
-
-    @app.post("/inference_sft")
-    async def inference_sft(tts_text: str = Form(), spk_id: str = Form()) -> Response:
-        return stream(tts_text, "<i2", path="/inference_sft", spk_id=spk_id)
-
-    @app.post("/stream/inference_sft")
-    async def stream_inference_sft(tts_text: str = Form(), spk_id: str = Form()) -> Response:
-        return stream(tts_text, "<f4", path="/stream/inference_sft", spk_id=spk_id)
-
-    @app.post("/inference_instruct")
-    async def inference_instruct(
-        tts_text: str = Form(), spk_id: str = Form(), instruct_text: str = Form()
-    ) -> Response:
-        return stream(tts_text, "<i2", path="/inference_instruct", spk_id=spk_id, instruct_text=instruct_text)
-
-    _cloning_routes(app, stream)
+        return stream(tts_text, path="/inference_instruct2", instruct_text=instruct_text, **fields)
 
     @app.post("/tts")
     async def tts(text: str = Form(), audio_path: str | None = Form(None), seed: int | None = Form(None),
@@ -156,7 +162,7 @@ def cosyvoice_app(behaviour: Behaviour, sample_rate: int = 22050) -> FastAPI:
 
 
 class EmotiVoiceRequest(BaseModel):
-    """Exactly EmotiVoice's ``openaiapi.py`` request model, with its defaults."""
+    """Exactly EmotiVoice's ``openaiapi.py`` ``SpeechRequest``, with its defaults."""
 
     input: str
     voice: str = "8051"
@@ -165,7 +171,6 @@ class EmotiVoiceRequest(BaseModel):
     model: str | None = "emoti-voice"
     response_format: str | None = "mp3"
     speed: float | None = 1.0
-    volume: float | None = 1.0
 
 
 def emotivoice_app(behaviour: Behaviour, sample_rate: int = 16000) -> FastAPI:
@@ -176,11 +181,25 @@ def emotivoice_app(behaviour: Behaviour, sample_rate: int = 16000) -> FastAPI:
         behaviour.requests.append(request.model_dump())
         if not behaviour.up:
             return _unavailable()
-        chunks = [chunk async for chunk in _generate(behaviour, request.input, sample_rate, "<i2")]
+        chunks = [chunk async for chunk in _generate(behaviour, request.input, sample_rate)]
         samples = np.frombuffer(b"".join(chunks), "<i2").astype(np.float32) / 32768
         return Response(wav_bytes(samples, sample_rate), media_type=f"audio/{request.response_format}")
 
     return app
+
+
+class CreateSpeechRequest(BaseModel):
+    """OpenAI's ``CreateSpeechRequest``: three fields required, no others allowed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    input: str = Field(max_length=4096)
+    voice: str | dict[str, str]
+    instructions: str | None = Field(default=None, max_length=4096)
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] = "mp3"
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    stream_format: Literal["sse", "audio"] = "audio"
 
 
 def openai_app(behaviour: Behaviour) -> FastAPI:
@@ -188,16 +207,15 @@ def openai_app(behaviour: Behaviour) -> FastAPI:
     app = FastAPI()
 
     @app.post("/v1/audio/speech")
-    async def speech(request: Request) -> Response:
-        body = await request.json()
-        behaviour.requests.append({**body, "authorization": request.headers.get("authorization")})
+    async def speech(body: CreateSpeechRequest, request: Request) -> Response:
+        behaviour.requests.append(
+            {**body.model_dump(exclude_unset=True), "authorization": request.headers.get("authorization")}
+        )
         if not behaviour.up:
             return _unavailable()
-        if body.get("response_format") != "pcm":
+        if body.response_format != "pcm":
             return JSONResponse({"error": {"message": "test server speaks pcm only"}}, status_code=400)
-        return StreamingResponse(
-            _generate(behaviour, str(body["input"]), 24000, "<i2"), media_type="audio/pcm"
-        )
+        return StreamingResponse(_generate(behaviour, body.input, 24000), media_type="audio/pcm")
 
     return app
 

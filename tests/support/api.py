@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+from voxserve.api import create_app
+from voxserve.config import Settings
+from voxserve.engines import Engine
+
 SPEECH = "/v1/audio/speech"
 JOB_TEXT = "One two three. Four five six. Seven eight nine."
 ClientFactory = Callable[..., TestClient]
+
+
+@contextmanager
+def ready_client(
+    settings: Settings, engines: Mapping[str, Engine] | None = None, *, raise_server_exceptions: bool = True
+) -> Iterator[TestClient]:
+    """The real app (over ``engines``, or the configured ones), once ``/readyz`` says it is ready."""
+    app = create_app(settings, engines=engines)
+    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
+        deadline = time.monotonic() + 30
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").json()
+            time.sleep(0.02)
+        yield client
 
 
 def assert_error(response: object, status: int, code: str, param: str | None, text: str = "") -> None:

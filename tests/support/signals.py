@@ -24,3 +24,9 @@ def voice_like(seconds: float, rate: int) -> np.ndarray:
 
 
 GOOD = wav_bytes(voice_like(5.0, 44100), 44100)
+
+
+def dominant_frequency(samples: np.ndarray, rate: int) -> float:
+    """The strongest frequency in a signal (Hz): what a listener hears as a tone's pitch."""
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(samples.size)))
+    return float(np.fft.rfftfreq(samples.size, 1 / rate)[int(np.argmax(spectrum))])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from voxserve.api.dependencies import get_services
 from voxserve.engines import Engine
-from voxserve.routing import Pool
+from voxserve.metrics import Snapshotting
 from voxserve.services import Services
 
 router = APIRouter()
@@ -18,7 +18,7 @@ def engine_view(engine: Engine) -> dict[str, Any]:
     caps = engine.capabilities
     instances = (
         engine.snapshot()
-        if isinstance(engine, Pool)
+        if isinstance(engine, Snapshotting)
         else [{"url": "embedded", "role": "primary", "healthy": engine.ready}]
     )
     return {
@@ -28,6 +28,8 @@ def engine_view(engine: Engine) -> dict[str, Any]:
         "voices": [voice.id for voice in caps.voices],
         "sample_rate": caps.sample_rate,
         "cloning": caps.cloning,
+        "clone_needs_transcript": caps.clone_needs_transcript,
+        "seeded": caps.seeded,
         "instructions": caps.instructions,
         "emotions": bool(caps.emotions),
         "streaming": caps.streaming,

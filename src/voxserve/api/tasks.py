@@ -35,6 +35,7 @@ class SynthesisBody(BaseModel):
 
     text: str
     audio: str | None = Field(default=None, description="reference audio path or URL (voice cloning)")
+    promptText: str | None = Field(default=None, max_length=1000, description="what the reference says")
     outputName: str | None = None
     voice: str | None = None
     model: str | None = None
@@ -66,7 +67,7 @@ async def create_task(
     voice = body.voice
     if body.audio:  # seed 002 sends a path or URL of the speaker's recording
         services.pipeline.selection.require_cloning(body.model, "audio")
-        voice = (await services.references.named(body.audio, "audio")).id
+        voice = (await services.references.named(body.audio, "audio", body.promptText)).id
     request = SpeechRequest(
         input=body.text,
         model=body.model,

@@ -7,7 +7,8 @@ fields: ``text``, ``emotion``, ``speed``, ``pitch``, ``output_format``
 ``model``, ``language``, and a cloning reference as an uploaded
 ``reference_audio`` file (or the id or name of a library voice), an
 ``audio_path`` inside ``references.dirs``, or
-an allowed URL in ``audio_path``. A reference is checked and stored in the
+an allowed URL in ``audio_path``, with ``prompt_text``: what the reference
+says (GLM-TTS needs it; CosyVoice clones more closely with it). A reference is checked and stored in the
 voice library like any upload, so sending the same one again costs nothing.
 """
 
@@ -70,6 +71,9 @@ async def tts(
     model: Annotated[str | None, Form()] = None,
     language: Annotated[str | None, Form(max_length=16)] = None,
     audio_path: Annotated[str | None, Form(max_length=4096)] = None,
+    prompt_text: Annotated[
+        str | None, Form(max_length=1000, description="what the reference audio says")
+    ] = None,
     reference_audio: Annotated[
         UploadFile | str | None, File(description="a recording to clone, or a library voice's id or name")
     ] = None,
@@ -84,10 +88,10 @@ async def tts(
     elif reference_audio is not None:
         data = await read_upload(reference_audio, services.settings.references.max_bytes, "reference_audio")
         services.pipeline.selection.require_cloning(model, "reference_audio")
-        voice = (await services.references.add(data))[0].id
+        voice = (await services.references.add(data, prompt_text=prompt_text))[0].id
     elif audio_path:
         services.pipeline.selection.require_cloning(model, "audio_path")
-        voice = (await services.references.named(audio_path, "audio_path")).id
+        voice = (await services.references.named(audio_path, "audio_path", prompt_text)).id
     request = SpeechRequest(
         input=text,
         model=model,

@@ -5,6 +5,24 @@ kind (``KIND``), and :mod:`voxserve.engines.registry` finds them; importing
 them here would tie this package to the routing package that pools them.
 """
 
-from voxserve.engines.base import PCM, Capabilities, Engine, EngineBase, Reference, SegmentRequest, VoiceInfo
+from voxserve.engines.base import (
+    PCM,
+    BatchEngine,
+    Capabilities,
+    Engine,
+    EngineBase,
+    Reference,
+    SegmentRequest,
+    VoiceInfo,
+)
 
-__all__ = ["PCM", "Capabilities", "Engine", "EngineBase", "Reference", "SegmentRequest", "VoiceInfo"]
+__all__ = [
+    "PCM",
+    "BatchEngine",
+    "Capabilities",
+    "Engine",
+    "EngineBase",
+    "Reference",
+    "SegmentRequest",
+    "VoiceInfo",
+]

@@ -7,7 +7,7 @@ one text segment into float32 mono PCM chunks at its own sample rate.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -45,6 +45,7 @@ class Capabilities:
     max_segment_chars: int = 200
     streaming: bool = False
     cloning: bool = False
+    clone_needs_transcript: bool = False  # a cloned voice must say what its reference says (prompt_text)
     blends: bool = False  # mixes its own voices: "a(2)+b(1)"
     markup: bool = False  # reads pinyin [h][ǎo], ARPAbet [M][AY0] and [ipa:…] marks itself
     emotions: frozenset[str] = field(default_factory=frozenset)
@@ -135,6 +136,20 @@ class EngineBase:
 
     async def close(self) -> None:
         self._ready = False
+
+
+@runtime_checkable
+class BatchEngine(Engine, Protocol):
+    """An engine whose runs are expensive to start (a command line that loads its model every time).
+
+    The renderer hands it all of a request's or job's segments at once instead
+    of one per run; it answers each in order as it is finished.
+    """
+
+    def synthesize_batch(self, requests: Sequence[SegmentRequest]) -> AsyncGenerator[PCM, None]:
+        """Each request's whole audio, in order, as each is finished; an error ends the batch, and
+        so does closing the generator (nothing of it may run on)."""
+        ...
 
 
 @runtime_checkable

@@ -3,7 +3,10 @@
 The ``command`` is an argument list with placeholders, filled per segment:
 ``{text}``, ``{language}`` (the program's own tag for the segment's
 language), ``{voice}`` (the voice's value), ``{output}`` (a file it must
-write, when ``output = "file"``) and ``{seed}``. Confinement, as for GLM-TTS:
+write, when ``output = "file"``), ``{seed}``, and ``{reference}``: a cloned
+voice's reference audio (a 24 kHz mono 16-bit WAV) when the request clones
+one, else the voice's value. A command with ``{reference}`` can clone (a
+wrapper script that takes ``--prompt_audio``, say). Confinement:
 
 - never a shell; the text goes on stdin by default, and where it is an
   argument, one that is only ``{text}`` must follow ``--`` (or be bound as
@@ -39,7 +42,7 @@ from voxserve.engines.process import run_program
 from voxserve.errors import EngineUnavailable
 from voxserve.text.language import language_code
 
-PLACEHOLDERS = frozenset({"text", "language", "voice", "output", "seed"})
+PLACEHOLDERS = frozenset({"text", "language", "voice", "output", "seed", "reference"})
 
 
 def placeholders(argument: str) -> set[str]:
@@ -137,12 +140,14 @@ class CommandEngine(EngineBase):
     @staticmethod
     def _capabilities_for(name: str, options: CommandOptions, languages: Mapping[str, str]) -> Capabilities:
         codes = sorted(languages)
+        used = set().union(*(placeholders(argument) for argument in options.command))
         return Capabilities(
             languages=frozenset(codes),
             voices=voices_named(name, options.voices, codes),
             sample_rate=options.sample_rate,
             max_segment_chars=options.max_segment_chars,
-            seeded=any("seed" in placeholders(argument) for argument in options.command),
+            seeded="seed" in used,
+            cloning="reference" in used,
         )
 
     async def load(self) -> None:
@@ -162,12 +167,14 @@ class CommandEngine(EngineBase):
         await super().load()
 
     def arguments(self, request: SegmentRequest, output: Path | None) -> list[str]:
+        voice = self._options.voices[request.voice]
         values = {
             "text": request.text,
             "language": self._languages[request.language],
-            "voice": self._options.voices[request.voice],
+            "voice": voice,
             "output": str(output or ""),
             "seed": str(request.seed if request.seed is not None else 0),
+            "reference": str(request.reference.path) if request.reference else voice,
         }
         return [argument.format_map(values) for argument in self._options.command]
 

@@ -15,15 +15,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
 from voxserve.errors import Busy, EngineError, NotReady
 from voxserve.routing.admission import AdmissionQueue, QueueFull, WaitTimeout
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,22 @@ class Waiting:
 
     timeout: float = 30.0
     max_queue: int = 1000
+
+
+async def wait_in_line(
+    line: AdmissionQueue[T],
+    take: Callable[[], T | None],
+    waiting: Waiting,
+    request: SegmentRequest,
+    engine: str,
+) -> T:
+    """A slot of an engine that runs here, in order; 503 ``busy`` when the line is full or too slow."""
+    try:
+        return await line.acquire(take, waiting.timeout, request.priority, request.submitted)
+    except QueueFull:
+        raise Busy(f"engine {engine!r}: {line.waiting} segments already wait; retry shortly") from None
+    except WaitTimeout:
+        raise Busy(f"engine {engine!r} stayed busy for {waiting.timeout:g} s; retry shortly") from None
 
 
 class EmbeddedEngine(EngineBase, ABC):
@@ -72,15 +90,7 @@ class EmbeddedEngine(EngineBase, ABC):
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         if not self._ready:
             raise NotReady(f"engine {self.name!r} is still loading")
-        timeout = self._waiting.timeout
-        try:
-            await self._line.acquire(self._take, timeout, request.priority, request.submitted)
-        except QueueFull:
-            raise Busy(
-                f"engine {self.name!r}: {self._line.waiting} segments already wait; retry shortly"
-            ) from None
-        except WaitTimeout:
-            raise Busy(f"engine {self.name!r} stayed busy for {timeout:g} s; retry shortly") from None
+        await wait_in_line(self._line, self._take, self._waiting, request, self.name)
         loop = asyncio.get_running_loop()
         work = self._executor.submit(self._render, request)
         # the slot is free when the model call ends, even if this request was canceled meanwhile

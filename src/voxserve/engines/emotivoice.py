@@ -1,10 +1,13 @@
-"""EmotiVoice through its OpenAI-style server (``openaiapi.py``).
+"""EmotiVoice through its OpenAI-style server (``openaiapi.py``, checked against
+netease-youdao/EmotiVoice@bc2de8c9eb1121237958ef154cb171e7faefc769).
 
 ``POST /v1/audio/speech`` with JSON ``input``, ``voice`` (a speaker id such
 as ``8051``), ``prompt`` (the emotion or style in words, e.g. "非常开心"),
 ``language`` (``zh_us``), ``model`` (``emoti-voice``), ``response_format``,
 ``speed``. It answers with a whole file; voxserve asks for WAV (16 kHz).
-voxserve's ``emotion`` (or, without one, ``instructions``) becomes ``prompt``.
+voxserve's ``emotion`` becomes ``prompt`` as the Chinese word the style
+encoder knows (:data:`EMOTION_WORDS`); without one, ``instructions`` go as
+they are.
 """
 
 from __future__ import annotations

@@ -60,12 +60,16 @@ class EngineKind(Generic[OptionsT]):
     options: type[OptionsT]
     build: Callable[[EngineSettings, OptionsT, BuildContext], Engine]
     summary: str
-    #: a server kind: its ``[[engines]]`` table must give ``url`` or ``instances``
-    needs_url: bool = False
+    #: a server kind: its ``[[engines]]`` table must give ``url`` or ``instances``; a function of the
+    #: options when that depends on them (a kind with a server interface and a local one)
+    needs_url: bool | Callable[[OptionsT], bool] = False
 
     def parse(self, options: Mapping[str, Any]) -> OptionsT:
         """The checked options (a ``pydantic.ValidationError`` names each bad field)."""
         return self.options.model_validate(dict(options))
+
+    def serves_from_urls(self, options: OptionsT) -> bool:
+        return self.needs_url(options) if callable(self.needs_url) else self.needs_url
 
     def create(self, config: EngineSettings, context: BuildContext) -> Engine:
         return self.build(config, self.parse(config.options), context)

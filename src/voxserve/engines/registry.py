@@ -62,8 +62,11 @@ def check_engine(config: EngineSettings) -> EngineOptions:
             f"options.{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors()
         )
         raise ValueError(f"{where}: {problems}") from None
-    if kind.needs_url and not config.urls:
+    servers = kind.serves_from_urls(options)
+    if servers and not config.urls:
         raise ValueError(f"{where}: give url or instances (the engine's servers)")
+    if not servers and (config.urls or config.backup):
+        raise ValueError(f"{where}: url, instances and backup are for engines on servers; this one runs here")
     return options
 
 

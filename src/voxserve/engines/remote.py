@@ -24,6 +24,7 @@ import re
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -36,6 +37,7 @@ from voxserve.config import EngineSettings
 from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, pooled
 from voxserve.errors import (
+    EngineError,
     EngineOverloaded,
     EngineRejected,
     EngineTimeout,
@@ -112,13 +114,13 @@ async def raw_pcm(response: httpx.Response, dtype: str) -> AsyncIterator[PCM]:
 _WARNED_RATES: set[tuple[str, int, int]] = set()
 
 
-async def whole_file(response: httpx.Response, engine: str, rate: int) -> AsyncIterator[PCM]:
-    """A complete audio file (WAV, MP3, ...) in the body, decoded to mono float32 at ``rate``.
+async def decoded_file(source: bytes | Path, engine: str, rate: int) -> PCM:
+    """A complete audio file (WAV, MP3, ...) from an engine, decoded to mono float32 at ``rate``.
 
     The file's own rate is what its samples mean: if it is not the configured ``sample_rate``,
     the audio is resampled (so it plays at the right speed) and a warning says so, once.
     """
-    audio, declared = await asyncio.to_thread(decode_audio, await response.aread(), rate)
+    audio, declared = await asyncio.to_thread(decode_audio, source, rate)
     if declared != rate and (engine, declared, rate) not in _WARNED_RATES:
         _WARNED_RATES.add((engine, declared, rate))
         log.warning(
@@ -129,8 +131,30 @@ async def whole_file(response: httpx.Response, engine: str, rate: int) -> AsyncI
             rate,
             declared,
         )
+    return audio
+
+
+async def whole_file(response: httpx.Response, engine: str, rate: int) -> AsyncIterator[PCM]:
+    """A complete audio file in the body (see :func:`decoded_file`)."""
+    audio = await decoded_file(await response.aread(), engine, rate)
     if audio.size:
         yield audio
+
+
+def failure(engine: str, what: str, words: str) -> EngineError:
+    """An engine's failure told in its own words: overloaded when they say it ran out of memory."""
+    tail = words.strip()[-ERROR_TAIL:] or "(it said nothing)"
+    message = f"engine {engine!r} {what}: {tail}"
+    return EngineOverloaded(message) if OUT_OF_MEMORY.search(tail) else EngineUnavailable(message)
+
+
+async def server_alive(client: httpx.AsyncClient, timeout: float) -> bool:
+    """Whether a server answers ``GET /`` below 500 (these servers have no health route); never raises."""
+    try:
+        response = await client.get("/", timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code < 500
 
 
 class RemoteOptions(EngineOptions):
@@ -190,12 +214,7 @@ class RemoteEngine(EngineBase):
             ) from exc
 
     async def health(self, timeout: float = 2.0) -> bool:
-        """Alive if the server answers at all below 500 (these servers have no health route)."""
-        try:
-            response = await self._client.get("/", timeout=timeout)
-        except httpx.HTTPError:
-            return False
-        return response.status_code < 500
+        return await server_alive(self._client, timeout)
 
 
 OptionsT = TypeVar("OptionsT", bound=RemoteOptions)

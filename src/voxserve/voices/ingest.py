@@ -34,7 +34,7 @@ class ReferenceIngest:
         checked = await asyncio.to_thread(check_reference, data, self.settings)
         return self.library.add_reference(checked, name=name, prompt_text=prompt_text, language=language)
 
-    async def named(self, source: str, param: str) -> Voice:
+    async def named(self, source: str, param: str, prompt_text: str | None = None) -> Voice:
         """A reference given by path (inside ``references.dirs``) or URL (an allowed host), stored."""
         rules = self.settings
         is_url = source.startswith(("http://", "https://"))
@@ -51,5 +51,5 @@ class ReferenceIngest:
             )
         else:
             data = await asyncio.to_thread(read_allowed_path, source, rules.dirs, rules.max_bytes, param)
-        voice, _ = await self.add(data)
+        voice, _ = await self.add(data, prompt_text=prompt_text)
         return voice

@@ -127,19 +127,30 @@ class VoiceLibrary:
         prompt_text: str | None = None,
         language: str | None = None,
     ) -> tuple[Voice, bool]:
-        """Store a checked reference; (the voice, whether it is new). Same audio and name: the same voice."""
+        """Store a checked reference; (the voice, whether it is new). Same audio, transcript and name: the
+        same voice."""
         audio = checked.wav_bytes()
         digest = hashlib.sha256(audio).hexdigest()[:16]
+        transcript = (prompt_text or "").strip() or None
+        # an unnamed recording said to say something else is another voice (to engines that read it)
+        identity = f"{digest}\n{transcript}" if transcript and name is None else digest
         with self._lock:
-            legacy = self._load(f"v_{digest}") if name is None else None  # stored before names counted
-            existing = legacy or self._existing(name, _voice_id(digest, name))
+            # stored before names counted
+            legacy = self._load(f"v_{digest}") if name is None and transcript is None else None
+            existing = legacy or self._existing(name, _voice_id(identity, name))
+            if existing is not None and transcript and existing.prompt_text != transcript:
+                raise Conflict(
+                    f"voice {name!r} ({existing.id}) already has this audio with another transcript; "
+                    "give it another name",
+                    param="prompt_text",
+                )
             if existing is not None:
                 return existing, False
             voice = Voice(
-                id=_voice_id(digest, name),
+                id=_voice_id(identity, name),
                 kind="cloned",
                 name=name,
-                prompt_text=(prompt_text or "").strip() or None,
+                prompt_text=transcript,
                 language=language,
                 seconds=checked.seconds,
                 source_format=checked.source_format,

@@ -1,4 +1,9 @@
-"""A stand-in for ``glmtts_inference.py``: the same arguments, a tone instead of a model.
+"""A stand-in for the GLM-TTS wrapper of seed 002_31e1200f3498ecb7.txt, a tone instead of a model.
+
+Not upstream's ``glmtts_inference.py`` (see ``glmtts_inference.py`` here for that): a script of
+the seed author's own, one run per text, called as
+``python glmtts_inference.py --input_text … --prompt_audio … --output_path … --sample_rate 24000
+--seed 42``. voxserve runs such a wrapper as a ``command`` engine.
 
 Environment: ``GLMTTS_RECORD`` (a file to write its parsed arguments and pid
 to, as JSON), ``GLMTTS_RECORD_DIR`` (a directory to write one such file per

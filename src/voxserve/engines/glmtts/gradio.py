@@ -1,0 +1,184 @@
+"""GLM-TTS's long-running server: upstream's Gradio app (``tools/gradio_app.py``), through ``gradio_client``.
+
+The model loads once in that server, so a segment costs only its inference.
+Each segment is one call of the app's ``run_inference(prompt_text,
+prompt_audio_path, input_text, seed, sample_rate, use_cache)`` (its API name
+``/run_inference``): the prompt audio goes up as a file, the answer is an
+audio file that is fetched (bounded by ``max_answer_bytes``) and decoded at
+the rate it declares. The seed is honoured (upstream's default, 42, when the
+request gives none), so the same request gives the same audio.
+
+``gradio_client`` is synchronous: calls are submitted to its own threads and
+awaited, never run on the event loop. The app's queue runs one call at a
+time by default, so each instance's limit is 1 unless ``max_concurrency``
+says the server was started with more. A call that is abandoned (timeout,
+client gone) is cancelled in the app's queue; one already running on the GPU
+runs to its end there (Gradio cannot stop it).
+
+Failures: a refused connection or an app that is not GLM-TTS's →
+``EngineUnavailable``; the app's own error (``Inference failed: ...``) →
+``EngineUnavailable``, or ``EngineOverloaded`` when it ran out of GPU
+memory; no answer within ``read_timeout`` → ``EngineTimeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
+from voxserve.engines.glmtts.prompts import Prompts
+from voxserve.engines.remote import decoded_file, failure, server_alive
+from voxserve.errors import EngineTimeout, EngineUnavailable
+
+log = logging.getLogger(__name__)
+
+#: What upstream's app uses when the Seed box is left as it is.
+DEFAULT_SEED = 42
+CONNECT_TIMEOUT = 10.0
+
+
+def _connect(url: str) -> Any:
+    """A ``gradio_client.Client`` (blocking: it reads the app's config) that sends no telemetry.
+
+    Imported here, not at the top: it takes half a second, and only GLM-TTS's app needs it. Its
+    client would otherwise tell Hugging Face about every server it connects to.
+    """
+    from gradio_client import Client
+
+    class QuietClient(Client):  # type: ignore[misc]  # gradio_client has no type hints
+        def _telemetry_thread(self) -> None:
+            return None
+
+    return QuietClient(url, verbose=False, download_files=False, httpx_kwargs={"timeout": CONNECT_TIMEOUT})
+
+
+class GlmTtsGradioEngine(EngineBase):
+    """One GLM-TTS Gradio server (an instance of a pool)."""
+
+    def __init__(
+        self,
+        name: str,
+        http: httpx.AsyncClient,
+        capabilities: Capabilities,
+        prompts: Prompts,
+        *,
+        api_name: str,
+        use_cache: bool,
+        max_answer_bytes: int,
+        timeout: float,
+    ) -> None:
+        super().__init__(name, capabilities)
+        self._http = http
+        self._prompts = prompts
+        self._api_name = api_name
+        self._use_cache = use_cache
+        self._max_answer_bytes = max_answer_bytes
+        self._timeout = timeout
+        self._gradio: Any = None  # a gradio_client.Client once connected
+        self._connecting = asyncio.Lock()
+
+    @property
+    def url(self) -> str:
+        return str(self._http.base_url)
+
+    async def load(self) -> None:
+        """Prepare the prompts; the server may come up later (health checks let it in then)."""
+        await self._prompts.load()
+        await super().load()
+
+    async def health(self, timeout: float = 2.0) -> bool:
+        return await server_alive(self._http, timeout)
+
+    async def close(self) -> None:
+        await super().close()
+        if self._gradio is not None:
+            await asyncio.to_thread(self._gradio.close)
+            self._gradio = None
+        await self._http.aclose()
+
+    async def _client(self) -> Any:
+        """The Gradio client, made on first use (it reads the app's config: blocking, so in a thread)."""
+        async with self._connecting:
+            if self._gradio is None:
+                try:
+                    self._gradio = await asyncio.to_thread(_connect, self.url)
+                except Exception as exc:  # gradio_client raises what httpx and its parsing raise
+                    raise EngineUnavailable(
+                        f"engine {self.name!r}: no Gradio app answers at {self.url} ({exc!r})"
+                    ) from exc
+            return self._gradio
+
+    def _forget(self, client: Any) -> None:
+        """A client whose server went away is made anew next time (the app may have restarted)."""
+        if self._gradio is client:
+            self._gradio = None
+            client.executor.submit(client.close)
+
+    async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
+        from gradio_client import handle_file  # imported by _connect already
+
+        client = await self._client()
+        prompt = self._prompts.of(request)
+        arguments = (
+            prompt.text,
+            handle_file(str(prompt.audio)),
+            request.text,
+            request.seed if request.seed is not None else DEFAULT_SEED,
+            self.capabilities.sample_rate,
+            self._use_cache,
+        )
+        try:
+            job = client.submit(*arguments, api_name=self._api_name)
+        except ValueError as exc:  # the app has no such endpoint: not GLM-TTS's, or another version
+            raise EngineUnavailable(f"engine {self.name!r} at {self.url}: {exc}") from exc
+        try:
+            answer = await asyncio.wait_for(asyncio.wrap_future(job.future), self._timeout)
+        except asyncio.CancelledError:
+            self._abandon(client, job)
+            raise
+        except Exception as exc:
+            self._abandon(client, job)
+            raise self._translated(exc, client) from exc
+        yield await self._fetch(answer)
+
+    @staticmethod
+    def _abandon(client: Any, job: Any) -> None:
+        """Take a call nobody waits for out of the app's queue (one already on the GPU runs on there)."""
+        if not job.done():
+            client.executor.submit(job.cancel)  # it posts to the app: not on the event loop
+
+    def _translated(self, exc: Exception, client: Any) -> Exception:
+        from gradio_client.exceptions import AppError
+
+        if isinstance(exc, TimeoutError):
+            return EngineTimeout(f"engine {self.name!r} at {self.url} did not answer in {self._timeout:g} s")
+        if isinstance(exc, AppError):
+            return failure(self.name, f"at {self.url} failed", str(exc))
+        self._forget(client)
+        return EngineUnavailable(f"engine {self.name!r} at {self.url} failed: {exc!r}")
+
+    async def _fetch(self, answer: Any) -> PCM:
+        """The answer's audio file, fetched from the app (bounded) and decoded."""
+        url = answer.get("url") if isinstance(answer, dict) else None
+        if not url:
+            raise EngineUnavailable(f"engine {self.name!r} at {self.url} answered no audio file: {answer!r}")
+        data = bytearray()
+        try:
+            async with self._http.stream("GET", url) as response:
+                response.raise_for_status()
+                async for chunk in response.aiter_bytes():
+                    data += chunk
+                    if len(data) > self._max_answer_bytes:
+                        raise EngineUnavailable(
+                            f"engine {self.name!r} answered more than {self._max_answer_bytes} bytes"
+                        )
+        except httpx.HTTPError as exc:
+            raise EngineUnavailable(
+                f"engine {self.name!r}: its audio could not be fetched ({exc!r})"
+            ) from exc
+        return await decoded_file(bytes(data), self.name, self.capabilities.sample_rate)

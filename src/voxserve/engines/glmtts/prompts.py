@@ -1,0 +1,77 @@
+"""The prompt of each GLM-TTS request: a recording and what it says.
+
+A configured voice's recording is converted once, when the engine loads, to
+24 kHz mono 16-bit WAV (what GLM-TTS's front end reads; a cloned library
+voice's reference is already that), and kept under the engine's own
+directory by content hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from voxserve.engines.base import SegmentRequest
+from voxserve.engines.glmtts.options import PromptVoice
+
+PROMPT_RATE = 24000
+
+
+@dataclass(frozen=True)
+class Prompt:
+    audio: Path
+    text: str
+
+
+def convert_prompt(source: Path, target: Path) -> None:
+    """Any audio file → 24 kHz mono s16 WAV (what GLM-TTS expects of its prompt)."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=PROMPT_RATE)
+    with av.open(str(source), mode="r") as container:
+        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+    frames += resampler.resample(None)
+    samples = np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype("<i2")
+    partial = target.with_suffix(".part")
+    with av.open(str(partial), mode="w", format="wav") as out:
+        stream = out.add_stream("pcm_s16le", rate=PROMPT_RATE, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = PROMPT_RATE
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    partial.replace(target)
+
+
+def _converted(source: Path, directory: Path) -> Path:
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    target = directory / f"{digest}.wav"
+    if not target.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        convert_prompt(source, target)
+    return target
+
+
+class Prompts:
+    """Each voice's converted recording and text; a cloned voice's own reference and transcript."""
+
+    def __init__(self, voices: Mapping[str, PromptVoice], directory: Path) -> None:
+        self._voices = dict(voices)
+        self._directory = directory
+        self._prompts: dict[str, Prompt] = {}
+
+    async def load(self) -> None:
+        for voice, prompt in self._voices.items():
+            audio = await asyncio.to_thread(_converted, prompt.audio, self._directory)
+            self._prompts[voice] = Prompt(audio, prompt.text)
+
+    def of(self, request: SegmentRequest) -> Prompt:
+        reference = request.reference
+        if reference is not None:  # planning refused clones without a transcript
+            return Prompt(reference.path, reference.transcript or "")
+        return self._prompts[request.voice]
