@@ -14,6 +14,8 @@
   voxserve, nginx round robin and a fixed-semaphore client (needs nginx).
 - voices: checking and normalizing a 15 s reference recording; a request
   served from the segment cache versus synthesized.
+- glmtts: GLM-TTS's Gradio app through voxserve versus a bare gradio_client
+  script, and a job as one batch run versus one run per segment (stand-ins).
 - loop: event-loop lag under a mixed load (streams, job listeners, SSE and
   WebSocket followers, a 1M-character submission); plan time of 1M
   characters on one line; peak RSS for a decompression bomb; pool wait
@@ -38,6 +40,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench import glmtts as bench_glmtts
 from bench import loop as bench_loop
 from bench import overload as bench_overload
 from bench import proxy as bench_proxy
@@ -268,6 +271,28 @@ def voices(data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def glmtts(rounds: int = 20, segments: int = 20, load: float = 2.0, item: float = 0.1) -> None:
+    """GLM-TTS: the adapter's cost per Gradio call, and a job in one batch run versus a run per segment."""
+    bare, ours = bench_glmtts.gradio_calls(rounds)
+    table = Table("path", "median per call (ms)", title=f"GLM-TTS Gradio app (stand-in), {rounds} calls")
+    table.add_row("gradio_client predict (a bare script)", f"{bare * 1000:.1f}")
+    table.add_row("voxserve's engine (submit, fetch, decode)", f"{ours * 1000:.1f}")
+    console.print(table)
+    times = bench_glmtts.batch_runs(segments, load, item)
+    title = (f"GLM-TTS batch script (stand-in): {segments} segments, model load {load:g} s, "
+             f"{item:g} s a segment")  # fmt: skip
+    table = Table("how", "seconds", "over the floor", title=title)
+    table.add_row("floor: load + segments x item", f"{times.floor:.2f}", "")
+    table.add_row(
+        "one run for the job (voxserve)", f"{times.one_run:.2f}", f"{times.one_run - times.floor:+.2f}"
+    )
+    table.add_row(
+        "one run per segment", f"{times.run_per_segment:.2f}", f"{times.run_per_segment - times.floor:+.2f}"
+    )
+    console.print(table)
+
+
+@app.command()
 def loop(seconds: float = 20.0) -> None:
     """Event-loop lag under mixed load (target p99 <= 20 ms, max <= 100 ms) and hostile-input bounds."""
     lag = bench_loop.loop_lag(seconds)
@@ -311,6 +336,7 @@ def run_all(data_dir: DataDir = None) -> None:
     proxy()
     overload_command()
     voices(data)
+    glmtts()
     loop()
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import httpx
 from bench.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+STAND_INS = ROOT / "tests" / "servers"
 
 
 def wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -97,3 +101,36 @@ def nginx(upstreams: list[str], directory: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait()
+
+
+@contextmanager
+def glmtts_apps(*arguments: Sequence[str], logs: Path) -> Iterator[list[str]]:
+    """GLM-TTS Gradio stand-ins (``tests/servers/glmtts_gradio.py``), one process each with its
+    arguments, started together; their URLs once they answer."""
+    logs.mkdir(parents=True, exist_ok=True)
+    apps = []
+    try:
+        for number, args in enumerate(arguments):
+            port = free_port()
+            command = [sys.executable, "-m", "tests.servers.glmtts_gradio", "--port", str(port), *args]
+            with open(logs / f"glmtts-gradio-{number}.log", "ab") as log:
+                process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            apps.append((f"http://127.0.0.1:{port}", process))
+        for url, process in apps:
+            wait_listening(url, process, timeout=60)
+        yield [url for url, _ in apps]
+    finally:
+        for _, process in apps:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def glmtts_checkout(root: Path) -> Path:
+    """A GLM-TTS checkout as upstream lays it out (``ckpt/``, ``frontend/``, ``examples/``), with the
+    stand-in of ``glmtts_inference.py`` as its script."""
+    (root / "ckpt" / "llm").mkdir(parents=True)
+    (root / "frontend").mkdir()
+    (root / "frontend" / "campplus.onnx").write_bytes(b"")
+    (root / "examples").mkdir()
+    shutil.copy(STAND_INS / "glmtts_inference.py", root / "glmtts_inference.py")
+    return root

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bench.instances import glmtts_checkout
 from fastapi.testclient import TestClient
 
 from tests.support.api import assert_error, ready_client, submit, wait_for
@@ -27,20 +28,12 @@ from voxserve.engines.kind import BuildContext
 from voxserve.engines.registry import build_engine
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
 
-STAND_IN = Path(__file__).parent / "servers" / "glmtts_inference.py"
 PROMPT_TEXT = "他当时还跟线下其他的站姐吵架，然后，打架进局子了。"
 
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    """A GLM-TTS checkout as upstream lays it out, with the stand-in as its script."""
-    root = tmp_path / "GLM-TTS"
-    (root / "ckpt" / "llm").mkdir(parents=True)
-    (root / "frontend").mkdir()
-    (root / "frontend" / "campplus.onnx").write_bytes(b"")
-    (root / "examples").mkdir()
-    shutil.copy(STAND_IN, root / "glmtts_inference.py")
-    return root
+    return glmtts_checkout(tmp_path / "GLM-TTS")
 
 
 @pytest.fixture

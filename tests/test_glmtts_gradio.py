@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AsyncExitStack, ExitStack, contextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
+from bench.instances import glmtts_apps
 from bench.server import free_port
 
 from tests.support.api import assert_error, ready_client
@@ -32,60 +29,21 @@ from voxserve.routing import Pool
 
 MakePool = Callable[..., Awaitable[Pool]]
 PROMPT_TEXT = "他当时还跟线下其他的站姐吵架，然后，打架进局子了。"
-ROOT = Path(__file__).parent.parent
-
-
-@contextmanager
-def gradio_app(record: Path, *args: str) -> Iterator[str]:
-    """The stand-in as its own process (as upstream runs: ``python -m tools.gradio_app``)."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "tests.servers.glmtts_gradio",
-        "--port",
-        str(port),
-        "--record",
-        str(record),
-    ]
-    with open(record.with_suffix(".log"), "ab") as log:
-        process = subprocess.Popen([*command, *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def wait_up(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"no Gradio app at {url}"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def glm_gradio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two apps, started together: upstream's (three calls at once allowed, two fit in memory), and one
     that answers at 32 kHz whatever it is asked (as upstream's app did before it returned the rate asked)."""
-    directory = tmp_path_factory.mktemp("glm-gradio")
-    with ExitStack() as stack:
-        current = ["--concurrency", "3", "--capacity", "2", "--seconds-per-char", "0.02"]
-        apps = {
-            "current": stack.enter_context(gradio_app(directory / "current.jsonl", *current)),
-            "fixed_rate": stack.enter_context(
-                gradio_app(directory / "fixed.jsonl", "--answer-rate", "32000")
-            ),
-        }
-        for url in apps.values():
-            wait_up(url)
-        yield {**apps, "records": directory}
+    records = tmp_path_factory.mktemp("glm-gradio")
+    current = ["--concurrency", "3", "--capacity", "2", "--seconds-per-char", "0.02"]
+    fixed_rate = ["--answer-rate", "32000"]
+    with glmtts_apps(
+        [*current, "--record", str(records / "current.jsonl")],
+        [*fixed_rate, "--record", str(records / "fixed.jsonl")],
+        logs=records,
+    ) as (current_url, fixed_url):
+        yield {"current": current_url, "fixed_rate": fixed_url, "records": records}
 
 
 def calls(glm_gradio: dict[str, Any], app: str) -> list[dict[str, Any]]:
