@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from tests.servers.engines import Behaviour, cosyvoice_app, emotivoice_app, openai_app, serving, tone
 from tests.support.api import ready_client
@@ -213,14 +216,23 @@ async def test_leaving_early_closes_the_upstream_request(
     await engine.close()
 
 
+@contextmanager
+def api_over(
+    tmp_path: Path, name: str, kind: str, url: str, voices: list[str] | None = None, **fields: Any
+) -> Iterator[TestClient]:
+    """The real app over one remote engine of ``kind`` at ``url``, its only and default engine."""
+    options = {"voices": voices or ["中文女"]}
+    config = EngineSettings(name=name, kind=kind, url=url, options=options, **fields)
+    settings = Settings(data_dir=tmp_path, engines=[config], default_engine=name, jobs={"workers": 0})
+    with ready_client(settings) as client:
+        yield client
+
+
 def test_a_configured_remote_engine_serves_the_api(
     stand_in: Callable[..., str], behaviour: Behaviour, tmp_path: Path
 ) -> None:
     url = stand_in(cosyvoice_app)
-    options = {"voices": ["中文女"]}
-    cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, queue_timeout=1, options=options)
-    settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", jobs={"workers": 0})
-    with ready_client(settings) as client:
+    with api_over(tmp_path, "cosy", "cosyvoice", url, queue_timeout=1) as client:
         body = {"model": "cosy", "input": "你好。再见。", "response_format": "wav", "emotion": "happy"}
         response = client.post("/v1/audio/speech", json=body)
         assert response.status_code == 200, response.text
@@ -252,10 +264,7 @@ def test_cloned_voices_reach_cosyvoice_with_the_normalized_audio_and_transcript(
 ) -> None:
     from tests.support.signals import GOOD
 
-    url = stand_in(cosyvoice_app)
-    cosy = EngineSettings(name="cosy", kind="cosyvoice", url=url, options={"voices": ["中文女"]})
-    settings = Settings(data_dir=tmp_path, engines=[cosy], default_engine="cosy", jobs={"workers": 0})
-    with ready_client(settings) as client:
+    with api_over(tmp_path, "cosy", "cosyvoice", stand_in(cosyvoice_app)) as client:
         files = {"audio": ("me.wav", GOOD, "audio/wav")}
         with_transcript = client.post(
             "/v1/voices", data={"name": "me", "prompt_text": "今天天气很好。"}, files=files
@@ -282,10 +291,7 @@ def test_emotivoice_emotions_through_the_api(
     stand_in: Callable[..., str], behaviour: Behaviour, tmp_path: Path
 ) -> None:
     """A known emotion reaches EmotiVoice as its Chinese word; another is a 422 listing those it knows."""
-    url = stand_in(emotivoice_app)
-    emoti = EngineSettings(name="emoti", kind="emotivoice", url=url, options={"voices": ["8051"]})
-    settings = Settings(data_dir=tmp_path, engines=[emoti], default_engine="emoti", jobs={"workers": 0})
-    with ready_client(settings) as client:
+    with api_over(tmp_path, "emoti", "emotivoice", stand_in(emotivoice_app), voices=["8051"]) as client:
         body = {"model": "emoti", "input": "你好。", "response_format": "wav"}
         refused = client.post("/v1/audio/speech", json={**body, "emotion": "gleeful"})
         assert refused.status_code == 422 and refused.json()["error"]["param"] == "emotion"
