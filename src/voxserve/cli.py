@@ -60,7 +60,10 @@ def _configure_logging(level: str) -> None:
     listener = logging.handlers.QueueListener(lines, writer)
     listener.start()
     atexit.register(listener.stop)
-    logging.basicConfig(level=level.upper(), handlers=[logging.handlers.QueueHandler(lines)], force=True)
+    handoff = logging.handlers.QueueHandler(lines)
+    # it formats each record before queueing it: only the message, or every line is prefixed twice
+    handoff.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handoff], force=True)
 
 
 @app.command()

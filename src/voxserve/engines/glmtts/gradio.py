@@ -92,7 +92,15 @@ class GlmTtsGradioEngine(EngineBase):
         await super().load()
 
     async def health(self, timeout: float = 2.0) -> bool:
-        return await server_alive(self._http, timeout)
+        """Alive if the app answers and is a Gradio app; its client is made here, so that the first
+        request after start does not wait for it."""
+        if not await server_alive(self._http, timeout):
+            return False
+        try:
+            await self._client()
+        except EngineUnavailable:
+            return False
+        return True
 
     async def close(self) -> None:
         await super().close()
