@@ -122,7 +122,7 @@ async def test_a_deadline_that_cannot_be_met_is_a_clear_503(cluster: Cluster, st
 
 
 async def test_adaptive_limit_converges_near_the_capacity(cluster: Cluster, start: StartPool) -> None:
-    cluster.add(seconds_per_char=0.01, capacity=8)
+    cluster.add(seconds_per_char=0.03, capacity=8)  # 60 ms a request: long beside a busy loop's lag
     limit = AdaptiveLimit(value=2)
     pool = await start(make_pool(cluster, [limit]))
     samples: list[int] = []
@@ -133,7 +133,7 @@ async def test_adaptive_limit_converges_near_the_capacity(cluster: Cluster, star
             await speak(pool, "你好")
             samples.append(limit.current)
 
-    await asyncio.gather(*(client() for _ in range(400)))  # every request succeeds, OOMs are retried
+    await asyncio.gather(*(client() for _ in range(300)))  # every request succeeds, OOMs are retried
     settled = statistics.mean(samples[len(samples) // 2 :])
     assert 8 * 0.8 <= settled <= 8 * 1.2, f"settled at {settled:.1f} for a capacity of 8"
     assert cluster.behaviours[0].out_of_memory > 0, "the limit was found by probing, not given"
