@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support.api import SPEECH, assert_error
+from tests.support.api import LOCAL, SPEECH, assert_error
 from voxserve.api import create_app
 from voxserve.config import Settings
 from voxserve.engines.fake import FakeEngine
@@ -115,7 +115,7 @@ class SlowLoadingEngine(FakeEngine):
 def test_not_ready_until_engines_load(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, default_engine="slow")
     app = create_app(settings, engines={"slow": SlowLoadingEngine(name="slow")})
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         assert client.get("/healthz").status_code == 200
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["status"] == "loading"

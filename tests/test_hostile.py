@@ -28,7 +28,7 @@ from fastapi.responses import Response, StreamingResponse
 from fastapi.testclient import TestClient
 
 from tests.servers.engines import serving
-from tests.support.api import SPEECH, ClientFactory, assert_error, ready_client, submit, wait_for
+from tests.support.api import LOCAL, SPEECH, ClientFactory, assert_error, ready_client, submit, wait_for
 from tests.support.audio import decode
 from voxserve.api import create_app
 from voxserve.audio.pcm import wav_bytes
@@ -144,7 +144,7 @@ async def test_a_store_that_goes_away_mid_job_is_waited_out_and_the_job_finishes
     text = " ".join(f"Sentence number {i} is here." for i in range(20))
     transport = httpx.ASGITransport(app)
     async with (
-        httpx.AsyncClient(transport=transport, base_url="http://voxserve") as client,
+        httpx.AsyncClient(transport=transport, base_url=LOCAL) as client,
         app.router.lifespan_context(app),
     ):
         await _until(lambda: client.get("/readyz"), lambda r: r.status_code == 200)
@@ -244,7 +244,10 @@ def test_a_reference_url_that_trickles_is_cut_off_at_the_deadline(tmp_path: Path
         references={"url_hosts": ["127.0.0.1"], "url_private": True, "fetch_seconds": 2},
     )
     engine = FakeEngine(name="fake", cloning=True)
-    with serving(app) as base, TestClient(create_app(settings, engines={"fake": engine})) as client:
+    with (
+        serving(app) as base,
+        TestClient(create_app(settings, engines={"fake": engine}), base_url=LOCAL) as client,
+    ):
         started = time.monotonic()
         response = client.post("/api/synthesis", json={"text": "hi", "audio": f"{base}/slow.wav"})
         assert time.monotonic() - started < 6
@@ -400,7 +403,7 @@ def test_the_same_audio_under_a_new_name_is_a_new_voice(tmp_path: Path) -> None:
     engine = FakeEngine(name="fake", cloning=True)
     settings = Settings(data_dir=tmp_path, default_engine="fake")
     audio = wav_bytes((0.2 * np.sin(np.arange(24000 * 4) / 7)).astype(np.float32), 24000)
-    with TestClient(create_app(settings, engines={"fake": engine})) as client:
+    with TestClient(create_app(settings, engines={"fake": engine}), base_url=LOCAL) as client:
         mine = client.post("/v1/voices", data={"name": "mine"}, files={"audio": ("a.wav", audio)})
         same = client.post("/v1/voices", data={"name": "mine"}, files={"audio": ("a.wav", audio)})
         theirs = client.post("/v1/voices", data={"name": "theirs"}, files={"audio": ("a.wav", audio)})
@@ -463,7 +466,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_held(tmp_path: Path, chun
     settings = Settings(
         data_dir=tmp_path, default_engine="fake", jobs={"max_chars": 1000}, references={"max_bytes": 2048}
     )
-    with TestClient(create_app(settings, engines={"fake": FakeEngine()})) as client:
+    with TestClient(create_app(settings, engines={"fake": FakeEngine()}), base_url=LOCAL) as client:
         body = b'{"input": "' + b"a" * 5_000_000 + b'"}'
         content = (body[i : i + 65536] for i in range(0, len(body), 65536)) if chunked else body
         response = client.post("/v1/jobs", content=content, headers={"Content-Type": "application/json"})

@@ -209,12 +209,15 @@ def test_websocket_events(make_client: ClientFactory, fake_engine: FakeEngine) -
     client = make_client()
     job = submit(client)
     messages: list[dict[str, Any]] = []
-    with client.websocket_connect(f"/v1/jobs/{job['id']}/ws") as socket:
+    with client.websocket_connect(f"ws://127.0.0.1/v1/jobs/{job['id']}/ws") as socket:
         while not messages or messages[-1]["status"] != "succeeded":
             messages.append(socket.receive_json())
     progress = [m["progress"]["segments_done"] for m in messages]
     assert progress == sorted(progress) and progress[-1] == 3
-    with client.websocket_connect("/v1/jobs/job_nope/ws") as socket, pytest.raises(Exception) as closed:
+    with (
+        client.websocket_connect("ws://127.0.0.1/v1/jobs/job_nope/ws") as socket,
+        pytest.raises(Exception) as closed,
+    ):
         socket.receive_json()
     assert getattr(closed.value, "code", None) == 4404
 

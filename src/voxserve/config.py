@@ -166,6 +166,89 @@ class JobSettings(BaseModel):
     janitor_interval_seconds: float = Field(default=600.0, gt=0)
 
 
+#: What a key may be allowed to do; ``admin`` also sees every key's jobs and voices.
+SCOPES = ("speech", "jobs", "voices", "admin")
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1"]
+
+
+class Quota(BaseModel):
+    """Limits of a key, or of one client address without a key. A field left out has no limit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    chars_per_day: int | None = Field(
+        default=None, ge=1, description="characters synthesized (speech and jobs)"
+    )
+    chars_per_month: int | None = Field(default=None, ge=1)
+    concurrent_streams: int | None = Field(default=None, ge=1, description="speech requests at once")
+    max_job_chars: int | None = Field(default=None, ge=1, description="the longest job it may submit")
+    max_audio_seconds: float | None = Field(default=None, gt=0, description="audio one request may make")
+
+    def over(self, defaults: Quota) -> Quota:
+        """These limits where they are set, ``defaults`` elsewhere (a key's own over everyone's)."""
+        return defaults.model_copy(update=self.model_dump(exclude_unset=True))
+
+
+class AuthSettings(BaseModel):
+    """Who may use the API, and from where (``[auth]``, ``VOXSERVE_AUTH__*``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=False, description="require an API key (off: one local user, no keys)")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: list(LOOPBACK_HOSTS),
+        description="Host header values answered (DNS rebinding); '*' answers any, '.example.com' a domain",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="addresses or networks whose X-Forwarded-For / X-Real-IP count"
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="browser origins allowed ('*': any)")
+    cors_methods: list[str] = Field(default_factory=lambda: ["GET", "POST", "DELETE"])
+    cors_headers: list[str] = Field(
+        default_factory=lambda: [
+            "Authorization",
+            "X-API-Key",
+            "Content-Type",
+            "Idempotency-Key",
+            "Cache-Control",
+        ]
+    )
+    public_docs: bool = Field(default=False, description="/docs, /redoc, /openapi.json without a key")
+    public_metrics: bool = Field(default=False, description="/metrics without a key (else: admin)")
+    public_engines: bool = Field(default=False, description="/v1/engines without a key")
+
+
+class LimitSettings(BaseModel):
+    """Quotas and rate limits (``[limits]``, ``VOXSERVE_LIMITS__*``), counted in memory or in Redis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    storage_url: str | None = Field(
+        default=None,
+        description="memory:// (one process) or redis://...; default: the job queue's Redis, else memory",
+    )
+    keys: Quota = Field(
+        default_factory=lambda: Quota(requests_per_minute=600, concurrent_streams=8),
+        description="every key's limits, unless the key sets its own",
+    )
+    anonymous: Quota = Field(
+        default_factory=Quota, description="per client address, for requests without a key"
+    )
+
+
+class ModerationSettings(BaseModel):
+    """Text checked before synthesis (``[moderation]``): a blocklist file, an HTTP service, or both."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    blocklist: Path | None = Field(default=None, description="a file: one word, phrase or /regex/ a line")
+    url: str | None = Field(
+        default=None, description='POST {"input": text} → {"allowed": bool, "reason": str}'
+    )
+    timeout: float = Field(default=2.0, gt=0, description="seconds the service may take (then refused)")
+
+
 class Settings(BaseSettings):
     """Everything voxserve can be told. Field docs double as ``voxserve config`` help."""
 
@@ -201,6 +284,9 @@ class Settings(BaseSettings):
 
     references: ReferenceSettings = Field(default_factory=ReferenceSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    moderation: ModerationSettings = Field(default_factory=ModerationSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -14,8 +14,13 @@ guess what a ``ValueError`` meant::
     │       ├── CapabilityMissing (422 capability_missing)
     │       ├── EngineRejected (422 engine_rejected)
     │       ├── NothingToSay (422 nothing_to_say: only pauses or empty markup)
-    │       └── InvalidAudio (422 invalid_audio: a reference that breaks a rule)
+    │       ├── InvalidAudio (422 invalid_audio: a reference that breaks a rule)
+    │       └── Moderated (422 moderated: text the moderation refused, with its reason)
+    ├── InvalidHost (400 invalid_host: a Host header not on the allowed list)
+    ├── Unauthorized (401 unauthorized: no key, or one that is unknown, expired or revoked)
     ├── Forbidden (403 forbidden: a path or host outside what is allowed)
+    │   ├── ScopeMissing (403 insufficient_scope: the key lacks the scope a route needs)
+    │   └── ForeignOrigin (403 forbidden_origin: a browser page of another site, not allowed)
     ├── NotFound (404 not_found)
     │   ├── UnknownVoice (404 unknown_voice)
     │   ├── UnknownModel (404 unknown_model)
@@ -26,10 +31,12 @@ guess what a ``ValueError`` meant::
     ├── PayloadTooLarge (413 input_too_large)
     │   └── AudioTooLong (413 audio_too_long: more audio than a request may make)
     ├── RangeNotSatisfiable (416 range_not_satisfiable, with Content-Range)
+    ├── RateLimited (429 rate_limited, with Retry-After and X-RateLimit-*)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── InsufficientStorage (507 insufficient_storage)
     ├── ClientGone (499 client_closed_request: hung up before the first audio; never sent)
     ├── StoreUnavailable (503 store_unavailable: the job store does not answer)
+    ├── ModerationUnavailable (503 moderation_unavailable: the moderation service did not answer)
     ├── NotReady (503 not_ready, with Retry-After)
     │   └── Busy (503 busy: the embedded engine's queue is full or its wait too long)
     └── EngineError (502 engine_error)
@@ -101,11 +108,47 @@ class InvalidAudio(UnsupportedValue):
     code = "invalid_audio"
 
 
+class Moderated(UnsupportedValue):
+    """The text moderation refused the input; nothing was made or charged."""
+
+    code = "moderated"
+
+
+class InvalidHost(VoxserveError):
+    """The Host header names a host this service does not answer for (DNS rebinding, a wrong vhost)."""
+
+    status_code = 400
+    code = "invalid_host"
+
+
+class Unauthorized(VoxserveError):
+    """No API key, or one that is unknown, expired, disabled or revoked."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="voxserve"'}
+
+
 class Forbidden(VoxserveError):
     """A path outside the allowed directories, or a URL whose host is not allowed."""
 
     status_code = 403
     code = "forbidden"
+
+
+class ScopeMissing(Forbidden):
+    """The key is valid but lacks the scope the route needs (named in the message and ``param``)."""
+
+    code = "insufficient_scope"
+
+
+class ForeignOrigin(Forbidden):
+    """A state-changing request from a browser page of a site that is not allowed (CSRF)."""
+
+    code = "forbidden_origin"
 
 
 class NotFound(VoxserveError):
@@ -175,6 +218,27 @@ class RangeNotSatisfiable(VoxserveError):
         return {"Content-Range": f"bytes */{self.size}"}
 
 
+class RateLimited(VoxserveError):
+    """A limit of the key (or the client's address) would be passed; nothing was charged."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, limit: int, remaining: int, reset: float, retry_after: int,
+                 param: str | None = None) -> None:  # fmt: skip
+        super().__init__(message, param=param)
+        self.limit, self.remaining, self.reset, self.retry_after = limit, remaining, reset, retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {
+            "Retry-After": str(self.retry_after),
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(int(self.reset)),
+        }
+
+
 class UnsupportedMediaType(VoxserveError):
     status_code = 415
     code = "unsupported_media_type"
@@ -207,6 +271,13 @@ class StoreUnavailable(VoxserveError):
 
     status_code = 503
     code = "store_unavailable"
+
+
+class ModerationUnavailable(VoxserveError):
+    """The moderation service did not answer in time: nothing unchecked is spoken."""
+
+    status_code = 503
+    code = "moderation_unavailable"
 
 
 class Busy(NotReady):

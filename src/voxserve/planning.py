@@ -30,6 +30,7 @@ from voxserve.request import SAMPLE_RATES, SpeechRequest
 from voxserve.selection import Selection, ignored_options
 from voxserve.text import TextNormalizer, detect_language, fit, is_speakable, language_code, sentences
 from voxserve.text.markup import expand_ssml, has_marks, split_pauses, strip_marks
+from voxserve.voices import EVERYONE, Viewer
 
 #: Faster than any voice speaks at speed 1, so the planned estimate of audio is a lower bound.
 FASTEST_CHARS_PER_SECOND = {"zh": 9.0, "ja": 12.0}
@@ -63,6 +64,7 @@ class Plan:
     tempo: float
     ignored: tuple[str, ...]
     max_audio_seconds: float
+    library_voice: str | None = None  # the id of the library voice it uses, if it uses one
     priority: int = SPEECH_PRIORITY
     submitted: float = field(default_factory=time.monotonic)  # orders its segments in engine queues
 
@@ -95,12 +97,14 @@ class Planner:
         require_ready: bool = True,
         max_audio_seconds: float | None = None,
         priority: int = SPEECH_PRIORITY,
+        viewer: Viewer = EVERYONE,
     ) -> Plan:
         """Check a request and decide how to serve it; raises a VoxserveError if it cannot be.
 
         ``max_chars`` and ``max_audio_seconds`` replace the synchronous limits
         (jobs take much longer texts); a job may also be planned while engines
-        still load. Blocking work (a long text takes seconds): call it in a thread.
+        still load. ``viewer`` is whose library voices it may use (with keys: its own). Blocking
+        work (a long text takes seconds): call it in a thread.
         """
         self._check_input(request.input, max_chars)
         if request.language and language_code(request.language) not in self.selection.languages:
@@ -110,7 +114,7 @@ class Planner:
                 param="language",
             )
         text = expand_ssml(request.input)
-        library_voice = self.selection.library_voice(request.voice)
+        library_voice = self.selection.library_voice(request.voice, viewer)
         cloned = library_voice is not None and library_voice.kind == "cloned"
         reference = self.selection.voices.reference(library_voice) if cloned and library_voice else None
         wanted = library_voice.blend if library_voice is not None and library_voice.blend else request.voice
@@ -166,6 +170,7 @@ class Planner:
             tempo=request.speed / engine_speed,
             ignored=ignored_options(request, engine, text),
             max_audio_seconds=audio_limit,
+            library_voice=library_voice.id if library_voice else None,
             priority=priority,
         )
 
@@ -186,9 +191,13 @@ class Planner:
         if not is_speakable(text):
             raise UnsupportedValue("input has nothing to speak (no letters or digits)", param="input")
 
-    async def plan_in_thread(self, request: SpeechRequest) -> Plan:
-        """``plan`` for a request someone waits on, off the event loop (4,096 characters: ~40 ms)."""
-        return await asyncio.to_thread(self.plan, request)
+    async def plan_in_thread(
+        self, request: SpeechRequest, max_audio_seconds: float | None = None, viewer: Viewer = EVERYONE
+    ) -> Plan:
+        """``plan`` for a request someone waits on, off the event loop (4,096 characters: ~40 ms);
+        ``max_audio_seconds`` lowers the audio limit (a key's own)."""
+        limit = min(self.settings.max_audio_seconds, max_audio_seconds or self.settings.max_audio_seconds)
+        return await asyncio.to_thread(self.plan, request, max_audio_seconds=limit, viewer=viewer)
 
     def _segments(self, request: SpeechRequest, text: str, engine: Engine) -> Iterator[Segment]:
         """Segments of the text; a ``[pause:…]`` mark sets the pause after the segment it ends."""

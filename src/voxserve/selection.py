@@ -15,7 +15,7 @@ from voxserve.errors import CapabilityMissing, InvalidRequest, UnknownModel, Unk
 from voxserve.request import SpeechRequest
 from voxserve.text import language_code, languages_in
 from voxserve.text.markup import has_pronunciations, strip_marks
-from voxserve.voices import Voice, VoiceLibrary
+from voxserve.voices import EVERYONE, Viewer, Voice, VoiceLibrary
 from voxserve.voices.blend import blend_parts_known, is_blend, parse_blend
 
 
@@ -80,13 +80,14 @@ class Selection:
                 f"{which} clone voices from reference audio; use an engine with cloning", param=param
             )
 
-    def library_voice(self, name: str | None) -> Voice | None:
-        """The library voice a request names, if it names one rather than an engine's own voice."""
+    def library_voice(self, name: str | None, viewer: Viewer = EVERYONE) -> Voice | None:
+        """The library voice a request names (one ``viewer`` may use), if it names one rather than an
+        engine's own voice."""
         if not name or is_blend(name) or name.lower() in self.settings.voice_aliases:
             return None
         if any(engine.capabilities.voice(name) for engine in self.engines.values()):
             return None
-        return self.voices.get(name)
+        return self.voices.get(name, viewer)
 
     def engine_and_voice(
         self, request: SpeechRequest, wanted: str | None, cloning: bool, text: str

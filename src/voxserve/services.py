@@ -30,6 +30,9 @@ from voxserve.jobs.worker import Worker, WorkerHealth, run_workers
 from voxserve.looplag import LoopLagMonitor
 from voxserve.metrics import Metrics, PoolCollector, RuntimeCollector, Snapshotting
 from voxserve.pipeline import Pipeline
+from voxserve.security.guard import Guard
+from voxserve.security.quotas import QuotaLimiter
+from voxserve.security.store import open_key_store
 from voxserve.text import TextNormalizer
 from voxserve.voices import VoiceLibrary
 from voxserve.voices.ingest import ReferenceIngest
@@ -50,6 +53,7 @@ class Services:
     loop_lag: LoopLagMonitor
     jobs: JobSubmitter
     references: ReferenceIngest
+    guard: Guard
     load_error: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _workers: list[Worker] = field(default_factory=list, repr=False)
@@ -92,6 +96,7 @@ class Services:
             files=files,
             jobs=JobSubmitter(store, files, pipeline, jobs),
             references=ReferenceIngest(voices, settings.references),
+            guard=build_guard(settings),
         )
         metrics.registry.register(RuntimeCollector(loop_lag.quantiles, services.worker_health))
         return services
@@ -169,9 +174,22 @@ class Services:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
+        await self.guard.close()
         for engine in self.pipeline.engines.values():
             await engine.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_guard(settings: Settings) -> Guard:
+    """Keys beside the jobs (SQLite file or Redis); limits counted in ``limits.storage_url``, else in the
+    job queue's Redis when there is one (replicas share the counts), else in this process."""
+    jobs = settings.jobs
+    keys = open_key_store(jobs.queue_url, settings.data_dir, jobs.queue_prefix)
+    shared = (
+        jobs.queue_url if jobs.queue_url and jobs.queue_url.startswith(("redis://", "rediss://")) else None
+    )
+    limiter = QuotaLimiter(settings.limits.storage_url or shared or "memory://", jobs.queue_prefix)
+    return Guard(settings, keys, limiter)
 
 
 SYNTH_NICENESS = 5

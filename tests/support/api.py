@@ -14,6 +14,8 @@ from voxserve.config import Settings
 from voxserve.engines import Engine
 
 SPEECH = "/v1/audio/speech"
+#: Where test clients say they are (a loopback name: the Host check answers it by default).
+LOCAL = "http://127.0.0.1"
 JOB_TEXT = "One two three. Four five six. Seven eight nine."
 ClientFactory = Callable[..., TestClient]
 
@@ -24,7 +26,7 @@ def ready_client(
 ) -> Iterator[TestClient]:
     """The real app (over ``engines``, or the configured ones), once ``/readyz`` says it is ready."""
     app = create_app(settings, engines=engines)
-    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=raise_server_exceptions) as client:
         deadline = time.monotonic() + 30
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, client.get("/readyz").json()

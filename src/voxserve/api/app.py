@@ -8,11 +8,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from voxserve import __version__
-from voxserve.api import catalog, health, jobs, speech, tasks, tts, voices
+from voxserve.api import admin, catalog, health, jobs, speech, tasks, tts, voices
 from voxserve.api import engines as engines_api
 from voxserve.api.body_limit import BodyLimit
+from voxserve.api.browser import BrowserGuard
+from voxserve.api.counting import RequestCounter
+from voxserve.api.docs import install_docs
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.schemas import ERRORS, hoist_definitions
 from voxserve.config import Settings
@@ -50,13 +54,36 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
         summary="Self-hosted speech synthesis with an OpenAI-compatible API.",
         lifespan=lifespan,
         responses=ERRORS,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
+    # outermost last: the browser checks, CORS, the body limit, then the request counter
+    app.add_middleware(RequestCounter)
     app.add_middleware(BodyLimit, limit=max_body_bytes(settings))
+    auth = settings.auth
+    if auth.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=auth.cors_origins,
+            allow_methods=auth.cors_methods,
+            allow_headers=auth.cors_headers,
+            expose_headers=EXPOSED_HEADERS,
+        )
+    app.add_middleware(BrowserGuard, auth=auth)
     install_error_handlers(app)
-    for module in (speech, tts, jobs, tasks, voices, catalog, engines_api, health):
+    for module in (speech, tts, jobs, tasks, voices, catalog, engines_api, admin, health):
         app.include_router(module.router)
+    install_docs(app)
     _complete_schema(app)
     return app
+
+
+#: What a page of an allowed origin may read of an answer.
+EXPOSED_HEADERS = [
+    "X-Request-Id", "X-Voxserve-Engine", "X-Voxserve-Voice", "X-Voxserve-Ignored", "Retry-After",
+    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Content-Disposition", "Location",
+]  # fmt: skip
 
 
 def max_body_bytes(settings: Settings) -> int:

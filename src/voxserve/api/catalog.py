@@ -6,13 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from voxserve.api.auth import metered
 from voxserve.api.dependencies import get_services
+from voxserve.security import Principal
 from voxserve.services import Services
 
 router = APIRouter()
+AnyKey = Annotated[Principal, Depends(metered())]
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", dependencies=[Depends(metered())])
 async def list_models(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
     """Engines, and the OpenAI model names that map onto them (OpenAI's list shape)."""
     settings = services.settings
@@ -45,7 +48,10 @@ def builtin_voices(services: Services) -> list[dict[str, Any]]:
 
 
 @router.get("/v1/audio/voices")
-async def list_voices(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
-    """Every engine's voices, the library's cloned voices and blends, and the OpenAI voice aliases."""
-    library = [voice.to_dict() for voice in services.voices.list()]
+async def list_voices(
+    services: Annotated[Services, Depends(get_services)], principal: AnyKey
+) -> dict[str, Any]:
+    """Every engine's voices, the library's cloned voices and blends (the key's own), and the OpenAI
+    voice aliases."""
+    library = [voice.to_dict() for voice in services.voices.list(principal.viewer)]
     return {"voices": builtin_voices(services) + library, "aliases": dict(services.settings.voice_aliases)}

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from voxserve.api.auth import public_unless
 from voxserve.api.dependencies import get_services
 from voxserve.engines import Engine
 from voxserve.metrics import Snapshotting
@@ -38,6 +39,6 @@ def engine_view(engine: Engine) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/engines")
+@router.get("/v1/engines", dependencies=[Depends(public_unless("public_engines"))])
 async def list_engines(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
     return {"engines": [engine_view(engine) for engine in services.pipeline.engines.values()]}

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from voxserve.api.auth import public_unless
 from voxserve.api.dependencies import get_services
 from voxserve.services import Services
 
@@ -52,7 +53,12 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
     return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    dependencies=[Depends(public_unless("public_metrics", "admin"))],
+)
 async def metrics(services: Annotated[Services, Depends(get_services)]) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -21,6 +21,7 @@ from starlette.responses import MalformedRangeHeader
 from starlette.responses import RangeNotSatisfiable as RangeNotSatisfiableRange
 from starlette.websockets import WebSocketDisconnect
 
+from voxserve.api.auth import job_charge, metered, principal_of, user
 from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import (
     AUDIO_TYPES,
@@ -32,10 +33,11 @@ from voxserve.api.schemas import (
     parse_json,
 )
 from voxserve.audio import FORMATS, AudioFormat
-from voxserve.errors import InvalidRequest, JobNotSucceeded, RangeNotSatisfiable
+from voxserve.errors import InvalidRequest, JobNotSucceeded, RangeNotSatisfiable, VoxserveError
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
 from voxserve.jobs.writer import stream_path
 from voxserve.request import CacheMode
+from voxserve.security import Principal
 from voxserve.services import Services
 
 router = APIRouter()
@@ -82,11 +84,15 @@ def job_view(job: Job) -> dict[str, Any]:
     }
 
 
-async def _job(services: Services, job_id: str) -> Job:
+async def owned_job(services: Services, job_id: str, principal: Principal) -> Job:
+    """The job, if the principal may see it: another key's job does not exist for it (404, not 403)."""
     job = await services.store.get(job_id)
-    if job is None:
+    if job is None or not principal.sees(job.owner):
         raise JobNotFound(f"job {job_id!r} does not exist (or has expired)", param="id")
     return job
+
+
+JobReader = Annotated[Principal, Depends(metered("jobs"))]
 
 
 async def job_body(request: Request) -> JobBody:
@@ -98,11 +104,13 @@ async def create_job(
     body: Annotated[JobBody, Depends(job_body)],
     services: Annotated[Services, Depends(get_services)],
     cache: Annotated[CacheMode, Depends(cache_mode)],
+    principal: Annotated[Principal, Depends(user("jobs"))],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> JSONResponse:
     """Queue a job; the same ``Idempotency-Key`` and body return the same job."""
+    request = body.to_request(cache)
     job, created = await services.jobs.submit(
-        body.to_request(cache),
+        request,
         job_id=new_job_id(),
         name=body.name or body.task_id,
         priority=body.priority,
@@ -110,6 +118,9 @@ async def create_job(
         metadata=body.metadata,
         idempotency_key=idempotency_key,
         max_attempts=body.max_attempts,
+        charge=job_charge(services, principal, request),
+        owner=principal.owner,
+        sees_all=principal.sees_all,
     )
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if not created:
@@ -120,12 +131,14 @@ async def create_job(
 @router.get("/v1/jobs")
 async def list_jobs(
     services: Annotated[Services, Depends(get_services)],
+    principal: JobReader,
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[str | None, Query(description="id of the last job of the previous page")] = None,
 ) -> dict[str, Any]:
     """Newest first; follow ``next`` for the next page."""
-    jobs = await services.store.list_jobs(status, limit + 1, before)
+    owner = None if principal.sees_all else principal.owner
+    jobs = await services.store.list_jobs(status, limit + 1, before, owner)
     page = jobs[:limit]
     has_more = len(jobs) > limit
     return {
@@ -137,13 +150,18 @@ async def list_jobs(
 
 
 @router.get("/v1/jobs/{job_id}")
-async def get_job(job_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
-    return job_view(await _job(services, job_id))
+async def get_job(
+    job_id: str, services: Annotated[Services, Depends(get_services)], principal: JobReader
+) -> dict[str, Any]:
+    return job_view(await owned_job(services, job_id, principal))
 
 
 @router.delete("/v1/jobs/{job_id}")
-async def cancel_job(job_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+async def cancel_job(
+    job_id: str, services: Annotated[Services, Depends(get_services)], principal: JobReader
+) -> dict[str, Any]:
     """Cancel: a queued job at once, a running one at its next segment (freeing the engine)."""
+    await owned_job(services, job_id, principal)
     return job_view(await services.store.cancel(job_id))
 
 
@@ -171,10 +189,11 @@ def _format(job: Job) -> AudioFormat:
 async def job_audio(
     job_id: str,
     services: Annotated[Services, Depends(get_services)],
+    principal: JobReader,
     range_header: Annotated[str | None, Header(alias="Range", max_length=1024)] = None,
 ) -> Response:
     """The finished file (Range supported); while the job runs, the audio so far and then the rest."""
-    job = await _job(services, job_id)
+    job = await owned_job(services, job_id, principal)
     audio_format = _format(job)
     if job.status is JobStatus.SUCCEEDED:
         path = services.files.output(job.id, job.name, audio_format.extension)
@@ -239,9 +258,11 @@ def _event(job: Job) -> bytes:
     response_class=StreamingResponse,
     responses={200: {"description": "Server-Sent Events", "content": SSE_CONTENT}},
 )
-async def job_events(job_id: str, services: Annotated[Services, Depends(get_services)]) -> StreamingResponse:
+async def job_events(
+    job_id: str, services: Annotated[Services, Depends(get_services)], principal: JobReader
+) -> StreamingResponse:
     """Server-Sent Events: the current state at once, then every change, until the job ends."""
-    await _job(services, job_id)
+    await owned_job(services, job_id, principal)
 
     async def events() -> AsyncIterator[bytes]:
         async for job in services.store.watch(job_id, WATCH_INTERVAL):
@@ -252,11 +273,20 @@ async def job_events(job_id: str, services: Annotated[Services, Depends(get_serv
 
 @router.websocket("/v1/jobs/{job_id}/ws")
 async def job_socket(websocket: WebSocket, job_id: str) -> None:
-    """The same events as JSON messages over a WebSocket; closes (1000) when the job ends."""
+    """The same events as JSON messages over a WebSocket; closes (1000) when the job ends.
+
+    Refusals close it with 4000 + the HTTP status (4401 no key, 4403 scope, 4404 no such job,
+    4429 a limit) and the error's message as the reason.
+    """
     services: Services = websocket.app.state.services
     await websocket.accept()
-    if await services.store.get(job_id) is None:
-        await websocket.close(code=4404, reason=f"job {job_id} does not exist")
+    try:
+        principal = await principal_of(websocket, services)
+        principal.require("jobs")
+        await services.guard.admit(principal)
+        await owned_job(services, job_id, principal)
+    except VoxserveError as exc:
+        await websocket.close(code=4000 + exc.status_code, reason=exc.message[:120])
         return
     try:
         async for job in services.store.watch(job_id, WATCH_INTERVAL):

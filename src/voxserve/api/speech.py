@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from voxserve.api.auth import admitted_plan, user
 from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import (
     AUDIO_TYPES,
@@ -18,6 +19,7 @@ from voxserve.api.schemas import (
 )
 from voxserve.api.streaming import audio_response, new_request_id, sse_response
 from voxserve.request import CacheMode
+from voxserve.security import Principal
 from voxserve.services import Services
 
 router = APIRouter()
@@ -38,11 +40,11 @@ async def create_speech(
     body: Annotated[SpeechBody, Depends(speech_body)],
     services: Annotated[Services, Depends(get_services)],
     cache: Annotated[CacheMode, Depends(cache_mode)],
+    principal: Annotated[Principal, Depends(user("speech"))],
 ) -> StreamingResponse:
     """Speak ``input``; the body streams while later segments are still being made."""
-    pipeline = services.pipeline
-    plan = await pipeline.plan_in_thread(body.to_request(cache))
-    request_id = new_request_id()
-    if body.stream_format == "sse":
-        return await sse_response(pipeline, plan, request, request_id)
-    return await audio_response(pipeline, plan, request, request_id)
+    plan, headers, on_end = await admitted_plan(services, principal, body.to_request(cache))
+    answer = sse_response if body.stream_format == "sse" else audio_response
+    response = await answer(services.pipeline, plan, request, new_request_id(), on_end)
+    response.headers.update(headers)
+    return response

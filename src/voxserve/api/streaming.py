@@ -22,7 +22,7 @@ import json
 import logging
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import IO
 from urllib.parse import quote
 
@@ -37,6 +37,13 @@ SPOOL_BYTES = 8 * 1024 * 1024  # a whole-file answer stays in memory up to this,
 READ_BLOCK = 64 * 1024
 
 log = logging.getLogger("voxserve.requests")
+
+#: Told of a synthesis's end, however it ended (the admission's slot and usage are settled there).
+OnEnd = Callable[[Stats], None]
+
+
+def _nothing(_: Stats) -> None:
+    return None
 
 
 def new_request_id() -> str:
@@ -102,7 +109,12 @@ async def _first_or_gone(chunks: AsyncIterator[bytes], request: Request) -> byte
 
 
 async def _started(
-    pipeline: Pipeline, plan: Plan, request_id: str, request: Request, stats: Stats | None = None
+    pipeline: Pipeline,
+    plan: Plan,
+    request_id: str,
+    request: Request,
+    stats: Stats | None = None,
+    on_end: OnEnd = _nothing,
 ) -> AsyncIterator[bytes]:
     """The encoded stream, already run up to its first bytes; logs one line when it ends."""
     stats = stats or Stats(chars=plan.chars)
@@ -111,6 +123,7 @@ async def _started(
         first = await _first_or_gone(chunks, request)
     except BaseException as exc:
         _log_line(request_id, plan, stats, "disconnected" if isinstance(exc, ClientGone) else "failed")
+        on_end(stats)
         await chunks.aclose()
         raise
 
@@ -125,6 +138,7 @@ async def _started(
             outcome = "disconnected"  # the server closes or cancels the body when the client leaves
             raise
         finally:
+            on_end(stats)
             await chunks.aclose()
             _log_line(request_id, plan, stats, outcome)
 
@@ -132,18 +146,16 @@ async def _started(
 
 
 async def audio_response(
-    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, filename: str | None = None
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, on_end: OnEnd = _nothing
 ) -> StreamingResponse:
     """The audio itself as the response body, streamed as it is made."""
     headers = response_headers(plan, request_id)
-    if filename:
-        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    body = await _started(pipeline, plan, request_id, request)
+    body = await _started(pipeline, plan, request_id, request, on_end=on_end)
     return StreamingResponse(body, media_type=plan.audio_format.content_type, headers=headers)
 
 
 async def file_response(
-    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, filename: str
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, filename: str, on_end: OnEnd = _nothing
 ) -> StreamingResponse:
     """The whole file, made before answering, with its real lengths in the header and Content-Length.
 
@@ -153,7 +165,7 @@ async def file_response(
     stats = Stats(chars=plan.chars)
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the body
     try:
-        async for chunk in await _started(pipeline, plan, request_id, request, stats):
+        async for chunk in await _started(pipeline, plan, request_id, request, stats, on_end):
             await asyncio.to_thread(spool.write, chunk)
         size = await asyncio.to_thread(_finalized, spool, plan.audio_format.name, stats.encoded_samples)
     except BaseException:
@@ -186,10 +198,10 @@ def _event(payload: dict[str, object]) -> bytes:
 
 
 async def sse_response(
-    pipeline: Pipeline, plan: Plan, request: Request, request_id: str
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, on_end: OnEnd = _nothing
 ) -> StreamingResponse:
     """OpenAI's ``stream_format: sse``: base64 audio in ``speech.audio.delta`` events, then ``done``."""
-    chunks = await _started(pipeline, plan, request_id, request)
+    chunks = await _started(pipeline, plan, request_id, request, on_end=on_end)
 
     async def events() -> AsyncIterator[bytes]:
         try:

@@ -12,11 +12,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from voxserve.api.auth import job_charge, metered, user
 from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import json_schema_body, parse_json
 from voxserve.audio import FORMATS
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_task_id
 from voxserve.pipeline import SpeechRequest
+from voxserve.security import Principal
 from voxserve.services import Services
 
 router = APIRouter()
@@ -63,24 +65,37 @@ def task_view(job: Job) -> dict[str, Any]:
 async def create_task(
     body: Annotated[SynthesisBody, Depends(synthesis_body)],
     services: Annotated[Services, Depends(get_services)],
+    principal: Annotated[Principal, Depends(user("jobs"))],
 ) -> dict[str, Any]:
     voice = body.voice
     if body.audio:  # seed 002 sends a path or URL of the speaker's recording
         services.pipeline.selection.require_cloning(body.model, "audio")
-        voice = (await services.references.named(body.audio, "audio", body.promptText)).id
+        voice = (await services.references.named(body.audio, "audio", body.promptText, principal.owner)).id
     request = SpeechRequest(
         input=body.text,
         model=body.model,
         voice=voice,
         response_format=body.output_format,
     )
-    job, _ = await services.jobs.submit(request, job_id=new_task_id(), name=body.outputName)
+    charge = job_charge(services, principal, request)
+    job, _ = await services.jobs.submit(
+        request,
+        job_id=new_task_id(),
+        name=body.outputName,
+        charge=charge,
+        owner=principal.owner,
+        sees_all=principal.sees_all,
+    )
     return {"taskId": job.id, "status": STATUS[job.status]}
 
 
 @router.get("/api/task/{task_id}")
-async def get_task(task_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+async def get_task(
+    task_id: str,
+    services: Annotated[Services, Depends(get_services)],
+    principal: Annotated[Principal, Depends(metered("jobs"))],
+) -> dict[str, Any]:
     job = await services.store.get(task_id)
-    if job is None:
+    if job is None or not principal.sees(job.owner):
         raise JobNotFound(f"task {task_id!r} does not exist (or has expired)", param="taskId")
     return task_view(job)

@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
+from voxserve.api.auth import admitted_plan, user
 from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import audio_content, cache_mode
 from voxserve.api.streaming import file_response, new_request_id
@@ -27,6 +28,7 @@ from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
 from voxserve.jobs.files import NAME_PATTERN
 from voxserve.request import CacheMode, SpeechRequest, bounds
+from voxserve.security import Principal
 from voxserve.services import Services
 
 router = APIRouter()
@@ -60,6 +62,7 @@ async def tts(
     http: Request,
     services: Annotated[Services, Depends(get_services)],
     cache: Annotated[CacheMode, Depends(cache_mode)],
+    principal: Annotated[Principal, Depends(user("speech"))],
     text: Annotated[str, Form(description="The text to speak.")],
     emotion: Annotated[str | None, Form(max_length=64)] = None,
     speed: Annotated[float, Form(**bounds("speed"), allow_inf_nan=False)] = 1.0,
@@ -84,14 +87,14 @@ async def tts(
     header carries its real lengths: these clients save the body as it is.
     """
     if isinstance(reference_audio, str):  # a voice already in the library
-        voice = services.voices.require(reference_audio, "reference_audio").id
+        voice = services.voices.require(reference_audio, "reference_audio", principal.viewer).id
     elif reference_audio is not None:
         data = await read_upload(reference_audio, services.settings.references.max_bytes, "reference_audio")
         services.pipeline.selection.require_cloning(model, "reference_audio")
-        voice = (await services.references.add(data, prompt_text=prompt_text))[0].id
+        voice = (await services.references.add(data, prompt_text=prompt_text, owner=principal.owner))[0].id
     elif audio_path:
         services.pipeline.selection.require_cloning(model, "audio_path")
-        voice = (await services.references.named(audio_path, "audio_path", prompt_text)).id
+        voice = (await services.references.named(audio_path, "audio_path", prompt_text, principal.owner)).id
     request = SpeechRequest(
         input=text,
         model=model,
@@ -104,7 +107,9 @@ async def tts(
         emotion=emotion,
         cache=cache,
     )
-    plan = await services.pipeline.plan_in_thread(request)
+    plan, headers, on_end = await admitted_plan(services, principal, request)
     request_id = new_request_id()
     filename = f"{task_id or request_id}.{output_format}"
-    return await file_response(services.pipeline, plan, http, request_id, filename)
+    response = await file_response(services.pipeline, plan, http, request_id, filename, on_end)
+    response.headers.update(headers)
+    return response

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
+from voxserve.api.auth import admitted_plan, metered, user
 from voxserve.api.catalog import builtin_voices
 from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import AUDIO_TYPES, audio_content
@@ -21,10 +22,12 @@ from voxserve.api.streaming import audio_response, new_request_id
 from voxserve.api.uploads import read_upload
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
 from voxserve.request import ResponseFormat, SpeechRequest
+from voxserve.security import Principal
 from voxserve.services import Services
 from voxserve.voices.library import check_name
 
 router = APIRouter()
+VoiceUser = Annotated[Principal, Depends(metered("voices"))]
 
 PREVIEW_TEXT = {
     "zh": "你好，这是我的声音。",
@@ -37,6 +40,7 @@ PREVIEW_TEXT = {
 async def create_voice(
     response: Response,
     services: Annotated[Services, Depends(get_services)],
+    principal: VoiceUser,
     name: Annotated[str | None, Form(max_length=64)] = None,
     prompt_text: Annotated[str | None, Form(max_length=1000, description="what the reference says")] = None,
     language: Annotated[str | None, Form(max_length=16)] = None,
@@ -55,27 +59,31 @@ async def create_voice(
     if blend is not None:
         if name is None:
             raise InvalidRequest("a blend needs a name to be saved under", param="name")
-        owner = services.pipeline.selection.blend_engine(blend, engine)
-        voice, created = services.voices.add_blend(name, blend, owner)
+        blend_engine = services.pipeline.selection.blend_engine(blend, engine)
+        voice, created = services.voices.add_blend(name, blend, blend_engine, principal.owner)
     else:
         assert audio is not None
         data = await read_upload(audio, services.settings.references.max_bytes, "audio")
-        voice, created = await services.references.add(data, name, prompt_text, language)
+        voice, created = await services.references.add(data, name, prompt_text, language, principal.owner)
     if not created:
         response.status_code = 200
     return voice.to_dict()
 
 
 @router.get("/v1/voices")
-async def list_library(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
-    """The library's voices, then every engine's built-in voices."""
-    library = [voice.to_dict() for voice in services.voices.list()]
+async def list_library(
+    services: Annotated[Services, Depends(get_services)], principal: VoiceUser
+) -> dict[str, Any]:
+    """The library's voices (with keys: the key's own), then every engine's built-in voices."""
+    library = [voice.to_dict() for voice in services.voices.list(principal.viewer)]
     return {"voices": library + builtin_voices(services)}
 
 
 @router.get("/v1/voices/{voice_id}")
-async def get_voice(voice_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
-    voice = services.voices.get(voice_id)
+async def get_voice(
+    voice_id: str, services: Annotated[Services, Depends(get_services)], principal: VoiceUser
+) -> dict[str, Any]:
+    voice = services.voices.get(voice_id, principal.viewer)
     if voice is not None:
         return voice.to_dict()
     builtin = next((v for v in builtin_voices(services) if v["id"] == voice_id), None)
@@ -85,17 +93,21 @@ async def get_voice(voice_id: str, services: Annotated[Services, Depends(get_ser
 
 
 @router.delete("/v1/voices/{voice_id}")
-async def delete_voice(voice_id: str, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+async def delete_voice(
+    voice_id: str, services: Annotated[Services, Depends(get_services)], principal: VoiceUser
+) -> dict[str, Any]:
     """Remove a library voice (built-in voices cannot be removed); jobs still queued that name it
     will fail with ``unknown_voice``."""
-    voice = services.voices.delete(voice_id)
+    voice = services.voices.delete(voice_id, principal.viewer)
     return {"id": voice.id, "deleted": True}
 
 
 @router.get("/v1/voices/{voice_id}/audio", response_class=FileResponse, responses=audio_content("audio/wav"))
-async def voice_audio(voice_id: str, services: Annotated[Services, Depends(get_services)]) -> FileResponse:
+async def voice_audio(
+    voice_id: str, services: Annotated[Services, Depends(get_services)], principal: VoiceUser
+) -> FileResponse:
     """A cloned voice's stored reference: the normalized 24 kHz mono 16-bit WAV."""
-    voice = services.voices.require(voice_id)
+    voice = services.voices.require(voice_id, viewer=principal.viewer)
     if voice.kind != "cloned":
         raise InvalidRequest(f"voice {voice_id!r} is a blend; it has no reference audio", param="voice_id")
     return FileResponse(services.voices.audio_path(voice), media_type="audio/wav", filename=f"{voice.id}.wav")
@@ -108,11 +120,12 @@ async def preview_voice(
     http: Request,
     voice_id: str,
     services: Annotated[Services, Depends(get_services)],
+    principal: Annotated[Principal, Depends(user("speech"))],
     text: Annotated[str | None, Query(max_length=200)] = None,
     response_format: Annotated[ResponseFormat, Query()] = "mp3",
 ) -> StreamingResponse:
     """A short sample in the voice, through the same pipeline as any request."""
-    voice = services.voices.get(voice_id)
+    voice = services.voices.get(voice_id, principal.viewer)
     language = (voice.language if voice else None) or "en"
     default_text = PREVIEW_TEXT.get(language.split("-")[0], PREVIEW_TEXT["en"])
     request = SpeechRequest(
@@ -121,5 +134,7 @@ async def preview_voice(
         model=voice.engine if voice and voice.engine else None,
         response_format=response_format,
     )
-    plan = await services.pipeline.plan_in_thread(request)
-    return await audio_response(services.pipeline, plan, http, new_request_id())
+    plan, headers, on_end = await admitted_plan(services, principal, request)
+    response = await audio_response(services.pipeline, plan, http, new_request_id(), on_end)
+    response.headers.update(headers)
+    return response

@@ -81,6 +81,7 @@ class Job:
     error_code: str | None = None
     error_message: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    owner: str | None = None  # the API key that made it (None without keys): only it (and admin) sees it
     idempotency_key: str | None = None
     request_hash: str | None = None
     lease_owner: str | None = None

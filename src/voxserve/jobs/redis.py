@@ -121,6 +121,15 @@ return 1
 """
 
 
+def redis_client(url: str) -> Redis:
+    """A client for voxserve's stores: a connection the pool kept across a blip is stale, so one quick
+    retry on a fresh one, not a 503."""
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
+    return Redis.from_url(
+        url, decode_responses=True, retry=retry, retry_on_error=[ConnectionError, TimeoutError]
+    )
+
+
 class RedisJobStore(JobStore):
     """Jobs in Redis at ``url`` under ``prefix``."""
 
@@ -128,11 +137,7 @@ class RedisJobStore(JobStore):
 
     def __init__(self, url: str, prefix: str = "{voxserve}", poll_interval: float = 0.5) -> None:
         super().__init__()
-        # a connection the pool kept across a blip is stale: one quick retry on a fresh one, not a 503
-        retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
-        self.redis: Redis = Redis.from_url(
-            url, decode_responses=True, retry=retry, retry_on_error=[ConnectionError, TimeoutError]
-        )
+        self.redis = redis_client(url)
         self.prefix = prefix + ":"
         self.poll_interval = poll_interval
         self._insert_script = self.redis.register_script(_INSERT)
@@ -170,7 +175,9 @@ class RedisJobStore(JobStore):
         value = await self.redis.get(self._key("text:" + job_id))
         return None if value is None else str(value)
 
-    async def _list(self, status: JobStatus | None, limit: int, before: str | None) -> list[Job]:
+    async def _list(
+        self, status: JobStatus | None, limit: int, before: str | None, owner: str | None
+    ) -> list[Job]:
         index = self._key("all")
         top = "+inf"
         if before is not None:
@@ -185,7 +192,9 @@ class RedisJobStore(JobStore):
                 break
             for data in await self.redis.mget([self._key("job:" + i) for i in ids]):
                 job = self._job(data)
-                if job is not None and (status is None or job.status is status) and len(jobs) < limit:
+                if job is None or (status is not None and job.status is not status):
+                    continue
+                if (owner is None or job.owner == owner) and len(jobs) < limit:
                     jobs.append(job)
             top = f"({await self.redis.zscore(index, ids[-1])}"
         return jobs

@@ -3,24 +3,21 @@
 Each job is one row: indexed columns for what queries select on, and the job
 itself as JSON. A claim is a single ``UPDATE … WHERE rowid = (SELECT …)
 RETURNING``, so two workers (even in two processes) can never take the same
-job. All statements run on one dedicated thread that owns the connection:
-one thread hop per store operation, never on the event loop.
+job. All statements run on one dedicated thread that owns the connection
+(:class:`~voxserve.sqlitedb.SQLiteThread`): one thread hop per store
+operation, never on the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from voxserve.jobs.models import Job, JobStatus
 from voxserve.jobs.store import JobStore
-
-T = TypeVar("T")
+from voxserve.sqlitedb import SQLiteThread
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -75,23 +72,8 @@ class SQLiteJobStore(JobStore):
         super().__init__()
         self.path = path
         self.poll_interval = poll_interval
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxserve-sqlite")
-        self._db: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")  # durable across crashes of the process
-            db.execute("PRAGMA busy_timeout = 10000")
-            db.executescript(SCHEMA)
-            self._db = db
-        return self._db
-
-    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, lambda: work(self._connect()))
+        self._sql = SQLiteThread(path, SCHEMA, "voxserve-sqlite")
+        self._run = self._sql.run
 
     async def _insert(self, job: Job, text: str) -> Job:
         def insert(db: sqlite3.Connection) -> str:
@@ -145,12 +127,17 @@ class SQLiteJobStore(JobStore):
 
         return await self._run(text)
 
-    async def _list(self, status: JobStatus | None, limit: int, before: str | None) -> list[Job]:
+    async def _list(
+        self, status: JobStatus | None, limit: int, before: str | None, owner: str | None
+    ) -> list[Job]:
         def select(db: sqlite3.Connection) -> list[str]:
             clauses, params = [], []
             if status is not None:
                 clauses.append("status = ?")
                 params.append(status.value)
+            if owner is not None:
+                clauses.append("json_extract(data, '$.owner') = ?")
+                params.append(owner)
             if before is not None:
                 clauses.append("seq < (SELECT seq FROM jobs WHERE id = ?)")
                 params.append(before)
@@ -182,11 +169,4 @@ class SQLiteJobStore(JobStore):
         await self._wait_for_change(min(timeout, self.poll_interval))
 
     async def close(self) -> None:
-        def close(_: sqlite3.Connection) -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        if self._db is not None:
-            await self._run(close)
-        self._thread.shutdown(wait=True)
+        await self._sql.close()

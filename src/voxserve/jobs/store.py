@@ -64,7 +64,9 @@ class JobStore(ABC):
     async def get(self, job_id: str) -> Job | None: ...
 
     @abstractmethod
-    async def _list(self, status: JobStatus | None, limit: int, before: str | None) -> list[Job]: ...
+    async def _list(
+        self, status: JobStatus | None, limit: int, before: str | None, owner: str | None
+    ) -> list[Job]: ...
 
     @abstractmethod
     async def _expired_leases(self, at: float) -> list[str]: ...
@@ -125,10 +127,15 @@ class JobStore(ABC):
         await self._wait_for_work(timeout)
 
     async def list_jobs(
-        self, status: JobStatus | None = None, limit: int = 50, before: str | None = None
+        self,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        before: str | None = None,
+        owner: str | None = None,
     ) -> list[Job]:
-        """Newest first; ``before`` is the id of the last job of the previous page."""
-        return await self._list(status, limit, before)
+        """Newest first; ``before`` is the id of the last job of the previous page; ``owner`` keeps
+        one key's jobs (None: everyone's)."""
+        return await self._list(status, limit, before, owner)
 
     async def _modify(
         self, job_id: str, change: Callable[[Job], bool], known: Job | None = None

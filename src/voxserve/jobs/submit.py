@@ -8,6 +8,7 @@ with the same errors wherever it comes from.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,8 @@ from voxserve.errors import InsufficientStorage, InvalidRequest
 from voxserve.jobs.files import JobFiles, check_name
 from voxserve.jobs.models import Job
 from voxserve.jobs.store import JobStore, request_hash
-from voxserve.pipeline import Pipeline, SpeechRequest
+from voxserve.pipeline import Pipeline, Plan, SpeechRequest
+from voxserve.voices import Viewer
 
 METADATA_LIMIT = 4096
 
@@ -41,8 +43,17 @@ class JobSubmitter:
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
+        charge: Callable[[Plan], Awaitable[object]] | None = None,
+        owner: str | None = None,
+        sees_all: bool = True,
     ) -> tuple[Job, bool]:
-        """(job, created): created is false when the idempotency key names an equal job."""
+        """(job, created): created is false when the idempotency key names an equal job.
+
+        ``charge`` is called once every check has passed, before the job is stored: a quota it
+        refuses leaves nothing queued. ``owner`` (the key) owns the job, and its idempotency keys are
+        its own: another key's same key names another job; it uses its own library voices, or
+        anyone's when it ``sees_all``.
+        """
         # A book takes seconds to segment: off the event loop, so other requests keep flowing.
         plan = await asyncio.to_thread(
             self.pipeline.plan,
@@ -50,7 +61,10 @@ class JobSubmitter:
             max_chars=self.settings.max_chars,
             require_ready=False,
             max_audio_seconds=self.settings.max_audio_seconds,
+            viewer=Viewer(owner, everyone=sees_all),
         )
+        if plan.library_voice:  # by id: the worker finds exactly this voice, whoever else names one so
+            request = request.model_copy(update={"voice": plan.library_voice})
         parameters = request.dump()
         fields: dict[str, Any] = {
             "request": parameters,
@@ -77,11 +91,14 @@ class JobSubmitter:
             priority=priority,
             metadata=metadata,
             max_attempts=max_attempts or self.settings.max_attempts,
-            idempotency_key=idempotency_key,
+            owner=owner,
+            idempotency_key=f"{owner}:{idempotency_key}" if owner and idempotency_key else idempotency_key,
             request_hash=digest,
             sample_rate=plan.engine.capabilities.sample_rate,
             output_rate=plan.output_rate,
         )
         if run_at is not None:
             job.run_at = run_at.timestamp()
+        if charge is not None:
+            await charge(plan)
         return await self.store.enqueue(job, request.input)

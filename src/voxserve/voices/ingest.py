@@ -29,12 +29,17 @@ class ReferenceIngest:
         name: str | None = None,
         prompt_text: str | None = None,
         language: str | None = None,
+        owner: str | None = None,
     ) -> tuple[Voice, bool]:
-        """Check, normalize and store reference audio; (the voice, whether it is new)."""
+        """Check, normalize and store reference audio (``owner``'s); (the voice, whether it is new)."""
         checked = await asyncio.to_thread(check_reference, data, self.settings)
-        return self.library.add_reference(checked, name=name, prompt_text=prompt_text, language=language)
+        return self.library.add_reference(
+            checked, name=name, prompt_text=prompt_text, language=language, owner=owner
+        )
 
-    async def named(self, source: str, param: str, prompt_text: str | None = None) -> Voice:
+    async def named(
+        self, source: str, param: str, prompt_text: str | None = None, owner: str | None = None
+    ) -> Voice:
         """A reference given by path (inside ``references.dirs``) or URL (an allowed host), stored."""
         rules = self.settings
         is_url = source.startswith(("http://", "https://"))
@@ -51,5 +56,5 @@ class ReferenceIngest:
             )
         else:
             data = await asyncio.to_thread(read_allowed_path, source, rules.dirs, rules.max_bytes, param)
-        voice, _ = await self.add(data, prompt_text=prompt_text)
+        voice, _ = await self.add(data, prompt_text=prompt_text, owner=owner)
         return voice

@@ -10,6 +10,10 @@ voice until that voice is deleted: nobody can take it over or rename it by
 sending the same audio. Files are written atomically; the directory is the
 only state, so a worker in another process sees a voice as soon as the
 gateway has stored it.
+
+With API keys, a voice belongs to the key that made it: names are per key,
+and a :class:`Viewer` that is not everyone's finds only its own voices
+(another key's are not there for it at all).
 """
 
 from __future__ import annotations
@@ -45,10 +49,25 @@ class Voice:
     blend: str | None = None  # the formula, for kind "blend"
     engine: str | None = None  # the engine whose voices a blend mixes
     audio: str | None = None  # the stored reference's content hash (voices made before it: the id)
+    owner: str | None = None  # the API key that made it; None without keys
     created: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Whose voices a request may find: ``owner``'s own, or (``everyone``) any, its own first."""
+
+    owner: str | None = None
+    everyone: bool = True
+
+    def sees(self, voice: Voice) -> bool:
+        return self.everyone or voice.owner == self.owner
+
+
+EVERYONE = Viewer()
 
 
 def check_name(name: str) -> str:
@@ -83,8 +102,9 @@ class VoiceLibrary:
             return None
         return Voice(**record)
 
-    def list(self) -> list[Voice]:
-        """Every voice, oldest first; read again only when the directory changed (any process's write).
+    def list(self, viewer: Viewer = EVERYONE) -> list[Voice]:
+        """The voices ``viewer`` may see, oldest first; the directory is read again only when it changed
+        (any process's write).
 
         A directory changed within the last second is always read again: a
         coarse file system clock could give two quick writes the same stamp.
@@ -96,26 +116,28 @@ class VoiceLibrary:
         if stamp != self._listed[0] or time.time_ns() - stamp < 1_000_000_000:
             voices = (self._load(path.stem) for path in self.directory.glob("v_*.json"))
             self._listed = (stamp, sorted((v for v in voices if v is not None), key=lambda v: v.created))
-        return list(self._listed[1])
+        return [voice for voice in self._listed[1] if viewer.sees(voice)]
 
-    def get(self, key: str) -> Voice | None:
-        """A voice by id or by name; None if there is none."""
+    def get(self, key: str, viewer: Viewer = EVERYONE) -> Voice | None:
+        """A voice by id or by name that ``viewer`` may see (by name: its own first); None if none."""
         if ID.match(key):
-            return self._load(key)
-        return next((voice for voice in self.list() if voice.name == key), None)
+            voice = self._load(key)
+            return voice if voice is not None and viewer.sees(voice) else None
+        named = [voice for voice in self.list(viewer) if voice.name == key]
+        return next((voice for voice in named if voice.owner == viewer.owner), named[0] if named else None)
 
-    def require(self, key: str, param: str = "voice_id") -> Voice:
-        voice = self.get(key)
+    def require(self, key: str, param: str = "voice_id", viewer: Viewer = EVERYONE) -> Voice:
+        voice = self.get(key, viewer)
         if voice is None:
             raise UnknownVoice(f"voice {key!r} is not in the voice library (GET /v1/voices)", param=param)
         return voice
 
-    def _existing(self, name: str | None, voice_id: str) -> Voice | None:
-        """The voice already stored under this id; Conflict if another voice holds the name."""
+    def _existing(self, name: str | None, voice_id: str, owner: str | None) -> Voice | None:
+        """The voice already stored under this id; Conflict if another voice of the owner holds the name."""
         existing = self._load(voice_id)
         if existing is not None:
             return existing
-        holder = self.get(name) if name is not None else None
+        holder = self.get(name, Viewer(owner, everyone=False)) if name is not None else None
         if holder is not None:
             raise Conflict(f"a voice named {name!r} already exists ({holder.id})", param="name")
         return None
@@ -126,6 +148,7 @@ class VoiceLibrary:
         name: str | None = None,
         prompt_text: str | None = None,
         language: str | None = None,
+        owner: str | None = None,
     ) -> tuple[Voice, bool]:
         """Store a checked reference; (the voice, whether it is new). Same audio, transcript and name: the
         same voice."""
@@ -136,8 +159,10 @@ class VoiceLibrary:
         identity = f"{digest}\n{transcript}" if transcript and name is None else digest
         with self._lock:
             # stored before names counted
-            legacy = self._load(f"v_{digest}") if name is None and transcript is None else None
-            existing = legacy or self._existing(name, _voice_id(identity, name))
+            legacy = (
+                self._load(f"v_{digest}") if name is None and transcript is None and owner is None else None
+            )
+            existing = legacy or self._existing(name, _voice_id(identity, name, owner), owner)
             if existing is not None and transcript and existing.prompt_text != transcript:
                 raise Conflict(
                     f"voice {name!r} ({existing.id}) already has this audio with another transcript; "
@@ -147,9 +172,10 @@ class VoiceLibrary:
             if existing is not None:
                 return existing, False
             voice = Voice(
-                id=_voice_id(identity, name),
+                id=_voice_id(identity, name, owner),
                 kind="cloned",
                 name=name,
+                owner=owner,
                 prompt_text=transcript,
                 language=language,
                 seconds=checked.seconds,
@@ -164,23 +190,24 @@ class VoiceLibrary:
             self._write(self._path(voice.id, ".json"), json.dumps(voice.to_dict()).encode())
         return voice, True
 
-    def add_blend(self, name: str, formula: str, engine: str) -> tuple[Voice, bool]:
+    def add_blend(self, name: str, formula: str, engine: str, owner: str | None = None) -> tuple[Voice, bool]:
         """Save a blend formula under a name; the same name and formula again is the same voice."""
-        voice_id = _voice_id(f"{engine}\n{formula}", name)
+        voice_id = _voice_id(f"{engine}\n{formula}", name, owner)
         with self._lock:
-            existing = self._existing(name, voice_id)
+            existing = self._existing(name, voice_id, owner)
             if existing is not None:
                 return existing, False
             voice = Voice(
-                id=voice_id, kind="blend", name=name, blend=formula, engine=engine, created=time.time()
-            )
+                id=voice_id, kind="blend", name=name, blend=formula, engine=engine, owner=owner,
+                created=time.time(),
+            )  # fmt: skip
             self.directory.mkdir(parents=True, exist_ok=True)
             self._write(self._path(voice_id, ".json"), json.dumps(voice.to_dict()).encode())
         return voice, True
 
-    def delete(self, key: str) -> Voice:
+    def delete(self, key: str, viewer: Viewer = EVERYONE) -> Voice:
         """Remove a voice; its audio goes too unless another voice still uses it."""
-        voice = self.require(key)
+        voice = self.require(key, viewer=viewer)
         with self._lock:
             self._path(voice.id, ".json").unlink(missing_ok=True)
             if voice.kind == "cloned" and not any(
@@ -198,5 +225,6 @@ class VoiceLibrary:
         return Reference(self.audio_path(voice), digest=digest, transcript=voice.prompt_text)
 
 
-def _voice_id(content: str, name: str | None) -> str:
-    return "v_" + hashlib.sha256(f"{content}\n{name or ''}".encode()).hexdigest()[:16]
+def _voice_id(content: str, name: str | None, owner: str | None = None) -> str:
+    mine = f"\n{owner}" if owner else ""  # another key's same voice is another voice
+    return "v_" + hashlib.sha256(f"{content}\n{name or ''}{mine}".encode()).hexdigest()[:16]

@@ -1,0 +1,122 @@
+"""Route dependencies for keys and limits: who asks, whether the route is theirs, what it costs.
+
+- :func:`user` (scope): the request's principal, its key holding ``scope``;
+- :func:`metered` (scope): the same, charged one request against its limits
+  (routes that synthesize charge themselves, with their characters, once the
+  request is known to be good);
+- :func:`public_unless` (flag, scope): no key needed when ``auth.<flag>`` is
+  set (docs, metrics, the engines page), else :func:`metered`.
+
+The principal is found once per request and kept on its state, where the
+usage middleware reads it to count the answer's status.
+"""
+
+# No ``from __future__ import annotations``: the dependencies made inside functions name local
+# callables in their annotations, which FastAPI must evaluate where they are defined.
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Response
+from starlette.requests import HTTPConnection
+
+from voxserve.api.dependencies import get_services
+from voxserve.api.streaming import OnEnd
+from voxserve.errors import PayloadTooLarge
+from voxserve.pipeline import Plan, SpeechRequest, Stats
+from voxserve.security import Principal
+from voxserve.services import Services
+
+
+async def principal_of(
+    connection: HTTPConnection, services: Annotated[Services, Depends(get_services)]
+) -> Principal:
+    found: Principal | None = getattr(connection.state, "principal", None)
+    if found is None:
+        peer = connection.client.host if connection.client else None
+        found = await services.guard.authenticate(peer, connection.headers)
+        connection.state.principal = found
+    return found
+
+
+def user(scope: str | None = None) -> Callable[..., Awaitable[Principal]]:
+    """The principal, whose key must hold ``scope`` (any valid key for None)."""
+
+    async def dependency(principal: Annotated[Principal, Depends(principal_of)]) -> Principal:
+        if scope is not None:
+            principal.require(scope)
+        return principal
+
+    return dependency
+
+
+async def _charge(principal: Principal, services: Services, response: Response) -> None:
+    admitted = await services.guard.admit(principal)
+    response.headers.update(admitted.headers)
+
+
+def metered(scope: str | None = None) -> Callable[..., Awaitable[Principal]]:
+    """The principal, charged one request (429 when a limit is reached); the limit's headers set."""
+    holder = user(scope)
+
+    async def dependency(
+        principal: Annotated[Principal, Depends(holder)],
+        services: Annotated[Services, Depends(get_services)],
+        response: Response,
+    ) -> Principal:
+        await _charge(principal, services, response)
+        return principal
+
+    return dependency
+
+
+def public_unless(flag: str, scope: str | None = None) -> Callable[..., Awaitable[None]]:
+    """Open to anyone when ``auth.<flag>`` is set (or auth is off), else a metered key with ``scope``."""
+
+    async def dependency(
+        connection: HTTPConnection, services: Annotated[Services, Depends(get_services)], response: Response
+    ) -> None:
+        auth = services.settings.auth
+        if auth.enabled and not getattr(auth, flag):
+            principal = await principal_of(connection, services)
+            if scope is not None:
+                principal.require(scope)
+            await _charge(principal, services, response)
+
+    return dependency
+
+
+async def admitted_plan(
+    services: Services, principal: Principal, request: SpeechRequest
+) -> tuple[Plan, dict[str, str], OnEnd]:
+    """A synthesis request planned (within the key's audio limit), moderated and charged: its plan,
+    the limit headers, and what to call when its stream ends (slot back, usage counted)."""
+    guard = services.guard
+    quota = guard.quota(principal)
+    plan = await services.pipeline.plan_in_thread(request, quota.max_audio_seconds, principal.viewer)
+    await guard.moderation.check(request.input)
+    admitted = await guard.admit(principal, plan.chars, stream=True)
+
+    def on_end(stats: Stats) -> None:
+        guard.settle(principal, admitted, stats.audio_seconds, stats.elapsed)
+
+    return plan, admitted.headers, on_end
+
+
+def job_charge(
+    services: Services, principal: Principal, request: SpeechRequest
+) -> Callable[[Plan], Awaitable[object]]:
+    """For a job: the key's longest job checked now; the charge of its characters for the submitter
+    to make once the job has passed every check (moderation first)."""
+    guard = services.guard
+    limit = guard.quota(principal).max_job_chars
+    if limit is not None and len(request.input) > limit:
+        raise PayloadTooLarge(
+            f"input is {len(request.input)} characters; this key's limit for a job is {limit}", param="input"
+        )
+
+    async def charge(plan: Plan) -> object:
+        await guard.moderation.check(request.input)
+        return await guard.admit(principal, plan.chars)
+
+    return charge

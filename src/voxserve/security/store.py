@@ -1,0 +1,169 @@
+"""Where keys and their usage live: the job store's backend, so every replica sees the same keys.
+
+SQLite (the embedded default, the job store's file, one thread owning the
+connection) or Redis (``key:<id>`` as JSON, ``keys`` the set of ids,
+``usage:<id>`` a hash of counters). A key is read on every request, never
+cached, so a revoked key stops at once on every replica.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+
+from voxserve.security.keys import ApiKey
+from voxserve.sqlitedb import SQLiteThread
+
+
+class KeyStore(ABC):
+    """API keys and the usage counted against each."""
+
+    #: What the backend raises when it cannot be reached (a 503 ``store_unavailable``).
+    errors: tuple[type[Exception], ...] = ()
+
+    @abstractmethod
+    async def add(self, key: ApiKey) -> None: ...
+
+    @abstractmethod
+    async def get(self, key_id: str) -> ApiKey | None: ...
+
+    @abstractmethod
+    async def list(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+
+    @abstractmethod
+    async def save(self, key: ApiKey) -> None:
+        """Write back a key that exists (disabled, revoked, new limits)."""
+
+    @abstractmethod
+    async def add_usage(self, key_id: str, amounts: Mapping[str, float]) -> None:
+        """Add to the key's counters (characters, audio seconds, requests by status...)."""
+
+    @abstractmethod
+    async def usage(self, key_id: str) -> dict[str, float]: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, data TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS key_usage (
+    key_id TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (key_id, name)
+);
+"""
+
+
+class SQLiteKeyStore(KeyStore):
+    """Keys in the job store's SQLite file (tables ``api_keys`` and ``key_usage``)."""
+
+    errors = (sqlite3.Error,)
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._sql = SQLiteThread(path, _SCHEMA, "voxserve-keys")
+        self._run = self._sql.run
+
+    async def add(self, key: ApiKey) -> None:
+        row = (key.id, json.dumps(key.to_dict()), key.created_at)
+        await self._run(
+            lambda db: db.execute("INSERT INTO api_keys (id, data, created) VALUES (?, ?, ?)", row)
+        )
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        def get(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT data FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        data = await self._run(get)
+        return None if data is None else ApiKey.from_dict(json.loads(data))
+
+    async def list(self) -> list[ApiKey]:
+        def select(db: sqlite3.Connection) -> list[str]:
+            return [str(row[0]) for row in db.execute("SELECT data FROM api_keys ORDER BY created")]
+
+        return [ApiKey.from_dict(json.loads(data)) for data in await self._run(select)]
+
+    async def save(self, key: ApiKey) -> None:
+        data = json.dumps(key.to_dict())
+        await self._run(lambda db: db.execute("UPDATE api_keys SET data = ? WHERE id = ?", (data, key.id)))
+
+    async def add_usage(self, key_id: str, amounts: Mapping[str, float]) -> None:
+        rows = [(key_id, name, value) for name, value in amounts.items() if value]
+        upsert = (
+            "INSERT INTO key_usage (key_id, name, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (key_id, name) DO UPDATE SET value = value + excluded.value"
+        )
+        if rows:
+            await self._run(lambda db: db.executemany(upsert, rows))
+
+    async def usage(self, key_id: str) -> dict[str, float]:
+        def select(db: sqlite3.Connection) -> dict[str, float]:
+            rows = db.execute("SELECT name, value FROM key_usage WHERE key_id = ?", (key_id,))
+            return {str(name): float(value) for name, value in rows}
+
+        return await self._run(select)
+
+    async def close(self) -> None:
+        await self._sql.close()
+
+
+class RedisKeyStore(KeyStore):
+    """Keys in Redis under the job store's prefix, shared by every replica."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        from redis.exceptions import RedisError
+
+        from voxserve.jobs.redis import redis_client
+
+        self.errors = (RedisError,)
+        self._redis = redis_client(url)
+        self._p = prefix
+
+    async def add(self, key: ApiKey) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"{self._p}key:{key.id}", json.dumps(key.to_dict()))
+            pipe.zadd(f"{self._p}keys", {key.id: key.created_at})
+            await pipe.execute()
+
+    async def get(self, key_id: str) -> ApiKey | None:
+        data = await self._redis.get(f"{self._p}key:{key_id}")
+        return None if data is None else ApiKey.from_dict(json.loads(data))
+
+    async def list(self) -> list[ApiKey]:
+        ids = await self._redis.zrange(f"{self._p}keys", 0, -1)
+        if not ids:
+            return []
+        found = await self._redis.mget([f"{self._p}key:{key_id!s}" for key_id in ids])
+        return [ApiKey.from_dict(json.loads(data)) for data in found if data is not None]
+
+    async def save(self, key: ApiKey) -> None:
+        await self._redis.set(f"{self._p}key:{key.id}", json.dumps(key.to_dict()), xx=True)
+
+    async def add_usage(self, key_id: str, amounts: Mapping[str, float]) -> None:
+        counters = {name: value for name, value in amounts.items() if value}
+        if not counters:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name, value in counters.items():
+                pipe.hincrbyfloat(f"{self._p}usage:{key_id}", name, value)
+            await pipe.execute()
+
+    async def usage(self, key_id: str) -> dict[str, float]:
+        counters = await self._redis.hgetall(f"{self._p}usage:{key_id}")
+        return {str(name): float(value) for name, value in counters.items()}
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def open_key_store(queue_url: str | None, data_dir: Path, prefix: str = "voxserve") -> KeyStore:
+    """The key store beside the job store that ``queue_url`` names (``open_store``'s rule)."""
+    if queue_url and queue_url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisKeyStore(queue_url, prefix="{" + prefix + "}:")
+    if queue_url and queue_url.startswith("sqlite:///"):
+        return SQLiteKeyStore(Path(queue_url.removeprefix("sqlite:///")))
+    return SQLiteKeyStore(data_dir / "jobs.db")
