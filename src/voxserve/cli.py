@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ipaddress
 import logging
 import logging.handlers
 import queue
@@ -29,6 +30,7 @@ from voxserve.config import Settings, load_settings
 from voxserve.errors import VoxserveError
 from voxserve.pipeline import SpeechRequest, Stats
 from voxserve.request import ResponseFormat, bounds
+from voxserve.security.keys_cli import keys_app
 from voxserve.services import Services
 
 app = typer.Typer(help="voxserve: self-hosted speech synthesis.", no_args_is_help=True)
@@ -81,6 +83,7 @@ def serve(
 
     settings = _settings(config, data_dir=data_dir, host=host, port=port, log_level=log_level)
     _configure_logging(settings.log_level)
+    _warn_if_exposed(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sys.setswitchinterval(settings.switch_interval)
     uvicorn.run(
@@ -90,6 +93,32 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=10,
     )
+
+
+def _warn_if_exposed(settings: Settings) -> None:
+    """Serving beyond this machine without keys lets anyone use (and fill) it: say so, loudly."""
+    if settings.auth.enabled or ipaddress_is_loopback(settings.host):
+        return
+    console.print(
+        f"[bold red]WARNING: serving on {settings.host} without API keys: anyone who can reach this "
+        "port can synthesize, read every job and delete every voice. Turn keys on "
+        "(auth.enabled = true, VOXSERVE_AUTH__ENABLED=true) and make one with `voxserve keys create`, "
+        "or serve on 127.0.0.1 behind a proxy. See docs/security.md.[/bold red]"
+    )
+    if "*" not in settings.auth.allowed_hosts:
+        console.print(
+            f"[yellow]auth.allowed_hosts is {settings.auth.allowed_hosts}: requests for other host names "
+            "get 400 invalid_host; add the names clients use.[/yellow]"
+        )
+
+
+def ipaddress_is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 #: The bounds of the request model, as the options' min and max.
@@ -225,6 +254,7 @@ async def _until_signal(main: Coroutine[Any, Any, None]) -> None:
 
 
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(keys_app, name="keys")
 
 
 @app.command()

@@ -145,7 +145,8 @@ class Services:
         async def load_then_work() -> None:
             await self.load()
             self._workers = [
-                Worker(self.store, self.pipeline, self.files, self.settings.jobs) for _ in range(workers)
+                Worker(self.store, self.pipeline, self.files, self.settings.jobs, usage=self.guard.record_key)
+                for _ in range(workers)
             ]
             await run_workers(self._workers)
 

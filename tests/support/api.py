@@ -22,11 +22,15 @@ ClientFactory = Callable[..., TestClient]
 
 @contextmanager
 def ready_client(
-    settings: Settings, engines: Mapping[str, Engine] | None = None, *, raise_server_exceptions: bool = True
+    settings: Settings,
+    engines: Mapping[str, Engine] | None = None,
+    *,
+    raise_server_exceptions: bool = True,
+    base_url: str = LOCAL,
 ) -> Iterator[TestClient]:
     """The real app (over ``engines``, or the configured ones), once ``/readyz`` says it is ready."""
     app = create_app(settings, engines=engines)
-    with TestClient(app, base_url=LOCAL, raise_server_exceptions=raise_server_exceptions) as client:
+    with TestClient(app, base_url=base_url, raise_server_exceptions=raise_server_exceptions) as client:
         deadline = time.monotonic() + 30
         while client.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, client.get("/readyz").json()
@@ -48,10 +52,16 @@ def submit(client: TestClient, **body: Any) -> dict[str, Any]:
     return dict(response.json())
 
 
-def wait_for(client: TestClient, job_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
+def wait_for(
+    client: TestClient,
+    job_id: str,
+    *statuses: str,
+    timeout: float = 20,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
         if job["status"] in statuses:
             return dict(job)
         assert time.monotonic() < deadline, job

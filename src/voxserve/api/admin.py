@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from voxserve.api.auth import metered
+from voxserve.api.auth import metered, user
 from voxserve.api.dependencies import get_services
 from voxserve.config import Quota
 from voxserve.errors import InvalidRequest
@@ -78,10 +78,11 @@ async def revoke_key(key_id: str, keys: Keys, _: Admin) -> dict[str, Any]:
 @router.get("/v1/usage")
 async def usage(
     keys: Keys,
-    principal: Annotated[Principal, Depends(metered())],
+    principal: Annotated[Principal, Depends(user())],
     key_id: Annotated[str | None, Query(description="another key's (admin only)")] = None,
 ) -> dict[str, Any]:
-    """The key's own usage, limits and state (an admin may ask for any key's)."""
+    """The key's own usage, limits and state (an admin may ask for any key's); not counted against
+    the key's request rate, so a key at its limit can see why."""
     if principal.key is None:
         raise InvalidRequest("usage is counted per API key, and keys are off (auth.enabled)", param=None)
     wanted = key_id or principal.key.id

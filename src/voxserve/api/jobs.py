@@ -74,7 +74,10 @@ def job_view(job: Job) -> dict[str, Any]:
         },
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "metadata": job.metadata,
+        "voice": job.request.get("voice"),
+        "model": job.request.get("model"),
         "response_format": job.request.get("response_format"),
+        "owner": job.owner,
         "links": {
             "self": f"/v1/jobs/{job.id}",
             "audio": f"/v1/jobs/{job.id}/audio",

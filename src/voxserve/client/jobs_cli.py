@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,10 @@ UrlOption = Annotated[str, typer.Option("--url", envvar="VOXSERVE_URL", help="Th
 
 
 def _client(url: str) -> httpx.Client:
-    return httpx.Client(base_url=url, timeout=httpx.Timeout(30.0, read=300.0))
+    """A client of the server; with ``$VOXSERVE_API_KEY`` set, it sends that key."""
+    key = os.environ.get("VOXSERVE_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=url, timeout=httpx.Timeout(30.0, read=300.0), headers=headers)
 
 
 def _check(response: httpx.Response) -> Any:

@@ -21,7 +21,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 #: Failures worth another attempt: the engine may be back, or have memory, next time.
 RETRYABLE: tuple[type[BaseException], ...] = (EngineError, NotReady, TimeoutError, ConnectionError, OSError)
 STORE_RETRY_CAP = 5.0  # seconds between tries while the store is down
+
+#: Told what a job that succeeded made (its owner's usage): ``(owner, {"audio_seconds", "engine_seconds"})``.
+UsageSink = Callable[[str | None, Mapping[str, float]], Awaitable[None]]
 
 
 class JobCanceled(Exception):
@@ -83,11 +86,13 @@ class Worker:
         files: JobFiles,
         settings: JobSettings = JobSettings(),
         worker_id: str | None = None,
+        usage: UsageSink | None = None,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
         self.files = files
         self.settings = settings
+        self._usage = usage
         self.id = worker_id or worker_name()
         self.health = WorkerHealth(self.id)
         self._stopping = asyncio.Event()
@@ -290,6 +295,10 @@ class Worker:
             await asyncio.to_thread(writer.close)
         await self._save(job, replace(progress, chars_done=plan.chars, finishing=True))
         await self._end(job, JobStatus.SUCCEEDED)
+        if self._usage is not None:
+            await self._usage(
+                job.owner, {"audio_seconds": progress.audio_seconds, "engine_seconds": stats.elapsed}
+            )
 
     async def _save(self, job: Job, progress: Progress) -> None:
         """Record progress as the lease holder; a cancel asked for before it stops the job here."""

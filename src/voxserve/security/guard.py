@@ -148,13 +148,17 @@ class Guard:
             await self.record(principal, amounts)
 
     async def record(self, principal: Principal, amounts: Mapping[str, float]) -> None:
-        """Add to the key's usage; a store that fails costs the count, never the request."""
-        if principal.key is None:
+        await self.record_key(principal.owner, amounts)
+
+    async def record_key(self, key_id: str | None, amounts: Mapping[str, float]) -> None:
+        """Add to a key's usage (nothing without one); a store that fails costs the count, never the
+        request."""
+        if key_id is None:
             return
         try:
-            await self.keys.add_usage(principal.key.id, amounts)
+            await self.keys.add_usage(key_id, amounts)
         except self.keys.errors as exc:
-            log.warning("usage of key %s not recorded: %s", principal.key.id, exc)
+            log.warning("usage of key %s not recorded: %s", key_id, exc)
 
     async def close(self) -> None:
         await asyncio.gather(*self._settling, return_exceptions=True)

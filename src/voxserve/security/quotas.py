@@ -110,7 +110,8 @@ class QuotaLimiter:
         if await self.storage.incr(key, STREAM_SLOT_SECONDS) > limit:
             await self.storage.incr(key, STREAM_SLOT_SECONDS, amount=-1)
             raise RateLimited(
-                f"{limit} streams at once is the limit (concurrent_streams); wait for one to end",
+                f"this key (or address) may have at most {limit} at once (concurrent_streams); "
+                "wait for one to end",
                 limit=limit, remaining=0, reset=time.time() + 1, retry_after=1, param="concurrent_streams",
             )  # fmt: skip
         return key
