@@ -5,10 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test check lint bench clean system lock
+.PHONY: run test check lint bench clean system test-system lock
 
 # Debian's espeak-ng: the many-language fallback engine (and the tests of the command kind).
 SYSTEM_PACKAGES := espeak-ng
+# What the tests drive for real besides: nginx with the shipped edge configuration, openssl for its certificate.
+TEST_PACKAGES := nginx openssl
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,12 +32,17 @@ system:
 	@command -v espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES)) \
 		|| echo "espeak-ng is not installed: voxserve speaks English, Mandarin and Japanese only"
 
+## Debian packages the integration tests need (nginx in front of voxserve, a certificate for it).
+test-system: system
+	@command -v nginx >/dev/null && command -v openssl >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq $(TEST_PACKAGES))
+
 ## Install everything and serve the API with the embedded defaults on 127.0.0.1:8000.
 run: $(STAMP) system
 	$(BIN)/voxserve serve
 
 ## Install what the tests need, check style and types, run the whole suite.
-test: $(TEST_STAMP) system
+test: $(TEST_STAMP) test-system
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

@@ -14,6 +14,9 @@
   voxserve, nginx round robin and a fixed-semaphore client (needs nginx).
 - voices: checking and normalizing a 15 s reference recording; a request
   served from the segment cache versus synthesized.
+- auth: what keys and quotas add to a request (authenticate, check and
+  charge every limit, count usage), keys in SQLite and counts in memory,
+  and both in Redis.
 - glmtts: GLM-TTS's Gradio app through voxserve versus a bare gradio_client
   script, and a job as one batch run versus one run per segment (stand-ins).
 - loop: event-loop lag under a mixed load (streams, job listeners, SSE and
@@ -40,6 +43,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench import auth as bench_auth
 from bench import glmtts as bench_glmtts
 from bench import loop as bench_loop
 from bench import overload as bench_overload
@@ -271,6 +275,15 @@ def voices(data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def auth(requests: int = 2000) -> None:
+    """Latency keys and quotas add per request (targets: p50/p99 <= 0.5 ms in memory, <= 2 ms with Redis)."""
+    table = Table("set-up", "p50 (ms)", "p99 (ms)", title=f"Auth + limits + usage, {requests} requests")
+    for timing in bench_auth.added_latency(requests):
+        table.add_row(timing.setup, f"{timing.p50_ms:.3f}", f"{timing.p99_ms:.3f}")
+    console.print(table)
+
+
+@app.command()
 def glmtts(rounds: int = 20, segments: int = 20, load: float = 2.0, item: float = 0.1) -> None:
     """GLM-TTS: the adapter's cost per Gradio call, and a job in one batch run versus a run per segment."""
     bare, ours = bench_glmtts.gradio_calls(rounds)
@@ -336,6 +349,7 @@ def run_all(data_dir: DataDir = None) -> None:
     proxy()
     overload_command()
     voices(data)
+    auth()
     glmtts()
     loop()
 

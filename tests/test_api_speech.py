@@ -131,7 +131,9 @@ def test_client_disconnect_stops_synthesis(client: httpx.Client, server_log: Pat
     time.sleep(2.5)  # long enough for three more segments if synthesis had gone on
     assert segments_synthesized(client, "kokoro") == settled, "synthesis went on after the client left"
     assert settled - before < 5
-    assert re.search(r"request \w+ disconnected engine=kokoro .*chars=1639 ", server_log.read_text())
+    assert re.search(
+        r"request \w+ disconnected client=\S+ key=- engine=kokoro .*chars=1639 ", server_log.read_text()
+    )
 
 
 def test_one_log_line_per_request(client: httpx.Client, server_log: Path) -> None:
@@ -139,7 +141,9 @@ def test_one_log_line_per_request(client: httpx.Client, server_log: Path) -> Non
     time.sleep(0.2)
     line = next(line for line in server_log.read_text().splitlines() if f"request {request_id} " in line)
     assert re.search(
-        r"ok engine=hibari voice=heart format=mp3 chars=44 audio_s=[\d.]+ ttfa_ms=\d+ rtf=[\d.]+", line
+        r"ok client=127\.0\.0\.1 key=- engine=hibari voice=heart format=mp3 chars=44 audio_s=[\d.]+ "
+        r"ttfa_ms=\d+ rtf=[\d.]+",
+        line,
     )
 
 

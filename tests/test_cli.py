@@ -139,3 +139,34 @@ def test_say_writes_a_wav_whose_header_has_its_length(tmp_path: Path, data_dir: 
     with wave.open(str(out)) as audio:
         seconds = audio.getnframes() / audio.getframerate()
     assert seconds == pytest.approx(decode(out.read_bytes()).duration, abs=0.01) and 1.0 < seconds < 5
+
+
+def test_keys_made_listed_and_revoked_on_the_command_line(tmp_path: Path) -> None:
+    from tests.support.api import ready_client
+    from voxserve.config import Settings
+    from voxserve.engines.fake import FakeEngine
+
+    data = ["--data-dir", str(tmp_path)]
+    made = run(
+        "keys", "create", "team-a", "--scope", "speech", "--scope", "jobs", "--chars-per-day", "5000", *data
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("vx_k_") and "cannot be shown again" in made.stderr
+    key_id = "_".join(token.split("_")[1:3])
+    listed = run("keys", "list", *data)
+    assert key_id in listed.stdout and "team-a" in listed.stdout and token not in listed.stdout
+    shown = json.loads(run("keys", "show", key_id, *data).stdout)
+    assert shown["scopes"] == ["speech", "jobs"] and shown["limits"]["chars_per_day"] == 5000
+    assert shown["state"] == "active" and "hash" not in shown
+    settings = Settings(data_dir=tmp_path, default_engine="fake", auth={"enabled": True})
+    with ready_client(settings, {"fake": FakeEngine()}) as client:
+        say = {"input": "hello there", "response_format": "wav"}
+        assert client.post("/v1/audio/speech", json=say, headers={"X-API-Key": token}).status_code == 200
+        assert run("keys", "revoke", key_id, *data).returncode == 0
+        assert client.post("/v1/audio/speech", json=say, headers={"X-API-Key": token}).status_code == 401
+    assert json.loads(run("keys", "show", key_id, *data).stdout)["state"] == "revoked"
+    unknown = run("keys", "show", "k_000000000000", *data)
+    assert unknown.returncode == 1 and "key_not_found" in unknown.stderr
+    bad = run("keys", "create", "x", "--scope", "root", *data)
+    assert bad.returncode == 2 and "unknown scope root" in bad.stderr

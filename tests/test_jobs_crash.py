@@ -3,7 +3,9 @@
 A ``voxserve worker`` (or the whole gateway) is killed with SIGKILL in the
 middle of a job; once its lease expires another process takes the job up and
 resumes from the last finished segment. The result must be complete, valid
-audio: Whisper hears every sentence once.
+audio: Whisper hears every sentence once. Resuming is the same whatever the
+engine, so the fast English engine does the speaking (processes start in a
+second and a job takes seconds).
 """
 
 from __future__ import annotations
@@ -24,16 +26,12 @@ from faster_whisper import WhisperModel
 
 from tests.support.audio import decode, word_error_rate
 
-#: Sentences of a job: enough to kill a worker in the middle; fewer with Kokoro, which is slower.
-SENTENCES = {"hibari": 12, "kokoro": 6}
+SENTENCES = 12  # enough to kill a worker in the middle of the job
 LEASE = "2"
-#: The fast English engine alone: processes start in a second and the job takes seconds.
 HIBARI = {
     "VOXSERVE_ENGINES": json.dumps([{"name": "hibari", "kind": "hibari"}]),
     "VOXSERVE_DEFAULT_ENGINE": "hibari",
 }
-#: One crash test runs the default engines, so resuming is proven with Kokoro too.
-VOICES = {"hibari": "heart", "kokoro": "jf_alpha"}
 
 
 def job_state(url: str, job_id: str) -> dict[str, Any]:
@@ -48,15 +46,14 @@ def wait_until(url: str, job_id: str, done: Any, timeout: float = 180) -> dict[s
     return job
 
 
-def text_for(engine: str) -> str:
-    return " ".join(SHORT_TEXTS[: SENTENCES[engine]])
+TEXT = " ".join(SHORT_TEXTS[:SENTENCES])
 
 
-def submit(url: str, engine: str = "hibari") -> str:
+def submit(url: str) -> str:
     body = {
-        "input": text_for(engine),
-        "model": engine,
-        "voice": VOICES[engine],
+        "input": TEXT,
+        "model": "hibari",
+        "voice": "heart",
         "response_format": "mp3",
         "name": "resumed",
     }
@@ -65,23 +62,22 @@ def submit(url: str, engine: str = "hibari") -> str:
     return str(response.json()["id"])
 
 
-def check_complete(url: str, job: dict[str, Any], whisper: WhisperModel, engine: str = "hibari") -> None:
+def check_complete(url: str, job: dict[str, Any], whisper: WhisperModel) -> None:
     assert job["status"] == "succeeded" and job["attempts"] == 2, job
     audio = httpx.get(f"{url}{job['links']['audio']}", timeout=30).content
     decoded = decode(audio)
     assert decoded.duration == pytest.approx(job["progress"]["audio_seconds"], abs=0.1)
-    heard, error_rate = word_error_rate(whisper, audio, text_for(engine))
+    heard, error_rate = word_error_rate(whisper, audio, TEXT)
     assert error_rate <= 0.1, f"WER {error_rate:.2f}: {heard!r}"
 
 
 @pytest.fixture(params=["sqlite", "redis"])
 def queue_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """SQLite with the default engines (Kokoro), Redis with hibari alone."""
-    env = {"VOXSERVE_JOBS__LEASE_SECONDS": LEASE, "VOXSERVE_JOBS__WORKERS": "0"}
+    """The job store of the embedded default, and the shared one."""
+    env = {"VOXSERVE_JOBS__LEASE_SECONDS": LEASE, "VOXSERVE_JOBS__WORKERS": "0", **HIBARI}
     if request.param == "sqlite":
         yield env
         return
-    env |= HIBARI
     prefix = "voxserve-crash-" + secrets.token_hex(4)
     yield {
         **env,
@@ -100,18 +96,17 @@ def test_sigkilled_worker_loses_nothing(
     env = queue_env
     gateway = start_server(tmp_path, tmp_path / "gateway.log", env)
     workers: list[Process] = []
-    engine = "hibari" if "VOXSERVE_ENGINES" in env else "kokoro"
     try:
-        job_id = submit(gateway.url, engine)
+        job_id = submit(gateway.url)
         workers.append(start(["worker"], tmp_path, tmp_path / "worker1.log", env))
         wait_until(gateway.url, job_id, lambda j: j["progress"]["segments_done"] >= 2)
         workers[0].kill()
         interrupted = job_state(gateway.url, job_id)
         done = interrupted["progress"]["segments_done"]
-        assert interrupted["status"] == "running" and done < SENTENCES[engine]
+        assert interrupted["status"] == "running" and done < SENTENCES
         workers.append(start(["worker"], tmp_path, tmp_path / "worker2.log", env))
         job = wait_until(gateway.url, job_id, lambda j: j["status"] in ("succeeded", "failed"))
-        check_complete(gateway.url, job, whisper, engine)
+        check_complete(gateway.url, job, whisper)
         log = (tmp_path / "worker2.log").read_text()
         assert f"job {job_id} started (attempt 2 of 3)" in log
     finally:

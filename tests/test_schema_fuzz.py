@@ -3,7 +3,9 @@
 Every operation, request bodies included, with generated valid and invalid
 input: no answer may be a 5xx, and every answer must match the document
 (status, media type, body schema). Bounded: a few dozen examples per
-operation, over the fast fake engine.
+operation, over the fast fake engine. Twice: as the embedded default (no
+keys, valid and invalid input), and with keys on, sending an admin key
+(every route open to it, valid input).
 
 One check is left out: that every schema-valid request succeeds. Some rules
 cannot be said in JSON Schema (text with something to speak, a voice that
@@ -13,13 +15,14 @@ exists, audio that decodes); those answers are documented 4xx errors.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
-from bench.server import running_server
+from bench.server import VOXSERVE, running_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -32,24 +35,48 @@ FAKE_ONLY = {
     "VOXSERVE_MODEL_ALIASES": json.dumps({"tts-1": "fake"}),
     "VOXSERVE_CACHE_MAX_BYTES": "0",
 }
-EXAMPLES = 30  # per operation and mode
+EXAMPLES = 20  # per operation, server and mode
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpenApiSchema]:
-    data_dir = tmp_path_factory.mktemp("fuzz")
-    log = Path(data_dir) / "server.log"
-    with running_server(data_dir, log, FAKE_ONLY) as base_url:
-        yield schemathesis.openapi.from_url(f"{base_url}/openapi.json")
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Two servers: keys off, and keys on with an admin key made by ``voxserve keys create``."""
+    open_dir, keyed_dir = tmp_path_factory.mktemp("fuzz"), tmp_path_factory.mktemp("fuzz-keys")
+    keyed_env = {**FAKE_ONLY, "VOXSERVE_AUTH__ENABLED": "true"}
+    create = [str(VOXSERVE), "keys", "create", "fuzz", "--scope", "admin", "--data-dir", str(keyed_dir)]
+    made = subprocess.run(create, capture_output=True, text=True, check=True, env={**os.environ, **keyed_env})
+    token = made.stdout.strip()
+    logs = [open_dir / "server.log", keyed_dir / "server.log"]
+    with (
+        running_server(open_dir, logs[0], FAKE_ONLY) as open_url,
+        running_server(keyed_dir, logs[1], keyed_env) as keyed_url,
+    ):
+        yield {
+            "open": schemathesis.openapi.from_url(f"{open_url}/openapi.json"),
+            "keyed": schemathesis.openapi.from_url(
+                f"{keyed_url}/openapi.json", headers={"Authorization": f"Bearer {token}"}
+            ),
+            "token": token,
+        }
+    for log in logs:
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+@pytest.mark.parametrize(
+    ("server", "mode"),
+    [
+        ("open", GenerationMode.POSITIVE),
+        ("open", GenerationMode.NEGATIVE),
+        ("keyed", GenerationMode.POSITIVE),
+    ],
+)
 def test_no_server_error_and_every_answer_matches_the_schema(
-    api_schema: OpenApiSchema, mode: GenerationMode
+    api_schema: dict[str, Any], server: str, mode: GenerationMode
 ) -> None:
-    operations = [result.ok() for result in api_schema.get_all_operations()]  # type: ignore[union-attr]
+    schema: OpenApiSchema = api_schema[server]
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) >= 20
+    headers = {"Authorization": f"Bearer {api_schema['token']}"} if server == "keyed" else {}
     for operation in operations:
 
         @given(case=operation.as_strategy(mode))
@@ -57,7 +84,7 @@ def test_no_server_error_and_every_answer_matches_the_schema(
             max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
         )
         def answers_well(case: schemathesis.Case[Any]) -> None:
-            case.call_and_validate(timeout=30, excluded_checks=[positive_data_acceptance])
+            case.call_and_validate(timeout=30, headers=headers, excluded_checks=[positive_data_acceptance])
 
         try:
             answers_well()

@@ -365,3 +365,42 @@ def test_jobs_of_a_key_end_with_its_usage(deploy: Callable[..., Deployment]) -> 
     assert usage["characters"] == len(JOB_TEXT)
     assert usage["audio_seconds"] == pytest.approx(done["progress"]["audio_seconds"], abs=0.01)
     assert usage["engine_seconds"] > 0
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request: pytest.FixtureRequest, shared_redis: str) -> Any:
+    from voxserve.security import open_limiter
+
+    quotas = open_limiter(
+        "memory://" if request.param == "memory" else "redis://127.0.0.1:6379/0", shared_redis
+    )
+    yield quotas
+    await quotas.close()
+
+
+async def test_every_limit_is_charged_at_once_or_not_at_all(limiter: Any) -> None:
+    """The one contract of both counters (one process, and Redis for replicas)."""
+    from voxserve.errors import RateLimited
+
+    quota = Quota(requests_per_minute=4, chars_per_day=100, concurrent_streams=1)
+    first = await limiter.admit("key:a", quota, chars=60, stream=True)
+    assert first.headers["X-RateLimit-Limit"] == "4" and first.headers["X-RateLimit-Remaining"] == "3"
+    assert 0 < int(first.headers["X-RateLimit-Reset"]) - __import__("time").time() <= 60
+    with pytest.raises(RateLimited) as streams:
+        await limiter.admit("key:a", quota, chars=10, stream=True)
+    assert streams.value.param == "concurrent_streams"
+    with pytest.raises(RateLimited) as chars:
+        await limiter.admit("key:a", quota, chars=41)
+    assert chars.value.param == "chars_per_day" and chars.value.remaining == 40
+    await limiter.release(first)
+    await limiter.release(first)  # given back once only
+    second = await limiter.admit("key:a", quota, chars=40, stream=True)  # nothing the refusals asked was kept
+    assert second.headers["X-RateLimit-Remaining"] == "2"
+    await limiter.admit("key:b", quota, chars=100)  # another subject counts alone
+    third = await limiter.admit("key:a", quota)
+    fourth = await limiter.admit("key:a", quota)
+    assert (third.headers["X-RateLimit-Remaining"], fourth.headers["X-RateLimit-Remaining"]) == ("1", "0")
+    with pytest.raises(RateLimited) as rate:
+        await limiter.admit("key:a", quota)
+    assert rate.value.param == "requests_per_minute" and 1 <= rate.value.retry_after <= 60
+    assert (await limiter.admit("key:c", Quota())).headers == {}, "no limits, nothing counted"

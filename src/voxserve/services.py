@@ -31,7 +31,7 @@ from voxserve.looplag import LoopLagMonitor
 from voxserve.metrics import Metrics, PoolCollector, RuntimeCollector, Snapshotting
 from voxserve.pipeline import Pipeline
 from voxserve.security.guard import Guard
-from voxserve.security.quotas import QuotaLimiter
+from voxserve.security.quotas import open_limiter
 from voxserve.security.store import open_key_store
 from voxserve.text import TextNormalizer
 from voxserve.voices import VoiceLibrary
@@ -157,6 +157,7 @@ class Services:
             run_janitor(self.store, self.files, retention, jobs.janitor_interval_seconds), "janitor"
         )
         self._supervise(self.loop_lag.run(), "loop-lag")
+        self._supervise(self.guard.keep_usage(), "usage")
 
     async def run_until_stopped(self, workers: int) -> None:
         """``voxserve worker``: the same services without HTTP, until cancelled."""
@@ -189,7 +190,7 @@ def build_guard(settings: Settings) -> Guard:
     shared = (
         jobs.queue_url if jobs.queue_url and jobs.queue_url.startswith(("redis://", "rediss://")) else None
     )
-    limiter = QuotaLimiter(settings.limits.storage_url or shared or "memory://", jobs.queue_prefix)
+    limiter = open_limiter(settings.limits.storage_url or shared or "memory://", jobs.queue_prefix)
     return Guard(settings, keys, limiter)
 
 

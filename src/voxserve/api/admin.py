@@ -78,6 +78,7 @@ async def revoke_key(key_id: str, keys: Keys, _: Admin) -> dict[str, Any]:
 @router.get("/v1/usage")
 async def usage(
     keys: Keys,
+    services: Annotated[Services, Depends(get_services)],
     principal: Annotated[Principal, Depends(user())],
     key_id: Annotated[str | None, Query(description="another key's (admin only)")] = None,
 ) -> dict[str, Any]:
@@ -88,4 +89,5 @@ async def usage(
     wanted = key_id or principal.key.id
     if wanted != principal.key.id and not principal.admin:  # another key's: not there for this one
         raise KeyNotFound(f"key {wanted!r} does not exist", param="key_id")
+    await services.guard.flush_usage()  # what this process counted, up to this request
     return await keys.describe(await keys.get(wanted))

@@ -21,7 +21,7 @@ from fastapi import Depends, Response
 from starlette.requests import HTTPConnection
 
 from voxserve.api.dependencies import get_services
-from voxserve.api.streaming import OnEnd
+from voxserve.api.streaming import Caller
 from voxserve.errors import PayloadTooLarge
 from voxserve.pipeline import Plan, SpeechRequest, Stats
 from voxserve.security import Principal
@@ -88,19 +88,19 @@ def public_unless(flag: str, scope: str | None = None) -> Callable[..., Awaitabl
 
 async def admitted_plan(
     services: Services, principal: Principal, request: SpeechRequest
-) -> tuple[Plan, dict[str, str], OnEnd]:
+) -> tuple[Plan, dict[str, str], Caller]:
     """A synthesis request planned (within the key's audio limit), moderated and charged: its plan,
-    the limit headers, and what to call when its stream ends (slot back, usage counted)."""
+    the limit headers, and its caller (for the log line, and to settle when its stream ends)."""
     guard = services.guard
     quota = guard.quota(principal)
     plan = await services.pipeline.plan_in_thread(request, quota.max_audio_seconds, principal.viewer)
     await guard.moderation.check(request.input)
     admitted = await guard.admit(principal, plan.chars, stream=True)
 
-    def on_end(stats: Stats) -> None:
+    def ended(stats: Stats) -> None:
         guard.settle(principal, admitted, stats.audio_seconds, stats.elapsed)
 
-    return plan, admitted.headers, on_end
+    return plan, admitted.headers, Caller(f"client={principal.client} key={principal.owner or '-'}", ended)
 
 
 def job_charge(

@@ -43,8 +43,8 @@ async def create_speech(
     principal: Annotated[Principal, Depends(user("speech"))],
 ) -> StreamingResponse:
     """Speak ``input``; the body streams while later segments are still being made."""
-    plan, headers, on_end = await admitted_plan(services, principal, body.to_request(cache))
+    plan, headers, caller = await admitted_plan(services, principal, body.to_request(cache))
     answer = sse_response if body.stream_format == "sse" else audio_response
-    response = await answer(services.pipeline, plan, request, new_request_id(), on_end)
+    response = await answer(services.pipeline, plan, request, new_request_id(), caller)
     response.headers.update(headers)
     return response

@@ -23,6 +23,7 @@ import logging
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import IO
 from urllib.parse import quote
 
@@ -38,12 +39,17 @@ READ_BLOCK = 64 * 1024
 
 log = logging.getLogger("voxserve.requests")
 
-#: Told of a synthesis's end, however it ended (the admission's slot and usage are settled there).
-OnEnd = Callable[[Stats], None]
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a synthesis is for (``who`` goes into its log line) and what to tell when it ends, however
+    it ends (the admission's stream slot and usage are settled there)."""
+
+    who: str = "-"
+    ended: Callable[[Stats], None] = lambda _: None
 
 
-def _nothing(_: Stats) -> None:
-    return None
+NOBODY = Caller()
 
 
 def new_request_id() -> str:
@@ -67,13 +73,14 @@ def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
     return headers
 
 
-def _log_line(request_id: str, plan: Plan, stats: Stats, outcome: str) -> None:
+def _log_line(request_id: str, plan: Plan, stats: Stats, outcome: str, caller: Caller) -> None:
     ttfa = stats.time_to_first_audio
     rtf = stats.real_time_factor
     log.info(
-        "request %s %s engine=%s voice=%s format=%s chars=%d audio_s=%.2f ttfa_ms=%s rtf=%s",
+        "request %s %s %s engine=%s voice=%s format=%s chars=%d audio_s=%.2f ttfa_ms=%s rtf=%s",
         request_id,
         outcome,
+        caller.who,
         plan.engine.name,
         plan.voice,
         plan.audio_format.name,
@@ -114,7 +121,7 @@ async def _started(
     request_id: str,
     request: Request,
     stats: Stats | None = None,
-    on_end: OnEnd = _nothing,
+    caller: Caller = NOBODY,
 ) -> AsyncIterator[bytes]:
     """The encoded stream, already run up to its first bytes; logs one line when it ends."""
     stats = stats or Stats(chars=plan.chars)
@@ -122,8 +129,10 @@ async def _started(
     try:
         first = await _first_or_gone(chunks, request)
     except BaseException as exc:
-        _log_line(request_id, plan, stats, "disconnected" if isinstance(exc, ClientGone) else "failed")
-        on_end(stats)
+        _log_line(
+            request_id, plan, stats, "disconnected" if isinstance(exc, ClientGone) else "failed", caller
+        )
+        caller.ended(stats)
         await chunks.aclose()
         raise
 
@@ -138,24 +147,24 @@ async def _started(
             outcome = "disconnected"  # the server closes or cancels the body when the client leaves
             raise
         finally:
-            on_end(stats)
+            caller.ended(stats)
             await chunks.aclose()
-            _log_line(request_id, plan, stats, outcome)
+            _log_line(request_id, plan, stats, outcome, caller)
 
     return stream()
 
 
 async def audio_response(
-    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, on_end: OnEnd = _nothing
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, caller: Caller = NOBODY
 ) -> StreamingResponse:
     """The audio itself as the response body, streamed as it is made."""
     headers = response_headers(plan, request_id)
-    body = await _started(pipeline, plan, request_id, request, on_end=on_end)
+    body = await _started(pipeline, plan, request_id, request, caller=caller)
     return StreamingResponse(body, media_type=plan.audio_format.content_type, headers=headers)
 
 
 async def file_response(
-    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, filename: str, on_end: OnEnd = _nothing
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, filename: str, caller: Caller = NOBODY
 ) -> StreamingResponse:
     """The whole file, made before answering, with its real lengths in the header and Content-Length.
 
@@ -165,7 +174,7 @@ async def file_response(
     stats = Stats(chars=plan.chars)
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the body
     try:
-        async for chunk in await _started(pipeline, plan, request_id, request, stats, on_end):
+        async for chunk in await _started(pipeline, plan, request_id, request, stats, caller):
             await asyncio.to_thread(spool.write, chunk)
         size = await asyncio.to_thread(_finalized, spool, plan.audio_format.name, stats.encoded_samples)
     except BaseException:
@@ -198,10 +207,10 @@ def _event(payload: dict[str, object]) -> bytes:
 
 
 async def sse_response(
-    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, on_end: OnEnd = _nothing
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, caller: Caller = NOBODY
 ) -> StreamingResponse:
     """OpenAI's ``stream_format: sse``: base64 audio in ``speech.audio.delta`` events, then ``done``."""
-    chunks = await _started(pipeline, plan, request_id, request, on_end=on_end)
+    chunks = await _started(pipeline, plan, request_id, request, caller=caller)
 
     async def events() -> AsyncIterator[bytes]:
         try:

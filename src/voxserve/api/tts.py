@@ -107,9 +107,9 @@ async def tts(
         emotion=emotion,
         cache=cache,
     )
-    plan, headers, on_end = await admitted_plan(services, principal, request)
+    plan, headers, caller = await admitted_plan(services, principal, request)
     request_id = new_request_id()
     filename = f"{task_id or request_id}.{output_format}"
-    response = await file_response(services.pipeline, plan, http, request_id, filename, on_end)
+    response = await file_response(services.pipeline, plan, http, request_id, filename, caller)
     response.headers.update(headers)
     return response

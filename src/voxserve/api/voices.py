@@ -134,7 +134,7 @@ async def preview_voice(
         model=voice.engine if voice and voice.engine else None,
         response_format=response_format,
     )
-    plan, headers, on_end = await admitted_plan(services, principal, request)
-    response = await audio_response(services.pipeline, plan, http, new_request_id(), on_end)
+    plan, headers, caller = await admitted_plan(services, principal, request)
+    response = await audio_response(services.pipeline, plan, http, new_request_id(), caller)
     response.headers.update(headers)
     return response

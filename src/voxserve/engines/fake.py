@@ -2,9 +2,10 @@
 
 It speaks a tone whose pitch depends on the text, one short burst per word,
 so its output has speech-like energy and a duration proportional to the text.
-It can be told to be slow, to fail on a given segment (every time, or only
-the first few times), to reject a segment for good, or to return nothing,
-which is how tests reach error paths without a real model.
+It can be told to be slow (every segment, or one with a given word for a
+long time), to fail on a given segment (every time, or only the first few
+times), to reject a segment for good, or to return nothing, which is how
+tests reach error paths without a real model.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class FakeEngine(EngineBase):
     fail_times: int | None = None  # None: fail_on fails every time
     reject_on: str | None = None
     empty_on: str | None = None
+    slow_on: str | None = None  # a segment with this word waits slow_seconds before its audio
+    slow_seconds: float = 0.0
     languages: frozenset[str] = frozenset({"en", "zh", "ja"})
     emotions: frozenset[str] = frozenset()
     cloning: bool = False  # a reference shifts the tone, so each cloned voice sounds its own
@@ -57,6 +60,8 @@ class FakeEngine(EngineBase):
         self.calls.append(request)
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.slow_on is not None and self.slow_on in request.text:
+            await asyncio.sleep(self.slow_seconds)
         if self.fail_on is not None and self.fail_on in request.text and self.fail_times != 0:
             if self.fail_times is not None:
                 self.fail_times -= 1
@@ -87,6 +92,8 @@ class FakeOptions(EngineOptions):
     fail_times: int | None = None
     reject_on: str | None = None
     empty_on: str | None = None
+    slow_on: str | None = None
+    slow_seconds: float = Field(default=0.0, ge=0)
     languages: frozenset[str] = frozenset({"en", "zh", "ja"})
     emotions: frozenset[str] = frozenset()
     cloning: bool = False

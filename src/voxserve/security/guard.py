@@ -6,7 +6,8 @@
 - :meth:`Guard.admit`: the principal's quota checked and charged (requests,
   characters, streams), nothing charged if anything is refused;
 - :meth:`Guard.record`: usage counted per key (characters, audio and engine
-  seconds, requests by status).
+  seconds, requests by status), added up in memory and written to the store
+  every second (:meth:`Guard.keep_usage`), so counting costs a request nothing.
 
 Keys, quotas and usage are the key's business only; without auth (one local
 user) every request is anonymous, limited per client address if
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -93,6 +95,7 @@ class Guard:
         self.moderation = Moderation(settings.moderation)
         self._trusted = networks(settings.auth.trusted_proxies)
         self._settling: set[asyncio.Task[None]] = set()
+        self._usage: dict[str, Counter[str]] = defaultdict(Counter)
 
     @property
     def auth(self) -> bool:
@@ -151,16 +154,29 @@ class Guard:
         await self.record_key(principal.owner, amounts)
 
     async def record_key(self, key_id: str | None, amounts: Mapping[str, float]) -> None:
-        """Add to a key's usage (nothing without one); a store that fails costs the count, never the
-        request."""
-        if key_id is None:
-            return
-        try:
-            await self.keys.add_usage(key_id, amounts)
-        except self.keys.errors as exc:
-            log.warning("usage of key %s not recorded: %s", key_id, exc)
+        """Add to a key's usage (nothing without one); written with the next :meth:`flush_usage`."""
+        if key_id is not None:
+            self._usage[key_id].update(amounts)
+
+    async def flush_usage(self) -> None:
+        """Write the usage added up since the last time; a store that fails keeps it for the next."""
+        pending, self._usage = self._usage, defaultdict(Counter)
+        for key_id, amounts in pending.items():
+            try:
+                await self.keys.add_usage(key_id, amounts)
+            except self.keys.errors as exc:
+                log.warning("usage of key %s not written yet: %s", key_id, exc)
+                self._usage[key_id].update(amounts)
+
+    async def keep_usage(self, interval: float = 1.0) -> None:
+        """Write usage every ``interval`` seconds, for as long as the service runs."""
+        while True:
+            await asyncio.sleep(interval)
+            await self.flush_usage()
 
     async def close(self) -> None:
         await asyncio.gather(*self._settling, return_exceptions=True)
+        await self.flush_usage()
         await self.moderation.close()
+        await self.limiter.close()
         await self.keys.close()

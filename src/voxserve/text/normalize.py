@@ -11,9 +11,11 @@ Japanese text passes through: its front end reads numbers itself.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from voxserve.text.markup import ANY_MARK, has_marks
 
@@ -90,6 +92,23 @@ def apply_rules(text: str, rules: list[Rule]) -> str:
     return text
 
 
+def _prebuilt(normalizer: type[Any]) -> Callable[[str], str]:
+    """A WeTextProcessing normalizer over the FSTs its package ships, read as they are.
+
+    Its own loader reads them and optimizes them again on every start (2 s for
+    English on a slow core, every process, every ``voxserve say``); they were
+    written optimized, so reading them as they are gives the same FSTs.
+    """
+    from pynini import Fst
+
+    class Prebuilt(normalizer):  # type: ignore[misc]  # WeTextProcessing has no type hints
+        def build_fst(self, prefix: str, cache_dir: Any, overwrite_cache: bool) -> None:
+            self.tagger = Fst.read(os.path.join(cache_dir, f"{prefix}_tagger.fst"))
+            self.verbalizer = Fst.read(os.path.join(cache_dir, f"{prefix}_verbalizer.fst"))
+
+    return Prebuilt(overwrite_cache=False).normalize  # type: ignore[no-any-return]
+
+
 @lru_cache(maxsize=1)
 def _load_fsts() -> dict[str, Callable[[str], str]]:
     """The rule files are read-only data, so one loaded copy serves every normalizer."""
@@ -97,10 +116,7 @@ def _load_fsts() -> dict[str, Callable[[str], str]]:
     from tn.english.normalizer import Normalizer as EnglishNormalizer
 
     logging.getLogger("wetext").setLevel(logging.WARNING)  # it logs every FST it finds
-    return {
-        "zh": ChineseNormalizer(overwrite_cache=False).normalize,
-        "en": EnglishNormalizer(overwrite_cache=False).normalize,
-    }
+    return {"zh": _prebuilt(ChineseNormalizer), "en": _prebuilt(EnglishNormalizer)}
 
 
 class TextNormalizer:
