@@ -61,6 +61,7 @@ lint: $(TEST_STAMP)
 
 ## Rerun the benchmarks; each prints a table (the overload comparison needs Debian's nginx).
 bench: $(TEST_STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx)
 	$(BIN)/python -m bench all
 

@@ -14,6 +14,8 @@
   voxserve, nginx round robin and a fixed-semaphore client (needs nginx).
 - voices: checking and normalizing a 15 s reference recording; a request
   served from the segment cache versus synthesized.
+- voices-quality: Whisper's word (English) and character (Mandarin) error
+  rate on every embedded voice, the measure the OpenAI voice names map by.
 - auth: what keys and quotas add to a request (authenticate, check and
   charge every limit, count usage), keys in SQLite and counts in memory,
   and both in Redis.
@@ -48,6 +50,7 @@ from bench import glmtts as bench_glmtts
 from bench import loop as bench_loop
 from bench import overload as bench_overload
 from bench import proxy as bench_proxy
+from bench import quality as bench_quality
 from bench import queue as bench_queue
 from bench import voices as bench_voices
 from bench.server import NO_CACHE, running_server
@@ -274,6 +277,20 @@ def voices(data_dir: DataDir = None) -> None:
     console.print(table)
 
 
+@app.command("voices-quality")
+def voices_quality(data_dir: DataDir = None) -> None:
+    """Whisper's error rate on every embedded voice: English words, Mandarin characters (lower is better)."""
+    scores = bench_quality.measure(_data_dir(data_dir))
+    languages = sorted({language for score in scores for language in score.errors})
+    headers = {"en": "English WER", "zh": "Mandarin CER"}
+    table = Table("engine", "voice", "gender", *(headers.get(lang, lang) for lang in languages),
+                  title="Intelligibility: what Whisper hears, 5 sentences a language")  # fmt: skip
+    for score in scores:
+        cells = [f"{score.errors[lang]:.3f}" if lang in score.errors else "-" for lang in languages]
+        table.add_row(score.engine, score.voice, score.gender, *cells)
+    console.print(table)
+
+
 @app.command()
 def auth(requests: int = 2000) -> None:
     """Latency keys and quotas add per request (targets: p50/p99 <= 0.5 ms in memory, <= 2 ms with Redis)."""
@@ -349,6 +366,7 @@ def run_all(data_dir: DataDir = None) -> None:
     proxy()
     overload_command()
     voices(data)
+    voices_quality(data)
     auth()
     glmtts()
     loop()
