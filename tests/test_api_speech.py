@@ -171,7 +171,7 @@ def test_catalog(client: httpx.Client) -> None:
     voices = client.get("/v1/audio/voices").json()
     ids = {(v["engine"], v["id"]) for v in voices["voices"]}
     assert ("kokoro", "jf_alpha") in ids and ("hibari", "heart") in ids
-    assert voices["aliases"]["alloy"] == "jf_alpha"
+    assert voices["aliases"]["alloy"]["en"][0] == "heart" and voices["aliases"]["echo"]["zh"] == ["jm_kumo"]
     ready = client.get("/readyz").json()
     assert (ready["status"], ready["engines"]) == ("ready", {"kokoro": True, "hibari": True, "espeak": True})
     assert [worker["healthy"] for worker in ready["workers"]] == [True]

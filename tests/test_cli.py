@@ -82,7 +82,7 @@ def test_voices_lists_every_engine_without_loading(tmp_path: Path) -> None:
     VoiceLibrary(tmp_path / "voices").add_blend("duet", "jf_alpha+jm_kumo", "kokoro")
     result = run("voices", "--data-dir", str(tmp_path))
     assert result.returncode == 0
-    assert "jf_alpha" in result.stdout and "heart" in result.stdout and "alloy→jf_alpha" in result.stdout
+    assert "jf_alpha" in result.stdout and "heart" in result.stdout and "alloy, coral, nova" in result.stdout
     assert "(duet)" in result.stdout and "jf_alpha+jm_kumo" in result.stdout
     assert not (tmp_path / "models").exists(), "listing voices must not assemble the model"
 

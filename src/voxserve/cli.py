@@ -217,8 +217,23 @@ def voices(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
         table.add_row(label, stored.engine or "any that clones", stored.language or "", detail)
     services.executor.shutdown()
     Console().print(table)
-    aliases = ", ".join(f"{alias}→{target}" for alias, target in settings.voice_aliases.items())
-    Console().print(f"OpenAI voice names: {aliases}")
+    Console().print(_alias_table(settings))
+
+
+def _alias_table(settings: Settings) -> Table:
+    """Aliases that stand for the same voices on one row: the OpenAI names come in two groups."""
+    grouped: dict[str, list[str]] = {}
+    for alias, target in settings.voice_aliases.items():
+        by_language = target if isinstance(target, dict) else {"*": target}
+        shown = ", ".join(
+            f"{language}: {' or '.join([voices] if isinstance(voices, str) else voices)}"
+            for language, voices in by_language.items()
+        )
+        grouped.setdefault(shown, []).append(alias)
+    table = Table("voice names", "speak with (by language, first available)", title="Aliases")
+    for shown, aliases in grouped.items():
+        table.add_row(", ".join(aliases), shown)
+    return table
 
 
 @app.command()

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,22 +21,46 @@ from pydantic_settings import (
 
 CONFIG_FILE_ENV = "VOXSERVE_CONFIG"
 
-#: OpenAI's voice names, mapped onto the embedded engine's voices. An engine
-#: that lacks the target voice uses its own default voice instead.
-DEFAULT_VOICE_ALIASES: dict[str, str] = {
-    "alloy": "jf_alpha",
-    "ash": "jm_kumo",
-    "ballad": "jm_kumo",
-    "coral": "jf_gongitsune",
-    "echo": "jm_kumo",
-    "fable": "jf_tebukuro",
-    "onyx": "jm_kumo",
-    "nova": "jf_nezumi",
-    "sage": "jf_alpha",
-    "shimmer": "jf_tebukuro",
-    "verse": "jm_kumo",
-    "marin": "jf_nezumi",
-    "cedar": "jm_kumo",
+#: The embedded voices by how well Whisper understands them, per language and gender, best first
+#: (``python -m bench voices-quality``, docs/benchmarks.md). Japanese is not scored: every Kokoro
+#: voice here is a native Japanese one.
+INTELLIGIBLE_VOICES: dict[str, dict[str, list[str]]] = {
+    "en": {"female": ["heart", "jf_gongitsune", "jf_tebukuro"], "male": ["jm_kumo"]},
+    "zh": {"female": ["jf_alpha", "jf_gongitsune"], "male": ["jm_kumo"]},
+    "ja": {"female": ["jf_alpha", "jf_nezumi"], "male": ["jm_kumo"]},
+}
+
+#: OpenAI's voice names by the gender of OpenAI's own voice.
+OPENAI_VOICE_GENDERS: dict[str, str] = {
+    "alloy": "female",
+    "ash": "male",
+    "ballad": "male",
+    "coral": "female",
+    "echo": "male",
+    "fable": "male",
+    "onyx": "male",
+    "nova": "female",
+    "sage": "female",
+    "shimmer": "female",
+    "verse": "male",
+    "marin": "female",
+    "cedar": "male",
+}
+
+#: An alias names one voice for every language, or a voice (or voices, first available wins) per
+#: language code, with ``"*"`` for the languages not listed.
+VoiceAlias = str | dict[str, str | list[str]]
+
+
+def voices_for(gender: str) -> dict[str, str | list[str]]:
+    """The most intelligible voices of ``gender`` in each language, as an alias's table."""
+    return {language: list(by_gender[gender]) for language, by_gender in INTELLIGIBLE_VOICES.items()}
+
+
+#: OpenAI's voice names, each mapped per language onto the most intelligible embedded voice of
+#: its gender. An engine that has none of an alias's voices uses its own default voice instead.
+DEFAULT_VOICE_ALIASES: dict[str, VoiceAlias] = {
+    name: voices_for(gender) for name, gender in OPENAI_VOICE_GENDERS.items()
 }
 
 #: OpenAI's model names, mapped onto voxserve engines.
@@ -268,7 +292,10 @@ class Settings(BaseSettings):
 
     engines: list[EngineSettings] = Field(default_factory=_default_engines)
     default_engine: str = "kokoro"
-    voice_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_VOICE_ALIASES))
+    voice_aliases: dict[str, VoiceAlias] = Field(
+        default_factory=lambda: dict(DEFAULT_VOICE_ALIASES),
+        description="voice names mapped onto engine voices, merged over the OpenAI names' defaults",
+    )
     model_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODEL_ALIASES))
 
     max_input_chars: int = Field(default=4096, ge=1, description="limit of a synchronous request")
@@ -287,6 +314,12 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
+
+    @field_validator("voice_aliases", mode="after")
+    @classmethod
+    def _over_the_defaults(cls, aliases: dict[str, VoiceAlias]) -> dict[str, VoiceAlias]:
+        """A configured table adds to (or changes) OpenAI's names rather than replacing them all."""
+        return {**DEFAULT_VOICE_ALIASES, **{name.lower(): target for name, target in aliases.items()}}
 
     @classmethod
     def settings_customise_sources(

@@ -65,12 +65,18 @@ class Plan:
     ignored: tuple[str, ...]
     max_audio_seconds: float
     library_voice: str | None = None  # the id of the library voice it uses, if it uses one
+    library_name: str | None = None  # that voice's name (else its id): what the client knows it by
     priority: int = SPEECH_PRIORITY
     submitted: float = field(default_factory=time.monotonic)  # orders its segments in engine queues
 
     @property
     def chars(self) -> int:
         return len(self.request.input)
+
+    @property
+    def voice_label(self) -> str:
+        """The voice as the client knows it: a library voice's name, else the engine's voice."""
+        return self.library_name or self.voice
 
 
 def least_audio_seconds(segments: tuple[Segment, ...], speed: float) -> float:
@@ -171,6 +177,7 @@ class Planner:
             ignored=ignored_options(request, engine, text),
             max_audio_seconds=audio_limit,
             library_voice=library_voice.id if library_voice else None,
+            library_name=(library_voice.name or library_voice.id) if library_voice else None,
             priority=priority,
         )
 

@@ -7,9 +7,10 @@ this module, so a name means the same thing at every door.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
-from voxserve.config import Settings
+from voxserve.config import Settings, voices_for
 from voxserve.engines.base import Engine
 from voxserve.errors import CapabilityMissing, InvalidRequest, UnknownModel, UnknownVoice
 from voxserve.request import SpeechRequest
@@ -17,6 +18,9 @@ from voxserve.text import language_code, languages_in
 from voxserve.text.markup import has_pronunciations, strip_marks
 from voxserve.voices import EVERYONE, Viewer, Voice, VoiceLibrary
 from voxserve.voices.blend import blend_parts_known, is_blend, parse_blend
+
+#: Kokoro-FastAPI's voice names (``af_heart``, ``zm_yunxi``): a language letter, then f or m.
+KOKORO_FASTAPI_NAME = re.compile(r"[abefhijpz]([fm])_[a-z]+")
 
 
 def ignored_options(request: SpeechRequest, engine: Engine, text: str) -> tuple[str, ...]:
@@ -49,9 +53,28 @@ class Selection:
 
     def is_builtin(self, name: str) -> bool:
         """An engine's own voice or an alias of one (not a name the library may take)."""
-        return name.lower() in self.settings.voice_aliases or any(
-            engine.capabilities.voice(name) for engine in self.engines.values()
-        )
+        return self.is_alias(name) or any(engine.capabilities.voice(name) for engine in self.engines.values())
+
+    def is_alias(self, name: str) -> bool:
+        """An OpenAI voice name, a configured alias, or a Kokoro-FastAPI voice name."""
+        return name.lower() in self.settings.voice_aliases or KOKORO_FASTAPI_NAME.fullmatch(name) is not None
+
+    def alias_voices(self, name: str, language: str) -> list[str]:
+        """The voices an alias stands for in ``language``, best first (empty: the engine's default).
+
+        A Kokoro-FastAPI name that no engine here has stands for the most intelligible voices of
+        its gender, as OpenAI's names do.
+        """
+        target = self.settings.voice_aliases.get(name.lower())
+        if target is None:
+            kokoro = KOKORO_FASTAPI_NAME.fullmatch(name)
+            if kokoro is None:
+                return []
+            target = voices_for("female" if kokoro.group(1) == "f" else "male")
+        if isinstance(target, str):
+            return [target]
+        chosen = target.get(language, target.get("*", []))
+        return [chosen] if isinstance(chosen, str) else list(chosen)
 
     def blend_engine(self, formula: str, engine: str | None) -> str:
         """The engine a blend belongs to: the one named, else the first that blends and has every part."""
@@ -83,7 +106,7 @@ class Selection:
     def library_voice(self, name: str | None, viewer: Viewer = EVERYONE) -> Voice | None:
         """The library voice a request names (one ``viewer`` may use), if it names one rather than an
         engine's own voice."""
-        if not name or is_blend(name) or name.lower() in self.settings.voice_aliases:
+        if not name or is_blend(name) or self.is_alias(name):
             return None
         if any(engine.capabilities.voice(name) for engine in self.engines.values()):
             return None
@@ -114,6 +137,8 @@ class Selection:
             voice = self.voice_on(engine, wanted)
             if voice:
                 return engine, voice
+        if self.is_alias(wanted):
+            return self._aliased(wanted, self.spoken_language(request, text), candidates)
         available = sorted(v.id for e in candidates for v in e.capabilities.voices)
         raise UnknownVoice(
             f"voice {request.voice!r} is not known"
@@ -122,6 +147,14 @@ class Selection:
             "or an OpenAI voice name such as 'alloy'",
             param="voice",
         )
+
+    def _aliased(self, alias: str, language: str, candidates: list[Engine]) -> tuple[Engine, str]:
+        """The first of the alias's voices some candidate has, else the first candidate's default."""
+        for target in self.alias_voices(alias, language):
+            for engine in candidates:
+                if engine.capabilities.voice(target):
+                    return engine, target
+        return candidates[0], candidates[0].capabilities.default_voice
 
     def capable_engines(self, request: SpeechRequest, cloning: bool, text: str) -> list[Engine]:
         """Engines that can serve a request naming no model, the default first.
@@ -138,7 +171,7 @@ class Selection:
                     "the engines here cannot clone voices from reference audio; configure one that can",
                     param="voice",
                 )
-        languages = {language_code(request.language)} if request.language else languages_in(strip_marks(text))
+        languages = self._languages(request, text)
         capable = [engine for engine in ordered if languages <= engine.capabilities.languages]
         if not capable:
             raise CapabilityMissing(
@@ -151,14 +184,26 @@ class Selection:
 
         return sorted(capable, key=ignores)
 
-    def voice_on(self, engine: Engine, name: str) -> str | None:
-        """The engine's voice for a name: its own, a blend of its own, or an alias (else its default)."""
+    @staticmethod
+    def _languages(request: SpeechRequest, text: str) -> set[str]:
+        """The languages a request needs: the one it names, else those its text is written in."""
+        return {language_code(request.language)} if request.language else languages_in(strip_marks(text))
+
+    def spoken_language(self, request: SpeechRequest, text: str) -> str:
+        """The language an alias picks its voice by: the one named, else the text's (Chinese or
+        Japanese over the English words inside them)."""
+        languages = self._languages(request, text)
+        for language in (*sorted(languages - {"en"}), "en"):
+            if language in languages:
+                return language
+        return "en"
+
+    @staticmethod
+    def voice_on(engine: Engine, name: str) -> str | None:
+        """The engine's voice for a name: its own, or a blend of its own."""
         caps = engine.capabilities
         if caps.voice(name):
             return name
         if is_blend(name):
             return name if caps.blends and blend_parts_known(name, caps) else None
-        target = self.settings.voice_aliases.get(name.lower())
-        if target is None:
-            return None
-        return target if caps.voice(target) else caps.default_voice
+        return None

@@ -42,10 +42,28 @@ class SpeechFields(SpeechOptions):
         return SpeechRequest(**{**fields, "voice": voice, "cache": cache})
 
 
+#: Kokoro-FastAPI's one-letter ``lang_code`` values (Kokoro's own pipeline codes).
+KOKORO_LANG_CODES = {
+    "a": "en-US", "b": "en-GB", "e": "es", "f": "fr", "h": "hi",
+    "i": "it", "j": "ja", "p": "pt-BR", "z": "zh",
+}  # fmt: skip
+
+
 class SpeechBody(SpeechFields):
-    """``POST /v1/audio/speech``."""
+    """``POST /v1/audio/speech``, with Kokoro-FastAPI's ``stream`` and ``lang_code`` accepted too."""
 
     stream_format: Literal["audio", "sse"] = "audio"
+    stream: bool = Field(default=True, description="false: the whole file, with a Content-Length")
+    lang_code: str | None = Field(
+        default=None, max_length=16, description="Kokoro-FastAPI's language (a, b, z, j, ...); as language"
+    )
+
+    def to_request(self, cache: CacheMode = "use") -> SpeechRequest:
+        request = super().to_request(cache)
+        if self.lang_code and not self.language:
+            language = KOKORO_LANG_CODES.get(self.lang_code.lower(), self.lang_code)
+            request = request.model_copy(update={"language": language})
+        return request
 
 
 class JobBody(SpeechFields):

@@ -17,7 +17,7 @@ from voxserve.api.schemas import (
     json_schema_body,
     parse_json,
 )
-from voxserve.api.streaming import audio_response, new_request_id, sse_response
+from voxserve.api.streaming import audio_response, file_response, new_request_id, sse_response
 from voxserve.request import CacheMode
 from voxserve.security import Principal
 from voxserve.services import Services
@@ -44,7 +44,13 @@ async def create_speech(
 ) -> StreamingResponse:
     """Speak ``input``; the body streams while later segments are still being made."""
     plan, headers, caller = await admitted_plan(services, principal, body.to_request(cache))
-    answer = sse_response if body.stream_format == "sse" else audio_response
-    response = await answer(services.pipeline, plan, request, new_request_id(), caller)
+    request_id = new_request_id()
+    if body.stream_format == "sse":
+        response = await sse_response(services.pipeline, plan, request, request_id, caller)
+    elif body.stream:
+        response = await audio_response(services.pipeline, plan, request, request_id, caller)
+    else:
+        filename = f"speech.{plan.audio_format.extension}"
+        response = await file_response(services.pipeline, plan, request, request_id, filename, caller)
     response.headers.update(headers)
     return response

@@ -65,7 +65,7 @@ def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
     headers = {
         "X-Request-Id": request_id,
         "X-Voxserve-Engine": quote(plan.engine.name, safe=""),
-        "X-Voxserve-Voice": quote(plan.voice, safe=""),
+        "X-Voxserve-Voice": quote(plan.voice_label, safe=""),
         "Cache-Control": "no-store",
     }
     if plan.ignored:

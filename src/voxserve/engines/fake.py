@@ -41,6 +41,7 @@ class FakeEngine(EngineBase):
     languages: frozenset[str] = frozenset({"en", "zh", "ja"})
     emotions: frozenset[str] = frozenset()
     cloning: bool = False  # a reference shifts the tone, so each cloned voice sounds its own
+    voices: tuple[str, ...] = ("tone",)  # the first is the default; all sound the same
     calls: list[SegmentRequest] = field(default_factory=list)
     _ready: bool = False
 
@@ -48,7 +49,10 @@ class FakeEngine(EngineBase):
     def capabilities(self) -> Capabilities:
         return Capabilities(
             languages=self.languages,
-            voices=(VoiceInfo(id="tone", engine=self.name, languages=tuple(sorted(self.languages))),),
+            voices=tuple(
+                VoiceInfo(id=voice, engine=self.name, languages=tuple(sorted(self.languages)))
+                for voice in self.voices
+            ),
             sample_rate=self.sample_rate,
             emotions=self.emotions,
             cloning=self.cloning,
@@ -97,6 +101,7 @@ class FakeOptions(EngineOptions):
     languages: frozenset[str] = frozenset({"en", "zh", "ja"})
     emotions: frozenset[str] = frozenset()
     cloning: bool = False
+    voices: tuple[str, ...] = Field(default=("tone",), min_length=1)
 
 
 def _build(config: EngineSettings, options: FakeOptions, context: BuildContext) -> FakeEngine:

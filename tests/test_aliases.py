@@ -1,0 +1,87 @@
+"""Voice names that stand for engine voices (OpenAI's per language, Kokoro-FastAPI's by gender), and
+Kokoro-FastAPI's request fields."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.support.api import SPEECH
+from tests.support.audio import decode
+from voxserve.config import DEFAULT_VOICE_ALIASES, Settings
+from voxserve.engines.fake import FakeEngine
+from voxserve.errors import UnknownVoice
+from voxserve.metrics import Metrics
+from voxserve.pipeline import Pipeline, SpeechRequest
+from voxserve.text import TextNormalizer
+
+ENGLISH = "Tickets cost twelve dollars."
+CHINESE = "这张票一共三十五块钱。"
+
+
+async def pipeline_of(tmp_path: Path, **settings: Any) -> Pipeline:
+    """Two engines as the defaults are: one for three languages, one English-only with ``heart``."""
+    engines = {
+        "multi": FakeEngine(name="multi", voices=("jf_alpha", "jf_gongitsune", "jm_kumo")),
+        "english": FakeEngine(name="english", languages=frozenset({"en"}), voices=("heart",)),
+    }
+    for engine in engines.values():
+        await engine.load()
+    normalizer = TextNormalizer()
+    normalizer.load()
+    config = Settings(data_dir=tmp_path, default_engine="multi", **settings)
+    return Pipeline(engines, normalizer, config, ThreadPoolExecutor(1), Metrics())
+
+
+@pytest.mark.parametrize(
+    ("voice", "text", "fields", "engine", "chosen"),
+    [
+        ("alloy", ENGLISH, {}, "english", "heart"),  # the most intelligible English female voice
+        ("alloy", CHINESE, {}, "multi", "jf_alpha"),
+        ("NOVA", ENGLISH, {"model": "multi"}, "multi", "jf_gongitsune"),  # the next one this engine has
+        ("echo", ENGLISH, {}, "multi", "jm_kumo"),
+        ("onyx", CHINESE, {}, "multi", "jm_kumo"),
+        ("alloy", "Hello", {"language": "zh"}, "multi", "jf_alpha"),  # the named language decides
+        ("af_heart", ENGLISH, {}, "english", "heart"),  # Kokoro-FastAPI's names, by their gender
+        ("bm_george", ENGLISH, {}, "multi", "jm_kumo"),
+        ("zf_xiaobei", CHINESE, {}, "multi", "jf_alpha"),
+        ("jf_gongitsune", ENGLISH, {}, "multi", "jf_gongitsune"),  # an engine's own voice is itself
+    ],
+)
+async def test_a_name_picks_the_best_voice_for_the_language(
+    tmp_path: Path, voice: str, text: str, fields: dict[str, Any], engine: str, chosen: str
+) -> None:
+    plan = (await pipeline_of(tmp_path)).plan(SpeechRequest(input=text, voice=voice, **fields))
+    assert (plan.engine.name, plan.voice) == (engine, chosen)
+
+
+async def test_a_configured_alias_adds_to_the_defaults(tmp_path: Path) -> None:
+    pipeline = await pipeline_of(tmp_path, voice_aliases={"Alloy": "jm_kumo", "narrator": {"en": "heart"}})
+    assert set(DEFAULT_VOICE_ALIASES) < set(pipeline.selection.settings.voice_aliases)
+    assert pipeline.plan(SpeechRequest(input=ENGLISH, voice="alloy")).voice == "jm_kumo"
+    assert pipeline.plan(SpeechRequest(input=ENGLISH, voice="nova")).voice == "heart"  # still there
+    narrated = pipeline.plan(SpeechRequest(input=CHINESE, voice="narrator"))
+    assert narrated.voice == "jf_alpha", "a language the alias does not list: the engine's default"
+
+
+async def test_a_name_of_no_known_shape_is_still_unknown(tmp_path: Path) -> None:
+    with pytest.raises(UnknownVoice, match="'xx_heart' is not known"):
+        (await pipeline_of(tmp_path)).plan(SpeechRequest(input=ENGLISH, voice="xx_heart"))
+
+
+def test_kokoro_fastapi_fields(fake_client: TestClient, fake_engine: FakeEngine) -> None:
+    """``stream: false`` answers with the whole file; ``lang_code`` is Kokoro's language letter."""
+    body = {"input": "hello there", "voice": "af_heart", "response_format": "wav"}
+    whole = fake_client.post(SPEECH, json={**body, "stream": False, "lang_code": "b"})
+    assert whole.status_code == 200, whole.text
+    assert whole.headers["content-length"] == str(len(whole.content))
+    assert whole.headers["content-disposition"] == 'attachment; filename="speech.wav"'
+    assert decode(whole.content).duration > 0.3
+    assert whole.headers["x-voxserve-voice"] == "tone", "the voice that spoke, not the name asked for"
+    assert fake_engine.calls[-1].language == "en"
+    streamed = fake_client.post(SPEECH, json={**body, "lang_code": "z"})
+    assert "content-length" not in streamed.headers and fake_engine.calls[-1].language == "zh"
