@@ -130,7 +130,24 @@ async def test_segments_carry_language_and_fit_the_limit(pipeline: Pipeline) -> 
         ("at its clause.", "en"),
         ("你好，世界。", "zh"),
     ]
-    assert [s.pause_after for s in plan.segments] == [0.1, 0.1, 0.25, 0.25]
+    # a clause's pause after the clause; none where the limit cut between words
+    assert [s.pause_after for s in plan.segments] == [0.1, 0.0, 0.25, 0.25]
+
+
+async def test_the_first_segment_starts_short(tmp_path: Path) -> None:
+    engines = {"fake": FakeEngine(name="fake")}
+    await engines["fake"].load()
+    normalizer = TextNormalizer()
+    normalizer.load()
+    settings = Settings(data_dir=tmp_path, default_engine="fake", first_segment_chars=24)
+    pipeline = Pipeline(engines, normalizer, settings, ThreadPoolExecutor(1), Metrics())
+    text = "The morning train was late again, so we walked to the office. Then it rained all day long."
+    segments = pipeline.plan(SpeechRequest(input=text)).segments
+    assert [(s.text, s.pause_after) for s in segments] == [
+        ("The morning train was", 0.0),  # the first words, joined to the rest without a pause
+        ("late again, so we walked to the office.", 0.25),
+        ("Then it rained all day long.", 0.25),  # later sentences whole
+    ]
 
 
 async def test_audio_streams_segment_by_segment(pipeline: Pipeline) -> None:

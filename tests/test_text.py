@@ -160,6 +160,35 @@ def test_segments_rejoin_to_the_input_and_respect_the_limit(text: str, limit: in
         assert len(piece) <= limit, (piece, limit)
 
 
+@pytest.mark.parametrize(
+    ("sentence", "expected"),
+    [
+        (
+            "Hello there, this is a longer sentence to say.",
+            ["Hello there,", "this is a longer sentence to say."],
+        ),
+        ("The morning train was late again today.", ["The morning train was", "late again today."]),
+        ("Supercalifragilisticexpialidocious is a word.", ["Supercalifragilisticexpialidocious is a word."]),
+        (
+            "今天早上的火车又晚点了，我们只好走路去办公室。",
+            ["今天早上的火车又", "晚点了，我们只好走路去办公室。"],
+        ),
+        ("Short and sweet.", ["Short and sweet."]),
+        ("Tickets cost 1,000,000 dollars here!", ["Tickets cost 1,000,000", "dollars here!"]),
+    ],
+)
+def test_a_stream_starts_with_a_short_piece(sentence: str, expected: list[str]) -> None:
+    assert segment.lead(sentence, 24, 200) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.lists(_alphabet, min_size=1, max_size=200).map("".join), limit=st.integers(20, 120))
+def test_a_short_first_piece_rejoins_to_the_sentence(text: str, limit: int) -> None:
+    pieces = segment.lead(text, 24, limit)
+    assert _squash("".join(pieces)) == _squash(text)
+    assert all(len(piece) <= limit for piece in pieces)
+
+
 def test_punctuation_pysbd_would_drop_is_kept() -> None:
     assert split_text(" !!", 20) == ["!!"]
     assert "".join(split_text("Hi there. ! ? OK.", 40)).replace(" ", "") == "Hithere.!?OK."

@@ -303,6 +303,12 @@ class Settings(BaseSettings):
         default=1200.0, gt=0, description="audio one synchronous request may make (pauses and speed count)"
     )
     segment_chars: int = Field(default=200, ge=20, description="longest text piece sent to an engine")
+    first_segment_chars: int = Field(
+        default=24,
+        ge=0,
+        description="a request's first piece at most this long (its first clause or words), "
+        "so the first audio comes sooner; 0: whole sentences",
+    )
     sentence_pause: float = Field(default=0.25, ge=0, le=5)
     clause_pause: float = Field(default=0.1, ge=0, le=5)
     cache_max_bytes: int = Field(

@@ -28,8 +28,9 @@ from voxserve.errors import (
 )
 from voxserve.request import SAMPLE_RATES, SpeechRequest
 from voxserve.selection import Selection, ignored_options
-from voxserve.text import TextNormalizer, detect_language, fit, is_speakable, language_code, sentences
+from voxserve.text import TextNormalizer, detect_language, fit, is_speakable, language_code, lead, sentences
 from voxserve.text.markup import expand_ssml, has_marks, split_pauses, strip_marks
+from voxserve.text.segment import CLAUSE_MARK
 from voxserve.voices import EVERYONE, Viewer
 
 #: Faster than any voice speaks at speed 1, so the planned estimate of audio is a lower bound.
@@ -210,7 +211,7 @@ class Planner:
         """Segments of the text; a ``[pause:…]`` mark sets the pause after the segment it ends."""
         previous: Segment | None = None
         for part, pause in split_pauses(text):
-            for segment in self._part_segments(request, part, engine):
+            for segment in self._part_segments(request, part, engine, first=previous is None):
                 if previous is not None:
                     yield previous
                 previous = segment
@@ -219,12 +220,20 @@ class Planner:
         if previous is not None:
             yield previous
 
-    def _part_segments(self, request: SpeechRequest, text: str, engine: Engine) -> Iterator[Segment]:
+    def _part_segments(
+        self, request: SpeechRequest, text: str, engine: Engine, first: bool
+    ) -> Iterator[Segment]:
+        """Segments of text between pauses; ``first``: the plan's first, which starts short."""
         caps = engine.capabilities
         forced = language_code(request.language) if request.language else None
         limit = min(self.settings.segment_chars, caps.max_segment_chars)
-        for sentence in sentences(text):
-            pieces = fit(sentence, limit)
+        first_limit = min(self.settings.first_segment_chars, limit)
+        for number, sentence in enumerate(sentences(text)):
+            pieces = (
+                lead(sentence, first_limit, limit)
+                if first and number == 0 and first_limit
+                else fit(sentence, limit)
+            )
             for index, piece in enumerate(pieces):
                 spoken = strip_marks(piece)
                 if not is_speakable(spoken) and not has_marks(piece):
@@ -237,9 +246,11 @@ class Planner:
                         f"choose a model that does, such as {self.settings.default_engine!r}",
                         param="language" if forced else "input",
                     )
-                last = index == len(pieces) - 1
-                yield Segment(
-                    piece,
-                    language,
-                    self.settings.sentence_pause if last else self.settings.clause_pause,
-                )
+                yield Segment(piece, language, self._pause_after(piece, last=index == len(pieces) - 1))
+
+    def _pause_after(self, piece: str, last: bool) -> float:
+        """A sentence's pause after its last piece, a clause's after a clause; none between words,
+        where a sentence too long for one segment (or a stream's short first piece) was cut."""
+        if last:
+            return self.settings.sentence_pause
+        return self.settings.clause_pause if CLAUSE_MARK.search(piece) else 0.0

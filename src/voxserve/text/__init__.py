@@ -2,7 +2,7 @@
 
 from voxserve.text.language import detect_language, is_speakable, language_code, languages_in
 from voxserve.text.normalize import TextNormalizer
-from voxserve.text.segment import fit, sentences, split_text
+from voxserve.text.segment import fit, lead, sentences, split_text
 
 __all__ = [
     "TextNormalizer",
@@ -11,6 +11,7 @@ __all__ = [
     "is_speakable",
     "language_code",
     "languages_in",
+    "lead",
     "sentences",
     "split_text",
 ]

@@ -1,5 +1,8 @@
 """Cutting text into pieces an engine accepts, at the most natural place.
 
+A stream's first sentence may start with a short piece (:func:`lead`), so the first audio is not
+the slowest.
+
 Sentences first (pysbd in its English mode, which also handles mixed
 Chinese/English text and abbreviations), then clauses (，、：；,;:), then
 words (jieba for runs of Chinese). Numbers such as ``3.5`` or ``1,000`` and
@@ -28,6 +31,8 @@ HAN_RUN = 2000  # characters of an unpunctuated run of Chinese given to jieba at
 _PLACEHOLDER_BASE = 0xF0000  # Unicode plane 15: private use, never in real text
 _MAX_TAGS = 0xFFFFD - _PLACEHOLDER_BASE
 _PLACEHOLDER = re.compile(r"[\U000F0000-\U000FFFFD]")
+#: A piece that ends a clause (where a short pause sounds natural), closing quotes allowed.
+CLAUSE_MARK = re.compile(r"[，、：；,;:][\"'”’)）」』]*$")
 _CLAUSE_END = re.compile(r"(?<=[，、：；])|(?<=[,;:])(?!\d)")  # not inside 1,000 or 3:30
 _TOKEN = re.compile(
     r"\s+"  # whitespace
@@ -182,6 +187,28 @@ def fit(sentence: str, limit: int) -> list[str]:
             words.extend(_hard_cut(_restore(token, tags), limit) if too_long else [token])
         pieces.extend(_pack(words, limit, tags))
     return [_restore(p.strip(), tags) for p in pieces if p.strip()]
+
+
+_HAN = re.compile(r"[\u3400-\u9fff]")
+_WORD_EDGE = re.compile(r"[^\W_\u3400-\u9fff]")  # a letter or digit of a spaced script
+
+
+def lead(sentence: str, first_limit: int, limit: int) -> list[str]:
+    """The first sentence of a stream, its first piece short: the first clause, or the first words
+    up to ``first_limit`` characters, so the first audio is made in a fraction of the time a whole
+    sentence takes; the rest at ``limit``. A first word longer than ``first_limit`` is not cut.
+    Chinese says in one character what a spaced script says in about three: its limit is a third."""
+    whole = sentence.strip()
+    if _HAN.search(whole):
+        first_limit = max(first_limit // 3, 4)
+    if len(whole) <= first_limit:
+        return fit(sentence, limit)
+    head = fit(whole, first_limit)[0]
+    rest = whole[len(head) :]
+    cut_in_a_word = _WORD_EDGE.match(head[-1:]) and _WORD_EDGE.match(rest[:1])
+    if not whole.startswith(head) or cut_in_a_word or not is_speakable(rest):
+        return fit(sentence, limit)
+    return [head, *fit(rest.strip(), limit)]
 
 
 def merge_unspeakable(pieces: list[str], limit: int) -> list[str]:
