@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.api import LOCAL, SPEECH, assert_error
+from tests.support.audio import decode
 from voxserve.api import create_app
 from voxserve.config import Settings
 from voxserve.engines.fake import FakeEngine
@@ -112,8 +113,20 @@ class SlowLoadingEngine(FakeEngine):
         await super().load()
 
 
-def test_not_ready_until_engines_load(tmp_path: Path) -> None:
+def test_a_request_during_loading_waits_for_it(tmp_path: Path) -> None:
+    """The first request after start is answered once the engines load; /readyz tells the truth."""
     settings = Settings(data_dir=tmp_path, default_engine="slow")
+    app = create_app(settings, engines={"slow": SlowLoadingEngine(name="slow")})
+    with TestClient(app, base_url=LOCAL) as client:
+        assert client.get("/readyz").json()["status"] == "loading"
+        started = time.monotonic()
+        response = client.post(SPEECH, json={"input": "hello", "response_format": "wav"})
+        assert response.status_code == 200 and decode(response.content).duration > 0.1
+        assert 0.5 < time.monotonic() - started < 10, "it waited for the load, not for its bound"
+
+
+def test_not_ready_until_engines_load(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, default_engine="slow", load_wait_seconds=0)
     app = create_app(settings, engines={"slow": SlowLoadingEngine(name="slow")})
     with TestClient(app, base_url=LOCAL) as client:
         assert client.get("/healthz").status_code == 200

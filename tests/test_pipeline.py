@@ -142,7 +142,8 @@ async def test_the_first_segment_starts_short(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, default_engine="fake", first_segment_chars=24)
     pipeline = Pipeline(engines, normalizer, settings, ThreadPoolExecutor(1), Metrics())
     text = "The morning train was late again, so we walked to the office. Then it rained all day long."
-    segments = pipeline.plan(SpeechRequest(input=text)).segments
+    assert len(pipeline.plan(SpeechRequest(input=text)).segments) == 2, "a job's sentences stay whole"
+    segments = pipeline.plan(SpeechRequest(input=text), short_start=True).segments
     assert [(s.text, s.pause_after) for s in segments] == [
         ("The morning train was", 0.0),  # the first words, joined to the rest without a pause
         ("late again, so we walked to the office.", 0.25),

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
+import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -282,7 +283,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    data_dir: Path = Path("data")
+    data_dir: Path = Field(
+        default_factory=lambda: platformdirs.user_data_path("voxserve"),
+        description="where state lives (models, jobs, voices, cache): the user's data directory, "
+        "the same wherever a command runs",
+    )
     log_level: str = "INFO"
     switch_interval: float = Field(
         default=0.001,
@@ -299,6 +304,9 @@ class Settings(BaseSettings):
     model_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODEL_ALIASES))
 
     max_input_chars: int = Field(default=4096, ge=1, description="limit of a synchronous request")
+    load_wait_seconds: float = Field(
+        default=60.0, ge=0, description="a request that comes while the engines load waits this long (0: 503)"
+    )
     max_audio_seconds: float = Field(
         default=1200.0, gt=0, description="audio one synchronous request may make (pauses and speed count)"
     )

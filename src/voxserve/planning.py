@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from voxserve.audio import FORMATS, AudioFormat
 from voxserve.config import Settings
@@ -96,6 +97,8 @@ class Planner:
         self.selection = selection
         self.normalizer = normalizer
         self.settings = settings
+        #: Set once loading has ended (well or not): requests that came during it stop waiting.
+        self.loaded = asyncio.Event()
 
     def plan(
         self,
@@ -105,12 +108,14 @@ class Planner:
         max_audio_seconds: float | None = None,
         priority: int = SPEECH_PRIORITY,
         viewer: Viewer = EVERYONE,
+        short_start: bool = False,
     ) -> Plan:
         """Check a request and decide how to serve it; raises a VoxserveError if it cannot be.
 
         ``max_chars`` and ``max_audio_seconds`` replace the synchronous limits
         (jobs take much longer texts); a job may also be planned while engines
-        still load. ``viewer`` is whose library voices it may use (with keys: its own). Blocking
+        still load. ``viewer`` is whose library voices it may use (with keys: its own).
+        ``short_start``: someone waits for the first audio, so the first piece is short. Blocking
         work (a long text takes seconds): call it in a thread.
         """
         self._check_input(request.input, max_chars)
@@ -150,7 +155,7 @@ class Planner:
                 f"{', '.join(map(str, SAMPLE_RATES))}",
                 param="sample_rate",
             )
-        segments = tuple(self._segments(request, text, engine))
+        segments = tuple(self._segments(request, text, engine, short_start))
         if not segments:
             raise NothingToSay(
                 "input has pauses or markup but no words to speak; give some text", param="input"
@@ -203,15 +208,33 @@ class Planner:
         self, request: SpeechRequest, max_audio_seconds: float | None = None, viewer: Viewer = EVERYONE
     ) -> Plan:
         """``plan`` for a request someone waits on, off the event loop (4,096 characters: ~40 ms);
-        ``max_audio_seconds`` lowers the audio limit (a key's own)."""
-        limit = min(self.settings.max_audio_seconds, max_audio_seconds or self.settings.max_audio_seconds)
-        return await asyncio.to_thread(self.plan, request, max_audio_seconds=limit, viewer=viewer)
+        ``max_audio_seconds`` lowers the audio limit (a key's own).
 
-    def _segments(self, request: SpeechRequest, text: str, engine: Engine) -> Iterator[Segment]:
+        A request that comes while the engines still load (the first one after start) waits for
+        them, up to ``load_wait_seconds``, rather than fail; ``/readyz`` still says "loading".
+        """
+        limit = min(self.settings.max_audio_seconds, max_audio_seconds or self.settings.max_audio_seconds)
+        plan = partial(self.plan, request, max_audio_seconds=limit, viewer=viewer, short_start=True)
+        try:
+            return await asyncio.to_thread(plan)
+        except NotReady:
+            if self.loaded.is_set() or not self.settings.load_wait_seconds:
+                raise
+        try:
+            await asyncio.wait_for(self.loaded.wait(), self.settings.load_wait_seconds)
+        except TimeoutError:
+            raise NotReady(
+                f"the engines are still loading after {self.settings.load_wait_seconds:g} s; retry shortly"
+            ) from None
+        return await asyncio.to_thread(plan)
+
+    def _segments(
+        self, request: SpeechRequest, text: str, engine: Engine, short_start: bool
+    ) -> Iterator[Segment]:
         """Segments of the text; a ``[pause:…]`` mark sets the pause after the segment it ends."""
         previous: Segment | None = None
         for part, pause in split_pauses(text):
-            for segment in self._part_segments(request, part, engine, first=previous is None):
+            for segment in self._part_segments(request, part, engine, short_start and previous is None):
                 if previous is not None:
                     yield previous
                 previous = segment

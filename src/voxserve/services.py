@@ -137,6 +137,8 @@ class Services:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.exception("loading failed")
             raise
+        finally:
+            self.pipeline.planner.loaded.set()
         log.info("ready: engines %s", ", ".join(self.pipeline.engines))
 
     def start(self, workers: int) -> None:
