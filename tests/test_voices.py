@@ -272,6 +272,20 @@ def test_kokoro_blends_change_the_voice_reproducibly_and_can_be_saved(client: ht
     assert_error(
         speak("jf_alpha(x)+jm_kumo"), 400, "invalid_request", "voice", "not 'name' or 'name(weight)'"
     )
-    assert_error(speak("jf_alpha+nobody"), 404, "unknown_voice", "voice", "not known")
+    assert_error(speak("jf_alpha(2"), 400, "invalid_request", "voice", "part 'jf_alpha(2' is not")
+    assert_error(speak("jf_alpha+nobody"), 404, "unknown_voice", "voice", "voice 'nobody' in blend")
+    assert speak("alpha-kumo").headers["x-voxserve-voice"] == "alpha-kumo", "a saved blend by its name"
     refused = client.post("/v1/voices", data={"name": "bad", "blend": "jf_alpha+nobody"})
-    assert_error(refused, 400, "invalid_request", "blend", "no engine can blend")
+    assert_error(refused, 404, "unknown_voice", "blend", "voice 'nobody' in blend")
+    malformed = client.post("/v1/voices", data={"name": "bad", "blend": "jf_alpha(2"})
+    assert_error(malformed, 400, "invalid_request", "blend", "part 'jf_alpha(2' is not")
+
+
+def test_a_reference_no_engine_can_use_is_stored_with_a_warning(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, default_engine="plain")
+    with ready_client(settings, {"plain": FakeEngine(name="plain")}, raise_server_exceptions=False) as client:
+        stored = upload(client, GOOD, name="me")
+        assert stored.status_code == 201 and stored.json()["kind"] == "cloned"
+        assert "no engine here can clone" in stored.json()["warning"]
+        speak = client.post("/v1/audio/speech", json={"input": "hi", "voice": "me"})
+        assert_error(speak, 422, "capability_missing", "voice", "cannot clone")

@@ -80,18 +80,39 @@ class Selection:
         """The engine a blend belongs to: the one named, else the first that blends and has every part."""
         if not is_blend(formula):
             raise InvalidRequest("a blend joins voices with '+', like 'a(2)+b(1)'", param="blend")
-        names = [part for part, _ in parse_blend(formula)]
+        try:
+            names = [part for part, _ in parse_blend(formula)]
+        except InvalidRequest as exc:
+            raise InvalidRequest(exc.message, param="blend") from None
         engines = self.engines
         candidates = [engines[engine]] if engine in engines else [] if engine else list(engines.values())
         for candidate in candidates:
             caps = candidate.capabilities
             if caps.blends and all(caps.voice(part) for part in names):
                 return candidate.name
+        self._check_blend_parts(formula, candidates, "blend")
         raise InvalidRequest(
             f"no engine{' ' + repr(engine) if engine else ''} can blend {', '.join(names)}; "
             "blends mix one engine's own voices (GET /v1/audio/voices)",
             param="blend",
         )
+
+    @staticmethod
+    def _check_blend_parts(formula: str, engines: list[Engine], param: str) -> None:
+        """A blend's first part that no engine able to blend has is a 404 naming that part."""
+        blending = [engine for engine in engines if engine.capabilities.blends]
+        for name, _ in parse_blend(formula):
+            if blending and not any(engine.capabilities.voice(name) for engine in blending):
+                available = sorted({voice.id for engine in blending for voice in engine.capabilities.voices})
+                raise UnknownVoice(
+                    f"voice {name!r} in blend {formula!r} is not known; "
+                    f"blends mix one engine's own voices: {', '.join(available)}",
+                    param=param,
+                )
+
+    def can_clone(self) -> bool:
+        """Whether some engine here can speak with a voice cloned from reference audio."""
+        return any(engine.capabilities.cloning for engine in self.engines.values())
 
     def require_cloning(self, model: str | None, param: str) -> None:
         """Refuse reference audio up front when no engine (or not the named one) can clone with it."""
@@ -139,6 +160,8 @@ class Selection:
                 return engine, voice
         if self.is_alias(wanted):
             return self._aliased(wanted, self.spoken_language(request, text), candidates)
+        if is_blend(wanted):
+            self._check_blend_parts(wanted, candidates, "voice")
         available = sorted(v.id for e in candidates for v in e.capabilities.voices)
         raise UnknownVoice(
             f"voice {request.voice!r} is not known"

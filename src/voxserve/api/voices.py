@@ -67,7 +67,13 @@ async def create_voice(
         voice, created = await services.references.add(data, name, prompt_text, language, principal.owner)
     if not created:
         response.status_code = 200
-    return voice.to_dict()
+    answer = voice.to_dict()
+    if voice.kind == "cloned" and not services.pipeline.selection.can_clone():
+        answer["warning"] = (
+            "stored, but no engine here can clone voices from reference audio; "
+            "configure one that can (docs/engines.md) to speak with this voice"
+        )
+    return answer
 
 
 @router.get("/v1/voices")
