@@ -195,3 +195,19 @@ def test_the_same_request_gives_the_same_samples(client: httpx.Client, model: st
     fresh = {"Cache-Control": "no-store"}
     answers = {client.post(SPEECH, json=body, headers=fresh).content for _ in range(3)}
     assert len(answers) == 1 and len(next(iter(answers))) > 24000
+
+
+@pytest.mark.parametrize(
+    ("model", "voice"), [("kokoro", "jm_kumo"), ("hibari", "heart"), ("espeak", "espeak")]
+)
+def test_every_engine_shows_its_load_latency_and_errors(client: httpx.Client, model: str, voice: str) -> None:
+    """Embedded engines and programs report what remote pools do: /v1/engines and /metrics."""
+    assert speak(client, NO_CACHE, model=model, voice=voice, input="One more sentence.").status_code == 200
+    engines = {engine["name"]: engine for engine in client.get("/v1/engines").json()["engines"]}
+    (instance,) = engines[model]["instances"]
+    assert instance["url"] == "embedded" and instance["healthy"] and instance["in_flight"] == 0
+    assert instance["limit"] >= 1 and instance["requests"] >= 1 and instance["errors"] == 0
+    assert instance["latency_ms_ewma"] > 0 and instance["latency_ms_p95"] > 0
+    metrics = client.get("/metrics").text
+    sent = re.search(rf'voxserve_instance_requests_total{{engine="{model}",[^}}]*}} (\S+)', metrics)
+    assert sent is not None and float(sent.group(1)) >= 1, metrics[:2000]

@@ -276,8 +276,8 @@ async def test_killing_one_of_three_instances_loses_no_request(
 
     await asyncio.gather(*(client() for _ in range(300)))
     assert done == 300
-    assert sum(i.requests - i.errors for i in pool.instances) == 300
-    assert not pool.instances[1].healthy and pool.instances[1].errors > 0
+    assert sum(i.calls.requests - i.calls.errors for i in pool.instances) == 300
+    assert not pool.instances[1].healthy and pool.instances[1].calls.errors > 0
 
 
 async def test_leaving_early_frees_the_slot_and_the_upstream(cluster: Cluster, start: StartPool) -> None:

@@ -18,9 +18,7 @@ router = APIRouter()
 def engine_view(engine: Engine) -> dict[str, Any]:
     caps = engine.capabilities
     instances = (
-        engine.snapshot()
-        if isinstance(engine, Snapshotting)
-        else [{"url": "embedded", "role": "primary", "healthy": engine.ready}]
+        engine.snapshot() if isinstance(engine, Snapshotting) else [{"url": "-", "healthy": engine.ready}]
     )
     return {
         "name": engine.name,

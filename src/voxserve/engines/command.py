@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import re
 import string
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
@@ -39,7 +40,8 @@ from voxserve.config import EngineSettings
 from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest, voices_named
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
 from voxserve.engines.process import run_program
-from voxserve.errors import EngineUnavailable
+from voxserve.errors import EngineError, EngineUnavailable
+from voxserve.routing.calls import CallStats
 from voxserve.text.language import language_code
 
 PLACEHOLDERS = frozenset({"text", "language", "voice", "output", "seed", "reference"})
@@ -135,7 +137,10 @@ class CommandEngine(EngineBase):
         self._options = options
         self._languages = dict(options.languages)
         self._work = work_dir
+        self._limit = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._running = 0
+        self.calls = CallStats()
 
     @staticmethod
     def _capabilities_for(name: str, options: CommandOptions, languages: Mapping[str, str]) -> Capabilities:
@@ -183,21 +188,37 @@ class CommandEngine(EngineBase):
         output = self._work / "out" / f"{uuid.uuid4().hex}.wav" if options.output == "file" else None
         try:
             async with self._slots:
-                written = await run_program(
-                    self.name,
-                    self.arguments(request, output),
-                    timeout=options.timeout,
-                    stdin=request.text.encode() if options.text_via == "stdin" else None,
-                    capture_stdout=output is None,
-                    max_stdout=options.max_output_bytes,
-                )
+                started, self._running = time.perf_counter(), self._running + 1
+                try:
+                    written = await run_program(
+                        self.name,
+                        self.arguments(request, output),
+                        timeout=options.timeout,
+                        stdin=request.text.encode() if options.text_via == "stdin" else None,
+                        capture_stdout=output is None,
+                        max_stdout=options.max_output_bytes,
+                    )
+                finally:
+                    self._running -= 1
             if output is not None and not output.exists():
                 raise EngineUnavailable(f"engine {self.name!r} exited with 0 but wrote no audio")
             audio = await asyncio.to_thread(self._decode, output or written)
+        except EngineError:
+            self.calls.failed()
+            raise
         finally:
             if output is not None:
                 output.unlink(missing_ok=True)
+        self.calls.succeeded(time.perf_counter() - started)
         yield audio
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """The program as the one instance ``/v1/engines`` and ``/metrics`` show."""
+        return [
+            self.calls.view(
+                "embedded", "primary", healthy=self.ready, in_flight=self._running, limit=self._limit
+            )
+        ]
 
     def _decode(self, source: bytes | Path) -> PCM:
         if isinstance(source, bytes) and not source:

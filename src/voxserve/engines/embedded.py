@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
@@ -23,6 +24,7 @@ from typing import TypeVar
 from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
 from voxserve.errors import Busy, EngineError, NotReady
 from voxserve.routing.admission import AdmissionQueue, QueueFull, WaitTimeout
+from voxserve.routing.calls import CallStats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +71,7 @@ class EmbeddedEngine(EngineBase, ABC):
         self._running = 0
         self._waiting = waiting
         self._line: AdmissionQueue[bool] = AdmissionQueue(waiting.max_queue, lambda _: self._release())
+        self.calls = CallStats()
 
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
@@ -92,14 +95,25 @@ class EmbeddedEngine(EngineBase, ABC):
             raise NotReady(f"engine {self.name!r} is still loading")
         await wait_in_line(self._line, self._take, self._waiting, request, self.name)
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         work = self._executor.submit(self._render, request)
         # the slot is free when the model call ends, even if this request was canceled meanwhile
         work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
         try:
             audio = await asyncio.wrap_future(work)
         except (ValueError, RuntimeError) as exc:
+            self.calls.failed()
             raise EngineError(f"engine {self.name!r} failed: {exc}") from exc
+        self.calls.succeeded(time.perf_counter() - started)
         yield audio
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """The model in this process as the one instance ``/v1/engines`` and ``/metrics`` show."""
+        return [
+            self.calls.view(
+                "embedded", "primary", healthy=self.ready, in_flight=self._running, limit=self._limit
+            )
+        ]
 
     @abstractmethod
     def _load(self) -> None:

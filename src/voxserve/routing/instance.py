@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import statistics
-from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from voxserve.engines.base import Engine
+from voxserve.routing.calls import CallStats
 from voxserve.routing.limits import AdaptiveLimit, FixedLimit
 
 
@@ -29,12 +28,9 @@ class Instance:
     successes_to_return: int = 2
     healthy: bool = True
     in_flight: int = 0
-    requests: int = 0
-    errors: int = 0
     consecutive_failures: int = 0
     consecutive_successes: int = 0
-    latency_ewma: float | None = None
-    _latencies: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    calls: CallStats = field(default_factory=CallStats)
 
     @property
     def has_room(self) -> bool:
@@ -46,23 +42,18 @@ class Instance:
         return self.in_flight / self.limit.current
 
     @property
-    def latency_p95(self) -> float | None:
-        if len(self._latencies) < 2:
-            return self._latencies[0] if self._latencies else None
-        return statistics.quantiles(self._latencies, n=20)[-1]
+    def latency_ewma(self) -> float | None:
+        return self.calls.latency_ewma
 
     def succeeded(self, seconds: float) -> None:
-        self.requests += 1
+        self.calls.succeeded(seconds)
         self.consecutive_failures = 0
-        self._latencies.append(seconds)
-        self.latency_ewma = seconds if self.latency_ewma is None else 0.8 * self.latency_ewma + 0.2 * seconds
         self.limit.on_success(self.in_flight)
 
     def failed(self, *, overloaded: bool, unresponsive: bool) -> None:
         """A request failed. Overload shrinks the limit; an instance that is merely overloaded is
         alive, so only unresponsiveness (unreachable, timed out) counts toward ejection."""
-        self.requests += 1
-        self.errors += 1
+        self.calls.failed()
         if overloaded:
             self.limit.on_overload(self.in_flight)
         if unresponsive:
@@ -85,18 +76,11 @@ class Instance:
             self.healthy = False
 
     def snapshot(self) -> dict[str, object]:
-        def ms(value: float | None) -> float | None:
-            return None if value is None else round(value * 1000, 1)
-
-        return {
-            "url": self.url,
-            "role": self.role.value,
-            "healthy": self.healthy,
-            "in_flight": self.in_flight,
-            "limit": self.limit.current,
-            "adaptive": isinstance(self.limit, AdaptiveLimit),
-            "latency_ms_ewma": ms(self.latency_ewma),
-            "latency_ms_p95": ms(self.latency_p95),
-            "requests": self.requests,
-            "errors": self.errors,
-        }
+        return self.calls.view(
+            self.url,
+            self.role.value,
+            healthy=self.healthy,
+            in_flight=self.in_flight,
+            limit=self.limit.current,
+            adaptive=isinstance(self.limit, AdaptiveLimit),
+        )
