@@ -90,10 +90,26 @@ def test_voices_lists_every_engine_without_loading(tmp_path: Path) -> None:
 def test_jobs_commands_against_a_server(server: str, tmp_path: Path) -> None:
     text = tmp_path / "chapter.txt"
     text.write_text("The first sentence of the chapter. The second sentence follows it.\n", encoding="utf-8")
-    submitted = run("jobs", "submit", str(text), "--url", server, "--model", "hibari", "--name", "chapter")
+    options = (
+        "--url",
+        server,
+        "--model",
+        "hibari",
+        "--name",
+        "chapter",
+        "--speed",
+        "1.2",
+        "--language",
+        "en",
+    )
+    submitted = run("jobs", "submit", str(text), *options, "--idempotency-key", "chapter-1")
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
     assert job_id.startswith("job_") and f"queued {job_id}" in submitted.stderr
+    again = run("jobs", "submit", str(text), *options, "--idempotency-key", "chapter-1")
+    assert again.stdout.strip() == job_id and f"already queued as {job_id}" in again.stderr
+    mismatch = run("jobs", "wait", job_id, "--url", server, "-o", str(tmp_path / "chapter.wav"))
+    assert mismatch.returncode == 2 and "the audio is mp3; name it .mp3" in mismatch.stderr
     out = tmp_path / "chapter.mp3"
     waited = run("jobs", "wait", job_id, "--url", server, "-o", str(out))
     assert waited.returncode == 0, waited.stderr
@@ -101,8 +117,22 @@ def test_jobs_commands_against_a_server(server: str, tmp_path: Path) -> None:
     status = json.loads(run("jobs", "status", job_id, "--url", server).stdout)
     assert status["status"] == "succeeded" and status["progress"]["segments_done"] == 2
     assert job_id in run("jobs", "list", "--url", server, "--status", "succeeded", "--limit", "200").stdout
+    assert (status["speed"], status["language"], status["model"]) == (1.2, "en", "hibari")
     canceled = run("jobs", "cancel", job_id, "--url", server)
-    assert canceled.returncode == 0 and "succeeded" in canceled.stderr, "an ended job stays as it was"
+    assert canceled.returncode == 0 and "had already succeeded: nothing to cancel" in canceled.stderr
+    later = run("jobs", "submit", str(text), "--url", server, "--run-at", "2099-01-01T00:00:00Z")
+    later_id = later.stdout.strip()
+    assert json.loads(run("jobs", "status", later_id, "--url", server).stdout)["run_at"].startswith(
+        "2099-01-01"
+    )
+    stopped = run("jobs", "cancel", later_id, "--url", server)
+    assert stopped.returncode == 0 and f"{later_id}: canceled" in stopped.stderr
+    waited_canceled = run("jobs", "wait", later_id, "--url", server)
+    assert waited_canceled.returncode == 1 and "job canceled: canceled on request" in waited_canceled.stderr
+    first = run("jobs", "list", "--url", server, "--limit", "1")
+    assert first.stdout.count("\n") == 1 and later_id in first.stdout
+    rest = run("jobs", "list", "--url", server, "--limit", "1", "--before", later_id)
+    assert later_id not in rest.stdout and rest.stdout.count("\n") == 1
 
 
 def test_jobs_commands_report_errors(server: str, tmp_path: Path) -> None:
@@ -112,6 +142,15 @@ def test_jobs_commands_report_errors(server: str, tmp_path: Path) -> None:
     empty.write_text("")
     refused = run("jobs", "submit", str(empty), "--url", server)
     assert refused.returncode == 1 and "input is empty" in refused.stderr
+    nofile = run("jobs", "submit", str(tmp_path / "nofile.txt"), "--url", server)
+    assert nofile.returncode == 2 and "nofile.txt: no such file" in nofile.stderr
+    assert "Traceback" not in nofile.stderr
+    unknown = run("jobs", "wait", "job_nope", "--url", server)
+    assert (
+        unknown.returncode == 1
+        and "404 (job_not_found)" in unknown.stderr
+        and "segments" not in unknown.stderr
+    )
     unreachable = run("jobs", "list", "--url", "http://127.0.0.1:9")
     assert unreachable.returncode == 2 and "cannot reach voxserve" in unreachable.stderr
 

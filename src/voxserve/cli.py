@@ -14,22 +14,25 @@ import logging.handlers
 import queue
 import signal
 import sys
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
-from voxserve.audio import FORMATS
 from voxserve.audio.finalize import finalize_header
 from voxserve.client.jobs_cli import DEFAULT_URL, UrlOption, jobs_app, request
+from voxserve.client.outputs import EXTENSIONS, output_format
 from voxserve.config import Settings, load_settings
 from voxserve.errors import VoxserveError
 from voxserve.pipeline import SpeechRequest, Stats
-from voxserve.request import ResponseFormat, bounds
+from voxserve.request import bounds
 from voxserve.security.keys_cli import keys_app
 from voxserve.services import Services
 
@@ -42,7 +45,6 @@ ConfigOption = Annotated[
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Where state lives (or $VOXSERVE_DATA_DIR).")
 ]
-_EXTENSIONS = {"ogg": "opus", "m4a": "aac", "raw": "pcm"}
 
 
 def _settings(config: Path | None, **flags: object) -> Settings:
@@ -125,37 +127,61 @@ def ipaddress_is_loopback(host: str) -> bool:
 SPEED, PITCH, SEED = bounds("speed"), bounds("pitch"), bounds("seed")
 
 
-def _format_for(output: str, given: ResponseFormat | None) -> str:
-    if given:
-        return given
-    extension = Path(output).suffix.lstrip(".").lower()
-    name = _EXTENSIONS.get(extension, extension)
-    return name if name in FORMATS else "mp3"
+@dataclass
+class Said:
+    """What ``say`` did: the synthesis, and the model loading before it (every run pays it)."""
+
+    stats: Stats
+    load_seconds: float
 
 
-async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Stats:
+async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Said:
     services = Services.build(settings)
     try:
+        started = time.perf_counter()
         await services.load()
-        plan = await services.pipeline.plan_in_thread(request)
+        load_seconds = time.perf_counter() - started
+        jobs = settings.jobs
+        plan = await asyncio.to_thread(
+            services.pipeline.plan,
+            request,
+            max_chars=jobs.max_chars,
+            max_audio_seconds=jobs.max_audio_seconds,
+        )
         stats = Stats(chars=plan.chars)
-        async for chunk in services.pipeline.encode(plan, stats):
-            sink.write(chunk)
+        with _progress(len(plan.segments)) as advance:
+            async for chunk in services.pipeline.encode(plan, stats):
+                await asyncio.to_thread(sink.write, chunk)
+                advance(stats.segments_done)
         if sink.seekable() and sink.readable():  # a file, not a pipe: its header gets the real lengths
             finalize_header(sink, plan.audio_format.name, stats.encoded_samples)
-        return stats
+        return Said(stats, load_seconds)
     finally:
         await services.close()
+
+
+@contextlib.contextmanager
+def _progress(segments: int) -> Iterator[Callable[[int], None]]:
+    """A bar of segments on a terminal when the text is long; nothing otherwise."""
+    if segments < 5 or not console.is_terminal:
+        yield lambda _: None
+        return
+    with Progress(*Progress.get_default_columns(), console=console, transient=True) as bar:
+        task = bar.add_task("speaking", total=segments)
+        yield lambda done: bar.update(task, completed=done)
 
 
 @app.command()
 def say(
     text: Annotated[str, typer.Argument(help="Text to speak; '-' reads standard input.")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Output file; '-' for standard output.")],
+    output: Annotated[
+        str,
+        typer.Option("--output", "-o", help="Output file (its extension picks the format); '-' for stdout."),
+    ],
     voice: Annotated[str | None, typer.Option(help="Voice id or OpenAI voice name.")] = None,
     model: Annotated[str | None, typer.Option(help="Engine (kokoro, hibari) or OpenAI model name.")] = None,
     format: Annotated[
-        ResponseFormat | None, typer.Option(help="Default: from the output's extension.")
+        str | None, typer.Option(help=f"{', '.join(sorted(EXTENSIONS))}; default: the output's extension.")
     ] = None,
     speed: Annotated[float, typer.Option(min=SPEED["ge"], max=SPEED["le"])] = 1.0,
     pitch: Annotated[float, typer.Option(min=PITCH["ge"], max=PITCH["le"], help="Semitones.")] = 0.0,
@@ -169,26 +195,37 @@ def say(
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Synthesize without a server, straight to a file."""
+    """Synthesize without a server, straight to a file (texts as long as a job's, with progress)."""
     settings = _settings(config, data_dir=data_dir)
     _configure_logging("WARNING")
     text = sys.stdin.read() if text == "-" else text
+    try:
+        response_format = output_format(output, format)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    limit = settings.jobs.max_chars
+    if len(text) > limit:
+        console.print(
+            f"[red]error:[/red] the text is {len(text)} characters; say takes up to {limit} (jobs.max_chars)"
+        )
+        raise typer.Exit(2)
     try:
         request = SpeechRequest(
             input=text,
             model=model,
             voice=voice,
-            response_format=_format_for(output, format),
+            response_format=response_format,
             speed=speed,
             pitch=pitch,
             language=language,
             seed=seed,
         )
         if output == "-":
-            stats = asyncio.run(_say(settings, request, sys.stdout.buffer))
+            said = asyncio.run(_say(settings, request, sys.stdout.buffer))
         else:
             with open(output, "w+b") as sink:  # read back too: the header gets the real lengths
-                stats = asyncio.run(_say(settings, request, sink))
+                said = asyncio.run(_say(settings, request, sink))
     except ValidationError as exc:  # what the options' own checks leave to the request model
         problems = "; ".join(f"--{error['loc'][0]}: {error['msg']}" for error in exc.errors())
         console.print(f"[red]error (invalid_request):[/red] {problems}")
@@ -196,9 +233,11 @@ def say(
     except VoxserveError as exc:
         console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
         raise typer.Exit(1) from exc
+    stats = said.stats
     console.print(
         f"{output}: {stats.audio_seconds:.2f} s of audio in {stats.elapsed:.2f} s "
-        f"(real-time factor {stats.real_time_factor or 0:.2f})"
+        f"(real-time factor {stats.real_time_factor or 0:.2f}); loading the models took "
+        f"{said.load_seconds:.1f} s"
     )
 
 

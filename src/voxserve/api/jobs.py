@@ -67,16 +67,18 @@ def job_view(job: Job) -> dict[str, Any]:
         "cancel_requested": job.cancel_requested,
         "progress": {
             "segments_done": progress.segments_done,
-            "segments_total": progress.segments_total,
+            "segments_total": progress.segments_total or None,  # null until the text is planned
             "audio_seconds": round(progress.audio_seconds, 3),
             "chars_done": progress.chars_done,
-            "chars_total": progress.chars_total,
+            "chars_total": progress.chars_total or None,
         },
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "metadata": job.metadata,
         "voice": job.request.get("voice"),
         "model": job.request.get("model"),
         "response_format": job.request.get("response_format"),
+        "speed": job.request.get("speed"),
+        "language": job.request.get("language"),
         "owner": job.owner,
         "links": {
             "self": f"/v1/jobs/{job.id}",

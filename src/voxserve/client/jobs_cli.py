@@ -7,18 +7,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
+
+from voxserve.client.outputs import format_name, output_format
+from voxserve.request import bounds
 
 jobs_app = typer.Typer(help="Long texts as durable jobs on a running server.", no_args_is_help=True)
 console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+SPEED = bounds("speed")
 UrlOption = Annotated[str, typer.Option("--url", envvar="VOXSERVE_URL", help="The server's base URL.")]
 
 
@@ -41,13 +45,42 @@ def _check(response: httpx.Response) -> Any:
     raise typer.Exit(1)
 
 
-def request(url: str, method: str, path: str, **kwargs: Any) -> Any:
+def call(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request; the server's error, or that it cannot be reached, ends the command."""
     try:
         with _client(url) as client:
-            return _check(client.request(method, path, **kwargs))
+            response = client.request(method, path, **kwargs)
     except httpx.TransportError as exc:
         console.print(f"[red]error:[/red] cannot reach voxserve at {url}: {exc}")
         raise typer.Exit(2) from exc
+    _check(response)
+    return response
+
+
+def request(url: str, method: str, path: str, **kwargs: Any) -> Any:
+    """The JSON answer of one request (see :func:`call`)."""
+    return call(url, method, path, **kwargs).json()
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _read_text(file: Path) -> str:
+    """The file's text ('-': standard input), or a one-line error naming the file."""
+    if str(file) == "-":
+        return sys.stdin.read()
+    try:
+        return file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        _fail(f"{file}: no such file")
+    except IsADirectoryError:
+        _fail(f"{file} is a directory; give a text file")
+    except UnicodeDecodeError as exc:
+        _fail(f"{file} is not UTF-8 text (byte {exc.start}); convert it first")
+    except OSError as exc:
+        _fail(f"{file}: {exc.strerror}")
 
 
 @jobs_app.command()
@@ -57,17 +90,29 @@ def submit(
     voice: Annotated[str | None, typer.Option()] = None,
     model: Annotated[str | None, typer.Option()] = None,
     format: Annotated[str, typer.Option(help="mp3, opus, aac, flac, wav, pcm.")] = "mp3",
+    speed: Annotated[float | None, typer.Option(min=SPEED["ge"], max=SPEED["le"])] = None,
+    language: Annotated[str | None, typer.Option(help="A language code (detected if absent).")] = None,
     priority: Annotated[int, typer.Option(min=0, max=9)] = 0,
+    run_at: Annotated[
+        str | None, typer.Option(help="Not before this time: ISO 8601 (2026-12-24T08:00:00Z) or Unix time.")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Output file name (no extension).")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Same key: same job, never two.")] = None,
 ) -> None:
     """Queue a text file as a job and print its id."""
-    text = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
-    body: dict[str, Any] = {"input": text, "response_format": format, "priority": priority}
-    body.update({k: v for k, v in {"voice": voice, "model": model, "name": name}.items() if v})
+    text = _read_text(file)
+    fields = {"voice": voice, "model": model, "name": name, "speed": speed, "language": language}
+    body: dict[str, Any] = {"input": text, "response_format": format_name(format), "priority": priority}
+    body.update({key: value for key, value in fields.items() if value is not None})
+    if run_at is not None:
+        body["run_at"] = float(run_at) if run_at.replace(".", "", 1).isdigit() else run_at
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    job = request(url, "POST", "/v1/jobs", json=body, headers=headers)
-    console.print(f"queued {job['id']} ({len(text)} characters)")
+    response = call(url, "POST", "/v1/jobs", json=body, headers=headers)
+    job = response.json()
+    if response.headers.get("Idempotent-Replayed") == "true":
+        console.print(f"already queued as {job['id']} (same Idempotency-Key), now {job['status']}")
+    else:
+        console.print(f"queued {job['id']} ({len(text)} characters)")
     typer.echo(job["id"])
 
 
@@ -82,66 +127,98 @@ def list_jobs(
     url: UrlOption = DEFAULT_URL,
     status: Annotated[str | None, typer.Option(help="queued, running, succeeded, failed, canceled")] = None,
     limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+    before: Annotated[str | None, typer.Option(help="The next page: jobs older than this id.")] = None,
 ) -> None:
     """The newest jobs (a table on a terminal, tab-separated lines otherwise)."""
-    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
-    page = request(url, "GET", "/v1/jobs", params=params)
+    params: dict[str, Any] = {"limit": limit, "status": status, "before": before}
+    page = request(url, "GET", "/v1/jobs", params={k: v for k, v in params.items() if v is not None})
     rows = [
-        (job["id"], job["status"], job["name"],
-         f"{job['progress']['segments_done']}/{job['progress']['segments_total']}",
-         f"{job['progress']['audio_seconds']:.1f}", job["created_at"])
+        (job["id"], job["status"], job["name"] if job["name"] != job["id"] else "",
+         _segments(job), f"{job['progress']['audio_seconds']:.1f}", job["created_at"])
         for job in page["data"]
     ]  # fmt: skip
     if not sys.stdout.isatty():  # for scripts: whole ids, one job per line
         for row in rows:
             typer.echo("\t".join(row))
         return
-    table = Table("id", "status", "name", "segments", "audio (s)", "created")
-    for row in rows:
-        table.add_row(*row)
+    table = Table("status", "name", "segments", "audio (s)", "created")
+    table.columns.insert(0, Column("id", no_wrap=True, min_width=max((len(r[0]) for r in rows), default=2)))
+    for job_id, state, job_name, segments, audio, created in rows:
+        table.add_row(job_id, state, job_name, segments, audio, created.replace("T", " ")[:16])
     Console().print(table)
+    if page["has_more"]:
+        console.print(f"more: voxserve jobs list --before {rows[-1][0]}")
+
+
+def _segments(job: dict[str, Any]) -> str:
+    """Segments done of the total; before the text is cut into segments, "planning" or "-"."""
+    progress = job["progress"]
+    if progress["segments_total"] is None:
+        return "planning" if job["status"] == "running" else "-"
+    return f"{progress['segments_done']}/{progress['segments_total']}"
 
 
 @jobs_app.command()
 def cancel(job_id: str, url: UrlOption = DEFAULT_URL) -> None:
     """Cancel a job (a running one stops at its next segment)."""
     job = request(url, "DELETE", f"/v1/jobs/{job_id}")
-    console.print(f"{job['id']}: {job['status']}{' (stopping)' if job['cancel_requested'] else ''}")
+    if job["status"] in ("succeeded", "failed"):
+        console.print(f"{job['id']} had already {job['status']}: nothing to cancel")
+    else:
+        console.print(f"{job['id']}: {job['status']}{' (stopping)' if job['cancel_requested'] else ''}")
 
 
 @jobs_app.command()
 def wait(
     job_id: str,
     url: UrlOption = DEFAULT_URL,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Download the audio here.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Download the audio here (its extension: the job's format)."),
+    ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 0.5,
 ) -> None:
     """Show a progress bar until the job ends; then download its audio with -o."""
+    job = request(url, "GET", f"/v1/jobs/{job_id}")  # an unknown job ends here, before any bar
+    if output is not None:
+        _check_output(output, job["response_format"])
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} segments"),
+        TextColumn("{task.fields[segments]} segments"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as bar:
-        task = bar.add_task(job_id, total=None)
+        task = bar.add_task(job_id, total=None, segments="-")
         while True:
-            job = request(url, "GET", f"/v1/jobs/{job_id}")
             p = job["progress"]
-            bar.update(task, total=p["segments_total"] or None, completed=p["segments_done"],
-                       description=f"{job_id} {job['status']}")  # fmt: skip
+            bar.update(task, total=p["segments_total"], completed=p["segments_done"],
+                       description=f"{job_id} {job['status']}", segments=_segments(job))  # fmt: skip
             if job["status"] in ("succeeded", "failed", "canceled"):
                 break
             time.sleep(interval)
+            job = request(url, "GET", f"/v1/jobs/{job_id}")
     if job["status"] != "succeeded":
         error = job.get("error") or {}
-        console.print(f"[red]job {job['status']}:[/red] {error.get('message', '')}")
+        reason = error.get("message") or (
+            "canceled on request" if job["status"] == "canceled" else "no reason given"
+        )
+        console.print(f"[red]job {job['status']}:[/red] {reason}")
         raise typer.Exit(1)
     if output is not None:
         with _client(url) as client, client.stream("GET", f"/v1/jobs/{job_id}/audio") as response:
             if not response.is_success:
+                response.read()
                 _check(response)
             with open(output, "wb") as sink:
                 for chunk in response.iter_bytes():
                     sink.write(chunk)
-        console.print(f"{output}: {p['audio_seconds']:.1f} s of audio")
+        console.print(f"{output}: {job['progress']['audio_seconds']:.1f} s of audio")
+
+
+def _check_output(output: Path, job_format: str) -> None:
+    """Refuse to write the job's audio under a name of another format (MP3 bytes in a .wav)."""
+    try:
+        output_format(str(output), job_format)
+    except ValueError as exc:
+        _fail(f"{exc}; the job was submitted with --format {job_format}")
