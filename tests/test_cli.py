@@ -35,6 +35,32 @@ def test_say_writes_the_format_of_the_file_name(tmp_path: Path, data_dir: Path) 
     assert_speech_like(audio, min_seconds=1.0)
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("x.xyz", (), "cannot tell the audio format from its name"),
+        ("x.wav", ("--format", "mp3"), "names a .wav file, but the audio is mp3; name it .mp3"),
+        ("x.mp3", ("--format", "midi"), "format 'midi' is not one of"),
+    ],
+)
+def test_say_refuses_a_name_that_contradicts_the_format(
+    tmp_path: Path, name: str, options: tuple[str, ...], message: str
+) -> None:
+    result = run("say", "Hello.", "-o", str(tmp_path / name), *options, "--data-dir", str(tmp_path))
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / name).exists() and not (tmp_path / "models").exists(), "refused before any work"
+
+
+def test_say_takes_a_text_longer_than_a_request(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "long.ogg"
+    text = "This sentence is one of many in a long text. " * 100  # 4,500 characters
+    result = run("say", text, "-o", str(out), "--format", "ogg", "--model", "hibari",
+                 "--data-dir", str(data_dir), env=HIBARI_ONLY)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "loading the models took" in result.stderr
+    assert decode(out.read_bytes()).duration > 200
+
+
 def test_say_reports_a_bad_request(tmp_path: Path, data_dir: Path) -> None:
     result = run(
         "say",
