@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import importlib.metadata
 import ipaddress
 import logging
 import logging.handlers
+import os
 import queue
 import signal
 import sys
@@ -23,20 +25,23 @@ from typing import Annotated, Any, BinaryIO
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
 from voxserve.audio.finalize import finalize_header
 from voxserve.client.jobs_cli import DEFAULT_URL, UrlOption, jobs_app, request
 from voxserve.client.outputs import EXTENSIONS, output_format
-from voxserve.config import Settings, load_settings
+from voxserve.config import CONFIG_FILE_ENV, Settings, load_settings
+from voxserve.config_errors import explain, unknown_variables
 from voxserve.errors import VoxserveError
 from voxserve.pipeline import SpeechRequest, Stats
 from voxserve.request import bounds
 from voxserve.security.keys_cli import keys_app
 from voxserve.services import Services
 
-app = typer.Typer(help="voxserve: self-hosted speech synthesis.", no_args_is_help=True)
+# Plain help: this Typer's rich help shows every flag (even --help) as taking a <bool>.
+app = typer.Typer(help="voxserve: self-hosted speech synthesis.", no_args_is_help=True, rich_markup_mode=None)
 console = Console(stderr=True, soft_wrap=True)  # never break a message a script may parse
 
 ConfigOption = Annotated[
@@ -47,11 +52,35 @@ DataDirOption = Annotated[
 ]
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"voxserve {importlib.metadata.version('voxserve')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """voxserve: self-hosted speech synthesis."""
+
+
 def _settings(config: Path | None, **flags: object) -> Settings:
+    """The settings, or each mistake in them said plainly (file, key, what is allowed) and exit 2."""
+    for warning in unknown_variables(Settings):
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     try:
         return load_settings(config, **flags)
+    except ValidationError as exc:
+        source = config or (Path(os.environ[CONFIG_FILE_ENV]) if CONFIG_FILE_ENV in os.environ else None)
+        console.print(
+            f"[red]error: the settings are not valid[/red]\n{escape(explain(exc, Settings, source))}"
+        )
+        raise typer.Exit(2) from exc
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
@@ -202,7 +231,7 @@ def say(
     try:
         response_format = output_format(output, format)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     limit = settings.jobs.max_chars
     if len(text) > limit:
@@ -228,10 +257,10 @@ def say(
                 said = asyncio.run(_say(settings, request, sink))
     except ValidationError as exc:  # what the options' own checks leave to the request model
         problems = "; ".join(f"--{error['loc'][0]}: {error['msg']}" for error in exc.errors())
-        console.print(f"[red]error (invalid_request):[/red] {problems}")
+        console.print(f"[red]error (invalid_request):[/red] {escape(problems)}")
         raise typer.Exit(2) from exc
     except VoxserveError as exc:
-        console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
+        console.print(f"[red]error ({exc.code}):[/red] {escape(exc.message)}")
         raise typer.Exit(1) from exc
     stats = said.stats
     console.print(

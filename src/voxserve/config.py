@@ -288,7 +288,7 @@ class Settings(BaseSettings):
         description="where state lives (models, jobs, voices, cache): the user's data directory, "
         "the same wherever a command runs",
     )
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     switch_interval: float = Field(
         default=0.001,
         gt=0,
@@ -328,6 +328,11 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
 
     @field_validator("voice_aliases", mode="after")
     @classmethod

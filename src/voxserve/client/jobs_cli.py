@@ -12,13 +12,16 @@ from typing import Annotated, Any, NoReturn
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
 from voxserve.client.outputs import format_name, output_format
 from voxserve.request import bounds
 
-jobs_app = typer.Typer(help="Long texts as durable jobs on a running server.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    help="Long texts as durable jobs on a running server.", no_args_is_help=True, rich_markup_mode=None
+)
 console = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -39,9 +42,11 @@ def _check(response: httpx.Response) -> Any:
         return response.json()
     try:
         error = response.json()["error"]
-        console.print(f"[red]error {response.status_code} ({error['code']}):[/red] {error['message']}")
+        console.print(
+            f"[red]error {response.status_code} ({error['code']}):[/red] {escape(error['message'])}"
+        )
     except (ValueError, KeyError):
-        console.print(f"[red]error {response.status_code}:[/red] {response.text[:500]}")
+        console.print(f"[red]error {response.status_code}:[/red] {escape(response.text[:500])}")
     raise typer.Exit(1)
 
 
@@ -51,7 +56,7 @@ def call(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         with _client(url) as client:
             response = client.request(method, path, **kwargs)
     except httpx.TransportError as exc:
-        console.print(f"[red]error:[/red] cannot reach voxserve at {url}: {exc}")
+        console.print(f"[red]error:[/red] cannot reach voxserve at {url}: {escape(str(exc))}")
         raise typer.Exit(2) from exc
     _check(response)
     return response
@@ -63,7 +68,7 @@ def request(url: str, method: str, path: str, **kwargs: Any) -> Any:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}")
+    console.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -203,7 +208,7 @@ def wait(
         reason = error.get("message") or (
             "canceled on request" if job["status"] == "canceled" else "no reason given"
         )
-        console.print(f"[red]job {job['status']}:[/red] {reason}")
+        console.print(f"[red]job {job['status']}:[/red] {escape(reason)}")
         raise typer.Exit(1)
     if output is not None:
         with _client(url) as client, client.stream("GET", f"/v1/jobs/{job_id}/audio") as response:

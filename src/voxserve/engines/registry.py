@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 import voxserve.engines
 from voxserve.config import EngineSettings
+from voxserve.config_errors import did_you_mean
 from voxserve.engines.base import Engine
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
 from voxserve.errors import UnsupportedValue
@@ -43,7 +44,8 @@ def engine_kind(name: str) -> EngineKind[Any]:
     kind = kinds().get(name)
     if kind is None:
         raise UnsupportedValue(
-            f"engine kind {name!r} is not known; choose one of {', '.join(sorted(kinds()))}",
+            f"engine kind {name!r} is not known; choose one of {', '.join(sorted(kinds()))}"
+            + did_you_mean(name, kinds()),
             param="engines.kind",
         )
     return kind

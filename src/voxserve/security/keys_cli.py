@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from voxserve.config import SCOPES, Quota, Settings, load_settings
@@ -26,7 +27,9 @@ from voxserve.errors import VoxserveError
 from voxserve.security.admin import KeyAdmin
 from voxserve.security.store import open_key_store
 
-keys_app = typer.Typer(help="API keys (stored hashed, beside the jobs).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys (stored hashed, beside the jobs).", no_args_is_help=True, rich_markup_mode=None
+)
 console = Console(stderr=True, soft_wrap=True)
 T = TypeVar("T")
 
@@ -40,7 +43,7 @@ def _run(config: Path | None, data_dir: Path | None, work: Callable[[KeyAdmin], 
     try:
         settings: Settings = load_settings(config, data_dir=data_dir)
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
     async def run() -> T:
@@ -54,7 +57,7 @@ def _run(config: Path | None, data_dir: Path | None, work: Callable[[KeyAdmin], 
     try:
         return asyncio.run(run())
     except VoxserveError as exc:
-        console.print(f"[red]error ({exc.code}):[/red] {exc.message}")
+        console.print(f"[red]error ({exc.code}):[/red] {escape(exc.message)}")
         raise typer.Exit(1) from exc
 
 
@@ -97,7 +100,7 @@ def create(
     quota = Quota(**{field: value for field, value in limits.items() if value is not None})
     expires = time.time() + _seconds(expires_in) if expires_in else None
     key, token = _run(config, data_dir, lambda admin: admin.create(name, scopes, expires, quota))
-    console.print(f"key {key.id} ({name}), scopes {', '.join(key.scopes)}, expires {_when(expires)}")
+    console.print(f"key {key.id} ({escape(name)}), scopes {', '.join(key.scopes)}, expires {_when(expires)}")
     console.print("[bold]Store the token now: it is not kept and cannot be shown again.[/bold]")
     typer.echo(token)
 
@@ -138,17 +141,17 @@ def show(
 def revoke(key_id: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Revoke a key for good; it stops at once, on every replica."""
     key = _run(config, data_dir, lambda admin: admin.revoke(key_id))
-    console.print(f"key {key.id} ({key.name}) revoked")
+    console.print(f"key {key.id} ({escape(key.name)}) revoked")
 
 
 @keys_app.command()
 def disable(key_id: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     """Stop a key until it is enabled again."""
     key = _run(config, data_dir, lambda admin: admin.update(key_id, disabled=True))
-    console.print(f"key {key.id} ({key.name}) disabled")
+    console.print(f"key {key.id} ({escape(key.name)}) disabled")
 
 
 @keys_app.command()
 def enable(key_id: str, config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     key = _run(config, data_dir, lambda admin: admin.update(key_id, disabled=False))
-    console.print(f"key {key.id} ({key.name}) enabled")
+    console.print(f"key {key.id} ({escape(key.name)}) enabled")

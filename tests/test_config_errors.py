@@ -1,0 +1,78 @@
+"""Settings mistakes said plainly, and the command line's own manners (--version, plain --help)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from voxserve.cli import app
+from voxserve.config import CONFIG_FILE_ENV, Settings, load_settings
+from voxserve.config_errors import explain, unknown_variables
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "voxserve.toml"
+    monkeypatch.setenv(CONFIG_FILE_ENV, str(path))  # loading sets it: put back as it was afterwards
+    return path
+
+
+def test_a_bad_file_is_explained_key_by_key(config_file: Path) -> None:
+    config_file.write_text(
+        'prot = 9000\nlog_level = "loud"\n[jobs]\nworkers = "two"\n[[engines]]\nname = "k"\nkind = "kokro"\n'
+    )
+    with pytest.raises(ValidationError) as raised:
+        load_settings(config_file)
+    lines = explain(raised.value, Settings, config_file).splitlines()
+    assert f"{config_file}: prot: not a setting; did you mean port?" in lines
+    levels = "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"
+    assert f"{config_file}: log_level: Input should be {levels} (got 'LOUD')" in lines
+    assert any(line.startswith(f"{config_file}: jobs.workers:") and "(got 'two')" in line for line in lines)
+    assert any(
+        "engine kind 'kokro' is not known" in line and "did you mean kokoro?" in line for line in lines
+    )
+    assert not any("pydantic.dev" in line for line in lines), "no links to the library's internals"
+
+
+def test_unknown_variables_are_named_with_the_closest_setting() -> None:
+    environ = {
+        "VOXSERVE_PROT": "1",
+        "VOXSERVE_JOBS__WORKRS": "2",
+        "VOXSERVE_PORT": "9000",  # a setting
+        "VOXSERVE_URL": "http://x",  # the commands' own
+        "VOXSERVE_VOICE_ALIASES__NOVA": "x",  # inside a value: not checked
+        "VOXSERVE_ZZZ": "1",
+    }
+    unknown = " is not a voxserve setting and changes nothing"
+    assert unknown_variables(Settings, environ) == [
+        f"VOXSERVE_JOBS__WORKRS{unknown}; did you mean VOXSERVE_JOBS__WORKERS?",
+        f"VOXSERVE_PROT{unknown}; did you mean VOXSERVE_PORT?",
+        f"VOXSERVE_ZZZ{unknown}",
+    ]
+
+
+def test_the_command_says_what_is_wrong_and_exits_2(config_file: Path) -> None:
+    config_file.write_text("[[engines]]\nname = 'k'\nkind = 'kokro'\n")
+    result = CliRunner().invoke(app, ["config", "--config", str(config_file)], env={"VOXSERVE_PROT": "1"})
+    assert result.exit_code == 2
+    assert "VOXSERVE_PROT is not a voxserve setting" in result.output
+    assert "[[engines]] 'k' (kind 'kokro')" in result.output, "brackets shown as written, not as markup"
+    assert "Traceback" not in result.output
+
+
+def test_version_and_plain_help() -> None:
+    runner = CliRunner()
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.startswith("voxserve ")
+    for command in (
+        ["--help"],
+        ["serve", "--help"],
+        ["jobs", "submit", "--help"],
+        ["keys", "create", "--help"],
+    ):
+        shown = runner.invoke(app, command)
+        assert shown.exit_code == 0 and "--help" in shown.output
+        assert "<bool>" not in shown.output, f"{command}: a flag shown as taking a value"
