@@ -14,7 +14,7 @@ from tests.support.api import SPEECH
 from tests.support.audio import decode
 from voxserve.config import DEFAULT_VOICE_ALIASES, Settings
 from voxserve.engines.fake import FakeEngine
-from voxserve.errors import UnknownVoice
+from voxserve.errors import UnknownModel, UnknownVoice
 from voxserve.metrics import Metrics
 from voxserve.pipeline import Pipeline, SpeechRequest
 from voxserve.text import TextNormalizer
@@ -46,6 +46,9 @@ async def pipeline_of(tmp_path: Path, **settings: Any) -> Pipeline:
         ("echo", ENGLISH, {}, "multi", "jm_kumo"),
         ("onyx", CHINESE, {}, "multi", "jm_kumo"),
         ("alloy", "Hello", {"language": "zh"}, "multi", "jf_alpha"),  # the named language decides
+        ("alloy", ENGLISH, {"model": "tts-1"}, "english", "heart"),  # OpenAI's models pin no engine
+        ("shimmer", CHINESE, {"model": "gpt-4o-mini-tts"}, "multi", "jf_alpha"),
+        ("ash", ENGLISH, {"model": "auto"}, "multi", "jm_kumo"),
         ("af_heart", ENGLISH, {}, "english", "heart"),  # Kokoro-FastAPI's names, by their gender
         ("bm_george", ENGLISH, {}, "multi", "jm_kumo"),
         ("zf_xiaobei", CHINESE, {}, "multi", "jf_alpha"),
@@ -66,6 +69,11 @@ async def test_a_configured_alias_adds_to_the_defaults(tmp_path: Path) -> None:
     assert pipeline.plan(SpeechRequest(input=ENGLISH, voice="nova")).voice == "heart"  # still there
     narrated = pipeline.plan(SpeechRequest(input=CHINESE, voice="narrator"))
     assert narrated.voice == "jf_alpha", "a language the alias does not list: the engine's default"
+
+
+async def test_an_unknown_model_lists_auto_among_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(UnknownModel, match="available: auto, english, gpt-4o-mini-tts, multi, tts-1"):
+        (await pipeline_of(tmp_path)).plan(SpeechRequest(input=ENGLISH, model="tts-2"))
 
 
 async def test_a_name_of_no_known_shape_is_still_unknown(tmp_path: Path) -> None:

@@ -64,11 +64,16 @@ DEFAULT_VOICE_ALIASES: dict[str, VoiceAlias] = {
     name: voices_for(gender) for name, gender in OPENAI_VOICE_GENDERS.items()
 }
 
-#: OpenAI's model names, mapped onto voxserve engines.
+#: A model that pins no engine: the language and the voice choose, as when no model is named.
+AUTO_MODEL = "auto"
+
+#: OpenAI's model names, mapped onto voxserve engines (``auto``: whichever fits the request). An
+#: OpenAI client must name a model; pinning one engine would keep it from the voices the names
+#: stand for in each language.
 DEFAULT_MODEL_ALIASES: dict[str, str] = {
-    "tts-1": "kokoro",
-    "tts-1-hd": "kokoro",
-    "gpt-4o-mini-tts": "kokoro",
+    "tts-1": AUTO_MODEL,
+    "tts-1-hd": AUTO_MODEL,
+    "gpt-4o-mini-tts": AUTO_MODEL,
 }
 
 

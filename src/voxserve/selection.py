@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from voxserve.config import Settings, voices_for
+from voxserve.config import AUTO_MODEL, Settings, voices_for
 from voxserve.engines.base import Engine
 from voxserve.errors import CapabilityMissing, InvalidRequest, UnknownModel, UnknownVoice
 from voxserve.request import SpeechRequest
@@ -114,10 +114,25 @@ class Selection:
         """Whether some engine here can speak with a voice cloned from reference audio."""
         return any(engine.capabilities.cloning for engine in self.engines.values())
 
+    def pinned_engine(self, model: str | None) -> Engine | None:
+        """The engine a request's ``model`` names (through ``model_aliases``); None when it names
+        none or ``auto`` (OpenAI's model names by default): language and voice then choose."""
+        name = self.settings.model_aliases.get(model, model) if model else AUTO_MODEL
+        if name == AUTO_MODEL:
+            return None
+        engine = self.engines.get(name)
+        if engine is None:
+            known = sorted([*self.engines, *self.settings.model_aliases, AUTO_MODEL])
+            raise UnknownModel(
+                f"model {model!r} does not exist; available: {', '.join(known)}", param="model"
+            )
+        return engine
+
     def require_cloning(self, model: str | None, param: str) -> None:
         """Refuse reference audio up front when no engine (or not the named one) can clone with it."""
-        name = self.settings.model_aliases.get(model, model) if model else None
-        engines = [self.engines[name]] if name in self.engines else list(self.engines.values())
+        pinned = self.pinned_engine(model)
+        name = pinned.name if pinned is not None else None
+        engines = [pinned] if pinned is not None else list(self.engines.values())
         if not any(engine.capabilities.cloning for engine in engines):
             which = f"engine {name!r} cannot" if name in self.engines else "the engines here cannot"
             raise CapabilityMissing(
@@ -138,15 +153,8 @@ class Selection:
     ) -> tuple[Engine, str]:
         """The engine and its voice id: ``wanted`` (an engine voice or a blend formula), or for a
         clone the engine's default (the reference carries the voice)."""
-        if request.model:
-            name = self.settings.model_aliases.get(request.model, request.model)
-            engine = self.engines.get(name)
-            if engine is None:
-                known = sorted([*self.engines, *self.settings.model_aliases])
-                raise UnknownModel(
-                    f"model {request.model!r} does not exist; available: {', '.join(known)}",
-                    param="model",
-                )
+        engine = self.pinned_engine(request.model)
+        if engine is not None:
             if cloning:
                 self.require_cloning(request.model, "voice")
             candidates = [engine]

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from voxserve.api.auth import metered
 from voxserve.api.dependencies import get_services
+from voxserve.config import AUTO_MODEL
 from voxserve.security import Principal
 from voxserve.services import Services
 
@@ -27,7 +28,7 @@ async def list_models(services: Annotated[Services, Depends(get_services)]) -> d
     data += [
         {"id": alias, "object": "model", "created": 0, "owned_by": "voxserve", "engine": target}
         for alias, target in settings.model_aliases.items()
-        if target in engines
+        if target in engines or target == AUTO_MODEL
     ]
     return {"object": "list", "data": data}
 
