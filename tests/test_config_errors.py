@@ -97,3 +97,13 @@ def test_the_jobs_table_fits_80_columns_with_whole_ids() -> None:
     assert all(len(line) <= 80 for line in lines)
     (line,) = [line for line in lines if job_id in line]
     assert "succeeded" in line and "12-05 05:35" in line, lines
+
+
+def test_state_lives_in_the_users_data_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The same directory wherever a command runs; the environment still wins."""
+    monkeypatch.delenv("VOXSERVE_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == tmp_path / "share" / "voxserve"
+    monkeypatch.setenv("VOXSERVE_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert Settings().data_dir == tmp_path / "elsewhere"

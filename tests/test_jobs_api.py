@@ -26,6 +26,7 @@ def test_submit_poll_download(make_client: ClientFactory) -> None:
     client = make_client()
     job = submit(client, name="chapter-1", metadata={"book": "b1"})
     assert job["status"] == "queued" and job["name"] == "chapter-1" and job["metadata"] == {"book": "b1"}
+    assert job["progress"]["segments_total"] is None and job["progress"]["chars_total"] is None, "not planned"
     done = wait_for(client, job["id"], "succeeded")
     assert done["progress"] == {"segments_done": 3, "segments_total": 3, "audio_seconds": pytest.approx(2.55),
                                 "chars_done": len(TEXT), "chars_total": len(TEXT)}  # fmt: skip
