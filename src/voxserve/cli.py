@@ -30,8 +30,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from voxserve.audio.finalize import finalize_header
-from voxserve.client.jobs_cli import DEFAULT_URL, UrlOption, jobs_app, request
+from voxserve.client.jobs_cli import UrlOption, jobs_app, voxserve
 from voxserve.client.outputs import EXTENSIONS, output_format
+from voxserve.client.sync import DEFAULT_URL
 from voxserve.config import CONFIG_FILE_ENV, Settings, load_settings
 from voxserve.config_errors import explain, unknown_variables
 from voxserve.errors import EngineUnavailable, VoxserveError
@@ -349,7 +350,9 @@ def engines(url: UrlOption = DEFAULT_URL) -> None:
     table = Table(
         "engine", "instance", "role", "healthy", "in flight", "limit", "latency p50~/p95 (ms)", "errors"
     )
-    for engine in request(url, "GET", "/v1/engines")["engines"]:
+    with voxserve(url) as client:
+        listed = client.engines()["engines"]
+    for engine in listed:
         for instance in engine["instances"]:
             latency = f"{instance.get('latency_ms_ewma') or '-'} / {instance.get('latency_ms_p95') or '-'}"
             limit = f"{instance.get('limit', '-')}{' auto' if instance.get('adaptive') else ''}"

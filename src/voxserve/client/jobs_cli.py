@@ -1,16 +1,15 @@
-"""``voxserve jobs …``: submit, follow, download, list and cancel jobs on a running server."""
+"""``voxserve jobs …``: submit, follow, download, list and cancel jobs on a running server, through
+the SDK (:mod:`voxserve.client`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import httpx
 import typer
 from rich import box
 from rich.console import Console
@@ -18,7 +17,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from voxserve.client.calls import Retry
+from voxserve.client.errors import APIError, ConnectionFailed
 from voxserve.client.outputs import format_name, output_format
+from voxserve.client.sync import DEFAULT_URL, Client
 from voxserve.request import bounds
 
 jobs_app = typer.Typer(
@@ -26,47 +28,23 @@ jobs_app = typer.Typer(
 )
 console = Console(stderr=True, soft_wrap=True)
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 SPEED = bounds("speed")
 UrlOption = Annotated[str, typer.Option("--url", envvar="VOXSERVE_URL", help="The server's base URL.")]
 
 
-def _client(url: str) -> httpx.Client:
-    """A client of the server; with ``$VOXSERVE_API_KEY`` set, it sends that key."""
-    key = os.environ.get("VOXSERVE_API_KEY")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=url, timeout=httpx.Timeout(30.0, read=300.0), headers=headers)
-
-
-def _check(response: httpx.Response) -> Any:
-    """The JSON of a success; the server's error message, and exit 1, otherwise."""
-    if response.is_success:
-        return response.json()
+@contextmanager
+def voxserve(url: str) -> Iterator[Client]:
+    """The SDK's client of the server (``$VOXSERVE_API_KEY`` is its key); an error it raises ends the
+    command with the server's code and message (exit 1), or that it cannot be reached (exit 2)."""
     try:
-        error = response.json()["error"]
-        console.print(
-            f"[red]error {response.status_code} ({error['code']}):[/red] {escape(error['message'])}"
-        )
-    except (ValueError, KeyError):
-        console.print(f"[red]error {response.status_code}:[/red] {escape(response.text[:500])}")
-    raise typer.Exit(1)
-
-
-def call(url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """One request; the server's error, or that it cannot be reached, ends the command."""
-    try:
-        with _client(url) as client:
-            response = client.request(method, path, **kwargs)
-    except httpx.TransportError as exc:
+        with Client(url, retry=Retry(attempts=3)) as client:
+            yield client
+    except APIError as exc:
+        console.print(f"[red]error {exc.status} ({exc.code}):[/red] {escape(exc.message)}")
+        raise typer.Exit(1) from exc
+    except ConnectionFailed as exc:
         console.print(f"[red]error:[/red] cannot reach voxserve at {url}: {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    _check(response)
-    return response
-
-
-def request(url: str, method: str, path: str, **kwargs: Any) -> Any:
-    """The JSON answer of one request (see :func:`call`)."""
-    return call(url, method, path, **kwargs).json()
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -113,10 +91,9 @@ def submit(
     body.update({key: value for key, value in fields.items() if value is not None})
     if run_at is not None:
         body["run_at"] = float(run_at) if run_at.replace(".", "", 1).isdigit() else run_at
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    response = call(url, "POST", "/v1/jobs", json=body, headers=headers)
-    job = response.json()
-    if response.headers.get("Idempotent-Replayed") == "true":
+    with voxserve(url) as client:
+        job = client.submit_job(body.pop("input"), idempotency_key=idempotency_key, **body)
+    if job.get("replayed"):
         console.print(f"already queued as {job['id']} (same Idempotency-Key), now {job['status']}")
     else:
         console.print(f"queued {job['id']} ({len(text)} characters)")
@@ -126,7 +103,8 @@ def submit(
 @jobs_app.command()
 def status(job_id: str, url: UrlOption = DEFAULT_URL) -> None:
     """Print a job as JSON."""
-    typer.echo(json.dumps(request(url, "GET", f"/v1/jobs/{job_id}"), indent=2))
+    with voxserve(url) as client:
+        typer.echo(json.dumps(client.get_job(job_id), indent=2))
 
 
 @jobs_app.command("list")
@@ -137,8 +115,8 @@ def list_jobs(
     before: Annotated[str | None, typer.Option(help="The next page: jobs older than this id.")] = None,
 ) -> None:
     """The newest jobs (a table on a terminal, tab-separated lines otherwise)."""
-    params: dict[str, Any] = {"limit": limit, "status": status, "before": before}
-    page = request(url, "GET", "/v1/jobs", params={k: v for k, v in params.items() if v is not None})
+    with voxserve(url) as client:
+        page = client.list_jobs(status, limit, before)
     rows = [
         (job["id"], job["status"], job["name"] if job["name"] != job["id"] else "",
          _segments(job), f"{job['progress']['audio_seconds']:.1f}", job["created_at"])
@@ -177,7 +155,8 @@ def _segments(job: dict[str, Any]) -> str:
 @jobs_app.command()
 def cancel(job_id: str, url: UrlOption = DEFAULT_URL) -> None:
     """Cancel a job (a running one stops at its next segment)."""
-    job = request(url, "DELETE", f"/v1/jobs/{job_id}")
+    with voxserve(url) as client:
+        job = client.cancel_job(job_id)
     if job["status"] in ("succeeded", "failed"):
         console.print(f"{job['id']} had already {job['status']}: nothing to cancel")
     else:
@@ -195,41 +174,34 @@ def wait(
     interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 0.5,
 ) -> None:
     """Show a progress bar until the job ends; then download its audio with -o."""
-    job = request(url, "GET", f"/v1/jobs/{job_id}")  # an unknown job ends here, before any bar
-    if output is not None:
-        _check_output(output, job["response_format"])
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[segments]} segments"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task(job_id, total=None, segments="-")
-        while True:
-            p = job["progress"]
-            bar.update(task, total=p["segments_total"], completed=p["segments_done"],
-                       description=f"{job_id} {job['status']}", segments=_segments(job))  # fmt: skip
-            if job["status"] in ("succeeded", "failed", "canceled"):
-                break
-            time.sleep(interval)
-            job = request(url, "GET", f"/v1/jobs/{job_id}")
-    if job["status"] != "succeeded":
-        error = job.get("error") or {}
-        reason = error.get("message") or (
-            "canceled on request" if job["status"] == "canceled" else "no reason given"
+    with voxserve(url) as client:
+        job = client.get_job(job_id)  # an unknown job ends here, before any bar
+        if output is not None:
+            _check_output(output, job["response_format"])
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[segments]} segments"),
+            TimeElapsedColumn(),
         )
-        console.print(f"[red]job {job['status']}:[/red] {escape(reason)}")
-        raise typer.Exit(1)
-    if output is not None:
-        with _client(url) as client, client.stream("GET", f"/v1/jobs/{job_id}/audio") as response:
-            if not response.is_success:
-                response.read()
-                _check(response)
-            with open(output, "wb") as sink:
-                for chunk in response.iter_bytes():
-                    sink.write(chunk)
-        console.print(f"{output}: {job['progress']['audio_seconds']:.1f} s of audio")
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task(job_id, total=None, segments="-")
+
+            def show(state: dict[str, Any]) -> None:
+                p = state["progress"]
+                bar.update(task, total=p["segments_total"], completed=p["segments_done"],
+                           description=f"{job_id} {state['status']}", segments=_segments(state))  # fmt: skip
+
+            job = client.wait_job(job_id, on_progress=show, interval=interval)
+        if job["status"] != "succeeded":
+            error = job.get("error") or {}
+            canceled = job["status"] == "canceled"
+            reason = error.get("message") or ("canceled on request" if canceled else "no reason given")
+            console.print(f"[red]job {job['status']}:[/red] {escape(reason)}")
+            raise typer.Exit(1)
+        if output is not None:
+            client.download_job(job_id, output)
+            console.print(f"{output}: {job['progress']['audio_seconds']:.1f} s of audio")
 
 
 def _check_output(output: Path, job_format: str) -> None:

@@ -1,0 +1,68 @@
+"""What a failed call raises: the server's own error (code, message, param), or that it was not reached."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import httpx
+
+#: Answers worth asking again after a while: rate limits, an engine busy or down, a gateway hiccup.
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+class VoxserveClientError(Exception):
+    """Base of the SDK's errors."""
+
+
+class ConnectionFailed(VoxserveClientError):
+    """The server could not be reached (or the connection broke before an answer)."""
+
+
+class APIError(VoxserveClientError):
+    """An error answer: its HTTP status and the ``{"error": {code, message, param}}`` body.
+
+    A server that is not voxserve (an OpenAI-compatible one, a proxy) may answer in another shape:
+    its text becomes the message and the code is ``http_<status>``.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, param: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}" + (f" (param: {param})" if param else ""))
+        self.status = status
+        self.code = code
+        self.message = message
+        self.param = param
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in RETRYABLE_STATUS
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> APIError:
+        """The error an answer carries; its body must have been read."""
+        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+        try:
+            error = response.json()["error"]
+            if isinstance(error, dict):
+                return cls(response.status_code, str(error.get("code") or f"http_{response.status_code}"),
+                           str(error.get("message") or ""), error.get("param"), retry_after)  # fmt: skip
+            return cls(response.status_code, f"http_{response.status_code}", str(error), None, retry_after)
+        except (ValueError, KeyError, TypeError):
+            text = response.text[:500] or response.reason_phrase
+            return cls(response.status_code, f"http_{response.status_code}", text, None, retry_after)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
