@@ -16,6 +16,8 @@
   served from the segment cache versus synthesized.
 - voices-quality: Whisper's word (English) and character (Mandarin) error
   rate on every embedded voice, the measure the OpenAI voice names map by.
+- batch: voxserve batch's adaptive concurrency, 1,000 items against one
+  capacity-limited, faulty engine instance behind voxserve, against fixed -j.
 - auth: what keys and quotas add to a request (authenticate, check and
   charge every limit, count usage), keys in SQLite and counts in memory,
   and both in Redis.
@@ -46,6 +48,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import auth as bench_auth
+from bench import batch as bench_batch
 from bench import glmtts as bench_glmtts
 from bench import loop as bench_loop
 from bench import overload as bench_overload
@@ -304,6 +307,28 @@ def voices_quality(data_dir: DataDir = None) -> None:
     console.print(table)
 
 
+@app.command("batch")
+def batch_command(
+    items: int = 1000, capacity: int = 10, seconds_per_char: float = 0.01, error_rate: float = 0.01,
+    sweep: str = "5,10,15,20,30",
+) -> None:  # fmt: skip
+    """voxserve batch's auto concurrency against a sweep of fixed -j and the seed's 30 (targets: 100 %
+    success; auto within 10 % of ideal and of the best fixed value)."""
+    fixed = [int(n) for n in sweep.split(",")]
+    ideal, runs = bench_batch.measure(items, capacity, seconds_per_char, error_rate, fixed)
+    title = f"{items} items, one instance of capacity {capacity}, {error_rate:.0%} transient faults"
+    table = Table("concurrency", "succeeded", "seconds", "over ideal", title=title)
+    table.add_row("ideal: items x latency / capacity", "", f"{ideal:.1f}", "")
+    for run in runs:
+        table.add_row(
+            run.how,
+            f"{run.succeeded / run.items:.1%}",
+            f"{run.seconds:.1f}",
+            f"{run.seconds / ideal - 1:+.0%}",
+        )
+    console.print(table)
+
+
 @app.command()
 def auth(requests: int = 2000) -> None:
     """Latency keys and quotas add per request (targets: p50/p99 <= 0.5 ms in memory, <= 2 ms with Redis)."""
@@ -380,6 +405,7 @@ def run_all(data_dir: DataDir = None) -> None:
     overload_command()
     voices(data)
     voices_quality(data)
+    batch_command()
     auth()
     glmtts()
     loop()

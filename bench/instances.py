@@ -34,7 +34,11 @@ def wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 
 
 @contextmanager
 def engine_instances(
-    count: int, kind: str = "cosyvoice", capacity: int | None = None, seconds_per_char: float = 0.0
+    count: int,
+    kind: str = "cosyvoice",
+    capacity: int | None = None,
+    seconds_per_char: float = 0.0,
+    error_rate: float = 0.0,
 ) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
     """``count`` stand-in engine servers (``tests/servers``), each its own process on loopback."""
     processes = []
@@ -42,7 +46,8 @@ def engine_instances(
         for _ in range(count):
             port = free_port()
             command = [sys.executable, "-m", "tests.servers", kind, "--port", str(port),
-                       "--seconds-per-char", str(seconds_per_char)]  # fmt: skip
+                       "--seconds-per-char", str(seconds_per_char),
+                       "--error-rate", str(error_rate)]  # fmt: skip
             if capacity is not None:
                 command += ["--capacity", str(capacity)]
             processes.append((f"http://127.0.0.1:{port}", subprocess.Popen(command, cwd=ROOT)))

@@ -17,7 +17,7 @@ QUICK = Retry(attempts=3, base=0.01, cap=0.05)
 
 
 def sdk(test_client: TestClient) -> Client:
-    return Client(http=test_client, retry=QUICK)
+    return Client(http=test_client, retry=QUICK)  # type: ignore[arg-type]  # TestClient is an httpx.Client
 
 
 def test_speech_and_its_errors(fake_client: TestClient, tmp_path: Path) -> None:

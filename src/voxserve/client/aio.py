@@ -124,6 +124,9 @@ class AsyncClient:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
             await asyncio.sleep(interval)
 
+    async def job_audio(self, job_id: str) -> bytes:
+        return await self._run(calls.job_audio(job_id))
+
     async def download_job(self, job_id: str, path: str | Path) -> Path:
         response = await self._send(calls.job_audio(job_id), stream=True)
         try:

@@ -136,6 +136,10 @@ class Client:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
             time.sleep(interval)
 
+    def job_audio(self, job_id: str) -> bytes:
+        """A finished job's whole audio (``download_job`` streams it to a file instead)."""
+        return self._run(calls.job_audio(job_id))
+
     def download_job(self, job_id: str, path: str | Path) -> Path:
         """A finished job's audio into ``path`` (written whole or not at all)."""
         response = self._send(calls.job_audio(job_id), stream=True)

@@ -1,0 +1,114 @@
+"""``voxserve batch MANIFEST``: a manifest's items made by a running server, with progress and a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from voxserve.batch.manifest import Item, ManifestError, read_manifest
+from voxserve.batch.results import RESULTS_CSV, RESULTS_JSONL, Result
+from voxserve.batch.run import Batch, BatchOptions
+from voxserve.client import AsyncClient, Retry
+from voxserve.client.jobs_cli import UrlOption
+from voxserve.client.sync import DEFAULT_URL
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def batch(
+    manifest: Annotated[Path, typer.Argument(help="A .csv, a .jsonl, or a folder of .txt files.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for {id}.{format} and the results.")],
+    url: UrlOption = DEFAULT_URL,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, max=1024, help="Requests at once (default: adapt).")
+    ] = None,
+    attempts: Annotated[int, typer.Option(min=1, max=20, help="Tries per item.")] = 5,
+    job_chars: Annotated[int, typer.Option(min=1, help="Longer items are sent as jobs.")] = 4000,
+    max_chars: Annotated[int, typer.Option(min=1, help="The longest item accepted.")] = 1_000_000,
+    retry_failed: Annotated[bool, typer.Option(help="Try again the items that failed last time.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON summary on stdout, no progress.")] = False,
+) -> None:
+    """Make one audio file per manifest item: retried, resumable, as fast as the servers allow."""
+    try:
+        items = read_manifest(manifest, max_chars)
+    except ManifestError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    except OSError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    options = BatchOptions(output, jobs, attempts, job_chars, retry_failed)
+    started = time.monotonic()
+    try:
+        results = asyncio.run(_run(url, items, options, show=not as_json and console.is_terminal))
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]stopped:[/yellow] what is done is kept; run again to continue ({RESULTS_JSONL})"
+        )
+        raise typer.Exit(130) from None
+    summary = _summary(results, time.monotonic() - started)
+    if as_json:
+        typer.echo(json.dumps({**summary, "results": [asdict(r) for r in results]}, ensure_ascii=False))
+    else:
+        _print_summary(summary, results, output)
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+async def _run(url: str, items: list[Item], options: BatchOptions, show: bool) -> list[Result]:
+    async with AsyncClient(url, retry=Retry(attempts=1)) as client:
+        if not show:
+            return await Batch(client, items, options).run()
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeRemainingColumn())  # fmt: skip
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("making", total=len(items), status="")
+            audio = [0.0]
+            failed = [0]
+            started = time.monotonic()
+
+            def done(result: Result) -> None:
+                audio[0] += result.audio_seconds or 0.0
+                failed[0] += result.status == "failed"
+                elapsed = time.monotonic() - started
+                limit = runner.limit.snapshot.limit
+                bar.update(task, advance=1, status=f"{failed[0]} failed · {audio[0] / 3600:.2f} h of audio · "
+                           f"{audio[0] / max(elapsed, 1e-9):.1f}x real time · {limit} at once")  # fmt: skip
+
+            runner = Batch(client, items, options, on_result=done)
+            bar.update(task, completed=sum(r.status != "pending" for r in runner.results))
+            return await runner.run()
+
+
+def _summary(results: list[Result], seconds: float) -> dict[str, float | int]:
+    return {
+        "items": len(results),
+        "ok": sum(r.status == "ok" for r in results),
+        "failed": sum(r.status == "failed" for r in results),
+        "pending": sum(r.status == "pending" for r in results),
+        "audio_seconds": round(sum(r.audio_seconds or 0.0 for r in results), 3),
+        "seconds": round(seconds, 3),
+    }
+
+
+def _print_summary(summary: dict[str, float | int], results: list[Result], output: Path) -> None:
+    table = Table("items", "made", "failed", "audio", "took", title="batch")
+    hours = float(summary["audio_seconds"]) / 3600
+    table.add_row(str(summary["items"]), str(summary["ok"]), str(summary["failed"]),
+                  f"{hours:.2f} h", f"{float(summary['seconds']):.1f} s")  # fmt: skip
+    console.print(table)
+    for result in (r for r in results if r.status == "failed"):
+        console.print(f"[red]failed[/red] {result.id} (line {result.line}): {escape(result.error or '')}")
+    console.print(f"results: {output / RESULTS_JSONL}, {output / RESULTS_CSV}")
+    sys.stderr.flush()

@@ -1,0 +1,180 @@
+"""Run a batch: every item to its output file, as fast as the servers allow, none lost.
+
+Each item is a speech request (or, past ``job_chars``, a job) sent through the SDK with its own
+retries, so each failure also tells the concurrency limit about the servers. Outputs are checked
+(they must decode as audio) and written whole; the results manifest is rewritten as items finish,
+so an interrupted run leaves a manifest the next run resumes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from voxserve.audio.decode import decode_audio
+from voxserve.batch.concurrency import AdaptiveLimit
+from voxserve.batch.manifest import Item
+from voxserve.batch.results import Result, read_results, write_results
+from voxserve.client import APIError, AsyncClient, ConnectionFailed
+from voxserve.client.files import atomic_file
+
+#: Answers that say the servers are full: the limit shrinks (other failures say nothing about load).
+OVERLOADED = frozenset({429, 503, 504})
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    out_dir: Path
+    concurrency: int | None = None  # None: adapt
+    attempts: int = 5
+    job_chars: int = 4000  # longer items go as jobs
+    retry_failed: bool = False
+    write_every: float = 2.0  # seconds between rewrites of the results manifest
+
+
+class Batch:
+    """One run over a manifest's items."""
+
+    def __init__(self, client: AsyncClient, items: list[Item], options: BatchOptions,
+                 on_result: Callable[[Result], None] = lambda _: None) -> None:  # fmt: skip
+        self.client = client
+        self.items = items
+        self.options = options
+        self.limit = AdaptiveLimit(options.concurrency)
+        self.on_result = on_result
+        self.results = [Result(item.id, item.line, digest=item.digest) for item in items]
+        self._voices: dict[Path, str] = {}
+        self._voice_lock = asyncio.Lock()
+
+    def resumable(self) -> list[int]:
+        """Indexes of the items to make: not those done before from the same request (or failed
+        before, unless retrying failures)."""
+        previous = read_results(self.options.out_dir)
+        todo = []
+        for index, item in enumerate(self.items):
+            done = previous.get(item.id)
+            if done is None or done.digest != item.digest:
+                todo.append(index)
+                continue
+            made = done.status == "ok" and (self.options.out_dir / item.output_name).is_file()
+            given_up = done.status == "failed" and not self.options.retry_failed
+            if made or given_up:
+                self.results[index] = done
+            else:
+                todo.append(index)
+        return todo
+
+    async def run(self) -> list[Result]:
+        """Make every item still to make; the results, in input order, also written to the manifest."""
+        self.options.out_dir.mkdir(parents=True, exist_ok=True)
+        todo = self.resumable()
+        writer = asyncio.create_task(self._keep_writing())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index in todo:
+                    await self.limit.acquire()  # in input order: item n starts before item n+1
+                    group.create_task(self._one(index))
+        finally:
+            writer.cancel()
+            await asyncio.to_thread(write_results, self.options.out_dir, self.results)
+        return self.results
+
+    async def _keep_writing(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.write_every)
+            await asyncio.to_thread(write_results, self.options.out_dir, list(self.results))
+
+    async def _one(self, index: int) -> None:
+        """One item, its place already taken under the limit; retried with backoff and jitter."""
+        item, result = self.items[index], self.results[index]
+        for attempt in range(1, self.options.attempts + 1):
+            if attempt > 1:
+                await self.limit.acquire()
+            result.attempts = attempt
+            started = time.monotonic()
+            try:
+                result.audio_seconds = await self._make(item)
+            except APIError as exc:
+                result.error = f"{exc.status} {exc.code}: {exc.message}"
+                if exc.status in OVERLOADED:
+                    await self.limit.refused(exc.retry_after)
+                else:
+                    await self.limit.failed()
+                if not exc.retryable:
+                    break
+                await asyncio.sleep(exc.retry_after or _backoff(attempt))
+                continue
+            except (ConnectionFailed, InvalidOutput) as exc:
+                result.error = str(exc)
+                await self.limit.failed()
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            except BaseException:
+                await self.limit.failed()
+                raise
+            await self.limit.succeeded(time.monotonic() - started, len(item.text))
+            result.status, result.error, result.output = "ok", None, item.output_name
+            self.on_result(result)
+            return
+        result.status = "failed"
+        self.on_result(result)
+
+    async def _make(self, item: Item) -> float | None:
+        """Make the item's audio and write it; its length in seconds."""
+        fields = dict(item.fields)
+        if item.reference is not None:
+            fields["voice"] = await self._reference_voice(item.reference)
+        if len(item.text) > self.options.job_chars:
+            key = f"batch-{item.id}-{item.digest}"  # a retry finds the job queued before
+            job = await self.client.submit_job(
+                item.text, response_format=item.format, idempotency_key=key, **fields
+            )
+            job = await self.client.wait_job(job["id"], interval=1.0)
+            if job["status"] != "succeeded":
+                error = job.get("error") or {}
+                code, message = str(error.get("code", f"job_{job['status']}")), str(error.get("message", ""))
+                raise APIError(200, code, message)
+            audio = await self.client.job_audio(job["id"])
+        else:
+            audio = await self.client.speech(item.text, response_format=item.format, **fields)
+        seconds = await asyncio.to_thread(_audio_seconds, audio, item.format)
+        path = self.options.out_dir / item.output_name
+        await asyncio.to_thread(_write, path, audio)
+        return seconds
+
+    async def _reference_voice(self, reference: Path) -> str:
+        """A reference file as a library voice, uploaded once per run (the server keeps it once)."""
+        async with self._voice_lock:
+            if reference not in self._voices:
+                voice = await self.client.upload_voice(reference)
+                self._voices[reference] = str(voice["id"])
+            return self._voices[reference]
+
+
+class InvalidOutput(Exception):
+    """An answer that is not audio of the format asked for."""
+
+
+def _audio_seconds(audio: bytes, format_name: str) -> float | None:
+    """The answer's length; it must decode (raw PCM has no header to check)."""
+    if format_name == "pcm":
+        return None
+    try:
+        samples, rate = decode_audio(audio)
+    except Exception as exc:  # whatever FFmpeg says of bytes that are not audio
+        raise InvalidOutput(f"the answer is not {format_name} audio: {exc}") from exc
+    return round(len(samples) / rate, 3)
+
+
+def _write(path: Path, audio: bytes) -> None:
+    with atomic_file(path) as sink:
+        sink.write(audio)
+
+
+def _backoff(attempt: int) -> float:
+    """1, 2, 4, ... seconds (as the seed's client waits), with full jitter, at most 30."""
+    return random.uniform(0.5, 1.0) * min(30.0, 2.0 ** (attempt - 1))
