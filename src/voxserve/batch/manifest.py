@@ -29,7 +29,7 @@ class Row(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    id: str | None = Field(default=None, pattern=ID.pattern)
+    id: str | None = Field(default=None, pattern=f"^{ID.pattern}$")  # whole: a search would pass "../x"
     text: str | None = None
     file: str | None = None
     voice: str | None = None

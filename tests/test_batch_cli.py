@@ -1,0 +1,109 @@
+"""``voxserve batch`` as a user runs it, against a real ``voxserve serve`` over a faulty test engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bench.server import VOXSERVE, start_server
+
+from tests.support.audio import decode
+
+ENGINE = """
+default_engine = "fake"
+[jobs]
+workers = 0
+[[engines]]
+name = "fake"
+kind = "fake"
+options = { delay = 0.1, fail_on = "flaky", fail_times = 2, reject_on = "forbidden" }
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("batch-server")
+    (directory / "voxserve.toml").write_text(ENGINE)
+    env = {"VOXSERVE_CONFIG": str(directory / "voxserve.toml"), "VOXSERVE_CACHE_MAX_BYTES": "0"}
+    process = start_server(directory / "data", directory / "server.log", env)
+    try:
+        yield process.url
+    finally:
+        process.stop()
+
+
+def batch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VOXSERVE), "batch", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "VOXSERVE_API_KEY": ""})  # fmt: skip
+
+
+def manifest(path: Path, texts: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text": text, "format": "wav"}) + "\n" for text in texts))
+    return path
+
+
+def results(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_every_item_made_in_order_retried_or_failed_with_its_reason(server: str, tmp_path: Path) -> None:
+    texts = [f"Sentence number {n} of the batch." for n in range(20)]
+    texts[5], texts[12] = "A flaky sentence, twice.", "A forbidden sentence."
+    out = tmp_path / "out"
+    run = batch(str(manifest(tmp_path / "items.jsonl", texts)), "-o", str(out), "--url", server)
+    assert run.returncode == 1, run.stderr  # one item failed for good
+    rows = results(out)
+    assert [row["id"] for row in rows] == [f"item{n:06d}" for n in range(1, 21)], "input order"
+    assert [row["status"] for row in rows].count("ok") == 19
+    assert rows[5]["attempts"] == 3 and rows[5]["status"] == "ok", "two transient failures, retried"
+    assert rows[12]["status"] == "failed" and rows[12]["attempts"] == 1
+    assert "engine_rejected" in str(rows[12]["error"]) and "failed item000013" in run.stderr
+    for row in rows:
+        if row["status"] == "ok":
+            audio = decode((out / str(row["output"])).read_bytes())
+            assert audio.duration > 0.5
+            assert audio.duration == pytest.approx(float(str(row["audio_seconds"])), abs=0.01)
+    assert (out / "results.csv").read_text().splitlines()[0].startswith("id,line,status,output")
+    made = {path.name: path.stat().st_mtime_ns for path in out.glob("*.wav")}
+    again = batch(str(tmp_path / "items.jsonl"), "-o", str(out), "--url", server, "--json")
+    summary = json.loads(again.stdout)
+    assert (summary["ok"], summary["failed"]) == (19, 1)
+    assert {path.name: path.stat().st_mtime_ns for path in out.glob("*.wav")} == made, "nothing made again"
+
+
+def test_bad_rows_are_all_reported_before_anything_is_sent(server: str, tmp_path: Path) -> None:
+    bad = tmp_path / "items.csv"
+    bad.write_text("id,text,speed\nok,Fine.,1\n../x,Escape.,1\nslow,Slow.,9\n")
+    run = batch(str(bad), "-o", str(tmp_path / "out"), "--url", server)
+    assert run.returncode == 2
+    assert "line 3: id: String should match pattern" in run.stderr and "line 4: speed:" in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_stops_cleanly_and_the_next_run_continues(server: str, tmp_path: Path) -> None:
+    items = manifest(tmp_path / "items.jsonl", [f"Item {n} says a few words." for n in range(60)])
+    out = tmp_path / "out"
+    command = [str(VOXSERVE), "batch", str(items), "-o", str(out), "--url", server, "-j", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("*.wav"))) < 6:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "run again to continue" in stderr
+    first = results(out)
+    done = {row["id"] for row in first if row["status"] == "ok"}
+    assert 6 <= len(done) < 60 and {row["status"] for row in first} == {"ok", "pending"}
+    assert not list(out.glob(".*.part")), "no partial file left"
+    kept = {name: (out / f"{name}.wav").stat().st_mtime_ns for name in done}
+    finished = batch(str(items), "-o", str(out), "--url", server)
+    assert finished.returncode == 0, finished.stderr
+    assert all(row["status"] == "ok" for row in results(out))
+    assert {name: (out / f"{name}.wav").stat().st_mtime_ns for name in done} == kept
