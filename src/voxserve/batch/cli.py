@@ -83,12 +83,19 @@ async def _run(url: str, items: list[Item], options: BatchOptions, show: bool) -
                 failed[0] += result.status == "failed"
                 elapsed = time.monotonic() - started
                 limit = runner.limit.snapshot.limit
-                bar.update(task, advance=1, status=f"{failed[0]} failed · {audio[0] / 3600:.2f} h of audio · "
+                bar.update(task, advance=1, status=f"{failed[0]} failed · {_duration(audio[0])} of audio · "
                            f"{audio[0] / max(elapsed, 1e-9):.1f}x real time · {limit} at once")  # fmt: skip
 
             runner = Batch(client, items, options, on_result=done)
             bar.update(task, completed=sum(r.status != "pending" for r in runner.results))
             return await runner.run()
+
+
+def _duration(seconds: float) -> str:
+    """Seconds, minutes or hours, whichever reads best."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
 
 def _summary(results: list[Result], seconds: float) -> dict[str, float | int]:
@@ -104,9 +111,8 @@ def _summary(results: list[Result], seconds: float) -> dict[str, float | int]:
 
 def _print_summary(summary: dict[str, float | int], results: list[Result], output: Path) -> None:
     table = Table("items", "made", "failed", "audio", "took", title="batch")
-    hours = float(summary["audio_seconds"]) / 3600
-    table.add_row(str(summary["items"]), str(summary["ok"]), str(summary["failed"]),
-                  f"{hours:.2f} h", f"{float(summary['seconds']):.1f} s")  # fmt: skip
+    audio, took = _duration(float(summary["audio_seconds"])), _duration(float(summary["seconds"]))
+    table.add_row(str(summary["items"]), str(summary["ok"]), str(summary["failed"]), audio, took)
     console.print(table)
     for result in (r for r in results if r.status == "failed"):
         console.print(f"[red]failed[/red] {result.id} (line {result.line}): {escape(result.error or '')}")

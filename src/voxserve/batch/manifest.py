@@ -89,7 +89,7 @@ class ManifestError(ValueError):
 def _rows(source: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, fields) of every row; a folder is one row per .txt file (its name the id)."""
     if source.is_dir():
-        return [(0, {"id": path.stem, "file": str(path)}) for path in sorted(source.glob("*.txt"))]
+        return [(0, {"id": path.stem, "file": path.name}) for path in sorted(source.glob("*.txt"))]
     if source.suffix.lower() == ".csv":
         with source.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
