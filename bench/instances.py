@@ -50,7 +50,10 @@ def engine_instances(
                        "--error-rate", str(error_rate)]  # fmt: skip
             if capacity is not None:
                 command += ["--capacity", str(capacity)]
-            processes.append((f"http://127.0.0.1:{port}", subprocess.Popen(command, cwd=ROOT)))
+            # quiet: an injected fault's traceback is the stand-in's business, not the table's
+            quiet = subprocess.DEVNULL
+            process = subprocess.Popen(command, cwd=ROOT, stdout=quiet, stderr=quiet)
+            processes.append((f"http://127.0.0.1:{port}", process))
         for url, process in processes:
             wait_listening(url, process)
         yield processes

@@ -9,7 +9,6 @@ so an interrupted run leaves a manifest the next run resumes from.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from voxserve.batch.manifest import Item
 from voxserve.batch.results import Result, read_results, write_results
 from voxserve.client import APIError, AsyncClient, ConnectionFailed
 from voxserve.client.files import atomic_file
+from voxserve.retry import backoff
 
 #: Answers that say the servers are full: the limit shrinks (other failures say nothing about load).
 OVERLOADED = frozenset({429, 503, 504})
@@ -106,12 +106,12 @@ class Batch:
                     await self.limit.failed()
                 if not exc.retryable:
                     break
-                await asyncio.sleep(exc.retry_after or _backoff(attempt))
+                await asyncio.sleep(exc.retry_after or backoff(attempt, base=1.0, cap=30.0))
                 continue
             except (ConnectionFailed, InvalidOutput) as exc:
                 result.error = str(exc)
                 await self.limit.failed()
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff(attempt, base=1.0, cap=30.0))
                 continue
             except BaseException:
                 await self.limit.failed()
@@ -173,8 +173,3 @@ def _audio_seconds(audio: bytes, format_name: str) -> float | None:
 def _write(path: Path, audio: bytes) -> None:
     with atomic_file(path) as sink:
         sink.write(audio)
-
-
-def _backoff(attempt: int) -> float:
-    """1, 2, 4, ... seconds (as the seed's client waits), with full jitter, at most 30."""
-    return random.uniform(0.5, 1.0) * min(30.0, 2.0 ** (attempt - 1))

@@ -6,7 +6,6 @@ retries), so the two cannot drift apart: a route, a field or a parse lives here 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +14,8 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
+
+from voxserve.retry import backoff
 
 T = TypeVar("T")
 JSON = dict[str, Any]
@@ -53,16 +54,17 @@ class Call(Generic[T]):
 @dataclass(frozen=True)
 class Retry:
     """How often and how long to wait: ``Retry-After`` when the server says, else exponential backoff
-    with full jitter (so many clients refused together do not return together)."""
+    with jitter (so many clients refused together do not return together)."""
 
     attempts: int = 4
     base: float = 0.5
     cap: float = 30.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds before try ``attempt + 2`` (``attempt`` counts from 0)."""
         if retry_after is not None:
             return min(retry_after, self.cap)
-        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+        return backoff(attempt + 1, self.base, self.cap)
 
 
 def _given(**fields: Any) -> JSON:
