@@ -199,6 +199,7 @@ def lead(sentence: str, first_limit: int, limit: int) -> list[str]:
     sentence takes; the rest at ``limit``. A first word longer than ``first_limit`` is not cut.
     Chinese says in one character what a spaced script says in about three: its limit is a third."""
     whole = sentence.strip()
+    first_limit = min(first_limit, limit)
     if _HAN.search(whole):
         first_limit = max(first_limit // 3, 4)
     if len(whole) <= first_limit:
