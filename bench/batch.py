@@ -1,7 +1,8 @@
 """``voxserve batch``'s concurrency against the best fixed value and the seed's fixed 30.
 
 One stand-in CosyVoice instance of capacity C (past it, it runs out of memory) failing 1 % of its
-requests at random, with voxserve in front (adaptive pool limits, as served). The same items go
+requests at random, with voxserve in front, its pool limit set to C: the table measures the batch
+client's concurrency, not the pool's own adaptation. The same items go
 through :class:`voxserve.batch.Batch` with ``auto``, and with each fixed ``-j`` of a sweep. Ideal
 is items × one request's latency alone ÷ C: the instance busy all the time, never overloaded.
 """
@@ -68,7 +69,7 @@ def measure(
         config = directory / "voxserve.toml"
         config.write_text(
             '[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
-            f'url = "{found[0][0]}"\nmax_concurrency = "auto"\nqueue_timeout = 120\n'
+            f'url = "{found[0][0]}"\nmax_concurrency = {capacity}\nqueue_timeout = 120\n'
             'options = { voices = ["中文女"], sample_rate = 22050 }\n'
         )
         server = start_server(

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-ALPHA, BETA = 1.0, 3.0  # requests waiting in the servers' queues: fewer, grow; more, shrink
+ALPHA, BETA = 3.0, 6.0  # requests waiting in the servers' queues: fewer, grow; more, shrink
 SAMPLES = 500  # the best cost is the lowest of this many recent answers
 
 
