@@ -48,6 +48,24 @@ from voxserve.text.markup import strip_marks
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class SegmentTime:
+    """Where one segment's speech is in the audio (seconds from its start; its pause comes after)."""
+
+    index: int
+    text: str
+    start: float
+    end: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "text": self.text,
+            "start": round(self.start, 3),
+            "end": round(self.end, 3),
+        }
+
+
 @dataclass
 class Stats:
     """What one synthesis did, for the request log line and metrics."""
@@ -59,6 +77,7 @@ class Stats:
     audio_seconds: float = 0.0
     segments_done: int = 0
     encoded_samples: int = 0  # at the output rate, once encode() has finished
+    timeline: list[SegmentTime] = field(default_factory=list)  # each segment, once its audio is made
 
     @property
     def time_to_first_audio(self) -> float | None:
@@ -206,6 +225,7 @@ class Renderer:
         try:
             prepared, calls = await self._prepared(plan, start)
             async for index, segment, requests in prepared:
+                begins = stats.audio_seconds
                 async for chunk in self._render(plan, segment, requests, calls):
                     if stats.first_audio is None:
                         stats.first_audio = time.perf_counter()
@@ -213,6 +233,8 @@ class Renderer:
                     stats.audio_seconds += chunk.size / rate
                     _check_audio_limit(plan, stats)
                     yield index, chunk, False
+                spoken = strip_marks(segment.text).strip()
+                stats.timeline.append(SegmentTime(index, spoken, begins, stats.audio_seconds))
                 pause = silence(segment.pause_after / plan.request.speed, rate)
                 stats.segments_done += 1
                 stats.audio_seconds += pause.size / rate

@@ -54,6 +54,9 @@ class SpeechBody(SpeechFields):
 
     stream_format: Literal["audio", "sse"] = "audio"
     stream: bool = Field(default=True, description="false: the whole file, with a Content-Length")
+    timestamps: bool = Field(
+        default=False, description="true: JSON with the audio (base64) and where each segment is in it"
+    )
     lang_code: str | None = Field(
         default=None, max_length=16, description="Kokoro-FastAPI's language (a, b, z, j, ...); as language"
     )
@@ -152,10 +155,37 @@ SSE_CONTENT = {
 }
 
 
+_SEGMENT = {
+    "type": "object",
+    "properties": {
+        "index": {"type": "integer"},
+        "text": {"type": "string"},
+        "start": {"type": "number"},
+        "end": {"type": "number"},
+    },
+}
+#: ``timestamps: true``: the audio with each segment's place in it.
+CAPTIONED_CONTENT = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["audio", "audio_format", "segments", "timestamps"],
+            "properties": {
+                "audio": {"type": "string", "description": "the whole file, base64"},
+                "audio_format": {"type": "string"},
+                "segments": {"type": "array", "items": _SEGMENT},
+                "timestamps": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    }
+}
+
+
 def audio_content(*media: str) -> dict[int | str, dict[str, Any]]:
-    """A 200 answered with audio of these media types (``text/event-stream``: SSE events)."""
+    """A 200 answered with audio of these media types (``text/event-stream``: SSE events;
+    ``application/json``: the captioned answer)."""
     binary = {"schema": {"type": "string", "format": "binary"}}
-    content = {t: SSE_CONTENT.get(t, binary) for t in media}
+    content = {t: {**SSE_CONTENT, **CAPTIONED_CONTENT}.get(t, binary) for t in media}
     return {200: {"description": "the audio", "content": content}}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from voxserve.api.auth import admitted_plan, user
 from voxserve.api.dependencies import get_services
@@ -17,7 +17,13 @@ from voxserve.api.schemas import (
     json_schema_body,
     parse_json,
 )
-from voxserve.api.streaming import audio_response, file_response, new_request_id, sse_response
+from voxserve.api.streaming import (
+    audio_response,
+    captioned_response,
+    file_response,
+    new_request_id,
+    sse_response,
+)
 from voxserve.request import CacheMode
 from voxserve.security import Principal
 from voxserve.services import Services
@@ -33,7 +39,7 @@ async def speech_body(request: Request) -> SpeechBody:
     "/v1/audio/speech",
     response_class=StreamingResponse,
     openapi_extra=json_schema_body(SpeechBody),
-    responses=audio_content(*AUDIO_TYPES, "text/event-stream"),
+    responses=audio_content(*AUDIO_TYPES, "text/event-stream", "application/json"),
 )
 async def create_speech(
     request: Request,
@@ -41,12 +47,16 @@ async def create_speech(
     services: Annotated[Services, Depends(get_services)],
     cache: Annotated[CacheMode, Depends(cache_mode)],
     principal: Annotated[Principal, Depends(user("speech"))],
-) -> StreamingResponse:
-    """Speak ``input``; the body streams while later segments are still being made."""
+) -> Response:
+    """Speak ``input``; the body streams while later segments are still being made (``timestamps``:
+    JSON with the whole audio and each segment's place in it)."""
     plan, headers, caller = await admitted_plan(services, principal, body.to_request(cache))
     request_id = new_request_id()
+    response: Response
     if body.stream_format == "sse":
         response = await sse_response(services.pipeline, plan, request, request_id, caller)
+    elif body.timestamps:
+        response = await captioned_response(services.pipeline, plan, request, request_id, caller)
     elif body.stream:
         response = await audio_response(services.pipeline, plan, request, request_id, caller)
     else:

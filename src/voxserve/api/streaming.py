@@ -28,7 +28,7 @@ from typing import IO
 from urllib.parse import quote
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from voxserve.audio.finalize import finalize_header
 from voxserve.errors import ClientGone, VoxserveError
@@ -194,6 +194,36 @@ async def file_response(
     return StreamingResponse(body(), media_type=plan.audio_format.content_type, headers=headers)
 
 
+async def captioned_response(
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, caller: Caller = NOBODY
+) -> Response:
+    """``timestamps: true``: the whole audio (base64) with where each segment is in it, as JSON.
+
+    ``timestamps`` has Kokoro-FastAPI's captioned-speech shape (``word``, ``start_time``,
+    ``end_time``), at sentence level: each entry is a segment's text.
+    """
+    stats = Stats(chars=plan.chars)
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed below
+    try:
+        async for chunk in await _started(pipeline, plan, request_id, request, stats, caller):
+            await asyncio.to_thread(spool.write, chunk)
+        await asyncio.to_thread(_finalized, spool, plan.audio_format.name, stats.encoded_samples)
+        audio = await asyncio.to_thread(spool.read)
+    finally:
+        spool.close()
+    body = {
+        "audio": base64.b64encode(audio).decode(),
+        "audio_format": plan.audio_format.name,
+        "segments": [segment.to_dict() for segment in stats.timeline],
+        "timestamps": [
+            {"word": s.text, "start_time": round(s.start, 3), "end_time": round(s.end, 3)}
+            for s in stats.timeline
+        ],
+    }
+    content = await asyncio.to_thread(json.dumps, body, ensure_ascii=False)
+    return Response(content, media_type="application/json", headers=response_headers(plan, request_id))
+
+
 def _finalized(spool: IO[bytes], format_name: str, samples: int) -> int:
     """Patch the header of the spooled file; its size, with the file rewound for reading."""
     finalize_header(spool, format_name, samples)  # type: ignore[arg-type]  # a spooled file is a BinaryIO
@@ -209,18 +239,34 @@ def _event(payload: dict[str, object]) -> bytes:
 async def sse_response(
     pipeline: Pipeline, plan: Plan, request: Request, request_id: str, caller: Caller = NOBODY
 ) -> StreamingResponse:
-    """OpenAI's ``stream_format: sse``: base64 audio in ``speech.audio.delta`` events, then ``done``."""
-    chunks = await _started(pipeline, plan, request_id, request, caller=caller)
+    """OpenAI's ``stream_format: sse``: base64 audio in ``speech.audio.delta`` events, then ``done``.
+
+    A delta that follows the end of a segment's speech also carries ``segments``: each finished
+    segment's text and where it starts and ends in the audio (seconds).
+    """
+    stats = Stats(chars=plan.chars)
+    chunks = await _started(pipeline, plan, request_id, request, stats, caller)
 
     async def events() -> AsyncIterator[bytes]:
+        told = 0
         try:
             async for chunk in chunks:
-                yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(chunk).decode()})
+                delta: dict[str, object] = {
+                    "type": "speech.audio.delta",
+                    "audio": base64.b64encode(chunk).decode(),
+                }
+                if len(stats.timeline) > told:
+                    delta["segments"] = [segment.to_dict() for segment in stats.timeline[told:]]
+                    told = len(stats.timeline)
+                yield _event(delta)
         except VoxserveError as exc:
             yield _event({"type": "error", "error": exc.to_dict()})
             return
         usage = {"input_tokens": plan.chars, "output_tokens": 0, "total_tokens": plan.chars}
-        yield _event({"type": "speech.audio.done", "usage": usage})
+        done: dict[str, object] = {"type": "speech.audio.done", "usage": usage}
+        if len(stats.timeline) > told:
+            done["segments"] = [segment.to_dict() for segment in stats.timeline[told:]]
+        yield _event(done)
 
     headers = response_headers(plan, request_id)
     return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
