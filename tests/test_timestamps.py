@@ -1,16 +1,20 @@
-"""Where each segment is in the audio: SSE deltas carry it, ``timestamps: true`` returns it, and it
-matches the audio (a segment's speech begins within 50 ms of its start, silence fills its pause)."""
+"""Where each segment is in the audio: SSE deltas carry it, ``timestamps: true`` returns it, jobs
+write it as captions, and it matches the audio (a segment's speech begins within 50 ms of its
+start, silence fills its pause)."""
 
 from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
 
-from tests.support.api import SPEECH
+from tests.support.api import SPEECH, ClientFactory, submit, wait_for
 from tests.support.audio import decode
+from voxserve import captions
+from voxserve.jobs.timeline import SegmentLog
 
 TEXT = "The first sentence is here. A second one follows it, with a clause. And the third one ends it."
 
@@ -57,3 +61,37 @@ def test_sse_deltas_carry_the_segments(fake_client: TestClient) -> None:
     captioned = fake_client.post(SPEECH, json={"input": TEXT, "response_format": "wav", "timestamps": True})
     assert told == captioned.json()["segments"], "the same segments and times, as they finish"
     assert events[-1]["type"] == "speech.audio.done"
+
+
+def test_a_job_writes_captions_beside_its_audio(make_client: ClientFactory) -> None:
+    client = make_client()
+    job = submit(client, name="chapter")
+    wait_for(client, job["id"], "succeeded")
+    audio = decode(client.get(f"/v1/jobs/{job['id']}/audio").content)
+    segments = client.get(f"/v1/jobs/{job['id']}/captions", params={"format": "json"}).json()["segments"]
+    assert [s["index"] for s in segments] == [0, 1, 2]
+    for segment in segments:
+        assert abs(_onset(audio.samples, audio.sample_rate, segment["start"]) - segment["start"]) <= 0.05
+    assert segments[-1]["end"] <= audio.duration
+    srt = client.get(f"/v1/jobs/{job['id']}/captions")
+    assert srt.headers["content-type"].startswith("application/x-subrip")
+    assert srt.headers["content-disposition"] == 'attachment; filename="chapter.srt"'
+    first = srt.text.split("\n\n")[0].splitlines()
+    assert (
+        first[0] == "1"
+        and first[1].startswith("00:00:00,000 --> 00:00:0")
+        and first[2] == segments[0]["text"]
+    )
+    vtt = client.get(f"/v1/jobs/{job['id']}/captions", params={"format": "vtt"}).text
+    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> ")
+    refused = client.get(f"/v1/jobs/{job['id']}/captions", params={"format": "ass"})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "format"
+
+
+def test_a_resumed_job_forgets_the_lines_past_its_saved_progress(tmp_path: Path) -> None:
+    log = SegmentLog(tmp_path / "segments.jsonl")
+    for index in range(4):
+        log.append({"index": index, "text": f"s{index}", "start": index * 1.0, "end": index + 0.5})
+    log.keep(2)  # progress saved after segment 1; segments 2 and 3 will be made again
+    assert [entry["index"] for entry in log.read()] == [0, 1]
+    assert captions.srt(log.read()).splitlines()[:3] == ["1", "00:00:00,000 --> 00:00:00,500", "s0"]

@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -33,6 +33,7 @@ from voxserve.api.schemas import (
     parse_json,
 )
 from voxserve.audio import FORMATS, AudioFormat
+from voxserve.captions import CAPTION_FORMATS
 from voxserve.errors import InvalidRequest, JobNotSucceeded, RangeNotSatisfiable, VoxserveError
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
 from voxserve.jobs.writer import stream_path
@@ -83,6 +84,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "links": {
             "self": f"/v1/jobs/{job.id}",
             "audio": f"/v1/jobs/{job.id}/audio",
+            "captions": f"/v1/jobs/{job.id}/captions",
             "events": f"/v1/jobs/{job.id}/events",
             "ws": f"/v1/jobs/{job.id}/ws",
         },
@@ -216,6 +218,29 @@ async def job_audio(
         media_type=audio_format.content_type,
         headers={"Content-Disposition": f'attachment; filename="{job.name}.{audio_format.extension}"'},
     )
+
+
+@router.get(
+    "/v1/jobs/{job_id}/captions",
+    responses={200: {"description": "SRT, WebVTT, or the segments as JSON", "content": {
+        media: {"schema": {"type": "string"}} for media in CAPTION_FORMATS.values()}}},
+)  # fmt: skip
+async def job_captions(
+    job_id: str,
+    services: Annotated[Services, Depends(get_services)],
+    principal: JobReader,
+    format: Annotated[Literal["srt", "vtt", "json"], Query(description="srt, vtt or json")] = "srt",
+) -> FileResponse:
+    """A finished job's captions: each segment's text where its speech is in the audio."""
+    job = await owned_job(services, job_id, principal)
+    if job.status is not JobStatus.SUCCEEDED:
+        raise JobNotSucceeded(
+            f"job {job_id!r} is {job.status.value}; captions come with its audio", param="id"
+        )
+    path = services.files.captions(job.id, job.name, format)
+    if not await asyncio.to_thread(path.is_file):
+        raise JobNotFound(f"the captions of job {job_id!r} are not stored", param="id")
+    return FileResponse(path, media_type=CAPTION_FORMATS[format], filename=path.name)
 
 
 async def _follow(services: Services, job: Job, audio_format: AudioFormat) -> AsyncIterator[bytes]:

@@ -51,6 +51,15 @@ class JobFiles:
     def output(self, job_id: str, name: str, extension: str) -> Path:
         return self.root / job_id / f"{name}.{extension}"
 
+    def segments(self, job_id: str) -> Path:
+        """The job's timeline, a line per finished segment (see :mod:`voxserve.jobs.timeline`)."""
+        return self.root / job_id / "segments.jsonl"
+
+    def captions(self, job_id: str, name: str, format_name: str) -> Path:
+        """A finished job's captions beside its audio: ``{name}.srt``, ``.vtt``, ``.segments.json``."""
+        suffix = "segments.json" if format_name == "json" else format_name
+        return self.root / job_id / f"{name}.{suffix}"
+
     def remove(self, job_id: str) -> None:
         shutil.rmtree(self.root / job_id, ignore_errors=True)
 

@@ -25,11 +25,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from voxserve.captions import CAPTION_FORMATS
 from voxserve.config import JobSettings
 from voxserve.errors import EngineError, InsufficientStorage, NotReady, VoxserveError
 from voxserve.jobs.files import JobFiles
 from voxserve.jobs.models import Job, JobStatus, Progress, now
 from voxserve.jobs.store import JobStore
+from voxserve.jobs.timeline import SegmentLog
 from voxserve.jobs.writer import JobAudioWriter
 from voxserve.pipeline import JOB_PRIORITY, Pipeline, SpeechRequest, Stats
 from voxserve.retry import backoff
@@ -269,10 +271,20 @@ class Worker:
         directory = self.files.directory(job.id)
         writer = JobAudioWriter(directory, self.files.pcm(job.id), plan.audio_format, rate, plan.output_rate)
         await asyncio.to_thread(writer.open, progress.bytes_done)
+        timeline = SegmentLog(self.files.segments(job.id))
+        await asyncio.to_thread(timeline.keep, progress.segments_done)
+        offset = progress.bytes_done / 2 / rate  # what a resumed job made before: its times go on from there
         stats = Stats(chars=plan.chars)
         try:
             async for index, audio in self.pipeline.segment_audio(plan, stats, start=progress.segments_done):
                 await self._check_disk(audio.size * 2)
+                made = stats.timeline[-1]
+                entry = {
+                    **made.to_dict(),
+                    "start": round(offset + made.start, 3),
+                    "end": round(offset + made.end, 3),
+                }
+                await asyncio.to_thread(timeline.append, entry)
                 bytes_done = progress.bytes_done + await asyncio.to_thread(writer.append, audio)
                 progress = replace(
                     progress,
@@ -287,6 +299,8 @@ class Worker:
                 await self._save(job, replace(progress, finishing=True))
             output = self.files.output(job.id, job.name, plan.audio_format.extension)
             await asyncio.to_thread(writer.finish, output)
+            captions = {name: self.files.captions(job.id, job.name, name) for name in CAPTION_FORMATS}
+            await asyncio.to_thread(timeline.write_captions, captions)
         except asyncio.CancelledError as exc:
             if exc.args == (LeaseLost.__name__,):
                 raise LeaseLost(job.id) from exc
