@@ -42,10 +42,7 @@ def batch(
     """Make one audio file per manifest item: retried, resumable, as fast as the servers allow."""
     try:
         items = read_manifest(manifest, max_chars)
-    except ManifestError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
-    except OSError as exc:
+    except (ManifestError, OSError) as exc:  # every bad row, or a manifest that cannot be read
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     options = BatchOptions(output, jobs, attempts, job_chars, retry_failed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -35,11 +34,8 @@ class AsyncClient:
         retry: Retry = Retry(),
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("VOXSERVE_API_KEY")
         self.retry = retry
-        self._http = http or httpx.AsyncClient(
-            base_url=base_url, timeout=httpx.Timeout(30.0, read=timeout), headers=calls.headers_for(key)
-        )
+        self._http = http or httpx.AsyncClient(**calls.http_options(base_url, api_key, timeout))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -6,6 +6,7 @@ retries), so the two cannot drift apart: a route, a field or a parse lives here 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -143,8 +144,15 @@ def usage() -> Call[JSON]:
     return Call("GET", "/v1/usage", _json)
 
 
-def headers_for(api_key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+def http_options(base_url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
+    """How both clients set up httpx: the key (else ``$VOXSERVE_API_KEY``) as a Bearer token, a
+    short connect timeout and a long read one (a long text takes a while to its first byte)."""
+    key = api_key if api_key is not None else os.environ.get("VOXSERVE_API_KEY")
+    return {
+        "base_url": base_url,
+        "timeout": httpx.Timeout(30.0, read=timeout),
+        "headers": {"Authorization": f"Bearer {key}"} if key else {},
+    }
 
 
 #: Refusals that did nothing: safe to send again whatever the call (nothing was queued or charged).

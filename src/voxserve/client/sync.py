@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,11 +39,8 @@ class Client:
         retry: Retry = Retry(),
         http: httpx.Client | None = None,
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get("VOXSERVE_API_KEY")
         self.retry = retry
-        self._http = http or httpx.Client(
-            base_url=base_url, timeout=httpx.Timeout(30.0, read=timeout), headers=calls.headers_for(key)
-        )
+        self._http = http or httpx.Client(**calls.http_options(base_url, api_key, timeout))
 
     def close(self) -> None:
         self._http.close()
