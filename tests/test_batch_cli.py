@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import av
 import pytest
 from bench.server import VOXSERVE, start_server
 
@@ -107,3 +108,33 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues(server: str, tmp_path: 
     assert finished.returncode == 0, finished.stderr
     assert all(row["status"] == "ok" for row in results(out))
     assert {name: (out / f"{name}.wav").stat().st_mtime_ns for name in done} == kept
+
+
+def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> None:
+    book = tmp_path / "tale.md"
+    book.write_text(
+        "# The Tale\n\nIt opens.\n\n## Chapter One\n\nThe wind rose.\n\n## Chapter Two\n\nIt ended.\n"
+    )
+    out = tmp_path / "out"
+    run = subprocess.run([str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "3 chapters" in run.stderr
+    listing = json.loads((out / "index.json").read_text())
+    assert [c["title"] for c in listing["chapters"]] == ["The Tale", "Chapter One", "Chapter Two"]
+    with av.open(str(out / "tale.m4b")) as combined:
+        marks = [
+            (m["metadata"]["title"], round(float(m["start"] * (m["time_base"] or 1)), 1))
+            for m in combined.chapters()
+        ]
+        seconds = float(combined.duration or 0) / 1e6
+    assert marks == [(c["title"], round(c["start"], 1)) for c in listing["chapters"]]
+    assert seconds == pytest.approx(sum(c["seconds"] for c in listing["chapters"]), abs=0.2)
+    for chapter in listing["chapters"]:
+        assert decode((out / chapter["file"]).read_bytes()).duration == pytest.approx(
+            chapter["seconds"], abs=0.05
+        )
+    made = {path.name: path.stat().st_mtime_ns for path in out.glob("chapter*.mp3")}
+    again = subprocess.run([str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0 and {p.name: p.stat().st_mtime_ns for p in out.glob("chapter*.mp3")} == made

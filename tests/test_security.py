@@ -97,6 +97,9 @@ def test_admin_api_makes_keys_shown_once_and_revokes_them_at_once_on_every_repli
 ) -> None:
     d = deploy()
     other = d.replica()
+    boolean = {"name": "x", "limits": {"chars_per_month": True}}
+    refused = d.client.post("/v1/admin/keys", json=boolean, headers=auth(d.admin))
+    assert_error(refused, 400, "invalid_request", "limits.chars_per_month", "not true or false")
     made = d.client.post("/v1/admin/keys", json={"name": "bot", "scopes": ["speech"]}, headers=auth(d.admin))
     assert made.status_code == 201, made.text
     token, key_id = made.json()["token"], made.json()["id"]

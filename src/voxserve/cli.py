@@ -31,6 +31,7 @@ from rich.table import Table
 
 from voxserve.audio.finalize import finalize_header
 from voxserve.batch.cli import batch as batch_command
+from voxserve.batch.cli import book as book_command
 from voxserve.client.jobs_cli import UrlOption, jobs_app, voxserve
 from voxserve.client.outputs import EXTENSIONS, output_format
 from voxserve.client.sync import DEFAULT_URL
@@ -342,6 +343,7 @@ async def _until_signal(main: Coroutine[Any, Any, None]) -> None:
 
 
 app.command("batch")(batch_command)
+app.command("book")(book_command)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(keys_app, name="keys")
 

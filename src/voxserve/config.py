@@ -215,6 +215,14 @@ class Quota(BaseModel):
     max_job_chars: int | None = Field(default=None, ge=1, description="the longest job it may submit")
     max_audio_seconds: float | None = Field(default=None, gt=0, description="audio one request may make")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        """``true`` is not a number of anything (lax parsing would take it as 1)."""
+        if isinstance(value, bool):
+            raise ValueError("a limit is a number or null, not true or false")
+        return value
+
     def over(self, defaults: Quota) -> Quota:
         """These limits where they are set, ``defaults`` elsewhere (a key's own over everyone's)."""
         return defaults.model_copy(update=self.model_dump(exclude_unset=True))

@@ -1,4 +1,5 @@
-"""``voxserve batch MANIFEST``: a manifest's items made by a running server, with progress and a summary."""
+"""``voxserve batch MANIFEST`` and ``voxserve book BOOK``: many items (or a book's chapters) made by a
+running server, with progress and a summary."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import json
 import sys
 import time
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -16,11 +18,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from voxserve.batch.book import combine, index, read_book
 from voxserve.batch.manifest import Item, ManifestError, read_manifest
 from voxserve.batch.results import RESULTS_CSV, RESULTS_JSONL, Result
 from voxserve.batch.run import Batch, BatchOptions
 from voxserve.client import AsyncClient, Retry
 from voxserve.client.jobs_cli import UrlOption
+from voxserve.client.outputs import format_name
 from voxserve.client.sync import DEFAULT_URL
 
 console = Console(stderr=True, soft_wrap=True)
@@ -115,3 +119,63 @@ def _print_summary(summary: dict[str, float | int], results: list[Result], outpu
         console.print(f"[red]failed[/red] {result.id} (line {result.line}): {escape(result.error or '')}")
     console.print(f"results: {output / RESULTS_JSONL}, {output / RESULTS_CSV}")
     sys.stderr.flush()
+
+
+def book(
+    source: Annotated[Path, typer.Argument(help="The book: .txt, .md or .epub.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the chapters and the book.")],
+    url: UrlOption = DEFAULT_URL,
+    voice: Annotated[str | None, typer.Option(help="One voice for the whole book.")] = None,
+    model: Annotated[str | None, typer.Option()] = None,
+    seed: Annotated[int, typer.Option(help="One seed for the whole book (engines with randomness).")] = 42,
+    language: Annotated[str | None, typer.Option()] = None,
+    format: Annotated[str, typer.Option(help="Each chapter's format.")] = "mp3",
+    combined: Annotated[
+        str, typer.Option(help="The whole book: m4b, mp3 (both with chapters), none.")
+    ] = "m4b",
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, max=64, help="Chapters at once.")] = None,
+) -> None:
+    """A book read aloud: a file per chapter, the whole book with chapter marks, an index and a cue sheet.
+
+    Chapters come from Markdown headings, "Chapter N" lines, 第N章/第N回, or the EPUB's spine. A rerun
+    continues where an interrupted one stopped.
+    """
+    try:
+        chapters = read_book(source)
+        audio_format = format_name(format)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        console.print(f"[red]error:[/red] cannot read {source}: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    if combined not in ("m4b", "mp3", "none") or not chapters:
+        console.print(
+            f"[red]error:[/red] {'--combined is m4b, mp3 or none' if chapters else f'{source} is empty'}"
+        )
+        raise typer.Exit(2)
+    fields = {
+        k: v for k, v in {"voice": voice, "model": model, "seed": seed, "language": language}.items() if v
+    }
+    items = [Item(c.number, c.id, c.text, audio_format, None, fields) for c in chapters]
+    console.print(f"{source}: {len(chapters)} chapters, {sum(len(c.text) for c in chapters)} characters")
+    try:
+        results = asyncio.run(_run(url, items, BatchOptions(output, jobs), show=console.is_terminal))
+    except KeyboardInterrupt:
+        console.print("[yellow]stopped:[/yellow] finished chapters are kept; run again to continue")
+        raise typer.Exit(130) from None
+    failed = [r for r in results if r.status != "ok"]
+    for result in failed:
+        console.print(f"[red]failed[/red] {result.id}: {escape(result.error or result.status)}")
+    if failed:
+        raise typer.Exit(1)
+    parts = [
+        (c, output / item.output_name, r.audio_seconds or 0.0)
+        for c, item, r in zip(chapters, items, results, strict=True)
+    ]
+    target = None if combined == "none" else output / f"{source.stem}.{combined}"
+    if target is not None:
+        combine(parts, target)
+    listing, cue = index(parts, target.name if target else None)
+    (output / "index.json").write_text(json.dumps(listing, ensure_ascii=False, indent=2), encoding="utf-8")
+    (output / f"{source.stem}.cue").write_text(cue, encoding="utf-8")
+    audio = _duration(sum(seconds for _, _, seconds in parts))
+    made_into = target or output
+    console.print(f"{made_into}: {len(parts)} chapters, {audio} of audio; index.json, {source.stem}.cue")

@@ -1,0 +1,172 @@
+"""A book as chapters: read from plain text, Markdown or EPUB, and put back together as one file.
+
+Chapters are found where a reader sees them: Markdown headings (``#``, ``##``), lines such as
+"Chapter 12" or "CHAPTER IV", and 第十二章 / 第三回 / 第5节; in an EPUB, the spine's documents in
+reading order, titled by their first heading. Text before the first chapter is a chapter of its own
+("Opening"). Each chapter is one batch item; the combined file carries the chapter marks.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import posixpath
+import re
+import zipfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from xml.etree import ElementTree
+
+import av
+import av.audio.stream
+
+from voxserve.client.files import atomic_file
+
+if TYPE_CHECKING:  # a TypedDict of PyAV's stubs only
+    from av.container.core import Chapter as AvChapter
+
+HEADING = re.compile(
+    r"^(?:#{1,2}\s+(?P<md>.+?)\s*#*"
+    r"|(?P<en>(?:chapter|CHAPTER|Chapter)\s+(?:\d+|[IVXLCDM]+|[A-Za-z-]+)\b.*)"
+    r"|(?P<zh>第[一二三四五六七八九十百千零〇两\d]+[章回节卷].*))$"
+)
+MARKDOWN_NOISE = re.compile(r"\[([^\]]*)\]\([^)]*\)|[*_`]{1,3}|^>\s?", re.MULTILINE)
+RATE = 24000  # the combined file's rate: every embedded engine's, and plenty for speech
+
+
+@dataclass(frozen=True)
+class Chapter:
+    number: int
+    title: str
+    text: str  # what is read, its title first
+
+    @property
+    def id(self) -> str:
+        return f"chapter{self.number:03d}"
+
+
+def split_chapters(text: str, markdown: bool = False) -> list[Chapter]:
+    """Chapters of a text, each with its heading as its title and first line."""
+    chapters: list[tuple[str, list[str]]] = [("Opening", [])]
+    for line in text.splitlines():
+        found = HEADING.match(line.strip())
+        if found and (found.group("md") is None or markdown):
+            title = (found.group("md") or found.group("en") or found.group("zh")).strip()
+            chapters.append((title, [title]))
+        else:
+            chapters[-1][1].append(MARKDOWN_NOISE.sub(r"\1", line) if markdown else line)
+    made = [(title, "\n".join(lines).strip()) for title, lines in chapters]
+    kept = [(title, body) for title, body in made if body and (title != "Opening" or body.strip())]
+    return [Chapter(number, title, body) for number, (title, body) in enumerate(kept, 1)]
+
+
+class _Text(html.parser.HTMLParser):
+    """The readable text of an XHTML document, and its first heading."""
+
+    BLOCKS = frozenset({"p", "div", "br", "li", "h1", "h2", "h3", "h4", "section", "tr"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.heading: str | None = None
+        self._in: list[str] = []
+        self._heading_parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._in.append(tag)
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"h1", "h2", "h3"} and self.heading is None and self._heading_parts:
+            self.heading = "".join(self._heading_parts).strip()
+        if self._in and self._in[-1] == tag:
+            self._in.pop()
+
+    def handle_data(self, data: str) -> None:
+        if any(tag in {"script", "style", "head"} for tag in self._in):
+            return
+        self.parts.append(data)
+        if self.heading is None and any(tag in {"h1", "h2", "h3"} for tag in self._in):
+            self._heading_parts.append(data)
+
+
+def read_epub(path: Path) -> list[Chapter]:
+    """The spine's documents in reading order, each a chapter titled by its first heading."""
+    with zipfile.ZipFile(path) as book:
+        container = ElementTree.fromstring(book.read("META-INF/container.xml"))
+        rootfile = next(e for e in container.iter() if e.tag.endswith("rootfile")).attrib["full-path"]
+        opf = ElementTree.fromstring(book.read(rootfile))
+        base = posixpath.dirname(rootfile)
+        items = {e.attrib["id"]: e.attrib["href"] for e in opf.iter() if e.tag.endswith("}item")}
+        order = [e.attrib["idref"] for e in opf.iter() if e.tag.endswith("}itemref")]
+        chapters: list[Chapter] = []
+        for idref in order:
+            document = _Text()
+            document.feed(book.read(posixpath.join(base, items[idref])).decode("utf-8", "replace"))
+            text = re.sub(r"\n\s*\n+", "\n\n", "".join(document.parts)).strip()
+            if text:
+                title = document.heading or text.splitlines()[0][:80]
+                chapters.append(Chapter(len(chapters) + 1, title, text))
+    return chapters
+
+
+def read_book(path: Path) -> list[Chapter]:
+    suffix = path.suffix.lower()
+    if suffix == ".epub":
+        return read_epub(path)
+    return split_chapters(path.read_text(encoding="utf-8"), markdown=suffix in {".md", ".markdown"})
+
+
+def combine(parts: list[tuple[Chapter, Path, float]], target: Path) -> None:
+    """Every chapter's audio, in order, as one file with a chapter mark per chapter (``.m4b``: AAC
+    in MP4, as audiobook players read; ``.mp3``: ID3 chapters). ``parts``: (chapter, its file, its
+    seconds); the marks are set from the seconds before any audio is written."""
+    container_format, codec = ("ipod", "aac") if target.suffix == ".m4b" else ("mp3", "libmp3lame")
+    with atomic_file(target) as sink:
+        output = av.open(sink, "w", format=container_format)
+        stream = output.add_stream(codec, rate=RATE, layout="mono")
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        marks: list[AvChapter] = []
+        start = 0
+        for chapter, _, seconds in parts:
+            end = start + round(seconds * RATE)
+            time_base = Fraction(1, RATE)
+            mark: AvChapter = {"id": chapter.number, "start": start, "end": end, "time_base": time_base,
+                               "metadata": {"title": chapter.title}}  # fmt: skip
+            marks.append(mark)
+            start = end
+        output.set_chapters(marks)
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=RATE)
+
+        def encode(frames: list[av.AudioFrame]) -> None:
+            for frame in frames:
+                frame.pts = None  # each chapter's file counts from zero: the encoder numbers them on
+                output.mux(stream.encode(frame))
+
+        for _, audio, _ in parts:
+            with av.open(str(audio)) as source:
+                for frame in source.decode(audio=0):
+                    encode(resampler.resample(frame))
+        encode(resampler.resample(None))
+        output.mux(stream.encode(None))
+        output.close()
+
+
+def index(parts: list[tuple[Chapter, Path, float]], combined: str | None) -> tuple[dict[str, Any], str]:
+    """The chapters' places in the combined file, as JSON and as a cue sheet."""
+    entries: list[dict[str, Any]] = []
+    start = 0.0
+    for chapter, audio, seconds in parts:
+        entries.append({"number": chapter.number, "title": chapter.title, "file": audio.name,
+                        "start": round(start, 3), "seconds": round(seconds, 3)})  # fmt: skip
+        start += seconds
+    cue = [f'FILE "{combined or "book"}" {"MP3" if (combined or "").endswith(".mp3") else "MP4"}']
+    for entry in entries:
+        minutes, seconds = divmod(entry["start"], 60)
+        frames = round((seconds % 1) * 75)
+        title = entry["title"].replace('"', "'")
+        cue += [f"  TRACK {entry['number']:02d} AUDIO", f'    TITLE "{title}"',
+                f"    INDEX 01 {int(minutes):02d}:{int(seconds):02d}:{min(frames, 74):02d}"]  # fmt: skip
+    return {"combined": combined, "chapters": entries}, "\n".join(cue) + "\n"

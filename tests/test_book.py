@@ -1,0 +1,83 @@
+"""Books as chapters: found in text, Markdown and EPUB; put back together with chapter marks."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.support.signals import voice_like
+from voxserve.audio.pcm import wav_bytes
+from voxserve.batch.book import Chapter, combine, index, read_book, split_chapters
+
+
+def test_chapters_in_plain_text_in_english_and_chinese() -> None:
+    text = (
+        "A preface.\n\nChapter 1\nIt began.\n\nCHAPTER II: Later\nIt went on.\n"
+        "第三章 结局\n故事结束了。\n第4回\n又一回。"
+    )
+    chapters = split_chapters(text)
+    assert [(c.number, c.title) for c in chapters] == [
+        (1, "Opening"), (2, "Chapter 1"), (3, "CHAPTER II: Later"), (4, "第三章 结局"), (5, "第4回")
+    ]  # fmt: skip
+    assert chapters[1].text == "Chapter 1\nIt began." and chapters[1].id == "chapter002"
+
+
+def test_markdown_headings_and_markup() -> None:
+    text = "# Title\n\nSome **bold** and a [link](http://x).\n\n## Part two\n\n> quoted _words_\n"
+    chapters = split_chapters(text, markdown=True)
+    assert [c.title for c in chapters] == ["Title", "Part two"]
+    assert chapters[0].text == "Title\n\nSome bold and a link." and "quoted words" in chapters[1].text
+    assert [c.title for c in split_chapters("# not a heading in plain text\nbody")] == ["Opening"]
+
+
+def _epub(path: Path) -> Path:
+    opf = """<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">
+      <manifest><item id="cover" href="cover.xhtml"/><item id="c2" href="text/two.xhtml"/>
+      <item id="c1" href="text/one.xhtml"/></manifest>
+      <spine><itemref idref="cover"/><itemref idref="c1"/><itemref idref="c2"/></spine></package>"""
+    page = (
+        "<html><head><title>t</title><style>p {{}}</style></head><body><h1>{0}</h1><p>{1}</p></body></html>"
+    )
+    with zipfile.ZipFile(path, "w") as book:
+        book.writestr("mimetype", "application/epub+zip")
+        container = '<container xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+        container += '<rootfiles><rootfile full-path="OEBPS/content.opf"/></rootfiles></container>'
+        book.writestr("META-INF/container.xml", container)
+        book.writestr("OEBPS/content.opf", opf)
+        book.writestr("OEBPS/cover.xhtml", "<html><body><img src='c.png'/></body></html>")
+        book.writestr("OEBPS/text/one.xhtml", page.format("The Start", "First words."))
+        book.writestr("OEBPS/text/two.xhtml", page.format("The End", "Last words."))
+    return path
+
+
+def test_an_epub_is_read_in_spine_order(tmp_path: Path) -> None:
+    chapters = read_book(_epub(tmp_path / "book.epub"))
+    titles = [(c.number, c.title) for c in chapters]
+    assert titles == [(1, "The Start"), (2, "The End")], "the cover says nothing"
+    assert chapters[0].text == "The Start\nFirst words."
+
+
+@pytest.mark.parametrize("suffix", [".m4b", ".mp3"])
+def test_the_combined_book_has_a_mark_per_chapter(tmp_path: Path, suffix: str) -> None:
+    parts = []
+    for number, seconds in ((1, 1.5), (2, 2.0), (3, 1.0)):
+        path = tmp_path / f"chapter{number:03d}.wav"
+        path.write_bytes(wav_bytes(voice_like(seconds, 22050), 22050))
+        parts.append((Chapter(number, f"Part {number}", "x"), path, seconds))
+    target = tmp_path / f"book{suffix}"
+    combine(parts, target)
+    with av.open(str(target)) as book:
+        marks = [(m["metadata"]["title"], float(m["start"] * (m["time_base"] or 1))) for m in book.chapters()]
+        samples = np.concatenate([frame.to_ndarray()[0] for frame in book.decode(audio=0)])
+    assert [title for title, _ in marks] == ["Part 1", "Part 2", "Part 3"]
+    assert [round(start, 2) for _, start in marks] == [0.0, 1.5, 3.5]
+    assert samples.size / 24000 == pytest.approx(4.5, abs=0.1) and np.abs(samples).max() > 0.05
+    listing, cue = index(parts, target.name)
+    assert [entry["start"] for entry in listing["chapters"]] == [0.0, 1.5, 3.5]
+    assert 'TITLE "Part 2"' in cue and "INDEX 01 00:01:38" in cue  # 1.5 s: 1 second, 37.5 frames of 75
+    assert json.dumps(listing)
