@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import av
+import httpx
 import pytest
 from bench.server import VOXSERVE, start_server
 
 from tests.support.audio import decode
+from tests.support.signals import GOOD
 
 ENGINE = """
 default_engine = "fake"
@@ -23,7 +25,7 @@ workers = 0
 [[engines]]
 name = "fake"
 kind = "fake"
-options = { delay = 0.1, fail_on = "flaky", fail_times = 2, reject_on = "forbidden" }
+options = { delay = 0.1, fail_on = "flaky", fail_times = 2, reject_on = "forbidden", cloning = true }
 """
 
 
@@ -76,6 +78,23 @@ def test_every_item_made_in_order_retried_or_failed_with_its_reason(server: str,
     summary = json.loads(again.stdout)
     assert (summary["ok"], summary["failed"]) == (19, 1)
     assert {path.name: path.stat().st_mtime_ns for path in out.glob("*.wav")} == made, "nothing made again"
+    retried = json.loads(batch(str(tmp_path / "items.jsonl"), "-o", str(out), "--url", server, "--json",
+                               "--retry-failed").stdout)  # fmt: skip
+    assert retried["failed"] == 1 and "engine_rejected" in retried["results"][12]["error"]
+
+
+def test_a_reference_recording_becomes_one_library_voice(server: str, tmp_path: Path) -> None:
+    (tmp_path / "narrator.wav").write_bytes(GOOD)
+    rows = [
+        {"id": f"line{n}", "text": f"Line {n} in my own voice.", "reference": "narrator.wav"}
+        for n in range(3)
+    ]
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    run = batch(str(items), "-o", str(tmp_path / "out"), "--url", server)
+    assert run.returncode == 0, run.stderr
+    cloned = [v for v in httpx.get(f"{server}/v1/voices").json()["voices"] if v["kind"] == "cloned"]
+    assert len(cloned) == 1, "uploaded once, used by every item"
 
 
 def test_bad_rows_are_all_reported_before_anything_is_sent(server: str, tmp_path: Path) -> None:
@@ -134,6 +153,13 @@ def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> No
         assert decode((out / chapter["file"]).read_bytes()).duration == pytest.approx(
             chapter["seconds"], abs=0.05
         )
+    segments = json.loads((out / "tale.segments.json").read_text())["segments"]
+    two = next(s for s in segments if s["text"].startswith("Chapter Two"))
+    assert two["start"] == pytest.approx(listing["chapters"][2]["start"], abs=0.05), (
+        "captions on the book's clock"
+    )
+    assert (out / "tale.srt").read_text().startswith("1\n00:00:00,000 --> ")
+    assert (out / "chapter003.vtt").read_text().startswith("WEBVTT\n\n00:00:00.000 --> "), "and per chapter"
     made = {path.name: path.stat().st_mtime_ns for path in out.glob("chapter*.mp3")}
     again = subprocess.run([str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
                            capture_output=True, text=True, timeout=300)  # fmt: skip

@@ -118,3 +118,13 @@ def test_the_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 def test_the_fake_engine_is_called_once_per_segment(fake_client: TestClient, fake_engine: FakeEngine) -> None:
     sdk(fake_client).speech("One sentence.", response_format="wav")
     assert len(fake_engine.calls) == 1
+
+
+def test_speech_against_an_openai_compatible_server() -> None:
+    """Only OpenAI's fields are sent unless more are asked for: a strict OpenAI server accepts it."""
+    from tests.servers.engines import Behaviour, openai_app, serving
+
+    behaviour = Behaviour()
+    with serving(openai_app(behaviour)) as url, Client(url, api_key="sk-test", retry=QUICK) as client:
+        audio = client.speech("Hello there.", model="tts-1", voice="alloy", response_format="pcm")
+    assert len(audio) > 4800 and behaviour.requests[-1]["input"] == "Hello there."

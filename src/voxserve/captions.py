@@ -14,6 +14,11 @@ from typing import Any
 CAPTION_FORMATS = {"srt": "application/x-subrip", "vtt": "text/vtt", "json": "application/json"}
 
 
+def file_name(stem: str, format_name: str) -> str:
+    """Where captions go beside ``{stem}.<audio>``: ``{stem}.srt``, ``.vtt``, ``.segments.json``."""
+    return f"{stem}.segments.json" if format_name == "json" else f"{stem}.{format_name}"
+
+
 def _clock(seconds: float, separator: str) -> str:
     millis = max(0, round(seconds * 1000))
     hours, rest = divmod(millis, 3_600_000)

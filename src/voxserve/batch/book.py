@@ -9,6 +9,7 @@ reading order, titled by their first heading. Text before the first chapter is a
 from __future__ import annotations
 
 import html.parser
+import json
 import posixpath
 import re
 import zipfile
@@ -21,6 +22,7 @@ from xml.etree import ElementTree
 import av
 import av.audio.stream
 
+from voxserve.captions import file_name
 from voxserve.client.files import atomic_file
 
 if TYPE_CHECKING:  # a TypedDict of PyAV's stubs only
@@ -152,6 +154,20 @@ def combine(parts: list[tuple[Chapter, Path, float]], target: Path) -> None:
         encode(resampler.resample(None))
         output.mux(stream.encode(None))
         output.close()
+
+
+def book_segments(parts: list[tuple[Chapter, Path, float]]) -> list[dict[str, Any]]:
+    """Every chapter's segments, moved to where the chapter starts in the combined file."""
+    segments: list[dict[str, Any]] = []
+    start = 0.0
+    for _, audio, seconds in parts:
+        captions = audio.with_name(file_name(audio.stem, "json"))
+        listed = json.loads(captions.read_text(encoding="utf-8"))["segments"]
+        for segment in listed:
+            shifted = {"start": round(start + segment["start"], 3), "end": round(start + segment["end"], 3)}
+            segments.append({**segment, "index": len(segments), **shifted})
+        start += seconds
+    return segments
 
 
 def index(parts: list[tuple[Chapter, Path, float]], combined: str | None) -> tuple[dict[str, Any], str]:

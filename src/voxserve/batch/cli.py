@@ -18,10 +18,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from voxserve.batch.book import combine, index, read_book
+from voxserve.batch.book import book_segments, combine, index, read_book
 from voxserve.batch.manifest import Item, ManifestError, read_manifest
 from voxserve.batch.results import RESULTS_CSV, RESULTS_JSONL, Result
 from voxserve.batch.run import Batch, BatchOptions
+from voxserve.captions import CAPTION_FORMATS, file_name, render
 from voxserve.client import AsyncClient, Retry
 from voxserve.client.jobs_cli import UrlOption
 from voxserve.client.outputs import format_name
@@ -157,7 +158,8 @@ def book(
     items = [Item(c.number, c.id, c.text, audio_format, None, fields) for c in chapters]
     console.print(f"{source}: {len(chapters)} chapters, {sum(len(c.text) for c in chapters)} characters")
     try:
-        results = asyncio.run(_run(url, items, BatchOptions(output, jobs), show=console.is_terminal))
+        options = BatchOptions(output, jobs, captions=True)
+        results = asyncio.run(_run(url, items, options, show=console.is_terminal))
     except KeyboardInterrupt:
         console.print("[yellow]stopped:[/yellow] finished chapters are kept; run again to continue")
         raise typer.Exit(130) from None
@@ -173,9 +175,14 @@ def book(
     target = None if combined == "none" else output / f"{source.stem}.{combined}"
     if target is not None:
         combine(parts, target)
+    captioned = book_segments(parts)
+    for caption_format in CAPTION_FORMATS:
+        text = render(captioned, caption_format)
+        (output / file_name(source.stem, caption_format)).write_text(text, encoding="utf-8")
     listing, cue = index(parts, target.name if target else None)
     (output / "index.json").write_text(json.dumps(listing, ensure_ascii=False, indent=2), encoding="utf-8")
     (output / f"{source.stem}.cue").write_text(cue, encoding="utf-8")
     audio = _duration(sum(seconds for _, _, seconds in parts))
     made_into = target or output
-    console.print(f"{made_into}: {len(parts)} chapters, {audio} of audio; index.json, {source.stem}.cue")
+    also = f"index.json, {source.stem}.cue, {source.stem}.srt, {source.stem}.vtt"
+    console.print(f"{made_into}: {len(parts)} chapters, {audio} of audio; {also}")

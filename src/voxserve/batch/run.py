@@ -9,15 +9,19 @@ so an interrupted run leaves a manifest the next run resumes from.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from voxserve.audio.decode import decode_audio
 from voxserve.batch.concurrency import AdaptiveLimit
 from voxserve.batch.manifest import Item
 from voxserve.batch.results import Result, read_results, write_results
+from voxserve.captions import CAPTION_FORMATS, file_name, render
 from voxserve.client import APIError, AsyncClient, ConnectionFailed
 from voxserve.client.files import atomic_file
 from voxserve.retry import backoff
@@ -33,6 +37,7 @@ class BatchOptions:
     attempts: int = 5
     job_chars: int = 4000  # longer items go as jobs
     retry_failed: bool = False
+    captions: bool = False  # SRT, WebVTT and segments JSON beside each output
     write_every: float = 2.0  # seconds between rewrites of the results manifest
 
 
@@ -139,11 +144,20 @@ class Batch:
                 code, message = str(error.get("code", f"job_{job['status']}")), str(error.get("message", ""))
                 raise APIError(200, code, message)
             audio = await self.client.job_audio(job["id"])
+            segments = await self.client.job_segments(job["id"]) if self.options.captions else None
+        elif self.options.captions:
+            answer = await self.client.speech(
+                item.text, response_format=item.format, timestamps=True, **fields
+            )
+            captioned = json.loads(answer)
+            audio, segments = base64.b64decode(captioned["audio"]), captioned["segments"]
         else:
-            audio = await self.client.speech(item.text, response_format=item.format, **fields)
+            audio, segments = await self.client.speech(item.text, response_format=item.format, **fields), None
         seconds = await asyncio.to_thread(_audio_seconds, audio, item.format)
         path = self.options.out_dir / item.output_name
         await asyncio.to_thread(_write, path, audio)
+        if segments is not None:
+            await asyncio.to_thread(_write_captions, path, segments)
         return seconds
 
     async def _reference_voice(self, reference: Path) -> str:
@@ -173,3 +187,11 @@ def _audio_seconds(audio: bytes, format_name: str) -> float | None:
 def _write(path: Path, audio: bytes) -> None:
     with atomic_file(path) as sink:
         sink.write(audio)
+
+
+def _write_captions(audio: Path, segments: list[dict[str, Any]]) -> None:
+    """``{id}.srt``, ``{id}.vtt`` and ``{id}.segments.json`` beside the item's audio."""
+    for caption_format in CAPTION_FORMATS:
+        _write(
+            audio.with_name(file_name(audio.stem, caption_format)), render(segments, caption_format).encode()
+        )

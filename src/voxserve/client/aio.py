@@ -120,6 +120,11 @@ class AsyncClient:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
             await asyncio.sleep(interval)
 
+    async def job_segments(self, job_id: str) -> list[JSON]:
+        """A finished job's segments: each one's text and where it is in the audio (seconds)."""
+        captions = await self._run(calls.job_captions(job_id, "json"))
+        return list(captions["segments"])
+
     async def job_audio(self, job_id: str) -> bytes:
         return await self._run(calls.job_audio(job_id))
 

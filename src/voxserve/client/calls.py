@@ -110,6 +110,11 @@ def job_audio(job_id: str) -> Call[bytes]:
     return Call("GET", f"/v1/jobs/{quote(job_id, safe='')}/audio", _content)
 
 
+def job_captions(job_id: str, format_name: str) -> Call[JSON]:
+    params = {"format": format_name}
+    return Call("GET", f"/v1/jobs/{quote(job_id, safe='')}/captions", _json, params=params)
+
+
 def job_events(job_id: str) -> Call[bytes]:
     return Call("GET", f"/v1/jobs/{quote(job_id, safe='')}/events", _content)
 

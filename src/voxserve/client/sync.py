@@ -132,6 +132,11 @@ class Client:
                 raise TimeoutError(f"job {job_id} is still {job['status']} after {timeout} s")
             time.sleep(interval)
 
+    def job_segments(self, job_id: str) -> list[JSON]:
+        """A finished job's segments: each one's text and where it is in the audio (seconds)."""
+        captions = self._run(calls.job_captions(job_id, "json"))
+        return list(captions["segments"])
+
     def job_audio(self, job_id: str) -> bytes:
         """A finished job's whole audio (``download_job`` streams it to a file instead)."""
         return self._run(calls.job_audio(job_id))

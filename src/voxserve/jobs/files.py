@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+from voxserve.captions import file_name
 from voxserve.errors import InvalidRequest
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -57,8 +58,7 @@ class JobFiles:
 
     def captions(self, job_id: str, name: str, format_name: str) -> Path:
         """A finished job's captions beside its audio: ``{name}.srt``, ``.vtt``, ``.segments.json``."""
-        suffix = "segments.json" if format_name == "json" else format_name
-        return self.root / job_id / f"{name}.{suffix}"
+        return self.root / job_id / file_name(name, format_name)
 
     def remove(self, job_id: str) -> None:
         shutil.rmtree(self.root / job_id, ignore_errors=True)
