@@ -164,3 +164,29 @@ def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> No
     again = subprocess.run([str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert again.returncode == 0 and {p.name: p.stat().st_mtime_ns for p in out.glob("chapter*.mp3")} == made
+
+
+def test_a_capacity_limited_faulty_engine_gets_every_item_made(tmp_path: Path) -> None:
+    """The seed's set-up: an engine that runs out of memory past 3 at once and fails 10 % at random."""
+    from bench.instances import engine_instances
+
+    with engine_instances(1, capacity=3, seconds_per_char=0.002, error_rate=0.1) as found:
+        config = tmp_path / "voxserve.toml"
+        config.write_text(
+            '[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
+            f'url = "{found[0][0]}"\noptions = {{ voices = ["中文女"], sample_rate = 22050 }}\n'
+        )
+        env = {"VOXSERVE_CONFIG": str(config), "VOXSERVE_CACHE_MAX_BYTES": "0"}
+        server = start_server(tmp_path / "data", tmp_path / "server.log", env)
+        try:
+            texts = [f"第{n}句话，今天天气很好。" for n in range(40)]
+            items = manifest(tmp_path / "items.jsonl", texts)
+            run = batch(str(items), "-o", str(tmp_path / "out"), "--url", server.url, "--attempts", "8")
+        finally:
+            server.stop()
+    assert run.returncode == 0, run.stderr
+    rows = results(tmp_path / "out")
+    assert [row["id"] for row in rows] == [f"item{n:06d}" for n in range(1, 41)]
+    assert all(row["status"] == "ok" for row in rows)
+    for row in rows:
+        assert decode((tmp_path / "out" / str(row["output"])).read_bytes()).duration > 0.2
