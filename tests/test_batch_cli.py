@@ -91,8 +91,10 @@ def test_a_reference_recording_becomes_one_library_voice(server: str, tmp_path: 
     ]
     items = tmp_path / "items.jsonl"
     items.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    run = batch(str(items), "-o", str(tmp_path / "out"), "--url", server)
+    run = batch(str(items), "-o", str(tmp_path / "out"), "--url", server, "--captions")
     assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out" / "line0.srt").read_text().startswith("1\n00:00:00,000 --> ")
+    assert json.loads((tmp_path / "out" / "line2.segments.json").read_text())["segments"][0]["start"] == 0.0
     cloned = [v for v in httpx.get(f"{server}/v1/voices").json()["voices"] if v["kind"] == "cloned"]
     assert len(cloned) == 1, "uploaded once, used by every item"
 

@@ -42,6 +42,7 @@ def batch(
     job_chars: Annotated[int, typer.Option(min=1, help="Longer items are sent as jobs.")] = 4000,
     max_chars: Annotated[int, typer.Option(min=1, help="The longest item accepted.")] = 1_000_000,
     retry_failed: Annotated[bool, typer.Option(help="Try again the items that failed last time.")] = False,
+    captions: Annotated[bool, typer.Option(help="SRT, WebVTT and segments JSON beside each output.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="A JSON summary on stdout, no progress.")] = False,
 ) -> None:
     """Make one audio file per manifest item: retried, resumable, as fast as the servers allow."""
@@ -50,7 +51,7 @@ def batch(
     except (ManifestError, OSError) as exc:  # every bad row, or a manifest that cannot be read
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    options = BatchOptions(output, jobs, attempts, job_chars, retry_failed)
+    options = BatchOptions(output, jobs, attempts, job_chars, retry_failed, captions)
     started = time.monotonic()
     try:
         results = asyncio.run(_run(url, items, options, show=not as_json and console.is_terminal))
