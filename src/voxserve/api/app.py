@@ -19,6 +19,7 @@ from voxserve.api.counting import RequestCounter
 from voxserve.api.docs import install_docs
 from voxserve.api.errors import install_error_handlers
 from voxserve.api.schemas import ERRORS, hoist_definitions
+from voxserve.api.web import install_web
 from voxserve.config import Settings
 from voxserve.engines import Engine
 from voxserve.services import Services
@@ -75,6 +76,7 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
     for module in (speech, tts, jobs, tasks, voices, catalog, engines_api, admin, health):
         app.include_router(module.router)
     install_docs(app)
+    install_web(app)
     _complete_schema(app)
     return app
 

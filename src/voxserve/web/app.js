@@ -1,0 +1,305 @@
+// The voxserve page: every request goes to the documented API, with the key (if any) from session storage.
+const $ = (selector) => document.querySelector(selector);
+const RATE = 24000; // speech is asked for at this rate, so chunks can be scheduled as they come
+
+const keyField = $("#key");
+keyField.value = sessionStorage.getItem("voxserve-key") || "";
+keyField.addEventListener("change", () => { sessionStorage.setItem("voxserve-key", keyField.value.trim()); load(); });
+
+function headers(extra = {}) {
+  const key = sessionStorage.getItem("voxserve-key");
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+function showError(message) {
+  const box = $("#error");
+  box.textContent = message || "";
+  box.hidden = !message;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: headers(options.headers) });
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try { const { error } = await response.json(); message = `${error.message}${error.param ? ` (${error.param})` : ""}`; } catch { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+const json = async (path, options) => (await api(path, options)).json();
+
+// Tabs
+for (const button of document.querySelectorAll("nav button")) {
+  button.addEventListener("click", () => {
+    for (const other of document.querySelectorAll("nav button")) other.removeAttribute("aria-current");
+    button.setAttribute("aria-current", "page");
+    for (const section of document.querySelectorAll("main > section")) section.hidden = section.id !== button.dataset.tab;
+    refresh[button.dataset.tab]?.();
+  });
+}
+
+// Speak
+let engines = {};
+async function loadCatalog() {
+  const [models, voices, listed] = await Promise.all([json("/v1/models"), json("/v1/audio/voices"), json("/v1/engines")]);
+  engines = Object.fromEntries(listed.engines.map((engine) => [engine.name, engine]));
+  const model = $("#model");
+  model.replaceChildren(new Option("any that fits", ""), ...models.data.map((m) => new Option(m.id, m.id)));
+  const voice = $("#voice");
+  const aliases = Object.keys(voices.aliases || {}).map((name) => new Option(`${name} (best for the language)`, name));
+  const own = voices.voices.map((v) => new Option(`${v.name || v.id} · ${v.engine || v.kind}`, v.name || v.id));
+  voice.replaceChildren(...aliases, ...own);
+  showCapabilities();
+}
+
+function showCapabilities() {
+  const engine = engines[$("#model").value];
+  $(".if-emotions").hidden = !(engine && engine.emotions);
+  $(".if-instructions").hidden = !(engine && engine.instructions);
+}
+$("#model").addEventListener("change", showCapabilities);
+
+for (const button of document.querySelectorAll("[data-mark]")) {
+  button.addEventListener("click", () => {
+    const text = $("#text");
+    const at = text.selectionStart;
+    text.setRangeText(button.dataset.mark, at, text.selectionEnd, "end");
+    text.focus();
+  });
+}
+
+let playing = null;
+$("#play").addEventListener("click", () => speak().catch((error) => { showError(error.message); stopped(); }));
+$("#stop").addEventListener("click", () => playing?.stop());
+
+function stopped(status = "") {
+  $("#play").disabled = false;
+  $("#stop").disabled = true;
+  $("#speak-status").textContent = status;
+  playing = null;
+}
+
+async function speak() {
+  showError("");
+  playing?.stop();
+  const body = {
+    input: $("#text").value, voice: $("#voice").value || undefined, model: $("#model").value || undefined,
+    language: $("#language").value || undefined, speed: Number($("#speed").value), pitch: Number($("#pitch").value),
+    emotion: $("#emotion").value || undefined, instructions: $("#instructions").value || undefined,
+    response_format: "pcm", sample_rate: RATE, stream_format: "sse",
+  };
+  const abort = new AbortController();
+  const audio = new AudioContext({ sampleRate: RATE });
+  let playhead = audio.currentTime + 0.05;
+  const pcm = [];
+  playing = { stop: () => { abort.abort(); audio.close(); stopped("stopped"); } };
+  $("#play").disabled = true;
+  $("#stop").disabled = false;
+  $("#download").hidden = true;
+  const rows = $("#segments tbody");
+  rows.replaceChildren();
+  $("#segments").hidden = false;
+  $("#speak-status").textContent = "speaking…";
+  const response = await api("/v1/audio/speech", {
+    method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" }, signal: abort.signal,
+  });
+  for await (const event of sseEvents(response)) {
+    if (event.type === "error") throw new Error(event.error.message);
+    if (event.audio) {
+      const bytes = Uint8Array.from(atob(event.audio), (c) => c.charCodeAt(0));
+      const samples = new Int16Array(bytes.buffer, 0, bytes.length >> 1);
+      pcm.push(samples);
+      const buffer = audio.createBuffer(1, samples.length, RATE);
+      buffer.getChannelData(0).set(Float32Array.from(samples, (s) => s / 32768));
+      const source = audio.createBufferSource();
+      source.buffer = buffer;
+      source.connect(audio.destination);
+      playhead = Math.max(playhead, audio.currentTime);
+      source.start(playhead);
+      playhead += buffer.duration;
+      document.body.dataset.audioChunks = String(Number(document.body.dataset.audioChunks || 0) + 1);
+    }
+    for (const segment of event.segments || []) {
+      const row = rows.insertRow();
+      for (const value of [segment.index + 1, segment.text, `${segment.start.toFixed(2)} s`, `${segment.end.toFixed(2)} s`]) {
+        row.insertCell().textContent = value;
+      }
+    }
+  }
+  const link = $("#download");
+  link.href = URL.createObjectURL(wav(pcm, RATE));
+  link.hidden = false;
+  stopped("done");
+}
+
+async function* sseEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    pending += value;
+    let end;
+    while ((end = pending.indexOf("\n\n")) >= 0) {
+      const block = pending.slice(0, end);
+      pending = pending.slice(end + 2);
+      const data = block.split("\n").filter((line) => line.startsWith("data:")).map((line) => line.slice(5).trim()).join("");
+      if (data) yield JSON.parse(data);
+    }
+  }
+}
+
+function wav(chunks, rate) {
+  const length = chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  const view = new DataView(new ArrayBuffer(44 + length * 2));
+  const text = (at, value) => [...value].forEach((c, i) => view.setUint8(at + i, c.charCodeAt(0)));
+  text(0, "RIFF"); view.setUint32(4, 36 + length * 2, true); text(8, "WAVEfmt ");
+  view.setUint32(16, 16, true); view.setUint16(20, 1, true); view.setUint16(22, 1, true);
+  view.setUint32(24, rate, true); view.setUint32(28, rate * 2, true); view.setUint16(32, 2, true); view.setUint16(34, 16, true);
+  text(36, "data"); view.setUint32(40, length * 2, true);
+  let at = 44;
+  for (const chunk of chunks) for (const sample of chunk) { view.setInt16(at, sample, true); at += 2; }
+  return new Blob([view], { type: "audio/wav" });
+}
+
+// Voices
+async function loadVoices() {
+  const listed = await json("/v1/voices");
+  const rows = $("#voice-list tbody");
+  rows.replaceChildren();
+  for (const voice of listed.voices) {
+    const row = rows.insertRow();
+    row.insertCell().textContent = voice.name ? `${voice.name} (${voice.id})` : voice.id;
+    row.insertCell().textContent = voice.kind === "blend" ? `blend ${voice.blend}` : voice.kind;
+    row.insertCell().textContent = voice.engine || "";
+    const actions = row.insertCell();
+    if (voice.kind !== "builtin") {
+      const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "Delete" });
+      remove.addEventListener("click", () => api(`/v1/voices/${encodeURIComponent(voice.id)}`, { method: "DELETE" })
+        .then(loadVoices).catch((error) => showError(error.message)));
+      actions.append(remove);
+    }
+  }
+}
+
+const drop = $("#drop");
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  $("#audio").files = event.dataTransfer.files;
+});
+
+$("#upload").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError("");
+  const form = new FormData();
+  const file = $("#audio").files[0];
+  if (!file) return showError("Choose or drop a recording first.");
+  form.append("audio", file);
+  form.append("name", $("#voice-name").value);
+  if ($("#prompt-text").value) form.append("prompt_text", $("#prompt-text").value);
+  try {
+    const voice = await json("/v1/voices", { method: "POST", body: form });
+    if (voice.warning) showError(voice.warning);
+    await loadVoices();
+  } catch (error) { showError(error.message); }
+});
+
+$("#blend").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError("");
+  const form = new FormData();
+  form.append("name", $("#blend-name").value);
+  form.append("blend", $("#blend-formula").value);
+  try { await json("/v1/voices", { method: "POST", body: form }); await loadVoices(); await loadCatalog(); }
+  catch (error) { showError(error.message); }
+});
+
+// Jobs
+const following = new Map();
+async function loadJobs() {
+  const status = $("#job-filter").value;
+  const page = await json(`/v1/jobs?limit=50${status ? `&status=${status}` : ""}`);
+  const rows = $("#job-list tbody");
+  rows.replaceChildren();
+  for (const job of page.data) {
+    const row = rows.insertRow();
+    row.dataset.job = job.id;
+    row.insertCell().textContent = job.name === job.id ? job.id : `${job.name} (${job.id})`;
+    row.insertCell().textContent = job.status;
+    const progress = document.createElement("progress");
+    progress.max = job.progress.segments_total || 1;
+    progress.value = job.progress.segments_done;
+    progress.setAttribute("aria-label", `progress of ${job.id}`);
+    row.insertCell().append(progress);
+    const actions = row.insertCell();
+    const download = Object.assign(document.createElement("button"), { type: "button", textContent: job.status === "succeeded" ? "Download" : "Listen" });
+    download.disabled = !["running", "succeeded"].includes(job.status);
+    download.addEventListener("click", () => fetchAudio(job));
+    const cancel = Object.assign(document.createElement("button"), { type: "button", textContent: "Cancel" });
+    cancel.disabled = !["queued", "running"].includes(job.status);
+    cancel.addEventListener("click", () => api(`/v1/jobs/${job.id}`, { method: "DELETE" }).then(loadJobs).catch((e) => showError(e.message)));
+    actions.append(download, cancel);
+    if (["queued", "running"].includes(job.status) && !following.has(job.id)) follow(job.id);
+  }
+}
+
+async function follow(id) {
+  following.set(id, true);
+  try {
+    for await (const job of sseEvents(await api(`/v1/jobs/${id}/events`))) {
+      const row = document.querySelector(`tr[data-job="${id}"]`);
+      if (!row) continue;
+      row.cells[1].textContent = job.status;
+      const progress = row.cells[2].querySelector("progress");
+      progress.max = job.progress.segments_total || 1;
+      progress.value = job.progress.segments_done;
+      if (["succeeded", "failed", "canceled"].includes(job.status)) break;
+    }
+  } catch (error) { showError(error.message); }
+  following.delete(id);
+  loadJobs();
+}
+
+async function fetchAudio(job) {
+  const response = await api(`/v1/jobs/${job.id}/audio`);
+  const url = URL.createObjectURL(await response.blob());
+  const link = Object.assign(document.createElement("a"), { href: url, download: `${job.name}.${job.response_format === "opus" ? "ogg" : job.response_format}` });
+  link.click();
+}
+
+$("#job-filter").addEventListener("change", loadJobs);
+$("#job-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  showError("");
+  const file = $("#job-file").files[0];
+  const input = file ? await file.text() : $("#job-text").value;
+  const body = { input, response_format: $("#job-format").value, name: $("#job-name").value || undefined };
+  try {
+    await json("/v1/jobs", { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+    await loadJobs();
+  } catch (error) { showError(error.message); }
+});
+
+// Engines
+async function loadEngines() {
+  const listed = await json("/v1/engines");
+  const rows = $("#engine-list tbody");
+  rows.replaceChildren();
+  for (const engine of listed.engines) {
+    for (const instance of engine.instances) {
+      const row = rows.insertRow();
+      const latency = `${instance.latency_ms_ewma ?? "–"} / ${instance.latency_ms_p95 ?? "–"}`;
+      for (const value of [engine.name, instance.url, instance.healthy ? "yes" : "no", instance.in_flight ?? "–",
+        instance.limit ?? "–", latency, `${instance.errors ?? 0}/${instance.requests ?? 0}`]) row.insertCell().textContent = value;
+    }
+  }
+}
+setInterval(() => { if (!$("#engines").hidden) loadEngines().catch(() => {}); }, 2000);
+
+const refresh = { voices: loadVoices, jobs: loadJobs, engines: loadEngines };
+function load() { loadCatalog().then(() => showError("")).catch((error) => showError(error.message)); }
+load();
