@@ -9,8 +9,9 @@ TEST_STAMP := $(VENV)/.installed-test
 
 # Debian's espeak-ng: the many-language fallback engine (and the tests of the command kind).
 SYSTEM_PACKAGES := espeak-ng
-# What the tests drive for real besides: nginx with the shipped edge configuration, openssl for its certificate.
-TEST_PACKAGES := nginx openssl
+# What the tests drive for real besides: nginx with the shipped edge configuration, openssl for its
+# certificate, Chromium for the web page.
+TEST_PACKAGES := nginx openssl chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +33,9 @@ system:
 	@command -v espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES)) \
 		|| echo "espeak-ng is not installed: voxserve speaks English, Mandarin and Japanese only"
 
-## Debian packages the integration tests need (nginx in front of voxserve, a certificate for it).
+## Debian packages the integration tests need (nginx in front of voxserve, a certificate, a browser).
 test-system: system
-	@command -v nginx >/dev/null && command -v openssl >/dev/null || \
+	@command -v nginx >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq $(TEST_PACKAGES))
 
 ## Install everything and serve the API with the embedded defaults on 127.0.0.1:8000.

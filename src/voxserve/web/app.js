@@ -170,7 +170,7 @@ async function loadVoices() {
   rows.replaceChildren();
   for (const voice of listed.voices) {
     const row = rows.insertRow();
-    row.insertCell().textContent = voice.name ? `${voice.name} (${voice.id})` : voice.id;
+    row.insertCell().textContent = voice.name && voice.name !== voice.id ? `${voice.name} (${voice.id})` : voice.id;
     row.insertCell().textContent = voice.kind === "blend" ? `blend ${voice.blend}` : voice.kind;
     row.insertCell().textContent = voice.engine || "";
     const actions = row.insertCell();

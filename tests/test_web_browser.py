@@ -1,0 +1,96 @@
+"""The page in a real browser (Debian's Chromium, driven by Playwright): speak and hear it while it is
+made, a bad reference's error in words, a job followed to 100 %, the engines. Screenshots of each
+screen go to ``$VOXSERVE_SCREENSHOTS`` (docs/web for the docs), else to the test's folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from voxserve.audio.pcm import wav_bytes
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium: make test installs Debian's")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--autoplay-policy=no-user-gesture-required"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: str) -> Iterator[Page]:
+    opened = browser.new_page(viewport={"width": 1100, "height": 800})
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.goto(f"{server}/")
+    opened.wait_for_function("document.querySelector('#voice').options.length > 3")
+    yield opened
+    opened.close()
+    assert not errors, errors
+
+
+def shot(page: Page, name: str, tmp_path: Path) -> None:
+    folder = Path(os.environ.get("VOXSERVE_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_typed_text_plays_while_it_is_made(page: Page, tmp_path: Path) -> None:
+    page.fill(
+        "#text", f"Listen while it is made, take {uuid.uuid4().hex[:6]}. " + "Another sentence follows. " * 5
+    )
+    page.select_option("#model", "kokoro")
+    page.click("#play")
+    page.wait_for_function("Number(document.body.dataset.audioChunks || 0) > 0", timeout=60_000)
+    assert page.text_content("#speak-status") == "speaking…", "audio arrived before the synthesis ended"
+    page.wait_for_function("document.querySelector('#speak-status').textContent === 'done'", timeout=120_000)
+    assert page.locator("#segments tbody tr").count() >= 3
+    assert page.is_visible("#download") and page.get_attribute("#download", "href", timeout=1000)
+    shot(page, "speak", tmp_path)
+
+
+def test_a_bad_reference_is_explained_in_words(page: Page, tmp_path: Path) -> None:
+    page.click("nav button[data-tab=voices]")
+    short = wav_bytes((0.3 * np.sin(np.arange(24000) / 10)).astype(np.float32), 24000)
+    page.set_input_files("#audio", {"name": "short.wav", "mimeType": "audio/wav", "buffer": short})
+    page.fill("#voice-name", "too-short")
+    page.click("#upload button[type=submit]")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "a reference must be 3–15 s" in (page.text_content("#error") or "")
+    page.wait_for_selector("#voice-list tbody tr")
+    shot(page, "voices", tmp_path)
+
+
+def test_a_job_is_followed_to_the_end(page: Page, tmp_path: Path) -> None:
+    page.click("nav button[data-tab=jobs]")
+    name = f"web-{uuid.uuid4().hex[:6]}"
+    page.fill("#job-text", "A job from the page. It has a few sentences. They are made one by one.")
+    page.fill("#job-name", name)
+    page.click("#job-form button[type=submit]")
+    row = page.locator("#job-list tbody tr", has_text=name)
+    row.wait_for()
+    done = """name => [...document.querySelectorAll('#job-list tbody tr')].some(row =>
+        row.textContent.includes(name) && row.cells[1].textContent === 'succeeded'
+        && row.querySelector('progress').value === row.querySelector('progress').max)"""
+    page.wait_for_function(done, arg=name, timeout=120_000)
+    shot(page, "jobs", tmp_path)
+
+
+def test_the_engines_are_listed_live(page: Page, tmp_path: Path) -> None:
+    page.click("nav button[data-tab=engines]")
+    page.wait_for_function("document.querySelectorAll('#engine-list tbody tr').length >= 3")
+    assert "kokoro" in (page.text_content("#engine-list") or "")
+    shot(page, "engines", tmp_path)
