@@ -62,15 +62,19 @@ def test_typed_text_plays_while_it_is_made(page: Page, tmp_path: Path) -> None:
     shot(page, "speak", tmp_path)
 
 
-def test_a_bad_reference_is_explained_in_words(page: Page, tmp_path: Path) -> None:
+def test_voices_are_heard_and_a_bad_reference_is_explained_in_words(page: Page, tmp_path: Path) -> None:
     page.click("nav button[data-tab=voices]")
+    page.wait_for_selector("#voice-list tbody tr")
+    page.fill("#blend-formula", "jf_alpha(2)+jm_kumo(1)")
+    page.click("#blend-listen")
+    page.get_by_role("button", name="Listen to heart").click()
+    page.wait_for_function("Number(document.body.dataset.previews || 0) >= 2", timeout=60_000)
     short = wav_bytes((0.3 * np.sin(np.arange(24000) / 10)).astype(np.float32), 24000)
     page.set_input_files("#audio", {"name": "short.wav", "mimeType": "audio/wav", "buffer": short})
     page.fill("#voice-name", "too-short")
     page.click("#upload button[type=submit]")
     page.wait_for_selector("#error:not([hidden])")
     assert "a reference must be 3–15 s" in (page.text_content("#error") or "")
-    page.wait_for_selector("#voice-list tbody tr")
     shot(page, "voices", tmp_path)
 
 

@@ -174,6 +174,10 @@ async function loadVoices() {
     row.insertCell().textContent = voice.kind === "blend" ? `blend ${voice.blend}` : voice.kind;
     row.insertCell().textContent = voice.engine || "";
     const actions = row.insertCell();
+    const listen = Object.assign(document.createElement("button"), { type: "button", textContent: "Listen" });
+    listen.setAttribute("aria-label", `Listen to ${voice.name || voice.id}`);
+    listen.addEventListener("click", () => hear(`/v1/voices/${encodeURIComponent(voice.id)}/preview`));
+    actions.append(listen);
     if (voice.kind !== "builtin") {
       const remove = Object.assign(document.createElement("button"), { type: "button", textContent: "Delete" });
       remove.addEventListener("click", () => api(`/v1/voices/${encodeURIComponent(voice.id)}`, { method: "DELETE" })
@@ -182,6 +186,21 @@ async function loadVoices() {
     }
   }
 }
+
+// A short sample through the API, played once it is here (a preview is a few seconds).
+async function hear(path, options) {
+  showError("");
+  try {
+    const clip = new Audio(URL.createObjectURL(await (await api(path, options)).blob()));
+    document.body.dataset.previews = String(Number(document.body.dataset.previews || 0) + 1);
+    await clip.play();
+  } catch (error) { showError(error.message); }
+}
+
+$("#blend-listen").addEventListener("click", () => hear("/v1/audio/speech", {
+  method: "POST", headers: { "Content-Type": "application/json" },
+  body: JSON.stringify({ input: "This is how the blend sounds.", voice: $("#blend-formula").value, response_format: "mp3" }),
+}));
 
 const drop = $("#drop");
 drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
