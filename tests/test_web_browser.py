@@ -59,6 +59,9 @@ def test_typed_text_plays_while_it_is_made(page: Page, tmp_path: Path) -> None:
     page.wait_for_function("document.querySelector('#speak-status').textContent === 'done'", timeout=120_000)
     assert page.locator("#segments tbody tr").count() >= 3
     assert page.is_visible("#download") and page.get_attribute("#download", "href", timeout=1000)
+    with page.expect_download() as saved:
+        page.select_option("#download-as select", "mp3")
+    assert saved.value.suggested_filename == "speech.mp3"
     shot(page, "speak", tmp_path)
 
 

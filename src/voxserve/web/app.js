@@ -130,8 +130,23 @@ async function speak() {
   const link = $("#download");
   link.href = URL.createObjectURL(wav(pcm, RATE));
   link.hidden = false;
+  lastRequest = body;
+  $("#download-as").hidden = false;
   stopped("done");
 }
+
+let lastRequest = null;
+$("#download-as").addEventListener("change", async (event) => {
+  const format = event.target.value;
+  if (!format || !lastRequest) return;
+  event.target.value = "";
+  const body = { ...lastRequest, response_format: format, stream_format: "audio", sample_rate: undefined };
+  try {
+    const response = await api("/v1/audio/speech", { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
+    const url = URL.createObjectURL(await response.blob());
+    Object.assign(document.createElement("a"), { href: url, download: `speech.${format === "opus" ? "ogg" : format}` }).click();
+  } catch (error) { showError(error.message); }
+});
 
 async function* sseEvents(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -284,10 +299,17 @@ async function follow(id) {
 }
 
 async function fetchAudio(job) {
-  const response = await api(`/v1/jobs/${job.id}/audio`);
+  const extension = job.response_format === "opus" ? "ogg" : job.response_format;
+  if (job.status === "running" && !sessionStorage.getItem("voxserve-key")) {
+    // the answer goes on as the job makes audio: the player starts with what is there
+    const player = $("#job-player");
+    player.src = `/v1/jobs/${job.id}/audio`;
+    player.hidden = false;
+    return player.play();
+  }
+  const response = await api(`/v1/jobs/${job.id}/audio`);  // with a key: a fetch, which can send it
   const url = URL.createObjectURL(await response.blob());
-  const link = Object.assign(document.createElement("a"), { href: url, download: `${job.name}.${job.response_format === "opus" ? "ogg" : job.response_format}` });
-  link.click();
+  Object.assign(document.createElement("a"), { href: url, download: `${job.name}.${extension}` }).click();
 }
 
 $("#job-filter").addEventListener("change", loadJobs);
