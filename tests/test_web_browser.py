@@ -101,3 +101,18 @@ def test_the_engines_are_listed_live(page: Page, tmp_path: Path) -> None:
     page.wait_for_function("document.querySelectorAll('#engine-list tbody tr').length >= 3")
     assert "kokoro" in (page.text_content("#engine-list") or "")
     shot(page, "engines", tmp_path)
+
+
+def test_every_screen_fits_a_phone(browser: Browser, server: str, tmp_path: Path) -> None:
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        phone.goto(f"{server}/")
+        phone.wait_for_function("document.querySelector('#voice').options.length > 3")
+        for tab in ("voices", "jobs", "engines", "speak"):
+            phone.click(f"nav button[data-tab={tab}]")
+            phone.wait_for_timeout(300)
+            width = phone.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+            assert width[0] <= width[1], f"{tab} is wider than the phone: {width}"
+        shot(phone, "phone", tmp_path)
+    finally:
+        phone.close()
