@@ -28,7 +28,7 @@ from typing import IO
 from urllib.parse import quote
 
 from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from voxserve.audio.finalize import finalize_header
 from voxserve.errors import ClientGone, VoxserveError
@@ -196,32 +196,38 @@ async def file_response(
 
 async def captioned_response(
     pipeline: Pipeline, plan: Plan, request: Request, request_id: str, caller: Caller = NOBODY
-) -> Response:
+) -> StreamingResponse:
     """``timestamps: true``: the whole audio (base64) with where each segment is in it, as JSON.
 
+    The audio is made into a spool (memory, then disk) first; the JSON is then written in blocks,
+    base64 a block at a time, so a 20-minute WAV never sits in memory whole, twice over.
     ``timestamps`` has Kokoro-FastAPI's captioned-speech shape (``word``, ``start_time``,
     ``end_time``), at sentence level: each entry is a segment's text.
     """
     stats = Stats(chars=plan.chars)
-    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed below
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the body
     try:
         async for chunk in await _started(pipeline, plan, request_id, request, stats, caller):
             await asyncio.to_thread(spool.write, chunk)
         await asyncio.to_thread(_finalized, spool, plan.audio_format.name, stats.encoded_samples)
-        audio = await asyncio.to_thread(spool.read)
-    finally:
+    except BaseException:
         spool.close()
-    body = {
-        "audio": base64.b64encode(audio).decode(),
-        "audio_format": plan.audio_format.name,
-        "segments": [segment.to_dict() for segment in stats.timeline],
-        "timestamps": [
-            {"word": s.text, "start_time": round(s.start, 3), "end_time": round(s.end, 3)}
-            for s in stats.timeline
-        ],
-    }
-    content = await asyncio.to_thread(json.dumps, body, ensure_ascii=False)
-    return Response(content, media_type="application/json", headers=response_headers(plan, request_id))
+        raise
+    segments = [segment.to_dict() for segment in stats.timeline]
+    timestamps = [{"word": s["text"], "start_time": s["start"], "end_time": s["end"]} for s in segments]
+    tail = json.dumps({"segments": segments, "timestamps": timestamps}, ensure_ascii=False)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield f'{{"audio_format": "{plan.audio_format.name}", "audio": "'.encode()
+            while block := await asyncio.to_thread(spool.read, 3 * READ_BLOCK):  # whole base64 groups
+                yield base64.b64encode(block)
+            yield f'", {tail[1:]}'.encode()
+        finally:
+            spool.close()
+
+    headers = response_headers(plan, request_id)
+    return StreamingResponse(body(), media_type="application/json", headers=headers)
 
 
 def _finalized(spool: IO[bytes], format_name: str, samples: int) -> int:
