@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from voxserve.api.request_ids import RequestIdFilter
 from voxserve.audio.finalize import finalize_header
 from voxserve.batch.cli import batch as batch_command
 from voxserve.batch.cli import book as book_command
@@ -91,12 +92,13 @@ def _configure_logging(level: str) -> None:
     """Log lines go through a queue to a thread that writes them: a slow terminal or disk never
     holds up the event loop, which logs a line per request."""
     writer = logging.StreamHandler(sys.stderr)
-    writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
     lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     listener = logging.handlers.QueueListener(lines, writer)
     listener.start()
     atexit.register(listener.stop)
     handoff = logging.handlers.QueueHandler(lines)
+    handoff.addFilter(RequestIdFilter())  # on the request's own task: the id is known there
     # it formats each record before queueing it: only the message, or every line is prefixed twice
     handoff.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handoff], force=True)

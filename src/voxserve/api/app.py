@@ -18,6 +18,7 @@ from voxserve.api.browser import BrowserGuard
 from voxserve.api.counting import RequestCounter
 from voxserve.api.docs import install_docs
 from voxserve.api.errors import install_error_handlers
+from voxserve.api.request_ids import RequestIds
 from voxserve.api.schemas import ERRORS, hoist_definitions
 from voxserve.api.web import install_web
 from voxserve.config import Settings
@@ -72,6 +73,7 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
             expose_headers=EXPOSED_HEADERS,
         )
     app.add_middleware(BrowserGuard, auth=auth)
+    app.add_middleware(RequestIds)  # outermost: every answer, refusals included, carries the id
     install_error_handlers(app)
     for module in (speech, tts, jobs, tasks, voices, catalog, engines_api, admin, health):
         app.include_router(module.router)
@@ -83,7 +85,7 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
 
 #: What a page of an allowed origin may read of an answer.
 EXPOSED_HEADERS = [
-    "X-Request-Id", "X-Voxserve-Engine", "X-Voxserve-Voice", "X-Voxserve-Ignored", "Retry-After",
+    "X-Request-ID", "X-Voxserve-Engine", "X-Voxserve-Voice", "X-Voxserve-Ignored", "Retry-After",
     "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Content-Disposition", "Location",
 ]  # fmt: skip
 

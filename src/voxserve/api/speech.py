@@ -9,6 +9,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from voxserve.api.auth import admitted_plan, user
 from voxserve.api.dependencies import get_services
+from voxserve.api.request_ids import current_request_id
 from voxserve.api.schemas import (
     AUDIO_TYPES,
     SpeechBody,
@@ -21,7 +22,6 @@ from voxserve.api.streaming import (
     audio_response,
     captioned_response,
     file_response,
-    new_request_id,
     sse_response,
 )
 from voxserve.request import CacheMode
@@ -51,7 +51,7 @@ async def create_speech(
     """Speak ``input``; the body streams while later segments are still being made (``timestamps``:
     JSON with the whole audio and each segment's place in it)."""
     plan, headers, caller = await admitted_plan(services, principal, body.to_request(cache))
-    request_id = new_request_id()
+    request_id = current_request_id()
     response: Response
     if body.stream_format == "sse":
         response = await sse_response(services.pipeline, plan, request, request_id, caller)

@@ -21,7 +21,6 @@ import base64
 import json
 import logging
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import IO
@@ -52,10 +51,6 @@ class Caller:
 NOBODY = Caller()
 
 
-def new_request_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
 def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
     """What a client may want to know about how its request was served.
 
@@ -63,7 +58,6 @@ def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
     as CosyVoice's ``中文女`` are not.
     """
     headers = {
-        "X-Request-Id": request_id,
         "X-Voxserve-Engine": quote(plan.engine.name, safe=""),
         "X-Voxserve-Voice": quote(plan.voice_label, safe=""),
         "Cache-Control": "no-store",

@@ -21,8 +21,9 @@ from fastapi.responses import StreamingResponse
 
 from voxserve.api.auth import admitted_plan, user
 from voxserve.api.dependencies import get_services
+from voxserve.api.request_ids import current_request_id
 from voxserve.api.schemas import audio_content, cache_mode
-from voxserve.api.streaming import file_response, new_request_id
+from voxserve.api.streaming import file_response
 from voxserve.api.uploads import read_upload
 from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
@@ -108,7 +109,7 @@ async def tts(
         cache=cache,
     )
     plan, headers, caller = await admitted_plan(services, principal, request)
-    request_id = new_request_id()
+    request_id = current_request_id()
     filename = f"{task_id or request_id}.{output_format}"
     response = await file_response(services.pipeline, plan, http, request_id, filename, caller)
     response.headers.update(headers)

@@ -17,8 +17,9 @@ from fastapi.responses import FileResponse, StreamingResponse
 from voxserve.api.auth import admitted_plan, metered, user
 from voxserve.api.catalog import builtin_voices
 from voxserve.api.dependencies import get_services
+from voxserve.api.request_ids import current_request_id
 from voxserve.api.schemas import AUDIO_TYPES, audio_content
-from voxserve.api.streaming import audio_response, new_request_id
+from voxserve.api.streaming import audio_response
 from voxserve.api.uploads import read_upload
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
 from voxserve.request import ResponseFormat, SpeechRequest
@@ -141,6 +142,6 @@ async def preview_voice(
         response_format=response_format,
     )
     plan, headers, caller = await admitted_plan(services, principal, request)
-    response = await audio_response(services.pipeline, plan, http, new_request_id(), caller)
+    response = await audio_response(services.pipeline, plan, http, current_request_id(), caller)
     response.headers.update(headers)
     return response
