@@ -160,20 +160,9 @@ async def audio_response(
 async def file_response(
     pipeline: Pipeline, plan: Plan, request: Request, request_id: str, filename: str, caller: Caller = NOBODY
 ) -> StreamingResponse:
-    """The whole file, made before answering, with its real lengths in the header and Content-Length.
-
-    Spooled in memory up to :data:`SPOOL_BYTES`, then on disk: the audio
-    limit of a request bounds it either way.
-    """
+    """The whole file, made before answering, with its real lengths in the header and Content-Length."""
     stats = Stats(chars=plan.chars)
-    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the body
-    try:
-        async for chunk in await _started(pipeline, plan, request_id, request, stats, caller):
-            await asyncio.to_thread(spool.write, chunk)
-        size = await asyncio.to_thread(_finalized, spool, plan.audio_format.name, stats.encoded_samples)
-    except BaseException:
-        spool.close()
-        raise
+    spool, size = await _spooled(pipeline, plan, request, request_id, stats, caller)
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -193,20 +182,13 @@ async def captioned_response(
 ) -> StreamingResponse:
     """``timestamps: true``: the whole audio (base64) with where each segment is in it, as JSON.
 
-    The audio is made into a spool (memory, then disk) first; the JSON is then written in blocks,
+    The audio is made whole first (:func:`_spooled`); the JSON is then written in blocks,
     base64 a block at a time, so a 20-minute WAV never sits in memory whole, twice over.
     ``timestamps`` has Kokoro-FastAPI's captioned-speech shape (``word``, ``start_time``,
     ``end_time``), at sentence level: each entry is a segment's text.
     """
     stats = Stats(chars=plan.chars)
-    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the body
-    try:
-        async for chunk in await _started(pipeline, plan, request_id, request, stats, caller):
-            await asyncio.to_thread(spool.write, chunk)
-        await asyncio.to_thread(_finalized, spool, plan.audio_format.name, stats.encoded_samples)
-    except BaseException:
-        spool.close()
-        raise
+    spool, _ = await _spooled(pipeline, plan, request, request_id, stats, caller)
     segments = [segment.to_dict() for segment in stats.timeline]
     timestamps = [{"word": s["text"], "start_time": s["start"], "end_time": s["end"]} for s in segments]
     tail = json.dumps({"segments": segments, "timestamps": timestamps}, ensure_ascii=False)
@@ -222,6 +204,23 @@ async def captioned_response(
 
     headers = response_headers(plan, request_id)
     return StreamingResponse(body(), media_type="application/json", headers=headers)
+
+
+async def _spooled(
+    pipeline: Pipeline, plan: Plan, request: Request, request_id: str, stats: Stats, caller: Caller
+) -> tuple[IO[bytes], int]:
+    """The whole file made before answering: spooled in memory up to :data:`SPOOL_BYTES`, then on
+    disk (the request's audio limit bounds it), its header holding the real lengths, rewound; and
+    its size. The caller's body closes it; a failure here closes it at once."""
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the body
+    try:
+        async for chunk in await _started(pipeline, plan, request_id, request, stats, caller):
+            await asyncio.to_thread(spool.write, chunk)
+        size = await asyncio.to_thread(_finalized, spool, plan.audio_format.name, stats.encoded_samples)
+    except BaseException:
+        spool.close()
+        raise
+    return spool, size
 
 
 def _finalized(spool: IO[bytes], format_name: str, samples: int) -> int:

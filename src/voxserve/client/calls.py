@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from voxserve.client.errors import APIError, ConnectionFailed
 from voxserve.retry import backoff
 
 T = TypeVar("T")
@@ -170,8 +171,6 @@ def retry_delay(call: Call[Any], retry: Retry, attempt: int, error: Exception) -
     A refusal (429, 503) did nothing, so any call may be sent again; other retryable answers and
     broken connections may have done the work, so only an idempotent call is.
     """
-    from voxserve.client.errors import APIError, ConnectionFailed
-
     if attempt + 1 >= retry.attempts:
         return None
     if isinstance(error, APIError) and (error.status in REFUSED or (error.retryable and call.idempotent)):
