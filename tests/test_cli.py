@@ -103,9 +103,10 @@ def test_bad_config_is_refused_clearly(tmp_path: Path, content: str | None, mess
 
 
 def test_voices_lists_every_engine_without_loading(tmp_path: Path) -> None:
+    from voxserve.storage import LocalStore
     from voxserve.voices import VoiceLibrary
 
-    VoiceLibrary(tmp_path / "voices").add_blend("duet", "jf_alpha+jm_kumo", "kokoro")
+    VoiceLibrary(LocalStore(tmp_path)).add_blend("duet", "jf_alpha+jm_kumo", "kokoro")
     result = run("voices", "--data-dir", str(tmp_path))
     assert result.returncode == 0
     assert "jf_alpha" in result.stdout and "heart" in result.stdout and "alloy, coral, nova" in result.stdout

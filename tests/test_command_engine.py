@@ -24,6 +24,7 @@ from voxserve.engines.command import CommandEngine, CommandOptions, discovered
 from voxserve.engines.kind import BuildContext
 from voxserve.engines.registry import build_engine
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
+from voxserve.storage import LocalStore
 
 PROGRAM = Path(__file__).parent / "servers" / "speech_cli.py"
 
@@ -175,7 +176,7 @@ async def test_a_wrapper_with_the_seeds_flags_runs_as_a_command_and_clones(
     assert audio.size == int(24000 * 0.08 * len("--seed=1 你好"))
     run = json.loads(record.read_text())
     assert (run["input_text"], run["prompt_audio"], run["seed"]) == ("--seed=1 你好", str(narrator), 7)
-    library = VoiceLibrary(tmp_path / "voices")
+    library = VoiceLibrary(LocalStore(tmp_path))
     voice, _ = library.add_reference(check_reference(GOOD, ReferenceSettings()))
     cloned = SegmentRequest(text="你好", language="zh", voice="narrator", reference=library.reference(voice))
     assert [chunk async for chunk in engine.synthesize(cloned)]

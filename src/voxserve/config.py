@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -196,6 +196,37 @@ class JobSettings(BaseModel):
     janitor_interval_seconds: float = Field(default=600.0, gt=0)
 
 
+class StorageSettings(BaseModel):
+    """Where finished job audio and the voice library live (``[storage]``, ``VOXSERVE_STORAGE__*``).
+
+    Gateways and workers on different machines share this (and the Redis queue); each keeps its
+    running jobs' files and the segment cache on its own ``data_dir``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix, or a directory (a path or file:///...; an NFS/NAS mount); "
+        "default: data_dir",
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="an S3-compatible server (MinIO, Ceph, Garage...); default: AWS"
+    )
+    region: str | None = None
+    access_key_id: str | None = Field(default=None, description="default: boto3's (AWS_ACCESS_KEY_ID, ...)")
+    secret_access_key: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str | None) -> str | None:
+        if url is not None and "://" in url and not url.startswith(("s3://", "file://")):
+            raise ValueError(f"storage.url must be s3://bucket/prefix, file:///path or a path, got {url!r}")
+        if url is not None and url.startswith("s3://") and not url[5:].split("/")[0]:
+            raise ValueError("storage.url s3:// needs a bucket: s3://bucket/prefix")
+        return url
+
+
 #: What a key may be allowed to do; ``admin`` also sees every key's jobs and voices.
 SCOPES = ("speech", "jobs", "voices", "admin")
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1"]
@@ -341,6 +372,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
 
     @field_validator("log_level", mode="before")
     @classmethod

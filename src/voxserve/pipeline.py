@@ -20,6 +20,7 @@ from voxserve.planning import JOB_PRIORITY, SPEECH_PRIORITY, Plan, Planner, Segm
 from voxserve.rendering import Renderer, Stats
 from voxserve.request import SpeechRequest
 from voxserve.selection import Selection
+from voxserve.storage import LocalStore
 from voxserve.text import TextNormalizer
 from voxserve.voices import VoiceLibrary
 
@@ -39,7 +40,7 @@ class Pipeline:
         voices: VoiceLibrary | None = None,
         cache: SegmentCache | None = None,
     ) -> None:
-        self.voices = voices or VoiceLibrary(settings.data_dir / "voices")
+        self.voices = voices or VoiceLibrary(LocalStore(settings.data_dir))
         self.selection = Selection(engines, settings, self.voices)
         self.planner = Planner(self.selection, normalizer, settings)
         self.renderer = Renderer(normalizer, settings, executor, metrics, cache)

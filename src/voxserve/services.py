@@ -33,6 +33,7 @@ from voxserve.pipeline import Pipeline
 from voxserve.security.guard import Guard
 from voxserve.security.quotas import open_limiter
 from voxserve.security.store import open_key_store
+from voxserve.storage import open_artifacts
 from voxserve.text import TextNormalizer
 from voxserve.voices import VoiceLibrary
 from voxserve.voices.ingest import ReferenceIngest
@@ -73,7 +74,8 @@ class Services:
             engines = {e.name: build_engine(e, context) for e in settings.engines}
         metrics = Metrics()
         metrics.registry.register(PoolCollector([e for e in engines.values() if isinstance(e, Snapshotting)]))
-        voices = VoiceLibrary(settings.data_dir / "voices")
+        artifacts = open_artifacts(settings.storage, settings.data_dir)
+        voices = VoiceLibrary(artifacts, settings.data_dir / "voices-cache")
         cache = (
             SegmentCache(settings.data_dir / "cache", settings.cache_max_bytes)
             if settings.cache_max_bytes
@@ -85,7 +87,7 @@ class Services:
         loop_lag = LoopLagMonitor(metrics.event_loop_lag.observe)
         jobs = settings.jobs
         store = store or open_store(jobs.queue_url, settings.data_dir, jobs.queue_prefix)
-        files = JobFiles(settings.data_dir / "jobs")
+        files = JobFiles(settings.data_dir / "jobs", artifacts)
         services = cls(
             settings=settings,
             pipeline=pipeline,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -54,5 +55,5 @@ async def list_voices(
 ) -> dict[str, Any]:
     """Every engine's voices, the library's cloned voices and blends (the key's own), and the OpenAI
     voice aliases."""
-    library = [voice.to_dict() for voice in services.voices.list(principal.viewer)]
+    library = [voice.to_dict() for voice in await asyncio.to_thread(services.voices.list, principal.viewer)]
     return {"voices": builtin_voices(services) + library, "aliases": dict(services.settings.voice_aliases)}

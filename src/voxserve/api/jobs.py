@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from starlette.responses import MalformedRangeHeader
-from starlette.responses import RangeNotSatisfiable as RangeNotSatisfiableRange
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from voxserve.api.auth import job_charge, metered, principal_of, user
@@ -32,9 +31,10 @@ from voxserve.api.schemas import (
     json_schema_body,
     parse_json,
 )
+from voxserve.api.stored import stored_response
 from voxserve.audio import FORMATS, AudioFormat
-from voxserve.captions import CAPTION_FORMATS
-from voxserve.errors import InvalidRequest, JobNotSucceeded, RangeNotSatisfiable, VoxserveError
+from voxserve.captions import CAPTION_FORMATS, file_name
+from voxserve.errors import JobNotSucceeded, VoxserveError
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
 from voxserve.jobs.writer import stream_path
 from voxserve.request import CacheMode
@@ -172,20 +172,6 @@ async def cancel_job(
     return job_view(await services.store.cancel(job_id))
 
 
-def check_range(header: str, size: int) -> None:
-    """Refuse a Range the file response would refuse, in the API's JSON error shape.
-
-    Starlette's own parser decides (the same one then serves the range); it
-    would answer its refusals as plain text.
-    """
-    try:
-        FileResponse._parse_range_header(header, size)  # the one parser, not a copy
-    except RangeNotSatisfiableRange:
-        raise RangeNotSatisfiable(f"Range {header!r} is outside the file's {size} bytes", size=size) from None
-    except MalformedRangeHeader as exc:
-        raise InvalidRequest(f"Range {header!r} is malformed: {exc.content}", param="Range") from None
-
-
 def _format(job: Job) -> AudioFormat:
     return FORMATS[str(job.request.get("response_format", "mp3"))]
 
@@ -203,18 +189,20 @@ async def job_audio(
     job = await owned_job(services, job_id, principal)
     audio_format = _format(job)
     if job.status is JobStatus.SUCCEEDED:
-        path = services.files.output(job.id, job.name, audio_format.extension)
-        try:
-            size = (await asyncio.to_thread(path.stat)).st_size
-        except FileNotFoundError:
-            raise JobNotFound(f"the audio of job {job_id!r} is no longer stored", param="id") from None
-        if range_header is not None:
-            check_range(range_header, size)
-        return FileResponse(path, media_type=audio_format.content_type, filename=path.name)
+        name = f"{job.name}.{audio_format.extension}"
+        return await stored_response(
+            services.files.artifacts,
+            services.files.key(job.id, name),
+            audio_format.content_type,
+            name,
+            range_header,
+            JobNotFound(f"the audio of job {job_id!r} is no longer stored", param="id"),
+        )
     if job.terminal:
         raise JobNotSucceeded(f"job {job_id!r} is {job.status.value}; it has no audio", param="id")
+    follow = _follow if services.files.in_place else _follow_parts
     return StreamingResponse(
-        _follow(services, job, audio_format),
+        follow(services, job, audio_format),
         media_type=audio_format.content_type,
         headers={"Content-Disposition": f'attachment; filename="{job.name}.{audio_format.extension}"'},
     )
@@ -230,17 +218,22 @@ async def job_captions(
     services: Annotated[Services, Depends(get_services)],
     principal: JobReader,
     format: Annotated[Literal["srt", "vtt", "json"], Query(description="srt, vtt or json")] = "srt",
-) -> FileResponse:
+) -> Response:
     """A finished job's captions: each segment's text where its speech is in the audio."""
     job = await owned_job(services, job_id, principal)
     if job.status is not JobStatus.SUCCEEDED:
         raise JobNotSucceeded(
             f"job {job_id!r} is {job.status.value}; captions come with its audio", param="id"
         )
-    path = services.files.captions(job.id, job.name, format)
-    if not await asyncio.to_thread(path.is_file):
-        raise JobNotFound(f"the captions of job {job_id!r} are not stored", param="id")
-    return FileResponse(path, media_type=CAPTION_FORMATS[format], filename=path.name)
+    name = file_name(job.name, format)
+    return await stored_response(
+        services.files.artifacts,
+        services.files.key(job.id, name),
+        CAPTION_FORMATS[format],
+        name,
+        None,
+        JobNotFound(f"the captions of job {job_id!r} are not stored", param="id"),
+    )
 
 
 async def _follow(services: Services, job: Job, audio_format: AudioFormat) -> AsyncIterator[bytes]:
@@ -270,6 +263,23 @@ async def _follow(services: Services, job: Job, audio_format: AudioFormat) -> As
     finally:
         if source is not None:
             source.close()
+
+
+async def _follow_parts(services: Services, job: Job, audio_format: AudioFormat) -> AsyncIterator[bytes]:
+    """The same, from shared storage: the live parts the worker puts as segments finish, then the
+    finished file from where the parts ended (its bytes are the parts' bytes, then the rest)."""
+    files = services.files
+    sent = 0
+    async for snapshot in services.store.watch(job.id, WATCH_INTERVAL):
+        if snapshot.terminal:
+            if snapshot.status is JobStatus.SUCCEEDED:
+                rest = files.artifacts.read(files.key(job.id, f"{job.name}.{audio_format.extension}"), sent)
+                async for block in iterate_in_threadpool(rest):
+                    yield block
+            return
+        for block in await asyncio.to_thread(files.live_since, job.id, sent):
+            sent += len(block)
+            yield block
 
 
 def _open_first(paths: tuple[Path, ...]) -> BinaryIO | None:

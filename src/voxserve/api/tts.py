@@ -14,6 +14,7 @@ voice library like any upload, so sending the same one again costs nothing.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
@@ -88,7 +89,11 @@ async def tts(
     header carries its real lengths: these clients save the body as it is.
     """
     if isinstance(reference_audio, str):  # a voice already in the library
-        voice = services.voices.require(reference_audio, "reference_audio", principal.viewer).id
+        voice = (
+            await asyncio.to_thread(
+                services.voices.require, reference_audio, "reference_audio", principal.viewer
+            )
+        ).id
     elif reference_audio is not None:
         data = await read_upload(reference_audio, services.settings.references.max_bytes, "reference_audio")
         services.pipeline.selection.require_cloning(model, "reference_audio")

@@ -9,6 +9,7 @@ voice when the same audio (or blend) was stored before.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request, Response, UploadFile
@@ -19,6 +20,7 @@ from voxserve.api.catalog import builtin_voices
 from voxserve.api.dependencies import get_services
 from voxserve.api.request_ids import current_request_id
 from voxserve.api.schemas import AUDIO_TYPES, audio_content
+from voxserve.api.stored import stored_response
 from voxserve.api.streaming import audio_response
 from voxserve.api.uploads import read_upload
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
@@ -61,7 +63,9 @@ async def create_voice(
         if name is None:
             raise InvalidRequest("a blend needs a name to be saved under", param="name")
         blend_engine = services.pipeline.selection.blend_engine(blend, engine)
-        voice, created = services.voices.add_blend(name, blend, blend_engine, principal.owner)
+        voice, created = await asyncio.to_thread(
+            services.voices.add_blend, name, blend, blend_engine, principal.owner
+        )
     else:
         assert audio is not None
         data = await read_upload(audio, services.settings.references.max_bytes, "audio")
@@ -82,7 +86,7 @@ async def list_library(
     services: Annotated[Services, Depends(get_services)], principal: VoiceUser
 ) -> dict[str, Any]:
     """The library's voices (with keys: the key's own), then every engine's built-in voices."""
-    library = [voice.to_dict() for voice in services.voices.list(principal.viewer)]
+    library = [voice.to_dict() for voice in await asyncio.to_thread(services.voices.list, principal.viewer)]
     return {"voices": library + builtin_voices(services)}
 
 
@@ -90,7 +94,7 @@ async def list_library(
 async def get_voice(
     voice_id: str, services: Annotated[Services, Depends(get_services)], principal: VoiceUser
 ) -> dict[str, Any]:
-    voice = services.voices.get(voice_id, principal.viewer)
+    voice = await asyncio.to_thread(services.voices.get, voice_id, principal.viewer)
     if voice is not None:
         return voice.to_dict()
     builtin = next((v for v in builtin_voices(services) if v["id"] == voice_id), None)
@@ -105,19 +109,26 @@ async def delete_voice(
 ) -> dict[str, Any]:
     """Remove a library voice (built-in voices cannot be removed); jobs still queued that name it
     will fail with ``unknown_voice``."""
-    voice = services.voices.delete(voice_id, principal.viewer)
+    voice = await asyncio.to_thread(services.voices.delete, voice_id, principal.viewer)
     return {"id": voice.id, "deleted": True}
 
 
 @router.get("/v1/voices/{voice_id}/audio", response_class=FileResponse, responses=audio_content("audio/wav"))
 async def voice_audio(
     voice_id: str, services: Annotated[Services, Depends(get_services)], principal: VoiceUser
-) -> FileResponse:
+) -> Response:
     """A cloned voice's stored reference: the normalized 24 kHz mono 16-bit WAV."""
-    voice = services.voices.require(voice_id, viewer=principal.viewer)
+    voice = await asyncio.to_thread(services.voices.require, voice_id, "voice_id", principal.viewer)
     if voice.kind != "cloned":
         raise InvalidRequest(f"voice {voice_id!r} is a blend; it has no reference audio", param="voice_id")
-    return FileResponse(services.voices.audio_path(voice), media_type="audio/wav", filename=f"{voice.id}.wav")
+    return await stored_response(
+        services.voices.artifacts,
+        services.voices.audio_key(voice),
+        "audio/wav",
+        f"{voice.id}.wav",
+        None,
+        UnknownVoice(f"the audio of voice {voice_id!r} is no longer stored", param="voice_id"),
+    )
 
 
 @router.get(
@@ -132,7 +143,7 @@ async def preview_voice(
     response_format: Annotated[ResponseFormat, Query()] = "mp3",
 ) -> StreamingResponse:
     """A short sample in the voice, through the same pipeline as any request."""
-    voice = services.voices.get(voice_id, principal.viewer)
+    voice = await asyncio.to_thread(services.voices.get, voice_id, principal.viewer)
     language = (voice.language if voice else None) or "en"
     default_text = PREVIEW_TEXT.get(language.split("-")[0], PREVIEW_TEXT["en"])
     request = SpeechRequest(

@@ -4,8 +4,9 @@ While a job runs, its audio grows in ``audio.pcm`` (s16le at the engine's
 rate) and, encoded, in ``stream.<extension>``, one finished segment at a
 time; the job's progress records the byte offset after the last finished
 segment, so a resumed job truncates the PCM there, re-encodes the stream
-from it, and goes on. At the end the stream becomes ``<name>.<extension>``
-and the PCM is removed.
+from it, and goes on. At the end the stream becomes ``<name>.<extension>``,
+the PCM is removed, and the finished files are published to the artifact
+store (:mod:`voxserve.storage`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from pathlib import Path
 
 from voxserve.captions import file_name
 from voxserve.errors import InvalidRequest
+from voxserve.storage import ArtifactStore
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 PCM_NAME = "audio.pcm"
+JOBS_PREFIX = "jobs/"
+LIVE = "live/"  # a running job's encoded stream, a part per segment: jobs/<id>/live/<start>-<end>
 
 
 def check_name(name: str, param: str = "name") -> str:
@@ -34,10 +38,21 @@ def check_name(name: str, param: str = "name") -> str:
 
 
 class JobFiles:
-    """The jobs directory, with a cached measure of how much disk it takes."""
+    """A running job's files on this machine, and finished jobs' files in the artifact store.
 
-    def __init__(self, root: Path, usage_cache_seconds: float = 5.0) -> None:
+    The store is ``data_dir`` itself by default: then a job's files are
+    already where the store keeps them, publishing moves nothing, and a
+    listener follows the growing stream file. With shared storage (S3, a
+    NAS), a worker also puts each segment's encoded bytes under
+    ``jobs/<id>/live/<start>-<end>`` as it finishes, so a gateway on another
+    machine can play a running job, and publishes the finished files under
+    ``jobs/<id>/`` before the job is marked succeeded.
+    """
+
+    def __init__(self, root: Path, artifacts: ArtifactStore, usage_cache_seconds: float = 5.0) -> None:
         self.root = root
+        self.artifacts = artifacts
+        self.in_place = artifacts.local_path(JOBS_PREFIX.rstrip("/")) == root
         self._usage: tuple[float, int] | None = None
         self._cache_seconds = usage_cache_seconds
 
@@ -60,11 +75,58 @@ class JobFiles:
         """A finished job's captions beside its audio: ``{name}.srt``, ``.vtt``, ``.segments.json``."""
         return self.root / job_id / file_name(name, format_name)
 
+    @staticmethod
+    def key(job_id: str, file: str) -> str:
+        """Where a finished job's file is in the artifact store."""
+        return f"{JOBS_PREFIX}{job_id}/{file}"
+
+    def publish(self, job_id: str, paths: list[Path]) -> None:
+        """Put a finished job's files in the store; with shared storage, drop this machine's copies."""
+        for path in paths:
+            self.artifacts.put_file(self.key(job_id, path.name), path)
+        if not self.in_place:
+            self.artifacts.delete_prefix(self.key(job_id, LIVE))
+            shutil.rmtree(self.root / job_id, ignore_errors=True)
+
+    def restart_live(self, job_id: str, stream: Path) -> None:
+        """A (re)started job's stream so far, as its first live part (shared storage only)."""
+        if self.in_place:
+            return
+        self.artifacts.delete_prefix(self.key(job_id, LIVE))
+        data = stream.read_bytes()
+        if data:
+            self.put_live(job_id, 0, data)
+
+    def put_live(self, job_id: str, offset: int, data: bytes) -> None:
+        """A segment's encoded bytes, at ``offset`` in the job's stream (shared storage only)."""
+        if not self.in_place and data:
+            part = f"{LIVE}{offset:012d}-{offset + len(data):012d}"  # a listener skips it unread
+            self.artifacts.put_bytes(self.key(job_id, part), data)
+
+    def live_since(self, job_id: str, sent: int) -> list[bytes]:
+        """A running job's stream from byte ``sent`` on, as far as its live parts go."""
+        blocks: list[bytes] = []
+        for key in self.artifacts.keys(self.key(job_id, LIVE)):
+            start, _, end = key.rpartition("/")[2].partition("-")
+            if int(end) <= sent:
+                continue  # sent already
+            if int(start) > sent:
+                break  # a gap: the part before it is not there yet
+            data = self.artifacts.get_bytes(key)
+            if data is None:
+                break  # the job just finished: its parts went, the output has the rest
+            blocks.append(data[sent - int(start) :])
+            sent = int(end)
+        return blocks
+
     def remove(self, job_id: str) -> None:
-        shutil.rmtree(self.root / job_id, ignore_errors=True)
+        """A job's files, here and in the store. Blocks: run it in a thread."""
+        shutil.rmtree(self.root / check_name(job_id, "id"), ignore_errors=True)
+        self.artifacts.delete_prefix(self.key(job_id, ""))
 
     def usage(self) -> int:
-        """Bytes used by all jobs' files, measured at most every few seconds."""
+        """Bytes used by all jobs' files (this machine's and the store's), measured at most every few
+        seconds."""
         at = time.monotonic()
         if self._usage is None or at - self._usage[0] > self._cache_seconds:
             total = (
@@ -72,6 +134,8 @@ class JobFiles:
                 if self.root.exists()
                 else 0
             )
+            if not self.in_place:
+                total += self.artifacts.usage(JOBS_PREFIX)
             self._usage = (at, total)
         return self._usage[1]
 

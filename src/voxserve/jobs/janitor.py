@@ -16,7 +16,7 @@ async def sweep(store: JobStore, files: JobFiles, retention_seconds: float) -> l
     """Remove every job that ended more than ``retention_seconds`` ago, with its files."""
     removed = await store.remove_finished_before(now() - retention_seconds)
     for job_id in removed:
-        files.remove(job_id)
+        await asyncio.to_thread(files.remove, job_id)
     if removed:
         log.info("janitor removed %d finished jobs", len(removed))
     return removed

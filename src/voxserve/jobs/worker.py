@@ -188,7 +188,7 @@ class Worker:
         try:
             await self._run(job)
         except JobCanceled:
-            self.files.remove(job.id)
+            await asyncio.to_thread(self.files.remove, job.id)
             await self._end(job, JobStatus.CANCELED)
         except LeaseLost:
             log.warning("job %s: lease lost to another worker", job.id)
@@ -227,7 +227,9 @@ class Worker:
         else:
             if not isinstance(exc, VoxserveError):
                 log.exception("job %s failed", job.id, exc_info=exc)
-            self.files.remove(job.id)  # a failed job has no audio: its partial files only take disk
+            await asyncio.to_thread(
+                self.files.remove, job.id
+            )  # a failed job has no audio: its partial files only take disk
             await self._end(job, JobStatus.FAILED, error)
 
     async def _keep_lease(self, job_id: str, task: asyncio.Task[object] | None) -> None:
@@ -271,6 +273,7 @@ class Worker:
         directory = self.files.directory(job.id)
         writer = JobAudioWriter(directory, self.files.pcm(job.id), plan.audio_format, rate, plan.output_rate)
         await asyncio.to_thread(writer.open, progress.bytes_done)
+        await asyncio.to_thread(self.files.restart_live, job.id, writer.stream)
         timeline = SegmentLog(self.files.segments(job.id))
         await asyncio.to_thread(timeline.keep, progress.segments_done)
         offset = progress.bytes_done / 2 / rate  # what a resumed job made before: its times go on from there
@@ -285,7 +288,10 @@ class Worker:
                     "end": round(offset + made.end, 3),
                 }
                 await asyncio.to_thread(timeline.append, entry)
-                bytes_done = progress.bytes_done + await asyncio.to_thread(writer.append, audio)
+                at = writer.stream_bytes
+                written, encoded = await asyncio.to_thread(writer.append, audio)
+                await asyncio.to_thread(self.files.put_live, job.id, at, encoded)
+                bytes_done = progress.bytes_done + written
                 progress = replace(
                     progress,
                     segments_done=index + 1,
@@ -301,6 +307,7 @@ class Worker:
             await asyncio.to_thread(writer.finish, output)
             captions = {name: self.files.captions(job.id, job.name, name) for name in CAPTION_FORMATS}
             await asyncio.to_thread(timeline.write_captions, captions)
+            await asyncio.to_thread(self.files.publish, job.id, [output, *captions.values()])
         except asyncio.CancelledError as exc:
             if exc.args == (LeaseLost.__name__,):
                 raise LeaseLost(job.id) from exc

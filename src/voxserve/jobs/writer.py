@@ -42,6 +42,7 @@ class JobAudioWriter:
         self._encoder = StreamEncoder(audio_format, input_rate, output_rate)
         self._pcm: BinaryIO | None = None
         self._encoded: BinaryIO | None = None
+        self.stream_bytes = 0  # the encoded stream's length so far
 
     def open(self, bytes_done: int) -> None:
         """Open for appending after ``bytes_done`` bytes of PCM (a resumed job re-encodes those)."""
@@ -58,17 +59,21 @@ class JobAudioWriter:
         encoded.flush()
         partial.replace(self.stream)
         self._encoded = encoded
+        self.stream_bytes = encoded.tell()
 
-    def append(self, audio: PCM) -> int:
-        """One finished segment; the PCM bytes written (the stream is written before this returns)."""
+    def append(self, audio: PCM) -> tuple[int, bytes]:
+        """One finished segment; the PCM bytes written, and the encoded bytes added to the stream
+        (written before this returns)."""
         assert self._pcm is not None and self._encoded is not None, "open() first"
         data = to_s16le(audio)
         self._pcm.write(data)
         self._pcm.flush()
         os.fsync(self._pcm.fileno())
-        self._encoded.write(self._encoder.write(audio))
+        encoded = self._encoder.write(audio)
+        self._encoded.write(encoded)
         self._encoded.flush()
-        return len(data)
+        self.stream_bytes += len(encoded)
+        return len(data), encoded
 
     def finish(self, output: Path) -> None:
         """Flush the encoder, give the header its lengths, and make the stream the output file."""

@@ -7,9 +7,14 @@ own ``<id>.json``. A voice's id follows from its content and its name, so
 the same recording (or blend) sent again under the same name is the same
 voice, under a new name a new voice, and a name, once given, stays with its
 voice until that voice is deleted: nobody can take it over or rename it by
-sending the same audio. Files are written atomically; the directory is the
-only state, so a worker in another process sees a voice as soon as the
-gateway has stored it.
+sending the same audio. Everything is kept in the artifact store under
+``voices/`` (``data_dir/voices`` by default, or shared S3/NAS storage),
+written whole; the store is the only state, so a worker in another process,
+or on another machine, sees a voice as soon as the gateway has stored it.
+With shared storage, a reference an engine reads is fetched once into a
+local cache directory.
+
+Every method blocks on the store: callers run them in a thread.
 
 With API keys, a voice belongs to the key that made it: names are per key,
 and a :class:`Viewer` that is not everyone's finds only its own voices
@@ -30,8 +35,10 @@ from typing import Any, Literal
 
 from voxserve.engines.base import Reference
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
+from voxserve.storage import ArtifactStore
 from voxserve.voices.reference import CheckedReference
 
+PREFIX = "voices/"
 NAME = re.compile(r"^[\w][\w .\-]{0,63}$")
 ID = re.compile(r"^v_[0-9a-f]{16}$")
 
@@ -82,41 +89,35 @@ def check_name(name: str) -> str:
 
 
 class VoiceLibrary:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, artifacts: ArtifactStore, cache: Path | None = None) -> None:
+        self.artifacts = artifacts
+        self.cache = cache
         self._lock = threading.Lock()
-        self._listed: tuple[int, list[Voice]] = (-1, [])  # (directory mtime, its voices)
+        self._records: dict[str, Voice] = {}  # a voice's record never changes: read once per process
 
-    def _path(self, voice_id: str, suffix: str) -> Path:
-        return self.directory / f"{voice_id}{suffix}"
-
-    def _write(self, path: Path, data: bytes) -> None:
-        partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-        partial.write_bytes(data)
-        partial.replace(path)
+    @staticmethod
+    def _key(name: str) -> str:
+        return f"{PREFIX}{name}"
 
     def _load(self, voice_id: str) -> Voice | None:
-        try:
-            record = json.loads(self._path(voice_id, ".json").read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
+        data = self.artifacts.get_bytes(self._key(f"{voice_id}.json"))
+        if data is None:
             return None
-        return Voice(**record)
+        try:
+            return Voice(**json.loads(data))
+        except (ValueError, TypeError):
+            return None
 
     def list(self, viewer: Viewer = EVERYONE) -> list[Voice]:
-        """The voices ``viewer`` may see, oldest first; the directory is read again only when it changed
-        (any process's write).
-
-        A directory changed within the last second is always read again: a
-        coarse file system clock could give two quick writes the same stamp.
-        """
-        try:
-            stamp = self.directory.stat().st_mtime_ns
-        except FileNotFoundError:
-            return []
-        if stamp != self._listed[0] or time.time_ns() - stamp < 1_000_000_000:
-            voices = (self._load(path.stem) for path in self.directory.glob("v_*.json"))
-            self._listed = (stamp, sorted((v for v in voices if v is not None), key=lambda v: v.created))
-        return [voice for voice in self._listed[1] if viewer.sees(voice)]
+        """The voices ``viewer`` may see, oldest first (one listing of the store; records are read once)."""
+        keys = [key for key in self.artifacts.keys(self._key("v_")) if key.endswith(".json")]
+        ids = [key[len(PREFIX) : -len(".json")] for key in keys]
+        for voice_id in ids:
+            if voice_id not in self._records and (voice := self._load(voice_id)) is not None:
+                self._records[voice_id] = voice
+        stored = set(ids)
+        voices = sorted((v for i, v in self._records.items() if i in stored), key=lambda v: v.created)
+        return [voice for voice in voices if viewer.sees(voice)]
 
     def get(self, key: str, viewer: Viewer = EVERYONE) -> Voice | None:
         """A voice by id or by name that ``viewer`` may see (by name: its own first); None if none."""
@@ -184,10 +185,9 @@ class VoiceLibrary:
                 audio=digest,
                 created=time.time(),
             )
-            self.directory.mkdir(parents=True, exist_ok=True)
-            if not self.audio_path(voice).exists():
-                self._write(self.audio_path(voice), audio)
-            self._write(self._path(voice.id, ".json"), json.dumps(voice.to_dict()).encode())
+            if self.artifacts.size(self.audio_key(voice)) is None:
+                self.artifacts.put_bytes(self.audio_key(voice), audio)
+            self._save(voice)
         return voice, True
 
     def add_blend(self, name: str, formula: str, engine: str, owner: str | None = None) -> tuple[Voice, bool]:
@@ -201,23 +201,47 @@ class VoiceLibrary:
                 id=voice_id, kind="blend", name=name, blend=formula, engine=engine, owner=owner,
                 created=time.time(),
             )  # fmt: skip
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._write(self._path(voice_id, ".json"), json.dumps(voice.to_dict()).encode())
+            self._save(voice)
         return voice, True
+
+    def _save(self, voice: Voice) -> None:
+        self.artifacts.put_bytes(self._key(f"{voice.id}.json"), json.dumps(voice.to_dict()).encode())
 
     def delete(self, key: str, viewer: Viewer = EVERYONE) -> Voice:
         """Remove a voice; its audio goes too unless another voice still uses it."""
         voice = self.require(key, viewer=viewer)
         with self._lock:
-            self._path(voice.id, ".json").unlink(missing_ok=True)
+            self.artifacts.delete(self._key(f"{voice.id}.json"))
+            self._records.pop(voice.id, None)
             if voice.kind == "cloned" and not any(
                 v.audio == voice.audio for v in self.list() if v.id != voice.id
             ):
-                self.audio_path(voice).unlink(missing_ok=True)
+                self.artifacts.delete(self.audio_key(voice))
         return voice
 
+    def audio_key(self, voice: Voice) -> str:
+        """Where the voice's reference audio (canonical WAV) is in the artifact store."""
+        return self._key(f"a_{voice.audio}.wav" if voice.audio else f"{voice.id}.wav")
+
     def audio_path(self, voice: Voice) -> Path:
-        return self.directory / (f"a_{voice.audio}.wav" if voice.audio else f"{voice.id}.wav")
+        """The reference audio as a file on this machine: in the store's directory, or fetched once
+        from shared storage into the cache."""
+        key = self.audio_key(voice)
+        local = self.artifacts.local_path(key)
+        if local is not None:
+            return local
+        if self.cache is None:
+            raise ValueError("a voice library on shared storage needs a local cache directory")
+        path = self.cache / key.rpartition("/")[2]
+        if not path.exists():
+            data = self.artifacts.get_bytes(key)
+            if data is None:
+                raise UnknownVoice(f"the audio of voice {voice.id!r} is no longer stored", param="voice")
+            self.cache.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+            partial.write_bytes(data)
+            partial.replace(path)
+        return path
 
     def reference(self, voice: Voice) -> Reference:
         """The voice's audio; keyed by its content, so voices sharing a recording share cached segments."""

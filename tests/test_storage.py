@@ -1,0 +1,226 @@
+"""The artifact store: one contract for a directory and for S3-compatible storage, and gateways and
+workers on separate disks handing each other job audio and voices through S3.
+
+The S3 server is moto's standalone server (``python -m moto.server``): a real HTTP server speaking
+S3's REST protocol with SigV4, run as its own process. No full object store (MinIO, Garage, Ceph)
+installs from the package registries this suite may use; moto is the best available.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from bench.server import free_port, start, start_server
+from botocore.config import Config
+
+from tests.support.audio import assert_speech_like, decode
+from tests.support.signals import voice_like
+from voxserve.audio.pcm import wav_bytes
+from voxserve.config import ReferenceSettings, StorageSettings
+from voxserve.jobs.files import JobFiles
+from voxserve.storage import ArtifactStore, LocalStore, StorageError, open_artifacts
+from voxserve.storage.s3 import S3Store
+from voxserve.voices import VoiceLibrary
+from voxserve.voices.reference import check_reference
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "voxserve", "AWS_SECRET_ACCESS_KEY": "voxserve-secret"}
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A standalone S3-compatible server on a free loopback port, with one bucket."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and process.poll() is None, "the S3 server did not start"
+            time.sleep(0.1)
+    s3_client(url).create_bucket(Bucket="voxserve")
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def s3_client(endpoint: str, **config: Any) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(**config),
+    )
+
+
+@pytest.fixture(params=["directory", "s3"])
+def artifacts(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    if request.param == "directory":
+        return LocalStore(tmp_path / "store")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return S3Store("voxserve", f"test-{secrets.token_hex(4)}", client=s3_client(endpoint))
+
+
+def test_objects_ranges_listing_usage_and_removal(artifacts: ArtifactStore, tmp_path: Path) -> None:
+    source = tmp_path / "source.bin"
+    source.write_bytes(bytes(range(256)) * 1024)  # 256 KiB: several read blocks
+    artifacts.put_file("jobs/j1/out.mp3", source)
+    artifacts.put_bytes("jobs/j1/out.srt", b"1\n")
+    artifacts.put_bytes("jobs/j2/out.mp3", b"abc")
+    artifacts.put_bytes("voices/v_1.json", b"{}")
+
+    assert artifacts.size("jobs/j1/out.mp3") == 256 * 1024
+    assert artifacts.get_bytes("jobs/j1/out.srt") == b"1\n"
+    assert artifacts.get_bytes("jobs/missing") is None and artifacts.size("jobs/missing") is None
+    assert b"".join(artifacts.read("jobs/j1/out.mp3")) == source.read_bytes()
+    assert b"".join(artifacts.read("jobs/j1/out.mp3", 1000, 1010)) == source.read_bytes()[1000:1010]
+    assert b"".join(artifacts.read("jobs/j1/out.mp3", 262_000)) == source.read_bytes()[262_000:]
+    assert artifacts.keys("jobs/") == ["jobs/j1/out.mp3", "jobs/j1/out.srt", "jobs/j2/out.mp3"]
+    assert artifacts.keys("jobs/j1/") == ["jobs/j1/out.mp3", "jobs/j1/out.srt"]
+    assert artifacts.keys("voices/v_") == ["voices/v_1.json"]
+    assert artifacts.usage("jobs/") == 256 * 1024 + 2 + 3
+
+    artifacts.delete_prefix("jobs/j1/")
+    artifacts.delete("voices/v_1.json")
+    artifacts.delete("voices/never-there")
+    assert artifacts.keys("jobs/") == ["jobs/j2/out.mp3"] and artifacts.keys("voices/") == []
+
+
+def test_a_running_jobs_live_parts_are_read_from_any_point(artifacts: ArtifactStore, tmp_path: Path) -> None:
+    files = JobFiles(tmp_path / "scratch", artifacts)
+    assert not files.in_place
+    stream = tmp_path / "stream.mp3"
+    stream.write_bytes(b"HEADER")
+    files.restart_live("j1", stream)
+    files.put_live("j1", 6, b"first")
+    files.put_live("j1", 11, b"second")
+    assert b"".join(files.live_since("j1", 0)) == b"HEADERfirstsecond"
+    assert b"".join(files.live_since("j1", 8)) == b"rstsecond"
+    assert files.live_since("j1", 17) == []
+    files.restart_live("j1", stream)  # a resumed job starts its parts again from what it rebuilt
+    assert b"".join(files.live_since("j1", 0)) == b"HEADER"
+
+    output = files.directory("j1") / "out.mp3"
+    output.write_bytes(b"HEADERfirstsecondEND")
+    files.publish("j1", [output])
+    assert artifacts.keys("jobs/j1/") == ["jobs/j1/out.mp3"]  # the live parts went with publishing
+    assert not (tmp_path / "scratch" / "j1").exists()
+    files.remove("j1")
+    assert artifacts.keys("jobs/") == []
+
+
+def test_the_default_store_is_data_dir_and_moves_nothing(tmp_path: Path) -> None:
+    artifacts = open_artifacts(StorageSettings(), tmp_path)
+    files = JobFiles(tmp_path / "jobs", artifacts)
+    assert files.in_place
+    output = files.directory("j1") / "out.wav"
+    output.write_bytes(b"RIFF")
+    files.publish("j1", [output])
+    files.put_live("j1", 0, b"ignored")
+    assert output.read_bytes() == b"RIFF" and artifacts.keys("jobs/") == ["jobs/j1/out.wav"]
+    nas = open_artifacts(StorageSettings(url=f"file://{tmp_path / 'nas'}"), tmp_path)
+    assert isinstance(nas, LocalStore) and nas.root == tmp_path / "nas"
+
+
+def test_keys_cannot_leave_the_directory(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="leaves the store"):
+        LocalStore(tmp_path).put_bytes("../outside", b"x")
+
+
+def test_storage_urls_are_checked() -> None:
+    with pytest.raises(ValueError, match="s3://bucket/prefix, file:///path or a path"):
+        StorageSettings(url="ftp://example/x")
+    with pytest.raises(ValueError, match="needs a bucket"):
+        StorageSettings(url="s3:///prefix")
+
+
+def test_an_unreachable_object_store_is_a_503_error() -> None:
+    client = s3_client(f"http://127.0.0.1:{free_port()}", retries={"max_attempts": 1}, connect_timeout=1)
+    store = S3Store("voxserve", client=client)
+    with pytest.raises(StorageError, match="bucket 'voxserve'") as caught:
+        store.get_bytes("jobs/x")
+    assert caught.value.status_code == 503
+
+
+def test_voices_stored_by_one_library_are_found_and_fetched_by_another(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    prefix = f"voices-{secrets.token_hex(4)}"
+    gateway = VoiceLibrary(S3Store("voxserve", prefix, client=s3_client(s3_endpoint)), tmp_path / "a")
+    worker = VoiceLibrary(S3Store("voxserve", prefix, client=s3_client(s3_endpoint)), tmp_path / "b")
+    recording = check_reference(wav_bytes(voice_like(4.0, 24000), 24000), ReferenceSettings())
+    voice, created = gateway.add_reference(recording, name="narrator", prompt_text="Hello there.")
+    assert created
+    found = worker.require("narrator")
+    assert found == voice
+    reference = worker.reference(found)
+    assert reference.path.parent == tmp_path / "b" and reference.path.read_bytes()[:4] == b"RIFF"
+    worker.delete("narrator")
+    assert gateway.get(voice.id) is None and gateway.list() == []
+
+
+def test_a_job_run_by_a_worker_on_another_disk_is_served_by_the_gateway(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    """Two machines in miniature: separate data directories, one Redis queue, one bucket."""
+    prefix = f"voxserve-storage-{secrets.token_hex(4)}"
+    env = {
+        **CREDENTIALS,
+        "VOXSERVE_ENGINES": json.dumps([{"name": "hibari", "kind": "hibari"}]),
+        "VOXSERVE_DEFAULT_ENGINE": "hibari",
+        "VOXSERVE_JOBS__WORKERS": "0",
+        "VOXSERVE_JOBS__QUEUE_URL": "redis://127.0.0.1:6379/0",
+        "VOXSERVE_JOBS__QUEUE_PREFIX": prefix,
+        "VOXSERVE_STORAGE__URL": f"s3://voxserve/{prefix}",
+        "VOXSERVE_STORAGE__ENDPOINT_URL": s3_endpoint,
+        "VOXSERVE_STORAGE__REGION": REGION,
+    }
+    gateway = start_server(tmp_path / "gateway", tmp_path / "gateway.log", env)
+    worker = None
+    try:
+        text = "The first machine takes the order. The second one speaks it. The first one hands it over."
+        body = {"input": text, "voice": "heart", "response_format": "mp3", "name": "handover"}
+        job = httpx.post(f"{gateway.url}/v1/jobs", json=body, timeout=10).json()
+        with httpx.stream("GET", f"{gateway.url}/v1/jobs/{job['id']}/audio", timeout=60) as listening:
+            worker = start(["worker"], tmp_path / "worker", tmp_path / "worker.log", env)
+            heard = b"".join(listening.iter_bytes())  # followed from the live parts, while it ran
+        state = httpx.get(f"{gateway.url}/v1/jobs/{job['id']}", timeout=10).json()
+        assert state["status"] == "succeeded", state
+        audio = httpx.get(f"{gateway.url}/v1/jobs/{job['id']}/audio", timeout=10)
+        assert audio.status_code == 200 and audio.headers["content-type"] == "audio/mpeg"
+        assert heard == audio.content
+        decoded = decode(audio.content)
+        assert decoded.duration == pytest.approx(state["progress"]["audio_seconds"], abs=0.1)
+        assert_speech_like(decoded, min_seconds=3.0)
+        part = httpx.get(
+            f"{gateway.url}/v1/jobs/{job['id']}/audio", headers={"Range": "bytes=100-199"}, timeout=10
+        )
+        assert part.status_code == 206 and part.content == audio.content[100:200]
+        assert part.headers["content-range"] == f"bytes 100-199/{len(audio.content)}"
+        captions = httpx.get(f"{gateway.url}/v1/jobs/{job['id']}/captions?format=vtt", timeout=10)
+        assert captions.status_code == 200 and "The second one speaks it." in captions.text
+        assert not list((tmp_path / "gateway").glob("jobs/*/*"))  # nothing of the job on the gateway's disk
+        assert not list((tmp_path / "worker").glob("jobs/*/*"))  # nor, once published, on the worker's
+    finally:
+        gateway.stop()
+        if worker is not None:
+            worker.stop()
