@@ -10,8 +10,8 @@ TEST_STAMP := $(VENV)/.installed-test
 # Debian's espeak-ng: the many-language fallback engine (and the tests of the command kind).
 SYSTEM_PACKAGES := espeak-ng
 # What the tests drive for real besides: nginx with the shipped edge configuration, openssl for its
-# certificate, Chromium for the web page.
-TEST_PACKAGES := nginx openssl chromium
+# certificate, Chromium for the web page, promtool (prometheus) for the metrics and alert rules.
+TEST_PACKAGES := nginx openssl chromium prometheus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,8 @@ system:
 
 ## Debian packages the integration tests need (nginx in front of voxserve, a certificate, a browser).
 test-system: system
-	@command -v nginx >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null || \
+	@command -v nginx >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null \
+		&& command -v promtool >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq $(TEST_PACKAGES))
 
 ## Install everything and serve the API with the embedded defaults on 127.0.0.1:8000.

@@ -67,7 +67,7 @@ class LoopLag:
 
 
 def _window(metrics: str) -> dict[str, float]:
-    prefix = 'voxserve_event_loop_lag_window_seconds{quantile="'
+    prefix = 'voxserve_event_loop_lag_window_seconds{level="'
     return {
         line[len(prefix) :].split('"')[0]: float(line.split()[-1])
         for line in metrics.splitlines()

@@ -355,7 +355,7 @@ def test_listeners_of_a_running_job_read_what_the_worker_encoded(
     duration = decode(final).duration
     assert duration > 35 and duration == pytest.approx(done["progress"]["audio_seconds"], abs=0.1)
     lag = {
-        line.split('quantile="')[1].split('"')[0]: float(line.split()[-1])
+        line.split('level="')[1].split('"')[0]: float(line.split()[-1])
         for line in client.get("/metrics").text.splitlines()
         if line.startswith("voxserve_event_loop_lag_window_seconds{")
     }

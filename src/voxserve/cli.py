@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
+import prometheus_client
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -318,13 +319,22 @@ def worker(
     data_dir: DataDirOption = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker loops in this process.")] = 1,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics (any path) on this port.")
+    ] = None,
+    metrics_address: Annotated[
+        str, typer.Option(help="The address the metrics port listens on.")
+    ] = "127.0.0.1",
 ) -> None:
-    """Run job workers without the HTTP API (share the queue with `serve` via jobs.queue_url and data_dir)."""
+    """Run job workers without the HTTP API (share the queue with `serve` via jobs.queue_url and
+    storage.url, or one data_dir)."""
     settings = _settings(config, data_dir=data_dir, log_level=log_level)
     _configure_logging(settings.log_level)
 
     async def run() -> None:
         services = Services.build(settings)
+        if metrics_port is not None:
+            prometheus_client.start_http_server(metrics_port, metrics_address, services.metrics.registry)
         try:
             await services.run_until_stopped(workers)
         finally:

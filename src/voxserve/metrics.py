@@ -79,8 +79,8 @@ class RuntimeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         window = GaugeMetricFamily(
             "voxserve_event_loop_lag_window_seconds",
-            "Event-loop lag over the last 30 s, by quantile (1 is the maximum)",
-            labels=["quantile"],
+            "Event-loop lag over the last 30 s, by quantile level (1 is the maximum)",
+            labels=["level"],
         )
         for quantile, value in self._lag().items():
             window.add_metric([f"{quantile:g}"], round(value, 6))  # microseconds: no float noise
@@ -94,6 +94,9 @@ class RuntimeCollector(Collector):
             healthy.add_metric([worker.id], float(worker.healthy))
             errors.add_metric([worker.id], float(worker.store_errors))
         yield from (window, healthy, errors)
+
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
 
 @dataclass
@@ -116,13 +119,71 @@ class Metrics:
         self.audio_seconds = Counter(
             "voxserve_audio_seconds",
             "Seconds of audio produced",
-            ["engine"],
+            ["engine", "voice"],
+            registry=self.registry,
+        )
+        self.characters = Counter(
+            "voxserve_characters",
+            "Characters of text turned into audio",
+            ["engine", "voice"],
             registry=self.registry,
         )
         self.time_to_first_audio = Histogram(
             "voxserve_time_to_first_audio_seconds",
             "Request start to first audio",
             ["engine"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.synthesis_duration = Histogram(
+            "voxserve_synthesis_duration_seconds",
+            "Request start to last audio, of syntheses that succeeded",
+            ["engine"],
+            buckets=(*LATENCY_BUCKETS, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+            registry=self.registry,
+        )
+        self.real_time_factor = Histogram(
+            "voxserve_real_time_factor",
+            "Synthesis time over the audio it made (below 1: faster than real time), per synthesis",
+            ["engine"],
+            buckets=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0),
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "voxserve_http_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.http_duration = Histogram(
+            "voxserve_http_request_duration_seconds",
+            "HTTP request start to the answer's last byte (streams included)",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rate_limit_refusals = Counter(
+            "voxserve_rate_limit_refusals",
+            "Requests refused by a quota, by the limit that refused them",
+            ["limit"],
+            registry=self.registry,
+        )
+        self.jobs = Gauge(
+            "voxserve_jobs",
+            "Jobs in the store by state (queued: due; scheduled: waiting for a time or a retry), at scrape",
+            ["state"],
+            registry=self.registry,
+        )
+        self.jobs_ended = Counter(
+            "voxserve_jobs_ended",
+            "Jobs this process's workers ended, by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.job_queue_wait = Histogram(
+            "voxserve_job_queue_wait_seconds",
+            "From when a job was due to when a worker claimed it",
+            buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0),
             registry=self.registry,
         )
         self.cache_lookups = Counter(

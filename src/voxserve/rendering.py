@@ -222,6 +222,7 @@ class Renderer:
         engine = plan.engine
         rate = engine.capabilities.sample_rate
         calls: EngineCalls | None = None
+        outcome, chars = "error", 0
         try:
             prepared, calls = await self._prepared(plan, start)
             async for index, segment, requests in prepared:
@@ -234,22 +235,35 @@ class Renderer:
                     _check_audio_limit(plan, stats)
                     yield index, chunk, False
                 spoken = strip_marks(segment.text).strip()
+                chars += len(segment.text)
                 stats.timeline.append(SegmentTime(index, spoken, begins, stats.audio_seconds))
                 pause = silence(segment.pause_after / plan.request.speed, rate)
                 stats.segments_done += 1
                 stats.audio_seconds += pause.size / rate
                 _check_audio_limit(plan, stats)
                 yield index, pause, True
-            self.metrics.requests.labels(engine.name, "ok").inc()
+            outcome = "ok"
         except BaseException as exc:
-            outcome = "canceled" if isinstance(exc, GeneratorExit | asyncio.CancelledError) else "error"
-            self.metrics.requests.labels(engine.name, outcome).inc()
+            if isinstance(exc, GeneratorExit | asyncio.CancelledError):
+                outcome = "canceled"
             raise
         finally:
             if calls is not None:
                 await calls.aclose()
             stats.finished = time.perf_counter()
-            self.metrics.audio_seconds.labels(engine.name).inc(stats.audio_seconds)
+            self._count(plan, stats, outcome, chars)
+
+    def _count(self, plan: Plan, stats: Stats, outcome: str, chars: int) -> None:
+        """One synthesis in the metrics. Library voices count as one label value: their number grows
+        with every upload, a label's values must not."""
+        engine, voice = plan.engine.name, "library" if plan.library_voice else plan.voice
+        self.metrics.requests.labels(engine, outcome).inc()
+        self.metrics.audio_seconds.labels(engine, voice).inc(stats.audio_seconds)
+        self.metrics.characters.labels(engine, voice).inc(chars)
+        if outcome == "ok":
+            self.metrics.synthesis_duration.labels(engine).observe(stats.elapsed)
+            if stats.real_time_factor is not None:
+                self.metrics.real_time_factor.labels(engine).observe(stats.real_time_factor)
 
     def _limit(self, plan: Plan) -> int:
         return min(self.settings.segment_chars, plan.engine.capabilities.max_segment_chars)

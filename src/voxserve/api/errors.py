@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from voxserve.errors import InvalidRequest, StoreUnavailable, VoxserveError
+from voxserve.errors import InvalidRequest, RateLimited, StoreUnavailable, VoxserveError
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ def _allowed_methods(request: Request) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     """One handler per family; the base class covers the whole voxserve tree."""
 
-    async def voxserve_error(_: Request, exc: Exception) -> JSONResponse:
+    async def voxserve_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, VoxserveError)
+        if isinstance(exc, RateLimited):
+            request.app.state.services.metrics.rate_limit_refusals.labels(exc.param or "").inc()
         return error_response(exc)
 
     async def validation_error(_: Request, exc: Exception) -> JSONResponse:

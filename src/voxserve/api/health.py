@@ -60,5 +60,13 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
     dependencies=[Depends(public_unless("public_metrics", "admin"))],
 )
 async def metrics(services: Annotated[Services, Depends(get_services)]) -> Response:
-    """Prometheus text format."""
-    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format; the job counts are read from the store now (not if it does not answer)."""
+    unreachable: tuple[type[Exception], ...] = (TimeoutError, *services.store.errors)
+    try:
+        counts = await asyncio.wait_for(services.store.counts(), STORE_PING_TIMEOUT)
+    except unreachable:
+        counts = {}
+    for state, count in counts.items():
+        services.metrics.jobs.labels(state).set(count)
+    body = await asyncio.to_thread(generate_latest, services.metrics.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

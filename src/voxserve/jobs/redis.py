@@ -208,6 +208,14 @@ class RedisJobStore(JobStore):
     async def _delete(self, job_id: str) -> None:
         await self._delete_script(args=[self.prefix, job_id])
 
+    async def counts(self) -> dict[str, int]:
+        states = {"queued": "queue", "scheduled": "scheduled", "running": "running", "ended": "finished"}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for index in states.values():
+                pipe.zcard(self._key(index))
+            sizes = await pipe.execute()
+        return {state: int(size) for state, size in zip(states, sizes, strict=True)}
+
     async def _wait_for_work(self, timeout: float) -> None:
         # Every enqueue, from any process, pushes to the wake list.
         await self.redis.blpop([self._key("wake")], timeout=min(timeout, self.poll_interval))

@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from voxserve.jobs.models import Job, JobStatus
+from voxserve.jobs.models import Job, JobStatus, now
 from voxserve.jobs.store import JobStore
 from voxserve.sqlitedb import SQLiteThread
 
@@ -163,6 +163,18 @@ class SQLiteJobStore(JobStore):
 
     async def _delete(self, job_id: str) -> None:
         await self._run(lambda db: db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)))
+
+    async def counts(self) -> dict[str, int]:
+        def count(db: sqlite3.Connection) -> dict[str, int]:
+            rows = db.execute(
+                "SELECT CASE WHEN status = 'queued' AND run_at > ? THEN 'scheduled' "
+                "WHEN status IN ('queued', 'running') THEN status ELSE 'ended' END AS state, COUNT(*) "
+                "FROM jobs GROUP BY state",
+                (now(),),
+            )
+            return {"queued": 0, "scheduled": 0, "running": 0, "ended": 0} | {str(s): int(n) for s, n in rows}
+
+        return await self._run(count)
 
     async def _wait_for_work(self, timeout: float) -> None:
         # Enqueues in this process wake us at once; other processes' within the poll interval.

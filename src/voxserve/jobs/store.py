@@ -78,6 +78,11 @@ class JobStore(ABC):
     async def _delete(self, job_id: str) -> None: ...
 
     @abstractmethod
+    async def counts(self) -> dict[str, int]:
+        """How many jobs are in each state: ``queued`` (due), ``scheduled`` (waiting for their time or a
+        retry), ``running``, ``ended`` (kept until retention removes them)."""
+
+    @abstractmethod
     async def _wait_for_work(self, timeout: float) -> None:
         """Return when a job may have become available (or after ``timeout``)."""
 

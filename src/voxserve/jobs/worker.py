@@ -95,6 +95,7 @@ class Worker:
         self.files = files
         self.settings = settings
         self._usage = usage
+        self.metrics = pipeline.renderer.metrics
         self.id = worker_id or worker_name()
         self.health = WorkerHealth(self.id)
         self._stopping = asyncio.Event()
@@ -136,6 +137,7 @@ class Worker:
             slots.release()
             await self.store.wait_for_work(self.settings.poll_seconds)
             return
+        self.metrics.job_queue_wait.observe(max(0.0, now() - max(job.created_at, job.run_at)))
         task = asyncio.create_task(self.process(job), name=f"job {job.id}")
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -213,6 +215,7 @@ class Worker:
         }
         if status in counts:
             setattr(self.health, counts[status], getattr(self.health, counts[status]) + 1)
+        self.metrics.jobs_ended.labels(status.value).inc()
         log.info("job %s %s%s", job.id, status.value, f": {error.message}" if error else "")
 
     async def _failed(self, job: Job, exc: Exception) -> None:
