@@ -137,14 +137,19 @@ def test_client_disconnect_stops_synthesis(client: httpx.Client, server_log: Pat
 
 
 def test_one_log_line_per_request(client: httpx.Client, server_log: Path) -> None:
+    """The server's output is a file, not a terminal: one JSON object per line."""
     request_id = speak(client).headers["x-request-id"]
     time.sleep(0.2)
     line = next(line for line in server_log.read_text().splitlines() if f"request {request_id} " in line)
-    assert re.search(
-        r"ok client=127\.0\.0\.1 key=- engine=hibari voice=heart format=mp3 chars=44 audio_s=[\d.]+ "
-        r"ttfa_ms=\d+ rtf=[\d.]+",
-        line,
+    record = json.loads(line)
+    assert re.fullmatch(
+        rf"request {request_id} ok client=127\.0\.0\.1 key=- engine=hibari voice=heart format=mp3 chars=44 "
+        r"audio_s=[\d.]+ ttfa_ms=\d+ rtf=[\d.]+ total_ms=\d+",
+        record["message"],
     )
+    assert record["request_id"] == request_id and record["route"] == "/v1/audio/speech"
+    assert record["engine"] == "hibari" and record["chars"] == 44 and record["key_id"] == "-"
+    assert record["level"] == "INFO" and record["ttfa_ms"] <= record["total_ms"]
 
 
 def test_speed_pitch_and_sample_rate(client: httpx.Client) -> None:

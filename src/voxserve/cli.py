@@ -6,14 +6,10 @@ Logging is configured here and only here; library modules just name their logger
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import importlib.metadata
 import ipaddress
-import logging
-import logging.handlers
 import os
-import queue
 import signal
 import sys
 import time
@@ -30,7 +26,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from voxserve.api.request_ids import RequestIdFilter
+from voxserve import tracing
 from voxserve.audio.finalize import finalize_header
 from voxserve.batch.cli import batch as batch_command
 from voxserve.batch.cli import book as book_command
@@ -40,6 +36,7 @@ from voxserve.client.sync import DEFAULT_URL
 from voxserve.config import CONFIG_FILE_ENV, Settings, load_settings
 from voxserve.config_errors import explain, unknown_variables
 from voxserve.errors import EngineUnavailable, VoxserveError
+from voxserve.logs import configure_logging
 from voxserve.pipeline import SpeechRequest, Stats
 from voxserve.request import bounds
 from voxserve.security.keys_cli import keys_app
@@ -89,22 +86,6 @@ def _settings(config: Path | None, **flags: object) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _configure_logging(level: str) -> None:
-    """Log lines go through a queue to a thread that writes them: a slow terminal or disk never
-    holds up the event loop, which logs a line per request."""
-    writer = logging.StreamHandler(sys.stderr)
-    writer.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
-    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = logging.handlers.QueueListener(lines, writer)
-    listener.start()
-    atexit.register(listener.stop)
-    handoff = logging.handlers.QueueHandler(lines)
-    handoff.addFilter(RequestIdFilter())  # on the request's own task: the id is known there
-    # it formats each record before queueing it: only the message, or every line is prefixed twice
-    handoff.setFormatter(logging.Formatter("%(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handoff], force=True)
-
-
 @app.command()
 def serve(
     config: ConfigOption = None,
@@ -119,7 +100,8 @@ def serve(
     from voxserve.api import create_app
 
     settings = _settings(config, data_dir=data_dir, host=host, port=port, log_level=log_level)
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    tracing.configure(settings)
     _warn_if_exposed(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sys.setswitchinterval(settings.switch_interval)
@@ -235,7 +217,7 @@ def say(
 ) -> None:
     """Synthesize without a server, straight to a file (texts as long as a job's, with progress)."""
     settings = _settings(config, data_dir=data_dir)
-    _configure_logging("WARNING")
+    configure_logging("WARNING")
     text = sys.stdin.read() if text == "-" else text
     try:
         response_format = output_format(output, format)
@@ -329,7 +311,8 @@ def worker(
     """Run job workers without the HTTP API (share the queue with `serve` via jobs.queue_url and
     storage.url, or one data_dir)."""
     settings = _settings(config, data_dir=data_dir, log_level=log_level)
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
+    tracing.configure(settings)
 
     async def run() -> None:
         services = Services.build(settings)

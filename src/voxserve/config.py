@@ -333,6 +333,18 @@ class Settings(BaseSettings):
         "the same wherever a command runs",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="auto: text on a terminal, one JSON object per line elsewhere"
+    )
+    sentry_dsn: SecretStr | None = Field(
+        default=None,
+        description="report errors to Sentry (needs the sentry extra: pip install voxserve[sentry])",
+    )
+    otel: bool = Field(
+        default=False,
+        description="trace requests, jobs and engine calls over OTLP (the otel extra; "
+        "OTEL_EXPORTER_OTLP_ENDPOINT says where, as OpenTelemetry's own settings do)",
+    )
     switch_interval: float = Field(
         default=0.001,
         gt=0,

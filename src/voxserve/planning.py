@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 
+from voxserve import tracing
 from voxserve.audio import FORMATS, AudioFormat
 from voxserve.config import Settings
 from voxserve.engines.base import Engine, Reference
@@ -100,6 +101,7 @@ class Planner:
         #: Set once loading has ended (well or not): requests that came during it stop waiting.
         self.loaded = asyncio.Event()
 
+    @tracing.traced("plan")
     def plan(
         self,
         request: SpeechRequest,

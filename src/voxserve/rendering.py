@@ -26,6 +26,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from voxserve import tracing
 from voxserve.audio import (
     StreamEncoder,
     change_tempo_and_pitch,
@@ -369,10 +370,14 @@ class Renderer:
                     yield cached
                     continue
             made: list[PCM] = []
-            async for chunk in calls.synthesize(request):
-                if chunk.size:
-                    made.append(chunk)
-                    yield chunk
+            span = tracing.start("engine.call", engine=engine.name, chars=len(request.text))
+            try:
+                async for chunk in calls.synthesize(request):
+                    if chunk.size:
+                        made.append(chunk)
+                        yield chunk
+            finally:
+                span.end()
             self.metrics.segments.labels(engine.name).inc()
             if cache and key and made:
                 await asyncio.to_thread(cache.put, key, np.concatenate(made))
@@ -382,7 +387,9 @@ class Renderer:
         """Encoded bytes of the plan's audio, chunk by chunk as segments finish."""
         encoder = StreamEncoder(plan.audio_format, plan.engine.capabilities.sample_rate, plan.output_rate)
         async for audio in self.pcm(plan, stats):
+            span = tracing.start("encode", format=plan.audio_format.name, samples=audio.size)
             data = await asyncio.to_thread(encoder.write, audio)
+            span.end()
             if data:
                 yield data
         tail = await asyncio.to_thread(encoder.finish)

@@ -100,7 +100,7 @@ async def admitted_plan(
     def ended(stats: Stats) -> None:
         guard.settle(principal, admitted, stats.audio_seconds, stats.elapsed)
 
-    return plan, admitted.headers, Caller(f"client={principal.client} key={principal.owner or '-'}", ended)
+    return plan, admitted.headers, Caller(principal.client, principal.owner, ended)
 
 
 def job_charge(

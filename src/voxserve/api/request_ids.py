@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 HEADER = b"x-request-id"
 USABLE = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+REQUEST_SCOPE: ContextVar[Scope | None] = ContextVar("request_scope", default=None)
 
 
 def current_request_id() -> str:
@@ -39,6 +40,7 @@ class RequestIds:
         given = dict(scope["headers"]).get(HEADER, b"")
         request_id = given.decode() if USABLE.fullmatch(given) else uuid.uuid4().hex[:16]
         token = REQUEST_ID.set(request_id)
+        scope_token = REQUEST_SCOPE.set(scope)
 
         async def answering(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -50,11 +52,15 @@ class RequestIds:
             await self.app(scope, receive, answering)
         finally:
             REQUEST_ID.reset(token)
+            REQUEST_SCOPE.reset(scope_token)
 
 
 class RequestIdFilter(logging.Filter):
-    """Puts the running request's id on every record (``-`` outside a request)."""
+    """Puts the running request's id and route template on every record (``-`` outside a request;
+    the route once the router has matched one)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
+        scope = REQUEST_SCOPE.get()
+        record.route = getattr(scope.get("route"), "path", "-") if scope is not None else "-"
         return True

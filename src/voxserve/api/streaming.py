@@ -44,11 +44,13 @@ class Caller:
     """Who a synthesis is for (``who`` goes into its log line) and what to tell when it ends, however
     it ends (the admission's stream slot and usage are settled there)."""
 
-    who: str = "-"
+    client: str = "-"
+    key_id: str | None = None  # the key's id, never its token
     ended: Callable[[Stats], None] = lambda _: None
 
 
 NOBODY = Caller()
+TEXT_NAMES = {"key_id": "key"}  # the plain-text line's shorter names
 
 
 def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
@@ -68,21 +70,23 @@ def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
 
 
 def _log_line(request_id: str, plan: Plan, stats: Stats, outcome: str, caller: Caller) -> None:
+    """One line per synthesis; its fields are also the JSON log line's own keys."""
     ttfa = stats.time_to_first_audio
     rtf = stats.real_time_factor
-    log.info(
-        "request %s %s %s engine=%s voice=%s format=%s chars=%d audio_s=%.2f ttfa_ms=%s rtf=%s",
-        request_id,
-        outcome,
-        caller.who,
-        plan.engine.name,
-        plan.voice,
-        plan.audio_format.name,
-        plan.chars,
-        stats.audio_seconds,
-        f"{ttfa * 1000:.0f}" if ttfa is not None else "-",
-        f"{rtf:.3f}" if rtf is not None else "-",
-    )
+    fields = {
+        "client": caller.client,
+        "key_id": caller.key_id or "-",
+        "engine": plan.engine.name,
+        "voice": plan.voice,
+        "format": plan.audio_format.name,
+        "chars": plan.chars,
+        "audio_s": round(stats.audio_seconds, 2),
+        "ttfa_ms": round(ttfa * 1000) if ttfa is not None else None,
+        "rtf": round(rtf, 3) if rtf is not None else None,
+        "total_ms": round(stats.elapsed * 1000),
+    }
+    text = " ".join(f"{TEXT_NAMES.get(name, name)}={'-' if v is None else v}" for name, v in fields.items())
+    log.info("request %s %s %s", request_id, outcome, text, extra={"outcome": outcome, **fields})
 
 
 async def _until_disconnected(request: Request) -> None:

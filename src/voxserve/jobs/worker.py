@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
+from voxserve import tracing
 from voxserve.captions import CAPTION_FORMATS
 from voxserve.config import JobSettings
 from voxserve.errors import EngineError, InsufficientStorage, NotReady, VoxserveError
@@ -188,7 +189,10 @@ class Worker:
         keeper = asyncio.create_task(self._keep_lease(job.id, asyncio.current_task()))
         self.health.running += 1
         try:
-            await self._run(job)
+            attributes: dict[str, tracing.Attribute] = {"job.id": job.id, "job.attempt": job.attempts}
+            with tracing.current("job", **attributes):
+                tracing.start("job.queue_wait", start_time=max(job.created_at, job.run_at)).end()
+                await self._run(job)
         except JobCanceled:
             await asyncio.to_thread(self.files.remove, job.id)
             await self._end(job, JobStatus.CANCELED)
@@ -281,6 +285,7 @@ class Worker:
         await asyncio.to_thread(timeline.keep, progress.segments_done)
         offset = progress.bytes_done / 2 / rate  # what a resumed job made before: its times go on from there
         stats = Stats(chars=plan.chars)
+        began = time.time()
         try:
             async for index, audio in self.pipeline.segment_audio(plan, stats, start=progress.segments_done):
                 await self._check_disk(audio.size * 2)
@@ -304,6 +309,8 @@ class Worker:
                     finishing=index + 1 == len(plan.segments),
                 )
                 await self._save(job, progress)
+                tracing.start("job.segment", start_time=began, index=index).end()
+                began = time.time()
             if not progress.finishing:  # resumed after its last segment: claim the end now
                 await self._save(job, replace(progress, finishing=True))
             output = self.files.output(job.id, job.name, plan.audio_format.extension)

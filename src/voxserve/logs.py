@@ -1,0 +1,48 @@
+"""Where log lines go and in what shape: plain text on a terminal, one JSON object per line
+elsewhere (a container's output, a file, a log shipper), each with the request's id.
+
+Lines go through a queue to a thread that writes them: a slow terminal or disk never holds up the
+event loop, which logs a line per request. A synthesis's line carries its fields (client, key id,
+engine, voice, characters, timings) as keys of its JSON object; the text line says the same in
+``name=value`` form.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import logging.handlers
+import queue
+import sys
+from typing import Literal
+
+from pythonjsonlogger.json import JsonFormatter
+
+from voxserve.api.request_ids import RequestIdFilter
+
+LogFormat = Literal["auto", "json", "text"]
+TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+
+
+def json_formatter() -> logging.Formatter:
+    return JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(request_id)s %(route)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
+    """``auto``: text when standard error is a terminal, JSON otherwise."""
+    as_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(json_formatter() if as_json else logging.Formatter(TEXT))
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = logging.handlers.QueueListener(lines, writer)
+    listener.start()
+    atexit.register(listener.stop)
+    handoff = logging.handlers.QueueHandler(lines)
+    handoff.addFilter(RequestIdFilter())  # on the request's own task: the id is known there
+    # it formats each record before queueing it: only the message, or every line is prefixed twice
+    handoff.setFormatter(logging.Formatter("%(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handoff], force=True)
