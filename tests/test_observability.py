@@ -82,6 +82,7 @@ def test_unmatched_paths_share_one_label(make_client: ClientFactory) -> None:
     assert "unmatched" in routes and not any("such" in route or "etc" in route for route in routes)
 
 
+@pytest.mark.integration  # runs promtool
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is installed by `make test`")
 def test_metric_names_pass_promtool(make_client: ClientFactory) -> None:
     client = make_client()

@@ -180,6 +180,16 @@ class Metrics:
             ["status"],
             registry=self.registry,
         )
+        self.job_storage_bytes = Gauge(
+            "voxserve_job_storage_bytes",
+            "Bytes job files take (this machine's running jobs and the artifact store's), at scrape",
+            registry=self.registry,
+        )
+        self.job_storage_limit_bytes = Gauge(
+            "voxserve_job_storage_limit_bytes",
+            "jobs.disk_limit_bytes: new jobs are refused, and running ones fail, beyond it",
+            registry=self.registry,
+        )
         self.job_queue_wait = Histogram(
             "voxserve_job_queue_wait_seconds",
             "From when a job was due to when a worker claimed it",

@@ -115,7 +115,8 @@ def configure_sentry(settings: Settings) -> bool:
         import sentry_sdk
     except ImportError:
         raise RuntimeError("sentry_dsn needs the sentry extra: pip install 'voxserve[sentry]'") from None
-    sentry_sdk.init(dsn=settings.sentry_dsn.get_secret_value(), traces_sample_rate=0)  # no personal data by default
+    # Sentry sends no personal data (addresses, headers) unless told to
+    sentry_sdk.init(dsn=settings.sentry_dsn.get_secret_value(), traces_sample_rate=0)
     return True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import asdict
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voxserve.api.auth import public_unless
 from voxserve.api.dependencies import get_services
 from voxserve.services import Services
+from voxserve.storage import StorageError
 
 router = APIRouter()
 STORE_PING_TIMEOUT = 1.0
@@ -68,5 +70,8 @@ async def metrics(services: Annotated[Services, Depends(get_services)]) -> Respo
         counts = {}
     for state, count in counts.items():
         services.metrics.jobs.labels(state).set(count)
+    with contextlib.suppress(StorageError):
+        services.metrics.job_storage_bytes.set(await asyncio.to_thread(services.files.usage))
+    services.metrics.job_storage_limit_bytes.set(services.settings.jobs.disk_limit_bytes)
     body = await asyncio.to_thread(generate_latest, services.metrics.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
