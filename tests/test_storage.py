@@ -19,8 +19,10 @@ from typing import Any
 
 import boto3
 import httpx
+import numpy as np
 import pytest
 from bench.server import free_port, start, start_server
+from bench.texts import SHORT_TEXTS
 from botocore.config import Config
 
 from tests.support.audio import assert_speech_like, decode
@@ -178,12 +180,10 @@ def test_voices_stored_by_one_library_are_found_and_fetched_by_another(
     assert gateway.get(voice.id) is None and gateway.list() == []
 
 
-def test_a_job_run_by_a_worker_on_another_disk_is_served_by_the_gateway(
-    s3_endpoint: str, tmp_path: Path
-) -> None:
-    """Two machines in miniature: separate data directories, one Redis queue, one bucket."""
+def shared_env(s3_endpoint: str, **more: str) -> dict[str, str]:
+    """Settings of processes that share one Redis queue and one bucket, with the fast engine."""
     prefix = f"voxserve-storage-{secrets.token_hex(4)}"
-    env = {
+    return {
         **CREDENTIALS,
         "VOXSERVE_ENGINES": json.dumps([{"name": "hibari", "kind": "hibari"}]),
         "VOXSERVE_DEFAULT_ENGINE": "hibari",
@@ -193,7 +193,15 @@ def test_a_job_run_by_a_worker_on_another_disk_is_served_by_the_gateway(
         "VOXSERVE_STORAGE__URL": f"s3://voxserve/{prefix}",
         "VOXSERVE_STORAGE__ENDPOINT_URL": s3_endpoint,
         "VOXSERVE_STORAGE__REGION": REGION,
+        **more,
     }
+
+
+def test_a_job_run_by_a_worker_on_another_disk_is_served_by_the_gateway(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    """Two machines in miniature: separate data directories, one Redis queue, one bucket."""
+    env = shared_env(s3_endpoint)
     gateway = start_server(tmp_path / "gateway", tmp_path / "gateway.log", env)
     worker = None
     try:
@@ -224,3 +232,36 @@ def test_a_job_run_by_a_worker_on_another_disk_is_served_by_the_gateway(
         gateway.stop()
         if worker is not None:
             worker.stop()
+
+
+def test_a_job_begun_on_one_machine_is_finished_whole_on_another(s3_endpoint: str, tmp_path: Path) -> None:
+    """The first worker dies mid-job; the second, on its own disk, has none of the audio so far:
+    it starts the job again rather than resuming over a hole."""
+    env = shared_env(s3_endpoint, VOXSERVE_JOBS__LEASE_SECONDS="2")
+    gateway = start_server(tmp_path / "gateway", tmp_path / "gateway.log", env)
+    workers = []
+    try:
+        body = {"input": " ".join(SHORT_TEXTS[:10]), "voice": "heart", "response_format": "wav"}
+        job_id = httpx.post(f"{gateway.url}/v1/jobs", json=body, timeout=10).json()["id"]
+        workers.append(start(["worker"], tmp_path / "first", tmp_path / "first.log", env))
+        state = wait_job(gateway.url, job_id, lambda j: j["progress"]["segments_done"] >= 2)
+        workers[0].kill()
+        workers.append(start(["worker"], tmp_path / "second", tmp_path / "second.log", env))
+        state = wait_job(gateway.url, job_id, lambda j: j["status"] in ("succeeded", "failed"))
+        assert state["status"] == "succeeded" and state["attempts"] == 2, state
+        audio = decode(httpx.get(f"{gateway.url}/v1/jobs/{job_id}/audio", timeout=10).content)
+        assert audio.duration == pytest.approx(state["progress"]["audio_seconds"], abs=0.1)
+        first_second = audio.samples[: audio.sample_rate]
+        assert float(np.sqrt(np.mean(first_second**2))) > 0.01, "the start of the audio is silence"
+        assert "its audio so far is not on this machine" in (tmp_path / "second.log").read_text()
+    finally:
+        for process in [gateway, *workers]:
+            process.stop()
+
+
+def wait_job(url: str, job_id: str, done: Any, timeout: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not done(job := httpx.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return dict(job)

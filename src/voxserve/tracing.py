@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -96,7 +97,8 @@ def configure_tracing(settings: Settings, exporter: Any = None) -> bool:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     except ImportError:
         raise RuntimeError("otel = true needs the otel extra: pip install 'voxserve[otel]'") from None
-    provider = TracerProvider(resource=Resource.create({"service.name": "voxserve"}))
+    named = os.environ.get("OTEL_SERVICE_NAME")  # OpenTelemetry's own variable wins
+    provider = TracerProvider(resource=Resource.create({} if named else {"service.name": "voxserve"}))
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

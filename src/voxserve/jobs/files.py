@@ -64,6 +64,13 @@ class JobFiles:
     def pcm(self, job_id: str) -> Path:
         return self.root / job_id / PCM_NAME
 
+    def pcm_bytes(self, job_id: str) -> int:
+        """How much of a job's PCM this machine holds (a resumed job goes on from at most there)."""
+        try:
+            return self.pcm(job_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
     def output(self, job_id: str, name: str, extension: str) -> Path:
         return self.root / job_id / f"{name}.{extension}"
 

@@ -277,6 +277,10 @@ class Worker:
         )
         rate = plan.engine.capabilities.sample_rate
         progress = replace(job.progress, segments_total=len(plan.segments), chars_total=plan.chars)
+        if await asyncio.to_thread(self.files.pcm_bytes, job.id) < progress.bytes_done:
+            # begun on another machine (shared storage): its audio so far is on that machine's disk
+            log.info("job %s: its audio so far is not on this machine; starting it again", job.id)
+            progress = Progress(segments_total=len(plan.segments), chars_total=plan.chars)
         directory = self.files.directory(job.id)
         writer = JobAudioWriter(directory, self.files.pcm(job.id), plan.audio_format, rate, plan.output_rate)
         await asyncio.to_thread(writer.open, progress.bytes_done)
