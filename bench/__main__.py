@@ -23,6 +23,8 @@
   and both in Redis.
 - glmtts: GLM-TTS's Gradio app through voxserve versus a bare gradio_client
   script, and a job as one batch run versus one run per segment (stand-ins).
+- concurrency: Kokoro's throughput with one and four requests at once, next to kokoro-onnx alone
+  in the same run, and short requests' first audio while a long job runs.
 - loop: event-loop lag under a mixed load (streams, job listeners, SSE and
   WebSocket followers, a 1M-character submission); plan time of 1M
   characters on one line; peak RSS for a decompression bomb; pool wait
@@ -49,6 +51,7 @@ from rich.table import Table
 
 from bench import auth as bench_auth
 from bench import batch as bench_batch
+from bench import concurrency as bench_concurrency
 from bench import glmtts as bench_glmtts
 from bench import loop as bench_loop
 from bench import overload as bench_overload
@@ -361,6 +364,13 @@ def glmtts(rounds: int = 20, segments: int = 20, load: float = 2.0, item: float 
 
 
 @app.command()
+def concurrency(data_dir: DataDir = None) -> None:
+    """The embedded engine under concurrent work (targets: 1 request >= 1.0x kokoro-onnx alone, 4 at
+    once >= 1.2x; short requests' first audio not behind a job's backlog)."""
+    bench_concurrency.run(_data_dir(data_dir), console)
+
+
+@app.command()
 def loop(seconds: float = 20.0) -> None:
     """Event-loop lag under mixed load (target p99 <= 20 ms, max <= 100 ms) and hostile-input bounds."""
     lag = bench_loop.loop_lag(seconds)
@@ -407,6 +417,7 @@ def run_all(data_dir: DataDir = None) -> None:
     voices_quality(data)
     batch_command()
     auth()
+    concurrency(data)
     glmtts()
     loop()
 

@@ -285,22 +285,28 @@ def test_the_disk_limit_holds_while_a_job_runs(make_client: ClientFactory, tmp_p
     assert decode(client.get(f"/v1/jobs/{small['id']}/audio").content).duration > 0.5
 
 
-class SlowEmbedded(EmbeddedEngine):
+class SlowEmbedded(EmbeddedEngine[str]):
     """An in-process engine whose every segment takes a while, counting what it renders."""
 
     def __init__(self, waiting: Waiting) -> None:
         voices = (VoiceInfo(id="tone", engine="slow", languages=("en",)),)
         capabilities = Capabilities(languages=frozenset({"en"}), voices=voices, sample_rate=16000)
-        super().__init__("slow", capabilities, ThreadPoolExecutor(2), max_concurrency=1, waiting=waiting)
+        super().__init__("slow", capabilities, ThreadPoolExecutor(2), lanes=1, waiting=waiting)
         self.rendered: list[str] = []
 
     def _load(self) -> None:
         """Nothing to load."""
 
+    def _new_runner(self, threads: int) -> str:
+        return "the one runner"
+
     def _warm_up(self) -> None:
         """Nothing to warm."""
 
-    def _render(self, request: SegmentRequest) -> PCM:
+    def _warm_up_request(self) -> SegmentRequest:
+        raise AssertionError("not warmed up")
+
+    def _render(self, runner: str, request: SegmentRequest) -> PCM:
         time.sleep(0.5)
         self.rendered.append(request.text)
         return (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32)

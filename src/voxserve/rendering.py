@@ -17,6 +17,7 @@ one model load per request or job instead of one per segment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -39,7 +40,7 @@ from voxserve.audio import (
 )
 from voxserve.cache import SegmentCache, cache_key
 from voxserve.config import Settings
-from voxserve.engines.base import PCM, BatchEngine, Engine, SegmentRequest
+from voxserve.engines.base import PCM, BatchEngine, Engine, SegmentRequest, StreamAware
 from voxserve.errors import AudioTooLong, EmptyAudio
 from voxserve.metrics import Metrics
 from voxserve.planning import Plan, Segment
@@ -224,35 +225,37 @@ class Renderer:
         rate = engine.capabilities.sample_rate
         calls: EngineCalls | None = None
         outcome, chars = "error", 0
-        try:
-            prepared, calls = await self._prepared(plan, start)
-            async for index, segment, requests in prepared:
-                begins = stats.audio_seconds
-                async for chunk in self._render(plan, segment, requests, calls):
-                    if stats.first_audio is None:
-                        stats.first_audio = time.perf_counter()
-                        self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
-                    stats.audio_seconds += chunk.size / rate
+        streaming = engine.open_stream() if isinstance(engine, StreamAware) else contextlib.nullcontext()
+        with streaming:  # the engine knows how many streams it serves (lone ones get every thread)
+            try:
+                prepared, calls = await self._prepared(plan, start)
+                async for index, segment, requests in prepared:
+                    begins = stats.audio_seconds
+                    async for chunk in self._render(plan, segment, requests, calls):
+                        if stats.first_audio is None:
+                            stats.first_audio = time.perf_counter()
+                            self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
+                        stats.audio_seconds += chunk.size / rate
+                        _check_audio_limit(plan, stats)
+                        yield index, chunk, False
+                    spoken = strip_marks(segment.text).strip()
+                    chars += len(segment.text)
+                    stats.timeline.append(SegmentTime(index, spoken, begins, stats.audio_seconds))
+                    pause = silence(segment.pause_after / plan.request.speed, rate)
+                    stats.segments_done += 1
+                    stats.audio_seconds += pause.size / rate
                     _check_audio_limit(plan, stats)
-                    yield index, chunk, False
-                spoken = strip_marks(segment.text).strip()
-                chars += len(segment.text)
-                stats.timeline.append(SegmentTime(index, spoken, begins, stats.audio_seconds))
-                pause = silence(segment.pause_after / plan.request.speed, rate)
-                stats.segments_done += 1
-                stats.audio_seconds += pause.size / rate
-                _check_audio_limit(plan, stats)
-                yield index, pause, True
-            outcome = "ok"
-        except BaseException as exc:
-            if isinstance(exc, GeneratorExit | asyncio.CancelledError):
-                outcome = "canceled"
-            raise
-        finally:
-            if calls is not None:
-                await calls.aclose()
-            stats.finished = time.perf_counter()
-            self._count(plan, stats, outcome, chars)
+                    yield index, pause, True
+                outcome = "ok"
+            except BaseException as exc:
+                if isinstance(exc, GeneratorExit | asyncio.CancelledError):
+                    outcome = "canceled"
+                raise
+            finally:
+                if calls is not None:
+                    await calls.aclose()
+                stats.finished = time.perf_counter()
+                self._count(plan, stats, outcome, chars)
 
     def _count(self, plan: Plan, stats: Stats, outcome: str, chars: int) -> None:
         """One synthesis in the metrics. Library voices count as one label value: their number grows

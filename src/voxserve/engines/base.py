@@ -8,6 +8,7 @@ one text segment into float32 mono PCM chunks at its own sample rate.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -150,6 +151,15 @@ class BatchEngine(Engine, Protocol):
         """Each request's whole audio, in order, as each is finished; an error ends the batch, and
         so does closing the generator (nothing of it may run on)."""
         ...
+
+
+@runtime_checkable
+class StreamAware(Engine, Protocol):
+    """An engine that runs differently for one stream than for several (see
+    :mod:`voxserve.engines.embedded`): the renderer holds ``open_stream()`` while it renders a
+    request's or a job's segments on it."""
+
+    def open_stream(self) -> AbstractContextManager[None]: ...
 
 
 @runtime_checkable

