@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -59,7 +59,7 @@ from bench import proxy as bench_proxy
 from bench import quality as bench_quality
 from bench import queue as bench_queue
 from bench import voices as bench_voices
-from bench.server import NO_CACHE, running_server
+from bench.server import NO_CACHE, running_server, timed_speech
 from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
 from voxserve.config import Settings
 from voxserve.pipeline import SpeechRequest, Stats
@@ -72,20 +72,6 @@ DataDir = Annotated[Path | None, typer.Option(help="voxserve data dir (default: 
 
 def _data_dir(given: Path | None) -> Path:
     return given or Path(tempfile.mkdtemp(prefix="voxserve-bench-"))
-
-
-def _post(client: httpx.Client, body: Mapping[str, object]) -> tuple[float, float, int]:
-    """(time to first byte, time to last byte, bytes) of one speech request."""
-    started = time.perf_counter()
-    first = None
-    size = 0
-    with client.stream("POST", "/v1/audio/speech", json=body) as response:
-        response.raise_for_status()
-        for chunk in response.iter_raw():
-            first = first or time.perf_counter()
-            size += len(chunk)
-    end = time.perf_counter()
-    return (first or end) - started, end - started, size
 
 
 VOICE = "jm_kumo"  # Kokoro's most intelligible English voice here (bench voices-quality)
@@ -119,13 +105,14 @@ def overhead(data_dir: DataDir = None, rounds: int = 2) -> None:
         running_server(data, data / "bench-server.log", NO_CACHE) as url,
         httpx.Client(base_url=url, timeout=300) as client,
     ):
-        _post(client, {"input": "Warm up.", "voice": "jf_alpha"})
+        timed_speech(client, {"input": "Warm up.", "voice": "jf_alpha"})
         for _ in range(rounds):
             for text in SHORT_TEXTS:
                 started = time.perf_counter()
                 direct_call(text)
                 direct += time.perf_counter() - started
-                served += _post(client, {"input": text, "voice": "jf_alpha", "response_format": "mp3"})[1]
+                body = {"input": text, "voice": "jf_alpha", "response_format": "mp3"}
+                served += timed_speech(client, body)[1]
     count = rounds * len(SHORT_TEXTS)
     table = Table("path", f"{count} requests (s)", "texts/s", title="Engine overhead (kokoro, English, mp3)")
     table.add_row("kokoro-onnx directly", f"{direct:.2f}", f"{count / direct:.2f}")
@@ -147,9 +134,9 @@ def ttfa(data_dir: DataDir = None, rounds: int = 5) -> None:
         running_server(data, data / "bench-server.log", NO_CACHE) as url,
         httpx.Client(base_url=url, timeout=600) as client,
     ):
-        _post(client, {**speech, "input": "Warm up."})
-        one = [_post(client, {**speech, "input": sentence}) for _ in range(rounds)]
-        long = [_post(client, {**speech, "input": LONG_TEXT}) for _ in range(2)]
+        timed_speech(client, {**speech, "input": "Warm up."})
+        one = [timed_speech(client, {**speech, "input": sentence}) for _ in range(rounds)]
+        long = [timed_speech(client, {**speech, "input": LONG_TEXT}) for _ in range(2)]
     table = Table(
         "measure (kokoro, jm_kumo, mp3)", "seconds", title=f"Time to first audio, median of {rounds}"
     )

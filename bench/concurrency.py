@@ -24,7 +24,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench.server import NO_CACHE, running_server
+from bench.server import NO_CACHE, running_server, timed_speech
 from bench.texts import SHORT_TEXTS
 
 RATE = 24000
@@ -79,15 +79,8 @@ class Raw:
 def speak(client: httpx.Client, text: str) -> tuple[float, float, float]:
     """(time to first audio, time to last byte, seconds of audio) of one streamed request."""
     body = {"model": "kokoro", "voice": VOICE, "input": text, "response_format": "pcm"}
-    started = time.perf_counter()
-    first, size = None, 0
-    with client.stream("POST", "/v1/audio/speech", json=body) as response:
-        response.raise_for_status()
-        for chunk in response.iter_raw():
-            first = first or time.perf_counter()
-            size += len(chunk)
-    end = time.perf_counter()
-    return (first or end) - started, end - started, size / 2 / RATE
+    first, last, size = timed_speech(client, body)
+    return first, last, size / 2 / RATE
 
 
 def concurrent(client: httpx.Client, texts: list[str]) -> tuple[float, list[tuple[float, float, float]]]:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,3 +92,17 @@ def running_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = 
         yield server.url
     finally:
         server.stop()
+
+
+def timed_speech(client: httpx.Client, body: Mapping[str, object]) -> tuple[float, float, int]:
+    """(time to first byte, time to last byte, bytes) of one streamed speech request."""
+    started = time.perf_counter()
+    first = None
+    size = 0
+    with client.stream("POST", "/v1/audio/speech", json=body) as response:
+        response.raise_for_status()
+        for chunk in response.iter_raw():
+            first = first or time.perf_counter()
+            size += len(chunk)
+    end = time.perf_counter()
+    return (first or end) - started, end - started, size

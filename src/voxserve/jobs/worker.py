@@ -234,9 +234,8 @@ class Worker:
         else:
             if not isinstance(exc, VoxserveError):
                 log.exception("job %s failed", job.id, exc_info=exc)
-            await asyncio.to_thread(
-                self.files.remove, job.id
-            )  # a failed job has no audio: its partial files only take disk
+            # a failed job has no audio: its partial files only take disk
+            await asyncio.to_thread(self.files.remove, job.id)
             await self._end(job, JobStatus.FAILED, error)
 
     async def _keep_lease(self, job_id: str, task: asyncio.Task[object] | None) -> None:

@@ -26,15 +26,15 @@ class LocalStore:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
-    def _write(self, key: str, fill: object) -> None:
+    def _write(self, key: str, content: bytes | Path) -> None:
+        """Bytes, or a file's content, written whole under a temporary name, then renamed."""
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-        if isinstance(fill, Path):
-            shutil.copyfile(fill, partial)
+        if isinstance(content, Path):
+            shutil.copyfile(content, partial)
         else:
-            assert isinstance(fill, bytes)
-            partial.write_bytes(fill)
+            partial.write_bytes(content)
         partial.replace(target)
 
     def put_file(self, key: str, path: Path) -> None:
