@@ -131,6 +131,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.integration  # the real Redis, cut off and given back through a proxy, for seconds
 async def test_a_store_that_goes_away_mid_job_is_waited_out_and_the_job_finishes(tmp_path: Path) -> None:
     proxy = RedisProxy()
     await proxy.start()

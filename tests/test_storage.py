@@ -74,7 +74,7 @@ def s3_client(endpoint: str, **config: Any) -> Any:
     )
 
 
-@pytest.fixture(params=["directory", "s3"])
+@pytest.fixture(params=["directory", pytest.param("s3", marks=pytest.mark.integration)])
 def artifacts(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
     if request.param == "directory":
         return LocalStore(tmp_path / "store")
