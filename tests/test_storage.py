@@ -116,6 +116,7 @@ def test_a_running_jobs_live_parts_are_read_from_any_point(artifacts: ArtifactSt
     files.put_live("j1", 6, b"first")
     files.put_live("j1", 11, b"second")
     assert b"".join(files.live_since("j1", 0)) == b"HEADERfirstsecond"
+    assert b"".join(files.live_since("j1", 0, most=8)) == b"HEADERfi"  # a long job is read in pieces
     assert b"".join(files.live_since("j1", 8)) == b"rstsecond"
     assert files.live_since("j1", 17) == []
     files.restart_live("j1", stream)  # a resumed job starts its parts again from what it rebuilt

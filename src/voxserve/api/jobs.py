@@ -277,9 +277,10 @@ async def _follow_parts(services: Services, job: Job, audio_format: AudioFormat)
                 async for block in iterate_in_threadpool(rest):
                     yield block
             return
-        for block in await asyncio.to_thread(files.live_since, job.id, sent):
-            sent += len(block)
-            yield block
+        while blocks := await asyncio.to_thread(files.live_since, job.id, sent):
+            for block in blocks:
+                sent += len(block)
+                yield block
 
 
 def _open_first(paths: tuple[Path, ...]) -> BinaryIO | None:

@@ -24,6 +24,7 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 PCM_NAME = "audio.pcm"
 JOBS_PREFIX = "jobs/"
 LIVE = "live/"  # a running job's encoded stream, a part per segment: jobs/<id>/live/<start>-<end>
+LIVE_READ = 4 * 1024 * 1024  # bytes of live parts a listener reads at a time
 
 
 def check_name(name: str, param: str = "name") -> str:
@@ -96,34 +97,41 @@ class JobFiles:
             shutil.rmtree(self.root / job_id, ignore_errors=True)
 
     def restart_live(self, job_id: str, stream: Path) -> None:
-        """A (re)started job's stream so far, as its first live part (shared storage only)."""
+        """A (re)started job's stream so far, as its first live part (shared storage only); copied
+        from the file, never held in memory whole (a resumed long job's may be hundreds of MB)."""
         if self.in_place:
             return
         self.artifacts.delete_prefix(self.key(job_id, LIVE))
-        data = stream.read_bytes()
-        if data:
-            self.put_live(job_id, 0, data)
+        size = stream.stat().st_size
+        if size:
+            self.artifacts.put_file(self.key(job_id, _live_part(0, size)), stream)
 
     def put_live(self, job_id: str, offset: int, data: bytes) -> None:
         """A segment's encoded bytes, at ``offset`` in the job's stream (shared storage only)."""
         if not self.in_place and data:
-            part = f"{LIVE}{offset:012d}-{offset + len(data):012d}"  # a listener skips it unread
-            self.artifacts.put_bytes(self.key(job_id, part), data)
+            self.artifacts.put_bytes(self.key(job_id, _live_part(offset, offset + len(data))), data)
 
-    def live_since(self, job_id: str, sent: int) -> list[bytes]:
-        """A running job's stream from byte ``sent`` on, as far as its live parts go."""
+    def live_since(self, job_id: str, sent: int, most: int = LIVE_READ) -> list[bytes]:
+        """A running job's stream from byte ``sent`` on, as far as its live parts go, at most ``most``
+        bytes (a listener joining a long job reads it a few MB at a time)."""
         blocks: list[bytes] = []
         for key in self.artifacts.keys(self.key(job_id, LIVE)):
-            start, _, end = key.rpartition("/")[2].partition("-")
-            if int(end) <= sent:
+            first, _, after = key.rpartition("/")[2].partition("-")
+            start, end = int(first), int(after)
+            if end <= sent:
                 continue  # sent already
-            if int(start) > sent:
-                break  # a gap: the part before it is not there yet
-            data = self.artifacts.get_bytes(key)
-            if data is None:
+            if start > sent or most <= 0:
+                break  # a gap (the part before it is not there yet), or enough for now
+            stop = min(end, sent + most)
+            try:
+                data = b"".join(self.artifacts.read(key, sent - start, stop - start))
+            except FileNotFoundError:
                 break  # the job just finished: its parts went, the output has the rest
-            blocks.append(data[sent - int(start) :])
-            sent = int(end)
+            blocks.append(data)
+            sent += len(data)
+            most -= len(data)
+            if sent < end:
+                break
         return blocks
 
     def remove(self, job_id: str) -> None:
@@ -150,3 +158,8 @@ class JobFiles:
         """Count bytes just written in the cached measure, so a fast job cannot outrun it."""
         if self._usage is not None:
             self._usage = (self._usage[0], self._usage[1] + written)
+
+
+def _live_part(start: int, end: int) -> str:
+    """A live part's name says which bytes of the stream it holds, so a listener skips it unread."""
+    return f"{LIVE}{start:012d}-{end:012d}"
