@@ -43,6 +43,7 @@ class Pipeline:
         self.voices = voices or VoiceLibrary(LocalStore(settings.data_dir))
         self.selection = Selection(engines, settings, self.voices)
         self.planner = Planner(self.selection, normalizer, settings)
+        self.metrics = metrics
         self.renderer = Renderer(normalizer, settings, executor, metrics, cache)
         self.normalizer = normalizer
         self.plan = self.planner.plan

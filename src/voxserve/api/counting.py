@@ -16,6 +16,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voxserve.api.request_ids import route_template
 from voxserve.metrics import Metrics
 from voxserve.security import Guard, Principal
 
@@ -40,7 +41,7 @@ class RequestCounter:
         try:
             await self.app(scope, receive, noting)
         finally:
-            template = getattr(scope.get("route"), "path", None) or "unmatched"
+            template = route_template(scope) or "unmatched"
             metrics: Metrics = scope["app"].state.services.metrics
             labels = (template, scope["method"])
             metrics.http_requests.labels(*labels, str(status)).inc()

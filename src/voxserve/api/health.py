@@ -20,6 +20,11 @@ router = APIRouter()
 STORE_PING_TIMEOUT = 1.0
 
 
+def _store_failures(services: Services) -> tuple[type[Exception], ...]:
+    """What a job store that does not answer in time raises."""
+    return (TimeoutError, *services.store.errors)
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     """200 as soon as the process answers HTTP."""
@@ -36,10 +41,9 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
     """
     engines = {name: engine.ready for name, engine in services.pipeline.engines.items()}
     problems = dict(services.task_failures())
-    unreachable: tuple[type[Exception], ...] = (TimeoutError, *services.store.errors)
     try:
         await asyncio.wait_for(services.store.ping(), STORE_PING_TIMEOUT)
-    except unreachable as exc:
+    except _store_failures(services) as exc:
         problems["store"] = f"{type(exc).__name__}: {exc}"
     workers = [asdict(worker) for worker in services.worker_health()]
     problems.update({f"worker {w['id']}": str(w["last_error"]) for w in workers if not w["healthy"]})
@@ -63,10 +67,9 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
 )
 async def metrics(services: Annotated[Services, Depends(get_services)]) -> Response:
     """Prometheus text format; the job counts are read from the store now (not if it does not answer)."""
-    unreachable: tuple[type[Exception], ...] = (TimeoutError, *services.store.errors)
     try:
         counts = await asyncio.wait_for(services.store.counts(), STORE_PING_TIMEOUT)
-    except unreachable:
+    except _store_failures(services):
         counts = {}
     for state, count in counts.items():
         services.metrics.jobs.labels(state).set(count)

@@ -21,6 +21,12 @@ REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 REQUEST_SCOPE: ContextVar[Scope | None] = ContextVar("request_scope", default=None)
 
 
+def route_template(scope: Scope) -> str | None:
+    """The path template of the route the router matched (``/v1/jobs/{job_id}``); None before
+    routing, or for a path no route has."""
+    return getattr(scope.get("route"), "path", None)
+
+
 def current_request_id() -> str:
     """The id of the request being served (a new one outside any request)."""
     found = REQUEST_ID.get()
@@ -62,5 +68,5 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
         scope = REQUEST_SCOPE.get()
-        record.route = getattr(scope.get("route"), "path", "-") if scope is not None else "-"
+        record.route = (route_template(scope) if scope is not None else None) or "-"
         return True

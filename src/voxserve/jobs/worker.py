@@ -96,7 +96,7 @@ class Worker:
         self.files = files
         self.settings = settings
         self._usage = usage
-        self.metrics = pipeline.renderer.metrics
+        self.metrics = pipeline.metrics
         self.id = worker_id or worker_name()
         self.health = WorkerHealth(self.id)
         self._stopping = asyncio.Event()
