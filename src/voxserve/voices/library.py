@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 import time
@@ -35,7 +34,7 @@ from typing import Any, Literal
 
 from voxserve.engines.base import Reference
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
-from voxserve.storage import ArtifactStore
+from voxserve.storage import ArtifactStore, LocalStore
 from voxserve.voices.reference import CheckedReference
 
 PREFIX = "voices/"
@@ -232,16 +231,13 @@ class VoiceLibrary:
             return local
         if self.cache is None:
             raise ValueError("a voice library on shared storage needs a local cache directory")
-        path = self.cache / key.rpartition("/")[2]
-        if not path.exists():
+        cache, name = LocalStore(self.cache), key.rpartition("/")[2]
+        if cache.size(name) is None:
             data = self.artifacts.get_bytes(key)
             if data is None:
                 raise UnknownVoice(f"the audio of voice {voice.id!r} is no longer stored", param="voice")
-            self.cache.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.{os.getpid()}.part")
-            partial.write_bytes(data)
-            partial.replace(path)
-        return path
+            cache.put_bytes(name, data)  # written whole, then renamed: readers never see half
+        return self.cache / name
 
     def reference(self, voice: Voice) -> Reference:
         """The voice's audio; keyed by its content, so voices sharing a recording share cached segments."""
