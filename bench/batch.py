@@ -70,7 +70,7 @@ def measure(
         config.write_text(
             '[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
             f'url = "{found[0][0]}"\nmax_concurrency = {capacity}\nqueue_timeout = 120\n'
-            'options = { voices = ["中文女"], sample_rate = 22050 }\n'
+            'options = { generation = 1, voices = ["中文女"] }\n'
         )
         server = start_server(
             directory, directory / "voxserve.log", {"VOXSERVE_CONFIG": str(config), **NO_CACHE}

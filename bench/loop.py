@@ -35,7 +35,7 @@ from bench.instances import engine_instances
 from bench.server import NO_CACHE, start_server
 from voxserve.config import Settings
 from voxserve.engines import SegmentRequest
-from voxserve.engines.cosyvoice import CosyVoiceEngine, CosyVoiceOptions
+from voxserve.engines.cosyvoice import CosyVoiceOptions, CosyVoiceRuntime
 from voxserve.engines.fake import FakeEngine
 from voxserve.engines.remote import default_client
 from voxserve.looplag import WINDOW
@@ -50,6 +50,8 @@ SPEECH = (
     "Until then, every department will send its figures, with notes on what changed and why. "
 )
 LINE = "Dr. Smith paid $3.50 on 2024-05-01 at 10:30. It was a fine day, wasn't it? Yes! The U.S. team won. "
+
+SFT = CosyVoiceOptions(generation=1, voices=["中文女"])  # the stand-in's CosyVoice-300M-SFT
 
 
 @dataclass
@@ -261,7 +263,7 @@ async def _pool_waits(clients: int, rounds: int, seconds_per_char: float) -> tup
     refused = 0
     with engine_instances(3, capacity=10, seconds_per_char=seconds_per_char) as servers:
         instances = [
-            Instance(CosyVoiceEngine("cosy", default_client(url, read_timeout=30), CosyVoiceOptions()),
+            Instance(CosyVoiceRuntime("cosy", default_client(url, read_timeout=30), SFT),
                      url, Role.PRIMARY, FixedLimit(10))
             for url, _ in servers
         ]  # fmt: skip

@@ -128,7 +128,7 @@ def run(requests: int, capacity: int, seconds_per_char: float, load: float) -> t
             '[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
             f"instances = {instance_list}\n"
             'max_concurrency = "auto"\nqueue_timeout = 120\n'
-            'options = { voices = ["中文女"], sample_rate = 22050 }\n'
+            'options = { generation = 1, voices = ["中文女"] }\n'
         )
         outcomes = []
         env = {"VOXSERVE_CONFIG": str(config), **NO_CACHE}

@@ -86,7 +86,7 @@ def _voxserve(upstream: str, directory: Path) -> Iterator[str]:
     config = directory / "voxserve.toml"
     config.write_text(
         f'[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\nurl = "{upstream}"\n'
-        'options = { voices = ["中文女"], sample_rate = 22050 }\n'
+        'options = { generation = 1, voices = ["中文女"] }\n'
     )
     env = {"VOXSERVE_CONFIG": str(config), **NO_CACHE}
     server = start_server(directory, directory / "voxserve.log", env)

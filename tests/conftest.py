@@ -85,7 +85,15 @@ def make_client(tmp_path: Path, fake_engine: FakeEngine) -> Iterator[ClientFacto
 INTEGRATION_FIXTURES = frozenset({"server", "client", "whisper", "api_schema", "glm_gradio", "s3_endpoint"})
 #: Modules whose every test runs real processes (crash recovery, the command line, transcription).
 INTEGRATION_MODULES = frozenset(
-    {"test_jobs_crash", "test_cli", "test_intelligibility", "test_edge", "test_batch_cli", "test_deploy"}
+    {
+        "test_jobs_crash",
+        "test_cli",
+        "test_intelligibility",
+        "test_edge",
+        "test_batch_cli",
+        "test_deploy",
+        "test_cosyvoice_triton",
+    }
 )
 
 

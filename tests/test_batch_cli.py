@@ -176,7 +176,7 @@ def test_a_capacity_limited_faulty_engine_gets_every_item_made(tmp_path: Path) -
         config = tmp_path / "voxserve.toml"
         config.write_text(
             '[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
-            f'url = "{found[0][0]}"\noptions = {{ voices = ["中文女"], sample_rate = 22050 }}\n'
+            f'url = "{found[0][0]}"\noptions = {{ generation = 1, voices = ["中文女"] }}\n'
         )
         env = {"VOXSERVE_CONFIG": str(config), "VOXSERVE_CACHE_MAX_BYTES": "0"}
         server = start_server(tmp_path / "data", tmp_path / "server.log", env)

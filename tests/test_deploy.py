@@ -18,6 +18,7 @@ import pytest
 import yaml
 from prometheus_client.core import CounterMetricFamily
 
+from voxserve.config import Settings
 from voxserve.metrics import Metrics, PoolCollector, RuntimeCollector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,4 +183,5 @@ def test_the_helm_chart_renders_into_valid_kubernetes_resources(values: Path) ->
         assert worker["containers"][1]["resources"]["limits"]["nvidia.com/gpu"] == 1
         env = {e["name"]: e.get("value") for e in worker["containers"][0]["env"]}
         assert env["VOXSERVE_STORAGE__URL"] == "s3://tts-audio/prod"
-        assert json.loads(env["VOXSERVE_ENGINES"])[0]["kind"] == "cosyvoice"
+        engines = Settings(engines=json.loads(env["VOXSERVE_ENGINES"])).engines
+        assert engines[0].kind == "cosyvoice", "the chart's engine table loads as voxserve reads it"

@@ -54,7 +54,7 @@ def test_every_engine_module_is_a_kind() -> None:
             {"kind": "cosyvoice", "url": "http://x", "options": {"api": "grpc"}},
             r"options\.api: Input should be",
         ),
-        ({"kind": "cosyvoice"}, "give url or instances"),
+        ({"kind": "emotivoice"}, "give url or instances"),
         ({"kind": "glmtts", "url": "http://x", "options": {}}, r"options\.voices: Field required"),
         (
             {"kind": "glmtts", "url": "http://x", "options": {"voices": {"a": {"audio": "/a"}}}},

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from bench.instances import glmtts_apps
 from bench.server import free_port
+from pydantic import ValidationError
 
 from tests.support.api import assert_error, ready_client
 from tests.support.audio import decode
@@ -40,14 +41,15 @@ def glm_gradio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     fixed_rate = ["--answer-rate", "32000"]
     with glmtts_apps(
         [*current, "--record", str(records / "current.jsonl")],
-        [*fixed_rate, "--record", str(records / "fixed.jsonl")],
+        [*fixed_rate, "--record", str(records / "fixed_rate.jsonl")],
+        ["--load-seconds", "2", "--record", str(records / "loading.jsonl")],
         logs=records,
-    ) as (current_url, fixed_url):
-        yield {"current": current_url, "fixed_rate": fixed_url, "records": records}
+    ) as (current_url, fixed_url, loading_url):
+        yield {"current": current_url, "fixed_rate": fixed_url, "loading": loading_url, "records": records}
 
 
 def calls(glm_gradio: dict[str, Any], app: str) -> list[dict[str, Any]]:
-    path = glm_gradio["records"] / ("current.jsonl" if app == "current" else "fixed.jsonl")
+    path = glm_gradio["records"] / f"{app}.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -68,12 +70,18 @@ async def make_pool(tmp_path: Path, prompt: Path) -> AsyncIterator[MakePool]:
     """Loads GLM-TTS pools over the given app URLs; all closed after the test."""
     async with AsyncExitStack() as stack:
 
-        async def make(*urls: str, **fields: Any) -> Pool:
+        async def make(*urls: str, warm: bool = True, **fields: Any) -> Pool:
+            """A loaded pool; ``warm``: once an instance has answered its warm-up call."""
             context = BuildContext(ThreadPoolExecutor(1), tmp_path, 1)
             pool = build_engine(gradio_settings(list(urls), prompt, **fields), context)
             assert isinstance(pool, Pool)
             await pool.load()
             stack.push_async_callback(pool.close)
+            for _ in range(300):
+                if pool.ready or not warm:
+                    break
+                await asyncio.sleep(0.05)
+            assert pool.ready or not warm, "no instance warmed up"
             return pool
 
         yield make
@@ -132,7 +140,7 @@ async def test_out_of_gpu_memory_is_overload(glm_gradio: dict[str, Any], make_po
 
 async def test_no_server_is_unavailable_and_unhealthy(make_pool: MakePool) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    pool = await make_pool(url, attempts=1)
+    pool = await make_pool(url, attempts=1, warm=False)
     engine = pool.instances[0].engine
     assert isinstance(engine, GlmTtsGradioEngine) and not await engine.health(1.0)
     with pytest.raises(EngineUnavailable, match="no Gradio app answers"):
@@ -161,3 +169,42 @@ def test_through_the_api_with_a_cloned_voice(
         call = calls(glm_gradio, "current")[-1]
         assert call["prompt_text"] == "今天天气很好。" and call["seed"] == 3
         assert call["prompt_seconds"] == pytest.approx(said.json()["seconds"], abs=0.01)
+
+
+async def test_an_app_still_loading_stays_out_of_rotation_until_its_warm_up_answers(
+    glm_gradio: dict[str, Any], make_pool: MakePool
+) -> None:
+    """Upstream's app loads its model on its first call: the instance is warmed with a short call and
+    takes no request until that call has answered; then no request pays for the load."""
+    before = len(calls(glm_gradio, "loading"))
+    pool = await make_pool(glm_gradio["loading"], warm=False)
+    engine = pool.instances[0].engine
+    assert isinstance(engine, GlmTtsGradioEngine)
+    assert not pool.ready and not engine.ready, "loading: out of rotation"
+    started = asyncio.get_running_loop().time()
+    audio = await speak(pool, "一二三四")  # waits in line for the warm instance
+    assert asyncio.get_running_loop().time() - started >= 1.0, "it waited for the load, not a cold call"
+    assert pool.ready and audio.size == pytest.approx(24000 * 0.08 * 4, abs=2)
+    warm_up, request = calls(glm_gradio, "loading")[before:]
+    assert (warm_up["input_text"], warm_up["loaded"]) == ("你好。", True)
+    assert (request["input_text"], request["loaded"]) == ("一二三四", False)
+
+
+def test_two_engines_at_different_rates_on_one_app_are_refused(prompt: Path) -> None:
+    """The app reloads its model whenever the rate changes: two rates on one app would reload it on
+    every other call."""
+    voices = {"jiayan": {"audio": str(prompt), "text": PROMPT_TEXT}}
+    engines = [
+        {
+            "name": name,
+            "kind": "glmtts",
+            "url": "http://gpu1:8048/",
+            "options": {"voices": voices, "sample_rate": rate},
+        }
+        for name, rate in (("glm24", 24000), ("glm32", 32000))
+    ]
+    with pytest.raises(ValidationError, match="'glm32' and 'glm24' use the server at http://gpu1:8048/ with "
+                       "different sample_rate \\(32000 and 24000\\)"):  # fmt: skip
+        Settings(engines=engines)
+    engines[1]["url"] = "http://gpu2:8048"
+    assert [e.name for e in Settings(engines=engines).engines] == ["glm24", "glm32"]

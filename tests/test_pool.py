@@ -14,9 +14,10 @@ import pytest
 from bench.instances import engine_instances
 from bench.loop import record_waits
 
-from tests.servers.engines import Behaviour, cosyvoice_app, serving, tone
+from tests.servers.cosyvoice import cosyvoice_app
+from tests.servers.engines import Behaviour, serving, tone
 from voxserve.engines import SegmentRequest
-from voxserve.engines.cosyvoice import CosyVoiceEngine, CosyVoiceOptions
+from voxserve.engines.cosyvoice import CosyVoiceOptions, CosyVoiceRuntime
 from voxserve.engines.remote import default_client
 from voxserve.errors import EngineOverloaded, EngineUnavailable
 from voxserve.routing import AdaptiveLimit, FixedLimit, Instance, Pool, PoolSettings, Role
@@ -65,8 +66,8 @@ def make_pool(
     roles = roles or [Role.PRIMARY] * len(limits)
     instances = []
     for url, role, limit in zip(cluster.urls, roles, limits, strict=True):
-        engine = CosyVoiceEngine(
-            "cosy", default_client(url, read_timeout=5), CosyVoiceOptions(voices=["中文女"])
+        engine = CosyVoiceRuntime(
+            "cosy", default_client(url, read_timeout=5), CosyVoiceOptions(generation=1, voices=["中文女"])
         )
         instances.append(Instance(engine, url, role, limit))
     return Pool("cosy", instances, settings)
@@ -255,7 +256,7 @@ async def test_killing_one_of_three_instances_loses_no_request(
     settings = PoolSettings(health_interval=0.2, queue_timeout=60, attempts=5, retry_base=0.01)
     instances = [
         Instance(
-            CosyVoiceEngine("cosy", default_client(url), CosyVoiceOptions(voices=["中文女"])),
+            CosyVoiceRuntime("cosy", default_client(url), CosyVoiceOptions(generation=1, voices=["中文女"])),
             url,
             Role.PRIMARY,
             AdaptiveLimit(),

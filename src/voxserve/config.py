@@ -391,6 +391,14 @@ class Settings(BaseSettings):
     def _level_in_capitals(cls, level: object) -> object:
         return level.upper() if isinstance(level, str) else level
 
+    @model_validator(mode="after")
+    def _servers_agree(self) -> Settings:
+        """Engines that share a server agree on what it keeps for all (GLM-TTS's sample rate)."""
+        from voxserve.engines.registry import check_shared_servers  # engine modules import this one
+
+        check_shared_servers(self.engines)
+        return self
+
     @field_validator("voice_aliases", mode="after")
     @classmethod
     def _over_the_defaults(cls, aliases: dict[str, VoiceAlias]) -> dict[str, VoiceAlias]:

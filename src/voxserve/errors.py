@@ -41,6 +41,7 @@ guess what a ``ValueError`` meant::
     │   └── Busy (503 busy: the embedded engine's queue is full or its wait too long)
     └── EngineError (502 engine_error)
         ├── EmptyAudio (502 empty_audio)
+        ├── EngineFailed (502 engine_failed: it broke off or answered 500 for this input, twice)
         ├── EngineUnavailable (503 engine_unavailable: refused, reset, 5xx)
         ├── EngineOverloaded (503 engine_overloaded: out of memory, 429, 503)
         └── EngineTimeout (504 engine_timeout)
@@ -297,6 +298,25 @@ class EmptyAudio(EngineError):
     """An engine returned no samples for non-empty text: never passed on as success."""
 
     code = "empty_audio"
+
+
+class EngineFailed(EngineError):
+    """An engine that was up failed on an input without a word of memory: its answer stopped
+    before it finished (CosyVoice raises inside its response generator, after the headers) or it
+    answered a bare 500 (EmotiVoice's unknown speaker).
+
+    That may be the input (a voice the model lacks, a text its model asserts on) or the instance.
+    The pool tells which (:meth:`voxserve.routing.Pool.synthesize`): the segment is asked once of
+    another instance, and a second failure is this request's own, reported as it is. Failures on
+    many inputs at one instance are the instance's: overloaded when its answers broke off (a GPU
+    out of memory inside its generator), unavailable when it answered 500s.
+    """
+
+    code = "engine_failed"
+
+    def __init__(self, message: str, *, broke_off: bool) -> None:
+        super().__init__(message)
+        self.broke_off = broke_off
 
 
 class EngineUnavailable(EngineError):

@@ -18,7 +18,7 @@ from functools import partial
 from voxserve import tracing
 from voxserve.audio import FORMATS, AudioFormat
 from voxserve.config import Settings
-from voxserve.engines.base import Engine, Reference
+from voxserve.engines.base import Capabilities, Engine, Reference
 from voxserve.errors import (
     AudioTooLong,
     CapabilityMissing,
@@ -82,6 +82,18 @@ class Plan:
         return self.library_name or self.voice
 
 
+def _check_instructions(engine: str, caps: Capabilities, cloned: bool) -> None:
+    """Instructions the engine's model would fail on are refused here, not sent (a 422 naming them)."""
+    if caps.instructions_refused:
+        raise UnsupportedValue(caps.instructions_refused, param="instructions")
+    if cloned and caps.instructions and not caps.instructions_with_clones:
+        raise UnsupportedValue(
+            f"engine {engine!r} takes instructions only with its own voices, not a cloned one; "
+            "drop instructions or choose one of its voices",
+            param="instructions",
+        )
+
+
 def least_audio_seconds(segments: tuple[Segment, ...], speed: float) -> float:
     """The least audio the segments can make: every pause, and speech faster than anyone speaks."""
     total = 0.0
@@ -143,8 +155,15 @@ class Planner:
                 "prompt_text (POST /v1/voices), or use another engine",
                 param="voice",
             )
+        if request.instructions:
+            _check_instructions(engine.name, caps, cloned=reference is not None)
         audio_format = FORMATS[request.response_format]
-        if request.emotion and caps.emotions and request.emotion not in caps.emotions:
+        if (
+            request.emotion
+            and caps.emotions
+            and not caps.free_emotions
+            and request.emotion not in caps.emotions
+        ):
             raise UnsupportedValue(
                 f"engine {engine.name!r} does not know the emotion {request.emotion!r}; "
                 f"choose one of {', '.join(sorted(caps.emotions))}, or describe it in instructions",
@@ -254,11 +273,8 @@ class Planner:
         limit = min(self.settings.segment_chars, caps.max_segment_chars)
         first_limit = min(self.settings.first_segment_chars, limit)
         for number, sentence in enumerate(sentences(text)):
-            pieces = (
-                lead(sentence, first_limit, limit)
-                if first and number == 0 and first_limit
-                else fit(sentence, limit)
-            )
+            short = first and number == 0 and first_limit and not caps.whole_sentences
+            pieces = lead(sentence, first_limit, limit) if short else fit(sentence, limit)
             for index, piece in enumerate(pieces):
                 spoken = strip_marks(piece)
                 if not is_speakable(spoken) and not has_marks(piece):

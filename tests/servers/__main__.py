@@ -8,24 +8,34 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
+from fastapi import FastAPI
 
-from tests.servers.engines import Behaviour, cosyvoice_app, emotivoice_app, openai_app
+from tests.servers.cosyvoice import Model, cosyvoice_app
+from tests.servers.engines import Behaviour, emotivoice_app, openai_app
 
-APPS = {"cosyvoice": cosyvoice_app, "emotivoice": emotivoice_app, "openai": openai_app}
+
+def app_of(kind: str, behaviour: Behaviour, args: argparse.Namespace) -> FastAPI:
+    if kind == "cosyvoice":
+        return cosyvoice_app(behaviour, Model(args.generation, fixed_clone=args.fixed_clone))
+    return {"emotivoice": emotivoice_app, "openai": openai_app}[kind](behaviour)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=sorted(APPS))
+    parser.add_argument("kind", choices=["cosyvoice", "emotivoice", "openai"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--seconds-per-char", type=float, default=0.0)
     parser.add_argument("--capacity", type=int, default=None, help="concurrent requests before out of memory")
     parser.add_argument("--error-rate", type=float, default=0.0)
+    parser.add_argument("--generation", type=int, choices=[1, 2, 3], default=1, help="CosyVoice's")
+    parser.add_argument(
+        "--fixed-clone", action="store_true", help="CosyVoice's server with issue #1794 fixed"
+    )
     args = parser.parse_args()
     behaviour = Behaviour(
         seconds_per_char=args.seconds_per_char, capacity=args.capacity, error_rate=args.error_rate
     )
-    uvicorn.run(APPS[args.kind](behaviour), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(app_of(args.kind, behaviour, args), host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,10 @@
-"""Stand-ins for CosyVoice's FastAPI runtime, EmotiVoice's OpenAI-style server and OpenAI's API.
+"""Stand-ins for EmotiVoice's OpenAI-style server and OpenAI's API, and what every stand-in shares.
 
 Each speaks its original's protocol exactly (paths, methods, field names,
 required fields, encodings) and synthesizes a deterministic tone whose
-length follows the text. The interfaces are copied from:
+length follows the text. CosyVoice's runtime is :mod:`tests.servers.cosyvoice`.
+The interfaces are copied from:
 
-- CosyVoice: FunAudioLLM/CosyVoice@ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40,
-  ``runtime/python/fastapi/server.py`` (``/inference_sft``,
-  ``/inference_zero_shot``, ``/inference_cross_lingual``,
-  ``/inference_instruct``, ``/inference_instruct2``; GET and POST; form
-  fields; raw int16 samples streamed, no header). Its ``/tts`` route is not
-  upstream's: it is the form wrapper of seed 001_f4785ab7ae51941b.txt
-  (``text``, ``audio_path``, ``seed``, ``task_id``; a WAV file back).
 - EmotiVoice: netease-youdao/EmotiVoice@bc2de8c9eb1121237958ef154cb171e7faefc769,
   ``openaiapi.py`` (``SpeechRequest`` and ``POST /v1/audio/speech``; a whole
   file back, at 16 kHz).
@@ -28,11 +22,9 @@ is up at all.
 from __future__ import annotations
 
 import asyncio
-import io
 import random
 import threading
 import time
-import wave
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import uvicorn
 from bench.server import free_port
-from fastapi import FastAPI, File, Form, Request, Response, UploadFile
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,7 +67,7 @@ def tone(text: str, sample_rate: int, seconds_per_char: float = 0.06) -> np.ndar
     return (0.3 * envelope * np.sin(2 * np.pi * (180 + len(text) % 120) * t)).astype(np.float32)
 
 
-async def _generate(behaviour: Behaviour, text: str, sample_rate: int) -> AsyncIterator[bytes]:
+async def generate(behaviour: Behaviour, text: str, sample_rate: int) -> AsyncIterator[bytes]:
     """Audio in ~0.1 s chunks, paced by ``seconds_per_char``; fails mid-stream when over capacity."""
     behaviour.in_flight += 1
     behaviour.peak_in_flight = max(behaviour.peak_in_flight, behaviour.in_flight)
@@ -99,66 +91,8 @@ async def _generate(behaviour: Behaviour, text: str, sample_rate: int) -> AsyncI
         behaviour.in_flight -= 1
 
 
-def _unavailable() -> Response:
+def unavailable() -> Response:
     return JSONResponse({"detail": "service unavailable"}, status_code=503)
-
-
-async def prompt(upload: UploadFile) -> dict[str, Any]:
-    """What arrived as ``prompt_wav`` (the real server runs ``load_wav(prompt_wav.file, 16000)``)."""
-    with wave.open(io.BytesIO(await upload.read()), "rb") as audio:
-        rate, frames = audio.getframerate(), audio.getnframes()
-        return {"prompt_rate": rate, "prompt_channels": audio.getnchannels(), "prompt_seconds": frames / rate}
-
-
-def cosyvoice_app(behaviour: Behaviour, sample_rate: int = 22050) -> FastAPI:
-    """CosyVoice's ``runtime/python/fastapi/server.py``, and seed 001's ``/tts`` form wrapper."""
-    app = FastAPI()
-    both = ["GET", "POST"]  # upstream binds each route to both
-
-    def stream(text: str, **fields: Any) -> Response:
-        behaviour.requests.append({"tts_text": text, **fields})
-        if not behaviour.up:
-            return _unavailable()
-        return StreamingResponse(_generate(behaviour, text, sample_rate))
-
-    @app.api_route("/inference_sft", methods=both)
-    async def inference_sft(tts_text: str = Form(), spk_id: str = Form()) -> Response:
-        return stream(tts_text, path="/inference_sft", spk_id=spk_id)
-
-    @app.api_route("/inference_zero_shot", methods=both)
-    async def inference_zero_shot(
-        tts_text: str = Form(), prompt_text: str = Form(), prompt_wav: UploadFile = File()
-    ) -> Response:
-        fields = await prompt(prompt_wav)
-        return stream(tts_text, path="/inference_zero_shot", prompt_text=prompt_text, **fields)
-
-    @app.api_route("/inference_cross_lingual", methods=both)
-    async def inference_cross_lingual(tts_text: str = Form(), prompt_wav: UploadFile = File()) -> Response:
-        return stream(tts_text, path="/inference_cross_lingual", **(await prompt(prompt_wav)))
-
-    @app.api_route("/inference_instruct", methods=both)
-    async def inference_instruct(
-        tts_text: str = Form(), spk_id: str = Form(), instruct_text: str = Form()
-    ) -> Response:
-        return stream(tts_text, path="/inference_instruct", spk_id=spk_id, instruct_text=instruct_text)
-
-    @app.api_route("/inference_instruct2", methods=both)
-    async def inference_instruct2(
-        tts_text: str = Form(), instruct_text: str = Form(), prompt_wav: UploadFile = File()
-    ) -> Response:
-        fields = await prompt(prompt_wav)
-        return stream(tts_text, path="/inference_instruct2", instruct_text=instruct_text, **fields)
-
-    @app.post("/tts")
-    async def tts(text: str = Form(), audio_path: str | None = Form(None), seed: int | None = Form(None),
-                  task_id: str | None = Form(None)) -> Response:  # fmt: skip
-        behaviour.requests.append({"path": "/tts", "text": text, "seed": seed, "audio_path": audio_path})
-        if not behaviour.up:
-            return _unavailable()
-        await asyncio.sleep(behaviour.seconds_per_char * len(text))
-        return Response(wav_bytes(tone(text, sample_rate), sample_rate), media_type="audio/wav")
-
-    return app
 
 
 class EmotiVoiceRequest(BaseModel):
@@ -180,8 +114,8 @@ def emotivoice_app(behaviour: Behaviour, sample_rate: int = 16000) -> FastAPI:
     async def text_to_speech(request: EmotiVoiceRequest) -> Response:
         behaviour.requests.append(request.model_dump())
         if not behaviour.up:
-            return _unavailable()
-        chunks = [chunk async for chunk in _generate(behaviour, request.input, sample_rate)]
+            return unavailable()
+        chunks = [chunk async for chunk in generate(behaviour, request.input, sample_rate)]
         samples = np.frombuffer(b"".join(chunks), "<i2").astype(np.float32) / 32768
         return Response(wav_bytes(samples, sample_rate), media_type=f"audio/{request.response_format}")
 
@@ -212,10 +146,10 @@ def openai_app(behaviour: Behaviour) -> FastAPI:
             {**body.model_dump(exclude_unset=True), "authorization": request.headers.get("authorization")}
         )
         if not behaviour.up:
-            return _unavailable()
+            return unavailable()
         if body.response_format != "pcm":
             return JSONResponse({"error": {"message": "test server speaks pcm only"}}, status_code=400)
-        return StreamingResponse(_generate(behaviour, body.input, 24000), media_type="audio/pcm")
+        return StreamingResponse(generate(behaviour, body.input, 24000), media_type="audio/pcm")
 
     return app
 

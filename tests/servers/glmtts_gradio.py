@@ -12,8 +12,10 @@ What it can be told (command line): ``--seconds-per-char`` (how slow),
 ``--capacity N`` with ``--concurrency M > N`` (more than N runs at once fail
 the way a GPU does: ``Inference failed: CUDA out of memory``), ``--answer-rate``
 (the rate it answers at, whatever was asked: a server set up differently),
-``--record FILE`` (one JSON line per run: the arguments, and the prompt
-audio's rate, channels and length as the server received it).
+``--record FILE`` (one JSON line per run: the arguments, whether it loaded the
+model, and the prompt audio's rate, channels and length as the server received
+it), ``--load-seconds`` (upstream's ``get_models``: the model loads on the
+first call and again whenever a call asks for another ``sample_rate``).
 
 ``python -m tests.servers.glmtts_gradio --port 8048``
 """
@@ -40,6 +42,17 @@ class Model:
         self.args = args
         self.in_flight = 0
         self.lock = threading.Lock()
+        self.loaded_rate: int | None = None  # upstream's MODEL_CACHE
+
+    def get_models(self, sample_rate: int) -> bool:
+        """Upstream's ``get_models``: loads on the first call, and again whenever the rate changes
+        (``--load-seconds`` each time); whether this call loaded."""
+        with self.lock:
+            if self.loaded_rate == sample_rate:
+                return False
+            time.sleep(self.args.load_seconds)
+            self.loaded_rate = sample_rate
+            return True
 
     def record(self, entry: dict[str, object]) -> None:
         if self.args.record:
@@ -80,9 +93,10 @@ def build(model: Model) -> gr.Blocks:
             model.in_flight += 1
             in_flight = model.in_flight
         try:
+            loaded = model.get_models(sample_rate)
             model.record({"prompt_text": prompt_text, "input_text": input_text, "seed": seed,
                           "sample_rate": sample_rate, "use_cache": use_cache, "pid": os.getpid(),
-                          **prompt_facts(prompt_audio_path)})  # fmt: skip
+                          "loaded": loaded, **prompt_facts(prompt_audio_path)})  # fmt: skip
             time.sleep(model.args.seconds_per_char * len(input_text))
             if model.args.capacity is not None and in_flight > model.args.capacity:
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -133,6 +147,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="the queue's runs at once (upstream: 1)")
     parser.add_argument("--answer-rate", type=int, default=None, help="answer at this rate, whatever asked")
     parser.add_argument("--record", default=None, help="a file to append each run's arguments to")
+    parser.add_argument(
+        "--load-seconds", type=float, default=0.0, help="loading the model (first call, new rate)"
+    )
     args = parser.parse_args()
     app = build(Model(args))
     app.queue(default_concurrency_limit=args.concurrency).launch(

@@ -50,9 +50,18 @@ class Capabilities:
     blends: bool = False  # mixes its own voices: "a(2)+b(1)"
     markup: bool = False  # reads pinyin [h][ǎo], ARPAbet [M][AY0] and [ipa:…] marks itself
     emotions: frozenset[str] = field(default_factory=frozenset)
+    #: any description of an emotion or style goes through as it is ("开心中带点讽刺"), not only ``emotions``
+    free_emotions: bool = False
     instructions: bool = False
+    #: instructions with a cloned voice too (CosyVoice 1 takes them only with its preset speakers)
+    instructions_with_clones: bool = True
+    #: why instructions are refused outright (a 422 naming them), for a model that fails on them
+    instructions_refused: str | None = None
     seeded: bool = False
     native_speed: tuple[float, float] = (1.0, 1.0)
+    #: a server that splits its own text and keeps a sentence's prosody whole: a stream's first
+    #: sentence is not cut short for it (a clause alone loses the sentence's intonation)
+    whole_sentences: bool = False
 
     @property
     def default_voice(self) -> str:

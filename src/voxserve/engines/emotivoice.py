@@ -5,9 +5,14 @@ netease-youdao/EmotiVoice@bc2de8c9eb1121237958ef154cb171e7faefc769).
 as ``8051``), ``prompt`` (the emotion or style in words, e.g. "非常开心"),
 ``language`` (``zh_us``), ``model`` (``emoti-voice``), ``response_format``,
 ``speed``. It answers with a whole file; voxserve asks for WAV (16 kHz).
-voxserve's ``emotion`` becomes ``prompt`` as the Chinese word the style
-encoder knows (:data:`EMOTION_WORDS`); without one, ``instructions`` go as
-they are.
+
+``prompt`` is free text: upstream's README writes it in English ("Happy"),
+its demo page in Chinese (开心, 悲伤), and seed 000 describes styles in
+sentences ("开心中带点讽刺"). voxserve's emotion labels become the Chinese
+word the style encoder knows (:data:`EMOTION_WORDS`); any other ``emotion``
+(the engine's own words, a description) goes as it is; without one,
+``instructions`` go as they are. A bare 500 (an unknown speaker id, a word
+its phoneme table lacks) is that input's failure, not the server's.
 """
 
 from __future__ import annotations
@@ -47,8 +52,10 @@ class EmotiVoiceEngine(RemoteEngine):
             sample_rate=options.sample_rate,
             max_segment_chars=options.max_segment_chars,
             emotions=EMOTIONS,
+            free_emotions=True,
             instructions=True,
             native_speed=(0.5, 2.0),
+            whole_sentences=True,
         )
         super().__init__(name, client, capabilities)
 
@@ -56,13 +63,20 @@ class EmotiVoiceEngine(RemoteEngine):
         body = {
             "input": request.text,
             "voice": request.voice,
-            "prompt": EMOTION_WORDS[request.emotion] if request.emotion else request.instructions or "",
+            "prompt": self._prompt(request),
             "language": "zh_us",
             "model": "emoti-voice",
             "response_format": "wav",
             "speed": request.speed,
         }
         return Call("/v1/audio/speech", json=body)
+
+    @staticmethod
+    def _prompt(request: SegmentRequest) -> str:
+        """The style in words: a label as the word the encoder knows, anything else as it is."""
+        if request.emotion:
+            return EMOTION_WORDS.get(request.emotion.lower(), request.emotion)
+        return request.instructions or ""
 
     def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
         return whole_file(response, self.name, self.capabilities.sample_rate)

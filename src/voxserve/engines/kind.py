@@ -63,6 +63,10 @@ class EngineKind(Generic[OptionsT]):
     #: a server kind: its ``[[engines]]`` table must give ``url`` or ``instances``; a function of the
     #: options when that depends on them (a kind with a server interface and a local one)
     needs_url: bool | Callable[[OptionsT], bool] = False
+    #: a setting a server keeps for all its callers, as (name, value), or None where it does not
+    #: (GLM-TTS's app reloads its model whenever sample_rate changes): engines that share a server
+    #: must agree on it, or settings do not load
+    server_setting: Callable[[OptionsT], tuple[str, object] | None] | None = None
 
     def parse(self, options: Mapping[str, Any]) -> OptionsT:
         """The checked options (a ``pydantic.ValidationError`` names each bad field)."""

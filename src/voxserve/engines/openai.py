@@ -2,8 +2,12 @@
 
 ``POST /v1/audio/speech`` with ``response_format: "pcm"``, which OpenAI
 defines as raw 24 kHz 16-bit mono samples, so audio streams straight through
-as it arrives. ``model`` is the upstream model name; ``instructions`` pass
-through; an ``api_key`` becomes the Bearer token.
+as it arrives. ``model`` is the upstream model name; an ``api_key`` becomes
+the Bearer token. ``instructions`` go only to models that follow them
+(OpenAI's ``gpt-4o-mini-tts``; ``tts-1`` and ``tts-1-hd`` ignore them, and
+so do servers like Kokoro-FastAPI): elsewhere they are reported as ignored
+and routing prefers an engine that honours them. ``instructions = true``
+says a server's other model follows them (another voxserve, say).
 """
 
 from __future__ import annotations
@@ -24,6 +28,20 @@ class OpenAIOptions(RemoteOptions):
     model: str = Field(default="tts-1", description="the upstream model name")
     languages: list[str] = Field(default_factory=lambda: ["en"])
     api_key: SecretStr | None = Field(default=None, description="sent as the Bearer token")
+    instructions: bool | None = Field(
+        default=None,
+        description="whether the model follows instructions (default: gpt-4o-mini-tts models do)",
+    )
+
+
+#: OpenAI's models that follow ``instructions`` (the others ignore them).
+INSTRUCTED_MODELS = ("gpt-4o-mini-tts",)
+
+
+def follows_instructions(options: OpenAIOptions) -> bool:
+    if options.instructions is not None:
+        return options.instructions
+    return options.model.startswith(INSTRUCTED_MODELS)
 
 
 class OpenAIEngine(RemoteEngine):
@@ -34,8 +52,9 @@ class OpenAIEngine(RemoteEngine):
             sample_rate=options.sample_rate,
             max_segment_chars=options.max_segment_chars,
             streaming=True,
-            instructions=True,
+            instructions=follows_instructions(options),
             native_speed=(0.25, 4.0),
+            whole_sentences=True,
         )
         super().__init__(name, client, capabilities)
         self._model = options.model
@@ -50,7 +69,7 @@ class OpenAIEngine(RemoteEngine):
             "response_format": "pcm",
             "speed": request.speed,
         }
-        if request.instructions:
+        if request.instructions and self.capabilities.instructions:
             body["instructions"] = request.instructions
         return Call("/v1/audio/speech", json=body, headers=self._headers)
 

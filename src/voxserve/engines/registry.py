@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Sequence
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
@@ -61,7 +62,7 @@ def check_engine(config: EngineSettings) -> EngineOptions:
         raise ValueError(f"{where}: {exc.message}") from None
     except ValidationError as exc:
         problems = "; ".join(
-            f"options.{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors()
+            f"{'.'.join(['options', *map(str, error['loc'])])}: {error['msg']}" for error in exc.errors()
         )
         raise ValueError(f"{where}: {problems}") from None
     servers = kind.serves_from_urls(options)
@@ -75,3 +76,23 @@ def check_engine(config: EngineSettings) -> EngineOptions:
 def build_engine(config: EngineSettings, context: BuildContext) -> Engine:
     """The engine for one ``[[engines]]`` table, built (not loaded) from its checked options."""
     return engine_kind(config.kind).create(config, context)
+
+
+def check_shared_servers(configs: Sequence[EngineSettings]) -> None:
+    """Engines on one server agree on what that server keeps for all (a ``ValueError`` names them)."""
+    seen: dict[str, tuple[str, tuple[str, object]]] = {}
+    for config in configs:
+        kind = engine_kind(config.kind)
+        setting = kind.server_setting(kind.parse(config.options)) if kind.server_setting else None
+        if setting is None:
+            continue
+        for url in (*config.urls, *config.backup):
+            where = url.rstrip("/")
+            other, agreed = seen.setdefault(where, (config.name, setting))
+            if agreed != setting:
+                name, value = setting
+                raise ValueError(
+                    f"[[engines]] {config.name!r} and {other!r} use the server at {url} with different "
+                    f"{name} ({value!r} and {agreed[1]!r}): it reloads its model on each change; "
+                    "give each its own server"
+                )

@@ -5,10 +5,10 @@ the response body into PCM; this base sends it with ``httpx`` (keepalive
 pool, connect and read timeouts), streams the body without buffering, and
 translates every failure into the error tree so routing can act on it:
 
-- refused connections and 5xx answers → ``EngineUnavailable``;
-- out-of-memory answers, 429 and 503, and answers that break off after they
-  started (a GPU server running out of memory inside its generator) →
-  ``EngineOverloaded``;
+- refused connections and 502/504 answers → ``EngineUnavailable``;
+- out-of-memory answers, 429 and 503 → ``EngineOverloaded``;
+- answers that break off after they started, and bare 500s → ``EngineFailed``:
+  the input's fault or the instance's, which the pool tells apart;
 - timeouts → ``EngineTimeout``;
 - other 4xx → ``EngineRejected`` (the engine refused this input; permanent).
 
@@ -38,6 +38,7 @@ from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, pooled
 from voxserve.errors import (
     EngineError,
+    EngineFailed,
     EngineOverloaded,
     EngineRejected,
     EngineTimeout,
@@ -78,6 +79,8 @@ def engine_error(engine: str, status: int, body: str) -> VoxserveError:
     message = f"engine {engine!r} answered {status}: {tail}"
     if status in (429, 503) or OUT_OF_MEMORY.search(body):
         return EngineOverloaded(message)
+    if status == 500:  # the server's own exception: maybe this input's (an unknown speaker)
+        return EngineFailed(message, broke_off=False)
     if status >= 500:
         return EngineUnavailable(message)
     return EngineRejected(message)
@@ -200,18 +203,23 @@ class RemoteEngine(EngineBase):
                 if response.status_code >= 400:
                     body = (await response.aread()).decode("utf-8", "replace")
                     raise engine_error(self.name, response.status_code, body)
-                async for chunk in self.decode(response):
-                    yield chunk
+                try:
+                    async for chunk in self.decode(response):
+                        yield chunk
+                except httpx.TimeoutException:
+                    raise
+                except httpx.TransportError as exc:
+                    raise EngineFailed(
+                        f"engine {self.name!r} at {self.url} closed the answer before it finished ({exc!r})",
+                        broke_off=True,
+                    ) from exc
         except httpx.TimeoutException as exc:
             kind = type(exc).__name__
             raise EngineTimeout(f"engine {self.name!r} at {self.url} timed out ({kind})") from exc
         except httpx.ConnectError as exc:
             raise EngineUnavailable(f"engine {self.name!r} at {self.url} is unreachable: {exc!r}") from exc
         except httpx.TransportError as exc:
-            raise EngineOverloaded(
-                f"engine {self.name!r} at {self.url}: the answer broke off ({exc!r}); "
-                "a GPU engine does this when it runs out of memory"
-            ) from exc
+            raise EngineUnavailable(f"engine {self.name!r} at {self.url} gave no answer ({exc!r})") from exc
 
     async def health(self, timeout: float = 2.0) -> bool:
         return await server_alive(self._client, timeout)

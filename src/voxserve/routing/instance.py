@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from voxserve.engines.base import Engine
 from voxserve.routing.calls import CallStats
 from voxserve.routing.limits import AdaptiveLimit, FixedLimit
+
+#: Failures on this many different inputs within ``INPUT_FAILURE_WINDOW`` seconds are the instance's
+#: own (a GPU out of memory breaks every answer), not those inputs'.
+INPUTS_THAT_BLAME_THE_INSTANCE = 3
+INPUT_FAILURE_WINDOW = 30.0
 
 
 class Role(StrEnum):
@@ -31,6 +37,7 @@ class Instance:
     consecutive_failures: int = 0
     consecutive_successes: int = 0
     calls: CallStats = field(default_factory=CallStats)
+    _input_failures: deque[tuple[float, int]] = field(default_factory=deque)
 
     @property
     def has_room(self) -> bool:
@@ -58,6 +65,15 @@ class Instance:
             self.limit.on_overload(self.in_flight)
         if unresponsive:
             self._count_failure()
+
+    def failed_on(self, input_key: int, now: float) -> bool:
+        """An answer failed on one input (:class:`~voxserve.errors.EngineFailed`): whether it failed
+        on enough different inputs lately to be the instance's fault rather than the inputs'."""
+        failures = self._input_failures
+        failures.append((now, input_key))
+        while failures and now - failures[0][0] > INPUT_FAILURE_WINDOW:
+            failures.popleft()
+        return len({key for _, key in failures}) >= INPUTS_THAT_BLAME_THE_INSTANCE
 
     def checked(self, ok: bool) -> None:
         """An active health check's result."""

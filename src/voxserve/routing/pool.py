@@ -16,6 +16,11 @@ for seed 001, done per request:
   memory, an answer that breaks off when an instance dies) is retried on
   another instance with backoff and jitter, resuming after the samples
   already delivered, so nothing is lost or repeated;
+- an answer that breaks off, or a bare 500, with no word of memory is first
+  taken for the input's fault (a voice the model lacks, a text it asserts
+  on): asked once more elsewhere, then the request's own 502, with neither
+  the limit lowered nor the instance ejected; the same on many inputs at one
+  instance is that instance's overload (broken answers) or failure (500s);
 - instances are ejected after repeated failures (requests or health checks)
   and return after successful active health checks.
 """
@@ -29,12 +34,20 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from voxserve.engines.base import PCM, Capabilities, HealthChecked, SegmentRequest
-from voxserve.errors import EngineError, EngineOverloaded, EngineTimeout, EngineUnavailable
+from voxserve.errors import EngineError, EngineFailed, EngineOverloaded, EngineTimeout, EngineUnavailable
 from voxserve.retry import backoff
 from voxserve.routing.admission import AdmissionQueue, QueueFull, WaitTimeout
 from voxserve.routing.instance import Instance
 
 log = logging.getLogger(__name__)
+
+
+def input_key(request: SegmentRequest) -> int:
+    """What makes two segment requests the same input to an engine."""
+    reference = request.reference.digest if request.reference else None
+    return hash(
+        (request.text, request.voice, request.language, reference, request.instructions, request.emotion)
+    )
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,7 @@ class Pool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.queue_timeout
         failures = 0
+        input_failures = 0
         delivered = 0
         failed: Instance | None = None
         while True:
@@ -112,13 +126,16 @@ class Pool:
                     if chunk.size:
                         delivered += chunk.size
                         yield chunk
-            except EngineOverloaded as exc:
-                instance.failed(overloaded=True, unresponsive=False)
-                error: EngineError = exc
-            except (EngineTimeout, EngineUnavailable) as exc:
-                instance.failed(overloaded=isinstance(exc, EngineTimeout), unresponsive=True)
-                failures += 1
-                error = exc
+            except EngineError as exc:
+                error, hard = self._judge(instance, exc, request, loop.time())
+                failures += hard
+                if isinstance(error, EngineFailed):
+                    input_failures += 1
+                    if input_failures >= 2:
+                        raise EngineFailed(
+                            f"{exc.message} (and again when asked a second time: it fails on this input)",
+                            broke_off=error.broke_off,
+                        ) from exc
             else:
                 instance.succeeded(time.monotonic() - started)
                 return
@@ -129,6 +146,35 @@ class Pool:
             if failures >= self.settings.attempts or loop.time() >= deadline:
                 raise error
             await asyncio.sleep(backoff(failures + 1, self.settings.retry_base, cap=2.0))
+
+    @staticmethod
+    def _judge(
+        instance: Instance, exc: EngineError, request: SegmentRequest, now: float
+    ) -> tuple[EngineError, bool]:
+        """What a failure says of the instance (told to it), and whether it counts against ``attempts``.
+
+        A failure on one input is that input's, unless the instance has failed on many inputs
+        lately or the answer broke off while it served others too (a GPU out of memory breaks
+        answers under load, not alone); then it is the instance's: overloaded when its answers
+        broke off, unavailable when it answered 500s. An input's failure changes neither the
+        instance's limit nor its health.
+        """
+        if isinstance(exc, EngineFailed):
+            crowded = exc.broke_off and instance.in_flight > 1
+            if not instance.failed_on(input_key(request), now) and not crowded:
+                instance.calls.failed()
+                return exc, False
+            if exc.broke_off:
+                exc = EngineOverloaded(f"{exc.message} (under load, or on other inputs too: overloaded)")
+            else:
+                exc = EngineUnavailable(f"{exc.message} (it failed on other inputs too)")
+        if isinstance(exc, EngineOverloaded):
+            instance.failed(overloaded=True, unresponsive=False)
+            return exc, False
+        if isinstance(exc, EngineTimeout | EngineUnavailable):
+            instance.failed(overloaded=isinstance(exc, EngineTimeout), unresponsive=True)
+            return exc, True
+        raise exc  # the engine's answer itself is wrong (no audio): no other instance will mend it
 
     def _pick(self, avoid: Instance | None = None) -> Instance | None:
         """The least loaded instance with room; a retry goes elsewhere than where it failed if it can."""
@@ -182,4 +228,5 @@ class Pool:
             log.warning(
                 "engine %s at %s is %s", self.name, instance.url, "back" if instance.healthy else "ejected"
             )
-            self._line.dispatch()
+        if instance.healthy != was or (instance.healthy and engine.ready):
+            self._line.dispatch()  # an instance back, or one that turned ready since (warmed up)

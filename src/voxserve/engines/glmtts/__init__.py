@@ -23,10 +23,10 @@ from __future__ import annotations
 from voxserve.config import EngineSettings
 from voxserve.engines.base import Capabilities, Engine, voices_named
 from voxserve.engines.glmtts.batch import GlmTtsBatchEngine
-from voxserve.engines.glmtts.gradio import GlmTtsGradioEngine
+from voxserve.engines.glmtts.gradio import GlmTtsGradioEngine, server_setting
 from voxserve.engines.glmtts.options import GlmTtsOptions
-from voxserve.engines.glmtts.prompts import Prompts
 from voxserve.engines.kind import BuildContext, EngineKind, pooled, waiting_of
+from voxserve.engines.prompts import Prompts
 from voxserve.engines.remote import default_client
 from voxserve.routing import FixedLimit, Role
 
@@ -42,6 +42,7 @@ def capabilities(name: str, options: GlmTtsOptions) -> Capabilities:
         cloning=True,  # every voice is a prompt; a library voice's reference is one too
         clone_needs_transcript=True,
         seeded=options.interface == "gradio",  # the script fixes its own seed
+        whole_sentences=True,  # a GPU model: a clause alone would cost a call and lose the intonation
     )
 
 
@@ -75,4 +76,5 @@ KIND = EngineKind(
     _build,
     "GLM-TTS: its Gradio server (pooled), or its batch script in a checkout",
     needs_url=lambda options: options.interface == "gradio",
+    server_setting=server_setting,
 )

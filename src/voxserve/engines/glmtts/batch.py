@@ -37,8 +37,8 @@ from pathlib import Path
 from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
 from voxserve.engines.embedded import Waiting, wait_in_line
 from voxserve.engines.glmtts.options import GlmTtsOptions
-from voxserve.engines.glmtts.prompts import Prompts
 from voxserve.engines.process import Program
+from voxserve.engines.prompts import Prompts
 from voxserve.engines.remote import decoded_file, failure
 from voxserve.errors import EngineError, EngineTimeout, EngineUnavailable
 from voxserve.routing.admission import AdmissionQueue

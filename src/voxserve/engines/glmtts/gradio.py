@@ -1,6 +1,11 @@
 """GLM-TTS's long-running server: upstream's Gradio app (``tools/gradio_app.py``), through ``gradio_client``.
 
-The model loads once in that server, so a segment costs only its inference.
+The model loads in that server on its first call (minutes), and again whenever a call
+asks for another ``sample_rate`` (upstream's ``get_models``), so a segment then costs only
+its inference. Each instance is warmed with one short call once its app answers, and stays
+out of rotation (the engine "loading" in ``/readyz``) until that call has answered; an app
+that went away is warmed again when it is back. Two engines at different rates on one app
+are refused when settings load (:func:`server_setting`).
 Each segment is one call of the app's ``run_inference(prompt_text,
 prompt_audio_path, input_text, seed, sample_rate, use_cache)`` (its API name
 ``/run_inference``): the prompt audio goes up as a file, the answer is an
@@ -31,15 +36,23 @@ from typing import Any
 import httpx
 
 from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
-from voxserve.engines.glmtts.prompts import Prompts
+from voxserve.engines.glmtts.options import GlmTtsOptions
+from voxserve.engines.prompts import Prompts
 from voxserve.engines.remote import decoded_file, failure, server_alive
-from voxserve.errors import EngineTimeout, EngineUnavailable
+from voxserve.errors import EngineError, EngineTimeout, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
 #: What upstream's app uses when the Seed box is left as it is.
 DEFAULT_SEED = 42
 CONNECT_TIMEOUT = 10.0
+#: What the warm-up call says, in the engine's first language that has one.
+WARM_UP_TEXTS = {"zh": "你好。", "en": "Hello."}
+
+
+def server_setting(options: GlmTtsOptions) -> tuple[str, object] | None:
+    """What one app keeps for all its callers: the rate its model is loaded at (it reloads on a change)."""
+    return ("sample_rate", options.sample_rate) if options.interface == "gradio" else None
 
 
 def _connect(url: str) -> Any:
@@ -81,6 +94,8 @@ class GlmTtsGradioEngine(EngineBase):
         self._timeout = timeout
         self._gradio: Any = None  # a gradio_client.Client once connected
         self._connecting = asyncio.Lock()
+        self._warm = False
+        self._warming: asyncio.Task[None] | None = None
 
     @property
     def url(self) -> str:
@@ -91,18 +106,51 @@ class GlmTtsGradioEngine(EngineBase):
         await self._prompts.load()
         await super().load()
 
+    @property
+    def ready(self) -> bool:
+        """Loaded here and warm there: the app has answered a call at this engine's rate."""
+        return super().ready and self._warm
+
     async def health(self, timeout: float = 2.0) -> bool:
         """Alive if the app answers and is a Gradio app; its client is made here, so that the first
-        request after start does not wait for it."""
+        request after start does not wait for it. An app not yet warm is warmed in the background."""
         if not await server_alive(self._http, timeout):
+            self._warm = False  # a restarted app loads its model again
             return False
         try:
             await self._client()
         except EngineUnavailable:
             return False
+        if not self._warm and (self._warming is None or self._warming.done()):
+            self._warming = asyncio.create_task(self._warm_up(), name=f"warm {self.name} at {self.url}")
+        if self._warming is not None and not self._warming.done():
+            await asyncio.wait({self._warming}, timeout=timeout)  # a quick warm-up is seen by this check
         return True
 
+    async def _warm_up(self) -> None:
+        """One short call, so the app loads its model at this engine's rate before any request waits."""
+        caps = self.capabilities
+        language = next((code for code in WARM_UP_TEXTS if code in caps.languages), "en")
+        request = SegmentRequest(WARM_UP_TEXTS[language], language, caps.default_voice, seed=DEFAULT_SEED)
+        started = asyncio.get_running_loop().time()
+        try:
+            async for _ in self.synthesize(request):
+                pass
+        except EngineError as exc:
+            log.warning(
+                "engine %r at %s is not warm yet (tried again at the next check): %s",
+                self.name,
+                self.url,
+                exc,
+            )
+            return
+        self._warm = True
+        seconds = asyncio.get_running_loop().time() - started
+        log.info("engine %r at %s is warm (its first call took %.1f s)", self.name, self.url, seconds)
+
     async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
         await super().close()
         if self._gradio is not None:
             await asyncio.to_thread(self._gradio.close)

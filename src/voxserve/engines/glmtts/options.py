@@ -8,16 +8,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from voxserve.engines.kind import EngineOptions
+from voxserve.engines.prompts import PromptVoice
 
 #: Upstream's code, as these adapters were checked against it.
 UPSTREAM = "zai-org/GLM-TTS@c5dc7aecc3b4032032d631b271e767893984f821"
-
-
-class PromptVoice(EngineOptions):
-    """A voice is a prompt: a recording and what it says (GLM-TTS reads both)."""
-
-    audio: Path = Field(description="the recording (any format FFmpeg reads; 3-15 s)")
-    text: str = Field(min_length=1, description="what the recording says (prompt_text)")
 
 
 class GlmTtsOptions(EngineOptions):

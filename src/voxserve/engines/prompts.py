@@ -1,9 +1,11 @@
-"""The prompt of each GLM-TTS request: a recording and what it says.
+"""Voices that are prompts: a recording and what it says (GLM-TTS, CosyVoice 2 and 3).
 
-A configured voice's recording is converted once, when the engine loads, to
-24 kHz mono 16-bit WAV (what GLM-TTS's front end reads; a cloned library
-voice's reference is already that), and kept under the engine's own
-directory by content hash.
+Such models have no preset speakers: every request carries the voice as a
+recording and its transcript. A configured voice's recording is converted
+once, when the engine loads, to 24 kHz mono 16-bit WAV (what GLM-TTS's front
+end reads, and what CosyVoice resamples from; a cloned library voice's
+reference is already that), and kept under the engine's own directory by
+content hash.
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ from pathlib import Path
 
 import av
 import numpy as np
+from pydantic import Field
 
 from voxserve.engines.base import SegmentRequest
-from voxserve.engines.glmtts.options import PromptVoice
+from voxserve.engines.kind import EngineOptions
 
 PROMPT_RATE = 24000
+
+
+class PromptVoice(EngineOptions):
+    """A voice is a prompt: a recording and what it says (the model reads both)."""
+
+    audio: Path = Field(description="the recording (any format FFmpeg reads; 3-15 s)")
+    text: str = Field(min_length=1, description="what the recording says (prompt_text)")
 
 
 @dataclass(frozen=True)

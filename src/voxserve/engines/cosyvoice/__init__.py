@@ -1,0 +1,51 @@
+"""CosyVoice (FunAudioLLM/CosyVoice) by generation, through the interfaces upstream ships.
+
+- ``api = "runtime"`` (default): its FastAPI server, ``runtime/python/fastapi/server.py``
+  (see :mod:`.runtime`);
+- ``api = "triton"``: its NVIDIA Triton runtime for CosyVoice2 and 3,
+  ``runtime/triton_trtllm`` (see :mod:`.triton`);
+- ``api = "tts"``: seed 001's ``POST /tts`` form wrapper (see :mod:`.runtime`).
+
+``generation`` (or ``model``) decides the sample rate, what a voice is and
+which requests are refused before any engine time (:mod:`.options`). Every
+interface is pooled over ``url``/``instances``/``backup``.
+"""
+
+from __future__ import annotations
+
+from voxserve.config import EngineSettings
+from voxserve.engines.base import Engine
+from voxserve.engines.cosyvoice.options import UPSTREAM, CosyVoiceOptions, capabilities
+from voxserve.engines.cosyvoice.runtime import CosyVoiceRuntime
+from voxserve.engines.kind import BuildContext, EngineKind, pooled
+from voxserve.engines.prompts import Prompts
+from voxserve.engines.remote import default_client
+from voxserve.routing import AdaptiveLimit, Role
+
+__all__ = ["KIND", "UPSTREAM", "CosyVoiceOptions", "CosyVoiceRuntime", "capabilities"]
+
+
+def _build(config: EngineSettings, options: CosyVoiceOptions, context: BuildContext) -> Engine:
+    voices = options.voices if isinstance(options.voices, dict) else {}
+    prompts = Prompts(voices, context.work_dir(config) / "prompts")
+
+    def member(url: str, role: Role) -> tuple[Engine, str, Role]:
+        if options.api == "triton":
+            from voxserve.engines.cosyvoice.triton import CosyVoiceTriton  # tritonclient: an extra
+
+            return CosyVoiceTriton(config.name, url, options, prompts, config.read_timeout), url, role
+        client = default_client(url, config.read_timeout)
+        return CosyVoiceRuntime(config.name, client, options, prompts), url, role
+
+    members = [member(url, Role.PRIMARY) for url in config.urls]
+    members += [member(url, Role.BACKUP) for url in config.backup]
+    return pooled(config, members, AdaptiveLimit)
+
+
+KIND = EngineKind(
+    "cosyvoice",
+    CosyVoiceOptions,
+    _build,
+    "CosyVoice 1, 2 and 3: its FastAPI runtime, its Triton runtime, or the /tts form of its web demos",
+    needs_url=True,
+)
