@@ -16,7 +16,7 @@ TRITON_PYTHON := $(VENV)/tools/triton/bin/python
 SYSTEM_PACKAGES := espeak-ng
 # What the tests drive for real besides: nginx with the shipped edge configuration, openssl for its
 # certificate, Chromium for the web page, promtool (prometheus) for the metrics and alert rules.
-TEST_PACKAGES := nginx openssl chromium prometheus
+TEST_PACKAGES := nginx openssl chromium prometheus curl
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ system:
 ## Debian packages the integration tests need (nginx in front of voxserve, a certificate, a browser).
 test-system: system
 	@command -v nginx >/dev/null && command -v openssl >/dev/null && command -v chromium >/dev/null \
-		&& command -v promtool >/dev/null || \
+		&& command -v promtool >/dev/null && command -v curl >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq $(TEST_PACKAGES))
 
 $(HELM):

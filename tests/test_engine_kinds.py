@@ -31,6 +31,7 @@ def test_every_engine_module_is_a_kind() -> None:
         "cosyvoice",
         "emotivoice",
         "fake",
+        "fishspeech",
         "glmtts",
         "hibari",
         "kokoro",
@@ -199,6 +200,13 @@ def test_every_engine_table_in_the_docs_loads() -> None:
     blocks = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), flags=re.S)
     tables = [table for block in blocks for table in tomllib.loads(block).get("engines", [])]
     checked = [table for table in tables if table["kind"] in kinds()]
-    assert {table["kind"] for table in checked} >= {"command", "cosyvoice", "emotivoice", "openai", "glmtts"}
+    assert {table["kind"] for table in checked} >= {
+        "command",
+        "cosyvoice",
+        "emotivoice",
+        "openai",
+        "glmtts",
+        "fishspeech",
+    }
     for table in checked:
         assert Settings(engines=[table]).engines[0].name == table["name"]

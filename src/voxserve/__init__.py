@@ -23,6 +23,7 @@ from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, NoOpt
 from voxserve.engines.remote import RemoteEngine, RemoteOptions, remote_kind
 from voxserve.errors import (
     EngineError,
+    EngineFailed,
     EngineOverloaded,
     EngineRejected,
     EngineTimeout,
@@ -41,6 +42,7 @@ __all__ = [
     "Engine",
     "EngineBase",
     "EngineError",
+    "EngineFailed",
     "EngineKind",
     "EngineOptions",
     "EngineOverloaded",

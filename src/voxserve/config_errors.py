@@ -75,7 +75,7 @@ def explain(error: ValidationError, model: type[BaseModel], config_file: Path | 
         message = problem["msg"].removeprefix("Value error, ")
         given = problem.get("input")
         shown = f" (got {given!r})" if isinstance(given, str | int | float) and len(repr(given)) < 80 else ""
-        lines.append(f"{where}{key}: {message}{shown}")
+        lines.append(f"{where}{f'{key}: ' if key else ''}{message}{shown}")  # no key: the settings as a whole
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ the ``[[engines]]`` table and the field before anything starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,17 +94,20 @@ def pool_settings(config: EngineSettings) -> PoolSettings:
     )
 
 
-def pooled(
-    config: EngineSettings, members: Sequence[tuple[Engine, str, Role]], default_limit: Callable[[], Limit]
+def pooled_servers(
+    config: EngineSettings, make: Callable[[str], Engine], default_limit: Callable[[], Limit]
 ) -> Pool:
-    """A pool over engine instances (servers, GPUs), each limited by ``max_concurrency`` or the default."""
+    """A pool over a table's servers (GPUs, apps): ``url`` and ``instances`` as primaries, ``backup``
+    as backups, each instance made by ``make(url)`` and limited by ``max_concurrency`` or the default."""
     fixed = config.fixed_concurrency
 
     def limit() -> Limit:
         return FixedLimit(fixed) if fixed else default_limit()
 
-    instances = [
-        Instance(engine, where, role, limit(), config.failures_to_eject, config.successes_to_return)
-        for engine, where, role in members
-    ]
+    def instance(url: str, role: Role) -> Instance:
+        engine = make(url)
+        return Instance(engine, url, role, limit(), config.failures_to_eject, config.successes_to_return)
+
+    instances = [instance(url, Role.PRIMARY) for url in config.urls]
+    instances += [instance(url, Role.BACKUP) for url in config.backup]
     return Pool(config.name, instances, pool_settings(config))

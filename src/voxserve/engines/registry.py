@@ -62,7 +62,8 @@ def check_engine(config: EngineSettings) -> EngineOptions:
         raise ValueError(f"{where}: {exc.message}") from None
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(['options', *map(str, error['loc'])])}: {error['msg']}" for error in exc.errors()
+            f"{'.'.join(['options', *map(str, error['loc'])])}: {error['msg'].removeprefix('Value error, ')}"
+            for error in exc.errors()
         )
         raise ValueError(f"{where}: {problems}") from None
     servers = kind.serves_from_urls(options)

@@ -35,7 +35,7 @@ from voxserve.audio.decode import decode_audio
 from voxserve.audio.pcm import from_s16
 from voxserve.config import EngineSettings
 from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
-from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, pooled
+from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, pooled_servers
 from voxserve.errors import (
     EngineError,
     EngineFailed,
@@ -45,7 +45,7 @@ from voxserve.errors import (
     EngineUnavailable,
     VoxserveError,
 )
-from voxserve.routing import AdaptiveLimit, Pool, Role
+from voxserve.routing import AdaptiveLimit, Pool
 
 log = logging.getLogger(__name__)
 OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory|CUDA error: out of memory|OOM", re.IGNORECASE)
@@ -238,11 +238,9 @@ def remote_kind(
     each with an adaptive limit unless ``max_concurrency`` fixes one."""
 
     def build(config: EngineSettings, checked: OptionsT, context: BuildContext) -> Pool:
-        def member(url: str, role: Role) -> tuple[RemoteEngine, str, Role]:
-            return engine(config.name, default_client(url, config.read_timeout), checked), url, role
+        def make(url: str) -> RemoteEngine:
+            return engine(config.name, default_client(url, config.read_timeout), checked)
 
-        members = [member(url, Role.PRIMARY) for url in config.urls]
-        members += [member(url, Role.BACKUP) for url in config.backup]
-        return pooled(config, members, AdaptiveLimit)
+        return pooled_servers(config, make, AdaptiveLimit)
 
     return EngineKind(name, options, build, summary, needs_url=True)

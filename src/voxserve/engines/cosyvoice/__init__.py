@@ -17,10 +17,10 @@ from voxserve.config import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.cosyvoice.options import UPSTREAM, CosyVoiceOptions, capabilities
 from voxserve.engines.cosyvoice.runtime import CosyVoiceRuntime
-from voxserve.engines.kind import BuildContext, EngineKind, pooled
+from voxserve.engines.kind import BuildContext, EngineKind, pooled_servers
 from voxserve.engines.prompts import Prompts
 from voxserve.engines.remote import default_client
-from voxserve.routing import AdaptiveLimit, Role
+from voxserve.routing import AdaptiveLimit
 
 __all__ = ["KIND", "UPSTREAM", "CosyVoiceOptions", "CosyVoiceRuntime", "capabilities"]
 
@@ -29,17 +29,14 @@ def _build(config: EngineSettings, options: CosyVoiceOptions, context: BuildCont
     voices = options.voices if isinstance(options.voices, dict) else {}
     prompts = Prompts(voices, context.work_dir(config) / "prompts")
 
-    def member(url: str, role: Role) -> tuple[Engine, str, Role]:
+    def make(url: str) -> Engine:
         if options.api == "triton":
             from voxserve.engines.cosyvoice.triton import CosyVoiceTriton  # tritonclient: an extra
 
-            return CosyVoiceTriton(config.name, url, options, prompts, config.read_timeout), url, role
-        client = default_client(url, config.read_timeout)
-        return CosyVoiceRuntime(config.name, client, options, prompts), url, role
+            return CosyVoiceTriton(config.name, url, options, prompts, config.read_timeout)
+        return CosyVoiceRuntime(config.name, default_client(url, config.read_timeout), options, prompts)
 
-    members = [member(url, Role.PRIMARY) for url in config.urls]
-    members += [member(url, Role.BACKUP) for url in config.backup]
-    return pooled(config, members, AdaptiveLimit)
+    return pooled_servers(config, make, AdaptiveLimit)
 
 
 KIND = EngineKind(

@@ -25,10 +25,10 @@ from voxserve.engines.base import Capabilities, Engine, voices_named
 from voxserve.engines.glmtts.batch import GlmTtsBatchEngine
 from voxserve.engines.glmtts.gradio import GlmTtsGradioEngine, server_setting
 from voxserve.engines.glmtts.options import GlmTtsOptions
-from voxserve.engines.kind import BuildContext, EngineKind, pooled, waiting_of
+from voxserve.engines.kind import BuildContext, EngineKind, pooled_servers, waiting_of
 from voxserve.engines.prompts import Prompts
 from voxserve.engines.remote import default_client
-from voxserve.routing import FixedLimit, Role
+from voxserve.routing import FixedLimit
 
 __all__ = ["KIND", "GlmTtsBatchEngine", "GlmTtsGradioEngine", "GlmTtsOptions"]
 
@@ -52,8 +52,8 @@ def _build(config: EngineSettings, options: GlmTtsOptions, context: BuildContext
     if options.interface == "batch":
         return GlmTtsBatchEngine(config.name, caps, prompts, options, waiting_of(config))
 
-    def member(url: str, role: Role) -> tuple[Engine, str, Role]:
-        engine = GlmTtsGradioEngine(
+    def make(url: str) -> Engine:
+        return GlmTtsGradioEngine(
             config.name,
             default_client(url, config.read_timeout),
             caps,
@@ -63,11 +63,8 @@ def _build(config: EngineSettings, options: GlmTtsOptions, context: BuildContext
             max_answer_bytes=options.max_answer_bytes,
             timeout=config.read_timeout,
         )
-        return engine, url, role
 
-    members = [member(url, Role.PRIMARY) for url in config.urls]
-    members += [member(url, Role.BACKUP) for url in config.backup]
-    return pooled(config, members, lambda: FixedLimit(1))
+    return pooled_servers(config, make, lambda: FixedLimit(1))
 
 
 KIND = EngineKind(
