@@ -27,7 +27,7 @@ def recipe(name: str) -> dict[str, Any]:
     blocks = re.findall(r"```toml\n(.*?)```", DOCS.read_text(), flags=re.S)
     tables = [table for block in blocks for table in tomllib.loads(block).get("engines", [])]
     (table,) = [table for table in tables if table["name"] == name]
-    return table
+    return dict(table)
 
 
 def test_kokoro_fastapi_through_the_openai_kind(tmp_path: Path) -> None:
