@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from voxserve.engines.base import Capabilities, voices_named
 from voxserve.engines.kind import EngineOptions
@@ -127,10 +127,16 @@ class CosyVoiceOptions(EngineOptions):
         "model streaming its audio); url and instances are addresses of that protocol",
     )
 
+    @field_validator("generation", mode="before")
+    @classmethod
+    def _number_in_words(cls, value: object) -> object:
+        """"3" from an environment variable is 3."""
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
     @model_validator(mode="after")
     def _workable(self) -> CosyVoiceOptions:
         named = generation_of(self.model) if self.model else None
-        if self.generation is None and named is None:
+        if self._number() is None:
             raise ValueError(
                 "say which CosyVoice the server runs: generation = 1, 2 or 3, or model = its --model_dir "
                 "(e.g. 'iic/CosyVoice2-0.5B'); the sample rate, the voices and the routes depend on it"
@@ -166,11 +172,17 @@ class CosyVoiceOptions(EngineOptions):
             raise ValueError(f"{', '.join(wrong)} do not apply to api = {self.api!r}")
         return self
 
+    def _number(self) -> Literal[1, 2, 3] | None:
+        """The generation given, or the one the model's name says, or 1 for a 22050 Hz server (only
+        CosyVoice 1 runs at that rate)."""
+        named = generation_of(self.model) if self.model else None
+        return self.generation or named or (1 if self.sample_rate == Generation(1).sample_rate else None)
+
     @property
     def model_generation(self) -> Generation:
-        """The generation, given or read from the model's name (checked to be one of them)."""
-        number = self.generation or (generation_of(self.model) if self.model else None)
-        assert number is not None  # the validator refused a table without one
+        """The generation (the validator refused a table that does not say one)."""
+        number = self._number()
+        assert number is not None
         return Generation(number)
 
     @property
