@@ -21,6 +21,9 @@
 - auth: what keys and quotas add to a request (authenticate, check and
   charge every limit, count usage), keys in SQLite and counts in memory,
   and both in Redis.
+- triton: CosyVoice's Triton runtime (a real Triton server, stand-in models)
+  through voxserve's engine versus bare tritonclient calls, HTTP and gRPC
+  streaming: first audio and whole answer.
 - glmtts: GLM-TTS's Gradio app through voxserve versus a bare gradio_client
   script, and a job as one batch run versus one run per segment (stand-ins).
 - concurrency: Kokoro's throughput with one and four requests at once, next to kokoro-onnx alone
@@ -58,6 +61,7 @@ from bench import overload as bench_overload
 from bench import proxy as bench_proxy
 from bench import quality as bench_quality
 from bench import queue as bench_queue
+from bench import triton as bench_triton
 from bench import voices as bench_voices
 from bench.server import NO_CACHE, running_server, timed_speech
 from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
@@ -329,6 +333,17 @@ def auth(requests: int = 2000) -> None:
 
 
 @app.command()
+def triton(rounds: int = 20, seconds_per_char: float = 0.02) -> None:
+    """CosyVoice's Triton runtime: what voxserve's engine adds to bare tritonclient calls."""
+    seconds = len(bench_triton.TEXT) * seconds_per_char
+    title = f"CosyVoice Triton (stand-in models, {seconds:.2f} s to speak the text), median of {rounds}"
+    table = Table("path", "first audio (ms)", "whole answer (ms)", title=title)
+    for timing in bench_triton.run(rounds, seconds_per_char):
+        table.add_row(timing.path, f"{timing.first_ms:.1f}", f"{timing.whole_ms:.1f}")
+    console.print(table)
+
+
+@app.command()
 def glmtts(rounds: int = 20, segments: int = 20, load: float = 2.0, item: float = 0.1) -> None:
     """GLM-TTS: the adapter's cost per Gradio call, and a job in one batch run versus a run per segment."""
     bare, ours = bench_glmtts.gradio_calls(rounds)
@@ -406,6 +421,7 @@ def run_all(data_dir: DataDir = None) -> None:
     auth()
     concurrency(data)
     glmtts()
+    triton()
     loop()
 
 

@@ -142,3 +142,54 @@ def glmtts_checkout(root: Path) -> Path:
     (root / "examples").mkdir()
     shutil.copy(STAND_INS / "glmtts_inference.py", root / "glmtts_inference.py")
     return root
+
+
+#: PyTriton's Triton server, installed by ``make test`` in an environment of its own (numpy < 2).
+TRITON_PYTHON = ROOT / ".venv" / "tools" / "triton" / "bin" / "python"
+
+
+def _triton_ready(http: str) -> bool:
+    try:
+        return all(
+            httpx.get(f"{http}/v2/models/{model}/ready", timeout=2).status_code == 200
+            for model in ("cosyvoice2", "cosyvoice3")
+        )
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def triton_server(capacity: int | None = None, seconds_per_char: float = 0.0) -> Iterator[dict[str, str]]:
+    """A real Triton server holding the stand-ins of CosyVoice's Triton models
+    (``tests/servers/cosyvoice_triton.py``): ``http`` and ``grpc`` addresses, once both models load."""
+    import os
+    import sysconfig
+
+    ports = {name: free_port() for name in ("http", "grpc", "metrics")}
+    command = [
+        str(TRITON_PYTHON),
+        str(STAND_INS / "cosyvoice_triton.py"),
+        f"--seconds-per-char={seconds_per_char}",
+    ]
+    command += [f"--{name}-port={port}" for name, port in ports.items()]
+    command += [f"--capacity={capacity}"] if capacity is not None else []
+    # Triton's Python stub links libpython: this interpreter's own, not whichever the system has
+    library = f"{sysconfig.get_config_var('LIBDIR')}:{os.environ.get('LD_LIBRARY_PATH', '')}"
+    quiet = subprocess.DEVNULL
+    process = subprocess.Popen(
+        command, env={**os.environ, "LD_LIBRARY_PATH": library}, stdout=quiet, stderr=quiet
+    )
+    http = f"http://127.0.0.1:{ports['http']}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _triton_ready(http):
+            assert process.poll() is None, "the Triton server exited"
+            assert time.monotonic() < deadline, "the Triton server did not load its models"
+            time.sleep(0.5)
+        yield {"http": http, "grpc": f"grpc://127.0.0.1:{ports['grpc']}"}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,17 @@ def speak(client: Any, **body: Any) -> Any:
             "is CosyVoice 2, not generation = 3",
         ),
         ({"generation": 1, "voices": ["中文女"], "api": "triton"}, "serves CosyVoice2 and CosyVoice3"),
+        (
+            {
+                "generation": 3,
+                "api": "triton",
+                "voices": {
+                    "a": {"audio": "a.wav", "text": "你好。"},
+                    "b": {"audio": "b.wav", "text": "你好。"},
+                },
+            },
+            "voices 'a' and 'b' have the same transcript",
+        ),
         (
             {"generation": 1, "voices": ["中文女"], "triton_protocol": "grpc"},
             "triton_protocol do not apply to api = 'runtime'",
@@ -163,6 +175,21 @@ def test_a_server_that_fails_on_an_input_is_that_requests_502_and_stays_in_rotat
         (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
         assert instance["healthy"] and instance["limit"] == limit_before
         assert client.get("/readyz").status_code == 200
+
+
+def test_a_bad_input_under_load_is_still_its_own_502(tmp_path: Path) -> None:
+    """A speaker the model lacks breaks its answer while other requests stream: that request's 502 after
+    one more try, not 30 s of retries; the others are served."""
+    behaviour = Behaviour(seconds_per_char=0.03)
+    with over(tmp_path, Model(1), behaviour, generation=1, voices=["中文女", "粤语男"]) as client:
+        with ThreadPoolExecutor(5) as threads:
+            good = [threads.submit(speak, client, input=f"第{n}句话说得慢一点。") for n in range(4)]
+            bad = threads.submit(speak, client, voice="粤语男", input="你好。")
+            assert_error(bad.result(), 502, "engine_failed", None, "closed the answer before it finished")
+            assert all(answer.result().status_code == 200 for answer in good)
+        (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
+        assert instance["healthy"]
+    assert [r["spk_id"] for r in behaviour.requests].count("粤语男") == 2
 
 
 def test_breaks_on_many_inputs_are_the_instance_overloaded(tmp_path: Path) -> None:

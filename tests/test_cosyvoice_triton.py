@@ -9,17 +9,14 @@ The server holds stand-in models bound under upstream's tensor names and types
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
+from bench.instances import TRITON_PYTHON, triton_server
 from bench.server import free_port
 
 from tests.support.api import SPEECH, ready_client
@@ -32,45 +29,16 @@ from voxserve.engines.cosyvoice.triton import CosyVoiceTriton
 from voxserve.engines.prompts import Prompts
 from voxserve.errors import EngineOverloaded, EngineUnavailable
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = ROOT / ".venv" / "tools" / "triton" / "bin" / "python"
-SERVER = ROOT / "tests" / "servers" / "cosyvoice_triton.py"
 TEXT = "今天天气很好，我们一起去公园散步吧。"
 
-pytestmark = pytest.mark.skipif(not PYTHON.exists(), reason="no PyTriton: make test installs it")
+pytestmark = pytest.mark.skipif(not TRITON_PYTHON.exists(), reason="no PyTriton: make test installs it")
 
 
 @pytest.fixture(scope="module")
 def triton() -> Iterator[dict[str, str]]:
     """One Triton server for the module: its HTTP and gRPC addresses."""
-    ports = {name: free_port() for name in ("http", "grpc", "metrics")}
-    # Triton's Python stub links libpython: the one of the interpreter that runs it, not Debian's
-    libdir = sysconfig.get_config_var("LIBDIR")
-    env = {**os.environ, "LD_LIBRARY_PATH": f"{libdir}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
-    command = [str(PYTHON), str(SERVER), "--capacity", "1", "--seconds-per-char", "0.02"]
-    command += [f"--{name}-port={port}" for name, port in ports.items()]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    http = f"http://127.0.0.1:{ports['http']}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _ready(http, "cosyvoice2") or not _ready(http, "cosyvoice3"):
-            assert process.poll() is None, "the Triton server exited"
-            assert time.monotonic() < deadline, "the Triton server did not load its models"
-            time.sleep(0.5)
-        yield {"http": http, "grpc": f"grpc://127.0.0.1:{ports['grpc']}"}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _ready(http: str, model: str) -> bool:
-    try:
-        return httpx.get(f"{http}/v2/models/{model}/ready", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with triton_server(capacity=1, seconds_per_char=0.02) as addresses:
+        yield addresses
 
 
 @pytest.fixture
@@ -91,7 +59,7 @@ def engine(
 def test_whole_answers_over_http_through_the_api(
     triton: dict[str, str], prompt: dict[str, Any], tmp_path: Path
 ) -> None:
-    options = {"api": "triton", "generation": 3, "voices": prompt}
+    options = {"api": "triton", "generation": 3, "voices": prompt, "triton_protocol": "http"}
     config = EngineSettings(name="cosy", kind="cosyvoice", url=triton["http"], options=options)
     settings = Settings(data_dir=tmp_path, engines=[config], default_engine="cosy", jobs={"workers": 0})
     with ready_client(settings) as client:
@@ -110,7 +78,7 @@ async def test_a_decoupled_model_streams_over_grpc(
 ) -> None:
     cosy = engine(triton["grpc"], 2, "grpc", prompt, tmp_path)
     await cosy.load()
-    assert cosy.capabilities.streaming and await cosy.health()
+    assert cosy.capabilities.streaming and cosy.capabilities.clone_needs_transcript and await cosy.health()
     arrivals = []
     started = time.monotonic()
     async for chunk in cosy.synthesize(SegmentRequest(text=TEXT, language="zh", voice="xiaoyu")):
@@ -121,7 +89,7 @@ async def test_a_decoupled_model_streams_over_grpc(
     assert arrivals[0][0] < arrivals[-1][0] / 2, "the first audio long before the last"
 
 
-async def test_out_of_memory_is_overload_and_a_dead_server_is_unavailable(
+async def test_out_of_memory_is_overload_and_a_wrong_or_dead_server_is_not_used(
     triton: dict[str, str], prompt: dict[str, Any], tmp_path: Path
 ) -> None:
     engines = [engine(triton["http"], 3, "http", prompt, tmp_path) for _ in range(2)]
@@ -136,10 +104,12 @@ async def test_out_of_memory_is_overload_and_a_dead_server_is_unavailable(
     failed = [r for r in results if isinstance(r, Exception)]
     assert len(failed) == 1 and isinstance(failed[0], EngineOverloaded), results
     assert "CUDA out of memory" in str(failed[0])
+    mismatched = engine(triton["http"], 2, "http", prompt, tmp_path)  # cosyvoice2 is deployed decoupled
+    assert not await mismatched.health(), "a decoupled model cannot answer over HTTP: not taken into rotation"
     dead = engine(f"http://127.0.0.1:{free_port()}", 3, "http", prompt, tmp_path)
     await dead.load()
     assert not await dead.health()
     with pytest.raises(EngineUnavailable, match="unreachable"):
         await whole(dead)
-    for cosy in [*engines, dead]:
+    for cosy in [*engines, mismatched, dead]:
         await cosy.close()

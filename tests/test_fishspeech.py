@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from tests.servers.engines import Behaviour, serving, tone
 from tests.servers.fishspeech import SAMPLE_RATE, fishspeech_app
@@ -99,3 +101,13 @@ async def test_health_carries_the_key_and_a_header_is_skipped_if_one_comes() -> 
             response = await client.get("http://fish.test/")
             chunks = [chunk async for chunk in raw_wav_stream(response)]
         np.testing.assert_allclose(np.concatenate(chunks) * 32768, np.arange(200) * 100)
+
+
+def test_reference_ids_its_server_would_refuse_fail_when_settings_load() -> None:
+    """Its server checks an id after the 200 (``_validate_id``): every answer would break."""
+    with pytest.raises(
+        ValidationError, match=re.escape("'旁白', 'host.v2': fish-speech names references with")
+    ):
+        EngineSettings(
+            name="fish", kind="fishspeech", url="http://x", options={"voices": ["ok id", "旁白", "host.v2"]}
+        )

@@ -146,6 +146,8 @@ async def test_openai_compatible_pcm_passthrough(
     options = OpenAIOptions(voices=["af_heart"], model=model, api_key="sk-test")
     engine = OpenAIEngine("kokoro-fastapi", default_client(url), options)
     assert engine.capabilities.instructions is instructed
+    speeds = (1.0, 1.0) if instructed else (0.25, 4.0)  # gpt-4o-mini-tts ignores speed: voxserve's tempo
+    assert engine.capabilities.native_speed == speeds
     request = SegmentRequest(text="Hello there.", language="en", voice="af_heart", instructions="calm")
     chunks = await collect(engine, request)
     assert len(chunks) > 1 and np.concatenate(chunks).size == tone("Hello there.", 24000).size

@@ -26,12 +26,13 @@ the Bearer token; ``GET /v1/health`` is its health route.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from voxserve.config import EngineSettings
 from voxserve.engines.base import PCM, Capabilities, Engine, SegmentRequest, voices_named
@@ -42,6 +43,10 @@ from voxserve.routing import AdaptiveLimit
 
 UPSTREAM = "fishaudio/fish-speech@3dd1f85c402ee6f0a17c2971d3b0dd8d881ca139"
 WAV_HEADER = 44
+
+
+#: What its server accepts as a reference id (``ReferenceLoader._validate_id``); another breaks every answer.
+REFERENCE_ID = re.compile(r"^[a-zA-Z0-9\-_ ]{1,255}$")
 
 
 class FishSpeechOptions(EngineOptions):
@@ -57,6 +62,19 @@ class FishSpeechOptions(EngineOptions):
     temperature: float | None = Field(default=None, ge=0.1, le=1.0)
     top_p: float | None = Field(default=None, ge=0.1, le=1.0)
     repetition_penalty: float | None = Field(default=None, ge=0.9, le=2.0)
+
+    @field_validator("voices")
+    @classmethod
+    def _ids_it_accepts(
+        cls, voices: list[str] | dict[str, PromptVoice]
+    ) -> list[str] | dict[str, PromptVoice]:
+        bad = [voice for voice in voices if isinstance(voices, list) and not REFERENCE_ID.match(voice)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: fish-speech names references with letters, digits, '-', '_' "
+                "and spaces only (255 at most)"
+            )
+        return voices
 
 
 async def raw_wav_stream(response: httpx.Response) -> AsyncIterator[PCM]:

@@ -53,7 +53,9 @@ class OpenAIEngine(RemoteEngine):
             max_segment_chars=options.max_segment_chars,
             streaming=True,
             instructions=follows_instructions(options),
-            native_speed=(0.25, 4.0),
+            # gpt-4o-mini-tts ignores speed (openapi.yaml: "Does not work with gpt-4o-mini-tts"): voxserve
+            # changes the tempo itself there
+            native_speed=(1.0, 1.0) if options.model.startswith(INSTRUCTED_MODELS) else (0.25, 4.0),
             whole_sentences=True,
         )
         super().__init__(name, client, capabilities)

@@ -144,11 +144,18 @@ async def whole_file(response: httpx.Response, engine: str, rate: int) -> AsyncI
         yield audio
 
 
-def failure(engine: str, what: str, words: str) -> EngineError:
-    """An engine's failure told in its own words: overloaded when they say it ran out of memory."""
+def failure(engine: str, what: str, words: str, *, answered: bool = False) -> EngineError:
+    """An engine's failure told in its own words: overloaded when they say it ran out of memory.
+
+    ``answered``: a server that is up answered this call with its own error (Gradio's ``AppError``,
+    a Triton model's ``TritonError``), which may be this input's: ``EngineFailed``, for the pool to
+    tell. Otherwise (a program that exited) the instance failed: ``EngineUnavailable``.
+    """
     tail = words.strip()[-ERROR_TAIL:] or "(it said nothing)"
     message = f"engine {engine!r} {what}: {tail}"
-    return EngineOverloaded(message) if OUT_OF_MEMORY.search(tail) else EngineUnavailable(message)
+    if OUT_OF_MEMORY.search(tail):
+        return EngineOverloaded(message)
+    return EngineFailed(message, broke_off=False) if answered else EngineUnavailable(message)
 
 
 async def server_alive(client: httpx.AsyncClient, timeout: float) -> bool:

@@ -16,11 +16,12 @@ for seed 001, done per request:
   memory, an answer that breaks off when an instance dies) is retried on
   another instance with backoff and jitter, resuming after the samples
   already delivered, so nothing is lost or repeated;
-- an answer that breaks off, or a bare 500, with no word of memory is first
-  taken for the input's fault (a voice the model lacks, a text it asserts
-  on): asked once more elsewhere, then the request's own 502, with neither
-  the limit lowered nor the instance ejected; the same on many inputs at one
-  instance is that instance's overload (broken answers) or failure (500s);
+- an answer that breaks off, or a bare 500, with no word of memory is taken
+  for the input's fault (a voice the model lacks, a text it asserts on):
+  asked once more elsewhere, then the request's own 502, never ejecting the
+  instance (a break under load lowers its limit, as out of memory does); the
+  same on many inputs at one instance is that instance's overload (broken
+  answers) or failure (500s);
 - instances are ejected after repeated failures (requests or health checks)
   and return after successful active health checks.
 """
@@ -28,6 +29,7 @@ for seed 001, done per request:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -73,6 +75,7 @@ class Pool:
         self.settings = settings
         self._line: AdmissionQueue[Instance] = AdmissionQueue(settings.max_queue, self._release)
         self._health_task: asyncio.Task[None] | None = None
+        self._requests = itertools.count()  # numbers a segment request (its tries share one)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -109,6 +112,7 @@ class Pool:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.queue_timeout
+        number = next(self._requests)
         failures = 0
         input_failures = 0
         delivered = 0
@@ -127,7 +131,7 @@ class Pool:
                         delivered += chunk.size
                         yield chunk
             except EngineError as exc:
-                error, hard = self._judge(instance, exc, request, loop.time())
+                error, hard = self._judge(instance, exc, (input_key(request), number), loop.time())
                 failures += hard
                 if isinstance(error, EngineFailed):
                     input_failures += 1
@@ -149,25 +153,29 @@ class Pool:
 
     @staticmethod
     def _judge(
-        instance: Instance, exc: EngineError, request: SegmentRequest, now: float
+        instance: Instance, exc: EngineError, which: tuple[int, int], now: float
     ) -> tuple[EngineError, bool]:
         """What a failure says of the instance (told to it), and whether it counts against ``attempts``.
 
-        A failure on one input is that input's, unless the instance has failed on many inputs
-        lately or the answer broke off while it served others too (a GPU out of memory breaks
-        answers under load, not alone); then it is the instance's: overloaded when its answers
-        broke off, unavailable when it answered 500s. An input's failure changes neither the
-        instance's limit nor its health.
+        An answer that failed on one input (``EngineFailed``) stays that input's failure: asked
+        once more, then the request's own 502. An answer that broke off while the instance served
+        others too also lowers the instance's limit (a GPU out of memory breaks answers under load,
+        and shows nothing else). Failures on three different inputs lately are the instance's:
+        overloaded when its answers broke off, unavailable when it answered 500s, retried until
+        the deadline like any overload. ``which``: the input's key and the request's number.
         """
         if isinstance(exc, EngineFailed):
-            crowded = exc.broke_off and instance.in_flight > 1
-            if not instance.failed_on(input_key(request), now) and not crowded:
+            if instance.failed_on(*which, now):
+                if exc.broke_off:
+                    exc = EngineOverloaded(f"{exc.message} (on other inputs too: overloaded)")
+                else:
+                    exc = EngineUnavailable(f"{exc.message} (on other inputs too)")
+            elif exc.broke_off and instance.in_flight > 1:
+                instance.failed(overloaded=True, unresponsive=False)
+                return exc, False
+            else:
                 instance.calls.failed()
                 return exc, False
-            if exc.broke_off:
-                exc = EngineOverloaded(f"{exc.message} (under load, or on other inputs too: overloaded)")
-            else:
-                exc = EngineUnavailable(f"{exc.message} (it failed on other inputs too)")
         if isinstance(exc, EngineOverloaded):
             instance.failed(overloaded=True, unresponsive=False)
             return exc, False

@@ -95,6 +95,19 @@ def generation_of(model: str) -> Literal[1, 2, 3] | None:
     return None
 
 
+def _distinct_transcripts(voices: dict[str, PromptVoice]) -> None:
+    """Upstream's Triton model keeps each voice by its transcript alone (``speaker_cache``, keyed by
+    ``reference_text``): two voices that say the same words would both speak as the first."""
+    said: dict[str, str] = {}
+    for name, voice in voices.items():
+        other = said.setdefault(voice.text.strip(), name)
+        if other != name:
+            raise ValueError(
+                f"voices {other!r} and {name!r} have the same transcript; upstream's Triton model keeps "
+                "a voice by its transcript, so both would speak as the first: record different words"
+            )
+
+
 class CosyVoiceOptions(EngineOptions):
     api: Literal["runtime", "triton", "tts"] = Field(
         default="runtime",
@@ -121,16 +134,16 @@ class CosyVoiceOptions(EngineOptions):
         default=None,
         description="api = 'triton': the model in the repository (default cosyvoice2/cosyvoice3)",
     )
-    triton_protocol: Literal["http", "grpc"] = Field(
-        default="http",
-        description="api = 'triton': http (port 8000, whole answers) or grpc (port 8001, a decoupled "
-        "model streaming its audio); url and instances are addresses of that protocol",
+    triton_protocol: Literal["grpc", "http"] = Field(
+        default="grpc",
+        description="api = 'triton': grpc (a model deployed decoupled, upstream's default: audio streams) "
+        "or http (decoupled_mode False: whole answers); url and instances are addresses of that protocol",
     )
 
     @field_validator("generation", mode="before")
     @classmethod
     def _number_in_words(cls, value: object) -> object:
-        """"3" from an environment variable is 3."""
+        """ "3" from an environment variable is 3."""
         return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
     @model_validator(mode="after")
@@ -162,6 +175,8 @@ class CosyVoiceOptions(EngineOptions):
             raise ValueError("upstream's Triton runtime serves CosyVoice2 and CosyVoice3, not CosyVoice 1")
         if self.api == "triton" and presets:
             raise ValueError("upstream's Triton models take a recording and its transcript as the voice")
+        if self.api == "triton" and isinstance(self.voices, dict):
+            _distinct_transcripts(self.voices)
         misplaced = {
             "reference_root": self.api != "tts",
             "triton_model": self.api != "triton",
@@ -215,6 +230,7 @@ def capabilities(name: str, options: CosyVoiceOptions) -> Capabilities:
         max_segment_chars=options.max_segment_chars,
         streaming=api == "runtime" or (api == "triton" and options.triton_protocol == "grpc"),
         cloning=api != "tts" or options.reference_root is not None,
+        clone_needs_transcript=api == "triton",  # its models align the recording with what it says
         markup=generation.reads_marks,
         instructions=api == "runtime" and (generation.number > 1 or options.instruct_model),
         instructions_with_clones=generation.number > 1,

@@ -30,6 +30,8 @@ in threads; its responses reach the loop through a queue.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -47,18 +49,29 @@ from voxserve.audio.decode import decode_audio
 from voxserve.engines.base import PCM, EngineBase, SegmentRequest
 from voxserve.engines.cosyvoice.options import CosyVoiceOptions, capabilities
 from voxserve.engines.prompts import Prompts
-from voxserve.engines.remote import ERROR_TAIL, OUT_OF_MEMORY
-from voxserve.errors import EngineFailed, EngineOverloaded, EngineTimeout, EngineUnavailable
+from voxserve.engines.remote import ERROR_TAIL, failure
+from voxserve.errors import EngineFailed, EngineTimeout, EngineUnavailable
 
+log = logging.getLogger(__name__)
 #: Upstream's Triton models read their reference at this rate ("hard coding in server").
 REFERENCE_RATE = 16000
 #: Recordings kept decoded at 16 kHz (a voice is sent with every segment).
 DECODED_PROMPTS = 32
+#: What a server that cannot be reached says, itself or through the model (CosyVoice3's model
+#: reaches its LLM server over HTTP, and passes httpx's words on).
+UNREACHABLE = re.compile(r"connection refused|failed to connect|connection attempts failed", re.IGNORECASE)
 
 
 def _address(url: str) -> str:
     """tritonclient wants ``host:port``, no scheme."""
     return url.split("://", 1)[-1].rstrip("/")
+
+
+def _decoupled(config: Any) -> bool:
+    """Whether a model's configuration (HTTP: a dict; gRPC: a protobuf answer) says it is decoupled."""
+    if isinstance(config, dict):
+        return bool(config.get("model_transaction_policy", {}).get("decoupled", False))
+    return bool(config.config.model_transaction_policy.decoupled)
 
 
 def _tensor(module: Any, name: str, value: np.ndarray) -> Any:
@@ -83,6 +96,7 @@ class CosyVoiceTriton(EngineBase):
         self._timeout = read_timeout
         self._decoded: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._health: Any = None
+        self._warned = False
 
     async def load(self) -> None:
         await self._prompts.load()
@@ -95,14 +109,28 @@ class CosyVoiceTriton(EngineBase):
             self._health = None
 
     async def health(self, timeout: float = 2.0) -> bool:
-        """Whether the server says the model is ready (loaded, not still converting its engines)."""
+        """Whether the server says the model is ready (loaded, not still converting its engines), and
+        is deployed for this protocol: decoupled for gRPC streaming, not for HTTP."""
         if self._health is None:
             module = grpc_aio if self._streaming else http_aio
             self._health = module.InferenceServerClient(self._address)
         try:
-            return bool(await asyncio.wait_for(self._health.is_model_ready(self._model), timeout))
+            if not await asyncio.wait_for(self._health.is_model_ready(self._model), timeout):
+                return False
+            config = await asyncio.wait_for(self._health.get_model_config(self._model), timeout)
         except Exception:  # unreachable, refused, timed out: not ready, whatever the cause
             return False
+        decoupled = _decoupled(config)
+        if decoupled != self._streaming:
+            if not self._warned:
+                self._warned = True
+                log.error(
+                    "engine %r at %s: model %r is deployed %s; set triton_protocol = %r (or deploy it with "
+                    "decoupled_mode: %s)", self.name, self.url, self._model,
+                    "decoupled" if decoupled else "offline", "grpc" if decoupled else "http", not decoupled,
+                )  # fmt: skip
+            return False
+        return True
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         inputs = await self._inputs(request)
@@ -195,16 +223,12 @@ class CosyVoiceTriton(EngineBase):
 
     def _failure(self, exc: InferenceServerException, *, started: bool) -> Exception:
         """A Triton error as the error tree has it (see the module's docstring)."""
-        words = (exc.message() or str(exc)).strip()[-ERROR_TAIL:]
+        words = (exc.message() or str(exc)).strip()
         status = str(exc.status() or "")
-        if "UNAVAILABLE" in status or "Connection refused" in words or "failed to connect" in words.lower():
+        if "UNAVAILABLE" in status or UNREACHABLE.search(words):
+            tail = words[-ERROR_TAIL:]
             if not started:
-                return EngineUnavailable(f"engine {self.name!r} at {self.url} is unreachable: {words}")
-            return EngineFailed(
-                f"engine {self.name!r} at {self.url} closed the answer before it finished ({words})",
-                broke_off=True,
-            )
-        message = f"engine {self.name!r} at {self.url} failed: {words}"
-        if OUT_OF_MEMORY.search(words):
-            return EngineOverloaded(message)
-        return EngineFailed(message, broke_off=started)
+                return EngineUnavailable(f"engine {self.name!r} at {self.url} is unreachable: {tail}")
+            message = f"engine {self.name!r} at {self.url} closed the answer before it finished ({tail})"
+            return EngineFailed(message, broke_off=True)
+        return failure(self.name, f"at {self.url} failed", words, answered=True)

@@ -21,9 +21,11 @@ client gone) is cancelled in the app's queue; one already running on the GPU
 runs to its end there (Gradio cannot stop it).
 
 Failures: a refused connection or an app that is not GLM-TTS's →
-``EngineUnavailable``; the app's own error (``Inference failed: ...``) →
-``EngineUnavailable``, or ``EngineOverloaded`` when it ran out of GPU
-memory; no answer within ``read_timeout`` → ``EngineTimeout``.
+``EngineUnavailable``; the app's own error (``Inference failed: ...``, which
+upstream raises for whatever went wrong, the input included) →
+``EngineFailed`` (the pool tells the input's fault from the app's), or
+``EngineOverloaded`` when it ran out of GPU memory; no answer within
+``read_timeout`` → ``EngineTimeout``.
 """
 
 from __future__ import annotations
@@ -214,7 +216,7 @@ class GlmTtsGradioEngine(EngineBase):
         if isinstance(exc, TimeoutError):
             return EngineTimeout(f"engine {self.name!r} at {self.url} did not answer in {self._timeout:g} s")
         if isinstance(exc, AppError):
-            return failure(self.name, f"at {self.url} failed", str(exc))
+            return failure(self.name, f"at {self.url} failed", str(exc), answered=True)
         self._forget(client)
         return EngineUnavailable(f"engine {self.name!r} at {self.url} failed: {exc!r}")
 
