@@ -37,7 +37,7 @@ from pydantic import Field, SecretStr, field_validator
 from voxserve.config import EngineSettings
 from voxserve.engines.base import PCM, Capabilities, Engine, SegmentRequest, voices_named
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, pooled_servers
-from voxserve.engines.prompts import Prompts, PromptVoice
+from voxserve.engines.prompts import Prompts, PromptVoice, configured_prompts
 from voxserve.engines.remote import Call, PcmStream, RemoteEngine, default_client
 from voxserve.routing import AdaptiveLimit
 
@@ -156,8 +156,7 @@ class FishSpeechEngine(RemoteEngine):
 
 
 def _build(config: EngineSettings, options: FishSpeechOptions, context: BuildContext) -> Engine:
-    voices = options.voices if isinstance(options.voices, dict) else {}
-    prompts = Prompts(voices, context.work_dir(config) / "prompts")
+    prompts = configured_prompts(options.voices, context, config)
 
     def make(url: str) -> Engine:
         return FishSpeechEngine(config.name, default_client(url, config.read_timeout), options, prompts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +20,9 @@ import av
 import numpy as np
 from pydantic import Field
 
+from voxserve.config import EngineSettings
 from voxserve.engines.base import SegmentRequest
-from voxserve.engines.kind import EngineOptions
+from voxserve.engines.kind import BuildContext, EngineOptions
 
 PROMPT_RATE = 24000
 
@@ -85,3 +86,11 @@ class Prompts:
         if reference is not None:  # planning refused clones without a transcript
             return Prompt(reference.path, reference.transcript or "")
         return self._prompts[request.voice]
+
+
+def configured_prompts(
+    voices: Sequence[str] | Mapping[str, PromptVoice], context: BuildContext, config: EngineSettings
+) -> Prompts:
+    """An engine table's prompt voices, converted under the engine's own directory (none where its
+    voices are ids the server keeps, such as CosyVoice 1's speakers or fish-speech's references)."""
+    return Prompts(voices if isinstance(voices, Mapping) else {}, context.work_dir(config) / "prompts")

@@ -18,7 +18,7 @@ from voxserve.engines.base import Engine
 from voxserve.engines.cosyvoice.options import UPSTREAM, CosyVoiceOptions, capabilities
 from voxserve.engines.cosyvoice.runtime import CosyVoiceRuntime
 from voxserve.engines.kind import BuildContext, EngineKind, pooled_servers
-from voxserve.engines.prompts import Prompts
+from voxserve.engines.prompts import configured_prompts
 from voxserve.engines.remote import default_client
 from voxserve.routing import AdaptiveLimit
 
@@ -26,8 +26,7 @@ __all__ = ["KIND", "UPSTREAM", "CosyVoiceOptions", "CosyVoiceRuntime", "capabili
 
 
 def _build(config: EngineSettings, options: CosyVoiceOptions, context: BuildContext) -> Engine:
-    voices = options.voices if isinstance(options.voices, dict) else {}
-    prompts = Prompts(voices, context.work_dir(config) / "prompts")
+    prompts = configured_prompts(options.voices, context, config)
 
     def make(url: str) -> Engine:
         if options.api == "triton":

@@ -26,7 +26,7 @@ from voxserve.engines.glmtts.batch import GlmTtsBatchEngine
 from voxserve.engines.glmtts.gradio import GlmTtsGradioEngine, server_setting
 from voxserve.engines.glmtts.options import GlmTtsOptions
 from voxserve.engines.kind import BuildContext, EngineKind, pooled_servers, waiting_of
-from voxserve.engines.prompts import Prompts
+from voxserve.engines.prompts import configured_prompts
 from voxserve.engines.remote import default_client
 from voxserve.routing import FixedLimit
 
@@ -48,7 +48,7 @@ def capabilities(name: str, options: GlmTtsOptions) -> Capabilities:
 
 def _build(config: EngineSettings, options: GlmTtsOptions, context: BuildContext) -> Engine:
     caps = capabilities(config.name, options)
-    prompts = Prompts(options.voices, context.work_dir(config) / "prompts")
+    prompts = configured_prompts(options.voices, context, config)
     if options.interface == "batch":
         return GlmTtsBatchEngine(config.name, caps, prompts, options, waiting_of(config))
 
