@@ -158,38 +158,50 @@ def _triton_ready(http: str) -> bool:
         return False
 
 
+def _start_triton(arguments: list[str], log: Path) -> tuple[subprocess.Popen[bytes], dict[str, int]]:
+    """Start the server on free ports and wait for both models. One that exits while it loads (PyTriton's
+    start can fail on a busy machine, or a port was taken meanwhile) is started once more on other
+    ports; its log's tail says why it did not come up."""
+    import os
+    import sysconfig
+
+    # Triton's Python stub links libpython: this interpreter's own, not whichever the system has
+    library = f"{sysconfig.get_config_var('LIBDIR')}:{os.environ.get('LD_LIBRARY_PATH', '')}"
+    for _ in range(2):
+        ports = {name: free_port() for name in ("http", "grpc", "metrics")}
+        command = [str(TRITON_PYTHON), str(STAND_INS / "cosyvoice_triton.py"), *arguments]
+        command += [f"--{name}-port={port}" for name, port in ports.items()]
+        with open(log, "ab") as out:
+            env = {**os.environ, "LD_LIBRARY_PATH": library}
+            process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while process.poll() is None and not _triton_ready(f"http://127.0.0.1:{ports['http']}"):
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                break
+            time.sleep(0.5)
+        if process.poll() is None:
+            return process, ports
+    tail = log.read_text(errors="replace")[-2000:]
+    raise AssertionError(f"the Triton server did not load its models, twice:\n{tail}")
+
+
 @contextmanager
 def triton_server(capacity: int | None = None, seconds_per_char: float = 0.0) -> Iterator[dict[str, str]]:
     """A real Triton server holding the stand-ins of CosyVoice's Triton models
     (``tests/servers/cosyvoice_triton.py``): ``http`` and ``grpc`` addresses, once both models load."""
-    import os
-    import sysconfig
+    import tempfile
 
-    ports = {name: free_port() for name in ("http", "grpc", "metrics")}
-    command = [
-        str(TRITON_PYTHON),
-        str(STAND_INS / "cosyvoice_triton.py"),
-        f"--seconds-per-char={seconds_per_char}",
-    ]
-    command += [f"--{name}-port={port}" for name, port in ports.items()]
-    command += [f"--capacity={capacity}"] if capacity is not None else []
-    # Triton's Python stub links libpython: this interpreter's own, not whichever the system has
-    library = f"{sysconfig.get_config_var('LIBDIR')}:{os.environ.get('LD_LIBRARY_PATH', '')}"
-    quiet = subprocess.DEVNULL
-    process = subprocess.Popen(
-        command, env={**os.environ, "LD_LIBRARY_PATH": library}, stdout=quiet, stderr=quiet
-    )
-    http = f"http://127.0.0.1:{ports['http']}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _triton_ready(http):
-            assert process.poll() is None, "the Triton server exited"
-            assert time.monotonic() < deadline, "the Triton server did not load its models"
-            time.sleep(0.5)
-        yield {"http": http, "grpc": f"grpc://127.0.0.1:{ports['grpc']}"}
-    finally:
-        process.terminate()
+    arguments = [f"--seconds-per-char={seconds_per_char}"]
+    arguments += [f"--capacity={capacity}"] if capacity is not None else []
+    with tempfile.TemporaryDirectory() as logs:
+        process, ports = _start_triton(arguments, Path(logs) / "triton.log")
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            yield {"http": f"http://127.0.0.1:{ports['http']}", "grpc": f"grpc://127.0.0.1:{ports['grpc']}"}
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
