@@ -83,7 +83,8 @@ def make_client(tmp_path: Path, fake_engine: FakeEngine) -> Iterator[ClientFacto
 
 #: Fixtures that start a real ``voxserve serve`` process or load a real model.
 INTEGRATION_FIXTURES = frozenset({"server", "client", "whisper", "api_schema", "glm_gradio", "s3_endpoint"})
-#: Modules whose every test runs real processes (crash recovery, the command line, transcription).
+#: Modules whose every test runs real processes or servers (crash recovery, the command line,
+#: transcription, engines' stand-ins).
 INTEGRATION_MODULES = frozenset(
     {
         "test_jobs_crash",
@@ -92,7 +93,10 @@ INTEGRATION_MODULES = frozenset(
         "test_edge",
         "test_batch_cli",
         "test_deploy",
+        "test_cosyvoice",
         "test_cosyvoice_triton",
+        "test_fishspeech",
+        "test_recipes",
     }
 )
 
