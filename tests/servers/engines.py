@@ -107,7 +107,11 @@ class EmotiVoiceRequest(BaseModel):
     speed: float | None = 1.0
 
 
-def emotivoice_app(behaviour: Behaviour, sample_rate: int = 16000) -> FastAPI:
+def emotivoice_app(
+    behaviour: Behaviour, sample_rate: int = 16000, speakers: tuple[str, ...] | None = None
+) -> FastAPI:
+    """``openaiapi.py``: ``speaker2id[speaker]`` raises ``KeyError`` for a speaker its model lacks
+    (``speakers``; any when not given), a bare 500 from FastAPI."""
     app = FastAPI()
 
     @app.post("/v1/audio/speech")
@@ -115,6 +119,8 @@ def emotivoice_app(behaviour: Behaviour, sample_rate: int = 16000) -> FastAPI:
         behaviour.requests.append(request.model_dump())
         if not behaviour.up:
             return unavailable()
+        if speakers is not None and request.voice not in speakers:
+            raise KeyError(request.voice)  # emotivoice_tts: speaker2id[speaker]
         chunks = [chunk async for chunk in generate(behaviour, request.input, sample_rate)]
         samples = np.frombuffer(b"".join(chunks), "<i2").astype(np.float32) / 32768
         return Response(wav_bytes(samples, sample_rate), media_type=f"audio/{request.response_format}")
