@@ -126,6 +126,10 @@ class FishSpeechEngine(RemoteEngine):
         await self._prompts.load()
         await super().load()
 
+    async def prepare(self, request: SegmentRequest) -> None:
+        if request.reference is not None or not self._stored:
+            await self._prompts.read(self._prompts.of(request))
+
     def call(self, request: SegmentRequest) -> Call:
         body: dict[str, Any] = {
             "text": request.text,
@@ -140,7 +144,7 @@ class FishSpeechEngine(RemoteEngine):
             body["reference_id"] = request.voice
         else:
             prompt = self._prompts.of(request)
-            audio = base64.b64encode(prompt.audio.read_bytes()).decode("ascii")
+            audio = base64.b64encode(self._prompts.recording(prompt)).decode("ascii")
             body["references"] = [{"audio": audio, "text": prompt.text}]
         return Call("/v1/tts", json=body, headers=self._headers)
 

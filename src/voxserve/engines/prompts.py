@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,10 @@ def _converted(source: Path, directory: Path) -> Path:
     return target
 
 
+#: Recordings kept in memory, the voices used most lately (a voice goes with every segment).
+KEPT_RECORDINGS = 32
+
+
 class Prompts:
     """Each voice's converted recording and text; a cloned voice's own reference and transcript."""
 
@@ -75,6 +80,7 @@ class Prompts:
         self._voices = dict(voices)
         self._directory = directory
         self._prompts: dict[str, Prompt] = {}
+        self._recordings: OrderedDict[Path, bytes] = OrderedDict()
 
     async def load(self) -> None:
         for voice, prompt in self._voices.items():
@@ -86,6 +92,25 @@ class Prompts:
         if reference is not None:  # planning refused clones without a transcript
             return Prompt(reference.path, reference.transcript or "")
         return self._prompts[request.voice]
+
+    async def read(self, prompt: Prompt) -> None:
+        """Have the recording's bytes at hand (read in a thread) before a request is built with them."""
+        if prompt.audio not in self._recordings:
+            self._keep(prompt.audio, await asyncio.to_thread(prompt.audio.read_bytes))
+
+    def recording(self, prompt: Prompt) -> bytes:
+        """The recording's bytes, as :meth:`read` kept them."""
+        data = self._recordings.get(prompt.audio)
+        if data is None:  # not read first: read here, once
+            data = prompt.audio.read_bytes()
+        self._keep(prompt.audio, data)
+        return data
+
+    def _keep(self, path: Path, data: bytes) -> None:
+        self._recordings[path] = data
+        self._recordings.move_to_end(path)
+        while len(self._recordings) > KEPT_RECORDINGS:
+            self._recordings.popitem(last=False)
 
 
 def configured_prompts(

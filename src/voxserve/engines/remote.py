@@ -193,6 +193,9 @@ class RemoteEngine(EngineBase):
         await super().close()
         await self._client.aclose()
 
+    async def prepare(self, request: SegmentRequest) -> None:
+        """Read what :meth:`call` will need from disk (a voice's recording), off the event loop."""
+
     @abstractmethod
     def call(self, request: SegmentRequest) -> Call:
         """The HTTP request that synthesizes one segment."""
@@ -202,6 +205,7 @@ class RemoteEngine(EngineBase):
         """The response body as PCM chunks at ``capabilities.sample_rate``."""
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
+        await self.prepare(request)
         call = self.call(request)
         try:
             async with self._client.stream(

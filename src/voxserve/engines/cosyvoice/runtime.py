@@ -60,6 +60,11 @@ class CosyVoiceRuntime(RemoteEngine):
         await self._prompts.load()
         await super().load()
 
+    async def prepare(self, request: SegmentRequest) -> None:
+        prompt = self._prompt(request) if self._api != "tts" else None
+        if prompt is not None:
+            await self._prompts.read(prompt)
+
     def call(self, request: SegmentRequest) -> Call:
         if self._api == "tts":
             return self._wrapper_call(request)
@@ -74,7 +79,7 @@ class CosyVoiceRuntime(RemoteEngine):
                 }
                 return Call("/inference_instruct", data=fields)
             return Call("/inference_sft", data={"tts_text": request.text, "spk_id": request.voice})
-        files = {"prompt_wav": (prompt.audio.name, prompt.audio.read_bytes(), "audio/wav")}
+        files = {"prompt_wav": (prompt.audio.name, self._prompts.recording(prompt), "audio/wav")}
         if request.instructions:
             fields = {
                 "tts_text": request.text,
