@@ -23,6 +23,7 @@ model does not have) is an error when settings load.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -177,6 +178,8 @@ class CosyVoiceOptions(EngineOptions):
             raise ValueError("upstream's Triton models take a recording and its transcript as the voice")
         if self.api == "triton" and isinstance(self.voices, dict):
             _distinct_transcripts(self.voices)
+        if self.api == "triton" and importlib.util.find_spec("tritonclient") is None:
+            raise ValueError("api = 'triton' needs tritonclient: pip install 'voxserve[triton]'")
         misplaced = {
             "reference_root": self.api != "tts",
             "triton_model": self.api != "triton",
