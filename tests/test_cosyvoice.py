@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -192,14 +193,34 @@ def test_a_bad_input_under_load_is_still_its_own_502(tmp_path: Path) -> None:
     assert [r["spk_id"] for r in behaviour.requests].count("粤语男") == 2
 
 
-def test_breaks_on_many_inputs_are_the_instance_overloaded(tmp_path: Path) -> None:
-    """Out of memory breaks every answer, whatever its text: after breaks on three different inputs, the
-    instance is overloaded (its limit drops) and requests wait for it rather than fail as their own."""
+def test_bad_inputs_one_after_another_are_each_their_own_502(tmp_path: Path) -> None:
+    """An instance alone with a request cannot be out of memory because of load: however many inputs
+    fail there, each is its request's 502 at once, and the instance keeps its limit and its place."""
     behaviour = Behaviour(break_after_chunks=0)
-    with over(tmp_path, Model(1), behaviour, {"queue_timeout": 1}, generation=1, voices=["中文女"]) as client:
-        answers = [speak(client, input=f"第{n}句话。") for n in range(3)]
-        assert [a.json()["error"]["code"] for a in answers[:2]] == ["engine_failed", "engine_failed"]
-        assert_error(answers[2], 503, "engine_overloaded", None, "on other inputs too: overloaded")
+    with over(tmp_path, Model(1), behaviour, generation=1, voices=["中文女"]) as client:
+        limit = client.get("/v1/engines").json()["engines"][0]["instances"][0]["limit"]
+        for n in range(4):
+            started = time.monotonic()
+            assert_error(
+                speak(client, input=f"第{n}句话。"), 502, "engine_failed", None, "before it finished"
+            )
+            assert time.monotonic() - started < 5, "asked twice, not retried until the deadline"
+        (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
+        assert instance["healthy"] and instance["limit"] == limit
+    assert len(behaviour.requests) == 8
+
+
+def test_out_of_memory_under_load_is_backed_off_from(tmp_path: Path) -> None:
+    """Answers of several requests breaking off while they run together are the GPU's: overload, so the
+    limit comes down and every request is served, none failed for its input."""
+    behaviour = Behaviour(capacity=1, seconds_per_char=0.05)
+    with over(tmp_path, Model(1), behaviour, generation=1, voices=["中文女"]) as client:
+        with ThreadPoolExecutor(4) as threads:
+            answers = list(threads.map(lambda n: speak(client, input=f"第{n}句话说完了。"), range(4)))
+        assert [answer.status_code for answer in answers] == [200] * 4, [a.text for a in answers]
+        (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
+        assert instance["healthy"] and instance["limit"] == 1
+    assert behaviour.out_of_memory >= 2 and behaviour.served == 4
 
 
 def test_cosyvoice1_refuses_what_its_model_would_fail_on(tmp_path: Path) -> None:

@@ -333,15 +333,15 @@ def test_a_bare_500_for_one_input_does_not_eject_a_healthy_instance(
     """EmotiVoice answers an unknown speaker with a bare 500: that request's 502, the instance stays in."""
     app = emotivoice_app(behaviour, speakers=("8051",))
     url = stand_in(lambda _: app)
-    options = {"voices": ["8051", "9999"]}
+    options = {"voices": ["8051", "9999", "9998", "9997"]}
     with api_over(tmp_path, "emoti", "emotivoice", url, options, failures_to_eject=2) as client:
         body = {"model": "emoti", "input": "你好。", "response_format": "wav"}
-        for _ in range(2):
-            failed = client.post("/v1/audio/speech", json={**body, "voice": "9999"})
+        for voice in ("9999", "9999", "9998", "9997"):
+            failed = client.post("/v1/audio/speech", json={**body, "voice": voice})
             assert failed.status_code == 502 and failed.json()["error"]["code"] == "engine_failed", (
                 failed.text
             )
             assert "answered 500: Internal Server Error" in failed.json()["error"]["message"]
         (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
-        assert instance["healthy"], "one input's failures are not the instance's"
+        assert instance["healthy"], "inputs' failures are not the instance's, however many"
         assert client.post("/v1/audio/speech", json=body).status_code == 200

@@ -305,11 +305,11 @@ class EngineFailed(EngineError):
     before it finished (CosyVoice raises inside its response generator, after the headers) or it
     answered a bare 500 (EmotiVoice's unknown speaker).
 
-    That may be the input (a voice the model lacks, a text its model asserts on) or the instance.
-    The pool tells which (:meth:`voxserve.routing.Pool.synthesize`): the segment is asked once of
-    another instance, and a second failure is this request's own, reported as it is. Failures on
-    many inputs at one instance are the instance's: overloaded when its answers broke off (a GPU
-    out of memory inside its generator), unavailable when it answered 500s.
+    That is taken for the input's fault (a voice the model lacks, a text its model asserts on):
+    the pool (:meth:`voxserve.routing.Pool.synthesize`) asks another instance once, and a second
+    failure is this request's own, reported as it is. Only answers of several requests breaking
+    off under load are an instance's: overload (a GPU out of memory inside its generator).
+    ``broke_off``: the answer stopped short (else it was a 500).
     """
 
     code = "engine_failed"

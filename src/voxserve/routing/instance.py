@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from voxserve.engines.base import Engine
 from voxserve.routing.calls import CallStats
 from voxserve.routing.limits import AdaptiveLimit, FixedLimit
-
-#: Failures on this many different inputs, or of this many different requests, within
-#: ``INPUT_FAILURE_WINDOW`` seconds are the instance's own (a GPU out of memory breaks every
-#: answer), not those inputs'.
-INPUTS_THAT_BLAME_THE_INSTANCE = 3
-INPUT_FAILURE_WINDOW = 30.0
 
 
 class Role(StrEnum):
@@ -38,7 +31,6 @@ class Instance:
     consecutive_failures: int = 0
     consecutive_successes: int = 0
     calls: CallStats = field(default_factory=CallStats)
-    _input_failures: deque[tuple[float, int, int]] = field(default_factory=deque)
 
     @property
     def has_room(self) -> bool:
@@ -66,18 +58,6 @@ class Instance:
             self.limit.on_overload(self.in_flight)
         if unresponsive:
             self._count_failure()
-
-    def failed_on(self, input_key: int, request: int, now: float) -> bool:
-        """An answer failed on one input (:class:`~voxserve.errors.EngineFailed`) for one request:
-        whether this instance failed on enough different inputs, or requests, lately to be at fault
-        itself rather than the input. One request's two tries of one bad input are not enough."""
-        failures = self._input_failures
-        failures.append((now, input_key, request))
-        while failures and now - failures[0][0] > INPUT_FAILURE_WINDOW:
-            failures.popleft()
-        inputs = {key for _, key, _ in failures}
-        requests = {number for _, _, number in failures}
-        return max(len(inputs), len(requests)) >= INPUTS_THAT_BLAME_THE_INSTANCE
 
     def checked(self, ok: bool) -> None:
         """An active health check's result."""

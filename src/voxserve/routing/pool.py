@@ -19,9 +19,8 @@ for seed 001, done per request:
 - an answer that breaks off, or a bare 500, with no word of memory is taken
   for the input's fault (a voice the model lacks, a text it asserts on):
   asked once more elsewhere, then the request's own 502, never ejecting the
-  instance (a break under load lowers its limit, as out of memory does); the
-  same on many inputs at one instance is that instance's overload (broken
-  answers) or failure (500s);
+  instance; only answers of several requests breaking off under load are the
+  instance's (a GPU out of memory): overload, which lowers its limit;
 - instances are ejected after repeated failures (requests or health checks)
   and return after successful active health checks.
 """
@@ -32,6 +31,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -44,12 +44,9 @@ from voxserve.routing.instance import Instance
 log = logging.getLogger(__name__)
 
 
-def input_key(request: SegmentRequest) -> int:
-    """What makes two segment requests the same input to an engine."""
-    reference = request.reference.digest if request.reference else None
-    return hash(
-        (request.text, request.voice, request.language, reference, request.instructions, request.emotion)
-    )
+#: A break under load is the instances' (out of memory) when an answer of another request broke off
+#: under load in this pool within this many seconds too; else it is taken for the input's.
+BREAK_WINDOW = 10.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +73,7 @@ class Pool:
         self._line: AdmissionQueue[Instance] = AdmissionQueue(settings.max_queue, self._release)
         self._health_task: asyncio.Task[None] | None = None
         self._requests = itertools.count()  # numbers a segment request (its tries share one)
+        self._breaks: deque[tuple[float, int]] = deque()  # (when, request) of answers broken under load
 
     @property
     def capabilities(self) -> Capabilities:
@@ -131,7 +129,7 @@ class Pool:
                         delivered += chunk.size
                         yield chunk
             except EngineError as exc:
-                error, hard = self._judge(instance, exc, (input_key(request), number), loop.time())
+                error, hard = self._judge(instance, exc, number, loop.time())
                 failures += hard
                 if isinstance(error, EngineFailed):
                     input_failures += 1
@@ -151,31 +149,29 @@ class Pool:
                 raise error
             await asyncio.sleep(backoff(failures + 1, self.settings.retry_base, cap=2.0))
 
-    @staticmethod
     def _judge(
-        instance: Instance, exc: EngineError, which: tuple[int, int], now: float
+        self, instance: Instance, exc: EngineError, request: int, now: float
     ) -> tuple[EngineError, bool]:
         """What a failure says of the instance (told to it), and whether it counts against ``attempts``.
 
-        An answer that failed on one input (``EngineFailed``) stays that input's failure: asked
-        once more, then the request's own 502. An answer that broke off while the instance served
-        others too also lowers the instance's limit (a GPU out of memory breaks answers under load,
-        and shows nothing else). Failures on three different inputs lately are the instance's:
-        overloaded when its answers broke off, unavailable when it answered 500s, retried until
-        the deadline like any overload. ``which``: the input's key and the request's number.
+        An answer that failed on its input (``EngineFailed``: it stopped short, or a bare 500) is
+        that request's failure: asked once more, then its own 502; it never ejects the instance.
+        Only an answer that broke off while the instance served others too can be the instance's:
+        a GPU out of memory breaks answers under load, and shows nothing else. Such a break lowers
+        the instance's limit, and when an answer of another request broke off under load lately
+        too, it is overload, retried until the deadline, not held against the request
+        (``request`` numbers the segment request; its tries share it).
         """
         if isinstance(exc, EngineFailed):
-            if instance.failed_on(*which, now):
-                if exc.broke_off:
-                    exc = EngineOverloaded(f"{exc.message} (on other inputs too: overloaded)")
-                else:
-                    exc = EngineUnavailable(f"{exc.message} (on other inputs too)")
-            elif exc.broke_off and instance.in_flight > 1:
-                instance.failed(overloaded=True, unresponsive=False)
-                return exc, False
-            else:
+            if not (exc.broke_off and instance.in_flight > 1):
                 instance.calls.failed()
                 return exc, False
+            instance.failed(overloaded=True, unresponsive=False)
+            if not self._others_broke(request, now):
+                return exc, False
+            return EngineOverloaded(
+                f"{exc.message} (answers to other requests broke off too: overloaded)"
+            ), False
         if isinstance(exc, EngineOverloaded):
             instance.failed(overloaded=True, unresponsive=False)
             return exc, False
@@ -183,6 +179,15 @@ class Pool:
             instance.failed(overloaded=isinstance(exc, EngineTimeout), unresponsive=True)
             return exc, True
         raise exc  # the engine's answer itself is wrong (no audio): no other instance will mend it
+
+    def _others_broke(self, request: int, now: float) -> bool:
+        """Records that an answer to ``request`` broke off under load: whether an answer of another
+        request did too, in this pool within :data:`BREAK_WINDOW`."""
+        breaks = self._breaks
+        breaks.append((now, request))
+        while breaks and now - breaks[0][0] > BREAK_WINDOW:
+            breaks.popleft()
+        return any(number != request for _, number in breaks)
 
     def _pick(self, avoid: Instance | None = None) -> Instance | None:
         """The least loaded instance with room; a retry goes elsewhere than where it failed if it can."""
