@@ -19,6 +19,7 @@ from tests.servers.engines import Behaviour, emotivoice_app, openai_app, serving
 from tests.support.api import ready_client
 from tests.support.audio import decode
 from tests.support.signals import dominant_frequency
+from voxserve.audio.pcm import wav_bytes
 from voxserve.config import EngineSettings, Settings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceOptions, CosyVoiceRuntime
@@ -189,6 +190,30 @@ async def test_error_answers_map_onto_the_error_tree(status: int, body: str, err
     with pytest.raises(error) as caught:
         await collect(engine, segment("中文女"))
     assert str(status) in str(caught.value) and body[-40:] in str(caught.value)
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_tried_once_more() -> None:
+    """uvicorn closes a connection after an error answer; the next request on it fails before any answer.
+    It goes once more on a new connection; twice in a row is the server's silence."""
+    attempts: list[int] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        if len(attempts) % 3 != 2:  # 1st fails, 2nd answers; 4th fails, 5th answers ...
+            raise httpx.ReadError("connection closed by the server")
+        return httpx.Response(200, content=wav_bytes(tone(TEXT, 16000), 16000))
+
+    client = httpx.AsyncClient(base_url="http://engine.test", transport=httpx.MockTransport(answer))
+    engine = EmotiVoiceEngine("emoti", client, EmotiVoiceOptions())
+    audio = np.concatenate(await collect(engine, segment("8051")))
+    assert audio.size == tone(TEXT, 16000).size and len(attempts) == 2
+
+    def silent(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadError("connection closed by the server")
+
+    failing = httpx.AsyncClient(base_url="http://engine.test", transport=httpx.MockTransport(silent))
+    with pytest.raises(EngineUnavailable, match="gave no answer"):
+        await collect(EmotiVoiceEngine("emoti", failing, EmotiVoiceOptions()), segment("8051"))
 
 
 async def test_refused_connection_is_unavailable() -> None:

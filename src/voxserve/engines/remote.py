@@ -208,9 +208,8 @@ class RemoteEngine(EngineBase):
         await self.prepare(request)
         call = self.call(request)
         try:
-            async with self._client.stream(
-                call.method, call.path, json=call.json, data=call.data, files=call.files, headers=call.headers
-            ) as response:
+            response = await self._send(call)
+            try:
                 if response.status_code >= 400:
                     body = (await response.aread()).decode("utf-8", "replace")
                     raise engine_error(self.name, response.status_code, body)
@@ -224,6 +223,8 @@ class RemoteEngine(EngineBase):
                         f"engine {self.name!r} at {self.url} closed the answer before it finished ({exc!r})",
                         broke_off=True,
                     ) from exc
+            finally:
+                await response.aclose()
         except httpx.TimeoutException as exc:
             kind = type(exc).__name__
             raise EngineTimeout(f"engine {self.name!r} at {self.url} timed out ({kind})") from exc
@@ -231,6 +232,21 @@ class RemoteEngine(EngineBase):
             raise EngineUnavailable(f"engine {self.name!r} at {self.url} is unreachable: {exc!r}") from exc
         except httpx.TransportError as exc:
             raise EngineUnavailable(f"engine {self.name!r} at {self.url} gave no answer ({exc!r})") from exc
+
+    async def _send(self, call: Call) -> httpx.Response:
+        """The answer's head, its body left to stream. A kept-alive connection that the server closed
+        after its last answer (uvicorn does after an error) fails before any answer: the request goes
+        once more, on a new connection."""
+
+        def request() -> httpx.Request:
+            return self._client.build_request(
+                call.method, call.path, json=call.json, data=call.data, files=call.files, headers=call.headers
+            )
+
+        try:
+            return await self._client.send(request(), stream=True)
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            return await self._client.send(request(), stream=True)
 
     async def health(self, timeout: float = 2.0) -> bool:
         return await server_alive(self._client, timeout)
