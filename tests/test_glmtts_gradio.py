@@ -181,10 +181,12 @@ async def test_an_app_still_loading_stays_out_of_rotation_until_its_warm_up_answ
     engine = pool.instances[0].engine
     assert isinstance(engine, GlmTtsGradioEngine)
     assert not pool.ready and not engine.ready, "loading: out of rotation"
+    assert [instance["healthy"] for instance in pool.snapshot()] == [False], "/v1/engines shows it"
     started = asyncio.get_running_loop().time()
     audio = await speak(pool, "一二三四")  # waits in line for the warm instance
     assert asyncio.get_running_loop().time() - started >= 1.0, "it waited for the load, not a cold call"
     assert pool.ready and audio.size == pytest.approx(24000 * 0.08 * 4, abs=2)
+    assert [instance["healthy"] for instance in pool.snapshot()] == [True]
     warm_up, request = calls(glm_gradio, "loading")[before:]
     assert (warm_up["input_text"], warm_up["loaded"]) == ("你好。", True)
     assert (request["input_text"], request["loaded"]) == ("一二三四", False)

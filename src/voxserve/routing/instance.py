@@ -76,10 +76,12 @@ class Instance:
             self.healthy = False
 
     def snapshot(self) -> dict[str, object]:
+        """As ``/v1/engines`` and ``/metrics`` show it: healthy when it takes traffic (an instance still
+        warming up, such as a GLM-TTS app loading its model, does not)."""
         return self.calls.view(
             self.url,
             self.role.value,
-            healthy=self.healthy,
+            healthy=self.healthy and self.engine.ready,
             in_flight=self.in_flight,
             limit=self.limit.current,
             adaptive=isinstance(self.limit, AdaptiveLimit),
