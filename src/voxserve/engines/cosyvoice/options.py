@@ -144,7 +144,7 @@ class CosyVoiceOptions(EngineOptions):
     @field_validator("generation", mode="before")
     @classmethod
     def _number_in_words(cls, value: object) -> object:
-        """ "3" from an environment variable is 3."""
+        """A generation given as text (an environment variable's "3") is the number."""
         return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
     @model_validator(mode="after")
