@@ -95,7 +95,7 @@ class CosyVoiceTriton(EngineBase):
         self._prompts = prompts
         self._timeout = read_timeout
         self._decoded: OrderedDict[Path, np.ndarray] = OrderedDict()
-        self._health: Any = None
+        self._aio: Any = None  # one asyncio client (HTTP, or gRPC for health) for the instance's life
         self._warned = False
 
     async def load(self) -> None:
@@ -104,20 +104,17 @@ class CosyVoiceTriton(EngineBase):
 
     async def close(self) -> None:
         await super().close()
-        if self._health is not None:
-            await self._health.close()
-            self._health = None
+        if self._aio is not None:
+            await self._aio.close()
+            self._aio = None
 
     async def health(self, timeout: float = 2.0) -> bool:
         """Whether the server says the model is ready (loaded, not still converting its engines), and
         is deployed for this protocol: decoupled for gRPC streaming, not for HTTP."""
-        if self._health is None:
-            module = grpc_aio if self._streaming else http_aio
-            self._health = module.InferenceServerClient(self._address)
         try:
-            if not await asyncio.wait_for(self._health.is_model_ready(self._model), timeout):
+            if not await asyncio.wait_for(self._client().is_model_ready(self._model), timeout):
                 return False
-            config = await asyncio.wait_for(self._health.get_model_config(self._model), timeout)
+            config = await asyncio.wait_for(self._client().get_model_config(self._model), timeout)
         except Exception:  # unreachable, refused, timed out: not ready, whatever the cause
             return False
         decoupled = _decoupled(config)
@@ -157,15 +154,22 @@ class CosyVoiceTriton(EngineBase):
             while len(self._decoded) > DECODED_PROMPTS:
                 self._decoded.popitem(last=False)
         self._decoded.move_to_end(path)
-        return self._decoded[path].astype(np.float32)
+        return self._decoded[path]  # decode_audio's float32, as the model's FP32 input wants
+
+    def _client(self) -> Any:
+        """The instance's asyncio client, made on first use (its connections are kept alive)."""
+        if self._aio is None:
+            module = grpc_aio if self._streaming else http_aio
+            self._aio = module.InferenceServerClient(self._address)
+        return self._aio
 
     async def _whole(self, inputs: dict[str, np.ndarray]) -> PCM:
-        client = http_aio.InferenceServerClient(self._address)
         tensors = [_tensor(http_aio, name, value) for name, value in inputs.items()]
         wanted = [http_aio.InferRequestedOutput("waveform", binary_data=True)]
         try:
             result = await asyncio.wait_for(
-                client.infer(self._model, tensors, outputs=wanted, request_id=uuid.uuid4().hex), self._timeout
+                self._client().infer(self._model, tensors, outputs=wanted, request_id=uuid.uuid4().hex),
+                self._timeout,
             )
         except TimeoutError as exc:
             raise self._timed_out() from exc
@@ -173,8 +177,6 @@ class CosyVoiceTriton(EngineBase):
             raise self._failure(exc, started=False) from exc
         except Exception as exc:  # aiohttp's own: refused, reset
             raise EngineUnavailable(f"engine {self.name!r} at {self.url} is unreachable: {exc!r}") from exc
-        finally:
-            await client.close()
         return np.asarray(result.as_numpy("waveform"), dtype=np.float32).reshape(-1)
 
     async def _stream(self, inputs: dict[str, np.ndarray]) -> AsyncIterator[PCM]:
