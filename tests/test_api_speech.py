@@ -15,6 +15,7 @@ import requests
 from openai import OpenAI
 
 from tests.support.audio import assert_speech_like, decode, decode_pcm
+from tests.support.voices import best
 
 SPEECH = "/v1/audio/speech"
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -175,15 +176,17 @@ def test_hibari_refuses_chinese(client: httpx.Client) -> None:
 def test_catalog(client: httpx.Client) -> None:
     voices = client.get("/v1/audio/voices").json()
     ids = {(v["engine"], v["id"]) for v in voices["voices"]}
-    assert ("kokoro", "jf_alpha") in ids and ("hibari", "heart") in ids
-    assert voices["aliases"]["alloy"]["en"][0] == "heart" and voices["aliases"]["echo"]["zh"] == ["jm_kumo"]
+    assert ("kokoro", "jf_alpha") in ids and ("hibari", "heart") in ids and ("kokoro", "zf_xiaobei") in ids
+    assert voices["aliases"]["alloy"]["en"][0] == best("en", "female")
+    assert voices["aliases"]["echo"]["zh"][0] == best("zh", "male")
     ready = client.get("/readyz").json()
     assert (ready["status"], ready["engines"]) == ("ready", {"kokoro": True, "hibari": True, "espeak": True})
+    assert "notices" not in ready, "the whole voice set is installed"
     assert [worker["healthy"] for worker in ready["workers"]] == [True]
 
 
 def test_the_defaults_speak_other_languages_through_espeak_ng(client: httpx.Client) -> None:
-    body = {"input": "Bonjour, comment allez-vous aujourd'hui ?", "language": "fr", "response_format": "wav"}
+    body = {"input": "Guten Morgen, wie geht es Ihnen heute?", "language": "de", "response_format": "wav"}
     response = client.post(SPEECH, json=body)
     assert response.status_code == 200, response.text
     assert (response.headers["x-voxserve-engine"], response.headers["x-voxserve-voice"]) == (

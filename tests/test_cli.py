@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import wave
@@ -110,6 +111,7 @@ def test_voices_lists_every_engine_without_loading(tmp_path: Path) -> None:
     result = run("voices", "--data-dir", str(tmp_path))
     assert result.returncode == 0
     assert "jf_alpha" in result.stdout and "heart" in result.stdout and "alloy, coral, nova" in result.stdout
+    assert re.search(r"zf_xiaobei\s+│ kokoro\s+│ zh \(Mandarin\)\s+│ female", result.stdout), result.stdout
     assert "(duet)" in result.stdout and "jf_alpha+jm_kumo" in result.stdout
     assert not (tmp_path / "models").exists(), "listing voices must not assemble the model"
 

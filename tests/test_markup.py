@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from misaki.zh import ZHG2P
 
 from tests.support.api import assert_error
 from tests.support.audio import assert_speech_like, decode
@@ -115,9 +116,33 @@ def test_the_embedded_engine_hears_the_override(kokoro: KokoroEngine) -> None:
     assert "təˈmɑːtoʊ" in kokoro._phonemize("a [ipa:təˈmɑːtoʊ] please", "en")
 
 
+@pytest.mark.parametrize(
+    ("marked", "written"),
+    [
+        ("[h][ào]奇", "好奇"),  # the mark starts its word
+        ("他很[h][ào]奇。", "他很好奇。"),
+        ("我们去银[h][áng]。", "我们去银行。"),  # it ends its word
+        ("音[y][uè]", "音乐"),
+        ("[zh][ǎng]大", "长大"),
+        ("你好，[h][ào]奇", "你好，好奇"),
+        ("[ch][óng][q][ìng]", "重庆"),  # marks one after another are one word
+    ],
+)
+def test_a_pinyin_mark_is_the_syllable_misaki_reads_in_the_word(
+    kokoro: KokoroEngine, marked: str, written: str
+) -> None:
+    """The phonemes of a marked syllable are exactly misaki's for the written word, tone included."""
+    assert kokoro._phonemize(marked, "zh") == ZHG2P()(written)[0]
+
+
+def test_english_words_inside_chinese_are_read_as_english(kokoro: KokoroEngine) -> None:
+    phonemes = kokoro._phonemize("我们用 SQL 查询数据。", "zh")
+    assert "ˌɛskjˌuːˈɛl" in phonemes and "SQL" not in phonemes
+
+
 def test_marks_change_the_embedded_engines_audio(client: httpx.Client) -> None:
     def speak(text: str) -> bytes:
-        body = {"input": text, "model": "kokoro", "response_format": "wav", "voice": "jf_alpha"}
+        body = {"input": text, "model": "kokoro", "response_format": "wav", "voice": "zf_xiaobei"}
         response = client.post("/v1/audio/speech", json=body, headers={"Cache-Control": "no-store"})
         assert response.status_code == 200, response.text
         assert "x-voxserve-ignored" not in response.headers

@@ -175,6 +175,10 @@ def test_segments_rejoin_to_the_input_and_respect_the_limit(text: str, limit: in
         ),
         ("Short and sweet.", ["Short and sweet."]),
         ("Tickets cost 1,000,000 dollars here!", ["Tickets cost 1,000,000", "dollars here!"]),
+        # a pinyin mark is a character of the word it touches: never a piece of its own, never cut
+        ("我们明天去银[h][áng]。", ["我们明天去", "银[h][áng]。"]),
+        ("[ch][óng]庆的夏天很热。", ["[ch][óng]庆的夏天很热。"]),
+        ("I [R][EH1][D] it every day, you know.", ["I [R][EH1][D] it every", "day, you know."]),
     ],
 )
 def test_a_stream_starts_with_a_short_piece(sentence: str, expected: list[str]) -> None:

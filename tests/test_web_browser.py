@@ -48,6 +48,13 @@ def shot(page: Page, name: str, tmp_path: Path) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
+def test_the_first_voice_is_the_best_native_one_and_each_voice_says_its_language(page: Page) -> None:
+    options = page.eval_on_selector_all("#voice option", "all => all.map(o => [o.value, o.textContent])")
+    assert options[0] == ["default", "default (best for the language)"]
+    assert ["zf_xiaobei", "zf_xiaobei · kokoro, Mandarin, female"] in options
+    assert ["bm_george", "bm_george · kokoro, British English, male"] in options
+
+
 def test_typed_text_plays_while_it_is_made(page: Page, tmp_path: Path) -> None:
     page.fill(
         "#text", f"Listen while it is made, take {uuid.uuid4().hex[:6]}. " + "Another sentence follows. " * 5

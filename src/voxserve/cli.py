@@ -269,7 +269,8 @@ def voices(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     table = Table("voice", "engine", "languages", "gender")
     for engine in services.pipeline.engines.values():
         for voice in engine.capabilities.voices:
-            table.add_row(voice.id, engine.name, ", ".join(voice.languages), voice.gender or "")
+            spoken = ", ".join(voice.languages) + (f" ({voice.description})" if voice.description else "")
+            table.add_row(voice.id, engine.name, spoken, voice.gender or "")
     for stored in services.voices.list():
         label = f"{stored.id} ({stored.name})" if stored.name else stored.id
         detail = stored.blend if stored.blend else f"cloned, {stored.seconds:g} s"

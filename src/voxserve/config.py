@@ -7,6 +7,7 @@ passed to :func:`voxserve.api.create_app`; no module reads settings at import.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -22,14 +23,42 @@ from pydantic_settings import (
 
 CONFIG_FILE_ENV = "VOXSERVE_CONFIG"
 
-#: The embedded voices by how well Whisper understands them, per language and gender, best first
-#: (``python -m bench voices-quality``, docs/benchmarks.md). Japanese is not scored: every Kokoro
-#: voice here is a native Japanese one.
-INTELLIGIBLE_VOICES: dict[str, dict[str, list[str]]] = {
-    "en": {"female": ["heart", "jf_gongitsune", "jf_tebukuro"], "male": ["jm_kumo"]},
-    "zh": {"female": ["jf_alpha", "jf_gongitsune"], "male": ["jm_kumo"]},
-    "ja": {"female": ["jf_alpha", "jf_nezumi"], "male": ["jm_kumo"]},
+#: Whisper's error rate on each of Kokoro's voices in its own language (words for English, characters
+#: for Mandarin and Japanese, lower is better), from ``python -m bench voices-quality`` (docs/voices.md).
+#: A request naming no voice, OpenAI's voice names and Kokoro-FastAPI's speak with the best of these
+#: in the text's language (of the name's gender). Languages with one voice of a gender need no score.
+VOICE_ERROR_RATES: dict[str, dict[str, float]] = {
+    "en": {"am_fenrir": 0.031, "af_bella": 0.065, "am_michael": 0.078, "bm_george": 0.078, "af_heart": 0.088,
+           "bf_emma": 0.088},
+    "zh": {"zm_yunjian": 0.044, "zm_yunxia": 0.053, "zf_xiaoyi": 0.057, "zf_xiaobei": 0.068,
+           "zm_yunxi": 0.083, "zm_yunyang": 0.083, "zf_xiaoxiao": 0.107, "zf_xiaoni": 0.467},
+    "ja": {"jf_alpha": 0.0, "jm_kumo": 0.0},
+    "es": {"ef_dora": 0.0, "em_alex": 0.0},
+    "fr": {"ff_siwis": 0.0},
+    "it": {"if_sara": 0.0, "im_nicola": 0.0},
+    "pt": {"pf_dora": 0.0, "pm_alex": 0.0},
+    "hi": {"hf_alpha": 0.0, "hm_omega": 0.0},
+}  # fmt: skip
+#: Without Kokoro's voice set (no npm at install), what speaks English and Mandarin: hibari's one
+#: voice and the Japanese voices, best first, as before the native voices came.
+FALLBACK_VOICES: dict[str, list[str]] = {
+    "en": ["heart", "jm_kumo", "jf_gongitsune", "jf_tebukuro"],
+    "zh": ["jf_alpha", "jm_kumo", "jf_gongitsune"],
 }
+#: Genders of embedded voices not named Kokoro's way (``af_``: American female).
+OTHER_VOICE_GENDERS = {"heart": "female"}
+#: Kokoro's voice names (``af_heart``, ``zm_yunxi``): a language letter, then f or m.
+KOKORO_VOICE_NAME = re.compile(r"[abefhijpz]([fm])_[a-z]+")
+#: The alias a request naming no voice resolves through (``voice_aliases.default`` changes it).
+DEFAULT_VOICE = "default"
+
+
+def voice_gender(voice: str) -> str | None:
+    kokoro = KOKORO_VOICE_NAME.fullmatch(voice)
+    if kokoro is not None:
+        return "female" if kokoro.group(1) == "f" else "male"
+    return OTHER_VOICE_GENDERS.get(voice)
+
 
 #: OpenAI's voice names by the gender of OpenAI's own voice.
 OPENAI_VOICE_GENDERS: dict[str, str] = {
@@ -53,15 +82,21 @@ OPENAI_VOICE_GENDERS: dict[str, str] = {
 VoiceAlias = str | dict[str, str | list[str]]
 
 
-def voices_for(gender: str) -> dict[str, str | list[str]]:
-    """The most intelligible voices of ``gender`` in each language, as an alias's table."""
-    return {language: list(by_gender[gender]) for language, by_gender in INTELLIGIBLE_VOICES.items()}
+def voices_for(gender: str | None) -> dict[str, str | list[str]]:
+    """The best-measured voices of ``gender`` (None: either) in each language, as an alias's table."""
+    table: dict[str, str | list[str]] = {}
+    for language, rates in VOICE_ERROR_RATES.items():
+        ranked = [*sorted(rates, key=rates.__getitem__), *FALLBACK_VOICES.get(language, [])]
+        table[language] = [voice for voice in ranked if gender is None or voice_gender(voice) == gender]
+    return table
 
 
-#: OpenAI's voice names, each mapped per language onto the most intelligible embedded voice of
-#: its gender. An engine that has none of an alias's voices uses its own default voice instead.
+#: OpenAI's voice names, each mapped per language onto the best embedded voice of its gender, and
+#: ``default`` (a request naming no voice) onto the best of either. An engine that has none of an
+#: alias's voices uses its own first voice instead.
 DEFAULT_VOICE_ALIASES: dict[str, VoiceAlias] = {
-    name: voices_for(gender) for name, gender in OPENAI_VOICE_GENDERS.items()
+    DEFAULT_VOICE: voices_for(None),
+    **{name: voices_for(gender) for name, gender in OPENAI_VOICE_GENDERS.items()},
 }
 
 #: A model that pins no engine: the language and the voice choose, as when no model is named.

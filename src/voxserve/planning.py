@@ -31,7 +31,7 @@ from voxserve.errors import (
 from voxserve.request import SAMPLE_RATES, SpeechRequest
 from voxserve.selection import Selection, ignored_options
 from voxserve.text import TextNormalizer, detect_language, fit, is_speakable, language_code, lead, sentences
-from voxserve.text.markup import expand_ssml, has_marks, split_pauses, strip_marks
+from voxserve.text.markup import expand_ssml, has_marks, marked_language, split_pauses, strip_marks
 from voxserve.text.segment import CLAUSE_MARK
 from voxserve.voices import EVERYONE, Viewer
 
@@ -50,6 +50,7 @@ class Segment:
     text: str
     language: str
     pause_after: float
+    voice: str | None = None  # a native voice of its language, where it differs from the plan's
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,8 @@ class Planner:
                 param="sample_rate",
             )
         segments = tuple(self._segments(request, text, engine, short_start))
+        if reference is None:
+            segments = self._native_voices(segments, wanted, engine, voice)
         if not segments:
             raise NothingToSay(
                 "input has pauses or markup but no words to speak; give some text", param="input"
@@ -279,7 +282,9 @@ class Planner:
                 spoken = strip_marks(piece)
                 if not is_speakable(spoken) and not has_marks(piece):
                     continue
-                language = forced or detect_language(spoken)
+                language = forced or (
+                    detect_language(spoken) if is_speakable(spoken) else marked_language(piece)
+                )
                 if language not in caps.languages:
                     raise CapabilityMissing(
                         f"engine {engine.name!r} does not speak {language!r} "
@@ -288,6 +293,24 @@ class Planner:
                         param="language" if forced else "input",
                     )
                 yield Segment(piece, language, self._pause_after(piece, last=index == len(pieces) - 1))
+
+    def _native_voices(
+        self, segments: tuple[Segment, ...], wanted: str | None, engine: Engine, voice: str
+    ) -> tuple[Segment, ...]:
+        """Each segment in a language the plan's voice is not native to gets its language's voice,
+        when the request left the voice to voxserve (see Selection.native_voice)."""
+        info = engine.capabilities.voice(voice)
+        native = set(info.languages) if info else set()
+        chosen: dict[str, str | None] = {}
+        result = []
+        for segment in segments:
+            if segment.language not in native:
+                if segment.language not in chosen:
+                    chosen[segment.language] = self.selection.native_voice(wanted, engine, segment.language)
+                own = chosen[segment.language]
+                segment = replace(segment, voice=own) if own and own != voice else segment
+            result.append(segment)
+        return tuple(result)
 
     def _pause_after(self, piece: str, last: bool) -> float:
         """A sentence's pause after its last piece, a clause's after a clause; none between words,

@@ -168,7 +168,7 @@ def requests_for(plan: Plan, segment: Segment, text: str, limit: int) -> list[Se
         SegmentRequest(
             text=piece,
             language=segment.language,
-            voice=plan.voice,
+            voice=segment.voice or plan.voice,
             speed=plan.engine_speed,
             seed=plan.request.seed,
             emotion=plan.request.emotion,

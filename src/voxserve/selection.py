@@ -7,20 +7,16 @@ this module, so a name means the same thing at every door.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-from voxserve.config import AUTO_MODEL, Settings, voices_for
+from voxserve.config import AUTO_MODEL, DEFAULT_VOICE, KOKORO_VOICE_NAME, Settings, voices_for
 from voxserve.engines.base import Engine
 from voxserve.errors import CapabilityMissing, InvalidRequest, UnknownModel, UnknownVoice
 from voxserve.request import SpeechRequest
-from voxserve.text import language_code, languages_in
-from voxserve.text.markup import has_pronunciations, strip_marks
+from voxserve.text import is_speakable, language_code, languages_in
+from voxserve.text.markup import has_pronunciations, marked_language, strip_marks
 from voxserve.voices import EVERYONE, Viewer, Voice, VoiceLibrary
 from voxserve.voices.blend import blend_parts_known, is_blend, parse_blend
-
-#: Kokoro-FastAPI's voice names (``af_heart``, ``zm_yunxi``): a language letter, then f or m.
-KOKORO_FASTAPI_NAME = re.compile(r"[abefhijpz]([fm])_[a-z]+")
 
 
 def ignored_options(request: SpeechRequest, engine: Engine, text: str) -> tuple[str, ...]:
@@ -57,7 +53,7 @@ class Selection:
 
     def is_alias(self, name: str) -> bool:
         """An OpenAI voice name, a configured alias, or a Kokoro-FastAPI voice name."""
-        return name.lower() in self.settings.voice_aliases or KOKORO_FASTAPI_NAME.fullmatch(name) is not None
+        return name.lower() in self.settings.voice_aliases or KOKORO_VOICE_NAME.fullmatch(name) is not None
 
     def alias_voices(self, name: str, language: str) -> list[str]:
         """The voices an alias stands for in ``language``, best first (empty: the engine's default).
@@ -67,7 +63,7 @@ class Selection:
         """
         target = self.settings.voice_aliases.get(name.lower())
         if target is None:
-            kokoro = KOKORO_FASTAPI_NAME.fullmatch(name)
+            kokoro = KOKORO_VOICE_NAME.fullmatch(name)
             if kokoro is None:
                 return []
             target = voices_for("female" if kokoro.group(1) == "f" else "male")
@@ -160,8 +156,10 @@ class Selection:
             candidates = [engine]
         else:
             candidates = self.capable_engines(request, cloning, text)
-        if cloning or not wanted:
+        if cloning:
             return candidates[0], candidates[0].capabilities.default_voice
+        if not wanted:
+            return self._aliased(DEFAULT_VOICE, self.spoken_language(request, text), candidates)
         for engine in candidates:
             voice = self.voice_on(engine, wanted)
             if voice:
@@ -186,6 +184,15 @@ class Selection:
                 if engine.capabilities.voice(target):
                     return engine, target
         return candidates[0], candidates[0].capabilities.default_voice
+
+    def native_voice(self, wanted: str | None, engine: Engine, language: str) -> str | None:
+        """The voice that reads ``language`` on ``engine`` when the request named no voice of its
+        own (none, or an alias): a text's passages in another language than its main one are read
+        by a native speaker of theirs. None: the request's voice reads it."""
+        if wanted and (not self.is_alias(wanted) or self.voice_on(engine, wanted)):
+            return None
+        targets = self.alias_voices(wanted or DEFAULT_VOICE, language)
+        return next((target for target in targets if engine.capabilities.voice(target)), None)
 
     def capable_engines(self, request: SpeechRequest, cloning: bool, text: str) -> list[Engine]:
         """Engines that can serve a request naming no model, the default first.
@@ -218,7 +225,10 @@ class Selection:
     @staticmethod
     def _languages(request: SpeechRequest, text: str) -> set[str]:
         """The languages a request needs: the one it names, else those its text is written in."""
-        return {language_code(request.language)} if request.language else languages_in(strip_marks(text))
+        if request.language:
+            return {language_code(request.language)}
+        spoken = strip_marks(text)
+        return languages_in(spoken) if is_speakable(spoken) else {marked_language(text)}
 
     def spoken_language(self, request: SpeechRequest, text: str) -> str:
         """The language an alias picks its voice by: the one named, else the text's (Chinese or

@@ -19,12 +19,21 @@ AnyKey = Annotated[Principal, Depends(metered())]
 
 @router.get("/v1/models", dependencies=[Depends(metered())])
 async def list_models(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
-    """Engines, and the OpenAI model names that map onto them (OpenAI's list shape)."""
+    """Engines with the languages they speak and their voices, and the OpenAI model names that map
+    onto them (OpenAI's list shape, with fields of its own)."""
     settings = services.settings
     engines = services.pipeline.engines
     data: list[dict[str, Any]] = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "voxserve", "engine": name}
-        for name in engines
+        {
+            "id": name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "voxserve",
+            "engine": name,
+            "languages": sorted(engine.capabilities.languages),
+            "voices": [voice.id for voice in engine.capabilities.voices],
+        }
+        for name, engine in engines.items()
     ]
     data += [
         {"id": alias, "object": "model", "created": 0, "owned_by": "voxserve", "engine": target}
@@ -43,6 +52,7 @@ def builtin_voices(services: Services) -> list[dict[str, Any]]:
             "engine": engine.name,
             "languages": list(voice.languages),
             "gender": voice.gender,
+            "description": voice.description,
         }
         for engine in services.pipeline.engines.values()
         for voice in engine.capabilities.voices

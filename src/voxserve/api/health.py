@@ -37,9 +37,11 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
 
     503 otherwise, saying which: ``loading``; ``failed`` (engines did not
     load); ``degraded`` (the job store does not answer, a worker's store
-    calls fail, or a background task ended).
+    calls fail, or a background task ended). ``notices`` names engines that
+    serve but offer less than they could (Kokoro without its voice set).
     """
     engines = {name: engine.ready for name, engine in services.pipeline.engines.items()}
+    notices = {name: e.notice for name, e in services.pipeline.engines.items() if e.ready and e.notice}
     problems = dict(services.task_failures())
     try:
         await asyncio.wait_for(services.store.ping(), STORE_PING_TIMEOUT)
@@ -47,7 +49,11 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
         problems["store"] = f"{type(exc).__name__}: {exc}"
     workers = [asdict(worker) for worker in services.worker_health()]
     problems.update({f"worker {w['id']}": str(w["last_error"]) for w in workers if not w["healthy"]})
-    body: dict[str, object] = {"engines": engines, "workers": workers}
+    body: dict[str, object] = {
+        "engines": engines,
+        "workers": workers,
+        **({"notices": notices} if notices else {}),
+    }
     if services.pipeline.ready and not problems:
         return JSONResponse({"status": "ready", **body})
     if services.load_error:

@@ -110,6 +110,12 @@ class Engine(Protocol):
     @property
     def ready(self) -> bool: ...
 
+    @property
+    def notice(self) -> str | None:
+        """What an operator should know about a working engine that offers less than it could
+        (``/readyz`` and a log line say it); None when all is as configured."""
+        ...
+
     async def load(self) -> None:
         """Load weights or connect; called once at start, before ``ready`` turns true."""
 
@@ -140,6 +146,10 @@ class EngineBase:
     @property
     def ready(self) -> bool:
         return self._ready
+
+    @property
+    def notice(self) -> str | None:
+        return None
 
     async def load(self) -> None:
         self._ready = True

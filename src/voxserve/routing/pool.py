@@ -83,6 +83,10 @@ class Pool:
     def ready(self) -> bool:
         return any(i.engine.ready and i.healthy for i in self.instances)
 
+    @property
+    def notice(self) -> str | None:
+        return None  # an instance that is down is in /v1/engines and the metrics, not a notice
+
     async def load(self) -> None:
         for instance in self.instances:
             await instance.engine.load()

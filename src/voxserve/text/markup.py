@@ -167,6 +167,11 @@ def strip_marks(text: str) -> str:
     return "".join(mark.value if mark.kind == "text" else " " for mark in marks(text))
 
 
+def marked_language(text: str) -> str:
+    """The language of a piece whose only words are marks: Mandarin for pinyin, else English."""
+    return "zh" if any(mark.kind == "pinyin" for mark in marks(text)) else "en"
+
+
 def has_pronunciations(text: str) -> bool:
     """Whether the text holds pinyin, ARPAbet or IPA marks (what an engine must read itself)."""
     return "[" in text and any(mark.kind != "text" for mark in marks(text))

@@ -22,8 +22,12 @@ import pysbd
 
 from voxserve.text.language import is_speakable
 
-#: Markup never split: [pinyin] / [ARPAbet] marks, {phonemes}, <ssml tags>.
-MARKUP = re.compile(r"\[[^\[\]\n]{0,64}\]|\{[^{}\n]{0,128}\}|<[^<>\n]{0,256}>")
+#: Markup never split: [pinyin] / [ARPAbet] marks, {phonemes}, <ssml tags>. Marks one after another
+#: are one word's (``[ch][óng]``, ``[M][AY0][N]``), and a mark stays with the Han characters it
+#: touches, as it stands for one character of their word (``银[h][áng]``).
+MARKUP = re.compile(
+    r"[\u3400-\u9fff]?(?:\[[^\[\]\n]{0,64}\])+[\u3400-\u9fff]?|\{[^{}\n]{0,128}\}|<[^<>\n]{0,256}>"
+)
 _SENTENCE_MARK = re.compile(r"[.!?。！？…]")
 _SENTENCE_BREAK = re.compile(r"[.!?。！？…]+[\"'”’)）」』]*\s+|[。！？]+")
 WINDOW = 1000  # characters of a long line given to pysbd at a time
@@ -207,7 +211,8 @@ def lead(sentence: str, first_limit: int, limit: int) -> list[str]:
     head = fit(whole, first_limit)[0]
     rest = whole[len(head) :]
     cut_in_a_word = _WORD_EDGE.match(head[-1:]) and _WORD_EDGE.match(rest[:1])
-    if not whole.startswith(head) or cut_in_a_word or not is_speakable(rest):
+    cut_in_a_mark = any(mark.start() < len(head) < mark.end() for mark in MARKUP.finditer(whole))
+    if not whole.startswith(head) or cut_in_a_word or cut_in_a_mark or not is_speakable(rest):
         return fit(sentence, limit)
     return [head, *fit(rest.strip(), limit)]
 
