@@ -73,7 +73,7 @@ async def test_a_configured_alias_adds_to_the_defaults(tmp_path: Path) -> None:
     assert pipeline.plan(SpeechRequest(input=ENGLISH, voice="alloy")).voice == "jm_kumo"
     assert pipeline.plan(SpeechRequest(input=ENGLISH, voice="nova")).voice == "heart"  # still there
     narrated = pipeline.plan(SpeechRequest(input=CHINESE, voice="narrator"))
-    assert narrated.voice == "jf_alpha", "a language the alias does not list: the engine's default"
+    assert narrated.voice == "jf_alpha", "a language the alias does not list: default's voice for it"
 
 
 async def test_an_unknown_model_lists_auto_among_the_choices(tmp_path: Path) -> None:
@@ -108,7 +108,7 @@ class NativeVoices(FakeEngine):
         return replace(kokoro.capabilities(self.name, VOICE_NAMES), sample_rate=self.sample_rate)
 
 
-async def native_pipeline(tmp_path: Path) -> Pipeline:
+async def native_pipeline(tmp_path: Path, **settings: Any) -> Pipeline:
     """The defaults' shape: Kokoro with its voice set first, hibari's one English voice beside it."""
     engines = {
         "kokoro": NativeVoices(name="kokoro"),
@@ -118,7 +118,7 @@ async def native_pipeline(tmp_path: Path) -> Pipeline:
         await engine.load()
     normalizer = TextNormalizer()
     normalizer.load()
-    config = Settings(data_dir=tmp_path, default_engine="kokoro")
+    config = Settings(data_dir=tmp_path, default_engine="kokoro", **settings)
     return Pipeline(engines, normalizer, config, ThreadPoolExecutor(1), Metrics())
 
 
@@ -169,3 +169,12 @@ async def test_a_voice_the_client_names_reads_every_passage(tmp_path: Path) -> N
         SpeechRequest(input="Good morning, everyone. 今天我们开会。", voice="zf_xiaobei")
     )
     assert plan.voice == "zf_xiaobei" and all(segment.voice is None for segment in plan.segments)
+
+
+async def test_a_house_voice_reads_its_languages_and_leaves_the_others_native(tmp_path: Path) -> None:
+    aliases = {"default": {"en": "bf_emma"}, "narrator": {"en": "bm_george"}}
+    pipeline = await native_pipeline(tmp_path, voice_aliases=aliases)
+    assert pipeline.plan(SpeechRequest(input=ENGLISH)).voice == "bf_emma"
+    assert pipeline.plan(SpeechRequest(input=CHINESE)).voice == best("zh")
+    french = SpeechRequest(input="Bonjour à tous.", voice="narrator", language="fr")
+    assert pipeline.plan(french).voice == "ff_siwis"

@@ -59,7 +59,9 @@ class Selection:
         """The voices an alias stands for in ``language``, best first (empty: the engine's default).
 
         A Kokoro-FastAPI name that no engine here has stands for the most intelligible voices of
-        its gender, as OpenAI's names do.
+        its gender, as OpenAI's names do. A table without the language (nor ``"*"``) leaves it to
+        ``default``'s voices of that language, so a configured alias never reads a language it
+        does not list with a voice of another.
         """
         target = self.settings.voice_aliases.get(name.lower())
         if target is None:
@@ -69,7 +71,11 @@ class Selection:
             target = voices_for("female" if kokoro.group(1) == "f" else "male")
         if isinstance(target, str):
             return [target]
-        chosen = target.get(language, target.get("*", []))
+        chosen = target.get(language, target.get("*"))
+        if chosen is None and name.lower() != DEFAULT_VOICE:
+            return self.alias_voices(DEFAULT_VOICE, language)
+        if chosen is None:  # a configured default without the language: the measured one's
+            chosen = voices_for(None).get(language, [])
         return [chosen] if isinstance(chosen, str) else list(chosen)
 
     def blend_engine(self, formula: str, engine: str | None) -> str:
