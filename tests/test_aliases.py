@@ -28,9 +28,12 @@ ENGLISH = "Tickets cost twelve dollars."
 CHINESE = "这张票一共三十五块钱。"
 
 
-async def pipeline_of(tmp_path: Path, **settings: Any) -> Pipeline:
-    """Two engines as the defaults are: one for three languages, one English-only with ``heart``."""
-    engines = {
+async def pipeline_of(
+    tmp_path: Path, engines: dict[str, FakeEngine] | None = None, **settings: Any
+) -> Pipeline:
+    """Two engines as the defaults were without Kokoro's voice set: one for three languages with the
+    Japanese voices, one English-only with ``heart`` (or ``engines``, the first the default)."""
+    engines = engines or {
         "multi": FakeEngine(name="multi", voices=("jf_alpha", "jf_gongitsune", "jm_kumo")),
         "english": FakeEngine(name="english", languages=frozenset({"en"}), voices=("heart",)),
     }
@@ -38,8 +41,8 @@ async def pipeline_of(tmp_path: Path, **settings: Any) -> Pipeline:
         await engine.load()
     normalizer = TextNormalizer()
     normalizer.load()
-    config = Settings(data_dir=tmp_path, default_engine="multi", **settings)
-    return Pipeline(engines, normalizer, config, ThreadPoolExecutor(1), Metrics())
+    config = Settings(data_dir=tmp_path, default_engine=next(iter(engines)), **settings)
+    return Pipeline(dict(engines), normalizer, config, ThreadPoolExecutor(1), Metrics())
 
 
 @pytest.mark.parametrize(
@@ -110,16 +113,8 @@ class NativeVoices(FakeEngine):
 
 async def native_pipeline(tmp_path: Path, **settings: Any) -> Pipeline:
     """The defaults' shape: Kokoro with its voice set first, hibari's one English voice beside it."""
-    engines = {
-        "kokoro": NativeVoices(name="kokoro"),
-        "hibari": FakeEngine(name="hibari", languages=frozenset({"en"}), voices=("heart",)),
-    }
-    for engine in engines.values():
-        await engine.load()
-    normalizer = TextNormalizer()
-    normalizer.load()
-    config = Settings(data_dir=tmp_path, default_engine="kokoro", **settings)
-    return Pipeline(engines, normalizer, config, ThreadPoolExecutor(1), Metrics())
+    hibari = FakeEngine(name="hibari", languages=frozenset({"en"}), voices=("heart",))
+    return await pipeline_of(tmp_path, {"kokoro": NativeVoices(name="kokoro"), "hibari": hibari}, **settings)
 
 
 @pytest.mark.parametrize(

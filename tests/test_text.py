@@ -169,14 +169,23 @@ def test_segments_rejoin_to_the_input_and_respect_the_limit(text: str, limit: in
         ),
         ("The morning train was late again today.", ["The morning train was", "late again today."]),
         ("Supercalifragilisticexpialidocious is a word.", ["Supercalifragilisticexpialidocious is a word."]),
-        (
+        (  # Mandarin: a clause up to the limit stays whole; only a longer one is cut, between words
             "今天早上的火车又晚点了，我们只好走路去办公室。",
-            ["今天早上的火车又", "晚点了，我们只好走路去办公室。"],
+            ["今天早上的火车又晚点了，", "我们只好走路去办公室。"],
+        ),
+        ("这条河上一共有七座桥。", ["这条河上一共有七座桥。"]),
+        (
+            "这是一个非常非常长的句子没有任何标点符号一直说下去直到最后才结束。",
+            ["这是一个非常非常", "长的句子没有任何标点符号一直说下去直到最后才结束。"],
         ),
         ("Short and sweet.", ["Short and sweet."]),
         ("Tickets cost 1,000,000 dollars here!", ["Tickets cost 1,000,000", "dollars here!"]),
         # a pinyin mark is a character of the word it touches: never a piece of its own, never cut
-        ("我们明天去银[h][áng]。", ["我们明天去", "银[h][áng]。"]),
+        ("今天下午我们一起去银行办理业务，然后回家。", ["今天下午我们一起去银行办理业务，", "然后回家。"]),
+        (
+            "我们去银[h][áng]办理一些非常重要的业务吧没有标点。",
+            ["我们去", "银[h][áng]办理一些非常重要的业务吧没有标点。"],
+        ),
         ("[ch][óng]庆的夏天很热。", ["[ch][óng]庆的夏天很热。"]),
         ("I [R][EH1][D] it every day, you know.", ["I [R][EH1][D] it every", "day, you know."]),
     ],

@@ -23,21 +23,42 @@ from pydantic_settings import (
 
 CONFIG_FILE_ENV = "VOXSERVE_CONFIG"
 
-#: Whisper's error rate on each of Kokoro's voices in its own language (words for English, characters
-#: for Mandarin and Japanese, lower is better), from ``python -m bench voices-quality`` (docs/voices.md).
-#: A request naming no voice, OpenAI's voice names and Kokoro-FastAPI's speak with the best of these
-#: in the text's language (of the name's gender). Languages with one voice of a gender need no score.
+#: Whisper base's error rate on each of Kokoro's voices in its own language, 20 sentences each (words;
+#: characters for Mandarin, Japanese and Hindi; lower is better), from ``python -m bench voices-quality``
+#: (docs/voices.md). A request naming no voice, OpenAI's voice names and Kokoro-FastAPI's speak with
+#: the best of these in the text's language (of the name's gender); a tie goes to the first listed.
 VOICE_ERROR_RATES: dict[str, dict[str, float]] = {
-    "en": {"am_fenrir": 0.031, "af_bella": 0.065, "am_michael": 0.078, "bm_george": 0.078, "af_heart": 0.088,
-           "bf_emma": 0.088},
-    "zh": {"zm_yunjian": 0.044, "zm_yunxia": 0.053, "zf_xiaoyi": 0.057, "zf_xiaobei": 0.068,
-           "zm_yunxi": 0.083, "zm_yunyang": 0.083, "zf_xiaoxiao": 0.107, "zf_xiaoni": 0.467},
-    "ja": {"jf_alpha": 0.0, "jm_kumo": 0.0},
-    "es": {"ef_dora": 0.0, "em_alex": 0.0},
-    "fr": {"ff_siwis": 0.0},
-    "it": {"if_sara": 0.0, "im_nicola": 0.0},
-    "pt": {"pf_dora": 0.0, "pm_alex": 0.0},
-    "hi": {"hf_alpha": 0.0, "hm_omega": 0.0},
+    "en": {
+        "am_liam": 0.01, "af_nicole": 0.016, "af_alloy": 0.022, "af_kore": 0.022, "af_nova": 0.022,
+        "af_river": 0.022, "af_sky": 0.022, "am_adam": 0.022, "am_echo": 0.022, "am_fenrir": 0.022,
+        "am_michael": 0.022, "am_onyx": 0.022, "bf_isabella": 0.022, "bm_george": 0.022, "bm_lewis": 0.022,
+        "bf_emma": 0.027, "bm_fable": 0.027, "af_bella": 0.028, "af_heart": 0.028, "af_sarah": 0.028,
+        "bm_daniel": 0.028, "af_aoede": 0.032, "am_eric": 0.032, "am_puck": 0.032, "bf_alice": 0.033,
+        "af_jessica": 0.04, "bf_lily": 0.045, "am_santa": 0.046,
+    },
+    "zh": {
+        "zm_yunjian": 0.055, "zm_yunxi": 0.063, "zm_yunxia": 0.074, "zf_xiaobei": 0.086, "zm_yunyang": 0.1,
+        "zf_xiaoxiao": 0.104, "zf_xiaoyi": 0.108, "zf_xiaoni": 0.444,
+    },
+    "ja": {
+        "jf_nezumi": 0.161, "jf_gongitsune": 0.167, "jf_tebukuro": 0.168, "jf_alpha": 0.181,
+        "jm_kumo": 0.194,
+    },
+    "es": {
+        "ef_dora": 0.094, "em_alex": 0.094, "em_santa": 0.1,
+    },
+    "fr": {
+        "ff_siwis": 0.197,
+    },
+    "it": {
+        "if_sara": 0.096, "im_nicola": 0.114,
+    },
+    "pt": {
+        "pf_dora": 0.138, "pm_alex": 0.144, "pm_santa": 0.204,
+    },
+    "hi": {
+        "hm_omega": 1.0, "hm_psi": 1.0, "hf_beta": 1.004, "hf_alpha": 1.008,
+    },
 }  # fmt: skip
 #: Without Kokoro's voice set (no npm at install), what speaks English and Mandarin: hibari's one
 #: voice and the Japanese voices, best first, as before the native voices came.
