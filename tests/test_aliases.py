@@ -128,6 +128,7 @@ async def native_pipeline(tmp_path: Path, **settings: Any) -> Pipeline:
         ("alloy", CHINESE, {}, ("kokoro", best("zh", "female"))),
         ("echo", ENGLISH, {}, ("kokoro", best("en", "male"))),
         ("alloy", "Buenos días.", {"language": "es"}, ("kokoro", "ef_dora")),
+        ("echo", "Bonjour à tous.", {"language": "fr"}, ("kokoro", "ff_siwis")),  # no French man
         ("af_heart", ENGLISH, {}, ("kokoro", "af_heart")),  # Kokoro-FastAPI's names are the voices now
         ("zm_yunxi", ENGLISH, {}, ("kokoro", "zm_yunxi")),  # a named voice reads what it is given
         (None, ENGLISH, {"model": "hibari"}, ("hibari", "heart")),  # hibari by name

@@ -280,15 +280,19 @@ def voices(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
     Console().print(_alias_table(settings))
 
 
+def _first_of(voices: str | list[str], shown: int = 2) -> str:
+    """An alias's voices for a language, best first: the first few, and how many follow."""
+    listed = [voices] if isinstance(voices, str) else voices
+    more = f" (+{len(listed) - shown})" if len(listed) > shown else ""
+    return " or ".join(listed[:shown]) + more
+
+
 def _alias_table(settings: Settings) -> Table:
     """Aliases that stand for the same voices on one row: the OpenAI names come in two groups."""
     grouped: dict[str, list[str]] = {}
     for alias, target in settings.voice_aliases.items():
         by_language = target if isinstance(target, dict) else {"*": target}
-        shown = ", ".join(
-            f"{language}: {' or '.join([voices] if isinstance(voices, str) else voices)}"
-            for language, voices in by_language.items()
-        )
+        shown = ", ".join(f"{language}: {_first_of(voices)}" for language, voices in by_language.items())
         grouped.setdefault(shown, []).append(alias)
     table = Table("voice names", "speak with (by language, first available)", title="Aliases")
     for shown, aliases in grouped.items():

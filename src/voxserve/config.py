@@ -57,7 +57,7 @@ VOICE_ERROR_RATES: dict[str, dict[str, float]] = {
         "pf_dora": 0.138, "pm_alex": 0.144, "pm_santa": 0.204,
     },
     "hi": {
-        "hm_omega": 1.0, "hm_psi": 1.0, "hf_beta": 1.004, "hf_alpha": 1.008,
+        "hf_beta": 0.462, "hm_psi": 0.468, "hf_alpha": 0.48, "hm_omega": 0.503,
     },
 }  # fmt: skip
 #: Without Kokoro's voice set (no npm at install), what speaks English and Mandarin: hibari's one
@@ -104,11 +104,12 @@ VoiceAlias = str | dict[str, str | list[str]]
 
 
 def voices_for(gender: str | None) -> dict[str, str | list[str]]:
-    """The best-measured voices of ``gender`` (None: either) in each language, as an alias's table."""
+    """The best-measured voices of ``gender`` (None: either) in each language, as an alias's table;
+    a language with no voice of that gender gets its others (a native speaker comes first)."""
     table: dict[str, str | list[str]] = {}
     for language, rates in VOICE_ERROR_RATES.items():
         ranked = [*sorted(rates, key=rates.__getitem__), *FALLBACK_VOICES.get(language, [])]
-        table[language] = [voice for voice in ranked if gender is None or voice_gender(voice) == gender]
+        table[language] = [voice for voice in ranked if voice_gender(voice) == gender] or ranked
     return table
 
 
