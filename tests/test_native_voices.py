@@ -29,7 +29,6 @@ MANDARIN = [
 ENGLISH = ["The ferry to the island leaves every 40 minutes.", "Grandma baked three pies for the party."]
 #: (written plainly, with a polyphone marked, what must be heard)
 MARKED = [
-    ("他对这件事很好奇。", "他对这件事很[h][ào]奇。", "好奇"),
     ("我们明天去银行。", "我们明天去银[h][áng]。", "银行"),
     ("重庆的夏天很热。", "[ch][óng]庆的夏天很热。", "重庆"),
     ("他还没还钱。", "他还没[h][uán]钱。", "还钱"),  # misaki reads the second 还 hái
@@ -89,7 +88,8 @@ def test_a_marked_polyphone_is_heard_as_intended(
     client: httpx.Client, listener: Listener, plain: str, marked: str, word: str, voice: str
 ) -> None:
     """And never worse than the sentence written plainly (by Whisper base, which mishears 好奇 from
-    every female voice whether marked or not: those are checked below by the samples)."""
+    every female voice whether marked or not: a mark that spells misaki's own reading is checked
+    below, on every voice, by the samples)."""
     plain_audio, marked_audio = (speak(client, text, voice=voice).content for text in (plain, marked))
     heard_plain, heard_marked = listener.heard(plain_audio, "zh"), listener.heard(marked_audio, "zh")
     assert word in heard_marked, heard_marked
@@ -126,7 +126,7 @@ def test_a_mark_that_spells_misakis_reading_changes_nothing_in_any_mandarin_voic
     fresh = {"Cache-Control": "no-store"}
     plain, marked = (
         client.post(SPEECH, json={"input": text, "voice": voice, "response_format": "pcm"}, headers=fresh)
-        for text in ("他对这件事很好奇。", "他对这件事很[h][ào]奇。")
+        for text in ("很好奇。", "很[h][ào]奇。")
     )
     assert plain.status_code == marked.status_code == 200
-    assert plain.content == marked.content and len(plain.content) > 48000
+    assert plain.content == marked.content and len(plain.content) > 24000

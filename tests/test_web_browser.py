@@ -5,6 +5,7 @@ screen go to ``$VOXSERVE_SCREENSHOTS`` (docs/web for the docs), else to the test
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -53,6 +54,8 @@ def test_the_first_voice_is_the_best_native_one_and_each_voice_says_its_language
     assert options[0] == ["default", "default (best for the language)"]
     assert ["zf_xiaobei", "zf_xiaobei · kokoro, Mandarin, female"] in options
     assert ["bm_george", "bm_george · kokoro, British English, male"] in options
+    espeak = dict(options)["espeak"]
+    assert re.fullmatch(r"espeak · espeak, \d+ languages", espeak), "many languages: how many, not each"
 
 
 def test_typed_text_plays_while_it_is_made(page: Page, tmp_path: Path) -> None:

@@ -48,7 +48,8 @@ async function loadCatalog() {
   model.replaceChildren(new Option("any that fits", ""), ...models.data.map((m) => new Option(m.id, m.id)));
   const voice = $("#voice");
   const aliases = Object.keys(voices.aliases || {}).map((name) => new Option(`${name} (best for the language)`, name));
-  const about = (v) => [v.engine || v.kind, v.description || (v.languages || []).join("/"), v.gender].filter(Boolean).join(", ");
+  const spoken = (languages = []) => (languages.length > 3 ? `${languages.length} languages` : languages.join("/"));
+  const about = (v) => [v.engine || v.kind, v.description || spoken(v.languages), v.gender].filter(Boolean).join(", ");
   const own = voices.voices.map((v) => new Option(`${v.name || v.id} · ${about(v)}`, v.name || v.id));
   voice.replaceChildren(...aliases, ...own);
   showCapabilities();
