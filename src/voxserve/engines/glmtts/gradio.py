@@ -225,18 +225,28 @@ class GlmTtsGradioEngine(EngineBase):
         url = answer.get("url") if isinstance(answer, dict) else None
         if not url:
             raise EngineUnavailable(f"engine {self.name!r} at {self.url} answered no audio file: {answer!r}")
+        for attempt in (1, 2):
+            try:
+                data = await self._download(url)
+                break
+            except httpx.HTTPError as exc:
+                # the file stays on the app's disk: a connection cut under load is fetched once more
+                if attempt == 1 and isinstance(exc, httpx.TransportError):
+                    continue
+                raise EngineUnavailable(
+                    f"engine {self.name!r}: its audio could not be fetched ({exc!r})"
+                ) from exc
+        return await decoded_file(data, self.name, self.capabilities.sample_rate)
+
+    async def _download(self, url: str) -> bytes:
+        """One GET of an answer's file, at most ``max_answer_bytes``."""
         data = bytearray()
-        try:
-            async with self._http.stream("GET", url) as response:
-                response.raise_for_status()
-                async for chunk in response.aiter_bytes():
-                    data += chunk
-                    if len(data) > self._max_answer_bytes:
-                        raise EngineUnavailable(
-                            f"engine {self.name!r} answered more than {self._max_answer_bytes} bytes"
-                        )
-        except httpx.HTTPError as exc:
-            raise EngineUnavailable(
-                f"engine {self.name!r}: its audio could not be fetched ({exc!r})"
-            ) from exc
-        return await decoded_file(bytes(data), self.name, self.capabilities.sample_rate)
+        async with self._http.stream("GET", url) as response:
+            response.raise_for_status()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > self._max_answer_bytes:
+                    raise EngineUnavailable(
+                        f"engine {self.name!r} answered more than {self._max_answer_bytes} bytes"
+                    )
+        return bytes(data)
