@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.support.signals import voice_like
 from voxserve.audio.pcm import wav_bytes
-from voxserve.batch.book import Chapter, combine, index, read_book, split_chapters
+from voxserve.batch.book import MAX_BOOK_BYTES, Chapter, combine, index, read_book, split_chapters
 
 
 def test_chapters_in_plain_text_in_english_and_chinese() -> None:
@@ -35,7 +36,19 @@ def test_markdown_headings_and_markup() -> None:
     assert [c.title for c in split_chapters("# not a heading in plain text\nbody")] == ["Opening"]
 
 
-def _epub(path: Path) -> Path:
+CONTAINER = (
+    '<container xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
+    '<rootfiles><rootfile full-path="OEBPS/content.opf"/></rootfiles></container>'
+)
+LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10 if i > 1 else "&lol;" * 10}">' for i in range(1, 10))
+    + "]>"
+    + CONTAINER.replace("<rootfiles>", "<rootfiles>&lol9;")
+)
+
+
+def _epub(path: Path, container: str = CONTAINER, chapter: bytes = b"") -> Path:
     opf = """<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">
       <manifest><item id="cover" href="cover.xhtml"/><item id="c2" href="text/two.xhtml"/>
       <item id="c1" href="text/one.xhtml"/></manifest>
@@ -45,14 +58,35 @@ def _epub(path: Path) -> Path:
     )
     with zipfile.ZipFile(path, "w") as book:
         book.writestr("mimetype", "application/epub+zip")
-        container = '<container xmlns="urn:oasis:names:tc:opendocument:xmlns:container">'
-        container += '<rootfiles><rootfile full-path="OEBPS/content.opf"/></rootfiles></container>'
         book.writestr("META-INF/container.xml", container)
         book.writestr("OEBPS/content.opf", opf)
         book.writestr("OEBPS/cover.xhtml", "<html><body><img src='c.png'/></body></html>")
         book.writestr("OEBPS/text/one.xhtml", page.format("The Start", "First words."))
-        book.writestr("OEBPS/text/two.xhtml", page.format("The End", "Last words."))
+        two = chapter or page.format("The End", "Last words.").encode()
+        book.writestr("OEBPS/text/two.xhtml", two, compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
     return path
+
+
+@pytest.mark.parametrize(
+    ("container", "chapter", "words"),
+    [
+        (LAUGHS, b"", "META-INF/container.xml is not plain XML"),
+        (CONTAINER.replace("rootfile ", "nothing "), b"", "names no rootfile"),
+        (
+            CONTAINER,
+            b"<p>" + b" " * (MAX_BOOK_BYTES + 1),
+            "more than 64 MiB of text (at OEBPS/text/two.xhtml)",
+        ),
+    ],
+    ids=["billion laughs", "no rootfile", "64 MiB chapter"],
+)
+def test_a_hostile_epub_is_refused_in_one_line_before_it_is_in_memory(
+    tmp_path: Path, container: str, chapter: bytes, words: str
+) -> None:
+    path = _epub(tmp_path / "bomb.epub", container, chapter)
+    assert path.stat().st_size < 2**20, "small on disk"
+    with pytest.raises(ValueError, match=re.escape(words)):
+        read_book(path)
 
 
 def test_an_epub_is_read_in_spine_order(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +39,20 @@ def bad_files() -> list[tuple[str, bytes, int, str, str]]:
         ("clipped", wav_bytes(clipped, 22050), 422, "invalid_audio", "badly clipped"),
         ("text named .wav", b"not audio\n" * 50, 415, "unsupported_media_type", "judged by its content"),
         ("11 MB", b"RIFF" + b"\0" * (11 * 1024 * 1024), 413, "input_too_large", "limit is 10485760 bytes"),
+        ("NaN", double_wav(np.full(24000 * 5, np.nan)), 422, "invalid_audio", "(NaN or infinity)"),
+        ("inf", double_wav(np.append(voice_like(5.0, 24000), np.inf)), 422, "invalid_audio", "not numbers"),
+        ("0 bits", GOOD[:34] + b"\0\0" + GOOD[36:], 422, "invalid_audio", "wav file"),
     ]  # fmt: skip
+
+
+def double_wav(samples: np.ndarray) -> bytes:
+    """A float64 WAV (format 3, IEEE float): it can hold values no microphone makes."""
+    data = samples.astype("<f8").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, 24000, 24000 * 8, 8, 64)
+    body = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    )
+    return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
 @pytest.fixture

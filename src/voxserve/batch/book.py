@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from xml.etree import ElementTree
+from xml.etree.ElementTree import Element, ParseError
 
 import av
 import av.audio.stream
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
 
 from voxserve.captions import file_name
 from voxserve.client.files import atomic_file
@@ -35,6 +37,9 @@ HEADING = re.compile(
 )
 MARKDOWN_NOISE = re.compile(r"\[([^\]]*)\]\([^)]*\)|[*_`]{1,3}|^>\s?", re.MULTILINE)
 RATE = 24000  # the combined file's rate: every embedded engine's, and plenty for speech
+#: The most a book's text may take once read (an EPUB decompressed): twenty long novels. A
+#: two-megabyte EPUB can hold gigabytes of text; it is refused before it is in memory.
+MAX_BOOK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -94,19 +99,50 @@ class _Text(html.parser.HTMLParser):
             self._heading_parts.append(data)
 
 
+class _Budget:
+    """What is left of :data:`MAX_BOOK_BYTES`: each member is read only up to it, never whole."""
+
+    def __init__(self, book: zipfile.ZipFile, limit: int = MAX_BOOK_BYTES) -> None:
+        self.book = book
+        self.limit = self.left = limit
+
+    def read(self, name: str) -> bytes:
+        with self.book.open(name) as member:
+            data = member.read(self.left + 1)
+        if len(data) > self.left:
+            raise ValueError(
+                f"the book decompresses to more than {self.limit // 2**20} MiB of text "
+                f"(at {name}), the most a book may hold"
+            )
+        self.left -= len(data)
+        return data
+
+    def xml(self, name: str) -> Element:
+        """A member's XML; DTDs and entities are refused (a few hundred bytes of them can expand to
+        gigabytes)."""
+        try:
+            return fromstring(self.read(name), forbid_dtd=True)
+        except (ParseError, DefusedXmlException) as exc:
+            raise ValueError(f"{name} is not plain XML ({exc})") from exc
+
+
 def read_epub(path: Path) -> list[Chapter]:
     """The spine's documents in reading order, each a chapter titled by its first heading."""
     with zipfile.ZipFile(path) as book:
-        container = ElementTree.fromstring(book.read("META-INF/container.xml"))
-        rootfile = next(e for e in container.iter() if e.tag.endswith("rootfile")).attrib["full-path"]
-        opf = ElementTree.fromstring(book.read(rootfile))
+        budget = _Budget(book)
+        container = budget.xml("META-INF/container.xml")
+        rootfiles = [e.attrib.get("full-path") for e in container.iter() if e.tag.endswith("rootfile")]
+        rootfile = rootfiles[0] if rootfiles else None
+        if not rootfile:
+            raise ValueError("META-INF/container.xml names no rootfile: this is not an EPUB")
+        opf = budget.xml(rootfile)
         base = posixpath.dirname(rootfile)
         items = {e.attrib["id"]: e.attrib["href"] for e in opf.iter() if e.tag.endswith("}item")}
         order = [e.attrib["idref"] for e in opf.iter() if e.tag.endswith("}itemref")]
         chapters: list[Chapter] = []
         for idref in order:
             document = _Text()
-            document.feed(book.read(posixpath.join(base, items[idref])).decode("utf-8", "replace"))
+            document.feed(budget.read(posixpath.join(base, items[idref])).decode("utf-8", "replace"))
             text = re.sub(r"\n\s*\n+", "\n\n", "".join(document.parts)).strip()
             if text:
                 title = document.heading or text.splitlines()[0][:80]
@@ -118,7 +154,11 @@ def read_book(path: Path) -> list[Chapter]:
     suffix = path.suffix.lower()
     if suffix == ".epub":
         return read_epub(path)
-    return split_chapters(path.read_text(encoding="utf-8"), markdown=suffix in {".md", ".markdown"})
+    with path.open("rb") as source:
+        data = source.read(MAX_BOOK_BYTES + 1)
+    if len(data) > MAX_BOOK_BYTES:
+        raise ValueError(f"the book is larger than {MAX_BOOK_BYTES // 2**20} MiB, the most a book may hold")
+    return split_chapters(data.decode("utf-8"), markdown=suffix in {".md", ".markdown"})
 
 
 def combine(parts: list[tuple[Chapter, Path, float]], target: Path) -> None:

@@ -105,7 +105,12 @@ def _decode(data: bytes, format_name: str, max_seconds: float) -> tuple[PCM, PCM
         with av.open(io.BytesIO(data), mode="r") as container:
             if not container.streams.audio:
                 raise InvalidAudio("audio: the file holds no audio stream", param="audio")
-            rate = container.streams.audio[0].codec_context.sample_rate
+            codec = container.streams.audio[0].codec_context
+            if codec is None:  # a header FFmpeg cannot make a decoder of (bits_per_sample 0, say)
+                raise InvalidAudio(
+                    f"audio: the {format_name} file's header names no usable codec", param="audio"
+                )
+            rate = codec.sample_rate
             if not 0 < rate <= MAX_RATE:
                 raise InvalidAudio(
                     f"audio sample rate is {rate} Hz; at most {MAX_RATE} Hz is read", param="audio"
@@ -125,6 +130,11 @@ def _decode(data: bytes, format_name: str, max_seconds: float) -> tuple[PCM, PCM
     samples = _samples(original)
     if not samples.size:
         raise InvalidAudio(f"audio: the {format_name} file decodes to no samples", param="audio")
+    if not np.isfinite(samples).all():  # resampling would turn them into silence the checks never see
+        raise InvalidAudio(
+            f"audio: the {format_name} file holds samples that are not numbers (NaN or infinity)",
+            param="audio",
+        )
     return samples, _samples(resampled), int(rate)
 
 
