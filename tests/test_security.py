@@ -81,6 +81,29 @@ def test_no_key_bad_key_and_both_ways_to_send_one(deploy: Callable[..., Deployme
     assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", SPEECH, {"content": b"{not json", "headers": {"Content-Type": "application/json"}}),
+        ("POST", "/v1/jobs", {"content": b"input=x", "headers": {"Content-Type": "text/plain"}}),
+        ("POST", "/v1/voices", {"files": {"audio": ("ref.wav", b"not audio", "audio/wav")}}),
+        ("POST", "/tts", {"data": {"text": ""}}),
+        ("POST", "/api/synthesis", {"json": {"text": 5}}),
+        ("PATCH", "/v1/admin/keys/k_x", {"json": []}),
+        ("DELETE", "/v1/jobs/j_x", {}),
+    ],
+    ids=["bad JSON", "wrong type", "bad upload", "empty form", "wrong field", "admin", "delete"],
+)
+def test_a_caller_without_a_key_is_refused_before_its_body_is_read(
+    deploy: Callable[..., Deployment], method: str, path: str, body: dict[str, Any]
+) -> None:
+    client = deploy().client
+    answer = client.request(method, path, **body)
+    assert_error(answer, 401, "unauthorized", None, "an API key is required")
+    bad_key = client.request(method, path, **{**body, "headers": {**body.get("headers", {}), **auth("sk-x")}})
+    assert_error(bad_key, 401, "unauthorized", None, "not valid")
+
+
 def test_scopes_are_named_when_missing(deploy: Callable[..., Deployment]) -> None:
     d = deploy()
     speaker = auth(d.key("speaker", ["speech"]))

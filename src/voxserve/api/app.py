@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from voxserve import __version__
 from voxserve.api import admin, catalog, health, jobs, speech, tasks, tts, voices
 from voxserve.api import engines as engines_api
+from voxserve.api.auth import AuthenticateFirst
 from voxserve.api.body_limit import BodyLimit
 from voxserve.api.browser import BrowserGuard
 from voxserve.api.counting import RequestCounter
@@ -60,9 +61,10 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
         redoc_url=None,
         openapi_url=None,
     )
-    # outermost last: the browser checks, CORS, the body limit, then the request counter
+    # outermost last: the browser checks, CORS, authentication, the body limit, the request counter
     app.add_middleware(RequestCounter)
     app.add_middleware(BodyLimit, limit=max_body_bytes(settings))
+    app.add_middleware(AuthenticateFirst)  # a key is checked before any body is read
     auth = settings.auth
     if auth.cors_origins:
         app.add_middleware(

@@ -8,7 +8,10 @@
   set (docs, metrics, the engines page), else :func:`metered`.
 
 The principal is found once per request and kept on its state, where the
-usage middleware reads it to count the answer's status.
+usage middleware reads it to count the answer's status. :class:`AuthenticateFirst`
+finds it before a request's body is read: a caller without a key gets 401,
+never a validation error about a body it had no right to send, and an upload
+from nobody is not received at all.
 """
 
 # No ``from __future__ import annotations``: the dependencies made inside functions name local
@@ -18,11 +21,15 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Response
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from voxserve.api.browser import SAFE_METHODS
 from voxserve.api.dependencies import get_services
+from voxserve.api.errors import error_response
 from voxserve.api.streaming import Caller
-from voxserve.errors import PayloadTooLarge
+from voxserve.errors import PayloadTooLarge, StoreUnavailable, VoxserveError
 from voxserve.pipeline import Plan, SpeechRequest, Stats
 from voxserve.security import Principal
 from voxserve.services import Services
@@ -37,6 +44,31 @@ async def principal_of(
         found = await services.guard.authenticate(peer, connection.headers)
         connection.state.principal = found
     return found
+
+
+class AuthenticateFirst:
+    """ASGI middleware: with keys on, a request that may carry a body (every method but GET, HEAD
+    and OPTIONS) is authenticated before the route reads it; every such route needs a key."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            guard = scope["app"].state.services.guard
+            if guard.auth:
+                client = scope.get("client")
+                try:
+                    principal = await guard.authenticate(client[0] if client else None, Headers(scope=scope))
+                except VoxserveError as exc:
+                    await error_response(exc)(scope, receive, send)
+                    return
+                except guard.keys.errors:
+                    error = StoreUnavailable("the key store does not answer; retry shortly")
+                    await error_response(error)(scope, receive, send)
+                    return
+                scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
 
 
 def user(scope: str | None = None) -> Callable[..., Awaitable[Principal]]:
