@@ -430,3 +430,34 @@ async def test_every_limit_is_charged_at_once_or_not_at_all(limiter: Any) -> Non
         await limiter.admit("key:a", quota)
     assert rate.value.param == "requests_per_minute" and 1 <= rate.value.retry_after <= 60
     assert (await limiter.admit("key:c", Quota())).headers == {}, "no limits, nothing counted"
+
+
+async def test_stream_slots_are_leases_that_lapse_unless_renewed_and_never_go_below_zero(
+    limiter: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica that dies stops renewing: its slots come back within a lease, never an hour later."""
+    import asyncio
+
+    from voxserve.errors import RateLimited
+    from voxserve.security import quotas
+
+    monkeypatch.setattr(quotas, "STREAM_LEASE_SECONDS", 1)
+    quota = Quota(concurrent_streams=2)
+    for _ in range(2):
+        await limiter.admit("key:s", quota, stream=True)  # held by a replica that then dies
+    with pytest.raises(RateLimited):
+        await limiter.admit("key:s", quota, stream=True)
+    await asyncio.sleep(1.2)
+    alive = await limiter.admit("key:s", quota, stream=True)
+    for _ in range(4):  # renewed by its replica: outlives its first lease twice over
+        await asyncio.sleep(0.5)
+        await limiter.renew()
+    other = await limiter.admit("key:s", quota, stream=True)
+    with pytest.raises(RateLimited):
+        await limiter.admit("key:s", quota, stream=True)
+    for admitted in (alive, alive, other, other):  # given back late and twice: never below zero
+        await limiter.release(admitted)
+    await limiter.admit("key:s", quota, stream=True)
+    await limiter.admit("key:s", quota, stream=True)
+    with pytest.raises(RateLimited):
+        await limiter.admit("key:s", quota, stream=True)

@@ -162,6 +162,7 @@ class Services:
         )
         self._supervise(self.loop_lag.run(), "loop-lag")
         self._supervise(self.guard.keep_usage(), "usage")
+        self._supervise(self.guard.limiter.keep_leases(), "stream-leases")
 
     async def run_until_stopped(self, workers: int) -> None:
         """``voxserve worker``: the same services without HTTP, until cancelled."""

@@ -11,13 +11,21 @@ costs one round trip whatever its limits.
 - requests per minute (every metered request), characters per day and per
   month (speech and jobs: the characters they ask to synthesize): fixed
   windows;
-- concurrent streams (speech answers in progress): a counter taken and given
-  back, with an expiry so a replica that dies cannot hold slots for ever.
+- concurrent streams (speech answers in progress): leases. A stream holds a
+  lease of :data:`STREAM_LEASE_SECONDS`, which its replica renews every third
+  of that while the stream lasts and gives back when it ends. A replica that
+  dies stops renewing, and its slots are free again within the lease: no
+  counter that can drift below zero or outlive its holder. In Redis a lease
+  is a member of one sorted set per subject, scored by its expiry on Redis's
+  own clock (replicas' clocks may differ).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,7 +36,9 @@ from limits import RateLimitItemPerDay, RateLimitItemPerMinute, RateLimitItemPer
 from voxserve.config import Quota
 from voxserve.errors import RateLimited
 
-STREAM_SLOT_SECONDS = 3600  # the longest a stream slot can outlive a replica that died holding it
+log = logging.getLogger(__name__)
+
+STREAM_LEASE_SECONDS = 15  # the longest a stream slot outlives a replica that died holding it
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class Rule:
     name: str
     unit: str
     window: str
+    lease: bool = False  # a slot held while something lasts (a stream), not a count in a window
 
     def refusal(self, count: int, ttl: float) -> RateLimited:
         """``count``: what the counter held before this request."""
@@ -82,9 +93,17 @@ def rules(subject: str, quota: Quota, chars: int, stream: bool) -> list[Rule]:
                 Rule(item.key_for(subject), item.get_expiry(), cost, amount, name, unit, granularity)
             )
     if stream and quota.concurrent_streams:
-        found.append(Rule(f"streams/{subject}", STREAM_SLOT_SECONDS, 1, quota.concurrent_streams,
-                          "concurrent_streams", "streams", ""))  # fmt: skip
+        found.append(Rule(f"streams/{subject}", STREAM_LEASE_SECONDS, 1, quota.concurrent_streams,
+                          "concurrent_streams", "streams", "", lease=True))  # fmt: skip
     return found
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A stream slot: the subject's set of leases, and this one's name in it."""
+
+    key: str
+    id: str
 
 
 @dataclass
@@ -92,7 +111,7 @@ class Admitted:
     """What passed: the request-rate headers, and the stream slot to give back (if one was taken)."""
 
     headers: dict[str, str] = field(default_factory=dict)
-    stream_key: str | None = None
+    lease: Lease | None = None
 
 
 @dataclass(frozen=True)
@@ -106,14 +125,21 @@ class Charged:
 
 
 class QuotaLimiter(ABC):
-    """Counters for every subject (``key:<id>`` or ``ip:<address>``)."""
+    """Counters and leases for every subject (``key:<id>`` or ``ip:<address>``)."""
+
+    #: What the backend raises when it cannot be reached.
+    errors: tuple[type[Exception], ...] = ()
+
+    def __init__(self) -> None:
+        self._held: set[Lease] = set()
 
     async def admit(self, subject: str, quota: Quota, chars: int = 0, stream: bool = False) -> Admitted:
         """Charge every limit at once; RateLimited (nothing charged) if any would pass."""
         charges = rules(subject, quota, chars, stream)
         if not charges:
             return Admitted()
-        outcome = await self._charge(charges)
+        lease_id = uuid.uuid4().hex
+        outcome = await self._charge(charges, lease_id)
         if outcome.refused is not None:
             raise charges[outcome.refused].refusal(outcome.count, outcome.ttl)
         first = charges[0]
@@ -122,20 +148,41 @@ class QuotaLimiter(ABC):
             "X-RateLimit-Remaining": str(max(0, first.limit - outcome.count)),
             "X-RateLimit-Reset": str(int(time.time() + outcome.ttl)),
         }
-        stream_key = charges[-1].key if charges[-1].name == "concurrent_streams" else None
-        return Admitted(headers, stream_key)
+        lease = next((Lease(rule.key, lease_id) for rule in charges if rule.lease), None)
+        if lease is not None:
+            self._held.add(lease)
+        return Admitted(headers, lease)
 
     async def release(self, admitted: Admitted) -> None:
         """Give back the stream slot (the stream ended, however it ended)."""
-        if admitted.stream_key is not None:
-            key, admitted.stream_key = admitted.stream_key, None
-            await self._give_back(key)
+        if admitted.lease is not None:
+            lease, admitted.lease = admitted.lease, None
+            self._held.discard(lease)
+            await self._give_back(lease)
+
+    async def renew(self) -> None:
+        """Extend every lease this process holds by :data:`STREAM_LEASE_SECONDS` from now."""
+        if self._held:
+            await self._renew(list(self._held))
+
+    async def keep_leases(self, interval: float = STREAM_LEASE_SECONDS / 3) -> None:
+        """Renew held leases every ``interval`` seconds for as long as the service runs; a store that
+        fails is retried at the next interval (leases outlast two misses)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.renew()
+            except self.errors as exc:
+                log.warning("stream leases not renewed: %s", exc)
 
     @abstractmethod
-    async def _charge(self, charges: Sequence[Rule]) -> Charged: ...
+    async def _charge(self, charges: Sequence[Rule], lease_id: str) -> Charged: ...
 
     @abstractmethod
-    async def _give_back(self, key: str) -> None: ...
+    async def _renew(self, leases: Sequence[Lease]) -> None: ...
+
+    @abstractmethod
+    async def _give_back(self, lease: Lease) -> None: ...
 
     @abstractmethod
     async def close(self) -> None:
@@ -148,64 +195,156 @@ class MemoryQuotas(QuotaLimiter):
     def __init__(self) -> None:
         from limits.aio.storage import MemoryStorage
 
+        super().__init__()
         self.storage = MemoryStorage()
+        self.leases: dict[str, dict[str, float]] = {}  # subject's key -> lease id -> expiry (monotonic)
 
-    async def _charge(self, charges: Sequence[Rule]) -> Charged:
+    def _live(self, key: str) -> dict[str, float]:
+        clock = time.monotonic()
+        held = {lease: until for lease, until in self.leases.get(key, {}).items() if until > clock}
+        self.leases[key] = held
+        return held
+
+    async def _charge(self, charges: Sequence[Rule], lease_id: str) -> Charged:
+        # One task runs this to the end between awaits of a memory store: no other charge interleaves
+        # with the leases, and counters are undone if a later rule refuses.
         first = 0
         for index, rule in enumerate(charges):
+            if rule.lease:
+                held = self._live(rule.key)
+                if len(held) >= rule.limit:
+                    await self._undo(charges[:index], lease_id)
+                    return Charged(index, len(held), rule.expiry)
+                held[lease_id] = time.monotonic() + rule.expiry
+                first = first or len(held)
+                continue
             count = await self.storage.incr(rule.key, rule.expiry, amount=rule.cost)
             first = first or count
             if count > rule.limit:
-                for done in charges[: index + 1]:
-                    await self.storage.incr(done.key, done.expiry, amount=-done.cost)
+                await self._undo(charges[: index + 1], lease_id)
                 return Charged(index, count - rule.cost, await self._ttl(rule.key))
-        return Charged(None, first, await self._ttl(charges[0].key))
+        head = charges[0]
+        return Charged(None, first, head.expiry if head.lease else await self._ttl(head.key))
+
+    async def _undo(self, charges: Sequence[Rule], lease_id: str) -> None:
+        for rule in charges:
+            if rule.lease:
+                self.leases.get(rule.key, {}).pop(lease_id, None)
+            else:
+                await self.storage.incr(rule.key, rule.expiry, amount=-rule.cost)
 
     async def _ttl(self, key: str) -> float:
         return max(0.0, await self.storage.get_expiry(key) - time.time())
 
-    async def _give_back(self, key: str) -> None:
-        await self.storage.incr(key, STREAM_SLOT_SECONDS, amount=-1)
+    async def _renew(self, leases: Sequence[Lease]) -> None:
+        until = time.monotonic() + STREAM_LEASE_SECONDS
+        for lease in leases:
+            held = self.leases.get(lease.key, {})
+            if lease.id in held:
+                held[lease.id] = until
+
+    async def _give_back(self, lease: Lease) -> None:
+        self.leases.get(lease.key, {}).pop(lease.id, None)
 
     async def close(self) -> None:
         """Nothing to release: the counts live in this process."""
 
 
-#: KEYS: counters; ARGV: expiry, cost and limit of each. ``limits``' incr-and-expire for each, in
-#: one step; past any limit every charge is taken back.
-_CHARGE = """
-local n = #KEYS
-for i = 1, n do
-    local expiry, cost, limit = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
-    local current = redis.call('incrby', KEYS[i], cost)
-    if current == cost then redis.call('expire', KEYS[i], expiry) end
-    if current > limit then
-        for j = 1, i do redis.call('decrby', KEYS[j], tonumber(ARGV[3 * j - 1])) end
-        return {i, current - cost, redis.call('ttl', KEYS[i])}
+#: Redis's own clock, in seconds: every replica's leases on one clock.
+_CLOCK = """
+local function clock()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) + tonumber(t[2]) / 1e6
+end
+"""
+
+#: KEYS: counters and lease sets; ARGV[1]: the lease's id, then expiry, cost, limit and kind of each.
+#: ``limits``' incr-and-expire for each counter, a lease added to each set with room, in one step;
+#: past any limit every charge is taken back.
+_CHARGE = (
+    _CLOCK
+    + """
+local lease, now, n = ARGV[1], clock(), #KEYS
+local function rule(i)
+    local at = 4 * i - 2
+    return tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), ARGV[at + 3] == 'lease'
+end
+local function undo(upto)
+    for j = 1, upto do
+        local _, cost, _, leased = rule(j)
+        if leased then redis.call('zrem', KEYS[j], lease) else redis.call('decrby', KEYS[j], cost) end
     end
 end
-return {0, tonumber(redis.call('get', KEYS[1])), redis.call('ttl', KEYS[1])}
+local counts = {}
+for i = 1, n do
+    local expiry, cost, limit, leased = rule(i)
+    if leased then
+        redis.call('zremrangebyscore', KEYS[i], '-inf', now)
+        local held = redis.call('zcard', KEYS[i])
+        if held >= limit then
+            undo(i - 1)
+            return {i, held, expiry}
+        end
+        redis.call('zadd', KEYS[i], now + expiry, lease)
+        redis.call('expire', KEYS[i], expiry + 1)
+        counts[i] = held + 1
+    else
+        local current = redis.call('incrby', KEYS[i], cost)
+        if current == cost then redis.call('expire', KEYS[i], expiry) end
+        if current > limit then
+            undo(i)
+            return {i, current - cost, redis.call('ttl', KEYS[i])}
+        end
+        counts[i] = current
+    end
+end
+return {0, counts[1], redis.call('ttl', KEYS[1])}
 """
+)
+
+#: KEYS: lease sets; ARGV: each lease's id, then the lease length. Leases already given up (expired
+#: and taken by another stream) stay given up.
+_RENEW = (
+    _CLOCK
+    + """
+local expires = clock() + tonumber(ARGV[#ARGV])
+for i = 1, #KEYS do
+    if redis.call('zadd', KEYS[i], 'XX', 'CH', expires, ARGV[i]) == 1 then
+        redis.call('expire', KEYS[i], tonumber(ARGV[#ARGV]) + 1)
+    end
+end
+return 1
+"""
+)
 
 
 class RedisQuotas(QuotaLimiter):
     """Counts shared by every replica, under ``limits``' key layout in Redis."""
 
     def __init__(self, url: str, prefix: str) -> None:
+        from redis.exceptions import RedisError
+
         from voxserve.jobs.redis import redis_client
 
+        super().__init__()
+        self.errors = (RedisError, OSError)
         self._redis = redis_client(url)
         self._prefix = "{" + prefix + "}:limits:"
         self._script: Any = self._redis.register_script(_CHARGE)
+        self._renew_script: Any = self._redis.register_script(_RENEW)
 
-    async def _charge(self, charges: Sequence[Rule]) -> Charged:
+    async def _charge(self, charges: Sequence[Rule], lease_id: str) -> Charged:
         keys = [self._prefix + rule.key for rule in charges]
-        args = [value for rule in charges for value in (rule.expiry, rule.cost, rule.limit)]
-        refused, count, ttl = await self._script(keys=keys, args=args)
+        kinds = [(r.expiry, r.cost, r.limit, "lease" if r.lease else "counter") for r in charges]
+        refused, count, ttl = await self._script(keys=keys, args=[lease_id, *(v for k in kinds for v in k)])
         return Charged(int(refused) - 1 if int(refused) else None, int(count), max(0.0, float(ttl)))
 
-    async def _give_back(self, key: str) -> None:
-        await self._redis.decr(self._prefix + key)
+    async def _renew(self, leases: Sequence[Lease]) -> None:
+        keys = [self._prefix + lease.key for lease in leases]
+        await self._renew_script(keys=keys, args=[*(lease.id for lease in leases), STREAM_LEASE_SECONDS])
+
+    async def _give_back(self, lease: Lease) -> None:
+        await self._redis.zrem(self._prefix + lease.key, lease.id)
 
     async def close(self) -> None:
         await self._redis.aclose()
