@@ -109,6 +109,7 @@ INTEGRATION_MODULES = frozenset(
         "test_cosyvoice_triton",
         "test_fishspeech",
         "test_recipes",
+        "test_store_faults",
     }
 )
 

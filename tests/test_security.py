@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -461,3 +462,39 @@ async def test_stream_slots_are_leases_that_lapse_unless_renewed_and_never_go_be
     await limiter.admit("key:s", quota, stream=True)
     with pytest.raises(RateLimited):
         await limiter.admit("key:s", quota, stream=True)
+
+
+@pytest.mark.parametrize("queue", ["sqlite", "redis"])
+def test_a_replay_or_a_conflict_is_never_charged(
+    deploy: Callable[..., Deployment], shared_redis: str, queue: str
+) -> None:
+    """Twelve sends of one job (and six at once of another) cost one job each; a 409 costs nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared = (
+        {"queue_url": "redis://127.0.0.1:6379/0", "queue_prefix": shared_redis} if queue == "redis" else {}
+    )
+    d = deploy(jobs={"workers": 0, **shared})
+    token = auth(d.key("writer", ["jobs"], chars_per_day=1000))
+    body = {"input": "a" * 99 + ".", "response_format": "wav"}
+
+    def send(key: str, json: dict[str, Any]) -> Any:
+        return d.client.post("/v1/jobs", json=json, headers={"Idempotency-Key": key, **token})
+
+    answers = [send("order-1", body) for _ in range(12)]
+    assert [a.status_code for a in answers] == [202] * 12
+    assert {a.json()["id"] for a in answers} == {answers[0].json()["id"]}
+    assert [a.headers.get("Idempotent-Replayed") for a in answers] == [None] + ["true"] * 11
+    conflict = send("order-1", {**body, "input": "b" * 99 + "."})
+    assert_error(conflict, 409, "idempotency_conflict", "Idempotency-Key", "different request")
+    with ThreadPoolExecutor(6) as pool:
+        raced = list(pool.map(lambda _: send("order-2", {**body, "speed": 1.5}), range(6)))
+    assert [a.status_code for a in raced] == [202] * 6 and len({a.json()["id"] for a in raced}) == 1
+    for _ in range(100):  # a race's losers are refunded in the background
+        usage = d.client.get("/v1/usage", headers=token).json()["usage"]
+        if usage["characters"] == 200:
+            break
+        time.sleep(0.02)
+    assert usage["characters"] == 200
+    assert send("order-3", {**body, "input": "c" * 799 + "."}).status_code == 202, "800 of 1000 remained"
+    assert_error(send("order-4", body), 429, "rate_limited", "chars_per_day", "0 remain")

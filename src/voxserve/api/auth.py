@@ -137,9 +137,9 @@ async def admitted_plan(
 
 def job_charge(
     services: Services, principal: Principal, request: SpeechRequest
-) -> Callable[[Plan], Awaitable[object]]:
+) -> Callable[[Plan], Awaitable[Callable[[], None]]]:
     """For a job: the key's longest job checked now; the charge of its characters for the submitter
-    to make once the job has passed every check (moderation first)."""
+    to make once the job has passed every check (moderation first), which gives the refund."""
     guard = services.guard
     limit = guard.quota(principal).max_job_chars
     if limit is not None and len(request.input) > limit:
@@ -147,8 +147,9 @@ def job_charge(
             f"input is {len(request.input)} characters; this key's limit for a job is {limit}", param="input"
         )
 
-    async def charge(plan: Plan) -> object:
+    async def charge(plan: Plan) -> Callable[[], None]:
         await guard.moderation.check(request.input)
-        return await guard.admit(principal, plan.chars)
+        admitted = await guard.admit(principal, plan.chars)
+        return lambda: guard.refund(principal, admitted, plan.chars)
 
     return charge

@@ -12,6 +12,10 @@ on a cluster. Keys under the prefix:
 - ``all``: every job by creation order (listing);
 - ``score``: each job's place in the queue; ``idem:<key>``: idempotency keys;
 - ``wake``: a list idle workers block on, pushed by every enqueue.
+
+A submission carries a deadline (:data:`~voxserve.redisconn.WRITE_DEADLINE`):
+one that reaches a Redis that was paused after its sender gave up stores
+nothing, so a 503 means no job.
 """
 
 from __future__ import annotations
@@ -19,13 +23,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, RedisError, TimeoutError
+from redis.exceptions import RedisError
 
+from voxserve.errors import StoreUnavailable
 from voxserve.jobs.models import Job, JobStatus, now
 from voxserve.jobs.store import JobStore
+from voxserve.redisconn import CLOCK, WRITE_DEADLINE, redis_client
 
 # Index maintenance shared by every script that writes a job: the job is in
 # exactly the index its status calls for.
@@ -48,15 +51,21 @@ local function index(p, id, job, now)
 end
 """
 
+#: A job stored once: its idempotency key's job if there is one, the same job if a retry of this
+#: very call already stored it, nothing (false) if it arrived after its deadline.
 _INSERT = (
     _INDEX
+    + CLOCK
     + """
 local p, id, data, key, now, text = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
 if key ~= '' then
     local existing = redis.call('GET', p .. 'idem:' .. key)
     if existing then return redis.call('GET', p .. 'job:' .. existing) end
-    redis.call('SET', p .. 'idem:' .. key, id)
 end
+local stored = redis.call('GET', p .. 'job:' .. id)
+if stored then return stored end
+if clock() > tonumber(ARGV[7]) then return false end
+if key ~= '' then redis.call('SET', p .. 'idem:' .. key, id) end
 local job = cjson.decode(data)
 local seq = redis.call('INCR', p .. 'seq')
 redis.call('HSET', p .. 'score', id, (9 - job.priority) * 1e13 + seq)
@@ -121,15 +130,6 @@ return 1
 """
 
 
-def redis_client(url: str) -> Redis:
-    """A client for voxserve's stores: a connection the pool kept across a blip is stale, so one quick
-    retry on a fresh one, not a 503."""
-    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=2)
-    return Redis.from_url(
-        url, decode_responses=True, retry=retry, retry_on_error=[ConnectionError, TimeoutError]
-    )
-
-
 class RedisJobStore(JobStore):
     """Jobs in Redis at ``url`` under ``prefix``."""
 
@@ -154,12 +154,18 @@ class RedisJobStore(JobStore):
 
     async def _insert(self, job: Job, text: str) -> Job:
         data = json.dumps(job.to_dict())
+        deadline = now() + WRITE_DEADLINE
         stored = await self._insert_script(
-            args=[self.prefix, job.id, data, job.idempotency_key or "", job.created_at, text]
+            args=[self.prefix, job.id, data, job.idempotency_key or "", job.created_at, text, deadline]
         )
         found = self._job(stored)
-        assert found is not None
+        if found is None:
+            raise StoreUnavailable("the job store answered too late; nothing was queued, retry shortly")
         return found
+
+    async def _idempotent(self, key: str) -> Job | None:
+        job_id = await self.redis.get(self._key("idem:" + key))
+        return None if job_id is None else await self.get(str(job_id))
 
     async def _claim(self, worker_id: str, lease_until: float, at: float) -> Job | None:
         return self._job(await self._claim_script(args=[self.prefix, worker_id, lease_until, at]))

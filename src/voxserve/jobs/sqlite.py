@@ -89,6 +89,14 @@ class SQLiteJobStore(JobStore):
 
         return Job.from_dict(json.loads(await self._run(insert)))
 
+    async def _idempotent(self, key: str) -> Job | None:
+        def find(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT data FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        data = await self._run(find)
+        return None if data is None else Job.from_dict(json.loads(data))
+
     async def _claim(self, worker_id: str, lease_until: float, at: float) -> Job | None:
         def claim(db: sqlite3.Connection) -> str | None:
             row = db.execute(_CLAIM, {"lease": lease_until, "worker": worker_id, "now": at}).fetchone()

@@ -49,6 +49,10 @@ class JobStore(ABC):
         """Store a new job and its text, or return the existing job with the same idempotency key."""
 
     @abstractmethod
+    async def _idempotent(self, key: str) -> Job | None:
+        """The job stored under an idempotency key, if any."""
+
+    @abstractmethod
     async def text(self, job_id: str) -> str | None:
         """The job's input text (stored apart from the job, which changes often)."""
 
@@ -111,15 +115,26 @@ class JobStore(ABC):
         """
         stored = await self._insert(job, text)
         created = stored.id == job.id
-        if not created and stored.request_hash != job.request_hash:
+        if created:
+            self._notify()
+            return stored, True
+        return self._replay(stored, job), False
+
+    async def replay_of(self, job: Job) -> Job | None:
+        """The job an earlier submission with ``job``'s idempotency key made, if there is one (409 if
+        it asked for something else): a replay is answered before anything is charged."""
+        found = await self._idempotent(job.idempotency_key) if job.idempotency_key else None
+        return None if found is None else self._replay(found, job)
+
+    @staticmethod
+    def _replay(stored: Job, job: Job) -> Job:
+        if stored.request_hash != job.request_hash:
             raise IdempotencyConflict(
                 f"Idempotency-Key {job.idempotency_key!r} was already used for a different request "
                 f"(job {stored.id})",
                 param="Idempotency-Key",
             )
-        if created:
-            self._notify()
-        return stored, created
+        return stored
 
     async def claim(self, worker_id: str, lease_seconds: float) -> Job | None:
         at = now()

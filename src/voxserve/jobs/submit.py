@@ -43,16 +43,18 @@ class JobSubmitter:
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
-        charge: Callable[[Plan], Awaitable[object]] | None = None,
+        charge: Callable[[Plan], Awaitable[Callable[[], None]]] | None = None,
         owner: str | None = None,
         sees_all: bool = True,
     ) -> tuple[Job, bool]:
         """(job, created): created is false when the idempotency key names an equal job.
 
         ``charge`` is called once every check has passed, before the job is stored: a quota it
-        refuses leaves nothing queued. ``owner`` (the key) owns the job, and its idempotency keys are
-        its own: another key's same key names another job; it uses its own library voices, or
-        anyone's when it ``sees_all``.
+        refuses leaves nothing queued. It returns the charge's refund, called when the job is not
+        stored after all (the store failed, or a replay with the same idempotency key got there
+        first); a replay found before charging is not charged at all. ``owner`` (the key) owns the
+        job, and its idempotency keys are its own: another key's same key names another job; it uses
+        its own library voices, or anyone's when it ``sees_all``.
         """
         # A book takes seconds to segment: off the event loop, so other requests keep flowing.
         plan = await asyncio.to_thread(
@@ -99,6 +101,16 @@ class JobSubmitter:
         )
         if run_at is not None:
             job.run_at = run_at.timestamp()
-        if charge is not None:
-            await charge(plan)
-        return await self.store.enqueue(job, request.input)
+        replayed = await self.store.replay_of(job)
+        if replayed is not None:
+            return replayed, False
+        refund = await charge(plan) if charge is not None else None
+        try:
+            stored, created = await self.store.enqueue(job, request.input)
+        except Exception:
+            if refund is not None:
+                refund()
+            raise
+        if not created and refund is not None:
+            refund()
+        return stored, created

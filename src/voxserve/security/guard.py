@@ -19,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from voxserve.config import Quota, Settings
 from voxserve.errors import ScopeMissing, Unauthorized
@@ -96,6 +98,7 @@ class Guard:
         self._trusted = networks(settings.auth.trusted_proxies)
         self._settling: set[asyncio.Task[None]] = set()
         self._usage: dict[str, Counter[str]] = defaultdict(Counter)
+        self._unwritten: dict[str, tuple[str, Counter[str]]] = {}  # batch id -> (key id, amounts)
 
     @property
     def auth(self) -> bool:
@@ -138,11 +141,27 @@ class Guard:
         Done in a task of its own: a stream's end may come in a request that is
         being cancelled, where nothing more may be awaited.
         """
-        task = asyncio.get_running_loop().create_task(
+        self._in_background(
             self._settle(principal, admitted, {"audio_seconds": audio_seconds, "engine_seconds": seconds})
         )
+
+    def refund(self, principal: Principal, admitted: Admitted, chars: int) -> None:
+        """Take back a charge whose request was not carried out (a replay that met its job first, a
+        job the store did not take): its counts and its characters. In a task of its own, so an answer
+        that the store is down is not held up by a refund waiting on the same store."""
+        self._in_background(self._refund(principal, admitted, chars))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
+
+    async def _refund(self, principal: Principal, admitted: Admitted, chars: int) -> None:
+        try:
+            await self.limiter.refund(admitted)
+        except self.limiter.errors as exc:
+            log.warning("a charge of %s was not refunded: %s", principal.subject, exc)
+        await self.record(principal, {"characters": -chars})
 
     async def _settle(self, principal: Principal, admitted: Admitted, amounts: Mapping[str, float]) -> None:
         try:
@@ -159,14 +178,19 @@ class Guard:
             self._usage[key_id].update(amounts)
 
     async def flush_usage(self) -> None:
-        """Write the usage added up since the last time; a store that fails keeps it for the next."""
+        """Write the usage added up since the last time, a batch per key. A batch the store did not
+        confirm is sent again as the same batch: if the first reached a paused store and ran when it
+        woke, the second adds nothing."""
         pending, self._usage = self._usage, defaultdict(Counter)
         for key_id, amounts in pending.items():
+            self._unwritten[uuid.uuid4().hex] = (key_id, amounts)
+        for batch, (key_id, amounts) in list(self._unwritten.items()):
             try:
-                await self.keys.add_usage(key_id, amounts)
+                await self.keys.add_usage(key_id, amounts, batch)
             except self.keys.errors as exc:
                 log.warning("usage of key %s not written yet: %s", key_id, exc)
-                self._usage[key_id].update(amounts)
+                return  # the store is down: the rest waits for the next flush
+            del self._unwritten[batch]
 
     async def keep_usage(self, interval: float = 1.0) -> None:
         """Write usage every ``interval`` seconds, for as long as the service runs."""

@@ -34,7 +34,8 @@ from typing import Any
 from limits import RateLimitItemPerDay, RateLimitItemPerMinute, RateLimitItemPerMonth
 
 from voxserve.config import Quota
-from voxserve.errors import RateLimited
+from voxserve.errors import RateLimited, StoreUnavailable
+from voxserve.redisconn import CLOCK, WRITE_DEADLINE, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +109,13 @@ class Lease:
 
 @dataclass
 class Admitted:
-    """What passed: the request-rate headers, and the stream slot to give back (if one was taken)."""
+    """What passed: the request-rate headers, the stream slot to give back (if one was taken), and
+    what was counted, to refund once if the request is not carried out after all."""
 
     headers: dict[str, str] = field(default_factory=dict)
     lease: Lease | None = None
+    charge_id: str = ""
+    counted: tuple[Rule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,8 @@ class QuotaLimiter(ABC):
         charges = rules(subject, quota, chars, stream)
         if not charges:
             return Admitted()
-        lease_id = uuid.uuid4().hex
-        outcome = await self._charge(charges, lease_id)
+        charge_id = uuid.uuid4().hex  # names the charge (once only, however often it is sent) and its lease
+        outcome = await self._charge(charges, charge_id)
         if outcome.refused is not None:
             raise charges[outcome.refused].refusal(outcome.count, outcome.ttl)
         first = charges[0]
@@ -148,10 +152,17 @@ class QuotaLimiter(ABC):
             "X-RateLimit-Remaining": str(max(0, first.limit - outcome.count)),
             "X-RateLimit-Reset": str(int(time.time() + outcome.ttl)),
         }
-        lease = next((Lease(rule.key, lease_id) for rule in charges if rule.lease), None)
+        lease = next((Lease(rule.key, charge_id) for rule in charges if rule.lease), None)
         if lease is not None:
             self._held.add(lease)
-        return Admitted(headers, lease)
+        return Admitted(headers, lease, charge_id, tuple(rule for rule in charges if not rule.lease))
+
+    async def refund(self, admitted: Admitted) -> None:
+        """Take back what a charge counted (its request was a replay, or was never stored), once. A
+        counter whose window has since ended is left alone: the new window was never charged."""
+        if admitted.counted:
+            counted, admitted.counted = admitted.counted, ()
+            await self._refund(admitted.charge_id, counted)
 
     async def release(self, admitted: Admitted) -> None:
         """Give back the stream slot (the stream ended, however it ended)."""
@@ -176,7 +187,10 @@ class QuotaLimiter(ABC):
                 log.warning("stream leases not renewed: %s", exc)
 
     @abstractmethod
-    async def _charge(self, charges: Sequence[Rule], lease_id: str) -> Charged: ...
+    async def _charge(self, charges: Sequence[Rule], charge_id: str) -> Charged: ...
+
+    @abstractmethod
+    async def _refund(self, charge_id: str, counted: Sequence[Rule]) -> None: ...
 
     @abstractmethod
     async def _renew(self, leases: Sequence[Lease]) -> None: ...
@@ -205,7 +219,7 @@ class MemoryQuotas(QuotaLimiter):
         self.leases[key] = held
         return held
 
-    async def _charge(self, charges: Sequence[Rule], lease_id: str) -> Charged:
+    async def _charge(self, charges: Sequence[Rule], charge_id: str) -> Charged:
         # One task runs this to the end between awaits of a memory store: no other charge interleaves
         # with the leases, and counters are undone if a later rule refuses.
         first = 0
@@ -213,28 +227,34 @@ class MemoryQuotas(QuotaLimiter):
             if rule.lease:
                 held = self._live(rule.key)
                 if len(held) >= rule.limit:
-                    await self._undo(charges[:index], lease_id)
+                    await self._undo(charges[:index], charge_id)
                     return Charged(index, len(held), rule.expiry)
-                held[lease_id] = time.monotonic() + rule.expiry
+                held[charge_id] = time.monotonic() + rule.expiry
                 first = first or len(held)
                 continue
             count = await self.storage.incr(rule.key, rule.expiry, amount=rule.cost)
             first = first or count
             if count > rule.limit:
-                await self._undo(charges[: index + 1], lease_id)
+                await self._undo(charges[: index + 1], charge_id)
                 return Charged(index, count - rule.cost, await self._ttl(rule.key))
         head = charges[0]
         return Charged(None, first, head.expiry if head.lease else await self._ttl(head.key))
 
-    async def _undo(self, charges: Sequence[Rule], lease_id: str) -> None:
+    async def _undo(self, charges: Sequence[Rule], charge_id: str) -> None:
         for rule in charges:
             if rule.lease:
-                self.leases.get(rule.key, {}).pop(lease_id, None)
+                self.leases.get(rule.key, {}).pop(charge_id, None)
             else:
                 await self.storage.incr(rule.key, rule.expiry, amount=-rule.cost)
 
     async def _ttl(self, key: str) -> float:
         return max(0.0, await self.storage.get_expiry(key) - time.time())
+
+    async def _refund(self, charge_id: str, counted: Sequence[Rule]) -> None:
+        for rule in counted:
+            held = await self.storage.get(rule.key)
+            if held > 0:
+                await self.storage.incr(rule.key, rule.expiry, amount=-min(held, rule.cost))
 
     async def _renew(self, leases: Sequence[Lease]) -> None:
         until = time.monotonic() + STREAM_LEASE_SECONDS
@@ -250,33 +270,33 @@ class MemoryQuotas(QuotaLimiter):
         """Nothing to release: the counts live in this process."""
 
 
-#: Redis's own clock, in seconds: every replica's leases on one clock.
-_CLOCK = """
-local function clock()
-    local t = redis.call('TIME')
-    return tonumber(t[1]) + tonumber(t[2]) / 1e6
-end
-"""
+#: How long a charge is remembered: its repeats are not charged again, and a refund finds it.
+CHARGE_RECORD_SECONDS = 3600
 
-#: KEYS: counters and lease sets; ARGV[1]: the lease's id, then expiry, cost, limit and kind of each.
-#: ``limits``' incr-and-expire for each counter, a lease added to each set with room, in one step;
-#: past any limit every charge is taken back.
+#: KEYS[1]: the charge's record, then counters and lease sets; ARGV[1]: the charge's id (its lease's
+#: name), ARGV[2]: its deadline, then expiry, cost, limit and kind of each. ``limits``'
+#: incr-and-expire for each counter, a lease added to each set with room, in one step; past any limit
+#: every charge is taken back. A charge sent again (a retry) answers as the first did; one that
+#: arrives after its deadline charges nothing ({-1}).
 _CHARGE = (
-    _CLOCK
+    CLOCK
     + """
 local lease, now, n = ARGV[1], clock(), #KEYS
+local done = redis.call('get', KEYS[1])
+if done then return cjson.decode(done) end
+if now > tonumber(ARGV[2]) then return {-1, 0, 0} end
 local function rule(i)
-    local at = 4 * i - 2
+    local at = 4 * i - 4
     return tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2]), ARGV[at + 3] == 'lease'
 end
 local function undo(upto)
-    for j = 1, upto do
+    for j = 2, upto do
         local _, cost, _, leased = rule(j)
         if leased then redis.call('zrem', KEYS[j], lease) else redis.call('decrby', KEYS[j], cost) end
     end
 end
 local counts = {}
-for i = 1, n do
+for i = 2, n do
     local expiry, cost, limit, leased = rule(i)
     if leased then
         redis.call('zremrangebyscore', KEYS[i], '-inf', now)
@@ -298,14 +318,27 @@ for i = 1, n do
         counts[i] = current
     end
 end
-return {0, counts[1], redis.call('ttl', KEYS[1])}
+local charged = {0, counts[2], redis.call('ttl', KEYS[2])}
+redis.call('set', KEYS[1], cjson.encode(charged), 'EX', tonumber(ARGV[3]))
+return charged
 """
 )
+
+#: KEYS[1]: the charge's record, then its counters; ARGV: the cost of each. Only a charge that was
+#: made, and only once: the record is the proof, and it is deleted.
+_REFUND = """
+if redis.call('del', KEYS[1]) == 0 then return 0 end
+for i = 2, #KEYS do
+    local held = tonumber(redis.call('get', KEYS[i]))
+    if held and held > 0 then redis.call('decrby', KEYS[i], math.min(held, tonumber(ARGV[i - 1]))) end
+end
+return 1
+"""
 
 #: KEYS: lease sets; ARGV: each lease's id, then the lease length. Leases already given up (expired
 #: and taken by another stream) stay given up.
 _RENEW = (
-    _CLOCK
+    CLOCK
     + """
 local expires = clock() + tonumber(ARGV[#ARGV])
 for i = 1, #KEYS do
@@ -324,20 +357,30 @@ class RedisQuotas(QuotaLimiter):
     def __init__(self, url: str, prefix: str) -> None:
         from redis.exceptions import RedisError
 
-        from voxserve.jobs.redis import redis_client
-
         super().__init__()
         self.errors = (RedisError, OSError)
         self._redis = redis_client(url)
         self._prefix = "{" + prefix + "}:limits:"
         self._script: Any = self._redis.register_script(_CHARGE)
         self._renew_script: Any = self._redis.register_script(_RENEW)
+        self._refund_script: Any = self._redis.register_script(_REFUND)
 
-    async def _charge(self, charges: Sequence[Rule], lease_id: str) -> Charged:
-        keys = [self._prefix + rule.key for rule in charges]
+    def _record(self, charge_id: str) -> str:
+        return self._prefix + "charge:" + charge_id
+
+    async def _charge(self, charges: Sequence[Rule], charge_id: str) -> Charged:
+        keys = [self._record(charge_id), *(self._prefix + rule.key for rule in charges)]
         kinds = [(r.expiry, r.cost, r.limit, "lease" if r.lease else "counter") for r in charges]
-        refused, count, ttl = await self._script(keys=keys, args=[lease_id, *(v for k in kinds for v in k)])
-        return Charged(int(refused) - 1 if int(refused) else None, int(count), max(0.0, float(ttl)))
+        deadline = time.time() + WRITE_DEADLINE
+        args = [charge_id, deadline, CHARGE_RECORD_SECONDS, *(v for k in kinds for v in k)]
+        refused, count, ttl = (int(value) for value in await self._script(keys=keys, args=args))
+        if refused < 0:
+            raise StoreUnavailable("the limits store answered too late; nothing was charged, retry shortly")
+        return Charged(refused - 2 if refused else None, count, max(0.0, float(ttl)))
+
+    async def _refund(self, charge_id: str, counted: Sequence[Rule]) -> None:
+        keys = [self._record(charge_id), *(self._prefix + rule.key for rule in counted)]
+        await self._refund_script(keys=keys, args=[rule.cost for rule in counted])
 
     async def _renew(self, leases: Sequence[Lease]) -> None:
         keys = [self._prefix + lease.key for lease in leases]

@@ -13,6 +13,7 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from voxserve.security.keys import ApiKey
 from voxserve.sqlitedb import SQLiteThread
@@ -39,8 +40,9 @@ class KeyStore(ABC):
         """Write back a key that exists (disabled, revoked, new limits)."""
 
     @abstractmethod
-    async def add_usage(self, key_id: str, amounts: Mapping[str, float]) -> None:
-        """Add to the key's counters (characters, audio seconds, requests by status...)."""
+    async def add_usage(self, key_id: str, amounts: Mapping[str, float], batch: str) -> None:
+        """Add to the key's counters (characters, audio seconds, requests by status...), once per
+        ``batch``: a batch written again adds nothing."""
 
     @abstractmethod
     async def usage(self, key_id: str) -> dict[str, float]: ...
@@ -91,7 +93,8 @@ class SQLiteKeyStore(KeyStore):
         data = json.dumps(key.to_dict())
         await self._run(lambda db: db.execute("UPDATE api_keys SET data = ? WHERE id = ?", (data, key.id)))
 
-    async def add_usage(self, key_id: str, amounts: Mapping[str, float]) -> None:
+    async def add_usage(self, key_id: str, amounts: Mapping[str, float], batch: str) -> None:
+        # One local transaction: it is written or it is not, so ``batch`` need not be remembered.
         rows = [(key_id, name, value) for name, value in amounts.items() if value]
         upsert = (
             "INSERT INTO key_usage (key_id, name, value) VALUES (?, ?, ?) "
@@ -111,17 +114,30 @@ class SQLiteKeyStore(KeyStore):
         await self._sql.close()
 
 
+#: How long a usage batch is remembered: longer than any store outage a replica waits through.
+BATCH_SECONDS = 86400
+
+#: KEYS: the batch's marker, the key's usage hash; ARGV: how long to keep the marker, then names and
+#: amounts. Added only the first time the batch arrives.
+_ADD_USAGE = """
+if not redis.call('set', KEYS[1], 1, 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
+for i = 2, #ARGV, 2 do redis.call('hincrbyfloat', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+
 class RedisKeyStore(KeyStore):
     """Keys in Redis under the job store's prefix, shared by every replica."""
 
     def __init__(self, url: str, prefix: str) -> None:
         from redis.exceptions import RedisError
 
-        from voxserve.jobs.redis import redis_client
+        from voxserve.redisconn import redis_client
 
         self.errors = (RedisError,)
         self._redis = redis_client(url)
         self._p = prefix
+        self._add_usage: Any = self._redis.register_script(_ADD_USAGE)
 
     async def add(self, key: ApiKey) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -143,14 +159,11 @@ class RedisKeyStore(KeyStore):
     async def save(self, key: ApiKey) -> None:
         await self._redis.set(f"{self._p}key:{key.id}", json.dumps(key.to_dict()), xx=True)
 
-    async def add_usage(self, key_id: str, amounts: Mapping[str, float]) -> None:
-        counters = {name: value for name, value in amounts.items() if value}
-        if not counters:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for name, value in counters.items():
-                pipe.hincrbyfloat(f"{self._p}usage:{key_id}", name, value)
-            await pipe.execute()
+    async def add_usage(self, key_id: str, amounts: Mapping[str, float], batch: str) -> None:
+        counters = [item for name, value in amounts.items() if value for item in (name, value)]
+        if counters:
+            keys = [f"{self._p}usage-batch:{batch}", f"{self._p}usage:{key_id}"]
+            await self._add_usage(keys=keys, args=[BATCH_SECONDS, *counters])
 
     async def usage(self, key_id: str) -> dict[str, float]:
         counters = await self._redis.hgetall(f"{self._p}usage:{key_id}")

@@ -1,0 +1,107 @@
+"""A Redis that stops answering mid-write: nothing is stored, charged or counted twice by a request
+that was told it failed (a Redis of its own, paused with SIGSTOP)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from bench.redisproc import PrivateRedis
+
+from tests.support.api import JOB_TEXT, assert_error, ready_client
+from voxserve import redisconn
+from voxserve.config import Quota, Settings
+from voxserve.engines.fake import FakeEngine
+from voxserve.jobs import redis as job_redis
+from voxserve.security import quotas
+from voxserve.security.quotas import RedisQuotas
+from voxserve.security.store import RedisKeyStore
+
+TIMEOUT = 1.5  # the store's timeout in these tests (5 s in service): a paused Redis is a 503 this soon
+
+
+@pytest.fixture
+def paused_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateRedis]:
+    monkeypatch.setattr(redisconn, "STORE_TIMEOUT", TIMEOUT)
+    for module in (job_redis, quotas):
+        monkeypatch.setattr(module, "WRITE_DEADLINE", TIMEOUT - 1.0)
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def stored_jobs(server: PrivateRedis) -> list[str]:
+    return sorted(server.client().scan_iter(match="*job:*"))
+
+
+def test_a_submission_the_store_never_answered_leaves_no_job(
+    paused_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", default_engine="fake",
+                        jobs={"queue_url": paused_redis.url, "workers": 0})  # fmt: skip
+    with ready_client(settings, {"fake": FakeEngine(name="fake")}, raise_server_exceptions=False) as client:
+        paused_redis.pause()
+        started = time.monotonic()
+        refused = client.post("/v1/jobs", json={"input": JOB_TEXT})
+        waited = time.monotonic() - started
+        paused_redis.resume()
+        assert_error(refused, 503, "store_unavailable", None, "retry shortly")
+        assert waited < TIMEOUT + 1.0, f"answered in {waited:.1f} s"
+        time.sleep(0.3)  # the submission, held in Redis's socket, runs now: too late, it stores nothing
+        assert stored_jobs(paused_redis) == [], "a 503 leaves no job to run"
+        retried = client.post("/v1/jobs", json={"input": JOB_TEXT})
+        assert retried.status_code == 202 and len(stored_jobs(paused_redis)) == 1
+
+
+async def test_a_charge_that_arrives_after_its_sender_gave_up_charges_nothing(
+    paused_redis: PrivateRedis,
+) -> None:
+    limiter = RedisQuotas(paused_redis.url, "faults")
+    quota = Quota(chars_per_day=1000)
+    await limiter.admit("key:a", quota, chars=100)
+    paused_redis.pause()
+    with pytest.raises(redis.TimeoutError):
+        await limiter.admit("key:a", quota, chars=300)
+    paused_redis.resume()
+    time.sleep(0.3)
+    assert await _remaining(limiter, quota) == 900, "the late charge of 300 did not count"
+    await limiter.close()
+
+
+async def _remaining(limiter: RedisQuotas, quota: Quota) -> int:
+    """What the day's characters have left, read from the refusal of a charge too big to pass."""
+    from voxserve.errors import RateLimited
+
+    with pytest.raises(RateLimited) as refusal:
+        await limiter.admit("key:a", quota, chars=10_000)
+    assert refusal.value.remaining is not None
+    return refusal.value.remaining
+
+
+async def test_a_refund_applies_once_and_only_to_a_charge_that_was_made(paused_redis: PrivateRedis) -> None:
+    limiter = RedisQuotas(paused_redis.url, "faults")
+    quota = Quota(chars_per_day=1000)
+    admitted = await limiter.admit("key:a", quota, chars=100)
+    kept = await limiter.admit("key:a", quota, chars=50)
+    await limiter.refund(admitted)
+    await limiter.refund(admitted)
+    assert await _remaining(limiter, quota) == 950
+    await limiter.refund(kept)
+    assert await _remaining(limiter, quota) == 1000
+    await limiter.close()
+
+
+async def test_usage_sent_again_after_a_timeout_is_counted_once(paused_redis: PrivateRedis) -> None:
+    keys = RedisKeyStore(paused_redis.url, "{faults}:")
+    paused_redis.pause()
+    with pytest.raises(redis.TimeoutError):
+        await keys.add_usage("k_1", {"characters": 40}, "batch-1")
+    paused_redis.resume()
+    await keys.add_usage("k_1", {"characters": 40}, "batch-1")  # the flush's retry, as the same batch
+    await keys.add_usage("k_1", {"characters": 2}, "batch-2")
+    assert await keys.usage("k_1") == {"characters": 42}
+    await keys.close()
