@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
 from tests.servers.engines import serving
@@ -266,6 +266,37 @@ def test_an_allowed_url_is_fetched_once_private_addresses_are_allowed(
         assert_error(too_big, 413, "input_too_large", "audio", "the limit is 1000000 bytes (0.953674 MiB)")
         redirected = client.post("/api/synthesis", json={"text": "hi", "audio": f"{base}/moved.wav"})
         assert_error(redirected, 400, "invalid_request", "audio", "answered HTTP 302")
+
+
+def test_a_url_is_fetched_from_the_address_that_was_checked(
+    tmp_path: Path, cloning_engine: FakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name is resolved once, by the check: a second lookup (where DNS rebinding would answer an
+    internal address) never happens, and the server still sees its own name."""
+    from voxserve.voices import sources
+
+    lookups: list[str] = []
+
+    async def resolve_once(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"] if len(lookups) == 1 else ["10.0.0.1"]
+
+    monkeypatch.setattr(sources, "_resolve", resolve_once)
+    hosts: list[str] = []
+    files = FastAPI()
+
+    @files.get("/me.wav")
+    def me(request: Request) -> Response:
+        hosts.append(request.headers["host"])
+        return Response(GOOD, media_type="audio/wav")
+
+    settings = Settings(data_dir=tmp_path, default_engine="fake",
+                        references={"url_hosts": ["voices.example"], "url_private": True})  # fmt: skip
+    with serving(files) as base, ready_client(settings, {"fake": cloning_engine}) as client:
+        url = base.replace("127.0.0.1", "voices.example") + "/me.wav"
+        task = client.post("/api/synthesis", json={"text": "one two", "audio": url})
+        assert task.status_code == 200, task.text
+    assert lookups == ["voices.example"] and hosts == [url.split("/")[2]]
 
 
 def test_kokoro_blends_change_the_voice_reproducibly_and_can_be_saved(client: httpx.Client) -> None:

@@ -7,7 +7,12 @@ compared, so a link inside an allowed directory cannot lead out of it.
 URLs are fetched only from hosts on ``references.url_hosts``, and never from
 loopback, private, link-local or otherwise internal addresses unless
 ``references.url_private`` allows it, so a reference URL cannot be used to
-probe the network voxserve sits in. Redirects are not followed.
+probe the network voxserve sits in. The name is resolved once, and the
+connection goes to the address that was checked (the name still in ``Host``
+and in TLS's SNI and certificate check): a name that answers a public address
+to the check and an internal one a moment later (DNS rebinding) reaches only
+the public one. Redirects are not followed, and no proxy from the environment
+is used.
 """
 
 from __future__ import annotations
@@ -62,18 +67,25 @@ def _host_allowed(host: str, hosts: Sequence[str]) -> bool:
     return False
 
 
-async def _check_addresses(host: str, port: int, allow_private: bool, param: str) -> None:
-    loop = asyncio.get_running_loop()
+async def _resolve(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def _checked_address(host: str, port: int, allow_private: bool, param: str) -> str:
+    """The address to connect to: the first ``host`` resolves to, once every one is allowed."""
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+        addresses = [ipaddress.ip_address(found) for found in await _resolve(host, port)]
+    except (socket.gaierror, ValueError) as exc:
         raise InvalidRequest(f"{param} host {host!r} does not resolve", param=param) from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
+    for address in addresses:
         if not allow_private and not address.is_global:
             raise Forbidden(
                 f"{param} host {host!r} resolves to an internal address ({address}); not allowed", param=param
             )
+    if not addresses:
+        raise InvalidRequest(f"{param} host {host!r} does not resolve", param=param)
+    return str(addresses[0])
 
 
 async def fetch_allowed_url(
@@ -94,12 +106,12 @@ async def fetch_allowed_url(
         raise InvalidRequest(f"{param} must be an http or https URL", param=param)
     if not _host_allowed(parsed.host, hosts):
         raise Forbidden(f"{param} host {parsed.host!r} is not on references.url_hosts", param=param)
-    await _check_addresses(
+    address = await _checked_address(
         parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), allow_private, param
     )
     try:
         async with asyncio.timeout(deadline):
-            return await _download(url, max_bytes, param)
+            return await _download(parsed, address, max_bytes, param)
     except TimeoutError:
         raise InvalidRequest(
             f"{param} was not fetched within {deadline:g} s; serve the file faster or upload it", param=param
@@ -108,16 +120,21 @@ async def fetch_allowed_url(
         raise InvalidRequest(f"{param} could not be fetched ({type(exc).__name__})", param=param) from exc
 
 
-async def _download(url: str, max_bytes: int, param: str) -> bytes:
-    body = bytearray()
+async def _download(url: httpx.URL, address: str, max_bytes: int, param: str) -> bytes:
+    """GET ``url`` from ``address``: the host name goes only in ``Host`` and in TLS."""
+    pinned = url.copy_with(host=address)
+    host = url.netloc.decode("ascii").rpartition("@")[2]
     async with (
-        httpx.AsyncClient(timeout=READ_TIMEOUT, follow_redirects=False) as client,
-        client.stream("GET", url) as response,
+        httpx.AsyncClient(timeout=READ_TIMEOUT, follow_redirects=False, trust_env=False) as client,
+        client.stream(
+            "GET", pinned, headers={"Host": host}, extensions={"sni_hostname": url.host}
+        ) as response,
     ):
+        body = bytearray()
         if response.status_code != 200:
             raise InvalidRequest(f"{param} answered HTTP {response.status_code}", param=param)
         async for chunk in response.aiter_bytes():
             body += chunk
             if len(body) > max_bytes:
                 raise _too_large(len(body), max_bytes, param)
-    return bytes(body)
+        return bytes(body)
