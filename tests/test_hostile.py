@@ -265,6 +265,25 @@ def test_pause_marks_cannot_multiply_the_audio(fake_client: TestClient, fake_eng
     assert_error(job, 413, "audio_too_long", "input", "limit is 86400 s")
 
 
+def test_a_flood_of_digits_is_planned_as_the_speech_it_makes(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """400 digits are read one by one (about 140 s of speech, however fast the engine): refused by a
+    100 s limit before any engine time (125 s at 3.2 digits a second), and never given to the
+    normalizer's FSTs (5 ms a digit)."""
+    from voxserve.text import TextNormalizer
+
+    def no_fst(self: TextNormalizer, text: str, language: str) -> str:
+        raise AssertionError(f"the FSTs were given {len(text)} characters")
+
+    monkeypatch.setattr(TextNormalizer, "_fsts", no_fst)
+    client = make_client(max_audio_seconds=100)
+    assert_error(client.post(SPEECH, json={"input": "7" * 400}), 413, "audio_too_long", "input",
+                 "at least 125 s of audio")  # fmt: skip
+    spoken = client.post(SPEECH, json={"input": "card 1234567890123456", "response_format": "wav"})
+    assert spoken.status_code == 200, spoken.text
+
+
 def test_audio_beyond_the_limit_is_stopped_while_it_is_made(
     make_client: ClientFactory, fake_engine: FakeEngine
 ) -> None:

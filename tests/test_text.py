@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import pysbd
@@ -36,6 +37,10 @@ def normalizer() -> TextNormalizer:
         ("The 3rd item weighs 5kg", "The third item weighs five kilograms"),
         ("$1 or $100", "one dollar or one hundred dollars"),
         ("No numbers here.", "No numbers here."),
+        (
+            "id 12345678901234567",
+            "id one two three four, five six seven eight, nine zero one two, three four five six, seven",
+        ),
     ],
 )
 def test_english_normalization(normalizer: TextNormalizer, text: str, expected: str) -> None:
@@ -49,10 +54,11 @@ def test_english_normalization(normalizer: TextNormalizer, text: str, expected: 
         ("￥100元", "一百元"),
         ("¥12.5", "十二点五元"),
         ("GPT-4模型", "GPT 四模型"),
-        ("电话555-1234", "电话五五五,一二三四"),
+        ("电话555-1234", "电话五五五，一二三四"),
         ("温度-5度", "温度负五度"),
         ("下午3:30开会", "下午三点三十分开会"),
         ("百分之50%的人", "百分之百分之五十的人"),
+        ("卡号1234567890123456", "卡号一二三四，五六七八，九零一二，三四五六"),
     ],
 )
 def test_chinese_normalization(normalizer: TextNormalizer, text: str, expected: str) -> None:
@@ -246,3 +252,32 @@ def test_segmentation_time_grows_linearly_with_one_long_line(shape: str) -> None
     cost(2_000)  # warm the splitters
     small, large = min(cost(20_000) for _ in range(2)), cost(160_000)
     assert large <= 24 * max(small, 0.005), (small, large)
+
+
+def test_the_fsts_run_beside_the_service_not_in_it(normalizer: TextNormalizer) -> None:
+    """pynini holds the GIL for a whole call (0.7 s for these numbers): in the service's process every
+    thread and the event loop would stop for as long. In the FST process they tick on; and a process
+    that dies is replaced."""
+    from voxserve.text.fsts import FSTS
+
+    numbers = "12345 " * 40
+    gaps: list[float] = []
+    done = threading.Event()
+
+    def tick() -> None:
+        last = time.perf_counter()
+        while not done.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    spoken = normalizer.normalize(numbers, "en")
+    done.set()
+    ticker.join()
+    assert spoken.startswith("twelve thousand three hundred and forty five twelve thousand")
+    assert max(gaps) < 0.2, f"another thread waited {max(gaps):.2f} s"
+    FSTS._child.kill()  # type: ignore[union-attr]  # as the kernel would for memory
+    assert normalizer.normalize("It is 50% off", "en") == "It is fifty percent off"

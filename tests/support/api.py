@@ -41,9 +41,9 @@ def ready_client(
 def assert_error(response: object, status: int, code: str, param: str | None, text: str = "") -> None:
     assert response.status_code == status, response.text  # type: ignore[attr-defined]
     error = response.json()["error"]  # type: ignore[attr-defined]
-    assert error["code"] == code
+    assert error["code"] == code, error
     assert error["param"] == param
-    assert text in error["message"]
+    assert text in error["message"], error["message"]
 
 
 def submit(client: TestClient, **body: Any) -> dict[str, Any]:

@@ -6,17 +6,17 @@ pre-rules fix what it gets wrong: ``GPT-4`` read as a negative number, ``￥``
 kept, ``555-1234`` read as a range or subtraction, ``$3.50`` read as "three
 point five dollars", ``St.`` and decades like ``1990s`` left alone.
 Japanese text passes through: its front end reads numbers itself.
+
+The FSTs run in a process of their own (:mod:`voxserve.text.fsts`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Callable
-from functools import lru_cache
-from typing import Any
 
+from voxserve.text.fsts import FSTS
 from voxserve.text.markup import ANY_MARK, has_marks
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 Rule = tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]
 
 _ZH_DIGITS = dict(zip("0123456789", "零一二三四五六七八九", strict=True))
+_EN_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_EN_DIGITS = dict(zip("0123456789", _EN_WORDS, strict=True))
+#: A run of more digits than any number is read as (an id, a card, a hash, or a flood of digits) is
+#: read digit by digit, in fours, by a rule: the FSTs take about 5 ms per digit, and read it no better.
+LONG_DIGITS = re.compile(r"[0-9]{16,}")
 _DECADES = {
     "1": "tens", "2": "twenties", "3": "thirties", "4": "forties", "5": "fifties",
     "6": "sixties", "7": "seventies", "8": "eighties", "9": "nineties",
@@ -32,6 +37,16 @@ _DECADES = {
 
 def _spell_digits(digits: str, separator: str = " ") -> str:
     return separator.join(digits)
+
+
+def _digits_en(match: re.Match[str]) -> str:
+    run = match.group(0)
+    return ", ".join(" ".join(_EN_DIGITS[d] for d in run[i : i + 4]) for i in range(0, len(run), 4))
+
+
+def _digits_zh(match: re.Match[str]) -> str:
+    run = match.group(0)
+    return "，".join("".join(_ZH_DIGITS[d] for d in run[i : i + 4]) for i in range(0, len(run), 4))
 
 
 def _phone_en(match: re.Match[str]) -> str:
@@ -61,6 +76,7 @@ _PHONE = r"(?<![\d-])(\d{3})-(\d{3})-(\d{4})(?![\d-])|(?<![\d-])(\d{3})-(\d{4})(
 _MODEL_NUMBER = (re.compile(r"\b([A-Za-z]{2,})-(\d)"), r"\1 \2")
 
 EN_RULES: list[Rule] = [
+    (LONG_DIGITS, _digits_en),
     (re.compile(_PHONE), _phone_en),
     _MODEL_NUMBER,
     (re.compile(r"\$(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d{2}))?\b"), _dollars),
@@ -73,6 +89,7 @@ EN_RULES: list[Rule] = [
 ]
 
 ZH_RULES: list[Rule] = [
+    (LONG_DIGITS, _digits_zh),
     (re.compile(_PHONE), _phone_zh),
     _MODEL_NUMBER,
     (re.compile(r"[￥¥](\d+(?:\.\d+)?)元?"), r"\1元"),
@@ -92,46 +109,22 @@ def apply_rules(text: str, rules: list[Rule]) -> str:
     return text
 
 
-def _prebuilt(normalizer: type[Any]) -> Callable[[str], str]:
-    """A WeTextProcessing normalizer over the FSTs its package ships, read as they are.
-
-    Its own loader reads them and optimizes them again on every start (2 s for
-    English on a slow core, every process, every ``voxserve say``); they were
-    written optimized, so reading them as they are gives the same FSTs.
-    """
-    from pynini import Fst
-
-    class Prebuilt(normalizer):  # type: ignore[misc]  # WeTextProcessing has no type hints
-        def build_fst(self, prefix: str, cache_dir: Any, overwrite_cache: bool) -> None:
-            self.tagger = Fst.read(os.path.join(cache_dir, f"{prefix}_tagger.fst"))
-            self.verbalizer = Fst.read(os.path.join(cache_dir, f"{prefix}_verbalizer.fst"))
-
-    return Prebuilt(overwrite_cache=False).normalize  # type: ignore[no-any-return]
-
-
-@lru_cache(maxsize=1)
-def _load_fsts() -> dict[str, Callable[[str], str]]:
-    """The rule files are read-only data, so one loaded copy serves every normalizer."""
-    from tn.chinese.normalizer import Normalizer as ChineseNormalizer
-    from tn.english.normalizer import Normalizer as EnglishNormalizer
-
-    logging.getLogger("wetext").setLevel(logging.WARNING)  # it logs every FST it finds
-    return {"zh": _prebuilt(ChineseNormalizer), "en": _prebuilt(EnglishNormalizer)}
-
-
 class TextNormalizer:
-    """Loads the WeTextProcessing rule files once and normalizes per language."""
+    """Normalizes per language: pre-rules here, WeTextProcessing's rule files in their own process."""
 
     def __init__(self) -> None:
-        self._normalizers: dict[str, Callable[[str], str]] = {}
+        self._languages: list[str] = []
 
     @property
     def loaded(self) -> bool:
-        return bool(self._normalizers)
+        return bool(self._languages)
 
     def load(self) -> None:
-        """Load the prebuilt FSTs (about 0.3 s for zh, 0.6 s for en), once per process."""
-        self._normalizers = _load_fsts()
+        """Start the FST process (shared by every normalizer of this process) and wait for its FSTs."""
+        self._languages = FSTS.languages()
+
+    def _fsts(self, text: str, language: str) -> str:
+        return FSTS.normalize(text, language) if language in self._languages else text
 
     @staticmethod
     def needed(text: str) -> bool:
@@ -149,8 +142,7 @@ class TextNormalizer:
             text = apply_rules(text, EN_RULES)
         elif language == "zh":
             text = apply_rules(text, ZH_RULES)
-        normalizer = self._normalizers.get(language)
-        return normalizer(text) if normalizer else text
+        return self._fsts(text, language) if self.needed(text) else text
 
     def _around_marks(self, text: str, language: str) -> str:
         """Each run between marks normalized on its own, its surrounding spaces kept."""
