@@ -95,3 +95,20 @@ def test_a_resumed_job_forgets_the_lines_past_its_saved_progress(tmp_path: Path)
     log.keep(2)  # progress saved after segment 1; segments 2 and 3 will be made again
     assert [entry["index"] for entry in log.read()] == [0, 1]
     assert captions.srt(log.read()).splitlines()[:3] == ["1", "00:00:00,000 --> 00:00:00,500", "s0"]
+
+
+def test_captions_of_a_hundred_thousand_segments(tmp_path: Path) -> None:
+    """A book's worth of segments (two days of audio): every cue, in order, in each format."""
+
+    log = SegmentLog(tmp_path / "timeline.jsonl")
+    for index in [*range(1, 100_000), 0]:  # the first logged last, as a resumed job may
+        log.append({"index": index, "start": index * 2.0, "end": index * 2.0 + 1.5, "text": f"Line {index}."})
+    log.keep(100_000)
+    paths = {name: tmp_path / f"book.{name}" for name in ("srt", "vtt", "json")}
+    log.write_captions(paths)
+    cues = paths["srt"].read_text(encoding="utf-8").split("\n\n")
+    assert len(cues) == 100_000
+    assert cues[0] == "1\n00:00:00,000 --> 00:00:01,500\nLine 0."
+    assert cues[-1] == "100000\n55:33:18,000 --> 55:33:19,500\nLine 99999.\n"
+    assert paths["vtt"].read_text(encoding="utf-8").count(" --> ") == 100_000
+    assert len(json.loads(paths["json"].read_text(encoding="utf-8"))["segments"]) == 100_000
