@@ -29,6 +29,9 @@
   script, and a job as one batch run versus one run per segment (stand-ins).
 - concurrency: Kokoro's throughput with one and four requests at once, next to kokoro-onnx alone
   in the same run, and short requests' first audio while a long job runs.
+- chaos: mixed load on two gateways and two workers sharing Redis and storage, with faults on
+  a schedule (worker, Redis, engine instance, full storage, gateway), and the invariants that
+  must hold after it (``--minutes``, default 30).
 - loop: event-loop lag under a mixed load (streams, job listeners, SSE and
   WebSocket followers, a 1M-character submission); plan time of 1M
   characters on one line; peak RSS for a decompression bomb; pool wait
@@ -55,6 +58,7 @@ from rich.table import Table
 
 from bench import auth as bench_auth
 from bench import batch as bench_batch
+from bench import chaos as bench_chaos
 from bench import concurrency as bench_concurrency
 from bench import glmtts as bench_glmtts
 from bench import loop as bench_loop
@@ -421,6 +425,15 @@ def loop(seconds: float = 20.0) -> None:
     console.print(table)
 
 
+@app.command()
+def chaos(minutes: Annotated[float, typer.Option(help="How long the load and faults last.")] = 30.0) -> None:
+    """Two gateways, two workers, one Redis and one storage under mixed load for ``minutes``, with a
+    worker killed, Redis paused and restarted, an engine instance killed, storage full and a gateway
+    restarted in every two minutes; then every invariant checked (exit 1 if one fails)."""
+    if not bench_chaos.main(minutes):
+        raise typer.Exit(1)
+
+
 @app.command("all")
 def run_all(data_dir: DataDir = None) -> None:
     """Every benchmark in turn."""
@@ -440,6 +453,7 @@ def run_all(data_dir: DataDir = None) -> None:
     glmtts()
     triton()
     loop()
+    chaos()
 
 
 if __name__ == "__main__":

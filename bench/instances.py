@@ -32,6 +32,15 @@ def wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 
             time.sleep(0.05)
 
 
+def instance_command(
+    kind: str, port: int, capacity: int | None = None, seconds_per_char: float = 0.0, error_rate: float = 0.0
+) -> list[str]:
+    """The command line of one stand-in engine server (``tests/servers``) on ``port``."""
+    command = [sys.executable, "-m", "tests.servers", kind, "--port", str(port),
+               "--seconds-per-char", str(seconds_per_char), "--error-rate", str(error_rate)]  # fmt: skip
+    return command + (["--capacity", str(capacity)] if capacity is not None else [])
+
+
 @contextmanager
 def engine_instances(
     count: int,
@@ -40,16 +49,12 @@ def engine_instances(
     seconds_per_char: float = 0.0,
     error_rate: float = 0.0,
 ) -> Iterator[list[tuple[str, subprocess.Popen[bytes]]]]:
-    """``count`` stand-in engine servers (``tests/servers``), each its own process on loopback."""
+    """``count`` stand-in engine servers, each its own process on loopback."""
     processes = []
     try:
         for _ in range(count):
             port = free_port()
-            command = [sys.executable, "-m", "tests.servers", kind, "--port", str(port),
-                       "--seconds-per-char", str(seconds_per_char),
-                       "--error-rate", str(error_rate)]  # fmt: skip
-            if capacity is not None:
-                command += ["--capacity", str(capacity)]
+            command = instance_command(kind, port, capacity, seconds_per_char, error_rate)
             # quiet: an injected fault's traceback is the stand-in's business, not the table's
             quiet = subprocess.DEVNULL
             process = subprocess.Popen(command, cwd=ROOT, stdout=quiet, stderr=quiet)

@@ -78,9 +78,11 @@ def start(args: list[str], data_dir: Path, log_path: Path, env: dict[str, str] |
     return Process(process, log_path)
 
 
-def start_server(data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Process:
-    """``voxserve serve`` on a free port, once ``/readyz`` answers 200."""
-    port = free_port()
+def start_server(
+    data_dir: Path, log_path: Path, env: dict[str, str] | None = None, port: int | None = None
+) -> Process:
+    """``voxserve serve`` on ``port`` (default: a free one), once ``/readyz`` answers 200."""
+    port = port or free_port()
     server = start(["serve", "--host", "127.0.0.1", "--port", str(port)], data_dir, log_path, env)
     server.url = f"http://127.0.0.1:{port}"
     try:

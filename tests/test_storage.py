@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -266,3 +267,20 @@ def wait_job(url: str, job_id: str, done: Any, timeout: float = 120) -> dict[str
         assert time.monotonic() < deadline, job
         time.sleep(0.1)
     return dict(job)
+
+
+def test_files_removed_while_they_are_listed_are_left_out(tmp_path: Path) -> None:
+    """Another process ends a job (or the janitor removes one) during a listing: no error, no ghost."""
+    from voxserve.storage.local import files_under
+
+    for job in ("j1", "j2"):
+        (tmp_path / job).mkdir()
+        for name in ("a", "b", "c"):
+            (tmp_path / job / name).write_bytes(b"12345")
+    walk = files_under(tmp_path)
+    first, size = next(walk)
+    for path in first.parent.iterdir():
+        if path != first:
+            path.unlink()
+    shutil.rmtree(tmp_path / ("j2" if first.parent.name == "j1" else "j1"))
+    assert [(first, size), *walk] == [(first, 5)]

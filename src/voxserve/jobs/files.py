@@ -19,6 +19,7 @@ from pathlib import Path
 from voxserve.captions import file_name
 from voxserve.errors import InvalidRequest
 from voxserve.storage import ArtifactStore
+from voxserve.storage.local import files_under
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 PCM_NAME = "audio.pcm"
@@ -144,11 +145,7 @@ class JobFiles:
         seconds."""
         at = time.monotonic()
         if self._usage is None or at - self._usage[0] > self._cache_seconds:
-            total = (
-                sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
-                if self.root.exists()
-                else 0
-            )
+            total = sum(size for _, size in files_under(self.root))
             if not self.in_place:
                 total += self.artifacts.usage(JOBS_PREFIX)
             self._usage = (at, total)

@@ -42,7 +42,11 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: Failures worth another attempt: the engine may be back, or have memory, next time.
-RETRYABLE: tuple[type[BaseException], ...] = (EngineError, NotReady, TimeoutError, ConnectionError, OSError)
+#: What a later attempt may get past: an engine's fault, and job storage full (old jobs expire, or are
+#: deleted, and room comes back; the audio made so far is kept for the next attempt).
+RETRYABLE: tuple[type[BaseException], ...] = (
+    EngineError, NotReady, InsufficientStorage, TimeoutError, ConnectionError, OSError,
+)  # fmt: skip
 STORE_RETRY_CAP = 5.0  # seconds between tries while the store is down
 
 #: Told what a job that succeeded made (its owner's usage): ``(owner, {"audio_seconds", "engine_seconds"})``.
@@ -258,7 +262,7 @@ class Worker:
         if usage + adding > limit:
             raise InsufficientStorage(
                 f"job storage reached its limit of {limit} bytes while this job ran; "
-                "it was stopped and its partial audio removed"
+                "it is retried when there is room, or fails with its partial audio removed"
             )
         self.files.charge(adding)
 

@@ -11,6 +11,16 @@ from pathlib import Path
 from voxserve.storage.base import READ_BLOCK
 
 
+def files_under(directory: Path) -> Iterator[tuple[Path, int]]:
+    """Every file below ``directory`` and its size, while other processes may be removing some of
+    them (a job that ends, the janitor): what vanishes during the walk is left out, not an error."""
+    for parent, _, names in os.walk(directory):  # os.walk skips directories it cannot list
+        for name in names:
+            path = Path(parent, name)
+            with contextlib.suppress(FileNotFoundError):
+                yield path, path.stat().st_size
+
+
 class LocalStore:
     """Keys are paths under ``root``; writes go through a temporary file and a rename."""
 
@@ -73,12 +83,10 @@ class LocalStore:
 
     def keys(self, prefix: str) -> list[str]:
         directory = self._path(prefix.rpartition("/")[0]) if "/" in prefix else self.root
-        if not directory.is_dir():
-            return []
         found = (
             path.relative_to(self.root).as_posix()
-            for path in directory.rglob("*")
-            if path.is_file() and not path.name.startswith(".")  # not a write in progress
+            for path, _ in files_under(directory)
+            if not path.name.startswith(".")  # not a write in progress
         )
         return sorted(key for key in found if key.startswith(prefix))
 
