@@ -110,6 +110,7 @@ INTEGRATION_MODULES = frozenset(
         "test_fishspeech",
         "test_recipes",
         "test_store_faults",
+        "test_chaos",
     }
 )
 

@@ -305,6 +305,29 @@ def test_the_disk_limit_holds_while_a_job_runs(make_client: ClientFactory, tmp_p
     assert decode(client.get(f"/v1/jobs/{small['id']}/audio").content).duration > 0.5
 
 
+def test_a_job_that_meets_full_storage_waits_for_room_and_finishes_whole(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """Storage fills while a job runs (other jobs, another process): it is retried, its audio so far
+    kept, and finishes once room comes back; it is not failed for a fault that passes."""
+    client = make_client(jobs={"disk_limit_bytes": 2_000_000, "retry_cap_seconds": 1.0, "max_attempts": 20})
+    filler = tmp_path / "jobs" / "filler.bin"
+    filler.parent.mkdir(parents=True, exist_ok=True)
+    filler.write_bytes(b"\0" * 1_990_000)
+    text = " ".join(f"Sentence {i} has words." for i in range(6))
+    job_id = submit(client, input=text, response_format="wav")["id"]
+    deadline = time.monotonic() + 20
+    while (job := client.get(f"/v1/jobs/{job_id}").json())["error"] is None:
+        assert time.monotonic() < deadline and job["status"] != "succeeded", job
+        time.sleep(0.02)
+    assert job["error"]["code"] == "insufficient_storage" and job["status"] in ("queued", "running"), job
+    filler.unlink()
+    done = wait_for(client, job_id, "succeeded", "failed")
+    assert done["status"] == "succeeded" and done["attempts"] >= 2, done
+    audio = decode(client.get(f"/v1/jobs/{job_id}/audio").content)
+    assert audio.duration == pytest.approx(done["progress"]["audio_seconds"], abs=0.05)
+
+
 class SlowEmbedded(EmbeddedEngine[str]):
     """An in-process engine whose every segment takes a while, counting what it renders."""
 
