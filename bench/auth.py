@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxserve.config import Quota, Settings
-from voxserve.security import Guard
 from voxserve.security.admin import KeyAdmin
+from voxserve.security.guard import Guard
 from voxserve.services import build_guard
 
 QUOTA = Quota(

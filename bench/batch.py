@@ -18,7 +18,8 @@ from pathlib import Path
 
 from bench.instances import engine_instances
 from bench.server import NO_CACHE, start_server
-from voxserve.batch import Batch, BatchOptions, Item
+from voxserve.batch.manifest import Item
+from voxserve.batch.run import Batch, BatchOptions
 from voxserve.client import AsyncClient, Retry
 
 TEXT = "今天天气很好，我们一起去公园散步吧，第{n}次。"

@@ -596,6 +596,9 @@ def run(minutes: float, directory: Path | None = None) -> tuple[list[Check], Led
         if cast is not None:
             for process in [*cast.gateways, *cast.workers]:
                 process.stop()
+            for _, instance in cast.instances:  # one was started again by the run: not the context's
+                instance.kill()
+                instance.wait()
         redis.stop()
 
 

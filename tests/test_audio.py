@@ -79,3 +79,12 @@ def test_fade_removes_the_click_at_segment_edges() -> None:
     faded = fade(pcm, RATE)
     assert faded[0] == 0.0 and faded[-1] == 0.0
     assert np.abs(np.diff(faded)).max() < 0.01, "no step larger than a ramp's"
+
+
+def test_the_clients_format_names_are_the_servers() -> None:
+    """The command line names formats from the request model (it never loads the encoders)."""
+    from typing import get_args
+
+    from voxserve.request import ResponseFormat
+
+    assert set(get_args(ResponseFormat)) == set(FORMATS)

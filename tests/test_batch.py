@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from voxserve.batch import AdaptiveLimit, ManifestError, read_manifest
+from voxserve.batch.concurrency import AdaptiveLimit
+from voxserve.batch.manifest import ManifestError, read_manifest
 
 
 def test_a_csv_manifest_with_ids_made_where_absent(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def render(source: Path, directory: Path, changes: dict[str, str]) -> Path:
     return main
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     directory = tmp_path_factory.mktemp("edge")
     env = {
@@ -117,9 +117,10 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         voxserve.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def minute_long(edge: Edge) -> Iterator[dict[str, Any]]:
-    """A synthesis that makes no audio for 62 s, started first and joined last (the rest run meanwhile)."""
+    """A synthesis that makes no audio for 62 s, started first and joined last: the suite runs meanwhile
+    (``conftest.py`` puts the test that starts it first in the session, and the one that ends it last)."""
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -136,7 +137,7 @@ def minute_long(edge: Edge) -> Iterator[dict[str, Any]]:
 
 
 def test_a_synthesis_silent_for_over_a_minute_starts_the_clock(minute_long: dict[str, Any]) -> None:
-    """Only starts the minute-long request; the last test of the module checks it."""
+    """Only starts the minute-long request; the last test of the session checks it."""
     assert not minute_long, "it cannot have ended yet"
 
 

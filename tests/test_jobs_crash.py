@@ -1,4 +1,5 @@
-"""Crash safety with real processes, the real embedded engine, SQLite and the real Redis.
+"""Crash safety with real processes, the real embedded engine and SQLite (the chaos run,
+``tests/test_chaos.py``, kills workers and a gateway on a shared Redis).
 
 A ``voxserve worker`` (or the whole gateway) is killed with SIGKILL in the
 middle of a job; once its lease expires another process takes the job up and
@@ -11,15 +12,12 @@ second and a job takes seconds).
 from __future__ import annotations
 
 import json
-import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from bench.server import Process, start, start_server
 from bench.texts import SHORT_TEXTS
 from faster_whisper import WhisperModel
@@ -71,29 +69,8 @@ def check_complete(url: str, job: dict[str, Any], whisper: WhisperModel) -> None
     assert error_rate <= 0.1, f"WER {error_rate:.2f}: {heard!r}"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def queue_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """The job store of the embedded default, and the shared one."""
+def test_sigkilled_worker_loses_nothing(tmp_path: Path, whisper: WhisperModel) -> None:
     env = {"VOXSERVE_JOBS__LEASE_SECONDS": LEASE, "VOXSERVE_JOBS__WORKERS": "0", **HIBARI}
-    if request.param == "sqlite":
-        yield env
-        return
-    prefix = "voxserve-crash-" + secrets.token_hex(4)
-    yield {
-        **env,
-        "VOXSERVE_JOBS__QUEUE_URL": "redis://127.0.0.1:6379/0",
-        "VOXSERVE_JOBS__QUEUE_PREFIX": prefix,
-    }
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-    keys = list(client.scan_iter(match="{" + prefix + "}*"))
-    if keys:
-        client.delete(*keys)
-
-
-def test_sigkilled_worker_loses_nothing(
-    tmp_path: Path, queue_env: dict[str, str], whisper: WhisperModel
-) -> None:
-    env = queue_env
     gateway = start_server(tmp_path, tmp_path / "gateway.log", env)
     workers: list[Process] = []
     try:

@@ -19,9 +19,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.api import ClientFactory, submit, wait_for
-from voxserve.api.request_ids import RequestIdFilter
 from voxserve.config import Settings
-from voxserve.logs import json_formatter
+from voxserve.logs import RequestIdFilter, json_formatter
 from voxserve.tracing import configure_sentry, configure_tracing
 
 

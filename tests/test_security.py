@@ -396,7 +396,7 @@ def test_jobs_of_a_key_end_with_its_usage(deploy: Callable[..., Deployment]) -> 
 
 @pytest.fixture(params=["memory", "redis"])
 async def limiter(request: pytest.FixtureRequest, shared_redis: str) -> Any:
-    from voxserve.security import open_limiter
+    from voxserve.security.quotas import open_limiter
 
     quotas = open_limiter(
         "memory://" if request.param == "memory" else "redis://127.0.0.1:6379/0", shared_redis

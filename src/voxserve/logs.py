@@ -14,11 +14,33 @@ import logging
 import logging.handlers
 import queue
 import sys
-from typing import Literal
+from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar
+from typing import Any, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
-from voxserve.api.request_ids import RequestIdFilter
+#: The request being served (set by the API's request-id middleware): its id, and its ASGI scope.
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+REQUEST_SCOPE: ContextVar[MutableMapping[str, Any] | None] = ContextVar("request_scope", default=None)
+
+
+def route_template(scope: Mapping[str, Any]) -> str | None:
+    """The path template of the route the router matched (``/v1/jobs/{job_id}``); None before
+    routing, or for a path no route has."""
+    return getattr(scope.get("route"), "path", None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the running request's id and route template on every record (``-`` outside a request;
+    the route once the router has matched one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        scope = REQUEST_SCOPE.get()
+        record.route = (route_template(scope) if scope is not None else None) or "-"
+        return True
+
 
 LogFormat = Literal["auto", "json", "text"]
 TEXT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"

@@ -13,8 +13,8 @@ from voxserve.api.auth import metered, user
 from voxserve.api.dependencies import get_services
 from voxserve.config import Quota
 from voxserve.errors import InvalidRequest
-from voxserve.security import Principal
 from voxserve.security.admin import KeyAdmin, KeyNotFound
+from voxserve.security.guard import Principal
 from voxserve.services import Services
 
 router = APIRouter()

@@ -31,7 +31,7 @@ from voxserve.api.errors import error_response
 from voxserve.api.streaming import Caller
 from voxserve.errors import PayloadTooLarge, StoreUnavailable, VoxserveError
 from voxserve.pipeline import Plan, SpeechRequest, Stats
-from voxserve.security import Principal
+from voxserve.security.guard import Principal
 from voxserve.services import Services
 
 

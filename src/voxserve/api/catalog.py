@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from voxserve.api.auth import metered
 from voxserve.api.dependencies import get_services
 from voxserve.config import AUTO_MODEL
-from voxserve.security import Principal
+from voxserve.security.guard import Principal
 from voxserve.services import Services
 
 router = APIRouter()

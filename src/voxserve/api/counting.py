@@ -16,9 +16,9 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from voxserve.api.request_ids import route_template
+from voxserve.logs import route_template
 from voxserve.metrics import Metrics
-from voxserve.security import Guard, Principal
+from voxserve.security.guard import Guard, Principal
 
 
 class RequestCounter:

@@ -38,7 +38,7 @@ from voxserve.errors import JobNotSucceeded, VoxserveError
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
 from voxserve.jobs.writer import stream_path
 from voxserve.request import CacheMode
-from voxserve.security import Principal
+from voxserve.security.guard import Principal
 from voxserve.services import Services
 
 router = APIRouter()

@@ -8,23 +8,15 @@ log meet on one value. A client's id is used only when it is short and plain (le
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
-from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from voxserve.logs import REQUEST_ID, REQUEST_SCOPE
+
 HEADER = b"x-request-id"
 USABLE = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
-REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
-REQUEST_SCOPE: ContextVar[Scope | None] = ContextVar("request_scope", default=None)
-
-
-def route_template(scope: Scope) -> str | None:
-    """The path template of the route the router matched (``/v1/jobs/{job_id}``); None before
-    routing, or for a path no route has."""
-    return getattr(scope.get("route"), "path", None)
 
 
 def current_request_id() -> str:
@@ -59,14 +51,3 @@ class RequestIds:
         finally:
             REQUEST_ID.reset(token)
             REQUEST_SCOPE.reset(scope_token)
-
-
-class RequestIdFilter(logging.Filter):
-    """Puts the running request's id and route template on every record (``-`` outside a request;
-    the route once the router has matched one)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get()
-        scope = REQUEST_SCOPE.get()
-        record.route = (route_template(scope) if scope is not None else None) or "-"
-        return True

@@ -25,7 +25,7 @@ from voxserve.api.streaming import (
     sse_response,
 )
 from voxserve.request import CacheMode
-from voxserve.security import Principal
+from voxserve.security.guard import Principal
 from voxserve.services import Services
 
 router = APIRouter()

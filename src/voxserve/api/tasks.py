@@ -18,7 +18,7 @@ from voxserve.api.schemas import json_schema_body, parse_json
 from voxserve.audio import FORMATS
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_task_id
 from voxserve.pipeline import SpeechRequest
-from voxserve.security import Principal
+from voxserve.security.guard import Principal
 from voxserve.services import Services
 
 router = APIRouter()

@@ -30,7 +30,7 @@ from voxserve.audio import FORMATS
 from voxserve.errors import UnsupportedMediaType
 from voxserve.jobs.files import NAME_PATTERN
 from voxserve.request import CacheMode, SpeechRequest, bounds
-from voxserve.security import Principal
+from voxserve.security.guard import Principal
 from voxserve.services import Services
 
 router = APIRouter()

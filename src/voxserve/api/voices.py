@@ -25,7 +25,7 @@ from voxserve.api.streaming import audio_response
 from voxserve.api.uploads import read_upload
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
 from voxserve.request import ResponseFormat, SpeechRequest
-from voxserve.security import Principal
+from voxserve.security.guard import Principal
 from voxserve.services import Services
 from voxserve.voices.library import check_name
 

@@ -1,8 +1,5 @@
-"""Bulk production: a manifest of items in, one audio file per item out, as fast as the servers allow."""
+"""Bulk production: a manifest of items in, one audio file per item out, as fast as the servers allow.
 
-from voxserve.batch.concurrency import AdaptiveLimit
-from voxserve.batch.manifest import Item, ManifestError, read_manifest
-from voxserve.batch.results import Result
-from voxserve.batch.run import Batch, BatchOptions
-
-__all__ = ["AdaptiveLimit", "Batch", "BatchOptions", "Item", "ManifestError", "Result", "read_manifest"]
+Each module is imported by name (``voxserve.batch.run``...): the package imports none of them, so
+the ``voxserve`` command starts without what only a running batch needs.
+"""

@@ -10,7 +10,7 @@ import time
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,15 +18,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from voxserve.batch.book import book_segments, combine, index, read_book
 from voxserve.batch.manifest import Item, ManifestError, read_manifest
 from voxserve.batch.results import RESULTS_CSV, RESULTS_JSONL, Result
-from voxserve.batch.run import Batch, BatchOptions
 from voxserve.captions import CAPTION_FORMATS, file_name, render
 from voxserve.client import AsyncClient, Retry
 from voxserve.client.jobs_cli import UrlOption
 from voxserve.client.outputs import format_name
 from voxserve.client.sync import DEFAULT_URL
+
+if TYPE_CHECKING:  # a batch's machinery (PyAV among it) is imported when a batch runs
+    from voxserve.batch.run import BatchOptions
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -51,6 +52,8 @@ def batch(
     except (ManifestError, OSError) as exc:  # every bad row, or a manifest that cannot be read
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    from voxserve.batch.run import BatchOptions
+
     options = BatchOptions(output, jobs, attempts, job_chars, retry_failed, captions)
     started = time.monotonic()
     try:
@@ -70,6 +73,8 @@ def batch(
 
 
 async def _run(url: str, items: list[Item], options: BatchOptions, show: bool) -> list[Result]:
+    from voxserve.batch.run import Batch
+
     async with AsyncClient(url, retry=Retry(attempts=1)) as client:
         if not show:
             return await Batch(client, items, options).run()
@@ -143,6 +148,8 @@ def book(
     continues where an interrupted one stopped.
     """
     try:
+        from voxserve.batch.book import book_segments, combine, index, read_book  # PyAV: for books only
+
         chapters = read_book(source)
         audio_format = format_name(format)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
@@ -159,6 +166,8 @@ def book(
     items = [Item(c.number, c.id, c.text, audio_format, None, fields) for c in chapters]
     console.print(f"{source}: {len(chapters)} chapters, {sum(len(c.text) for c in chapters)} characters")
     try:
+        from voxserve.batch.run import BatchOptions
+
         options = BatchOptions(output, jobs, captions=True)
         results = asyncio.run(_run(url, items, options, show=console.is_terminal))
     except KeyboardInterrupt:

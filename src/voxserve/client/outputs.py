@@ -4,11 +4,17 @@ and refuse a name that contradicts the format (MP3 bytes in a ``.wav``)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
-from voxserve.audio import FORMATS
+from voxserve.request import ResponseFormat
 
 #: File extensions and the response format each one holds.
-EXTENSIONS = {**{name: name for name in FORMATS}, "ogg": "opus", "m4a": "aac", "raw": "pcm"}
+EXTENSIONS: dict[str, str] = {
+    **{str(name): str(name) for name in get_args(ResponseFormat)},
+    "ogg": "opus",
+    "m4a": "aac",
+    "raw": "pcm",
+}
 
 
 def format_name(given: str) -> str:

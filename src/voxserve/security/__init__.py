@@ -1,17 +1,5 @@
-"""Security: API keys (stored hashed), scopes, quotas and rate limits, client addresses, moderation."""
+"""Security: API keys (stored hashed), scopes, quotas and rate limits, client addresses, moderation.
 
-from voxserve.security.guard import Guard, Principal
-from voxserve.security.keys import ApiKey
-from voxserve.security.quotas import Admitted, QuotaLimiter, open_limiter
-from voxserve.security.store import KeyStore, open_key_store
-
-__all__ = [
-    "Admitted",
-    "ApiKey",
-    "Guard",
-    "KeyStore",
-    "Principal",
-    "QuotaLimiter",
-    "open_key_store",
-    "open_limiter",
-]
+Each module is imported by name (``voxserve.security.guard``...): the package imports none of them,
+so ``voxserve keys`` does not load the quota and Redis machinery it does not use.
+"""

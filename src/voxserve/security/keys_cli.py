@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,8 +24,9 @@ from rich.table import Table
 
 from voxserve.config import SCOPES, Quota, Settings, load_settings
 from voxserve.errors import VoxserveError
-from voxserve.security.admin import KeyAdmin
-from voxserve.security.store import open_key_store
+
+if TYPE_CHECKING:
+    from voxserve.security.admin import KeyAdmin
 
 keys_app = typer.Typer(
     help="API keys (stored hashed, beside the jobs).", no_args_is_help=True, rich_markup_mode=None
@@ -40,6 +41,9 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def _run(config: Path | None, data_dir: Path | None, work: Callable[[KeyAdmin], Awaitable[T]]) -> T:
+    from voxserve.security.admin import KeyAdmin
+    from voxserve.security.store import open_key_store
+
     try:
         settings: Settings = load_settings(config, data_dir=data_dir)
     except (FileNotFoundError, ValueError) as exc:
