@@ -35,6 +35,7 @@ import time
 import wave
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,10 @@ def _keys(env: dict[str, str], directory: Path, gateway: str) -> dict[str, str]:
         answer.raise_for_status()
         tokens[name] = answer.json()["token"]
     return tokens
+
+
+def _gateway(cast_dir: Path, name: str, env: dict[str, str], port: int | None = None) -> Process:
+    return start_server(cast_dir / name, cast_dir / f"{name}.log", env, port)
 
 
 def _worker(cast_dir: Path, name: str, env: dict[str, str]) -> Process:
@@ -396,9 +401,7 @@ async def _faults(cast: Cast, ledger: Ledger, started: float, until: float) -> N
         port = int(gateway.url.rsplit(":", 1)[1])
         cast.gateways.remove(gateway)
         await asyncio.to_thread(gateway.stop)
-        directory = cast.directory / "gateway-b"
-        replacement = await asyncio.to_thread(start_server, directory, directory.with_suffix(".log"),
-                                              cast.env, port)  # fmt: skip
+        replacement = await asyncio.to_thread(_gateway, cast.directory, GATEWAYS[1], cast.env, port)
         cast.gateways.append(replacement)
 
     await asyncio.gather(
@@ -585,9 +588,10 @@ def run(minutes: float, directory: Path | None = None) -> tuple[list[Check], Led
         with engine_instances(2, capacity=4, seconds_per_char=0.01) as instances:
             config = _config(directory, redis.url, [url for url, _ in instances])
             env = {"VOXSERVE_CONFIG": str(config), **NO_CACHE}
-            gateways = [start_server(directory / n, directory / f"{n}.log", env) for n in GATEWAYS]
-            tokens = _keys(env, directory / "keys", gateways[0].url)
             workers = [_worker(directory, n, env) for n in ("worker-a", "worker-b")]
+            with ThreadPoolExecutor(len(GATEWAYS)) as starting:  # each loads for seconds: at once
+                gateways = list(starting.map(lambda name: _gateway(directory, name, env), GATEWAYS))
+            tokens = _keys(env, directory / "keys", gateways[0].url)
             cast = Cast(directory, redis, env, gateways, workers, list(instances), tokens)
             ledger = Ledger()
             samples = asyncio.run(_load(cast, ledger, minutes))

@@ -306,10 +306,13 @@ def test_the_disk_limit_holds_while_a_job_runs(make_client: ClientFactory, tmp_p
 
 
 def test_a_job_that_meets_full_storage_waits_for_room_and_finishes_whole(
-    make_client: ClientFactory, tmp_path: Path
+    make_client: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Storage fills while a job runs (other jobs, another process): it is retried, its audio so far
     kept, and finishes once room comes back; it is not failed for a fault that passes."""
+    from voxserve.jobs.files import JobFiles
+
+    monkeypatch.setattr(JobFiles, "usage_cache_seconds", 0.1)  # room seen as soon as it comes back
     client = make_client(jobs={"disk_limit_bytes": 2_000_000, "retry_cap_seconds": 1.0, "max_attempts": 20})
     filler = tmp_path / "jobs" / "filler.bin"
     filler.parent.mkdir(parents=True, exist_ok=True)

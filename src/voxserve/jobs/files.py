@@ -51,12 +51,14 @@ class JobFiles:
     ``jobs/<id>/`` before the job is marked succeeded.
     """
 
-    def __init__(self, root: Path, artifacts: ArtifactStore, usage_cache_seconds: float = 5.0) -> None:
+    #: How long a measure of the storage used is trusted: walking every job's files takes time.
+    usage_cache_seconds = 5.0
+
+    def __init__(self, root: Path, artifacts: ArtifactStore) -> None:
         self.root = root
         self.artifacts = artifacts
         self.in_place = artifacts.local_path(JOBS_PREFIX.rstrip("/")) == root
         self._usage: tuple[float, int] | None = None
-        self._cache_seconds = usage_cache_seconds
 
     def directory(self, job_id: str) -> Path:
         path = self.root / check_name(job_id, "id")
@@ -144,7 +146,7 @@ class JobFiles:
         """Bytes used by all jobs' files (this machine's and the store's), measured at most every few
         seconds."""
         at = time.monotonic()
-        if self._usage is None or at - self._usage[0] > self._cache_seconds:
+        if self._usage is None or at - self._usage[0] > self.usage_cache_seconds:
             total = sum(size for _, size in files_under(self.root))
             if not self.in_place:
                 total += self.artifacts.usage(JOBS_PREFIX)
