@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -42,6 +42,15 @@ class SQLiteThread:
     async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, lambda: work(self._connect()))
+
+    async def text(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any]) -> str | None:
+        """The first column of the first row ``sql`` selects, as text; None when it selects none."""
+
+        def first(db: sqlite3.Connection) -> str | None:
+            row = db.execute(sql, parameters).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.run(first)
 
     async def close(self) -> None:
         def close(_: sqlite3.Connection) -> None:

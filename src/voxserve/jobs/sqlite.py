@@ -90,19 +90,11 @@ class SQLiteJobStore(JobStore):
         return Job.from_dict(json.loads(await self._run(insert)))
 
     async def _idempotent(self, key: str) -> Job | None:
-        def find(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT data FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
-            return None if row is None else str(row[0])
-
-        data = await self._run(find)
+        data = await self._sql.text("SELECT data FROM jobs WHERE idempotency_key = ?", (key,))
         return None if data is None else Job.from_dict(json.loads(data))
 
     async def _claim(self, worker_id: str, lease_until: float, at: float) -> Job | None:
-        def claim(db: sqlite3.Connection) -> str | None:
-            row = db.execute(_CLAIM, {"lease": lease_until, "worker": worker_id, "now": at}).fetchone()
-            return None if row is None else str(row[0])
-
-        data = await self._run(claim)
+        data = await self._sql.text(_CLAIM, {"lease": lease_until, "worker": worker_id, "now": at})
         return None if data is None else Job.from_dict(json.loads(data))
 
     async def _replace(self, job: Job, expected_version: int) -> bool:
@@ -121,19 +113,11 @@ class SQLiteJobStore(JobStore):
         await self._run(lambda connection: connection.execute("SELECT 1").fetchone())
 
     async def get(self, job_id: str) -> Job | None:
-        def get(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return None if row is None else str(row[0])
-
-        data = await self._run(get)
+        data = await self._sql.text("SELECT data FROM jobs WHERE id = ?", (job_id,))
         return None if data is None else Job.from_dict(json.loads(data))
 
     async def text(self, job_id: str) -> str | None:
-        def text(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT text FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return None if row is None else str(row[0])
-
-        return await self._run(text)
+        return await self._sql.text("SELECT text FROM jobs WHERE id = ?", (job_id,))
 
     async def _list(
         self, status: JobStatus | None, limit: int, before: str | None, owner: str | None

@@ -76,11 +76,7 @@ class SQLiteKeyStore(KeyStore):
         )
 
     async def get(self, key_id: str) -> ApiKey | None:
-        def get(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT data FROM api_keys WHERE id = ?", (key_id,)).fetchone()
-            return None if row is None else str(row[0])
-
-        data = await self._run(get)
+        data = await self._sql.text("SELECT data FROM api_keys WHERE id = ?", (key_id,))
         return None if data is None else ApiKey.from_dict(json.loads(data))
 
     async def list(self) -> list[ApiKey]:
