@@ -3,6 +3,7 @@ that was told it failed (a Redis of its own, paused with SIGSTOP)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,3 +106,17 @@ async def test_usage_sent_again_after_a_timeout_is_counted_once(paused_redis: Pr
     await keys.add_usage("k_1", {"characters": 2}, "batch-2")
     assert await keys.usage("k_1") == {"characters": 42}
     await keys.close()
+
+
+async def test_a_refund_leaves_a_window_that_began_after_its_charge_alone(paused_redis: PrivateRedis) -> None:
+    limiter = RedisQuotas(paused_redis.url, "faults")
+    quota = Quota(chars_per_day=1000)
+    old = await limiter.admit("key:a", quota, chars=100)
+    raw = paused_redis.client()
+    (counter,) = raw.scan_iter(match="*limits:LIMITER*")  # the day's characters
+    raw.pexpire(counter, 200)  # the day ends
+    await asyncio.sleep(0.3)
+    await limiter.admit("key:a", quota, chars=300)  # the next day's first charge
+    await limiter.refund(old)
+    assert await _remaining(limiter, quota) == 700, "yesterday's refund is not taken from today"
+    await limiter.close()

@@ -115,17 +115,19 @@ class Admitted:
     headers: dict[str, str] = field(default_factory=dict)
     lease: Lease | None = None
     charge_id: str = ""
-    counted: tuple[Rule, ...] = ()
+    counted: tuple[tuple[Rule, float], ...] = ()  # each counter charged, and which window of it
 
 
 @dataclass(frozen=True)
 class Charged:
     """A charge's outcome: the index of the rule that refused (or None), its count before the charge
-    (or the first rule's after it), and that counter's time to live."""
+    (or the first rule's after it), and that counter's time to live; when it passed, the window each
+    counter was charged in (its expiry: a window that ended and began again has another)."""
 
     refused: int | None
     count: int
     ttl: float
+    windows: tuple[float, ...] = ()
 
 
 class QuotaLimiter(ABC):
@@ -155,11 +157,12 @@ class QuotaLimiter(ABC):
         lease = next((Lease(rule.key, charge_id) for rule in charges if rule.lease), None)
         if lease is not None:
             self._held.add(lease)
-        return Admitted(headers, lease, charge_id, tuple(rule for rule in charges if not rule.lease))
+        counters = [rule for rule in charges if not rule.lease]
+        return Admitted(headers, lease, charge_id, tuple(zip(counters, outcome.windows, strict=True)))
 
     async def refund(self, admitted: Admitted) -> None:
         """Take back what a charge counted (its request was a replay, or was never stored), once. A
-        counter whose window has since ended is left alone: the new window was never charged."""
+        counter whose window has since ended is left alone: the window it is in now was not charged."""
         if admitted.counted:
             counted, admitted.counted = admitted.counted, ()
             await self._refund(admitted.charge_id, counted)
@@ -190,7 +193,7 @@ class QuotaLimiter(ABC):
     async def _charge(self, charges: Sequence[Rule], charge_id: str) -> Charged: ...
 
     @abstractmethod
-    async def _refund(self, charge_id: str, counted: Sequence[Rule]) -> None: ...
+    async def _refund(self, charge_id: str, counted: Sequence[tuple[Rule, float]]) -> None: ...
 
     @abstractmethod
     async def _renew(self, leases: Sequence[Lease]) -> None: ...
@@ -238,7 +241,8 @@ class MemoryQuotas(QuotaLimiter):
                 await self._undo(charges[: index + 1], charge_id)
                 return Charged(index, count - rule.cost, await self._ttl(rule.key))
         head = charges[0]
-        return Charged(None, first, head.expiry if head.lease else await self._ttl(head.key))
+        windows = tuple([await self.storage.get_expiry(rule.key) for rule in charges if not rule.lease])
+        return Charged(None, first, head.expiry if head.lease else await self._ttl(head.key), windows)
 
     async def _undo(self, charges: Sequence[Rule], charge_id: str) -> None:
         for rule in charges:
@@ -250,10 +254,10 @@ class MemoryQuotas(QuotaLimiter):
     async def _ttl(self, key: str) -> float:
         return max(0.0, await self.storage.get_expiry(key) - time.time())
 
-    async def _refund(self, charge_id: str, counted: Sequence[Rule]) -> None:
-        for rule in counted:
+    async def _refund(self, charge_id: str, counted: Sequence[tuple[Rule, float]]) -> None:
+        for rule, window in counted:
             held = await self.storage.get(rule.key)
-            if held > 0:
+            if held > 0 and await self.storage.get_expiry(rule.key) == window:
                 await self.storage.incr(rule.key, rule.expiry, amount=-min(held, rule.cost))
 
     async def _renew(self, leases: Sequence[Lease]) -> None:
@@ -319,18 +323,26 @@ for i = 2, n do
     end
 end
 local charged = {0, counts[2], redis.call('ttl', KEYS[2])}
+for i = 2, n do
+    local _, _, _, leased = rule(i)
+    if not leased then table.insert(charged, redis.call('expiretime', KEYS[i])) end
+end
 redis.call('set', KEYS[1], cjson.encode(charged), 'EX', tonumber(ARGV[3]))
 return charged
 """
 )
 
-#: KEYS[1]: the charge's record, then its counters; ARGV: the cost of each. Only a charge that was
-#: made, and only once: the record is the proof, and it is deleted.
+#: KEYS[1]: the charge's record, then its counters; ARGV: the cost and window of each. Only a charge
+#: that was made, once (the record is the proof, and it is deleted), and only in the window it was
+#: made in.
 _REFUND = """
 if redis.call('del', KEYS[1]) == 0 then return 0 end
 for i = 2, #KEYS do
     local held = tonumber(redis.call('get', KEYS[i]))
-    if held and held > 0 then redis.call('decrby', KEYS[i], math.min(held, tonumber(ARGV[i - 1]))) end
+    local cost, window = tonumber(ARGV[2 * i - 3]), tonumber(ARGV[2 * i - 2])
+    if held and held > 0 and redis.call('expiretime', KEYS[i]) == window then
+        redis.call('decrby', KEYS[i], math.min(held, cost))
+    end
 end
 return 1
 """
@@ -373,14 +385,18 @@ class RedisQuotas(QuotaLimiter):
         kinds = [(r.expiry, r.cost, r.limit, "lease" if r.lease else "counter") for r in charges]
         deadline = time.time() + WRITE_DEADLINE
         args = [charge_id, deadline, CHARGE_RECORD_SECONDS, *(v for k in kinds for v in k)]
-        refused, count, ttl = (int(value) for value in await self._script(keys=keys, args=args))
+        refused, count, ttl, *windows = (int(value) for value in await self._script(keys=keys, args=args))
         if refused < 0:
             raise StoreUnavailable("the limits store answered too late; nothing was charged, retry shortly")
-        return Charged(refused - 2 if refused else None, count, max(0.0, float(ttl)))
+        return Charged(
+            refused - 2 if refused else None, count, max(0.0, float(ttl)), tuple(map(float, windows))
+        )
 
-    async def _refund(self, charge_id: str, counted: Sequence[Rule]) -> None:
-        keys = [self._record(charge_id), *(self._prefix + rule.key for rule in counted)]
-        await self._refund_script(keys=keys, args=[rule.cost for rule in counted])
+    async def _refund(self, charge_id: str, counted: Sequence[tuple[Rule, float]]) -> None:
+        keys = [self._record(charge_id), *(self._prefix + rule.key for rule, _ in counted)]
+        await self._refund_script(
+            keys=keys, args=[v for rule, window in counted for v in (rule.cost, int(window))]
+        )
 
     async def _renew(self, leases: Sequence[Lease]) -> None:
         keys = [self._prefix + lease.key for lease in leases]
