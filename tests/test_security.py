@@ -236,6 +236,22 @@ def test_requests_per_minute_with_headers_and_nothing_charged_when_refused(
     )
 
 
+def test_speech_that_fails_before_any_audio_is_not_charged(deploy: Callable[..., Deployment]) -> None:
+    d = deploy()
+    d.client.app.state.services.pipeline.engines["fake"].fail_on = "broken"  # type: ignore[attr-defined]
+    token = auth(d.key("small", ["speech"], chars_per_day=40))
+    failed = d.client.post(SPEECH, json={**SAY, "input": "broken words here"}, headers=token)
+    assert failed.status_code == 502, failed.text
+    for _ in range(100):  # refunded in the background
+        if "characters" not in d.client.get("/v1/usage", headers=token).json()["usage"]:
+            break
+        time.sleep(0.02)
+    usage = d.client.get("/v1/usage", headers=token).json()["usage"]
+    assert usage.get("characters", 0) == 0 and usage["requests.502"] == 1
+    full = d.client.post(SPEECH, json={**SAY, "input": "word " * 7 + "word."}, headers=token)
+    assert full.status_code == 200, "all 40 characters of the day remain"
+
+
 def test_job_size_audio_length_and_streams_are_per_key(deploy: Callable[..., Deployment]) -> None:
     d = deploy()
     key = auth(d.key("tight", ["speech", "jobs"], max_job_chars=20, max_audio_seconds=1.0))
