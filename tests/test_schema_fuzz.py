@@ -18,11 +18,12 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import schemathesis
-from bench.server import VOXSERVE, running_server
+from bench.server import VOXSERVE, start_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -47,10 +48,10 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     made = subprocess.run(create, capture_output=True, text=True, check=True, env={**os.environ, **keyed_env})
     token = made.stdout.strip()
     logs = [open_dir / "server.log", keyed_dir / "server.log"]
-    with (
-        running_server(open_dir, logs[0], FAKE_ONLY) as open_url,
-        running_server(keyed_dir, logs[1], keyed_env) as keyed_url,
-    ):
+    with ThreadPoolExecutor(2) as starting:  # both at once: each takes seconds to be ready
+        servers = list(starting.map(start_server, [open_dir, keyed_dir], logs, [FAKE_ONLY, keyed_env]))
+    open_url, keyed_url = (server.url for server in servers)
+    try:
         yield {
             "open": schemathesis.openapi.from_url(f"{open_url}/openapi.json"),
             "keyed": schemathesis.openapi.from_url(
@@ -58,6 +59,9 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
             ),
             "token": token,
         }
+    finally:
+        for server in servers:
+            server.stop()
     for log in logs:
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
