@@ -514,3 +514,20 @@ def test_a_replay_or_a_conflict_is_never_charged(
     assert usage["characters"] == 200
     assert send("order-3", {**body, "input": "c" * 799 + "."}).status_code == 202, "800 of 1000 remained"
     assert_error(send("order-4", body), 429, "rate_limited", "chars_per_day", "0 remain")
+
+
+def test_usage_is_written_once_however_the_flushes_meet(deploy: Callable[..., Deployment]) -> None:
+    """The timer's flush and /v1/usage's at once, and a batch sent again after a lost answer (SQLite)."""
+    import asyncio
+
+    client = deploy().client
+    guard = client.app.state.services.guard  # type: ignore[attr-defined]
+
+    async def flushed() -> dict[str, float]:
+        await guard.record_key("k_flush", {"characters": 7})
+        await asyncio.gather(guard.flush_usage(), guard.flush_usage())
+        await guard.keys.add_usage("k_flush", {"characters": 5}, "batch-1")
+        await guard.keys.add_usage("k_flush", {"characters": 5}, "batch-1")
+        return dict(await guard.keys.usage("k_flush"))
+
+    assert client.portal.call(flushed) == {"characters": 12}  # type: ignore[union-attr]

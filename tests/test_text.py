@@ -281,3 +281,9 @@ def test_the_fsts_run_beside_the_service_not_in_it(normalizer: TextNormalizer) -
     assert max(gaps) < 0.2, f"another thread waited {max(gaps):.2f} s"
     FSTS._child.kill()  # type: ignore[union-attr]  # as the kernel would for memory
     assert normalizer.normalize("It is 50% off", "en") == "It is fifty percent off"
+
+
+def test_a_text_the_fsts_cannot_take_is_read_as_written(normalizer: TextNormalizer) -> None:
+    """A lone surrogate is valid JSON but not text pynini can encode: the FST process lives on."""
+    assert normalizer.normalize("Room 5\ud800 now", "en") == "Room 5\ud800 now"
+    assert normalizer.normalize("It is 50% off", "en") == "It is fifty percent off"

@@ -79,6 +79,7 @@ class Stats:
     audio_seconds: float = 0.0
     segments_done: int = 0
     encoded_samples: int = 0  # at the output rate, once encode() has finished
+    client_left: bool = False  # the client hung up before the first audio
     timeline: list[SegmentTime] = field(default_factory=list)  # each segment, once its audio is made
 
     @property

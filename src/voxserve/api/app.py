@@ -61,10 +61,10 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
         redoc_url=None,
         openapi_url=None,
     )
-    # outermost last: the browser checks, CORS, authentication, the body limit, the request counter
-    app.add_middleware(RequestCounter)
-    app.add_middleware(BodyLimit, limit=max_body_bytes(settings))
+    # outermost last: the browser checks, CORS, the body limit, the request counter, authentication
     app.add_middleware(AuthenticateFirst)  # a key is checked before any body is read
+    app.add_middleware(RequestCounter)  # outside it: refusals without a key are counted too
+    app.add_middleware(BodyLimit, limit=max_body_bytes(settings))
     auth = settings.auth
     if auth.cors_origins:
         app.add_middleware(

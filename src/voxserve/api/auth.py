@@ -123,8 +123,9 @@ async def admitted_plan(
 ) -> tuple[Plan, dict[str, str], Caller]:
     """A synthesis request planned (within the key's audio limit), moderated and charged: its plan,
     the limit headers, and its caller (for the log line, and to settle when its stream ends). One
-    that ends with no audio made (the engine failed or was busy, the client left first) is refunded:
-    the client got an error, not speech."""
+    that fails before any audio is made (the engine failed or was busy) gets its characters back: the
+    client got an error, not speech. It still counts as a request, and a client that hangs up first
+    gets nothing back (its segment may already have cost engine time)."""
     guard = services.guard
     quota = guard.quota(principal)
     plan = await services.pipeline.plan_in_thread(request, quota.max_audio_seconds, principal.viewer)
@@ -133,8 +134,8 @@ async def admitted_plan(
 
     def ended(stats: Stats) -> None:
         guard.settle(principal, admitted, stats.audio_seconds, stats.elapsed)
-        if stats.first_audio is None:
-            guard.refund(principal, admitted, plan.chars)
+        if stats.first_audio is None and not stats.client_left:
+            guard.refund(principal, admitted, plan.chars, characters_only=True)
 
     return plan, admitted.headers, Caller(principal.client, principal.owner, ended)
 

@@ -127,9 +127,8 @@ async def _started(
     try:
         first = await _first_or_gone(chunks, request)
     except BaseException as exc:
-        _log_line(
-            request_id, plan, stats, "disconnected" if isinstance(exc, ClientGone) else "failed", caller
-        )
+        stats.client_left = isinstance(exc, ClientGone)
+        _log_line(request_id, plan, stats, "disconnected" if stats.client_left else "failed", caller)
         caller.ended(stats)
         await chunks.aclose()
         raise

@@ -99,6 +99,7 @@ class Guard:
         self._settling: set[asyncio.Task[None]] = set()
         self._usage: dict[str, Counter[str]] = defaultdict(Counter)
         self._unwritten: dict[str, tuple[str, Counter[str]]] = {}  # batch id -> (key id, amounts)
+        self._flushing = asyncio.Lock()
 
     @property
     def auth(self) -> bool:
@@ -145,20 +146,25 @@ class Guard:
             self._settle(principal, admitted, {"audio_seconds": audio_seconds, "engine_seconds": seconds})
         )
 
-    def refund(self, principal: Principal, admitted: Admitted, chars: int) -> None:
+    def refund(
+        self, principal: Principal, admitted: Admitted, chars: int, characters_only: bool = False
+    ) -> None:
         """Take back a charge whose request was not carried out (a replay that met its job first, a
         job the store did not take): its counts and its characters. In a task of its own, so an answer
-        that the store is down is not held up by a refund waiting on the same store."""
-        self._in_background(self._refund(principal, admitted, chars))
+        that the store is down is not held up by a refund waiting on the same store.
+        ``characters_only`` keeps the request counted (a request that was served, if in error)."""
+        self._in_background(self._refund(principal, admitted, chars, characters_only))
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
-    async def _refund(self, principal: Principal, admitted: Admitted, chars: int) -> None:
+    async def _refund(
+        self, principal: Principal, admitted: Admitted, chars: int, characters_only: bool
+    ) -> None:
         try:
-            await self.limiter.refund(admitted)
+            await self.limiter.refund(admitted, characters_only)
         except self.limiter.errors as exc:
             log.warning("a charge of %s was not refunded: %s", principal.subject, exc)
         await self.record(principal, {"characters": -chars})
@@ -180,17 +186,20 @@ class Guard:
     async def flush_usage(self) -> None:
         """Write the usage added up since the last time, a batch per key. A batch the store did not
         confirm is sent again as the same batch: if the first reached a paused store and ran when it
-        woke, the second adds nothing."""
-        pending, self._usage = self._usage, defaultdict(Counter)
-        for key_id, amounts in pending.items():
-            self._unwritten[uuid.uuid4().hex] = (key_id, amounts)
-        for batch, (key_id, amounts) in list(self._unwritten.items()):
-            try:
-                await self.keys.add_usage(key_id, amounts, batch)
-            except self.keys.errors as exc:
-                log.warning("usage of key %s not written yet: %s", key_id, exc)
-                return  # the store is down: the rest waits for the next flush
-            del self._unwritten[batch]
+        woke, the second adds nothing. One flush at a time (the timer's and ``/v1/usage``'s), and at
+        most one unconfirmed batch per key: what comes meanwhile waits in the next one."""
+        async with self._flushing:
+            waiting = {key_id for key_id, _ in self._unwritten.values()}
+            for key_id in [key_id for key_id in self._usage if key_id not in waiting]:
+                self._unwritten[uuid.uuid4().hex] = (key_id, self._usage.pop(key_id))
+            for batch, (key_id, amounts) in list(self._unwritten.items()):
+                try:
+                    await self.keys.add_usage(key_id, amounts, batch)
+                except self.keys.errors as exc:
+                    log.warning("usage of key %s not written yet: %s", key_id, exc)
+                    self._unwritten[batch] = self._unwritten.pop(batch)  # to the back: others go first
+                    return  # the store is likely down: the rest waits for the next flush
+                del self._unwritten[batch]
 
     async def keep_usage(self, interval: float = 1.0) -> None:
         """Write usage every ``interval`` seconds, for as long as the service runs."""

@@ -160,11 +160,14 @@ class QuotaLimiter(ABC):
         counters = [rule for rule in charges if not rule.lease]
         return Admitted(headers, lease, charge_id, tuple(zip(counters, outcome.windows, strict=True)))
 
-    async def refund(self, admitted: Admitted) -> None:
-        """Take back what a charge counted (its request was a replay, or was never stored), once. A
-        counter whose window has since ended is left alone: the window it is in now was not charged."""
-        if admitted.counted:
-            counted, admitted.counted = admitted.counted, ()
+    async def refund(self, admitted: Admitted, characters_only: bool = False) -> None:
+        """Take back what a charge counted (its request was a replay, or was never stored), once; only
+        its characters when ``characters_only``. A counter whose window has since ended is left alone:
+        the window it is in now was not charged."""
+        counted = [(rule, window) for rule, window in admitted.counted
+                   if not characters_only or rule.unit == "characters"]  # fmt: skip
+        if counted:
+            admitted.counted = ()
             await self._refund(admitted.charge_id, counted)
 
     async def release(self, admitted: Admitted) -> None:
@@ -325,7 +328,7 @@ end
 local charged = {0, counts[2], redis.call('ttl', KEYS[2])}
 for i = 2, n do
     local _, _, _, leased = rule(i)
-    if not leased then table.insert(charged, redis.call('expiretime', KEYS[i])) end
+    if not leased then table.insert(charged, redis.call('pexpiretime', KEYS[i])) end
 end
 redis.call('set', KEYS[1], cjson.encode(charged), 'EX', tonumber(ARGV[3]))
 return charged
@@ -340,7 +343,7 @@ if redis.call('del', KEYS[1]) == 0 then return 0 end
 for i = 2, #KEYS do
     local held = tonumber(redis.call('get', KEYS[i]))
     local cost, window = tonumber(ARGV[2 * i - 3]), tonumber(ARGV[2 * i - 2])
-    if held and held > 0 and redis.call('expiretime', KEYS[i]) == window then
+    if held and held > 0 and redis.call('pexpiretime', KEYS[i]) == window then
         redis.call('decrby', KEYS[i], math.min(held, cost))
     end
 end

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,9 @@ from typing import Any
 
 from voxserve.security.keys import ApiKey
 from voxserve.sqlitedb import SQLiteThread
+
+#: How long a usage batch is remembered: longer than any store outage a replica waits through.
+BATCH_SECONDS = 86400
 
 
 class KeyStore(ABC):
@@ -56,6 +60,7 @@ CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, data TEXT NOT NULL, cr
 CREATE TABLE IF NOT EXISTS key_usage (
     key_id TEXT NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (key_id, name)
 );
+CREATE TABLE IF NOT EXISTS usage_batches (id TEXT PRIMARY KEY, written REAL NOT NULL);
 """
 
 
@@ -90,14 +95,28 @@ class SQLiteKeyStore(KeyStore):
         await self._run(lambda db: db.execute("UPDATE api_keys SET data = ? WHERE id = ?", (data, key.id)))
 
     async def add_usage(self, key_id: str, amounts: Mapping[str, float], batch: str) -> None:
-        # One local transaction: it is written or it is not, so ``batch`` need not be remembered.
+        # One transaction with the batch's mark: a batch sent again (its first write finished after its
+        # sender stopped waiting, at shutdown say) adds nothing. Marks are kept a day.
         rows = [(key_id, name, value) for name, value in amounts.items() if value]
         upsert = (
             "INSERT INTO key_usage (key_id, name, value) VALUES (?, ?, ?) "
             "ON CONFLICT (key_id, name) DO UPDATE SET value = value + excluded.value"
         )
+
+        def add(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM usage_batches WHERE written < ?", (time.time() - BATCH_SECONDS,))
+                marked = db.execute("INSERT OR IGNORE INTO usage_batches VALUES (?, ?)", (batch, time.time()))
+                if marked.rowcount:
+                    db.executemany(upsert, rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
         if rows:
-            await self._run(lambda db: db.executemany(upsert, rows))
+            await self._run(add)
 
     async def usage(self, key_id: str) -> dict[str, float]:
         def select(db: sqlite3.Connection) -> dict[str, float]:
@@ -109,9 +128,6 @@ class SQLiteKeyStore(KeyStore):
     async def close(self) -> None:
         await self._sql.close()
 
-
-#: How long a usage batch is remembered: longer than any store outage a replica waits through.
-BATCH_SECONDS = 86400
 
 #: KEYS: the batch's marker, the key's usage hash; ARGV: how long to keep the marker, then names and
 #: amounts. Added only the first time the batch arrives.

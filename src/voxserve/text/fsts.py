@@ -58,7 +58,12 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
     answers.flush()
     for line in requests:
         request = json.loads(line)
-        answers.write(json.dumps({"text": normalizers[request["language"]](request["text"])}) + "\n")
+        try:
+            text = normalizers[request["language"]](request["text"])
+        except Exception as exc:  # a text the FSTs cannot take (a lone surrogate, say) is read as it is
+            log.warning("the normalizer could not read a text (%s); it is left as written", exc)
+            text = request["text"]
+        answers.write(json.dumps({"text": text}) + "\n")
         answers.flush()
 
 

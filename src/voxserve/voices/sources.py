@@ -18,6 +18,7 @@ is used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -72,8 +73,8 @@ async def _resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-async def _checked_address(host: str, port: int, allow_private: bool, param: str) -> str:
-    """The address to connect to: the first ``host`` resolves to, once every one is allowed."""
+async def _checked_addresses(host: str, port: int, allow_private: bool, param: str) -> list[str]:
+    """The addresses to connect to, in the resolver's order, once every one is allowed."""
     try:
         addresses = [ipaddress.ip_address(found) for found in await _resolve(host, port)]
     except (socket.gaierror, ValueError) as exc:
@@ -85,7 +86,7 @@ async def _checked_address(host: str, port: int, allow_private: bool, param: str
             )
     if not addresses:
         raise InvalidRequest(f"{param} host {host!r} does not resolve", param=param)
-    return str(addresses[0])
+    return [str(address) for address in addresses]
 
 
 async def fetch_allowed_url(
@@ -106,12 +107,15 @@ async def fetch_allowed_url(
         raise InvalidRequest(f"{param} must be an http or https URL", param=param)
     if not _host_allowed(parsed.host, hosts):
         raise Forbidden(f"{param} host {parsed.host!r} is not on references.url_hosts", param=param)
-    address = await _checked_address(
+    addresses = await _checked_addresses(
         parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), allow_private, param
     )
     try:
         async with asyncio.timeout(deadline):
-            return await _download(parsed, address, max_bytes, param)
+            for address in addresses[:-1]:  # the next address when one cannot be reached (no IPv6 route...)
+                with contextlib.suppress(httpx.ConnectError):
+                    return await _download(parsed, address, max_bytes, param)
+            return await _download(parsed, addresses[-1], max_bytes, param)
     except TimeoutError:
         raise InvalidRequest(
             f"{param} was not fetched within {deadline:g} s; serve the file faster or upload it", param=param
