@@ -36,7 +36,7 @@ FAKE_ONLY = {
     "VOXSERVE_MODEL_ALIASES": json.dumps({"tts-1": "fake"}),
     "VOXSERVE_CACHE_MAX_BYTES": "0",
 }
-EXAMPLES = 20  # per operation, server and mode
+EXAMPLES = 10  # per operation, server and mode
 
 
 @pytest.fixture(scope="module")

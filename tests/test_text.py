@@ -258,7 +258,7 @@ def test_the_fsts_run_beside_the_service_not_in_it(normalizer: TextNormalizer) -
     """pynini holds the GIL for a whole call (0.7 s for these numbers): in the service's process every
     thread and the event loop would stop for as long. In the FST process they tick on; and a process
     that dies is replaced."""
-    from voxserve.text.fsts import FSTS
+    from voxserve.fsts import FSTS
 
     numbers = "12345 " * 40
     gaps: list[float] = []

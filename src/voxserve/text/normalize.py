@@ -7,7 +7,7 @@ kept, ``555-1234`` read as a range or subtraction, ``$3.50`` read as "three
 point five dollars", ``St.`` and decades like ``1990s`` left alone.
 Japanese text passes through: its front end reads numbers itself.
 
-The FSTs run in a process of their own (:mod:`voxserve.text.fsts`).
+The FSTs run in a process of their own (:mod:`voxserve.fsts`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 import re
 from collections.abc import Callable
 
-from voxserve.text.fsts import FSTS
+from voxserve.fsts import FSTS
 from voxserve.text.markup import ANY_MARK, has_marks
 
 log = logging.getLogger(__name__)

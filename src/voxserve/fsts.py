@@ -5,7 +5,8 @@ numbers): in a thread of the service it would stall the event loop and every
 other thread for as long. In a child process (a plain ``python -c`` command,
 so nothing of the parent's ``__main__`` is run again, as multiprocessing's
 ``spawn`` would) it stalls nobody. One child serves every normalizer of a process, a request at a
-time, as the GIL made them take turns before; one that dies is started again.
+time, as the GIL made them take turns before; one that dies is started again. The module lives
+outside ``voxserve.text`` so that the child imports only what it runs.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class FstProcess:
     def _running(self) -> subprocess.Popen[str]:
         if self._child is None or self._child.poll() is not None:
             child = subprocess.Popen(
-                [sys.executable, "-c", "from voxserve.text.fsts import main; main()"],
+                [sys.executable, "-c", "from voxserve.fsts import main; main()"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
