@@ -220,7 +220,7 @@ def test_out_of_memory_under_load_is_backed_off_from(tmp_path: Path) -> None:
         assert [answer.status_code for answer in answers] == [200] * 4, [a.text for a in answers]
         (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
         assert instance["healthy"] and instance["limit"] == 1
-    assert behaviour.out_of_memory >= 2 and behaviour.served == 4
+    assert behaviour.out_of_memory >= 1 and behaviour.served == 4
 
 
 def test_cosyvoice1_refuses_what_its_model_would_fail_on(tmp_path: Path) -> None:

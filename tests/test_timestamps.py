@@ -101,8 +101,10 @@ def test_captions_of_a_hundred_thousand_segments(tmp_path: Path) -> None:
     """A book's worth of segments (two days of audio): every cue, in order, in each format."""
 
     log = SegmentLog(tmp_path / "timeline.jsonl")
-    for index in [*range(1, 100_000), 0]:  # the first logged last, as a resumed job may
-        log.append({"index": index, "start": index * 2.0, "end": index * 2.0 + 1.5, "text": f"Line {index}."})
+    lines = [
+        {"index": i, "start": i * 2.0, "end": i * 2.0 + 1.5, "text": f"Line {i}."} for i in range(100_000)
+    ]
+    log.path.write_text("".join(json.dumps(line) + "\n" for line in [*lines[1:], lines[0]]))  # first last
     log.keep(100_000)
     paths = {name: tmp_path / f"book.{name}" for name in ("srt", "vtt", "json")}
     log.write_captions(paths)
