@@ -61,21 +61,24 @@ run: $(STAMP) system
 
 ## Install what the tests need, check style and types, run the whole suite.
 test: $(TEST_STAMP) test-system $(HELM) $(TRITON_PYTHON)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench harness
+	$(BIN)/ruff format --check src tests bench harness
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 ## The fast layer: lint, types and every test that starts no real process or model (under 90 s).
 check: $(TEST_STAMP) system
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench harness
+	$(BIN)/ruff format --check src tests bench harness
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -m "not integration"
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench harness
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## Rerun the benchmarks; each prints a table (the overload comparison needs Debian's nginx).
 bench: $(TEST_STAMP)

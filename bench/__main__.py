@@ -53,6 +53,8 @@ from typing import Annotated
 
 import httpx
 import typer
+from harness.server import NO_CACHE, running_server, timed_speech
+from harness.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
 from rich.console import Console
 from rich.table import Table
 
@@ -69,8 +71,6 @@ from bench import queue as bench_queue
 from bench import triton as bench_triton
 from bench import voices as bench_voices
 from bench.sentences import RANKING
-from bench.server import NO_CACHE, running_server, timed_speech
-from bench.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
 from voxserve.config import Settings
 from voxserve.pipeline import SpeechRequest, Stats
 from voxserve.services import Services

@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.instances import engine_instances
-from bench.server import NO_CACHE, start_server
+from harness.instances import engine_instances
+from harness.server import NO_CACHE, start_server
+
 from voxserve.batch.manifest import Item
 from voxserve.batch.run import Batch, BatchOptions
 from voxserve.client import AsyncClient, Retry

@@ -41,11 +41,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from bench.instances import ROOT, engine_instances, instance_command, wait_listening
-from bench.redisproc import PrivateRedis
-from bench.server import NO_CACHE, VOXSERVE, Process, start, start_server
-from bench.texts import SHORT_TEXTS
+from harness.instances import ROOT, engine_instances, instance_command, wait_listening
+from harness.redisproc import PrivateRedis
+from harness.server import NO_CACHE, VOXSERVE, Process, start, start_server
+from harness.texts import SHORT_TEXTS
 
 CYCLE = 120.0  # seconds: every fault once
 GATEWAYS = ("gateway-a", "gateway-b")

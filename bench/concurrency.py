@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from harness.server import NO_CACHE, running_server, timed_speech
+from harness.texts import SHORT_TEXTS
 from rich.console import Console
 from rich.table import Table
-
-from bench.server import NO_CACHE, running_server, timed_speech
-from bench.texts import SHORT_TEXTS
 
 RATE = 24000
 VOICE = "jm_kumo"

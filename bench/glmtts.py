@@ -24,14 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.instances import glmtts_apps, glmtts_checkout
-from bench.texts import CHINESE_TEXT
+from harness.instances import glmtts_apps, glmtts_checkout
+from harness.texts import CHINESE_TEXT
+
 from voxserve.audio.pcm import wav_bytes
-from voxserve.config import EngineSettings
 from voxserve.engines import Engine, SegmentRequest
 from voxserve.engines.glmtts import GlmTtsBatchEngine
 from voxserve.engines.kind import BuildContext
-from voxserve.engines.registry import build_engine
+from voxserve.engines.settings import EngineSettings
+from voxserve.registry import build_engine
 from voxserve.routing import Pool
 
 PROMPT_TEXT = "他当时还跟线下其他的站姐吵架，然后，打架进局子了。"

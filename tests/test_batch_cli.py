@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import httpx
 import pytest
-from bench.server import VOXSERVE, start_server
+from harness.server import VOXSERVE, start_server
 
 from tests.support.audio import decode
 from tests.support.signals import GOOD
@@ -170,7 +170,7 @@ def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> No
 
 def test_a_capacity_limited_faulty_engine_gets_every_item_made(tmp_path: Path) -> None:
     """The seed's set-up: an engine that runs out of memory past 3 at once and fails 10 % at random."""
-    from bench.instances import engine_instances
+    from harness.instances import engine_instances
 
     with engine_instances(1, capacity=3, seconds_per_char=0.002, error_rate=0.1) as found:
         config = tmp_path / "voxserve.toml"

@@ -11,7 +11,7 @@ import wave
 from pathlib import Path
 
 import pytest
-from bench.server import VOXSERVE
+from harness.server import VOXSERVE
 
 from tests.support.audio import assert_speech_like, decode
 

@@ -18,12 +18,13 @@ from pydantic import ValidationError
 
 from tests.support.api import ready_client
 from tests.support.audio import decode
-from voxserve.config import ESPEAK_NG_OPTIONS, EngineSettings, Settings
+from voxserve.config import ESPEAK_NG_OPTIONS, Settings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.command import CommandEngine, CommandOptions, discovered
 from voxserve.engines.kind import BuildContext
-from voxserve.engines.registry import build_engine
+from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
+from voxserve.registry import build_engine
 from voxserve.storage import LocalStore
 
 PROGRAM = Path(__file__).parent / "servers" / "speech_cli.py"

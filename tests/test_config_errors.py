@@ -10,10 +10,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from typer.testing import CliRunner
 
+from voxserve.batch.jobs_cli import jobs_table
 from voxserve.cli import app
-from voxserve.client.jobs_cli import jobs_table
 from voxserve.config import CONFIG_FILE_ENV, Settings, load_settings
 from voxserve.config_errors import explain, unknown_variables
+from voxserve.engines.settings import EngineSettings
+from voxserve.registry import check_engines
 
 
 @pytest.fixture
@@ -24,9 +26,7 @@ def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_bad_file_is_explained_key_by_key(config_file: Path) -> None:
-    config_file.write_text(
-        'prot = 9000\nlog_level = "loud"\n[jobs]\nworkers = "two"\n[[engines]]\nname = "k"\nkind = "kokro"\n'
-    )
+    config_file.write_text('prot = 9000\nlog_level = "loud"\n[jobs]\nworkers = "two"\n')
     with pytest.raises(ValidationError) as raised:
         load_settings(config_file)
     lines = explain(raised.value, Settings, config_file).splitlines()
@@ -34,10 +34,15 @@ def test_a_bad_file_is_explained_key_by_key(config_file: Path) -> None:
     levels = "'DEBUG', 'INFO', 'WARNING', 'ERROR' or 'CRITICAL'"
     assert f"{config_file}: log_level: Input should be {levels} (got 'LOUD')" in lines
     assert any(line.startswith(f"{config_file}: jobs.workers:") and "(got 'two')" in line for line in lines)
-    assert any(
-        "engine kind 'kokro' is not known" in line and "did you mean kokoro?" in line for line in lines
-    )
     assert not any("pydantic.dev" in line for line in lines), "no links to the library's internals"
+
+
+def test_engine_tables_are_checked_where_engines_are_built() -> None:
+    """A kind's options are its own business: settings parse without the engines, and the
+    registry refuses a bad table before anything is built, naming it and the closest kind."""
+    settings = Settings(engines=[EngineSettings(name="k", kind="kokro")])
+    with pytest.raises(ValueError, match=r"\[\[engines\]\] 'k' \(kind 'kokro'\): .*did you mean kokoro\?"):
+        check_engines(settings)
 
 
 def test_unknown_variables_are_named_with_the_closest_setting() -> None:

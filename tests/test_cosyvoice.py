@@ -11,16 +11,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
+from harness.servers.cosyvoice import Model, cosyvoice_app
+from harness.servers.engines import Behaviour, serving, tone
 
-from tests.servers.cosyvoice import Model, cosyvoice_app
-from tests.servers.engines import Behaviour, serving, tone
 from tests.support.api import SPEECH, assert_error, ready_client
 from tests.support.audio import decode
 from tests.support.signals import GOOD
-from voxserve.config import EngineSettings, Settings
+from voxserve.config import Settings
 from voxserve.engines.cosyvoice import CosyVoiceOptions
 from voxserve.engines.cosyvoice.options import Generation
+from voxserve.engines.settings import EngineSettings
+from voxserve.registry import check_engine
 
 PROMPT_TEXT = "希望你以后能够做的比我还好呦。"
 TEXT = "今天天气很好，我们一起去公园散步吧。"
@@ -89,8 +90,8 @@ def speak(client: Any, **body: Any) -> Any:
     ],
 )
 def test_tables_that_cannot_work_fail_when_settings_load(options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValidationError) as caught:
-        EngineSettings(name="cosy", kind="cosyvoice", url="http://gpu1:50000", options=options)
+    with pytest.raises(ValueError) as caught:
+        check_engine(EngineSettings(name="cosy", kind="cosyvoice", url="http://gpu1:50000", options=options))
     assert message in str(caught.value)
 
 

@@ -1,7 +1,7 @@
 """CosyVoice2/3 through upstream's Triton runtime, against a real Triton server (PyTriton's build).
 
 The server holds stand-in models bound under upstream's tensor names and types
-(``tests/servers/cosyvoice_triton.py``): ``cosyvoice3`` offline (HTTP), ``cosyvoice2`` decoupled
+(``harness/servers/cosyvoice_triton.py``): ``cosyvoice3`` offline (HTTP), ``cosyvoice2`` decoupled
 (gRPC streaming). ``make test`` installs ``nvidia-pytriton`` into its own environment
 (``.venv/tools/triton``): it needs numpy below 2, which voxserve's own environment is past.
 """
@@ -16,17 +16,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bench.instances import TRITON_PYTHON, triton_server
-from bench.server import free_port
+from harness.instances import TRITON_PYTHON, triton_server
+from harness.server import free_port
 
 from tests.support.api import SPEECH, ready_client
 from tests.support.audio import decode
 from tests.support.signals import GOOD
-from voxserve.config import EngineSettings, Settings
+from voxserve.config import Settings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceOptions
 from voxserve.engines.cosyvoice.triton import CosyVoiceTriton
 from voxserve.engines.prompts import Prompts
+from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineOverloaded, EngineUnavailable
 
 TEXT = "今天天气很好，我们一起去公园散步吧。"

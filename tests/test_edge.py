@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 import websockets.sync.client
-from bench.instances import ROOT, wait_listening
-from bench.server import Process, free_port, start_server
+from harness.instances import ROOT, wait_listening
+from harness.server import Process, free_port, start_server
 
 from tests.support.audio import decode
 

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI, Response
-from pydantic import ValidationError
+from harness.servers.engines import serving, tone
 
-from tests.servers.engines import serving, tone
 from tests.support.api import ready_client
 from tests.support.audio import decode
+from voxserve import registry
 from voxserve.audio import FORMATS, StreamEncoder
-from voxserve.config import EngineSettings, Settings
-from voxserve.engines import registry
+from voxserve.config import Settings
 from voxserve.engines.fake import FakeEngine, FakeOptions
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
-from voxserve.engines.registry import build_engine, kinds
+from voxserve.engines.settings import EngineSettings
+from voxserve.registry import build_engine, check_engines, kinds
 
 GLM_VOICES = {"a": {"audio": "/a.wav", "text": "一二三"}}
 
@@ -92,15 +92,15 @@ def test_every_engine_module_is_a_kind() -> None:
 def test_a_bad_table_fails_when_settings_load_naming_table_and_field(
     table: dict[str, object], message: str
 ) -> None:
-    with pytest.raises(ValidationError, match=message) as raised:
-        Settings(engines=[{"name": "mine", **table}])
+    with pytest.raises(ValueError, match=message) as raised:
+        check_engines(Settings(engines=[{"name": "mine", **table}]))
     assert "[[engines]] 'mine'" in str(raised.value)
 
 
 def test_environment_settings_are_checked_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOXSERVE_ENGINES", '[{"name": "f", "kind": "fake", "options": {"languages": "en"}}]')
-    with pytest.raises(ValidationError, match=r"\[\[engines\]\] 'f' \(kind 'fake'\): options\.languages"):
-        Settings()
+    with pytest.raises(ValueError, match=r"\[\[engines\]\] 'f' \(kind 'fake'\): options\.languages"):
+        check_engines(Settings())
 
 
 def test_checked_options_reach_the_engine(tmp_path: Path) -> None:
@@ -131,8 +131,8 @@ def test_an_installed_distribution_adds_a_kind(monkeypatch: pytest.MonkeyPatch, 
         settings = Settings(engines=[{"name": "e", "kind": "echo", "options": {"rate": 8000}}])
         engine = build_engine(settings.engines[0], BuildContext(ThreadPoolExecutor(1), tmp_path, 1))
         assert engine.capabilities.sample_rate == 8000
-        with pytest.raises(ValidationError, match=r"options\.rate: Input should be a valid integer"):
-            Settings(engines=[{"name": "e", "kind": "echo", "options": {"rate": "x"}}])
+        with pytest.raises(ValueError, match=r"options\.rate: Input should be a valid integer"):
+            check_engines(Settings(engines=[{"name": "e", "kind": "echo", "options": {"rate": "x"}}]))
     finally:
         registry.kinds.cache_clear()
 

@@ -11,15 +11,16 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from pydantic import ValidationError
+from harness.servers.engines import Behaviour, serving, tone
+from harness.servers.fishspeech import SAMPLE_RATE, fishspeech_app
 
-from tests.servers.engines import Behaviour, serving, tone
-from tests.servers.fishspeech import SAMPLE_RATE, fishspeech_app
 from tests.support.api import SPEECH, assert_error, ready_client
 from tests.support.audio import decode
 from tests.support.signals import GOOD
-from voxserve.config import EngineSettings, Settings
+from voxserve.config import Settings
 from voxserve.engines.fishspeech import FishSpeechEngine, FishSpeechOptions, raw_wav_stream
+from voxserve.engines.settings import EngineSettings
+from voxserve.registry import check_engine
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 
@@ -105,9 +106,8 @@ async def test_health_carries_the_key_and_a_header_is_skipped_if_one_comes() -> 
 
 def test_reference_ids_its_server_would_refuse_fail_when_settings_load() -> None:
     """Its server checks an id after the 200 (``_validate_id``): every answer would break."""
-    with pytest.raises(
-        ValidationError, match=re.escape("'旁白', 'host.v2': fish-speech names references with")
-    ):
-        EngineSettings(
-            name="fish", kind="fishspeech", url="http://x", options={"voices": ["ok id", "旁白", "host.v2"]}
-        )
+    table = EngineSettings(
+        name="fish", kind="fishspeech", url="http://x", options={"voices": ["ok id", "旁白", "host.v2"]}
+    )
+    with pytest.raises(ValueError, match=re.escape("'旁白', 'host.v2': fish-speech names references with")):
+        check_engine(table)

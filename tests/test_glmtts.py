@@ -14,19 +14,20 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bench.instances import glmtts_checkout
 from fastapi.testclient import TestClient
+from harness.instances import glmtts_checkout
 
 from tests.support.api import assert_error, ready_client, submit, wait_for
 from tests.support.audio import decode
 from tests.support.signals import GOOD, tone
 from voxserve.audio import FORMATS, StreamEncoder
-from voxserve.config import EngineSettings, Settings
+from voxserve.config import Settings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.glmtts import GlmTtsBatchEngine
 from voxserve.engines.kind import BuildContext
-from voxserve.engines.registry import build_engine
+from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
+from voxserve.registry import build_engine
 
 PROMPT_TEXT = "他当时还跟线下其他的站姐吵架，然后，打架进局子了。"
 

@@ -21,22 +21,22 @@ import av
 import httpx
 import numpy as np
 import pytest
-from bench.loop import silent_flac, status_kb
-from bench.server import start_server
 from fastapi import FastAPI
 from fastapi.responses import Response, StreamingResponse
 from fastapi.testclient import TestClient
+from harness.probes import silent_flac, status_kb
+from harness.server import start_server
+from harness.servers.engines import serving
 
-from tests.servers.engines import serving
 from tests.support.api import LOCAL, SPEECH, ClientFactory, assert_error, ready_client, submit, wait_for
 from tests.support.audio import decode
 from voxserve.api import create_app
 from voxserve.audio.pcm import wav_bytes
 from voxserve.config import Settings
 from voxserve.engines import SegmentRequest
-from voxserve.engines.base import PCM, Capabilities, VoiceInfo
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
 from voxserve.engines.fake import FakeEngine
+from voxserve.values import PCM, Capabilities, VoiceInfo
 
 FAKE_ONLY = {
     "VOXSERVE_ENGINES": json.dumps([{"name": "fake", "kind": "fake", "options": {"cloning": True}}]),

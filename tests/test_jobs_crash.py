@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 import pytest
-from bench.server import Process, start, start_server
-from bench.texts import SHORT_TEXTS
 from faster_whisper import WhisperModel
+from harness.server import Process, start, start_server
+from harness.texts import SHORT_TEXTS
 
 from tests.support.audio import decode, word_error_rate
 

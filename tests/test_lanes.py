@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
 from voxserve.engines.embedded import EmbeddedEngine
+from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo
 
 SPEECH, JOB = 10, 0  # priorities: a synchronous request's segments go before a job's
 

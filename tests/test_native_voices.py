@@ -9,8 +9,8 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from bench.quality import Listener
 from faster_whisper import WhisperModel
+from harness.listening import Listener
 
 from tests.support.api import SPEECH
 from tests.support.audio import assert_speech_like, decode

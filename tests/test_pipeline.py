@@ -113,7 +113,7 @@ async def test_not_ready_engine_is_503(pipeline: Pipeline) -> None:
 
 async def test_openai_names_map_onto_voices(pipeline: Pipeline) -> None:
     plan = pipeline.plan(SpeechRequest(input="hello", model="fake", voice="alloy"))
-    assert plan.voice == "tone"
+    assert plan.voice.id == "tone"
 
 
 async def test_options_an_engine_cannot_honour_are_reported(pipeline: Pipeline) -> None:

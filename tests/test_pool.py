@@ -11,11 +11,11 @@ from contextlib import ExitStack
 
 import numpy as np
 import pytest
-from bench.instances import engine_instances
-from bench.loop import record_waits
+from harness.instances import engine_instances
+from harness.probes import record_waits
+from harness.servers.cosyvoice import cosyvoice_app
+from harness.servers.engines import Behaviour, serving, tone
 
-from tests.servers.cosyvoice import cosyvoice_app
-from tests.servers.engines import Behaviour, serving, tone
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceOptions, CosyVoiceRuntime
 from voxserve.engines.remote import default_client

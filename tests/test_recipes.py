@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.servers.coqui import coqui_app
+from harness.servers.engines import Behaviour, serving, tone
+from harness.servers.kokoro_fastapi import kokoro_fastapi_app
 
-from tests.servers.coqui import coqui_app
-from tests.servers.engines import Behaviour, serving, tone
-from tests.servers.kokoro_fastapi import kokoro_fastapi_app
 from tests.support.api import SPEECH, assert_error, ready_client
 from tests.support.audio import decode
 from voxserve.config import Settings

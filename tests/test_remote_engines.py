@@ -13,19 +13,20 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from harness.servers.cosyvoice import Model, cosyvoice_app
+from harness.servers.engines import Behaviour, emotivoice_app, openai_app, serving, tone
 
-from tests.servers.cosyvoice import Model, cosyvoice_app
-from tests.servers.engines import Behaviour, emotivoice_app, openai_app, serving, tone
 from tests.support.api import ready_client
 from tests.support.audio import decode
 from tests.support.signals import dominant_frequency
 from voxserve.audio.pcm import wav_bytes
-from voxserve.config import EngineSettings, Settings
+from voxserve.config import Settings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceOptions, CosyVoiceRuntime
 from voxserve.engines.emotivoice import EmotiVoiceEngine, EmotiVoiceOptions
 from voxserve.engines.openai import OpenAIEngine, OpenAIOptions
 from voxserve.engines.remote import RemoteEngine, default_client
+from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineFailed, EngineOverloaded, EngineRejected, EngineTimeout, EngineUnavailable
 
 TEXT = "你好，今天天气很好。"
@@ -217,7 +218,7 @@ async def test_a_kept_alive_connection_the_server_closed_is_tried_once_more() ->
 
 
 async def test_refused_connection_is_unavailable() -> None:
-    from bench.server import free_port
+    from harness.server import free_port
 
     engine = cosyvoice(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(EngineUnavailable, match="unreachable"):

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from bench.server import VOXSERVE, start_server
+from harness.server import VOXSERVE, start_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode

@@ -122,7 +122,7 @@ def test_the_fake_engine_is_called_once_per_segment(fake_client: TestClient, fak
 
 def test_speech_against_an_openai_compatible_server() -> None:
     """Only OpenAI's fields are sent unless more are asked for: a strict OpenAI server accepts it."""
-    from tests.servers.engines import Behaviour, openai_app, serving
+    from harness.servers.engines import Behaviour, openai_app, serving
 
     behaviour = Behaviour()
     with serving(openai_app(behaviour)) as url, Client(url, api_key="sk-test", retry=QUICK) as client:

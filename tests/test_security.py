@@ -412,11 +412,11 @@ def test_jobs_of_a_key_end_with_its_usage(deploy: Callable[..., Deployment]) -> 
 
 @pytest.fixture(params=["memory", "redis"])
 async def limiter(request: pytest.FixtureRequest, shared_redis: str) -> Any:
+    from voxserve.config import Backend
     from voxserve.security.quotas import open_limiter
 
-    quotas = open_limiter(
-        "memory://" if request.param == "memory" else "redis://127.0.0.1:6379/0", shared_redis
-    )
+    backend = Backend("memory") if request.param == "memory" else Backend("redis", "redis://127.0.0.1:6379/0")
+    quotas = open_limiter(backend, shared_redis)
     yield quotas
     await quotas.close()
 

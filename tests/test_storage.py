@@ -22,9 +22,9 @@ import boto3
 import httpx
 import numpy as np
 import pytest
-from bench.server import free_port, start, start_server
-from bench.texts import SHORT_TEXTS
 from botocore.config import Config
+from harness.server import free_port, start, start_server
+from harness.texts import SHORT_TEXTS
 
 from tests.support.audio import decode
 from tests.support.signals import voice_like

@@ -4,13 +4,15 @@ that was told it failed (a Redis of its own, paused with SIGSTOP)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from bench.redisproc import PrivateRedis
+from harness.redisproc import PrivateRedis
 
 from tests.support.api import JOB_TEXT, assert_error, ready_client
 from voxserve import redisconn
@@ -20,6 +22,7 @@ from voxserve.jobs import redis as job_redis
 from voxserve.security import quotas
 from voxserve.security.quotas import RedisQuotas
 from voxserve.security.store import RedisKeyStore
+from voxserve.services import build_guard
 
 TIMEOUT = 1.5  # the store's timeout in these tests (5 s in service): a paused Redis is a 503 this soon
 
@@ -120,3 +123,48 @@ async def test_a_refund_leaves_a_window_that_began_after_its_charge_alone(paused
     await limiter.refund(old)
     assert await _remaining(limiter, quota) == 700, "yesterday's refund is not taken from today"
     await limiter.close()
+
+
+#: Another process of the same deployment: it admits requests against the settings' limits store.
+OTHER_REPLICA = """
+import asyncio, json, sys
+from voxserve.config import Quota, Settings
+from voxserve.errors import RateLimited
+from voxserve.security.quotas import open_limiter
+
+async def main() -> None:
+    settings = Settings(jobs={"queue_url": sys.argv[1]})
+    limiter = open_limiter(settings.limits_backend)
+    answers = []
+    for _ in range(3):
+        try:
+            await limiter.admit("key:shared", Quota(requests_per_minute=5))
+            answers.append("admitted")
+        except RateLimited:
+            answers.append("refused")
+    await limiter.close()
+    print(json.dumps(answers))
+
+asyncio.run(main())
+"""
+
+
+async def test_a_queue_on_a_unix_socket_shares_one_quota_between_processes(tmp_path: Path) -> None:
+    """``unix://`` is a Redis like ``redis://``: its quotas are counted there, so two processes
+    (replicas, or a gateway and a worker) allow the quota once between them, not once each."""
+    server = PrivateRedis(tmp_path / "r", unix_socket=True)
+    server.start()
+    try:
+        settings = Settings(jobs={"queue_url": server.url})
+        assert settings.limits_backend.kind == "redis" and settings.queue_backend.location == server.url
+        guard = build_guard(settings.model_copy(update={"data_dir": tmp_path}))  # as `serve` builds it
+        for _ in range(3):
+            await guard.limiter.admit("key:shared", Quota(requests_per_minute=5))
+        await guard.close()
+        other = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", OTHER_REPLICA, server.url, stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await other.communicate()
+        assert json.loads(out) == ["admitted", "admitted", "refused"]
+    finally:
+        server.stop()

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
+from harness.servers.engines import serving
 
-from tests.servers.engines import serving
 from tests.support.api import assert_error, ready_client
 from tests.support.audio import assert_speech_like, decode
 from tests.support.signals import GOOD, voice_like

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxserve.engines.base import PCM, SegmentRequest
+from voxserve.values import PCM, SegmentRequest
 
 log = logging.getLogger(__name__)
 

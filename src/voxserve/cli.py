@@ -27,7 +27,7 @@ from rich.table import Table
 
 from voxserve.batch.cli import batch as batch_command
 from voxserve.batch.cli import book as book_command
-from voxserve.client.jobs_cli import UrlOption, jobs_app, voxserve
+from voxserve.batch.jobs_cli import UrlOption, jobs_app, voxserve
 from voxserve.client.outputs import EXTENSIONS, output_format
 from voxserve.client.sync import DEFAULT_URL
 from voxserve.request import bounds
@@ -70,13 +70,14 @@ def _settings(config: Path | None, **flags: object) -> Settings:
     """The settings, or each mistake in them said plainly (file, key, what is allowed) and exit 2."""
     from voxserve.config import CONFIG_FILE_ENV, Settings, load_settings
     from voxserve.config_errors import explain, unknown_variables
+    from voxserve.registry import check_engines
 
     for warning in unknown_variables(Settings):
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    source = config or (Path(os.environ[CONFIG_FILE_ENV]) if CONFIG_FILE_ENV in os.environ else None)
     try:
-        return load_settings(config, **flags)
+        settings = load_settings(config, **flags)
     except ValidationError as exc:
-        source = config or (Path(os.environ[CONFIG_FILE_ENV]) if CONFIG_FILE_ENV in os.environ else None)
         console.print(
             f"[red]error: the settings are not valid[/red]\n{escape(explain(exc, Settings, source))}"
         )
@@ -84,6 +85,13 @@ def _settings(config: Path | None, **flags: object) -> Settings:
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    try:
+        check_engines(settings)
+    except ValueError as exc:
+        where = f"{source}: " if source else ""
+        console.print(f"[red]error: the settings are not valid[/red]\n{escape(where + str(exc))}")
+        raise typer.Exit(2) from exc
+    return settings
 
 
 @app.command()

@@ -9,17 +9,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from voxserve.engines.settings import EngineSettings
 
 CONFIG_FILE_ENV = "VOXSERVE_CONFIG"
 
@@ -134,51 +137,30 @@ DEFAULT_MODEL_ALIASES: dict[str, str] = {
 }
 
 
-class EngineSettings(BaseModel):
-    """One engine to load. ``kind`` picks the implementation, ``name`` is what clients ask for.
+#: The URL schemes redis-py opens: TCP, TLS, and a unix socket.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+SQLITE_SCHEME = "sqlite:///"
+MEMORY_URL = "memory://"
 
-    Remote kinds run as a pool over ``instances`` (``url`` is one instance)
-    and ``backup`` instances that take traffic only when no primary is healthy.
-    """
 
-    name: str
-    kind: str
-    url: str | None = Field(default=None, description="base URL of a remote engine's server (one instance)")
-    instances: list[str] = Field(default_factory=list, description="base URLs of a remote engine's instances")
-    backup: list[str] = Field(default_factory=list, description="used only when no instance is healthy")
-    max_concurrency: int | Literal["auto"] | None = Field(
-        default=None, description="per instance; 'auto' (remote default) finds it from latency and errors"
-    )
-    read_timeout: float = Field(default=300.0, gt=0, description="seconds a remote engine may stay silent")
-    queue_timeout: float = Field(
-        default=30.0, gt=0, description="longest wait for a free instance (embedded: 503 busy after it)"
-    )
-    max_queue: int = Field(default=1000, ge=1)
-    attempts: int = Field(default=3, ge=1, le=10, description="tries per segment, on other instances")
-    health_interval: float = Field(default=5.0, gt=0)
-    health_timeout: float = Field(default=2.0, gt=0)
-    failures_to_eject: int = Field(default=3, ge=1)
-    successes_to_return: int = Field(default=2, ge=1)
-    threads: int | None = Field(default=None, ge=1, description="inference threads (default: cores)")
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="the kind's own settings, checked against its options model"
-    )
+@dataclass(frozen=True)
+class Backend:
+    """Where a store keeps its state, read once from its setting: a SQLite file, a Redis (the URL
+    redis-py opens), or this process's memory (limits only: each replica would count alone)."""
 
-    @model_validator(mode="after")
-    def _kind_and_options(self) -> EngineSettings:
-        """A bad kind or option fails when settings load, naming the table and field."""
-        from voxserve.engines.registry import check_engine  # engine modules import this one
-
-        check_engine(self)
-        return self
+    kind: Literal["sqlite", "redis", "memory"]
+    location: str = ""  # the file, or the Redis URL
 
     @property
-    def urls(self) -> list[str]:
-        return [*([self.url] if self.url else []), *self.instances]
+    def shared(self) -> bool:
+        """Whether several processes (replicas, workers) see one state through it."""
+        return self.kind == "redis"
 
-    @property
-    def fixed_concurrency(self) -> int | None:
-        return self.max_concurrency if isinstance(self.max_concurrency, int) else None
+
+def _store_url(url: str | None, allowed: tuple[str, ...], setting: str) -> str | None:
+    if url is not None and not url.startswith(allowed):
+        raise ValueError(f"{setting} must start with {', '.join(allowed)}; got {url!r}")
+    return url
 
 
 #: Debian's espeak-ng as a ``command`` engine: every language it knows (100+), found at load.
@@ -251,6 +233,11 @@ class JobSettings(BaseModel):
         default=20 * 1024**3, ge=0, description="refuse new jobs, and fail running ones, beyond this"
     )
     janitor_interval_seconds: float = Field(default=600.0, gt=0)
+
+    @field_validator("queue_url")
+    @classmethod
+    def _known_queue(cls, url: str | None) -> str | None:
+        return _store_url(url, (*REDIS_SCHEMES, SQLITE_SCHEME), "jobs.queue_url")
 
 
 class StorageSettings(BaseModel):
@@ -354,6 +341,12 @@ class LimitSettings(BaseModel):
         default=None,
         description="memory:// (one process) or redis://...; default: the job queue's Redis, else memory",
     )
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_limits(cls, url: str | None) -> str | None:
+        return _store_url(url, (MEMORY_URL, *REDIS_SCHEMES), "limits.storage_url")
+
     keys: Quota = Field(
         default_factory=lambda: Quota(requests_per_minute=600, concurrent_streams=8),
         description="every key's limits, unless the key sets its own",
@@ -448,13 +441,27 @@ class Settings(BaseSettings):
     def _level_in_capitals(cls, level: object) -> object:
         return level.upper() if isinstance(level, str) else level
 
-    @model_validator(mode="after")
-    def _servers_agree(self) -> Settings:
-        """Engines that share a server agree on what it keeps for all (GLM-TTS's sample rate)."""
-        from voxserve.engines.registry import check_shared_servers  # engine modules import this one
+    @property
+    def queue_backend(self) -> Backend:
+        """Where jobs and keys live: ``jobs.queue_url``, else SQLite in the data directory."""
+        url = self.jobs.queue_url
+        if url and url.startswith(REDIS_SCHEMES):
+            return Backend("redis", url)
+        if url:
+            return Backend("sqlite", url.removeprefix(SQLITE_SCHEME))
+        return Backend("sqlite", str(self.data_dir / "jobs.db"))
 
-        check_shared_servers(self.engines)
-        return self
+    @property
+    def limits_backend(self) -> Backend:
+        """Where quotas are counted: ``limits.storage_url``, else the job queue's Redis when there is
+        one (replicas share the counts), else this process's memory."""
+        url = self.limits.storage_url
+        if url == MEMORY_URL:
+            return Backend("memory")
+        if url:
+            return Backend("redis", url)
+        queue = self.queue_backend
+        return queue if queue.shared else Backend("memory")
 
     @field_validator("voice_aliases", mode="after")
     @classmethod

@@ -18,7 +18,7 @@ from functools import partial
 from voxserve import tracing
 from voxserve.audio import FORMATS, AudioFormat
 from voxserve.config import Settings
-from voxserve.engines.base import Capabilities, Engine, Reference
+from voxserve.engines.base import Engine
 from voxserve.errors import (
     AudioTooLong,
     CapabilityMissing,
@@ -29,11 +29,12 @@ from voxserve.errors import (
     UnsupportedValue,
 )
 from voxserve.request import SAMPLE_RATES, SpeechRequest
-from voxserve.selection import Selection, ignored_options
+from voxserve.selection import ChosenVoice, Selection, ignored_options
 from voxserve.text import TextNormalizer, detect_language, fit, is_speakable, language_code, lead, sentences
 from voxserve.text.markup import expand_ssml, has_marks, marked_language, split_pauses, strip_marks
 from voxserve.text.normalize import LONG_DIGITS
 from voxserve.text.segment import CLAUSE_MARK
+from voxserve.values import Capabilities
 from voxserve.voices import EVERYONE, Viewer
 
 #: Faster than any voice speaks at speed 1, so the planned estimate of audio is a lower bound.
@@ -63,8 +64,7 @@ class Plan:
 
     request: SpeechRequest
     engine: Engine
-    voice: str
-    reference: Reference | None
+    voice: ChosenVoice
     segments: tuple[Segment, ...]
     audio_format: AudioFormat
     output_rate: int
@@ -72,19 +72,12 @@ class Plan:
     tempo: float
     ignored: tuple[str, ...]
     max_audio_seconds: float
-    library_voice: str | None = None  # the id of the library voice it uses, if it uses one
-    library_name: str | None = None  # that voice's name (else its id): what the client knows it by
     priority: int = SPEECH_PRIORITY
     submitted: float = field(default_factory=time.monotonic)  # orders its segments in engine queues
 
     @property
     def chars(self) -> int:
         return len(self.request.input)
-
-    @property
-    def voice_label(self) -> str:
-        """The voice as the client knows it: a library voice's name, else the engine's voice."""
-        return self.library_name or self.voice
 
 
 def _check_instructions(engine: str, caps: Capabilities, cloned: bool) -> None:
@@ -147,11 +140,8 @@ class Planner:
                 param="language",
             )
         text = expand_ssml(request.input)
-        library_voice = self.selection.library_voice(request.voice, viewer)
-        cloned = library_voice is not None and library_voice.kind == "cloned"
-        reference = self.selection.voices.reference(library_voice) if cloned and library_voice else None
-        wanted = library_voice.blend if library_voice is not None and library_voice.blend else request.voice
-        engine, voice = self.selection.engine_and_voice(request, wanted, cloned, text)
+        engine, voice = self.selection.choose(request, text, viewer)
+        reference = voice.reference
         if require_ready and (not engine.ready or not self.normalizer.loaded):
             raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
         caps = engine.capabilities
@@ -185,7 +175,7 @@ class Planner:
             )
         segments = tuple(self._segments(request, text, engine, short_start))
         if reference is None:
-            segments = self._native_voices(segments, wanted, engine, voice)
+            segments = self._native_voices(segments, request.voice, engine, voice.id)
         if not segments:
             raise NothingToSay(
                 "input has pauses or markup but no words to speak; give some text", param="input"
@@ -204,7 +194,6 @@ class Planner:
             request=request,
             engine=engine,
             voice=voice,
-            reference=reference,
             segments=segments,
             audio_format=audio_format,
             output_rate=audio_format.output_rate(wanted_rate),
@@ -212,8 +201,6 @@ class Planner:
             tempo=request.speed / engine_speed,
             ignored=ignored_options(request, engine, text),
             max_audio_seconds=audio_limit,
-            library_voice=library_voice.id if library_voice else None,
-            library_name=(library_voice.name or library_voice.id) if library_voice else None,
             priority=priority,
         )
 

@@ -40,12 +40,13 @@ from voxserve.audio import (
 )
 from voxserve.cache import SegmentCache, cache_key
 from voxserve.config import Settings
-from voxserve.engines.base import PCM, BatchEngine, Engine, SegmentRequest, StreamAware
+from voxserve.engines.base import BatchEngine, Engine, StreamAware
 from voxserve.errors import AudioTooLong, EmptyAudio
 from voxserve.metrics import Metrics
 from voxserve.planning import Plan, Segment
 from voxserve.text import TextNormalizer, fit
 from voxserve.text.markup import strip_marks
+from voxserve.values import PCM, SegmentRequest
 
 T = TypeVar("T")
 
@@ -169,12 +170,13 @@ def requests_for(plan: Plan, segment: Segment, text: str, limit: int) -> list[Se
         SegmentRequest(
             text=piece,
             language=segment.language,
-            voice=segment.voice or plan.voice,
+            voice=segment.voice or plan.voice.id,
+            mix=() if segment.voice else plan.voice.mix,
             speed=plan.engine_speed,
             seed=plan.request.seed,
             emotion=plan.request.emotion,
             instructions=plan.request.instructions,
-            reference=plan.reference,
+            reference=plan.voice.reference,
             priority=plan.priority,
             submitted=plan.submitted,
         )
@@ -261,7 +263,7 @@ class Renderer:
     def _count(self, plan: Plan, stats: Stats, outcome: str, chars: int) -> None:
         """One synthesis in the metrics. Library voices count as one label value: their number grows
         with every upload, a label's values must not."""
-        engine, voice = plan.engine.name, "library" if plan.library_voice else plan.voice
+        engine, voice = plan.engine.name, plan.voice.metric_name
         self.metrics.requests.labels(engine, outcome).inc()
         self.metrics.audio_seconds.labels(engine, voice).inc(stats.audio_seconds)
         self.metrics.characters.labels(engine, voice).inc(chars)

@@ -18,13 +18,13 @@ from typing import Any, Literal
 from annotated_types import Ge, Gt, Le
 from pydantic import BaseModel, ConfigDict, Field
 
+from voxserve.client.outputs import ResponseFormat
 from voxserve.errors import InvalidRequest
 
 SPEED = (0.25, 4.0)
 PITCH = (-12.0, 12.0)  # semitones
 SEED = (0, 2**32 - 1)
 SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
-ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 #: "use" cached segments; "refresh": synthesize anew and store; "off": neither read nor store.
 CacheMode = Literal["use", "refresh", "off"]
 DUMP_VERSION = 1

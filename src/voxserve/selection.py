@@ -8,6 +8,7 @@ this module, so a name means the same thing at every door.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from voxserve.config import AUTO_MODEL, DEFAULT_VOICE, KOKORO_VOICE_NAME, Settings, voices_for
 from voxserve.engines.base import Engine
@@ -15,8 +16,31 @@ from voxserve.errors import CapabilityMissing, InvalidRequest, UnknownModel, Unk
 from voxserve.request import SpeechRequest
 from voxserve.text import is_speakable, language_code, languages_in
 from voxserve.text.markup import has_pronunciations, marked_language, strip_marks
+from voxserve.values import Reference
 from voxserve.voices import EVERYONE, Viewer, Voice, VoiceLibrary
 from voxserve.voices.blend import blend_parts_known, is_blend, parse_blend
+
+
+@dataclass(frozen=True)
+class ChosenVoice:
+    """The voice a request gets, decided once here; what the engine, the client, the logs and the
+    metrics are told all come from it."""
+
+    #: what the engine is told: one of its voices, or a blend formula of them
+    id: str
+    #: a blend's parts and weights, parsed once (the engine mixes these)
+    mix: tuple[tuple[str, float], ...] = ()
+    #: a cloned voice's recording (the engine's default voice speaks with it)
+    reference: Reference | None = None
+    #: the library voice used, by id (a job keeps this, so its worker finds exactly that voice)
+    library_id: str | None = None
+    #: what the client knows the voice as: a library voice's name (else its id), or ``id``
+    name: str = ""
+
+    @property
+    def metric_name(self) -> str:
+        """The name in metrics: library voices are the users' own and unbounded, so one label."""
+        return "library" if self.library_id else self.id
 
 
 def ignored_options(request: SpeechRequest, engine: Engine, text: str) -> tuple[str, ...]:
@@ -149,6 +173,25 @@ class Selection:
         if any(engine.capabilities.voice(name) for engine in self.engines.values()):
             return None
         return self.voices.get(name, viewer)
+
+    def choose(
+        self, request: SpeechRequest, text: str, viewer: Viewer = EVERYONE
+    ) -> tuple[Engine, ChosenVoice]:
+        """The engine and the voice for a request (``text``: its input with SSML expanded): a library
+        voice (a clone, or a saved blend), an engine's voice or blend, an alias, or the default."""
+        library_voice = self.library_voice(request.voice, viewer)
+        if library_voice is not None and library_voice.kind == "cloned":
+            engine, voice = self.engine_and_voice(request, None, True, text)
+            reference = self.voices.reference(library_voice)
+            name = library_voice.name or library_voice.id
+            return engine, ChosenVoice(voice, (), reference, library_voice.id, name)
+        wanted = library_voice.blend if library_voice is not None and library_voice.blend else request.voice
+        engine, voice = self.engine_and_voice(request, wanted, False, text)
+        mix = tuple(parse_blend(voice)) if is_blend(voice) else ()
+        if library_voice is None:
+            return engine, ChosenVoice(voice, mix, name=voice)
+        name = library_voice.name or library_voice.id
+        return engine, ChosenVoice(voice, mix, None, library_voice.id, name)
 
     def engine_and_voice(
         self, request: SpeechRequest, wanted: str | None, cloning: bool, text: str

@@ -21,7 +21,6 @@ from voxserve.cache import SegmentCache
 from voxserve.config import Settings
 from voxserve.engines import Engine
 from voxserve.engines.kind import BuildContext
-from voxserve.engines.registry import build_engine
 from voxserve.jobs import JobStore, open_store
 from voxserve.jobs.files import JobFiles
 from voxserve.jobs.janitor import run_janitor
@@ -30,6 +29,7 @@ from voxserve.jobs.worker import Worker, WorkerHealth, run_workers
 from voxserve.looplag import LoopLagMonitor
 from voxserve.metrics import Metrics, PoolCollector, RuntimeCollector, Snapshotting
 from voxserve.pipeline import Pipeline
+from voxserve.registry import build_engine, check_engines
 from voxserve.security.guard import Guard
 from voxserve.security.quotas import open_limiter
 from voxserve.security.store import open_key_store
@@ -70,6 +70,7 @@ class Services:
             initializer=_yield_to_the_loop,
         )
         if engines is None:
+            check_engines(settings)
             context = BuildContext(executor, settings.data_dir, os.cpu_count() or 1)
             engines = {e.name: build_engine(e, context) for e in settings.engines}
         metrics = Metrics()
@@ -86,7 +87,7 @@ class Services:
         pipeline = Pipeline(engines, TextNormalizer(), settings, executor, metrics, voices, cache)
         loop_lag = LoopLagMonitor(metrics.event_loop_lag.observe)
         jobs = settings.jobs
-        store = store or open_store(jobs.queue_url, settings.data_dir, jobs.queue_prefix)
+        store = store or open_store(settings.queue_backend, jobs.queue_prefix)
         files = JobFiles(settings.data_dir / "jobs", artifacts)
         services = cls(
             settings=settings,
@@ -191,11 +192,8 @@ def build_guard(settings: Settings) -> Guard:
     """Keys beside the jobs (SQLite file or Redis); limits counted in ``limits.storage_url``, else in the
     job queue's Redis when there is one (replicas share the counts), else in this process."""
     jobs = settings.jobs
-    keys = open_key_store(jobs.queue_url, settings.data_dir, jobs.queue_prefix)
-    shared = (
-        jobs.queue_url if jobs.queue_url and jobs.queue_url.startswith(("redis://", "rediss://")) else None
-    )
-    limiter = open_limiter(settings.limits.storage_url or shared or "memory://", jobs.queue_prefix)
+    keys = open_key_store(settings.queue_backend, jobs.queue_prefix)
+    limiter = open_limiter(settings.limits_backend, jobs.queue_prefix)
     return Guard(settings, keys, limiter)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from faster_whisper import WhisperModel
 from numpy.typing import NDArray
 
-from voxserve.audio.pcm import from_s16le
+from voxserve.values import from_s16le
 
 
 @dataclass

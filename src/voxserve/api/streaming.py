@@ -61,7 +61,7 @@ def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
     """
     headers = {
         "X-Voxserve-Engine": quote(plan.engine.name, safe=""),
-        "X-Voxserve-Voice": quote(plan.voice_label, safe=""),
+        "X-Voxserve-Voice": quote(plan.voice.name, safe=""),
         "Cache-Control": "no-store",
     }
     if plan.ignored:
@@ -77,7 +77,7 @@ def _log_line(request_id: str, plan: Plan, stats: Stats, outcome: str, caller: C
         "client": caller.client,
         "key_id": caller.key_id or "-",
         "engine": plan.engine.name,
-        "voice": plan.voice,
+        "voice": plan.voice.name,
         "format": plan.audio_format.name,
         "chars": plan.chars,
         "audio_s": round(stats.audio_seconds, 2),

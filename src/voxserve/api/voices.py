@@ -23,8 +23,9 @@ from voxserve.api.schemas import AUDIO_TYPES, audio_content
 from voxserve.api.stored import stored_response
 from voxserve.api.streaming import audio_response
 from voxserve.api.uploads import read_upload
+from voxserve.client.outputs import ResponseFormat
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
-from voxserve.request import ResponseFormat, SpeechRequest
+from voxserve.request import SpeechRequest
 from voxserve.security.guard import Principal
 from voxserve.services import Services
 from voxserve.voices.library import check_name

@@ -14,7 +14,7 @@ import av
 import av.filter
 import numpy as np
 
-from voxserve.engines.base import PCM
+from voxserve.values import PCM
 
 _ATEMPO_MIN, _ATEMPO_MAX = 0.5, 2.0  # one atempo stage; chained for more
 

@@ -23,7 +23,7 @@ import av
 import numpy as np
 
 from voxserve.audio.pcm import to_s16le
-from voxserve.engines.base import PCM
+from voxserve.values import PCM
 
 
 @dataclass(frozen=True)

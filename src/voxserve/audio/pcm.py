@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from voxserve.engines.base import PCM
+from voxserve.values import PCM
 
 TARGET_RMS = 0.1  # -20 dBFS: speech at a comfortable, consistent level
 PEAK_CEILING = 0.95  # never above -0.45 dBFS, so no engine's output clips
@@ -66,16 +66,6 @@ def fade(pcm: PCM, sample_rate: int) -> PCM:
 
 def silence(seconds: float, sample_rate: int) -> PCM:
     return np.zeros(round(seconds * sample_rate), dtype=np.float32)
-
-
-def from_s16(samples: NDArray[np.int16]) -> PCM:
-    """Signed 16-bit samples as float32 in [-1, 1)."""
-    return (samples.astype(np.float32) / 32768.0).astype(np.float32)
-
-
-def from_s16le(data: bytes) -> PCM:
-    """Little-endian signed 16-bit bytes (``pcm`` output, a job's PCM file) as float32."""
-    return from_s16(np.frombuffer(data, "<i2"))
 
 
 def to_s16le(pcm: PCM) -> bytes:

@@ -18,11 +18,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from voxserve.batch.jobs_cli import UrlOption
 from voxserve.batch.manifest import Item, ManifestError, read_manifest
 from voxserve.batch.results import RESULTS_CSV, RESULTS_JSONL, Result
 from voxserve.captions import CAPTION_FORMATS, file_name, render
 from voxserve.client import AsyncClient, Retry
-from voxserve.client.jobs_cli import UrlOption
 from voxserve.client.outputs import format_name
 from voxserve.client.sync import DEFAULT_URL
 

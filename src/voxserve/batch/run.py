@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voxserve.audio.decode import decode_audio
 from voxserve.batch.concurrency import AdaptiveLimit
 from voxserve.batch.manifest import Item
 from voxserve.batch.results import Result, read_results, write_results
 from voxserve.captions import CAPTION_FORMATS, file_name, render
 from voxserve.client import APIError, AsyncClient, ConnectionFailed
 from voxserve.client.files import atomic_file
-from voxserve.retry import backoff
+from voxserve.client.retry import backoff
+from voxserve.engines.decode import decode_audio
 
 #: Answers that say the servers are full: the limit shrinks (other failures say nothing about load).
 OVERLOADED = frozenset({429, 503, 504})

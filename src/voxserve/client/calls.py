@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from voxserve.client.errors import APIError, ConnectionFailed
-from voxserve.retry import backoff
+from voxserve.client.retry import backoff
 
 T = TypeVar("T")
 JSON = dict[str, Any]

@@ -4,9 +4,10 @@ and refuse a name that contradicts the format (MP3 bytes in a ``.wav``)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import get_args
+from typing import Literal, get_args
 
-from voxserve.request import ResponseFormat
+#: The audio formats the API answers in (the server's requests take theirs from here).
+ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 
 #: File extensions and the response format each one holds.
 EXTENSIONS: dict[str, str] = {

@@ -35,14 +35,15 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from voxserve.audio.decode import decode_audio
-from voxserve.config import EngineSettings
-from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest, voices_named
+from voxserve.engines.base import EngineBase
+from voxserve.engines.calls import CallStats
+from voxserve.engines.decode import decode_audio
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
 from voxserve.engines.process import run_program
+from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineError, EngineUnavailable
-from voxserve.routing.calls import CallStats
 from voxserve.text.language import language_code
+from voxserve.values import PCM, Capabilities, SegmentRequest, voices_named
 
 PLACEHOLDERS = frozenset({"text", "language", "voice", "output", "seed", "reference"})
 

@@ -3,7 +3,7 @@
 Models are blocking CPU work. They run in a thread pool that the application
 sizes to the machine's cores, never on the event loop, and each engine bounds
 how many of its calls run at once. Segments beyond that wait in line, in
-order (:class:`~voxserve.routing.admission.AdmissionQueue`, as in remote
+order (:class:`~voxserve.engines.admission.AdmissionQueue`, as in remote
 pools), for at most ``Waiting.timeout`` seconds: then 503 ``busy`` with
 Retry-After, instead of a client left without headers for minutes. A segment
 is the unit of work, so a cancelled request stops before its next segment,
@@ -33,10 +33,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
+from voxserve.engines.admission import AdmissionQueue, QueueFull, WaitTimeout
+from voxserve.engines.base import EngineBase
+from voxserve.engines.calls import CallStats
 from voxserve.errors import Busy, EngineError, NotReady
-from voxserve.routing.admission import AdmissionQueue, QueueFull, WaitTimeout
-from voxserve.routing.calls import CallStats
+from voxserve.values import PCM, Capabilities, SegmentRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

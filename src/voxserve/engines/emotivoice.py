@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator
 import httpx
 from pydantic import Field
 
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
 from voxserve.engines.remote import Call, RemoteEngine, RemoteOptions, remote_kind, whole_file
+from voxserve.values import PCM, Capabilities, SegmentRequest, voices_named
 
 #: voxserve's emotion names → the words EmotiVoice's Chinese style encoder was trained on
 #: (netease-youdao/EmotiVoice@bc2de8c, README and ``openaiapi.py``'s ``prompt``).

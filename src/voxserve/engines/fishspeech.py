@@ -34,12 +34,12 @@ from typing import Any
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from voxserve.config import EngineSettings
-from voxserve.engines.base import PCM, Capabilities, Engine, SegmentRequest, voices_named
-from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, pooled_servers
+from voxserve.engines.base import Engine
+from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Servers
 from voxserve.engines.prompts import Prompts, PromptVoice, configured_prompts
 from voxserve.engines.remote import Call, PcmStream, RemoteEngine, default_client
-from voxserve.routing import AdaptiveLimit
+from voxserve.engines.settings import EngineSettings
+from voxserve.values import PCM, Capabilities, SegmentRequest, voices_named
 
 UPSTREAM = "fishaudio/fish-speech@3dd1f85c402ee6f0a17c2971d3b0dd8d881ca139"
 WAV_HEADER = 44
@@ -159,13 +159,13 @@ class FishSpeechEngine(RemoteEngine):
         return response.status_code == 200
 
 
-def _build(config: EngineSettings, options: FishSpeechOptions, context: BuildContext) -> Engine:
+def _build(config: EngineSettings, options: FishSpeechOptions, context: BuildContext) -> Servers:
     prompts = configured_prompts(options.voices, context, config)
 
     def make(url: str) -> Engine:
         return FishSpeechEngine(config.name, default_client(url, config.read_timeout), options, prompts)
 
-    return pooled_servers(config, make, AdaptiveLimit)
+    return Servers(make)
 
 
 KIND = EngineKind(

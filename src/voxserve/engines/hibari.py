@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from voxserve.config import EngineSettings
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
 from voxserve.engines.kind import BuildContext, EngineKind, NoOptions, waiting_of
+from voxserve.engines.settings import EngineSettings
+from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo
 
 SAMPLE_RATE = 24000
 BUNDLED_VOICE = "heart"

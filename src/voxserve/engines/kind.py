@@ -18,12 +18,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from voxserve.config import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.embedded import Waiting
-from voxserve.routing import AdaptiveLimit, FixedLimit, Instance, Pool, PoolSettings, Role
-
-Limit = FixedLimit | AdaptiveLimit
+from voxserve.engines.settings import EngineSettings
 
 
 class EngineOptions(BaseModel):
@@ -53,12 +50,22 @@ class BuildContext:
 
 
 @dataclass(frozen=True)
+class Servers:
+    """An engine that runs on servers (GPUs, apps): ``make(url)`` is one instance, and the registry
+    pools one per ``url``/``instances`` and ``backup`` server. Each instance takes ``limit``
+    requests at once unless ``max_concurrency`` says otherwise; None finds it from latency and errors."""
+
+    make: Callable[[str], Engine]
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
 class EngineKind(Generic[OptionsT]):
     """One engine kind: ``build(settings, options, context)`` makes the engine (not yet loaded)."""
 
     name: str
     options: type[OptionsT]
-    build: Callable[[EngineSettings, OptionsT, BuildContext], Engine]
+    build: Callable[[EngineSettings, OptionsT, BuildContext], Engine | Servers]
     summary: str
     #: a server kind: its ``[[engines]]`` table must give ``url`` or ``instances``; a function of the
     #: options when that depends on them (a kind with a server interface and a local one)
@@ -75,39 +82,7 @@ class EngineKind(Generic[OptionsT]):
     def serves_from_urls(self, options: OptionsT) -> bool:
         return self.needs_url(options) if callable(self.needs_url) else self.needs_url
 
-    def create(self, config: EngineSettings, context: BuildContext) -> Engine:
-        return self.build(config, self.parse(config.options), context)
-
 
 def waiting_of(config: EngineSettings) -> Waiting:
     """How long, and how many, segments may wait for an embedded engine."""
     return Waiting(config.queue_timeout, config.max_queue)
-
-
-def pool_settings(config: EngineSettings) -> PoolSettings:
-    return PoolSettings(
-        health_interval=config.health_interval,
-        health_timeout=config.health_timeout,
-        queue_timeout=config.queue_timeout,
-        max_queue=config.max_queue,
-        attempts=config.attempts,
-    )
-
-
-def pooled_servers(
-    config: EngineSettings, make: Callable[[str], Engine], default_limit: Callable[[], Limit]
-) -> Pool:
-    """A pool over a table's servers (GPUs, apps): ``url`` and ``instances`` as primaries, ``backup``
-    as backups, each instance made by ``make(url)`` and limited by ``max_concurrency`` or the default."""
-    fixed = config.fixed_concurrency
-
-    def limit() -> Limit:
-        return FixedLimit(fixed) if fixed else default_limit()
-
-    def instance(url: str, role: Role) -> Instance:
-        engine = make(url)
-        return Instance(engine, url, role, limit(), config.failures_to_eject, config.successes_to_return)
-
-    instances = [instance(url, Role.PRIMARY) for url in config.urls]
-    instances += [instance(url, Role.BACKUP) for url in config.backup]
-    return Pool(config.name, instances, pool_settings(config))

@@ -36,14 +36,13 @@ from kokoro_onnx import Kokoro
 from kokoro_onnx.tokenizer import Tokenizer
 from numpy.typing import NDArray
 
-from voxserve.config import EngineSettings
 from voxserve.engines import kokoro_voices
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, VoiceInfo
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
 from voxserve.engines.kind import BuildContext, EngineKind, NoOptions, waiting_of
 from voxserve.engines.kokoro_voices import VoiceSet, accent_of, gender_of, language_of
+from voxserve.engines.settings import EngineSettings
 from voxserve.text.markup import Mark, arpabet_to_ipa, has_pronunciations, marks
-from voxserve.voices.blend import is_blend, parse_blend
+from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo
 
 SAMPLE_RATE = 24000
 #: espeak-ng's name for each language Kokoro reads through it (British English by a ``b`` voice).
@@ -209,9 +208,7 @@ class KokoroEngine(EmbeddedEngine[Kokoro]):
             phonemes = self._phonemize(request.text, self._front_end_of(request))
         if not phonemes.strip():
             return np.zeros(0, dtype=np.float32)
-        audio, _ = runner.create(
-            phonemes, voice=self._style(request.voice), speed=request.speed, is_phonemes=True
-        )
+        audio, _ = runner.create(phonemes, voice=self._style(request), speed=request.speed, is_phonemes=True)
         return np.asarray(audio, dtype=np.float32)
 
     @staticmethod
@@ -244,12 +241,12 @@ class KokoroEngine(EmbeddedEngine[Kokoro]):
         vocabulary = self._tokenizer.vocab
         return " ".join("".join(c for c in joined if c in vocabulary).split())
 
-    def _style(self, voice: str) -> NDArray[np.float32]:
-        """A voice's style vectors, or for a blend the weighted mix of its parts'."""
+    def _style(self, request: SegmentRequest) -> NDArray[np.float32]:
+        """The voice's style vectors, or for a blend the weighted mix of its parts'."""
         styles = self._voice_set.styles
-        if not is_blend(voice):
-            return styles[voice]
-        return np.asarray(sum(weight * styles[name] for name, weight in parse_blend(voice)), dtype=np.float32)
+        if not request.mix:
+            return styles[request.voice]
+        return np.asarray(sum(weight * styles[name] for name, weight in request.mix), dtype=np.float32)
 
 
 def _build(config: EngineSettings, options: NoOptions, context: BuildContext) -> KokoroEngine:

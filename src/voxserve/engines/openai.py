@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator
 import httpx
 from pydantic import Field, SecretStr
 
-from voxserve.engines.base import PCM, Capabilities, SegmentRequest, voices_named
 from voxserve.engines.remote import Call, RemoteEngine, RemoteOptions, raw_pcm, remote_kind
+from voxserve.values import PCM, Capabilities, SegmentRequest, voices_named
 
 
 class OpenAIOptions(RemoteOptions):

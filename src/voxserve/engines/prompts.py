@@ -21,9 +21,9 @@ import av
 import numpy as np
 from pydantic import Field
 
-from voxserve.config import EngineSettings
-from voxserve.engines.base import SegmentRequest
 from voxserve.engines.kind import BuildContext, EngineOptions
+from voxserve.engines.settings import EngineSettings
+from voxserve.values import SegmentRequest
 
 PROMPT_RATE = 24000
 

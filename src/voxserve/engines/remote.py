@@ -31,11 +31,10 @@ import httpx
 import numpy as np
 from pydantic import Field
 
-from voxserve.audio.decode import decode_audio
-from voxserve.audio.pcm import from_s16
-from voxserve.config import EngineSettings
-from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
-from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, pooled_servers
+from voxserve.engines.base import EngineBase
+from voxserve.engines.decode import decode_audio
+from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Servers
+from voxserve.engines.settings import EngineSettings
 from voxserve.errors import (
     EngineError,
     EngineFailed,
@@ -45,7 +44,7 @@ from voxserve.errors import (
     EngineUnavailable,
     VoxserveError,
 )
-from voxserve.routing import AdaptiveLimit, Pool
+from voxserve.values import PCM, Capabilities, SegmentRequest, from_s16
 
 log = logging.getLogger(__name__)
 OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory|CUDA error: out of memory|OOM", re.IGNORECASE)
@@ -264,10 +263,10 @@ def remote_kind(
     """The kind of a server engine: a pool over its ``url``/``instances`` and ``backup`` servers,
     each with an adaptive limit unless ``max_concurrency`` fixes one."""
 
-    def build(config: EngineSettings, checked: OptionsT, context: BuildContext) -> Pool:
+    def build(config: EngineSettings, checked: OptionsT, context: BuildContext) -> Servers:
         def make(url: str) -> RemoteEngine:
             return engine(config.name, default_client(url, config.read_timeout), checked)
 
-        return pooled_servers(config, make, AdaptiveLimit)
+        return Servers(make)
 
     return EngineKind(name, options, build, summary, needs_url=True)

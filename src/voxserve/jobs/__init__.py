@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from voxserve.config import Backend
 from voxserve.errors import IdempotencyConflict, JobNotFound
 from voxserve.jobs.models import TERMINAL, Job, JobStatus, Progress, new_job_id, new_task_id
 from voxserve.jobs.store import JobStore, request_hash
 
 
-def open_store(url: str | None, data_dir: Path, prefix: str = "voxserve") -> JobStore:
-    """The store a queue URL names: ``redis://…`` for Redis, else SQLite in the data dir.
-
-    ``sqlite:///path/jobs.db`` names another SQLite file. Backends are imported
-    only when chosen.
-    """
-    if url and url.startswith(("redis://", "rediss://", "unix://")):
+def open_store(backend: Backend, prefix: str = "voxserve") -> JobStore:
+    """The job store in ``backend`` (``Settings.queue_backend``); each is imported only when chosen."""
+    if backend.kind == "redis":
         from voxserve.jobs.redis import RedisJobStore
 
-        return RedisJobStore(url, prefix="{" + prefix + "}")
+        return RedisJobStore(backend.location, prefix="{" + prefix + "}")
     from voxserve.jobs.sqlite import SQLiteJobStore
 
-    if url and url.startswith("sqlite:///"):
-        return SQLiteJobStore(Path(url.removeprefix("sqlite:///")))
-    return SQLiteJobStore(data_dir / "jobs.db")
+    return SQLiteJobStore(Path(backend.location))
 
 
 __all__ = [

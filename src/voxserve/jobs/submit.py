@@ -65,8 +65,8 @@ class JobSubmitter:
             max_audio_seconds=self.settings.max_audio_seconds,
             viewer=Viewer(owner, everyone=sees_all),
         )
-        if plan.library_voice:  # by id: the worker finds exactly this voice, whoever else names one so
-            request = request.model_copy(update={"voice": plan.library_voice})
+        if plan.voice.library_id:  # by id: the worker finds exactly this voice, whoever else names one so
+            request = request.model_copy(update={"voice": plan.voice.library_id})
         parameters = request.dump()
         fields: dict[str, Any] = {
             "request": parameters,

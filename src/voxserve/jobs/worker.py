@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from voxserve import tracing
 from voxserve.captions import CAPTION_FORMATS
+from voxserve.client.retry import backoff
 from voxserve.config import JobSettings
 from voxserve.errors import EngineError, InsufficientStorage, NotReady, VoxserveError
 from voxserve.jobs.files import JobFiles
@@ -35,7 +36,6 @@ from voxserve.jobs.store import JobStore
 from voxserve.jobs.timeline import SegmentLog
 from voxserve.jobs.writer import JobAudioWriter
 from voxserve.pipeline import JOB_PRIORITY, Pipeline, SpeechRequest, Stats
-from voxserve.retry import backoff
 
 T = TypeVar("T")
 

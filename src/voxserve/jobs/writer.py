@@ -20,8 +20,7 @@ from typing import BinaryIO
 
 from voxserve.audio import AudioFormat, StreamEncoder, to_s16le
 from voxserve.audio.finalize import finalize_header
-from voxserve.audio.pcm import from_s16le
-from voxserve.engines.base import PCM
+from voxserve.values import PCM, from_s16le
 
 ENCODE_BLOCK = 48000  # bytes of s16le encoded per step when rebuilding a stream (1 s at 24 kHz)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from voxserve.engines.base import Engine
-from voxserve.routing.calls import CallStats
+from voxserve.engines.calls import CallStats
 from voxserve.routing.limits import AdaptiveLimit, FixedLimit
 
 

@@ -9,7 +9,7 @@ for seed 001, done per request:
 - each instance has a concurrency limit, fixed or adaptive
   (:class:`~voxserve.routing.limits.AdaptiveLimit`); a request above every
   limit waits in a bounded line served in order
-  (:class:`~voxserve.routing.admission.AdmissionQueue`), and gets 503 with
+  (:class:`~voxserve.engines.admission.AdmissionQueue`), and gets 503 with
   Retry-After when the line is full or its deadline passes, never a hung
   connection;
 - audio streams through as it arrives; any failure (refused, 5xx, out of
@@ -35,11 +35,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from voxserve.engines.base import PCM, Capabilities, HealthChecked, SegmentRequest
+from voxserve.client.retry import backoff
+from voxserve.engines.admission import AdmissionQueue, QueueFull, WaitTimeout
+from voxserve.engines.base import HealthChecked
 from voxserve.errors import EngineError, EngineFailed, EngineOverloaded, EngineTimeout, EngineUnavailable
-from voxserve.retry import backoff
-from voxserve.routing.admission import AdmissionQueue, QueueFull, WaitTimeout
 from voxserve.routing.instance import Instance
+from voxserve.values import PCM, Capabilities, SegmentRequest
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,7 @@ def _run(config: Path | None, data_dir: Path | None, work: Callable[[KeyAdmin], 
 
     async def run() -> T:
         jobs = settings.jobs
-        store = open_key_store(jobs.queue_url, settings.data_dir, jobs.queue_prefix)
+        store = open_key_store(settings.queue_backend, jobs.queue_prefix)
         try:
             return await work(KeyAdmin(store, settings))
         finally:

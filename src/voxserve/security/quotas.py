@@ -33,7 +33,7 @@ from typing import Any
 
 from limits import RateLimitItemPerDay, RateLimitItemPerMinute, RateLimitItemPerMonth
 
-from voxserve.config import Quota
+from voxserve.config import Backend, Quota
 from voxserve.errors import RateLimited, StoreUnavailable
 from voxserve.redisconn import CLOCK, WRITE_DEADLINE, redis_client
 
@@ -412,10 +412,8 @@ class RedisQuotas(QuotaLimiter):
         await self._redis.aclose()
 
 
-def open_limiter(url: str, prefix: str = "voxserve") -> QuotaLimiter:
-    """``memory://`` for one process, ``redis://…`` for counts shared by replicas."""
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisQuotas(url, prefix)
-    if url != "memory://":
-        raise ValueError(f"limits.storage_url {url!r}: use memory:// or redis://host:port/db")
+def open_limiter(backend: Backend, prefix: str = "voxserve") -> QuotaLimiter:
+    """Counts in ``backend`` (``Settings.limits_backend``): Redis, shared by replicas, or this process."""
+    if backend.kind == "redis":
+        return RedisQuotas(backend.location, prefix)
     return MemoryQuotas()

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from voxserve.config import Backend
 from voxserve.security.keys import ApiKey
 from voxserve.sqlitedb import SQLiteThread
 
@@ -185,10 +186,8 @@ class RedisKeyStore(KeyStore):
         await self._redis.aclose()
 
 
-def open_key_store(queue_url: str | None, data_dir: Path, prefix: str = "voxserve") -> KeyStore:
-    """The key store beside the job store that ``queue_url`` names (``open_store``'s rule)."""
-    if queue_url and queue_url.startswith(("redis://", "rediss://", "unix://")):
-        return RedisKeyStore(queue_url, prefix="{" + prefix + "}:")
-    if queue_url and queue_url.startswith("sqlite:///"):
-        return SQLiteKeyStore(Path(queue_url.removeprefix("sqlite:///")))
-    return SQLiteKeyStore(data_dir / "jobs.db")
+def open_key_store(backend: Backend, prefix: str = "voxserve") -> KeyStore:
+    """The key store beside the jobs, in ``backend`` (``Settings.queue_backend``)."""
+    if backend.kind == "redis":
+        return RedisKeyStore(backend.location, prefix="{" + prefix + "}:")
+    return SQLiteKeyStore(Path(backend.location))

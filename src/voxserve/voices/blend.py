@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from voxserve.engines.base import Capabilities
 from voxserve.errors import InvalidRequest
+from voxserve.values import Capabilities
 
 _PART = re.compile(r"^\s*([\w.\-]+)\s*(?:\(\s*(\d+(?:\.\d+)?)\s*\))?\s*$")
 MAX_PARTS = 8

@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from voxserve.engines.base import Reference
 from voxserve.errors import Conflict, InvalidRequest, UnknownVoice
 from voxserve.storage import ArtifactStore, LocalStore
+from voxserve.values import Reference
 from voxserve.voices.reference import CheckedReference
 
 PREFIX = "voices/"

@@ -22,8 +22,8 @@ import numpy as np
 
 from voxserve.audio.pcm import level, wav_bytes
 from voxserve.config import ReferenceSettings
-from voxserve.engines.base import PCM
 from voxserve.errors import InvalidAudio, PayloadTooLarge, UnsupportedMediaType
+from voxserve.values import PCM
 
 REFERENCE_RATE = 24000
 SILENCE_DBFS = -45.0  # quieter than this over the whole file is not a voice

@@ -13,19 +13,18 @@ interface is pooled over ``url``/``instances``/``backup``.
 
 from __future__ import annotations
 
-from voxserve.config import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.cosyvoice.options import UPSTREAM, CosyVoiceOptions, capabilities
 from voxserve.engines.cosyvoice.runtime import CosyVoiceRuntime
-from voxserve.engines.kind import BuildContext, EngineKind, pooled_servers
+from voxserve.engines.kind import BuildContext, EngineKind, Servers
 from voxserve.engines.prompts import configured_prompts
 from voxserve.engines.remote import default_client
-from voxserve.routing import AdaptiveLimit
+from voxserve.engines.settings import EngineSettings
 
 __all__ = ["KIND", "UPSTREAM", "CosyVoiceOptions", "CosyVoiceRuntime", "capabilities"]
 
 
-def _build(config: EngineSettings, options: CosyVoiceOptions, context: BuildContext) -> Engine:
+def _build(config: EngineSettings, options: CosyVoiceOptions, context: BuildContext) -> Servers:
     prompts = configured_prompts(options.voices, context, config)
 
     def make(url: str) -> Engine:
@@ -35,7 +34,7 @@ def _build(config: EngineSettings, options: CosyVoiceOptions, context: BuildCont
             return CosyVoiceTriton(config.name, url, options, prompts, config.read_timeout)
         return CosyVoiceRuntime(config.name, default_client(url, config.read_timeout), options, prompts)
 
-    return pooled_servers(config, make, AdaptiveLimit)
+    return Servers(make)
 
 
 KIND = EngineKind(

@@ -30,9 +30,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from voxserve.engines.base import Capabilities, voices_named
 from voxserve.engines.kind import EngineOptions
 from voxserve.engines.prompts import PromptVoice
+from voxserve.values import Capabilities, voices_named
 
 #: Upstream's code, as these adapters and the tests' stand-ins follow it.
 UPSTREAM = "FunAudioLLM/CosyVoice@ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40"

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import httpx
 
-from voxserve.engines.base import PCM, SegmentRequest
 from voxserve.engines.cosyvoice.options import CosyVoiceOptions, capabilities
 from voxserve.engines.prompts import Prompt, Prompts
 from voxserve.engines.remote import Call, RemoteEngine, raw_pcm, whole_file
+from voxserve.values import PCM, SegmentRequest
 
 
 class CosyVoiceRuntime(RemoteEngine):

@@ -45,12 +45,13 @@ import tritonclient.grpc.aio as grpc_aio
 import tritonclient.http.aio as http_aio
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from voxserve.audio.decode import decode_audio
-from voxserve.engines.base import PCM, EngineBase, SegmentRequest
+from voxserve.engines.base import EngineBase
 from voxserve.engines.cosyvoice.options import CosyVoiceOptions, capabilities
+from voxserve.engines.decode import decode_audio
 from voxserve.engines.prompts import Prompts
 from voxserve.engines.remote import ERROR_TAIL, failure
 from voxserve.errors import EngineFailed, EngineTimeout, EngineUnavailable
+from voxserve.values import PCM, SegmentRequest
 
 log = logging.getLogger(__name__)
 #: Upstream's Triton models read their reference at this rate ("hard coding in server").

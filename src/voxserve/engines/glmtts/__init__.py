@@ -20,15 +20,15 @@ request is refused before any engine time. Interfaces checked against
 
 from __future__ import annotations
 
-from voxserve.config import EngineSettings
-from voxserve.engines.base import Capabilities, Engine, voices_named
+from voxserve.engines.base import Engine
 from voxserve.engines.glmtts.batch import GlmTtsBatchEngine
 from voxserve.engines.glmtts.gradio import GlmTtsGradioEngine, server_setting
 from voxserve.engines.glmtts.options import GlmTtsOptions
-from voxserve.engines.kind import BuildContext, EngineKind, pooled_servers, waiting_of
+from voxserve.engines.kind import BuildContext, EngineKind, Servers, waiting_of
 from voxserve.engines.prompts import configured_prompts
 from voxserve.engines.remote import default_client
-from voxserve.routing import FixedLimit
+from voxserve.engines.settings import EngineSettings
+from voxserve.values import Capabilities, voices_named
 
 __all__ = ["KIND", "GlmTtsBatchEngine", "GlmTtsGradioEngine", "GlmTtsOptions"]
 
@@ -46,7 +46,7 @@ def capabilities(name: str, options: GlmTtsOptions) -> Capabilities:
     )
 
 
-def _build(config: EngineSettings, options: GlmTtsOptions, context: BuildContext) -> Engine:
+def _build(config: EngineSettings, options: GlmTtsOptions, context: BuildContext) -> Engine | Servers:
     caps = capabilities(config.name, options)
     prompts = configured_prompts(options.voices, context, config)
     if options.interface == "batch":
@@ -64,7 +64,7 @@ def _build(config: EngineSettings, options: GlmTtsOptions, context: BuildContext
             timeout=config.read_timeout,
         )
 
-    return pooled_servers(config, make, lambda: FixedLimit(1))
+    return Servers(make, limit=1)  # the app runs one call at a time
 
 
 KIND = EngineKind(

@@ -34,14 +34,15 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from pathlib import Path
 
-from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
+from voxserve.engines.admission import AdmissionQueue
+from voxserve.engines.base import EngineBase
 from voxserve.engines.embedded import Waiting, wait_in_line
 from voxserve.engines.glmtts.options import GlmTtsOptions
 from voxserve.engines.process import Program
 from voxserve.engines.prompts import Prompts
 from voxserve.engines.remote import decoded_file, failure
 from voxserve.errors import EngineError, EngineTimeout, EngineUnavailable
-from voxserve.routing.admission import AdmissionQueue
+from voxserve.values import PCM, Capabilities, SegmentRequest
 
 POLL_SECONDS = 0.2  # how often a run's output directory is looked at
 

@@ -37,11 +37,12 @@ from typing import Any
 
 import httpx
 
-from voxserve.engines.base import PCM, Capabilities, EngineBase, SegmentRequest
+from voxserve.engines.base import EngineBase
 from voxserve.engines.glmtts.options import GlmTtsOptions
 from voxserve.engines.prompts import Prompts
 from voxserve.engines.remote import decoded_file, failure, server_alive
 from voxserve.errors import EngineError, EngineTimeout, EngineUnavailable
+from voxserve.values import PCM, Capabilities, SegmentRequest
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from voxserve.engines.base import PCM
+from voxserve.values import PCM
 
 
 def decode_audio(source: bytes | Path, rate: int | None = None) -> tuple[PCM, int]:

@@ -2,7 +2,7 @@
 
 Each speaks its original's protocol exactly (paths, methods, field names,
 required fields, encodings) and synthesizes a deterministic tone whose
-length follows the text. CosyVoice's runtime is :mod:`tests.servers.cosyvoice`.
+length follows the text. CosyVoice's runtime is :mod:`harness.servers.cosyvoice`.
 The interfaces are copied from:
 
 - EmotiVoice: netease-youdao/EmotiVoice@bc2de8c9eb1121237958ef154cb171e7faefc769,
@@ -32,11 +32,11 @@ from typing import Any, Literal
 
 import numpy as np
 import uvicorn
-from bench.server import free_port
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.server import free_port
 from voxserve.audio.pcm import wav_bytes
 
 

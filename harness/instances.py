@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.server import free_port
+from harness.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,8 +35,8 @@ def wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 
 def instance_command(
     kind: str, port: int, capacity: int | None = None, seconds_per_char: float = 0.0, error_rate: float = 0.0
 ) -> list[str]:
-    """The command line of one stand-in engine server (``tests/servers``) on ``port``."""
-    command = [sys.executable, "-m", "tests.servers", kind, "--port", str(port),
+    """The command line of one stand-in engine server (``harness/servers``) on ``port``."""
+    command = [sys.executable, "-m", "harness.servers", kind, "--port", str(port),
                "--seconds-per-char", str(seconds_per_char), "--error-rate", str(error_rate)]  # fmt: skip
     return command + (["--capacity", str(capacity)] if capacity is not None else [])
 
@@ -118,14 +118,14 @@ def nginx(upstreams: list[str], directory: Path) -> Iterator[str]:
 
 @contextmanager
 def glmtts_apps(*arguments: Sequence[str], logs: Path) -> Iterator[list[str]]:
-    """GLM-TTS Gradio stand-ins (``tests/servers/glmtts_gradio.py``), one process each with its
+    """GLM-TTS Gradio stand-ins (``harness/servers/glmtts_gradio.py``), one process each with its
     arguments, started together; their URLs once they answer."""
     logs.mkdir(parents=True, exist_ok=True)
     apps = []
     try:
         for number, args in enumerate(arguments):
             port = free_port()
-            command = [sys.executable, "-m", "tests.servers.glmtts_gradio", "--port", str(port), *args]
+            command = [sys.executable, "-m", "harness.servers.glmtts_gradio", "--port", str(port), *args]
             with open(logs / f"glmtts-gradio-{number}.log", "ab") as log:
                 process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             apps.append((f"http://127.0.0.1:{port}", process))
@@ -195,7 +195,7 @@ def _start_triton(arguments: list[str], log: Path) -> tuple[subprocess.Popen[byt
 @contextmanager
 def triton_server(capacity: int | None = None, seconds_per_char: float = 0.0) -> Iterator[dict[str, str]]:
     """A real Triton server holding the stand-ins of CosyVoice's Triton models
-    (``tests/servers/cosyvoice_triton.py``): ``http`` and ``grpc`` addresses, once both models load."""
+    (``harness/servers/cosyvoice_triton.py``): ``http`` and ``grpc`` addresses, once both models load."""
     import tempfile
 
     arguments = [f"--seconds-per-char={seconds_per_char}"]

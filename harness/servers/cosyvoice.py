@@ -23,8 +23,8 @@ Follows FunAudioLLM/CosyVoice@ace7c47f41bbd303aa6bf1ea80e6f9fbd595cd40:
 - ``cosyvoice/llm/llm.py``: CosyVoice3's LLM asserts ``<|endofprompt|>`` in
   the prompt text plus text.
 
-The audio is a tone whose length follows the text (:func:`tests.servers.engines.tone`);
-:class:`~tests.servers.engines.Behaviour` makes it slow, faulty or out of memory under load.
+The audio is a tone whose length follows the text (:func:`harness.servers.engines.tone`);
+:class:`~harness.servers.engines.Behaviour` makes it slow, faulty or out of memory under load.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any
 from fastapi import FastAPI, File, Form, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
-from tests.servers.engines import Behaviour, generate, tone, unavailable
+from harness.servers.engines import Behaviour, generate, tone, unavailable
 from voxserve.audio.pcm import wav_bytes
 
 END_OF_PROMPT = "<|endofprompt|>"

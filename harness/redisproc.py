@@ -11,27 +11,30 @@ from pathlib import Path
 
 import redis
 
-from bench.server import free_port
+from harness.server import free_port
 
 
 class PrivateRedis:
-    """``redis-server`` on a free loopback port, its data in ``directory``, every write on disk before
-    it is answered (a restart loses nothing that was acknowledged)."""
+    """``redis-server`` on a free loopback port (or with ``unix_socket``, on a socket file and no
+    port), its data in ``directory``, every write on disk before it is answered (a restart loses
+    nothing that was acknowledged)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, unix_socket: bool = False) -> None:
         self.directory = directory
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.socket = directory / "redis.sock" if unix_socket else None
+        self.port = 0 if unix_socket else free_port()
+        self.url = f"unix://{self.socket}?db=0" if self.socket else f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        command = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-            "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--logfile", "redis.log",
-        ]  # fmt: skip
+        listen = ["--port", str(self.port), "--bind", "127.0.0.1"]
+        if self.socket is not None:
+            listen += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
+        durable = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+        command = ["redis-server", *listen, "--dir", str(self.directory), *durable, "--logfile", "redis.log"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1)
+        client = self.client()
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -66,4 +69,4 @@ class PrivateRedis:
         self.process = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True)
+        return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=1)

@@ -1,9 +1,11 @@
-"""The engine kinds: every module of this package that declares ``KIND``, and installed plug-ins.
+"""Engines from settings: the kinds found, each table's options checked, engines built and pooled.
 
-Nothing here names a kind. A module beside this one that ends with
+Nothing here names a kind. A module of :mod:`voxserve.engines` that ends with
 ``KIND = EngineKind(...)`` is a kind; so is an object a distribution
 publishes in the ``voxserve.engines`` entry-point group (see
-docs/engines.md#adding-an-engine).
+docs/engines.md#adding-an-engine). A kind whose engine runs on servers gives
+one instance per server (:class:`~voxserve.engines.kind.Servers`); the pool
+over them is made here, so engines never import the routing that pools them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 from pydantic import ValidationError
 
 import voxserve.engines
-from voxserve.config import EngineSettings
+from voxserve.config import Settings
 from voxserve.config_errors import did_you_mean
 from voxserve.engines.base import Engine
-from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
+from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Servers
+from voxserve.engines.settings import EngineSettings
 from voxserve.errors import UnsupportedValue
+from voxserve.routing import AdaptiveLimit, FixedLimit, Instance, Pool, PoolSettings, Role
 
 ENTRY_POINT_GROUP = "voxserve.engines"
 
@@ -36,8 +40,14 @@ def kinds() -> dict[str, EngineKind[Any]]:
     found += [entry.load() for entry in entry_points(group=ENTRY_POINT_GROUP)]
     table: dict[str, EngineKind[Any]] = {}
     for kind in found:
-        if isinstance(kind, EngineKind):
-            table.setdefault(kind.name, kind)
+        if not isinstance(kind, EngineKind):
+            continue
+        if kind.name in table:
+            raise ValueError(
+                f"two engine kinds are named {kind.name!r} (a plug-in's kind must not take a built-in "
+                "kind's name, nor another plug-in's); rename one in its voxserve.engines entry point"
+            )
+        table[kind.name] = kind
     return table
 
 
@@ -74,9 +84,42 @@ def check_engine(config: EngineSettings) -> EngineOptions:
     return options
 
 
+def check_engines(settings: Settings) -> None:
+    """Every ``[[engines]]`` table checked against its kind, and engines on one server agreeing
+    (a ``ValueError`` names the table and the field): run before anything is built."""
+    for config in settings.engines:
+        check_engine(config)
+    check_shared_servers(settings.engines)
+
+
 def build_engine(config: EngineSettings, context: BuildContext) -> Engine:
-    """The engine for one ``[[engines]]`` table, built (not loaded) from its checked options."""
-    return engine_kind(config.kind).create(config, context)
+    """The engine for one ``[[engines]]`` table, built (not loaded) from its checked options; an
+    engine on servers is a pool over them."""
+    built = engine_kind(config.kind).build(config, check_engine(config), context)
+    return _pooled(config, built) if isinstance(built, Servers) else built
+
+
+def _pooled(config: EngineSettings, servers: Servers) -> Pool:
+    """A pool over a table's servers: ``url`` and ``instances`` as primaries, ``backup`` as backups,
+    each limited by ``max_concurrency``, else by the kind's own limit, else adaptively."""
+    fixed = config.fixed_concurrency or servers.limit
+
+    def instance(url: str, role: Role) -> Instance:
+        limit = FixedLimit(fixed) if fixed else AdaptiveLimit()
+        return Instance(
+            servers.make(url), url, role, limit, config.failures_to_eject, config.successes_to_return
+        )
+
+    instances = [instance(url, Role.PRIMARY) for url in config.urls]
+    instances += [instance(url, Role.BACKUP) for url in config.backup]
+    settings = PoolSettings(
+        health_interval=config.health_interval,
+        health_timeout=config.health_timeout,
+        queue_timeout=config.queue_timeout,
+        max_queue=config.max_queue,
+        attempts=config.attempts,
+    )
+    return Pool(config.name, instances, settings)
 
 
 def check_shared_servers(configs: Sequence[EngineSettings]) -> None:

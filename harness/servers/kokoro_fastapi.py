@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from tests.servers.engines import Behaviour, generate
+from harness.servers.engines import Behaviour, generate
 
 MODELS = ("tts-1", "tts-1-hd", "kokoro", "gpt-4o-mini-tts")
 VOICES = ("af_heart", "af_bella", "af_sky", "am_adam", "am_michael", "bf_emma", "bm_george", "zf_xiaobei")

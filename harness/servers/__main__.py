@@ -1,4 +1,4 @@
-"""Run a test engine server as its own process: ``python -m tests.servers cosyvoice --port P ...``.
+"""Run a test engine server as its own process: ``python -m harness.servers cosyvoice --port P ...``.
 
 Benchmarks and load tests use separate processes, as real engine instances are.
 """
@@ -10,8 +10,8 @@ import argparse
 import uvicorn
 from fastapi import FastAPI
 
-from tests.servers.cosyvoice import Model, cosyvoice_app
-from tests.servers.engines import Behaviour, emotivoice_app, openai_app
+from harness.servers.cosyvoice import Model, cosyvoice_app
+from harness.servers.engines import Behaviour, emotivoice_app, openai_app
 
 
 def app_of(kind: str, behaviour: Behaviour, args: argparse.Namespace) -> FastAPI:

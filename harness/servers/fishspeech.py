@@ -34,7 +34,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError, conint, model_validator
 
-from tests.servers.engines import Behaviour, generate
+from harness.servers.engines import Behaviour, generate
 from voxserve.audio.pcm import wav_bytes
 
 SAMPLE_RATE = 44100  # modded_dac_vq's decoder

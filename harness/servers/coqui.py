@@ -13,7 +13,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from tests.servers.engines import Behaviour, tone
+from harness.servers.engines import Behaviour, tone
 from voxserve.audio.pcm import wav_bytes
 
 RATE = 24000

@@ -17,7 +17,7 @@ model, and the prompt audio's rate, channels and length as the server received
 it), ``--load-seconds`` (upstream's ``get_models``: the model loads on the
 first call and again whenever a call asks for another ``sample_rate``).
 
-``python -m tests.servers.glmtts_gradio --port 8048``
+``python -m harness.servers.glmtts_gradio --port 8048``
 """
 
 from __future__ import annotations
