@@ -198,12 +198,27 @@ def rtf(data_dir: DataDir = None) -> None:
         finally:
             await services.close()
 
-    table = Table("engine", "language", "chars", "audio (s)", "synthesis (s)", "RTF", "x real time",
-                  title="Real-time factor of the embedded engines")  # fmt: skip
+    table = Table(
+        "engine",
+        "language",
+        "chars",
+        "audio (s)",
+        "synthesis (s)",
+        "RTF",
+        "x real time",
+        title="Real-time factor of the embedded engines",
+    )
     for model, language, stats in asyncio.run(run()):
         factor = stats.real_time_factor or 0.0
-        table.add_row(model, language, str(stats.chars), f"{stats.audio_seconds:.1f}", f"{stats.elapsed:.2f}",
-                      f"{factor:.3f}", f"{1 / factor:.1f}")  # fmt: skip
+        table.add_row(
+            model,
+            language,
+            str(stats.chars),
+            f"{stats.audio_seconds:.1f}",
+            f"{stats.elapsed:.2f}",
+            f"{factor:.3f}",
+            f"{1 / factor:.1f}",
+        )
     console.print(table)
 
 
@@ -221,8 +236,14 @@ def queue(jobs: int = 6000, concurrency: int = 8, samples: int = 200) -> None:
         rate = bench_queue.throughput(kind, jobs, concurrency, processes)
         table.add_row(kind, str(processes), f"{rate:,.0f}")
     console.print(table)
-    latency = Table("store", "samples", "p50 (ms)", "p90 (ms)", "p99 (ms)",
-                    title="Dispatch latency: enqueue to start, idle worker")  # fmt: skip
+    latency = Table(
+        "store",
+        "samples",
+        "p50 (ms)",
+        "p90 (ms)",
+        "p99 (ms)",
+        title="Dispatch latency: enqueue to start, idle worker",
+    )
     for kind in ("sqlite", "redis"):
         values = sorted(asyncio.run(bench_queue.dispatch_latency(kind, samples)))
         p90, p99 = values[int(len(values) * 0.9)], values[int(len(values) * 0.99)]
@@ -258,13 +279,21 @@ def overload_command(
 ) -> None:
     """Success rate and throughput under overload (target: 100 % and >= 0.95 x capacity)."""
     outcomes, capacity_rate = bench_overload.run(requests, capacity, seconds_per_char, load)
-    title = (f"3 instances x capacity {capacity}, {load:g}x load ({int(3 * capacity * load)} clients), "
-             f"{requests} requests; capacity {capacity_rate:.1f} req/s")  # fmt: skip
+    title = (
+        f"3 instances x capacity {capacity}, {load:g}x load ({int(3 * capacity * load)} clients), "
+        f"{requests} requests; capacity {capacity_rate:.1f} req/s"
+    )
     table = Table("path", "succeeded", "failed", "success", "req/s", "of capacity", title=title)
     for o in outcomes:
         success = o.succeeded / (o.succeeded + o.failed)
-        table.add_row(o.path, str(o.succeeded), str(o.failed), f"{success:.1%}", f"{o.throughput:.1f}",
-                      f"{o.throughput / capacity_rate:.3f}")  # fmt: skip
+        table.add_row(
+            o.path,
+            str(o.succeeded),
+            str(o.failed),
+            f"{success:.1%}",
+            f"{o.throughput:.1f}",
+            f"{o.throughput / capacity_rate:.3f}",
+        )
     console.print(table)
 
 
@@ -272,8 +301,14 @@ def overload_command(
 def proxy(count: int = 200, seconds_per_char: float = 0.01) -> None:
     """Latency voxserve and nginx add in front of a streaming engine, sequential requests (ms)."""
     results = bench_proxy.run(count, seconds_per_char)
-    table = Table("path", "first byte p50 (+added)", "p99", "last byte p50 (+added)", "p99",
-                  title=f"Proxy overhead, {count} sequential requests (ms)")  # fmt: skip
+    table = Table(
+        "path",
+        "first byte p50 (+added)",
+        "p99",
+        "last byte p50 (+added)",
+        "p99",
+        title=f"Proxy overhead, {count} sequential requests (ms)",
+    )
     for timings in results:
         table.add_row(*timings.row(results[0] if timings is not results[0] else None))
     console.print(table)
@@ -312,8 +347,13 @@ def voices_quality(data_dir: DataDir = None, languages: str = ",".join(RANKING))
         for score in ranked:
             table.add_row(score.engine, score.voice, score.gender, f"{score.errors[language]:.3f}")
         console.print(table)
-    table = Table("request (no language given)", "language", "spoke", "error rate",
-                  title="The defaults on held-out sentences, through voxserve serve")  # fmt: skip
+    table = Table(
+        "request (no language given)",
+        "language",
+        "spoke",
+        "error rate",
+        title="The defaults on held-out sentences, through voxserve serve",
+    )
     for result in bench_quality.defaults(data, listener):
         unit = "CER" if result.language in bench_quality.BY_CHARACTER else "WER"
         table.add_row(
@@ -324,9 +364,12 @@ def voices_quality(data_dir: DataDir = None, languages: str = ",".join(RANKING))
 
 @app.command("batch")
 def batch_command(
-    items: int = 1000, capacity: int = 10, seconds_per_char: float = 0.01, error_rate: float = 0.01,
+    items: int = 1000,
+    capacity: int = 10,
+    seconds_per_char: float = 0.01,
+    error_rate: float = 0.01,
     sweep: str = "5,10,15,20,30",
-) -> None:  # fmt: skip
+) -> None:
     """voxserve batch's auto concurrency against a sweep of fixed -j and the seed's 30 (targets: 100 %
     success; auto within 10 % of ideal and of the best fixed value)."""
     fixed = [int(n) for n in sweep.split(",")]
@@ -373,8 +416,9 @@ def glmtts(rounds: int = 20, segments: int = 20, load: float = 2.0, item: float 
     table.add_row("voxserve's engine (submit, fetch, decode)", f"{ours * 1000:.1f}")
     console.print(table)
     times = bench_glmtts.batch_runs(segments, load, item)
-    title = (f"GLM-TTS batch script (stand-in): {segments} segments, model load {load:g} s, "
-             f"{item:g} s a segment")  # fmt: skip
+    title = (
+        f"GLM-TTS batch script (stand-in): {segments} segments, model load {load:g} s, {item:g} s a segment"
+    )
     table = Table("how", "seconds", "over the floor", title=title)
     table.add_row("floor: load + segments x item", f"{times.floor:.2f}", "")
     table.add_row(
@@ -397,9 +441,11 @@ def concurrency(data_dir: DataDir = None) -> None:
 def loop(seconds: float = 20.0) -> None:
     """Event-loop lag under mixed load (target p99 <= 20 ms, max <= 100 ms) and hostile-input bounds."""
     lag = bench_loop.loop_lag(seconds)
-    title = (f"Event-loop lag, {seconds:g} s: {lag.streams} streams done, {lag.listeners} job listens, "
-             f"{lag.followers} SSE/WebSocket followers, "
-             f"1M-character job accepted in {lag.submitted_in:.1f} s")  # fmt: skip
+    title = (
+        f"Event-loop lag, {seconds:g} s: {lag.streams} streams done, {lag.listeners} job listens, "
+        f"{lag.followers} SSE/WebSocket followers, "
+        f"1M-character job accepted in {lag.submitted_in:.1f} s"
+    )
     table = Table("measure", "p50 (ms)", "p99 (ms)", "max (ms)", title=title)
     table.add_row("loop lag (server's probe)", *(f"{v * 1000:.1f}" for v in (lag.p50, lag.p99, lag.max)))
     outside = (lag.healthz_p50, lag.healthz_p99, lag.healthz_max)

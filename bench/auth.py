@@ -64,8 +64,10 @@ def added_latency(requests: int = 2000) -> list[Timing]:
         prefix = "voxserve-bench-" + secrets.token_hex(4)
         jobs = {"queue_url": "redis://127.0.0.1:6379/0", "queue_prefix": prefix}
         shared = Settings(data_dir=Path(directory), auth={"enabled": True}, jobs=jobs)
-        for label, settings in [("keys in SQLite, counts in memory", embedded),
-                                ("keys and counts in Redis", shared)]:  # fmt: skip
+        for label, settings in [
+            ("keys in SQLite, counts in memory", embedded),
+            ("keys and counts in Redis", shared),
+        ]:
             p50, p99 = asyncio.run(_measure(settings, requests))
             results.append(Timing(label, p50 * 1000, p99 * 1000))
         _forget(prefix)

@@ -55,8 +55,13 @@ JOB_PAUSE = 2.0  # seconds between one client's jobs: about what two workers mak
 STREAM_LEASE_SECONDS = 15
 CHINESE = "今天天气很好，我们一起去公园散步吧。"
 #: 5xx answers a fault may cause, by status and code: the store or an engine away, storage full.
-DOCUMENTED = {(503, "store_unavailable"), (503, "not_ready"), (503, "engine_unavailable"),
-              (507, "insufficient_storage"), (504, "engine_timeout")}  # fmt: skip
+DOCUMENTED = {
+    (503, "store_unavailable"),
+    (503, "not_ready"),
+    (503, "engine_unavailable"),
+    (507, "insufficient_storage"),
+    (504, "engine_timeout"),
+}
 
 
 @dataclass
@@ -170,12 +175,21 @@ def _keys(env: dict[str, str], directory: Path, gateway: str) -> dict[str, str]:
     """An admin key made with ``voxserve keys create`` (its token is the last line printed), and the
     others with it through the API."""
     command = [str(VOXSERVE), "keys", "create", "ops", "--scope", "admin"]
-    made = subprocess.run(command, env={**os.environ, **env, "VOXSERVE_DATA_DIR": str(directory)},
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    made = subprocess.run(
+        command,
+        env={**os.environ, **env, "VOXSERVE_DATA_DIR": str(directory)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     tokens = {"ops": made.stdout.strip().splitlines()[-1]}
     for name, body in KEYS.items():
-        answer = httpx.post(f"{gateway}/v1/admin/keys", json={"name": name, **body},
-                            headers={"Authorization": f"Bearer {tokens['ops']}"}, timeout=10)  # fmt: skip
+        answer = httpx.post(
+            f"{gateway}/v1/admin/keys",
+            json={"name": name, **body},
+            headers={"Authorization": f"Bearer {tokens['ops']}"},
+            timeout=10,
+        )
         answer.raise_for_status()
         tokens[name] = answer.json()["token"]
     return tokens
@@ -199,8 +213,9 @@ async def _streams(cast: Cast, ledger: Ledger, until: float, model: str) -> None
             text = random.choice(SHORT_TEXTS) if model == "hibari" else CHINESE
             body = {"input": text, "model": model, "response_format": "pcm"}
             try:
-                async with http.stream("POST", f"{cast.gateway()}/v1/audio/speech", json=body,
-                                       headers=cast.headers("streamer")) as response:  # fmt: skip
+                async with http.stream(
+                    "POST", f"{cast.gateway()}/v1/audio/speech", json=body, headers=cast.headers("streamer")
+                ) as response:
                     if response.status_code == 200:
                         cast_chars = len(text)
                         try:
@@ -270,8 +285,12 @@ async def _uploads(cast: Cast, ledger: Ledger, until: float, reference: bytes) -
                 return
             files = {"audio": ("me.wav", reference, "audio/wav")}
             try:
-                response = await http.post(f"{cast.gateway()}/v1/voices", data={"name": f"reader-{number}"},
-                                           files=files, headers=cast.headers("producer"))  # fmt: skip
+                response = await http.post(
+                    f"{cast.gateway()}/v1/voices",
+                    data={"name": f"reader-{number}"},
+                    files=files,
+                    headers=cast.headers("producer"),
+                )
                 ledger.answer("voice upload", response)
                 if response.status_code < 500 and response.status_code not in (200, 201):
                     ledger.wrong_answers.append(f"voice upload: {response.status_code} {response.text[:200]}")
@@ -292,7 +311,7 @@ HOSTILE: list[tuple[str, str, str, dict[str, Any], int]] = [
     ("bad audio", "POST", "/v1/voices", {"files": {"audio": ("x.wav", b"RIFF" + bytes(400), "a/x")}}, 415),
     ("another key's job", "GET", "/v1/jobs/j_notyours", {}, 404),
     ("digit flood", "POST", "/v1/jobs", {"json": {"input": "7" * 300_000}}, 413),
-]  # fmt: skip
+]
 
 
 async def _hostile(cast: Cast, ledger: Ledger, until: float) -> None:
@@ -334,13 +353,24 @@ async def _batch(cast: Cast, ledger: Ledger, at: float) -> None:
     output = cast.directory / "batch-out"
     env = {**os.environ, "VOXSERVE_API_KEY": cast.keys["batcher"]}
     process = await asyncio.create_subprocess_exec(
-        str(VOXSERVE), "batch", str(manifest), "--output", str(output), "--url", cast.gateways[0].url,
-        env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+        str(VOXSERVE),
+        "batch",
+        str(manifest),
+        "--output",
+        str(output),
+        "--url",
+        cast.gateways[0].url,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     code = await process.wait()
     results = output / "results.jsonl"
-    ok = sum(1 for line in results.read_text().splitlines() if json.loads(line)["status"] == "ok") if (
-        results.exists()) else 0  # fmt: skip
+    ok = (
+        sum(1 for line in results.read_text().splitlines() if json.loads(line)["status"] == "ok")
+        if (results.exists())
+        else 0
+    )
     ledger.counts["batch items ok"] = ok
     if code != 0 or ok != len(rows):
         ledger.wrong_answers.append(f"voxserve batch: exit {code}, {ok} of {len(rows)} items ok")
@@ -434,8 +464,12 @@ async def _watch(cast: Cast, samples: dict[str, list[tuple[float, int]]], until:
 def _reference(url: str, token: str) -> bytes:
     """Eight seconds of real speech (hibari) to upload as a voice."""
     text = " ".join(SHORT_TEXTS[:3])
-    answer = httpx.post(f"{url}/v1/audio/speech", json={"input": text, "response_format": "wav"},
-                        headers={"Authorization": f"Bearer {token}"}, timeout=60)  # fmt: skip
+    answer = httpx.post(
+        f"{url}/v1/audio/speech",
+        json={"input": text, "response_format": "wav"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
     answer.raise_for_status()
     return answer.content
 
@@ -513,11 +547,17 @@ def _job_checks(http: httpx.Client, ledger: Ledger) -> list[Check]:
         f"{len(wrong_length)} of {len(checked)} checked have the wrong length"
     )
     return [
-        Check("every accepted job finished exactly once, with audio of the right length",
-              len(succeeded) == len(ledger.jobs) and not twice and not wrong_length, finished),
-        Check("no job reported refused exists", not refused,
-              f"{len(ledger.refused_names)} refused, {len(refused)} of them stored"),
-    ]  # fmt: skip
+        Check(
+            "every accepted job finished exactly once, with audio of the right length",
+            len(succeeded) == len(ledger.jobs) and not twice and not wrong_length,
+            finished,
+        ),
+        Check(
+            "no job reported refused exists",
+            not refused,
+            f"{len(ledger.refused_names)} refused, {len(refused)} of them stored",
+        ),
+    ]
 
 
 def _usage_checks(http: httpx.Client, cast: Cast, ledger: Ledger) -> list[Check]:
@@ -565,10 +605,13 @@ def _answer_checks(ledger: Ledger) -> list[Check]:
     )
     return [
         Check("no 5xx but documented ones, and only while a fault lasts", not ledger.outside_faults, seen),
-        Check("every answer as documented (hostile requests, uploads, batch)", not ledger.wrong_answers,
-              "; ".join(ledger.wrong_answers[:3]) or "all"),
+        Check(
+            "every answer as documented (hostile requests, uploads, batch)",
+            not ledger.wrong_answers,
+            "; ".join(ledger.wrong_answers[:3]) or "all",
+        ),
         Check("/healthz p99 under 100 ms", p99 < 0.1, probes),
-    ]  # fmt: skip
+    ]
 
 
 def _checks(cast: Cast, ledger: Ledger, samples: dict[str, list[tuple[float, int]]]) -> list[Check]:

@@ -91,8 +91,12 @@ def concurrent(client: httpx.Client, texts: list[str]) -> tuple[float, list[tupl
 
 def short_during_job(client: httpx.Client, shorts: list[str]) -> tuple[list[float], dict[str, Any]]:
     """First audio of short requests, one every 1.5 s, while a 24-sentence job runs."""
-    body = {"model": "kokoro", "voice": VOICE, "input": " ".join(SHORT_TEXTS + SHORT_TEXTS[:4]),
-            "response_format": "pcm"}  # fmt: skip
+    body = {
+        "model": "kokoro",
+        "voice": VOICE,
+        "input": " ".join(SHORT_TEXTS + SHORT_TEXTS[:4]),
+        "response_format": "pcm",
+    }
     job = client.post("/v1/jobs", json=body).json()
     while client.get(f"/v1/jobs/{job['id']}").json()["status"] != "running":
         time.sleep(0.05)
@@ -140,8 +144,12 @@ def run(data_dir: Path, console: Console, rounds: int = 3) -> None:
     for what, throughput, target in rows:
         table.add_row(what, f"{throughput:.2f}", f"{throughput / single:.2f}{target}")
     console.print(table)
-    firsts = Table("short request", "first audio, idle (s)", "first audio, during a job (s)",
-                   title="Short requests while a 24-sentence job runs")  # fmt: skip
+    firsts = Table(
+        "short request",
+        "first audio, idle (s)",
+        "first audio, during a job (s)",
+        title="Short requests while a 24-sentence job runs",
+    )
     for index, (quiet, busy) in enumerate(zip(idle, during, strict=True)):
         firsts.add_row(str(index + 1), f"{quiet:.3f}", f"{busy:.3f}")
     firsts.add_row("median", f"{statistics.median(idle):.3f}", f"{statistics.median(during):.3f}")

@@ -74,8 +74,15 @@ def gradio_calls(rounds: int = 20) -> tuple[float, float]:
         bare = []
         for index in range(rounds):
             started = time.perf_counter()
-            client.predict(PROMPT_TEXT, handle_file(str(prompt)), TEXTS[index % len(TEXTS)], 42, 24000, True,
-                           api_name="/run_inference")  # fmt: skip
+            client.predict(
+                PROMPT_TEXT,
+                handle_file(str(prompt)),
+                TEXTS[index % len(TEXTS)],
+                42,
+                24000,
+                True,
+                api_name="/run_inference",
+            )
             bare.append(time.perf_counter() - started)
         client.close()
 
@@ -127,8 +134,11 @@ def batch_runs(segments: int = 20, load: float = 2.0, item: float = 0.1) -> Batc
     texts = [TEXTS[index % len(TEXTS)] for index in range(segments)]
 
     async def measure(directory: Path) -> tuple[float, float]:
-        table = {"interface": "batch", "workdir": str(glmtts_checkout(directory / "GLM-TTS")),
-                 "python": sys.executable}  # fmt: skip
+        table = {
+            "interface": "batch",
+            "workdir": str(glmtts_checkout(directory / "GLM-TTS")),
+            "python": sys.executable,
+        }
         engine = _engine(directory, table)
         assert isinstance(engine, GlmTtsBatchEngine)
         await engine.load()

@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -194,11 +194,12 @@ def plan_seconds(chars: int = 1_000_000) -> dict[str, float]:
         "words, no punctuation": "word ",
         "pauses and pinyin marks": "a[pause:0.01s][h][ǎo] ",
     }
+    unbounded = replace(pipeline.planner.job, max_chars=chars, max_audio_seconds=1e9, require_ready=False)
     timings = {}
     for name, unit in shapes.items():
         text = (unit * (chars // len(unit) + 1))[:chars]
         started = time.perf_counter()
-        pipeline.plan(SpeechRequest(input=text), chars, require_ready=False, max_audio_seconds=1e9)
+        pipeline.plan(SpeechRequest(input=text), unbounded)
         timings[name] = time.perf_counter() - started
     return timings
 
@@ -224,10 +225,14 @@ async def _pool_waits(clients: int, rounds: int, seconds_per_char: float) -> tup
     refused = 0
     with engine_instances(3, capacity=10, seconds_per_char=seconds_per_char) as servers:
         instances = [
-            Instance(CosyVoiceRuntime("cosy", default_client(url, read_timeout=30), SFT),
-                     url, Role.PRIMARY, FixedLimit(10))
+            Instance(
+                CosyVoiceRuntime("cosy", default_client(url, read_timeout=30), SFT),
+                url,
+                Role.PRIMARY,
+                FixedLimit(10),
+            )
             for url, _ in servers
-        ]  # fmt: skip
+        ]
         fair = clients / 30 * 5 * seconds_per_char  # each request waits for the ones ahead of it
         pool = Pool("cosy", instances, PoolSettings(queue_timeout=2 * fair + 1, health_interval=60))
         await pool.load()

@@ -59,8 +59,10 @@ class Route:
 
     def row(self, direct: Route | None) -> list[str]:
         cells = [self.name]
-        for values, base in ((self.first_byte, direct and direct.first_byte),
-                             (self.last_byte, direct and direct.last_byte)):  # fmt: skip
+        for values, base in (
+            (self.first_byte, direct and direct.first_byte),
+            (self.last_byte, direct and direct.last_byte),
+        ):
             values = values[WARM_UP:]
             p50, p99 = statistics.median(values) * 1000, self.p(values, 0.99)
             added = f" (+{p50 - statistics.median(base[WARM_UP:]) * 1000:.1f})" if base else ""

@@ -17,7 +17,7 @@ from harness.server import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-STAND_INS = ROOT / "tests" / "servers"
+STAND_INS = ROOT / "harness" / "servers"
 
 
 def wait_listening(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -36,8 +36,18 @@ def instance_command(
     kind: str, port: int, capacity: int | None = None, seconds_per_char: float = 0.0, error_rate: float = 0.0
 ) -> list[str]:
     """The command line of one stand-in engine server (``harness/servers``) on ``port``."""
-    command = [sys.executable, "-m", "harness.servers", kind, "--port", str(port),
-               "--seconds-per-char", str(seconds_per_char), "--error-rate", str(error_rate)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "harness.servers",
+        kind,
+        "--port",
+        str(port),
+        "--seconds-per-char",
+        str(seconds_per_char),
+        "--error-rate",
+        str(error_rate),
+    ]
     return command + (["--capacity", str(capacity)] if capacity is not None else [])
 
 

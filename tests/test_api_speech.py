@@ -39,8 +39,14 @@ def segments_synthesized(client: httpx.Client, engine: str) -> float:
 def test_every_format_is_speech_with_consistent_duration(client: httpx.Client, response_format: str) -> None:
     response = speak(client, response_format=response_format, seed=7)
     reference = decode(speak(client, response_format="wav", seed=7).content)
-    content_type = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
-                    "wav": "audio/wav", "pcm": "audio/pcm"}[response_format]  # fmt: skip
+    content_type = {
+        "mp3": "audio/mpeg",
+        "opus": "audio/ogg",
+        "aac": "audio/aac",
+        "flac": "audio/flac",
+        "wav": "audio/wav",
+        "pcm": "audio/pcm",
+    }[response_format]
     assert response.headers["content-type"] == content_type
     if response_format == "pcm":
         audio = decode_pcm(response.content, 24000)

@@ -42,8 +42,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def batch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(VOXSERVE), "batch", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "VOXSERVE_API_KEY": ""})  # fmt: skip
+    return subprocess.run(
+        [str(VOXSERVE), "batch", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "VOXSERVE_API_KEY": ""},
+    )
 
 
 def manifest(path: Path, texts: list[str]) -> Path:
@@ -78,8 +83,11 @@ def test_every_item_made_in_order_retried_or_failed_with_its_reason(server: str,
     summary = json.loads(again.stdout)
     assert (summary["ok"], summary["failed"]) == (19, 1)
     assert {path.name: path.stat().st_mtime_ns for path in out.glob("*.wav")} == made, "nothing made again"
-    retried = json.loads(batch(str(tmp_path / "items.jsonl"), "-o", str(out), "--url", server, "--json",
-                               "--retry-failed").stdout)  # fmt: skip
+    retried = json.loads(
+        batch(
+            str(tmp_path / "items.jsonl"), "-o", str(out), "--url", server, "--json", "--retry-failed"
+        ).stdout
+    )
     assert retried["failed"] == 1 and "engine_rejected" in retried["results"][12]["error"]
 
 
@@ -137,8 +145,12 @@ def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> No
         "# The Tale\n\nIt opens.\n\n## Chapter One\n\nThe wind rose.\n\n## Chapter Two\n\nIt ended.\n"
     )
     out = tmp_path / "out"
-    run = subprocess.run([str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    run = subprocess.run(
+        [str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr
     assert "3 chapters" in run.stderr
     listing = json.loads((out / "index.json").read_text())
@@ -163,8 +175,12 @@ def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> No
     assert (out / "tale.srt").read_text().startswith("1\n00:00:00,000 --> ")
     assert (out / "chapter003.vtt").read_text().startswith("WEBVTT\n\n00:00:00.000 --> "), "and per chapter"
     made = {path.name: path.stat().st_mtime_ns for path in out.glob("chapter*.mp3")}
-    again = subprocess.run([str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    again = subprocess.run(
+        [str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0 and {p.name: p.stat().st_mtime_ns for p in out.glob("chapter*.mp3")} == made
 
 

@@ -23,8 +23,12 @@ def test_chapters_in_plain_text_in_english_and_chinese() -> None:
     )
     chapters = split_chapters(text)
     assert [(c.number, c.title) for c in chapters] == [
-        (1, "Opening"), (2, "Chapter 1"), (3, "CHAPTER II: Later"), (4, "第三章 结局"), (5, "第4回")
-    ]  # fmt: skip
+        (1, "Opening"),
+        (2, "Chapter 1"),
+        (3, "CHAPTER II: Later"),
+        (4, "第三章 结局"),
+        (5, "第4回"),
+    ]
     assert chapters[1].text == "Chapter 1\nIt began." and chapters[1].id == "chapter002"
 
 

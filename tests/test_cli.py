@@ -27,8 +27,17 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def test_say_writes_the_format_of_the_file_name(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "hello.ogg"
-    result = run("say", "Hello from the command line.", "-o", str(out), "--model", "hibari",
-                 "--data-dir", str(data_dir), env=HIBARI_ONLY)  # fmt: skip
+    result = run(
+        "say",
+        "Hello from the command line.",
+        "-o",
+        str(out),
+        "--model",
+        "hibari",
+        "--data-dir",
+        str(data_dir),
+        env=HIBARI_ONLY,
+    )
     assert result.returncode == 0, result.stderr
     assert "s of audio in" in result.stderr
     audio = decode(out.read_bytes())
@@ -55,8 +64,19 @@ def test_say_refuses_a_name_that_contradicts_the_format(
 def test_say_takes_a_text_longer_than_a_request(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "long.ogg"
     text = "This sentence is one of many in a long text. " * 100  # 4,500 characters
-    result = run("say", text, "-o", str(out), "--format", "ogg", "--model", "hibari",
-                 "--data-dir", str(data_dir), env=HIBARI_ONLY)  # fmt: skip
+    result = run(
+        "say",
+        text,
+        "-o",
+        str(out),
+        "--format",
+        "ogg",
+        "--model",
+        "hibari",
+        "--data-dir",
+        str(data_dir),
+        env=HIBARI_ONLY,
+    )
     assert result.returncode == 0, result.stderr
     assert "loading the models took" in result.stderr
     assert decode(out.read_bytes()).duration > 200
@@ -201,8 +221,17 @@ def test_each_package_imports_first(module: str) -> None:
 
 def test_say_writes_a_wav_whose_header_has_its_length(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "hello.wav"
-    result = run("say", "Hello from the command line.", "-o", str(out), "--model", "hibari",
-                 "--data-dir", str(data_dir), env=HIBARI_ONLY)  # fmt: skip
+    result = run(
+        "say",
+        "Hello from the command line.",
+        "-o",
+        str(out),
+        "--model",
+        "hibari",
+        "--data-dir",
+        str(data_dir),
+        env=HIBARI_ONLY,
+    )
     assert result.returncode == 0, result.stderr
     with wave.open(str(out)) as audio:
         seconds = audio.getnframes() / audio.getframerate()

@@ -27,7 +27,7 @@ from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
 from voxserve.registry import build_engine
 from voxserve.storage import LocalStore
 
-PROGRAM = Path(__file__).parent / "servers" / "speech_cli.py"
+PROGRAM = Path(__file__).parents[1] / "harness" / "servers" / "speech_cli.py"
 
 
 @pytest.fixture
@@ -145,7 +145,7 @@ async def test_output_files_stay_in_the_engine_directory_and_are_removed(
     assert list((tmp_path / "work" / "out").iterdir()) == []
 
 
-WRAPPER = Path(__file__).parent / "servers" / "glmtts_wrapper.py"
+WRAPPER = Path(__file__).parents[1] / "harness" / "servers" / "glmtts_wrapper.py"
 
 
 async def test_a_wrapper_with_the_seeds_flags_runs_as_a_command_and_clones(
@@ -164,11 +164,21 @@ async def test_a_wrapper_with_the_seeds_flags_runs_as_a_command_and_clones(
     narrator = tmp_path / "narrator.wav"
     narrator.write_bytes(wav_bytes(tone(3.0), 24000))
     table = options(
-        command=[sys.executable, str(WRAPPER), "--input_text={text}", "--prompt_audio={reference}",
-                 "--output_path={output}", "--sample_rate=24000", "--seed={seed}"],
-        text_via="argument", output="file", languages={"zh": "zh"}, voices={"narrator": str(narrator)},
+        command=[
+            sys.executable,
+            str(WRAPPER),
+            "--input_text={text}",
+            "--prompt_audio={reference}",
+            "--output_path={output}",
+            "--sample_rate=24000",
+            "--seed={seed}",
+        ],
+        text_via="argument",
+        output="file",
+        languages={"zh": "zh"},
+        voices={"narrator": str(narrator)},
         sample_rate=24000,
-    )  # fmt: skip
+    )
     engine = CommandEngine("glm-wrapper", table, tmp_path / "work", 1)
     await engine.load()
     assert engine.capabilities.cloning and engine.capabilities.seeded
@@ -215,8 +225,16 @@ def test_bound_or_separated_text_arguments_are_fine() -> None:
 
 
 def test_discovered_languages_prefer_the_plain_tag() -> None:
-    lines = ["Pty Language Age/Gender", " 5  en-029  --/M", " 5  en-gb  --/M", " 5  en-us --/M",
-             " 5  de  --/M", " 5  de-ch --/M", " 5  cmn  --/M", "junk"]  # fmt: skip
+    lines = [
+        "Pty Language Age/Gender",
+        " 5  en-029  --/M",
+        " 5  en-gb  --/M",
+        " 5  en-us --/M",
+        " 5  de  --/M",
+        " 5  de-ch --/M",
+        " 5  cmn  --/M",
+        "junk",
+    ]
     assert discovered(lines, r"^\s*\d+\s+(\S+)") == {"en": "en-gb", "de": "de", "zh": "cmn"}
 
 

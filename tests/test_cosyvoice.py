@@ -246,8 +246,12 @@ def test_cosyvoice1_instruct_takes_instructions_with_its_speakers_only(tmp_path:
         refused = speak(client, voice="me", instructions="A calm narrator.")
         assert_error(refused, 422, "unsupported_value", "instructions", "only with its own voices")
     (request,) = behaviour.requests
-    assert request == {"tts_text": "你好。", "path": "/inference_instruct", "spk_id": "中文男",
-                       "instruct_text": "A calm narrator.<|endofprompt|>"}  # fmt: skip
+    assert request == {
+        "tts_text": "你好。",
+        "path": "/inference_instruct",
+        "spk_id": "中文男",
+        "instruct_text": "A calm narrator.<|endofprompt|>",
+    }
 
 
 def test_the_stand_in_fails_as_upstream_does() -> None:

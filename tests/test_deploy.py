@@ -77,8 +77,12 @@ def test_every_alert_names_an_exported_metric() -> None:
         named = queried_series(rule["expr"])
         assert named and named <= exported, f"{rule['alert']}: {named - exported}"
     alerts = {rule["alert"] for rule in rules}
-    assert {"VoxserveNoHealthyInstance", "VoxserveQueueWaitGrowing", "VoxserveErrorRatio",
-            "VoxserveJobStorageNearlyFull"} <= alerts  # fmt: skip
+    assert {
+        "VoxserveNoHealthyInstance",
+        "VoxserveQueueWaitGrowing",
+        "VoxserveErrorRatio",
+        "VoxserveJobStorageNearlyFull",
+    } <= alerts
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is installed by `make test`")

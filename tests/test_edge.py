@@ -58,8 +58,22 @@ class Edge:
 def certificate(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "edge.pem", directory / "edge.key"
     if not cert.exists():
-        command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                   f"/CN={HOST}", "-keyout", str(key), "-out", str(cert)]  # fmt: skip
+        command = [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={HOST}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ]
         subprocess.run(command, check=True, capture_output=True)
     return cert, key
 
@@ -101,11 +115,15 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     voxserve = start_server(directory / "data", directory / "voxserve.log", env)
     https_port, http_port = free_port(), free_port()
     upstream = voxserve.url.removeprefix("http://")
-    config = render(CONF, directory, {
-        "server 127.0.0.1:8000;": f"server {upstream};",
-        "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
-        "listen 80;": f"listen 127.0.0.1:{http_port};",
-    })  # fmt: skip
+    config = render(
+        CONF,
+        directory,
+        {
+            "server 127.0.0.1:8000;": f"server {upstream};",
+            "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
+            "listen 80;": f"listen 127.0.0.1:{http_port};",
+        },
+    )
     nginx = subprocess.Popen(["nginx", "-c", str(config), "-p", str(directory), "-g", "daemon off;"])
     https = f"https://127.0.0.1:{https_port}"
     try:
@@ -170,7 +188,11 @@ def test_each_clients_address_reaches_voxserve_limits_and_log(edge: Edge) -> Non
     with edge.client("127.0.0.4") as first, edge.client("127.0.0.5") as second:
         spoofed = {"X-Forwarded-For": "203.0.113.77"}  # a client's own claim: nginx appends the real one
         assert [first.post("/v1/audio/speech", json=say, headers=spoofed).status_code for _ in range(4)] == [
-            200, 200, 200, 429]  # fmt: skip
+            200,
+            200,
+            200,
+            429,
+        ]
         assert second.post("/v1/audio/speech", json=say).status_code == 200, "another address, another count"
     time.sleep(0.3)
     log = (edge.directory / "voxserve.log").read_text()
@@ -200,8 +222,9 @@ def test_the_replicas_file_is_valid_nginx(edge: Edge) -> None:
     listen = f"listen 127.0.0.1:{free_port()} ssl;"
     changes = {"10.0.0.11:8000": upstream, "10.0.0.12:8000": upstream, "listen 443 ssl;": listen}
     config = render(REPLICAS, edge.directory, changes)
-    check = subprocess.run(["nginx", "-t", "-c", str(config), "-p", str(edge.directory)], capture_output=True,
-                           text=True)  # fmt: skip
+    check = subprocess.run(
+        ["nginx", "-t", "-c", str(config), "-p", str(edge.directory)], capture_output=True, text=True
+    )
     assert check.returncode == 0, check.stderr
 
 

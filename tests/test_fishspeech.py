@@ -50,9 +50,17 @@ def test_a_stored_reference_streams_at_44_1_khz(tmp_path: Path) -> None:
         assert audio.duration == pytest.approx(expected, abs=0.05), "raw samples read as 44.1 kHz"
         assert np.sqrt(np.mean(audio.samples**2)) > 0.01
     (request,) = behaviour.requests
-    assert request == {"text": TEXT, "seed": 11, "reference_id": "narrator", "voice": "narrator",
-                       "references": [], "streaming": True, "use_memory_cache": "on", "temperature": 0.7,
-                       "authorization": "Bearer s3cret"}  # fmt: skip
+    assert request == {
+        "text": TEXT,
+        "seed": 11,
+        "reference_id": "narrator",
+        "voice": "narrator",
+        "references": [],
+        "streaming": True,
+        "use_memory_cache": "on",
+        "temperature": 0.7,
+        "authorization": "Bearer s3cret",
+    }
 
 
 def test_prompt_voices_and_cloned_voices_go_inline_with_their_text(tmp_path: Path) -> None:

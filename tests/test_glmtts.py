@@ -100,8 +100,13 @@ def assert_clean(checkout: Path) -> None:
 def test_the_stand_in_refuses_the_wrapper_flags_as_upstream_does(checkout: Path) -> None:
     """Upstream's parser knows five options: the seed's --input_text style is exit 2."""
     script = str(checkout / "glmtts_inference.py")
-    run = subprocess.run([sys.executable, script, "--input_text=你好", "--seed=42"], cwd=checkout,
-                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, script, "--input_text=你好", "--seed=42"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert run.returncode == 2 and "unrecognized arguments: --input_text=你好 --seed=42" in run.stderr
 
 
@@ -210,8 +215,9 @@ async def test_one_batch_at_a_time_per_gpu(
 def app_client(tmp_path: Path, checkout: Path, prompt_mp3: Path, runs: Path) -> Iterator[TestClient]:
     """The real app over the batch engine alone (a GLM-TTS install with no server running)."""
     config = batch_settings(checkout, prompt_mp3)
-    settings = Settings(data_dir=tmp_path / "data", default_engine="glm", engines=[config],
-                        jobs={"retry_base_seconds": 0.05})  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path / "data", default_engine="glm", engines=[config], jobs={"retry_base_seconds": 0.05}
+    )
     with ready_client(settings, raise_server_exceptions=False) as client:
         yield client
 

@@ -101,8 +101,13 @@ async def test_run_inference_gets_upstreams_arguments(
     audio = await speak(pool, "你好，世界。")
     call = calls(glm_gradio, "current")[before]
     asked = {k: call[k] for k in ("prompt_text", "input_text", "seed", "sample_rate", "use_cache")}
-    assert asked == {"prompt_text": PROMPT_TEXT, "input_text": "你好，世界。", "seed": 7,
-                     "sample_rate": 24000, "use_cache": True}  # fmt: skip
+    assert asked == {
+        "prompt_text": PROMPT_TEXT,
+        "input_text": "你好，世界。",
+        "seed": 7,
+        "sample_rate": 24000,
+        "use_cache": True,
+    }
     assert (call["prompt_rate"], call["prompt_channels"]) == (24000, 1), "the prompt went up converted"
     assert call["prompt_seconds"] == pytest.approx(3.0, abs=0.01)
     assert audio.size == pytest.approx(24000 * 0.08 * 6, abs=2)
@@ -132,8 +137,9 @@ async def test_out_of_gpu_memory_is_overload(glm_gradio: dict[str, Any], make_po
     pool = await make_pool(glm_gradio["current"])
     engine = pool.instances[0].engine  # the instance itself: the pool would retry elsewhere
     assert isinstance(engine, GlmTtsGradioEngine)
-    outcomes = await asyncio.gather(*(speak(engine, "十个字的一句话在这里") for _ in range(3)),
-                                    return_exceptions=True)  # fmt: skip
+    outcomes = await asyncio.gather(
+        *(speak(engine, "十个字的一句话在这里") for _ in range(3)), return_exceptions=True
+    )
     failed = [o for o in outcomes if isinstance(o, Exception)]
     assert len(failed) == 1 and isinstance(failed[0], EngineOverloaded), outcomes
     assert "Inference failed: CUDA out of memory" in str(failed[0])

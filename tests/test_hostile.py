@@ -278,8 +278,13 @@ def test_a_flood_of_digits_is_planned_as_the_speech_it_makes(
 
     monkeypatch.setattr(TextNormalizer, "_fsts", no_fst)
     client = make_client(max_audio_seconds=100)
-    assert_error(client.post(SPEECH, json={"input": "7" * 400}), 413, "audio_too_long", "input",
-                 "at least 125 s of audio")  # fmt: skip
+    assert_error(
+        client.post(SPEECH, json={"input": "7" * 400}),
+        413,
+        "audio_too_long",
+        "input",
+        "at least 125 s of audio",
+    )
     spoken = client.post(SPEECH, json={"input": "card 1234567890123456", "response_format": "wav"})
     assert spoken.status_code == 200, spoken.text
 

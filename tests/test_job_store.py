@@ -34,8 +34,14 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 def make_job(text: str = "hello", priority: int = 0, **fields: object) -> tuple[Job, str]:
     """A job and its text, as the store takes them."""
-    job = Job(id=f"job_{secrets.token_hex(6)}", request={"voice": None}, name="out", priority=priority,
-              request_hash=request_hash({"input": text}), **fields)  # type: ignore[arg-type]  # fmt: skip
+    job = Job(
+        id=f"job_{secrets.token_hex(6)}",
+        request={"voice": None},
+        name="out",
+        priority=priority,
+        request_hash=request_hash({"input": text}),
+        **fields,  # type: ignore[arg-type]
+    )
     return job, text
 
 

@@ -28,8 +28,13 @@ def test_submit_poll_download(make_client: ClientFactory) -> None:
     assert job["status"] == "queued" and job["name"] == "chapter-1" and job["metadata"] == {"book": "b1"}
     assert job["progress"]["segments_total"] is None and job["progress"]["chars_total"] is None, "not planned"
     done = wait_for(client, job["id"], "succeeded")
-    assert done["progress"] == {"segments_done": 3, "segments_total": 3, "audio_seconds": pytest.approx(2.55),
-                                "chars_done": len(TEXT), "chars_total": len(TEXT)}  # fmt: skip
+    assert done["progress"] == {
+        "segments_done": 3,
+        "segments_total": 3,
+        "audio_seconds": pytest.approx(2.55),
+        "chars_done": len(TEXT),
+        "chars_total": len(TEXT),
+    }
     assert done["attempts"] == 1 and done["error"] is None
     response = client.get(done["links"]["audio"])
     assert response.headers["content-disposition"] == 'attachment; filename="chapter-1.wav"'
@@ -148,8 +153,12 @@ def test_retryable_failure_is_retried_then_succeeds(
     client = make_client()
     done = wait_for(client, submit(client)["id"], "succeeded", "failed")
     assert done["status"] == "succeeded" and done["attempts"] == 2
-    assert [c.text for c in fake_engine.calls] == ["One two three.", "Four five six.", "Four five six.",
-                                                   "Seven eight nine."]  # fmt: skip
+    assert [c.text for c in fake_engine.calls] == [
+        "One two three.",
+        "Four five six.",
+        "Four five six.",
+        "Seven eight nine.",
+    ]
     assert decode(client.get(done["links"]["audio"]).content).duration == pytest.approx(2.55, abs=0.01)
 
 

@@ -25,8 +25,10 @@ def test_inline_marks() -> None:
     assert list(marks("他很[h][ào]奇")) == [Mark("text", "他很"), Mark("pinyin", "hao4"), Mark("text", "奇")]
     assert list(marks("[zh][ōng][g][uo2]")) == [Mark("pinyin", "zhong1"), Mark("pinyin", "guo2")]
     assert list(marks("a [M][AY0][N][UW1][T] b")) == [
-        Mark("text", "a "), Mark("arpabet", "M AY0 N UW1 T"), Mark("text", " b"),
-    ]  # fmt: skip
+        Mark("text", "a "),
+        Mark("arpabet", "M AY0 N UW1 T"),
+        Mark("text", " b"),
+    ]
     assert list(marks("[ipa:təˈmɑːtoʊ]")) == [Mark("ipa", "təˈmɑːtoʊ")]
     ordinary = [Mark("text", "a "), Mark("text", "[sic]"), Mark("text", " note "), Mark("text", "[x]")]
     assert list(marks("a [sic] note [x]")) == ordinary, "bracketed words that are not marks stay text"
@@ -155,9 +157,27 @@ def test_marks_change_the_embedded_engines_audio(client: httpx.Client) -> None:
 
 
 _ssml_piece = st.sampled_from(
-    ["<speak>", "</speak>", "<prosody>", "</prosody>", '<break time="1s"/>', "<s>", "</s>", "hi ", "&amp;",
-     "<sub alias='x'>", "</sub>", "<say-as interpret-as='digits'>", "</say-as>", "<p>", "</p>", "<", "&", "1"]
-)  # fmt: skip
+    [
+        "<speak>",
+        "</speak>",
+        "<prosody>",
+        "</prosody>",
+        '<break time="1s"/>',
+        "<s>",
+        "</s>",
+        "hi ",
+        "&amp;",
+        "<sub alias='x'>",
+        "</sub>",
+        "<say-as interpret-as='digits'>",
+        "</say-as>",
+        "<p>",
+        "</p>",
+        "<",
+        "&",
+        "1",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

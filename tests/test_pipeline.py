@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -94,8 +95,6 @@ def test_a_stored_request_is_read_back_by_its_version() -> None:
     dumped = request.dump()
     assert dumped["version"] == 1 and "input" not in dumped
     assert SpeechRequest.load("hi", dumped) == request
-    before_versions = {k: v for k, v in dumped.items() if k != "version"}
-    assert SpeechRequest.load("hi", before_versions) == request
     with pytest.raises(InvalidRequest, match="queued by a newer voxserve"):
         SpeechRequest.load("hi", {**dumped, "version": 2})
 
@@ -143,7 +142,9 @@ async def test_the_first_segment_starts_short(tmp_path: Path) -> None:
     pipeline = Pipeline(engines, normalizer, settings, ThreadPoolExecutor(1), Metrics())
     text = "The morning train was late again, so we walked to the office. Then it rained all day long."
     assert len(pipeline.plan(SpeechRequest(input=text)).segments) == 2, "a job's sentences stay whole"
-    segments = pipeline.plan(SpeechRequest(input=text), short_start=True).segments
+    segments = pipeline.plan(
+        SpeechRequest(input=text), replace(pipeline.planner.speech, short_start=True)
+    ).segments
     assert [(s.text, s.pause_after) for s in segments] == [
         ("The morning train was", 0.0),  # the first words, joined to the rest without a pause
         ("late again, so we walked to the office.", 0.25),

@@ -87,8 +87,12 @@ async def test_cosyvoice_instructions_use_inference_instruct(
     url = stand_in(lambda b: cosyvoice_app(b, Model(1, instruct=True)))
     engine = cosyvoice(url, model="iic/CosyVoice-300M-Instruct")
     await collect(engine, segment("中文女", instructions="用四川话说这句话"))
-    assert behaviour.requests[0] == {"tts_text": TEXT, "path": "/inference_instruct", "spk_id": "中文女",
-                                     "instruct_text": "用四川话说这句话<|endofprompt|>"}  # fmt: skip
+    assert behaviour.requests[0] == {
+        "tts_text": TEXT,
+        "path": "/inference_instruct",
+        "spk_id": "中文女",
+        "instruct_text": "用四川话说这句话<|endofprompt|>",
+    }
 
 
 async def test_cosyvoice_tts_form_api(stand_in: Callable[..., str], behaviour: Behaviour) -> None:
@@ -115,9 +119,17 @@ async def test_emotivoice_request_fields(
     engine = EmotiVoiceEngine("emoti", default_client(url), EmotiVoiceOptions(voices=["8051", "9017"]))
     audio = np.concatenate(await collect(engine, segment("9017", speed=1.2, **fields)))
     assert audio.size == tone(TEXT, 16000).size
-    assert behaviour.requests == [{"input": TEXT, "voice": "9017", "prompt": prompt, "language": "zh_us",
-                                   "model": "emoti-voice", "response_format": "wav",
-                                   "speed": 1.2}]  # fmt: skip
+    assert behaviour.requests == [
+        {
+            "input": TEXT,
+            "voice": "9017",
+            "prompt": prompt,
+            "language": "zh_us",
+            "model": "emoti-voice",
+            "response_format": "wav",
+            "speed": 1.2,
+        }
+    ]
 
 
 async def test_a_file_at_another_rate_than_configured_plays_at_the_right_speed(
@@ -153,9 +165,15 @@ async def test_openai_compatible_pcm_passthrough(
     request = SegmentRequest(text="Hello there.", language="en", voice="af_heart", instructions="calm")
     chunks = await collect(engine, request)
     assert len(chunks) > 1 and np.concatenate(chunks).size == tone("Hello there.", 24000).size
-    sent = {"model": model, "input": "Hello there.", "voice": "af_heart", "response_format": "pcm",
-            "speed": 1.0, **({"instructions": "calm"} if instructed else {}),
-            "authorization": "Bearer sk-test"}  # fmt: skip
+    sent = {
+        "model": model,
+        "input": "Hello there.",
+        "voice": "af_heart",
+        "response_format": "pcm",
+        "speed": 1.0,
+        **({"instructions": "calm"} if instructed else {}),
+        "authorization": "Bearer sk-test",
+    }
     assert behaviour.requests == [sent]
 
 

@@ -61,9 +61,13 @@ def test_jobs_from_submission_to_download(fake_client: TestClient, tmp_path: Pat
 
 def test_a_refusal_is_retried_after_what_retry_after_says() -> None:
     busy = {"error": {"code": "busy", "message": "x"}}
-    answers = iter([httpx.Response(503, headers={"Retry-After": "0"}, json=busy),
-                    httpx.Response(429, headers={"Retry-After": "0"}, json=busy),
-                    httpx.Response(202, json={"id": "job_1", "status": "queued"})])  # fmt: skip
+    answers = iter(
+        [
+            httpx.Response(503, headers={"Retry-After": "0"}, json=busy),
+            httpx.Response(429, headers={"Retry-After": "0"}, json=busy),
+            httpx.Response(202, json={"id": "job_1", "status": "queued"}),
+        ]
+    )
     sent: list[httpx.Request] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -109,8 +113,9 @@ def test_the_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         return httpx.Response(200, json={"usage": {}})
 
     client = Client("http://voxserve", retry=QUICK)
-    client._http = httpx.Client(transport=httpx.MockTransport(answer), base_url="http://voxserve",
-                                headers=client._http.headers)  # fmt: skip
+    client._http = httpx.Client(
+        transport=httpx.MockTransport(answer), base_url="http://voxserve", headers=client._http.headers
+    )
     client.usage()
     assert seen == ["Bearer vx_k_abc_secret"]
 

@@ -33,9 +33,13 @@ class Deployment:
         self.stack = stack
         self.tmp_path = tmp_path
         auth = {"enabled": True, **overrides.pop("auth", {})}
-        self.settings = Settings(data_dir=tmp_path, default_engine="fake", auth=auth,
-                                 jobs={"retry_base_seconds": 0.05, **overrides.pop("jobs", {})},
-                                 **overrides)  # fmt: skip
+        self.settings = Settings(
+            data_dir=tmp_path,
+            default_engine="fake",
+            auth=auth,
+            jobs={"retry_base_seconds": 0.05, **overrides.pop("jobs", {})},
+            **overrides,
+        )
         self.client = self.replica()
         self.admin = self.key("ops", ["admin"])
 
@@ -73,8 +77,9 @@ def test_no_key_bad_key_and_both_ways_to_send_one(deploy: Callable[..., Deployme
     missing = client.post(SPEECH, json=SAY)
     assert_error(missing, 401, "unauthorized", None, "an API key is required")
     assert missing.headers["www-authenticate"].startswith("Bearer")
-    assert_error(client.post(SPEECH, json=SAY, headers=auth(token[:-2] + "xx")), 401, "unauthorized", None,
-                 "not valid")  # fmt: skip
+    assert_error(
+        client.post(SPEECH, json=SAY, headers=auth(token[:-2] + "xx")), 401, "unauthorized", None, "not valid"
+    )
     assert_error(client.post(SPEECH, json=SAY, headers=auth("sk-something")), 401, "unauthorized", None)
     assert client.post(SPEECH, json=SAY, headers=auth(token)).status_code == 200
     answer = client.post(SPEECH, json=SAY, headers={"X-API-Key": token})
@@ -108,8 +113,13 @@ def test_a_caller_without_a_key_is_refused_before_its_body_is_read(
 def test_scopes_are_named_when_missing(deploy: Callable[..., Deployment]) -> None:
     d = deploy()
     speaker = auth(d.key("speaker", ["speech"]))
-    assert_error(d.client.post("/v1/jobs", json={"input": JOB_TEXT}, headers=speaker), 403,
-                 "insufficient_scope", "jobs", "lacks the 'jobs' scope (it has speech)")  # fmt: skip
+    assert_error(
+        d.client.post("/v1/jobs", json={"input": JOB_TEXT}, headers=speaker),
+        403,
+        "insufficient_scope",
+        "jobs",
+        "lacks the 'jobs' scope (it has speech)",
+    )
     assert_error(d.client.get("/v1/admin/keys", headers=speaker), 403, "insufficient_scope", "admin")
     assert_error(d.client.get("/metrics", headers=speaker), 403, "insufficient_scope", "admin")
     assert d.client.get("/metrics", headers=auth(d.admin)).status_code == 200
@@ -169,8 +179,12 @@ def test_another_keys_jobs_and_voices_do_not_exist(deploy: Callable[..., Deploym
         auth(d.key("bob", ["jobs", "voices", "speech"])),
     )
     job = d.client.post("/v1/jobs", json={"input": JOB_TEXT, "response_format": "wav"}, headers=alice).json()
-    for path in (f"/v1/jobs/{job['id']}", f"/v1/jobs/{job['id']}/audio", f"/v1/jobs/{job['id']}/events",
-                 f"/api/task/{job['id']}"):  # fmt: skip
+    for path in (
+        f"/v1/jobs/{job['id']}",
+        f"/v1/jobs/{job['id']}/audio",
+        f"/v1/jobs/{job['id']}/events",
+        f"/api/task/{job['id']}",
+    ):
         answer = d.client.get(path, headers=bob)
         assert answer.status_code == 404 and answer.json()["error"]["code"] == "job_not_found", path
     assert d.client.delete(f"/v1/jobs/{job['id']}", headers=bob).status_code == 404
@@ -255,8 +269,13 @@ def test_speech_that_fails_before_any_audio_is_not_charged(deploy: Callable[...,
 def test_job_size_audio_length_and_streams_are_per_key(deploy: Callable[..., Deployment]) -> None:
     d = deploy()
     key = auth(d.key("tight", ["speech", "jobs"], max_job_chars=20, max_audio_seconds=1.0))
-    assert_error(d.client.post("/v1/jobs", json={"input": JOB_TEXT}, headers=key), 413, "input_too_large",
-                 "input", "this key's limit for a job is 20")  # fmt: skip
+    assert_error(
+        d.client.post("/v1/jobs", json={"input": JOB_TEXT}, headers=key),
+        413,
+        "input_too_large",
+        "input",
+        "this key's limit for a job is 20",
+    )
     long = d.client.post(
         SPEECH, json={**SAY, "input": "one two three four five six seven eight"}, headers=key
     )
@@ -325,8 +344,9 @@ def test_allowed_origins_get_cors(tmp_path: Path) -> None:
     auth_settings = {"cors_origins": ["https://app.example"], "allowed_hosts": [".api.example"]}
     settings = Settings(data_dir=tmp_path, default_engine="fake", auth=auth_settings)
     with ready_client(settings, {"fake": FakeEngine()}, base_url="http://tts.api.example") as client:
-        preflight = client.options(SPEECH, headers={"Origin": "https://app.example",
-                                                    "Access-Control-Request-Method": "POST"})  # fmt: skip
+        preflight = client.options(
+            SPEECH, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
+        )
         assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "https://app.example"
         post = client.post(SPEECH, json=SAY, headers={"Origin": "https://app.example"})
@@ -389,8 +409,9 @@ def test_client_addresses_come_from_trusted_proxies_only() -> None:
 
 
 def test_anonymous_clients_are_limited_per_address(fake_settings: Settings) -> None:
-    settings = fake_settings.model_copy(update={"limits": fake_settings.limits.model_copy(
-        update={"anonymous": Quota(requests_per_minute=2)})})  # fmt: skip
+    settings = fake_settings.model_copy(
+        update={"limits": fake_settings.limits.model_copy(update={"anonymous": Quota(requests_per_minute=2)})}
+    )
     with ready_client(settings, {"fake": FakeEngine()}) as client:
         assert [client.post(SPEECH, json=SAY).status_code for _ in range(3)] == [200, 200, 429]
 

@@ -45,8 +45,9 @@ def stored_jobs(server: PrivateRedis) -> list[str]:
 def test_a_submission_the_store_never_answered_leaves_no_job(
     paused_redis: PrivateRedis, tmp_path: Path
 ) -> None:
-    settings = Settings(data_dir=tmp_path / "data", default_engine="fake",
-                        jobs={"queue_url": paused_redis.url, "workers": 0})  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path / "data", default_engine="fake", jobs={"queue_url": paused_redis.url, "workers": 0}
+    )
     with ready_client(settings, {"fake": FakeEngine(name="fake")}, raise_server_exceptions=False) as client:
         paused_redis.pause()
         started = time.monotonic()

@@ -214,9 +214,27 @@ def test_punctuation_pysbd_would_drop_is_kept() -> None:
 
 
 _hostile = st.sampled_from(
-    [*"ab ,.!?;:\n", "[h][ǎo]", "[pause:0.1s]", "[ipa:ab]", "[", "]", "<", ">", "{", "}", "。", "你",
-     "\U000f0001", "1,000", "3.5", "Dr.", "\u200b", "\x00"]
-)  # fmt: skip
+    [
+        *"ab ,.!?;:\n",
+        "[h][ǎo]",
+        "[pause:0.1s]",
+        "[ipa:ab]",
+        "[",
+        "]",
+        "<",
+        ">",
+        "{",
+        "}",
+        "。",
+        "你",
+        "\U000f0001",
+        "1,000",
+        "3.5",
+        "Dr.",
+        "\u200b",
+        "\x00",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)

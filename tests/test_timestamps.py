@@ -48,8 +48,11 @@ def test_caption_times_match_the_audio(fake_client: TestClient) -> None:
         if following is not None:
             gap = _rms(audio.samples, audio.sample_rate, segment["end"] + 0.01, following["start"] - 0.01)
             assert gap < 0.005, "the pause between segments is silence"
-    assert body["timestamps"][0] == {"word": segments[0]["text"], "start_time": segments[0]["start"],
-                                     "end_time": segments[0]["end"]}  # fmt: skip
+    assert body["timestamps"][0] == {
+        "word": segments[0]["text"],
+        "start_time": segments[0]["start"],
+        "end_time": segments[0]["end"],
+    }
 
 
 def test_sse_deltas_carry_the_segments(fake_client: TestClient) -> None:

@@ -42,7 +42,7 @@ def bad_files() -> list[tuple[str, bytes, int, str, str]]:
         ("NaN", double_wav(np.full(24000 * 5, np.nan)), 422, "invalid_audio", "(NaN or infinity)"),
         ("inf", double_wav(np.append(voice_like(5.0, 24000), np.inf)), 422, "invalid_audio", "not numbers"),
         ("0 bits", GOOD[:34] + b"\0\0" + GOOD[36:], 422, "invalid_audio", "wav file"),
-    ]  # fmt: skip
+    ]
 
 
 def double_wav(samples: np.ndarray) -> bytes:
@@ -290,8 +290,11 @@ def test_a_url_is_fetched_from_the_address_that_was_checked(
         hosts.append(request.headers["host"])
         return Response(GOOD, media_type="audio/wav")
 
-    settings = Settings(data_dir=tmp_path, default_engine="fake",
-                        references={"url_hosts": ["voices.example"], "url_private": True})  # fmt: skip
+    settings = Settings(
+        data_dir=tmp_path,
+        default_engine="fake",
+        references={"url_hosts": ["voices.example"], "url_private": True},
+    )
     with serving(files) as base, ready_client(settings, {"fake": cloning_engine}) as client:
         url = base.replace("127.0.0.1", "voices.example") + "/me.wav"
         task = client.post("/api/synthesis", json={"text": "one two", "audio": url})

@@ -175,8 +175,12 @@ def cosyvoice_app(behaviour: Behaviour, model: Model | None = None) -> FastAPI: 
         return stream(tts_text, check, path="/inference_instruct2", instruct_text=instruct_text, **fields)
 
     @app.post("/tts")
-    async def tts(text: str = Form(), audio_path: str | None = Form(None), seed: int | None = Form(None),
-                  task_id: str | None = Form(None)) -> Response:  # fmt: skip
+    async def tts(
+        text: str = Form(),
+        audio_path: str | None = Form(None),
+        seed: int | None = Form(None),
+        task_id: str | None = Form(None),
+    ) -> Response:
         """Not upstream's: seed 001's form wrapper around CosyVoice3, answering a whole WAV."""
         behaviour.requests.append({"path": "/tts", "text": text, "seed": seed, "audio_path": audio_path})
         if not behaviour.up:

@@ -130,12 +130,19 @@ def fishspeech_app(
         if isinstance(body, Response):
             return body
         voice = body.reference_id if body.reference_id in stored else None
-        behaviour.requests.append({
-            "text": body.text, "seed": body.seed, "reference_id": body.reference_id, "voice": voice,
-            "references": [reference_facts(r) for r in body.references], "streaming": body.streaming,
-            "use_memory_cache": body.use_memory_cache, "temperature": body.temperature,
-            "authorization": request.headers.get("authorization"),
-        })  # fmt: skip
+        behaviour.requests.append(
+            {
+                "text": body.text,
+                "seed": body.seed,
+                "reference_id": body.reference_id,
+                "voice": voice,
+                "references": [reference_facts(r) for r in body.references],
+                "streaming": body.streaming,
+                "use_memory_cache": body.use_memory_cache,
+                "temperature": body.temperature,
+                "authorization": request.headers.get("authorization"),
+            }
+        )
         if not behaviour.up:
             return error(500, "Failed to generate speech", "Internal Server Error")
         headers = {"Content-Disposition": f"attachment; filename=audio.{body.format}"}
@@ -145,7 +152,8 @@ def fishspeech_app(
         if body.format not in ("wav", "mp3"):
             return error(500, "Failed to generate speech", "Internal Server Error")
         audio = np.frombuffer(b"".join([c async for c in generate(behaviour, body.text, SAMPLE_RATE)]), "<i2")
-        return Response(wav_bytes(audio.astype(np.float32) / 32768, SAMPLE_RATE), media_type="audio/wav",
-                        headers=headers)  # fmt: skip
+        return Response(
+            wav_bytes(audio.astype(np.float32) / 32768, SAMPLE_RATE), media_type="audio/wav", headers=headers
+        )
 
     return app

@@ -69,8 +69,11 @@ class Model:
 def prompt_facts(path: str) -> dict[str, object]:
     with wave.open(path, "rb") as audio:
         rate = audio.getframerate()
-        return {"prompt_rate": rate, "prompt_channels": audio.getnchannels(),
-                "prompt_seconds": audio.getnframes() / rate}  # fmt: skip
+        return {
+            "prompt_rate": rate,
+            "prompt_channels": audio.getnchannels(),
+            "prompt_seconds": audio.getnframes() / rate,
+        }
 
 
 def build(model: Model) -> gr.Blocks:
@@ -94,9 +97,18 @@ def build(model: Model) -> gr.Blocks:
             in_flight = model.in_flight
         try:
             loaded = model.get_models(sample_rate)
-            model.record({"prompt_text": prompt_text, "input_text": input_text, "seed": seed,
-                          "sample_rate": sample_rate, "use_cache": use_cache, "pid": os.getpid(),
-                          "loaded": loaded, **prompt_facts(prompt_audio_path)})  # fmt: skip
+            model.record(
+                {
+                    "prompt_text": prompt_text,
+                    "input_text": input_text,
+                    "seed": seed,
+                    "sample_rate": sample_rate,
+                    "use_cache": use_cache,
+                    "pid": os.getpid(),
+                    "loaded": loaded,
+                    **prompt_facts(prompt_audio_path),
+                }
+            )
             time.sleep(model.args.seconds_per_char * len(input_text))
             if model.args.capacity is not None and in_flight > model.args.capacity:
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")

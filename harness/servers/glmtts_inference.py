@@ -97,8 +97,13 @@ def main() -> None:
     parser.add_argument("--sample_rate", type=int, default=24000)
     args = parser.parse_args()
     record = os.path.join(os.environ.get("GLMTTS_RECORD_DIR", ""), f"{os.getpid()}.json")
-    run = {"argv": sys.argv[1:], "cwd": os.getcwd(), "pid": os.getpid(),
-           "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "started": time.time()}  # fmt: skip
+    run = {
+        "argv": sys.argv[1:],
+        "cwd": os.getcwd(),
+        "pid": os.getpid(),
+        "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "started": time.time(),
+    }
     if os.environ.get("GLMTTS_RECORD_DIR"):
         with open(record, "w") as out:
             json.dump(run, out)

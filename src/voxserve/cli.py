@@ -176,13 +176,7 @@ async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Sa
         except Exception as exc:  # whatever a model's loader raises, said in one line
             raise EngineUnavailable(f"loading the models failed: {type(exc).__name__}: {exc}") from exc
         load_seconds = time.perf_counter() - started
-        jobs = settings.jobs
-        plan = await asyncio.to_thread(
-            services.pipeline.plan,
-            request,
-            max_chars=jobs.max_chars,
-            max_audio_seconds=jobs.max_audio_seconds,
-        )
+        plan = await asyncio.to_thread(services.pipeline.plan, request, services.pipeline.planner.job)
         stats = Stats(chars=plan.chars)
         with _progress(len(plan.segments)) as advance:
             async for chunk in services.pipeline.encode(plan, stats):
@@ -234,6 +228,7 @@ def say(
     from voxserve.errors import VoxserveError
     from voxserve.logs import configure_logging
     from voxserve.pipeline import SpeechRequest
+    from voxserve.planning import check_input, job_profile
 
     settings = _settings(config, data_dir=data_dir)
     configure_logging("WARNING")
@@ -243,12 +238,11 @@ def say(
     except ValueError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    limit = settings.jobs.max_chars
-    if len(text) > limit:
-        console.print(
-            f"[red]error:[/red] the text is {len(text)} characters; say takes up to {limit} (jobs.max_chars)"
-        )
-        raise typer.Exit(2)
+    try:
+        check_input(text, job_profile(settings))  # before the models load, which takes seconds
+    except VoxserveError as exc:
+        console.print(f"[red]error:[/red] {escape(exc.message)} (jobs.max_chars)")
+        raise typer.Exit(2) from exc
     try:
         request = SpeechRequest(
             input=text,
@@ -387,9 +381,16 @@ def engines(url: UrlOption = DEFAULT_URL) -> None:
         for instance in engine["instances"]:
             latency = f"{instance.get('latency_ms_ewma') or '-'} / {instance.get('latency_ms_p95') or '-'}"
             limit = f"{instance.get('limit', '-')}{' auto' if instance.get('adaptive') else ''}"
-            table.add_row(engine["name"], instance["url"], instance["role"], str(instance["healthy"]),
-                          str(instance.get("in_flight", "-")), limit, latency,
-                          f"{instance.get('errors', 0)}/{instance.get('requests', 0)}")  # fmt: skip
+            table.add_row(
+                engine["name"],
+                instance["url"],
+                instance["role"],
+                str(instance["healthy"]),
+                str(instance.get("in_flight", "-")),
+                limit,
+                latency,
+                f"{instance.get('errors', 0)}/{instance.get('requests', 0)}",
+            )
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 
 

@@ -225,8 +225,16 @@ class RateLimited(VoxserveError):
     status_code = 429
     code = "rate_limited"
 
-    def __init__(self, message: str, *, limit: int, remaining: int, reset: float, retry_after: int,
-                 param: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        remaining: int,
+        reset: float,
+        retry_after: int,
+        param: str | None = None,
+    ) -> None:
         super().__init__(message, param=param)
         self.limit, self.remaining, self.reset, self.retry_after = limit, remaining, reset, retry_after
 

@@ -49,6 +49,47 @@ JOB_PRIORITY = 0
 
 
 @dataclass(frozen=True)
+class Profile:
+    """How a kind of request is planned: its limits, where its segments wait, whether the engines
+    must be loaded, and whether someone waits for its first audio (which then comes in a short
+    first piece). The planner holds the two there are, ``speech`` and ``job``."""
+
+    kind: str  # named in a limit's message: "a synchronous request", "a job"
+    max_chars: int
+    max_audio_seconds: float
+    priority: int = SPEECH_PRIORITY
+    require_ready: bool = True
+    short_start: bool = False
+    hint: str = ""  # what to do instead, said when the text is over the limit
+
+
+def speech_profile(settings: Settings) -> Profile:
+    """A request someone waits on (``max_input_chars``, ``max_audio_seconds``)."""
+    hint = " Submit longer texts as a job (POST /v1/jobs)."
+    return Profile("a synchronous request", settings.max_input_chars, settings.max_audio_seconds, hint=hint)
+
+
+def job_profile(settings: Settings) -> Profile:
+    """A job (``jobs.max_chars``, ``jobs.max_audio_seconds``), and ``voxserve say``, which makes a file."""
+    jobs = settings.jobs
+    return Profile("a job", jobs.max_chars, jobs.max_audio_seconds, JOB_PRIORITY)
+
+
+def check_input(text: str, profile: Profile) -> None:
+    """The text's own checks, before any other: there is one, and it is within the profile's limit."""
+    if not text.strip():
+        raise InvalidRequest("input is empty; give the text to speak", param="input")
+    if len(text) > profile.max_chars:
+        raise PayloadTooLarge(
+            f"input is {len(text)} characters; the limit for {profile.kind} is {profile.max_chars}."
+            + profile.hint,
+            param="input",
+        )
+    if not is_speakable(text):
+        raise UnsupportedValue("input has nothing to speak (no letters or digits)", param="input")
+
+
+@dataclass(frozen=True)
 class Segment:
     """One raw piece of the input, its language and the pause that follows it."""
 
@@ -78,6 +119,28 @@ class Plan:
     @property
     def chars(self) -> int:
         return len(self.request.input)
+
+    def decisions(self) -> dict[str, object]:
+        """What a job keeps of its plan, for its worker to check: the engine, its rate and the
+        file's, the segments (a resumed job counts its progress in them), and the voice once the
+        engine is loaded (before that its voices may not all be known yet)."""
+        decided: dict[str, object] = {
+            "engine": self.engine.name,
+            "sample_rate": self.engine.capabilities.sample_rate,
+            "output_rate": self.output_rate,
+            "segments": len(self.segments),
+        }
+        if self.engine.ready:
+            decided["voice"] = self.voice.id
+        return decided
+
+    def disagreement(self, decided: dict[str, object]) -> str | None:
+        """How this plan differs from one made before (``decisions``), or None when it agrees."""
+        now = self.decisions()
+        changed = [
+            f"{key} {decided[key]!r} → {now.get(key)!r}" for key in decided if now.get(key) != decided[key]
+        ]
+        return "; ".join(changed) or None
 
 
 def _check_instructions(engine: str, caps: Capabilities, cloned: bool) -> None:
@@ -112,27 +175,19 @@ class Planner:
         self.settings = settings
         #: Set once loading has ended (well or not): requests that came during it stop waiting.
         self.loaded = asyncio.Event()
+        self.speech = speech_profile(settings)
+        self.job = job_profile(settings)
 
     @tracing.traced("plan")
-    def plan(
-        self,
-        request: SpeechRequest,
-        max_chars: int | None = None,
-        require_ready: bool = True,
-        max_audio_seconds: float | None = None,
-        priority: int = SPEECH_PRIORITY,
-        viewer: Viewer = EVERYONE,
-        short_start: bool = False,
-    ) -> Plan:
+    def plan(self, request: SpeechRequest, profile: Profile | None = None, viewer: Viewer = EVERYONE) -> Plan:
         """Check a request and decide how to serve it; raises a VoxserveError if it cannot be.
 
-        ``max_chars`` and ``max_audio_seconds`` replace the synchronous limits
-        (jobs take much longer texts); a job may also be planned while engines
-        still load. ``viewer`` is whose library voices it may use (with keys: its own).
-        ``short_start``: someone waits for the first audio, so the first piece is short. Blocking
-        work (a long text takes seconds): call it in a thread.
+        ``profile``: speech's limits unless another is given (a job's); ``viewer`` is whose
+        library voices it may use (with keys: its own). Blocking work (a long text takes
+        seconds): call it in a thread.
         """
-        self._check_input(request.input, max_chars)
+        profile = profile or self.speech
+        check_input(request.input, profile)
         if request.language and language_code(request.language) not in self.selection.languages:
             raise UnsupportedValue(
                 f"language {request.language!r} is not spoken here; "
@@ -142,7 +197,7 @@ class Planner:
         text = expand_ssml(request.input)
         engine, voice = self.selection.choose(request, text, viewer)
         reference = voice.reference
-        if require_ready and (not engine.ready or not self.normalizer.loaded):
+        if profile.require_ready and (not engine.ready or not self.normalizer.loaded):
             raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
         caps = engine.capabilities
         if reference is not None and caps.clone_needs_transcript and not reference.transcript:
@@ -173,14 +228,14 @@ class Planner:
                 f"{', '.join(map(str, SAMPLE_RATES))}",
                 param="sample_rate",
             )
-        segments = tuple(self._segments(request, text, engine, short_start))
+        segments = tuple(self._segments(request, text, engine, profile.short_start))
         if reference is None:
             segments = self._native_voices(segments, request.voice, engine, voice.id)
         if not segments:
             raise NothingToSay(
                 "input has pauses or markup but no words to speak; give some text", param="input"
             )
-        audio_limit = max_audio_seconds or self.settings.max_audio_seconds
+        audio_limit = profile.max_audio_seconds
         least = least_audio_seconds(segments, request.speed)
         if least > audio_limit:
             raise AudioTooLong(
@@ -201,25 +256,8 @@ class Planner:
             tempo=request.speed / engine_speed,
             ignored=ignored_options(request, engine, text),
             max_audio_seconds=audio_limit,
-            priority=priority,
+            priority=profile.priority,
         )
-
-    def _check_input(self, text: str, max_chars: int | None) -> None:
-        if not text.strip():
-            raise InvalidRequest("input is empty; give the text to speak", param="input")
-        if max_chars is not None and len(text) > max_chars:
-            raise PayloadTooLarge(
-                f"input is {len(text)} characters; the limit for a job is {max_chars}", param="input"
-            )
-        limit = self.settings.max_input_chars
-        if max_chars is None and len(text) > limit:
-            raise PayloadTooLarge(
-                f"input is {len(text)} characters; the limit for a synchronous request is {limit}. "
-                "Submit longer texts as a job (POST /v1/jobs).",
-                param="input",
-            )
-        if not is_speakable(text):
-            raise UnsupportedValue("input has nothing to speak (no letters or digits)", param="input")
 
     async def plan_in_thread(
         self, request: SpeechRequest, max_audio_seconds: float | None = None, viewer: Viewer = EVERYONE
@@ -230,8 +268,9 @@ class Planner:
         A request that comes while the engines still load (the first one after start) waits for
         them, up to ``load_wait_seconds``, rather than fail; ``/readyz`` still says "loading".
         """
-        limit = min(self.settings.max_audio_seconds, max_audio_seconds or self.settings.max_audio_seconds)
-        plan = partial(self.plan, request, max_audio_seconds=limit, viewer=viewer, short_start=True)
+        limit = min(self.speech.max_audio_seconds, max_audio_seconds or self.speech.max_audio_seconds)
+        profile = replace(self.speech, max_audio_seconds=limit, short_start=True)
+        plan = partial(self.plan, request, profile, viewer)
         try:
             return await asyncio.to_thread(plan)
         except NotReady:

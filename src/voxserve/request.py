@@ -66,9 +66,9 @@ class SpeechRequest(SpeechOptions):
 
     @classmethod
     def load(cls, text: str, dumped: dict[str, Any]) -> SpeechRequest:
-        """A stored request back; a dump without a version is one from before versions (the same fields)."""
+        """A stored request back (every dump says its version)."""
         fields = dict(dumped)
-        version = fields.pop("version", 0)
+        version = fields.pop("version")
         if version > DUMP_VERSION:
             raise InvalidRequest(
                 f"this job was queued by a newer voxserve (request version {version}); "

@@ -87,9 +87,17 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
 
 #: What a page of an allowed origin may read of an answer.
 EXPOSED_HEADERS = [
-    "X-Request-ID", "X-Voxserve-Engine", "X-Voxserve-Voice", "X-Voxserve-Ignored", "Retry-After",
-    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Content-Disposition", "Location",
-]  # fmt: skip
+    "X-Request-ID",
+    "X-Voxserve-Engine",
+    "X-Voxserve-Voice",
+    "X-Voxserve-Ignored",
+    "Retry-After",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Content-Disposition",
+    "Location",
+]
 
 
 def max_body_bytes(settings: Settings) -> int:

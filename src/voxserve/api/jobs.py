@@ -210,9 +210,13 @@ async def job_audio(
 
 @router.get(
     "/v1/jobs/{job_id}/captions",
-    responses={200: {"description": "SRT, WebVTT, or the segments as JSON", "content": {
-        media: {"schema": {"type": "string"}} for media in CAPTION_FORMATS.values()}}},
-)  # fmt: skip
+    responses={
+        200: {
+            "description": "SRT, WebVTT, or the segments as JSON",
+            "content": {media: {"schema": {"type": "string"}} for media in CAPTION_FORMATS.values()},
+        }
+    },
+)
 async def job_captions(
     job_id: str,
     services: Annotated[Services, Depends(get_services)],

@@ -44,9 +44,16 @@ class SpeechFields(SpeechOptions):
 
 #: Kokoro-FastAPI's one-letter ``lang_code`` values (Kokoro's own pipeline codes).
 KOKORO_LANG_CODES = {
-    "a": "en-US", "b": "en-GB", "e": "es", "f": "fr", "h": "hi",
-    "i": "it", "j": "ja", "p": "pt-BR", "z": "zh",
-}  # fmt: skip
+    "a": "en-US",
+    "b": "en-GB",
+    "e": "es",
+    "f": "fr",
+    "h": "hi",
+    "i": "it",
+    "j": "ja",
+    "p": "pt-BR",
+    "z": "zh",
+}
 
 
 class SpeechBody(SpeechFields):

@@ -175,8 +175,13 @@ def combine(parts: list[tuple[Chapter, Path, float]], target: Path) -> None:
         for chapter, _, seconds in parts:
             end = start + round(seconds * RATE)
             time_base = Fraction(1, RATE)
-            mark: AvChapter = {"id": chapter.number, "start": start, "end": end, "time_base": time_base,
-                               "metadata": {"title": chapter.title}}  # fmt: skip
+            mark: AvChapter = {
+                "id": chapter.number,
+                "start": start,
+                "end": end,
+                "time_base": time_base,
+                "metadata": {"title": chapter.title},
+            }
             marks.append(mark)
             start = end
         output.set_chapters(marks)
@@ -215,14 +220,24 @@ def index(parts: list[tuple[Chapter, Path, float]], combined: str | None) -> tup
     entries: list[dict[str, Any]] = []
     start = 0.0
     for chapter, audio, seconds in parts:
-        entries.append({"number": chapter.number, "title": chapter.title, "file": audio.name,
-                        "start": round(start, 3), "seconds": round(seconds, 3)})  # fmt: skip
+        entries.append(
+            {
+                "number": chapter.number,
+                "title": chapter.title,
+                "file": audio.name,
+                "start": round(start, 3),
+                "seconds": round(seconds, 3),
+            }
+        )
         start += seconds
     cue = [f'FILE "{combined or "book"}" {"MP3" if (combined or "").endswith(".mp3") else "MP4"}']
     for entry in entries:
         minutes, seconds = divmod(entry["start"], 60)
         frames = round((seconds % 1) * 75)
         title = entry["title"].replace('"', "'")
-        cue += [f"  TRACK {entry['number']:02d} AUDIO", f'    TITLE "{title}"',
-                f"    INDEX 01 {int(minutes):02d}:{int(seconds):02d}:{min(frames, 74):02d}"]  # fmt: skip
+        cue += [
+            f"  TRACK {entry['number']:02d} AUDIO",
+            f'    TITLE "{title}"',
+            f"    INDEX 01 {int(minutes):02d}:{int(seconds):02d}:{min(frames, 74):02d}",
+        ]
     return {"combined": combined, "chapters": entries}, "\n".join(cue) + "\n"

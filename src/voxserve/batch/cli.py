@@ -78,8 +78,13 @@ async def _run(url: str, items: list[Item], options: BatchOptions, show: bool) -
     async with AsyncClient(url, retry=Retry(attempts=1)) as client:
         if not show:
             return await Batch(client, items, options).run()
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeRemainingColumn())  # fmt: skip
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=console) as bar:
             task = bar.add_task("making", total=len(items), status="")
             audio = [0.0]
@@ -91,8 +96,12 @@ async def _run(url: str, items: list[Item], options: BatchOptions, show: bool) -
                 failed[0] += result.status == "failed"
                 elapsed = time.monotonic() - started
                 limit = runner.limit.snapshot.limit
-                bar.update(task, advance=1, status=f"{failed[0]} failed · {_duration(audio[0])} of audio · "
-                           f"{audio[0] / max(elapsed, 1e-9):.1f}x real time · {limit} at once")  # fmt: skip
+                bar.update(
+                    task,
+                    advance=1,
+                    status=f"{failed[0]} failed · {_duration(audio[0])} of audio · "
+                    f"{audio[0] / max(elapsed, 1e-9):.1f}x real time · {limit} at once",
+                )
 
             runner = Batch(client, items, options, on_result=done)
             bar.update(task, completed=sum(r.status != "pending" for r in runner.results))

@@ -118,10 +118,16 @@ def list_jobs(
     with voxserve(url) as client:
         page = client.list_jobs(status, limit, before)
     rows = [
-        (job["id"], job["status"], job["name"] if job["name"] != job["id"] else "",
-         _segments(job), f"{job['progress']['audio_seconds']:.1f}", job["created_at"])
+        (
+            job["id"],
+            job["status"],
+            job["name"] if job["name"] != job["id"] else "",
+            _segments(job),
+            f"{job['progress']['audio_seconds']:.1f}",
+            job["created_at"],
+        )
         for job in page["data"]
-    ]  # fmt: skip
+    ]
     if not sys.stdout.isatty():  # for scripts: whole ids, one job per line
         for row in rows:
             typer.echo("\t".join(row))
@@ -189,8 +195,13 @@ def wait(
 
             def show(state: dict[str, Any]) -> None:
                 p = state["progress"]
-                bar.update(task, total=p["segments_total"], completed=p["segments_done"],
-                           description=f"{job_id} {state['status']}", segments=_segments(state))  # fmt: skip
+                bar.update(
+                    task,
+                    total=p["segments_total"],
+                    completed=p["segments_done"],
+                    description=f"{job_id} {state['status']}",
+                    segments=_segments(state),
+                )
 
             job = client.wait_job(job_id, on_progress=show, interval=interval)
         if job["status"] != "succeeded":

@@ -44,8 +44,13 @@ class BatchOptions:
 class Batch:
     """One run over a manifest's items."""
 
-    def __init__(self, client: AsyncClient, items: list[Item], options: BatchOptions,
-                 on_result: Callable[[Result], None] = lambda _: None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: AsyncClient,
+        items: list[Item],
+        options: BatchOptions,
+        on_result: Callable[[Result], None] = lambda _: None,
+    ) -> None:
         self.client = client
         self.items = items
         self.options = options

@@ -67,19 +67,50 @@ class AsyncClient:
     async def _run(self, call: Call[T]) -> T:
         return call.parse(await self._send(call))
 
-    async def speech(self, input: str, *, voice: str | None = None, model: str | None = None,
-                     response_format: str = "mp3", speed: float | None = None, language: str | None = None,
-                     **extra: Any) -> bytes:  # fmt: skip
-        return await self._run(calls.speech(input, voice=voice, model=model, response_format=response_format,
-                                            speed=speed, language=language, extra=extra))  # fmt: skip
+    async def speech(
+        self,
+        input: str,
+        *,
+        voice: str | None = None,
+        model: str | None = None,
+        response_format: str = "mp3",
+        speed: float | None = None,
+        language: str | None = None,
+        **extra: Any,
+    ) -> bytes:
+        return await self._run(
+            calls.speech(
+                input,
+                voice=voice,
+                model=model,
+                response_format=response_format,
+                speed=speed,
+                language=language,
+                extra=extra,
+            )
+        )
 
     @asynccontextmanager
-    async def stream_speech(self, input: str, *, voice: str | None = None, model: str | None = None,
-                            response_format: str = "mp3", speed: float | None = None,
-                            language: str | None = None,
-                            **extra: Any) -> AsyncIterator[AsyncIterator[bytes]]:  # fmt: skip
-        call = calls.speech(input, voice=voice, model=model, response_format=response_format,
-                            speed=speed, language=language, extra=extra)  # fmt: skip
+    async def stream_speech(
+        self,
+        input: str,
+        *,
+        voice: str | None = None,
+        model: str | None = None,
+        response_format: str = "mp3",
+        speed: float | None = None,
+        language: str | None = None,
+        **extra: Any,
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        call = calls.speech(
+            input,
+            voice=voice,
+            model=model,
+            response_format=response_format,
+            speed=speed,
+            language=language,
+            extra=extra,
+        )
         response = await self._send(call, stream=True)
         try:
             yield response.aiter_bytes()
@@ -93,8 +124,14 @@ class AsyncClient:
                     await asyncio.to_thread(sink.write, chunk)
         return Path(path)
 
-    async def submit_job(self, input: str, *, idempotency_key: str | None = None,
-                         run_at: datetime | float | None = None, **fields: Any) -> JSON:  # fmt: skip
+    async def submit_job(
+        self,
+        input: str,
+        *,
+        idempotency_key: str | None = None,
+        run_at: datetime | float | None = None,
+        **fields: Any,
+    ) -> JSON:
         call = calls.submit_job(input, idempotency_key=idempotency_key, run_at=run_at, fields=fields)
         return await self._run(call)
 
@@ -107,8 +144,14 @@ class AsyncClient:
     async def cancel_job(self, job_id: str) -> JSON:
         return await self._run(calls.cancel_job(job_id))
 
-    async def wait_job(self, job_id: str, *, on_progress: Callable[[JSON], None] | None = None,
-                       interval: float = 0.5, timeout: float | None = None) -> JSON:  # fmt: skip
+    async def wait_job(
+        self,
+        job_id: str,
+        *,
+        on_progress: Callable[[JSON], None] | None = None,
+        interval: float = 0.5,
+        timeout: float | None = None,
+    ) -> JSON:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = await self.get_job(job_id)
@@ -150,8 +193,14 @@ class AsyncClient:
         except httpx.TransportError as exc:
             raise ConnectionFailed(f"{call.path}: {exc}") from exc
 
-    async def upload_voice(self, audio: bytes | Path, *, name: str | None = None,
-                           prompt_text: str | None = None, language: str | None = None) -> JSON:  # fmt: skip
+    async def upload_voice(
+        self,
+        audio: bytes | Path,
+        *,
+        name: str | None = None,
+        prompt_text: str | None = None,
+        language: str | None = None,
+    ) -> JSON:
         return await self._run(calls.upload_voice(audio, name, prompt_text, language))
 
     async def create_blend(self, name: str, formula: str, engine: str | None = None) -> JSON:

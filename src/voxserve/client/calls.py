@@ -49,8 +49,15 @@ class Call(Generic[T]):
     idempotent: bool = True
 
     def build(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
-        return http.build_request(self.method, self.path, json=self.json, params=self.params,
-                                  data=self.data, files=self.files, headers=self.headers)  # fmt: skip
+        return http.build_request(
+            self.method,
+            self.path,
+            json=self.json,
+            params=self.params,
+            data=self.data,
+            files=self.files,
+            headers=self.headers,
+        )
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,20 @@ def _given(**fields: Any) -> JSON:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def speech(input: str, *, voice: str | None, model: str | None, response_format: str, speed: float | None,
-           language: str | None, extra: Mapping[str, Any]) -> Call[bytes]:  # fmt: skip
+def speech(
+    input: str,
+    *,
+    voice: str | None,
+    model: str | None,
+    response_format: str,
+    speed: float | None,
+    language: str | None,
+    extra: Mapping[str, Any],
+) -> Call[bytes]:
     """OpenAI's speech request, plus whatever voxserve fields are given (``seed``, ``pitch``, ...)."""
-    body = _given(input=input, voice=voice, model=model, response_format=response_format, speed=speed,
-                  language=language) | dict(extra)  # fmt: skip
+    body = _given(
+        input=input, voice=voice, model=model, response_format=response_format, speed=speed, language=language
+    ) | dict(extra)
     return Call("POST", "/v1/audio/speech", _content, json=body)
 
 
@@ -86,8 +102,9 @@ def _job(response: httpx.Response) -> JSON:
     return {**_json(response), "replayed": response.headers.get("Idempotent-Replayed") == "true"}
 
 
-def submit_job(input: str, *, idempotency_key: str | None, run_at: datetime | float | None,
-               fields: Mapping[str, Any]) -> Call[JSON]:  # fmt: skip
+def submit_job(
+    input: str, *, idempotency_key: str | None, run_at: datetime | float | None, fields: Mapping[str, Any]
+) -> Call[JSON]:
     """A job; sent again after a failure only with an idempotency key (else it could be queued twice)."""
     when = run_at.isoformat() if isinstance(run_at, datetime) else run_at
     body = {"input": input, **_given(run_at=when), **_given(**fields)}
@@ -120,8 +137,9 @@ def job_events(job_id: str) -> Call[bytes]:
     return Call("GET", f"/v1/jobs/{quote(job_id, safe='')}/events", _content)
 
 
-def upload_voice(audio: bytes | Path, name: str | None, prompt_text: str | None,
-                 language: str | None) -> Call[JSON]:  # fmt: skip
+def upload_voice(
+    audio: bytes | Path, name: str | None, prompt_text: str | None, language: str | None
+) -> Call[JSON]:
     """A reference recording into the library (the same audio and name again returns the stored voice)."""
     data = audio.read_bytes() if isinstance(audio, Path) else audio
     filename = audio.name if isinstance(audio, Path) else "reference"

@@ -47,8 +47,13 @@ class APIError(VoxserveClientError):
         try:
             error = response.json()["error"]
             if isinstance(error, dict):
-                return cls(response.status_code, str(error.get("code") or f"http_{response.status_code}"),
-                           str(error.get("message") or ""), error.get("param"), retry_after)  # fmt: skip
+                return cls(
+                    response.status_code,
+                    str(error.get("code") or f"http_{response.status_code}"),
+                    str(error.get("message") or ""),
+                    error.get("param"),
+                    retry_after,
+                )
             return cls(response.status_code, f"http_{response.status_code}", str(error), None, retry_after)
         except (ValueError, KeyError, TypeError):
             text = response.text[:500] or response.reason_phrase

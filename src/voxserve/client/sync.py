@@ -74,20 +74,52 @@ class Client:
         return call.parse(self._send(call))
 
     # speech
-    def speech(self, input: str, *, voice: str | None = None, model: str | None = None,
-               response_format: str = "mp3", speed: float | None = None, language: str | None = None,
-               **extra: Any) -> bytes:  # fmt: skip
+    def speech(
+        self,
+        input: str,
+        *,
+        voice: str | None = None,
+        model: str | None = None,
+        response_format: str = "mp3",
+        speed: float | None = None,
+        language: str | None = None,
+        **extra: Any,
+    ) -> bytes:
         """The whole audio of ``input``; ``extra`` carries voxserve's fields (``seed``, ``pitch``, ...)."""
-        return self._run(calls.speech(input, voice=voice, model=model, response_format=response_format,
-                                      speed=speed, language=language, extra=extra))  # fmt: skip
+        return self._run(
+            calls.speech(
+                input,
+                voice=voice,
+                model=model,
+                response_format=response_format,
+                speed=speed,
+                language=language,
+                extra=extra,
+            )
+        )
 
     @contextmanager
-    def stream_speech(self, input: str, *, voice: str | None = None, model: str | None = None,
-                      response_format: str = "mp3", speed: float | None = None, language: str | None = None,
-                      **extra: Any) -> Iterator[Iterator[bytes]]:  # fmt: skip
+    def stream_speech(
+        self,
+        input: str,
+        *,
+        voice: str | None = None,
+        model: str | None = None,
+        response_format: str = "mp3",
+        speed: float | None = None,
+        language: str | None = None,
+        **extra: Any,
+    ) -> Iterator[Iterator[bytes]]:
         """``with client.stream_speech(text) as chunks:``: the audio as it is made."""
-        call = calls.speech(input, voice=voice, model=model, response_format=response_format,
-                            speed=speed, language=language, extra=extra)  # fmt: skip
+        call = calls.speech(
+            input,
+            voice=voice,
+            model=model,
+            response_format=response_format,
+            speed=speed,
+            language=language,
+            extra=extra,
+        )
         response = self._send(call, stream=True)
         try:
             yield response.iter_bytes()
@@ -102,8 +134,14 @@ class Client:
         return Path(path)
 
     # jobs
-    def submit_job(self, input: str, *, idempotency_key: str | None = None,
-                   run_at: datetime | float | None = None, **fields: Any) -> JSON:  # fmt: skip
+    def submit_job(
+        self,
+        input: str,
+        *,
+        idempotency_key: str | None = None,
+        run_at: datetime | float | None = None,
+        **fields: Any,
+    ) -> JSON:
         """Queue a job; ``fields`` are its settings (``voice``, ``response_format``, ``priority``...)."""
         return self._run(
             calls.submit_job(input, idempotency_key=idempotency_key, run_at=run_at, fields=fields)
@@ -118,8 +156,14 @@ class Client:
     def cancel_job(self, job_id: str) -> JSON:
         return self._run(calls.cancel_job(job_id))
 
-    def wait_job(self, job_id: str, *, on_progress: Callable[[JSON], None] | None = None,
-                 interval: float = 0.5, timeout: float | None = None) -> JSON:  # fmt: skip
+    def wait_job(
+        self,
+        job_id: str,
+        *,
+        on_progress: Callable[[JSON], None] | None = None,
+        interval: float = 0.5,
+        timeout: float | None = None,
+    ) -> JSON:
         """Poll until the job ends (``on_progress`` sees each state); the final state, whatever it is."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -166,8 +210,14 @@ class Client:
             raise ConnectionFailed(f"{call.path}: {exc}") from exc
 
     # voices, engines, usage
-    def upload_voice(self, audio: bytes | Path, *, name: str | None = None, prompt_text: str | None = None,
-                     language: str | None = None) -> JSON:  # fmt: skip
+    def upload_voice(
+        self,
+        audio: bytes | Path,
+        *,
+        name: str | None = None,
+        prompt_text: str | None = None,
+        language: str | None = None,
+    ) -> JSON:
         return self._run(calls.upload_voice(audio, name, prompt_text, language))
 
     def create_blend(self, name: str, formula: str, engine: str | None = None) -> JSON:

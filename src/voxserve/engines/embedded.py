@@ -104,9 +104,12 @@ class EmbeddedEngine(EngineBase, ABC, Generic[R]):
         await loop.run_in_executor(self._executor, self._warm_up)
         await super().load()
         log.info(
-            "engine %s loaded: %d lanes of %d thread(s)%s", self.name, self._limit, self.lane_threads,
+            "engine %s loaded: %d lanes of %d thread(s)%s",
+            self.name,
+            self._limit,
+            self.lane_threads,
             f", and one of {self._threads} for a lone stream" if self._wide is not None else "",
-        )  # fmt: skip
+        )
 
     def _load_runners(self) -> None:
         self._load()

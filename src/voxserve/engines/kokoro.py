@@ -262,6 +262,8 @@ def _build(config: EngineSettings, options: NoOptions, context: BuildContext) ->
 
 
 KIND = EngineKind(
-    "kokoro", NoOptions, _build,
+    "kokoro",
+    NoOptions,
+    _build,
     "Kokoro-82M int8 ONNX: English, Mandarin, Japanese, Spanish, French, Italian, Portuguese, Hindi",
-)  # fmt: skip
+)

@@ -87,8 +87,9 @@ class Job:
     lease_owner: str | None = None
     lease_expires: float | None = None
     cancel_requested: bool = False
-    sample_rate: int = 0  # the engine's, which the PCM file is at
-    output_rate: int = 0  # the encoded file's
+    #: what its plan decided when it was submitted (Plan.decisions: engine, rates, segments, and the
+    #: voice when its engine was ready); the worker's own plan must agree, or the job fails saying why
+    decided: dict[str, Any] = field(default_factory=dict)
     version: int = 0
 
     @property
@@ -109,7 +110,7 @@ class Job:
     def from_dict(cls, data: dict[str, Any]) -> Job:
         values = dict(data)
         values["status"] = JobStatus(values["status"])
-        values["progress"] = Progress(**values["progress"])  # a job stored before a field existed: default
+        values["progress"] = Progress(**values["progress"])
         return cls(**values)
 
 

@@ -58,9 +58,16 @@ _COLUMNS = "id, status, priority, run_at, lease_expires, finished_at, version, i
 
 def _row(job: Job) -> tuple[Any, ...]:
     return (
-        job.id, job.status.value, job.priority, job.run_at, job.lease_expires, job.finished_at,
-        job.version, job.idempotency_key, json.dumps(job.to_dict()),
-    )  # fmt: skip
+        job.id,
+        job.status.value,
+        job.priority,
+        job.run_at,
+        job.lease_expires,
+        job.finished_at,
+        job.version,
+        job.idempotency_key,
+        json.dumps(job.to_dict()),
+    )
 
 
 class SQLiteJobStore(JobStore):
@@ -102,9 +109,18 @@ class SQLiteJobStore(JobStore):
             cursor = db.execute(
                 "UPDATE jobs SET status = ?, priority = ?, run_at = ?, lease_expires = ?, finished_at = ?, "
                 "version = ?, data = ? WHERE id = ? AND version = ?",
-                (job.status.value, job.priority, job.run_at, job.lease_expires, job.finished_at,
-                 job.version, json.dumps(job.to_dict()), job.id, expected_version),
-            )  # fmt: skip
+                (
+                    job.status.value,
+                    job.priority,
+                    job.run_at,
+                    job.lease_expires,
+                    job.finished_at,
+                    job.version,
+                    json.dumps(job.to_dict()),
+                    job.id,
+                    expected_version,
+                ),
+            )
             return cursor.rowcount == 1
 
         return await self._run(replace)

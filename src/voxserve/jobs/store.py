@@ -23,9 +23,9 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from voxserve.changes import ChangeSignal
 from voxserve.errors import Conflict, IdempotencyConflict, JobNotFound, VoxserveError
 from voxserve.jobs.models import Job, JobStatus, Progress, now
-from voxserve.signal import ChangeSignal
 
 
 def request_hash(fields: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -57,14 +58,8 @@ class JobSubmitter:
         its own library voices, or anyone's when it ``sees_all``.
         """
         # A book takes seconds to segment: off the event loop, so other requests keep flowing.
-        plan = await asyncio.to_thread(
-            self.pipeline.plan,
-            request,
-            max_chars=self.settings.max_chars,
-            require_ready=False,
-            max_audio_seconds=self.settings.max_audio_seconds,
-            viewer=Viewer(owner, everyone=sees_all),
-        )
+        profile = replace(self.pipeline.planner.job, require_ready=False)  # queued while engines load
+        plan = await asyncio.to_thread(self.pipeline.plan, request, profile, Viewer(owner, everyone=sees_all))
         if plan.voice.library_id:  # by id: the worker finds exactly this voice, whoever else names one so
             request = request.model_copy(update={"voice": plan.voice.library_id})
         parameters = request.dump()
@@ -96,8 +91,7 @@ class JobSubmitter:
             owner=owner,
             idempotency_key=f"{owner}:{idempotency_key}" if owner and idempotency_key else idempotency_key,
             request_hash=digest,
-            sample_rate=plan.engine.capabilities.sample_rate,
-            output_rate=plan.output_rate,
+            decided=plan.decisions(),
         )
         if run_at is not None:
             job.run_at = run_at.timestamp()

@@ -29,13 +29,13 @@ from voxserve import tracing
 from voxserve.captions import CAPTION_FORMATS
 from voxserve.client.retry import backoff
 from voxserve.config import JobSettings
-from voxserve.errors import EngineError, InsufficientStorage, NotReady, VoxserveError
+from voxserve.errors import EngineError, InsufficientStorage, NotReady, UnsupportedValue, VoxserveError
 from voxserve.jobs.files import JobFiles
 from voxserve.jobs.models import Job, JobStatus, Progress, now
 from voxserve.jobs.store import JobStore
 from voxserve.jobs.timeline import SegmentLog
 from voxserve.jobs.writer import JobAudioWriter
-from voxserve.pipeline import JOB_PRIORITY, Pipeline, SpeechRequest, Stats
+from voxserve.pipeline import Pipeline, SpeechRequest, Stats
 
 T = TypeVar("T")
 
@@ -45,8 +45,13 @@ log = logging.getLogger(__name__)
 #: What a later attempt may get past: an engine's fault, and job storage full (old jobs expire, or are
 #: deleted, and room comes back; the audio made so far is kept for the next attempt).
 RETRYABLE: tuple[type[BaseException], ...] = (
-    EngineError, NotReady, InsufficientStorage, TimeoutError, ConnectionError, OSError,
-)  # fmt: skip
+    EngineError,
+    NotReady,
+    InsufficientStorage,
+    TimeoutError,
+    ConnectionError,
+    OSError,
+)
 STORE_RETRY_CAP = 5.0  # seconds between tries while the store is down
 
 #: Told what a job that succeeded made (its owner's usage): ``(owner, {"audio_seconds", "engine_seconds"})``.
@@ -271,13 +276,14 @@ class Worker:
         if text is None:
             raise LeaseLost(job.id)  # deleted while it ran
         request = SpeechRequest.load(text, job.request)
-        plan = await asyncio.to_thread(
-            self.pipeline.plan,
-            request,
-            max_chars=self.settings.max_chars,
-            max_audio_seconds=self.settings.max_audio_seconds,
-            priority=JOB_PRIORITY,
-        )
+        plan = await asyncio.to_thread(self.pipeline.plan, request, self.pipeline.planner.job)
+        changed = plan.disagreement(job.decided)
+        if changed:
+            raise UnsupportedValue(
+                f"this job was planned otherwise when it was submitted ({changed}): the gateway's "
+                "and this worker's settings or engines differ; submit it again",
+                param="request",
+            )
         rate = plan.engine.capabilities.sample_rate
         progress = replace(job.progress, segments_total=len(plan.segments), chars_total=plan.chars)
         if await asyncio.to_thread(self.files.pcm_bytes, job.id) < progress.bytes_done:

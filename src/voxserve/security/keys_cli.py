@@ -97,10 +97,12 @@ def create(
     if unknown:
         raise typer.BadParameter(f"unknown scope {', '.join(unknown)}; scopes are {', '.join(SCOPES)}")
     limits = {
-        "requests_per_minute": requests_per_minute, "chars_per_day": chars_per_day,
-        "chars_per_month": chars_per_month, "concurrent_streams": concurrent_streams,
+        "requests_per_minute": requests_per_minute,
+        "chars_per_day": chars_per_day,
+        "chars_per_month": chars_per_month,
+        "concurrent_streams": concurrent_streams,
         "max_job_chars": max_job_chars,
-    }  # fmt: skip
+    }
     quota = Quota(**{field: value for field, value in limits.items() if value is not None})
     expires = time.time() + _seconds(expires_in) if expires_in else None
     key, token = _run(config, data_dir, lambda admin: admin.create(name, scopes, expires, quota))
@@ -121,9 +123,15 @@ def list_keys(config: ConfigOption = None, data_dir: DataDirOption = None) -> No
         usage = key["usage"]
         requests = sum(value for name, value in usage.items() if name.startswith("requests."))
         table.add_row(
-            key["id"], key["name"], ", ".join(key["scopes"]), key["state"], _when(key["created_at"]),
-            _when(key["expires_at"]), f"{usage.get('characters', 0):.0f}", f"{requests:.0f}",
-        )  # fmt: skip
+            key["id"],
+            key["name"],
+            ", ".join(key["scopes"]),
+            key["state"],
+            _when(key["created_at"]),
+            _when(key["expires_at"]),
+            f"{usage.get('characters', 0):.0f}",
+            f"{requests:.0f}",
+        )
     Console(width=160 if not sys.stdout.isatty() else None).print(table)
 
 

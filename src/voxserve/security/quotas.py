@@ -61,15 +61,23 @@ class Rule:
         wait = max(1, int(ttl + 0.999))
         asked = f"this request needs {self.cost} {self.unit}; " if self.cost > 1 else ""
         if self.window:
-            message = (f"{asked}{self.limit} {self.unit} per {self.window} is the limit ({self.name}) and "
-                       f"{remaining} remain; retry in {wait} s")  # fmt: skip
+            message = (
+                f"{asked}{self.limit} {self.unit} per {self.window} is the limit ({self.name}) and "
+                f"{remaining} remain; retry in {wait} s"
+            )
         else:
-            message = (f"this key (or address) may have at most {self.limit} at once ({self.name}); "
-                       "wait for one to end")  # fmt: skip
+            message = (
+                f"this key (or address) may have at most {self.limit} at once ({self.name}); "
+                "wait for one to end"
+            )
         return RateLimited(
-            message, limit=self.limit, remaining=remaining, reset=time.time() + wait, retry_after=wait,
+            message,
+            limit=self.limit,
+            remaining=remaining,
+            reset=time.time() + wait,
+            retry_after=wait,
             param=self.name,
-        )  # fmt: skip
+        )
 
 
 def rules(subject: str, quota: Quota, chars: int, stream: bool) -> list[Rule]:
@@ -94,8 +102,18 @@ def rules(subject: str, quota: Quota, chars: int, stream: bool) -> list[Rule]:
                 Rule(item.key_for(subject), item.get_expiry(), cost, amount, name, unit, granularity)
             )
     if stream and quota.concurrent_streams:
-        found.append(Rule(f"streams/{subject}", STREAM_LEASE_SECONDS, 1, quota.concurrent_streams,
-                          "concurrent_streams", "streams", "", lease=True))  # fmt: skip
+        found.append(
+            Rule(
+                f"streams/{subject}",
+                STREAM_LEASE_SECONDS,
+                1,
+                quota.concurrent_streams,
+                "concurrent_streams",
+                "streams",
+                "",
+                lease=True,
+            )
+        )
     return found
 
 
@@ -164,8 +182,11 @@ class QuotaLimiter(ABC):
         """Take back what a charge counted (its request was a replay, or was never stored), once; only
         its characters when ``characters_only``. A counter whose window has since ended is left alone:
         the window it is in now was not charged."""
-        counted = [(rule, window) for rule, window in admitted.counted
-                   if not characters_only or rule.unit == "characters"]  # fmt: skip
+        counted = [
+            (rule, window)
+            for rule, window in admitted.counted
+            if not characters_only or rule.unit == "characters"
+        ]
         if counted:
             admitted.counted = ()
             await self._refund(admitted.charge_id, counted)

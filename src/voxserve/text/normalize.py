@@ -30,9 +30,16 @@ _EN_DIGITS = dict(zip("0123456789", _EN_WORDS, strict=True))
 #: read digit by digit, in fours, by a rule: the FSTs take about 5 ms per digit, and read it no better.
 LONG_DIGITS = re.compile(r"[0-9]{16,}")
 _DECADES = {
-    "1": "tens", "2": "twenties", "3": "thirties", "4": "forties", "5": "fifties",
-    "6": "sixties", "7": "seventies", "8": "eighties", "9": "nineties",
-}  # fmt: skip
+    "1": "tens",
+    "2": "twenties",
+    "3": "thirties",
+    "4": "forties",
+    "5": "fifties",
+    "6": "sixties",
+    "7": "seventies",
+    "8": "eighties",
+    "9": "nineties",
+}
 
 
 def _spell_digits(digits: str, separator: str = " ") -> str:

@@ -158,11 +158,7 @@ class VoiceLibrary:
         # an unnamed recording said to say something else is another voice (to engines that read it)
         identity = f"{digest}\n{transcript}" if transcript and name is None else digest
         with self._lock:
-            # stored before names counted
-            legacy = (
-                self._load(f"v_{digest}") if name is None and transcript is None and owner is None else None
-            )
-            existing = legacy or self._existing(name, _voice_id(identity, name, owner), owner)
+            existing = self._existing(name, _voice_id(identity, name, owner), owner)
             if existing is not None and transcript and existing.prompt_text != transcript:
                 raise Conflict(
                     f"voice {name!r} ({existing.id}) already has this audio with another transcript; "
@@ -197,9 +193,14 @@ class VoiceLibrary:
             if existing is not None:
                 return existing, False
             voice = Voice(
-                id=voice_id, kind="blend", name=name, blend=formula, engine=engine, owner=owner,
+                id=voice_id,
+                kind="blend",
+                name=name,
+                blend=formula,
+                engine=engine,
+                owner=owner,
                 created=time.time(),
-            )  # fmt: skip
+            )
             self._save(voice)
         return voice, True
 

@@ -124,9 +124,14 @@ class CosyVoiceTriton(EngineBase):
                 self._warned = True
                 log.error(
                     "engine %r at %s: model %r is deployed %s; set triton_protocol = %r (or deploy it with "
-                    "decoupled_mode: %s)", self.name, self.url, self._model,
-                    "decoupled" if decoupled else "offline", "grpc" if decoupled else "http", not decoupled,
-                )  # fmt: skip
+                    "decoupled_mode: %s)",
+                    self.name,
+                    self.url,
+                    self._model,
+                    "decoupled" if decoupled else "offline",
+                    "grpc" if decoupled else "http",
+                    not decoupled,
+                )
             return False
         return True
 
