@@ -6,6 +6,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -244,3 +245,32 @@ async def test_an_emotion_the_engine_does_not_know_is_refused_naming_those_it_kn
     assert pipeline.plan(SpeechRequest(input="Hello.", model="english", emotion="gleeful")).ignored == (
         "emotion",
     )
+
+
+async def test_a_job_planned_otherwise_by_its_worker_is_told_what_changed(tmp_path: Path) -> None:
+    """A job keeps its plan's decisions; a worker whose settings cut the text otherwise (or pick
+    another engine or rate) sees the disagreement, which fails the job instead of resuming it wrong."""
+    engines = {"fake": FakeEngine(name="fake")}
+    await engines["fake"].load()
+    normalizer = TextNormalizer()
+    normalizer.load()
+    text = "The morning train was late again, so we walked to the office. Then it rained all day long."
+
+    def pipeline(**settings: Any) -> Pipeline:
+        chosen = Settings(data_dir=tmp_path, default_engine="fake", **settings)
+        return Pipeline(engines, normalizer, chosen, ThreadPoolExecutor(1), Metrics())
+
+    gateway = pipeline()
+    decided = gateway.plan(SpeechRequest(input=text), gateway.planner.job).decisions()
+    assert decided == {
+        "engine": "fake",
+        "sample_rate": 16000,
+        "output_rate": 16000,
+        "segments": 2,
+        "voice": "tone",
+    }
+    same = pipeline()
+    assert same.plan(SpeechRequest(input=text), same.planner.job).disagreement(decided) is None
+    worker = pipeline(segment_chars=20)
+    plan = worker.plan(SpeechRequest(input=text), worker.planner.job)
+    assert plan.disagreement(decided) == f"segments 2 → {len(plan.segments)}"
