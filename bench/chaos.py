@@ -542,9 +542,15 @@ def _job_checks(http: httpx.Client, ledger: Ledger) -> list[Check]:
     names = Counter(job["name"] for job in stored)
     twice = [name for name, count in names.items() if count > 1]
     refused = set(ledger.refused_names) & set(names)
+    unfinished = [
+        f"{job['id']} {job['status']} {job.get('error')}"
+        for job in stored
+        if job["id"] in ledger.jobs and job["status"] != "succeeded"
+    ]
     finished = (
         f"{len(succeeded)} of {len(ledger.jobs)} succeeded; {len(twice)} stored twice; "
         f"{len(wrong_length)} of {len(checked)} checked have the wrong length"
+        + "".join(f"; {line}" for line in unfinished[:3])
     )
     return [
         Check(

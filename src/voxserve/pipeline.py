@@ -60,6 +60,11 @@ class Pipeline:
     def cache(self) -> SegmentCache | None:
         return self.renderer.cache
 
+    def settled(self, plan: Plan) -> bool:
+        """Whether the plan was made with its engine and the normalizer loaded: one made while they
+        load (a job queued at start) may cut the text otherwise, so its decisions are not binding."""
+        return plan.engine.ready and self.normalizer.loaded
+
     @property
     def ready(self) -> bool:
         return self.normalizer.loaded and all(engine.ready for engine in self.engines.values())

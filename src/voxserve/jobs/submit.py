@@ -91,7 +91,7 @@ class JobSubmitter:
             owner=owner,
             idempotency_key=f"{owner}:{idempotency_key}" if owner and idempotency_key else idempotency_key,
             request_hash=digest,
-            decided=plan.decisions(),
+            decided=plan.decisions() if self.pipeline.settled(plan) else {},
         )
         if run_at is not None:
             job.run_at = run_at.timestamp()

@@ -29,7 +29,7 @@ from voxserve import tracing
 from voxserve.captions import CAPTION_FORMATS
 from voxserve.client.retry import backoff
 from voxserve.config import JobSettings
-from voxserve.errors import EngineError, InsufficientStorage, NotReady, UnsupportedValue, VoxserveError
+from voxserve.errors import EngineError, InsufficientStorage, NotReady, VoxserveError
 from voxserve.jobs.files import JobFiles
 from voxserve.jobs.models import Job, JobStatus, Progress, now
 from voxserve.jobs.store import JobStore
@@ -278,12 +278,8 @@ class Worker:
         request = SpeechRequest.load(text, job.request)
         plan = await asyncio.to_thread(self.pipeline.plan, request, self.pipeline.planner.job)
         changed = plan.disagreement(job.decided)
-        if changed:
-            raise UnsupportedValue(
-                f"this job was planned otherwise when it was submitted ({changed}): the gateway's "
-                "and this worker's settings or engines differ; submit it again",
-                param="request",
-            )
+        if changed:  # the gateway's and this worker's settings or engines differ: an operator's matter
+            log.warning("job %s: planned otherwise when it was submitted (%s)", job.id, changed)
         rate = plan.engine.capabilities.sample_rate
         progress = replace(job.progress, segments_total=len(plan.segments), chars_total=plan.chars)
         if await asyncio.to_thread(self.files.pcm_bytes, job.id) < progress.bytes_done:
