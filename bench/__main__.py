@@ -53,6 +53,7 @@ from typing import Annotated
 
 import httpx
 import typer
+from harness.listening import BY_CHARACTER
 from harness.server import NO_CACHE, running_server, timed_speech
 from harness.texts import CHINESE_TEXT, LONG_TEXT, SHORT_TEXTS
 from rich.console import Console
@@ -340,7 +341,7 @@ def voices_quality(data_dir: DataDir = None, languages: str = ",".join(RANKING))
     listener = bench_quality.listener(data)
     scores = bench_quality.measure(data, listener, set(languages.split(",")) & RANKING.keys())
     for language in sorted({language for score in scores for language in score.errors}):
-        unit = "CER" if language in bench_quality.BY_CHARACTER else "WER"
+        unit = "CER" if language in BY_CHARACTER else "WER"
         ranked = sorted((s for s in scores if language in s.errors), key=lambda s: s.errors[language])
         title = f"{language}: what Whisper base hears, {len(RANKING[language])} sentences"
         table = Table("engine", "voice", "gender", unit, title=title)
@@ -355,7 +356,7 @@ def voices_quality(data_dir: DataDir = None, languages: str = ",".join(RANKING))
         title="The defaults on held-out sentences, through voxserve serve",
     )
     for result in bench_quality.defaults(data, listener):
-        unit = "CER" if result.language in bench_quality.BY_CHARACTER else "WER"
+        unit = "CER" if result.language in BY_CHARACTER else "WER"
         table.add_row(
             result.request, result.language, result.engines_and_voices, f"{unit} {result.error_rate:.3f}"
         )

@@ -30,8 +30,6 @@ from voxserve.pipeline import SpeechRequest, Stats
 from voxserve.services import Services
 from voxserve.text.normalize import TextNormalizer
 
-#: Scored by characters: no spaces between words (Hindi: its words' spacing varies with the listener).
-BY_CHARACTER = {"zh", "ja", "hi"}
 #: The requests the defaults are checked with: no voice, then one OpenAI name of each gender.
 DEFAULT_REQUESTS = {"no voice": None, "alloy (female)": "alloy", "echo (male)": "echo"}
 

@@ -18,6 +18,9 @@ from voxserve.text.normalize import TextNormalizer
 #: the context is simplified Chinese, or Devanagari.
 PROMPTS = {"zh": "以下是普通话的句子。", "hi": "यह हिंदी का एक वाक्य है।"}
 
+#: Scored by characters: no spaces between words (Hindi: its words' spacing varies with the listener).
+BY_CHARACTER = {"zh", "ja", "hi"}
+
 
 def units(normalizer: TextNormalizer, text: str, language: str) -> str:
     """What is compared: words, or characters for Mandarin and Japanese, without punctuation."""

@@ -122,24 +122,19 @@ class Plan:
 
     def decisions(self) -> dict[str, object]:
         """What a job keeps of its plan, for its worker to check: the engine, its rate and the
-        file's, the segments (a resumed job counts its progress in them), and the voice once the
-        engine is loaded (before that its voices may not all be known yet)."""
-        decided: dict[str, object] = {
+        file's, the segments (a resumed job counts its progress in them) and the voice."""
+        return {
             "engine": self.engine.name,
             "sample_rate": self.engine.capabilities.sample_rate,
             "output_rate": self.output_rate,
             "segments": len(self.segments),
+            "voice": self.voice.id,
         }
-        if self.engine.ready:
-            decided["voice"] = self.voice.id
-        return decided
 
     def disagreement(self, decided: dict[str, object]) -> str | None:
         """How this plan differs from one made before (``decisions``), or None when it agrees."""
         now = self.decisions()
-        changed = [
-            f"{key} {decided[key]!r} → {now.get(key)!r}" for key in decided if now.get(key) != decided[key]
-        ]
+        changed = [f"{key} {was!r} → {now.get(key)!r}" for key, was in decided.items() if now.get(key) != was]
         return "; ".join(changed) or None
 
 

@@ -92,6 +92,12 @@ def check_engines(settings: Settings) -> None:
     check_shared_servers(settings.engines)
 
 
+def build_engines(settings: Settings, context: BuildContext) -> dict[str, Engine]:
+    """Every table's engine by name, once the tables are checked together (shared servers)."""
+    check_shared_servers(settings.engines)
+    return {config.name: build_engine(config, context) for config in settings.engines}
+
+
 def build_engine(config: EngineSettings, context: BuildContext) -> Engine:
     """The engine for one ``[[engines]]`` table, built (not loaded) from its checked options; an
     engine on servers is a pool over them."""

@@ -34,8 +34,13 @@ class ChosenVoice:
     reference: Reference | None = None
     #: the library voice used, by id (a job keeps this, so its worker finds exactly that voice)
     library_id: str | None = None
-    #: what the client knows the voice as: a library voice's name (else its id), or ``id``
-    name: str = ""
+    #: that library voice's name, if it has one
+    library_name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """What the client knows the voice as: the library voice's name (else its id), or ``id``."""
+        return self.library_name or self.library_id or self.id
 
     @property
     def metric_name(self) -> str:
@@ -183,15 +188,13 @@ class Selection:
         if library_voice is not None and library_voice.kind == "cloned":
             engine, voice = self.engine_and_voice(request, None, True, text)
             reference = self.voices.reference(library_voice)
-            name = library_voice.name or library_voice.id
-            return engine, ChosenVoice(voice, (), reference, library_voice.id, name)
+            return engine, ChosenVoice(voice, (), reference, library_voice.id, library_voice.name)
         wanted = library_voice.blend if library_voice is not None and library_voice.blend else request.voice
         engine, voice = self.engine_and_voice(request, wanted, False, text)
         mix = tuple(parse_blend(voice)) if is_blend(voice) else ()
         if library_voice is None:
-            return engine, ChosenVoice(voice, mix, name=voice)
-        name = library_voice.name or library_voice.id
-        return engine, ChosenVoice(voice, mix, None, library_voice.id, name)
+            return engine, ChosenVoice(voice, mix)
+        return engine, ChosenVoice(voice, mix, None, library_voice.id, library_voice.name)
 
     def engine_and_voice(
         self, request: SpeechRequest, wanted: str | None, cloning: bool, text: str

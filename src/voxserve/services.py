@@ -29,7 +29,7 @@ from voxserve.jobs.worker import Worker, WorkerHealth, run_workers
 from voxserve.looplag import LoopLagMonitor
 from voxserve.metrics import Metrics, PoolCollector, RuntimeCollector, Snapshotting
 from voxserve.pipeline import Pipeline
-from voxserve.registry import build_engine, check_engines
+from voxserve.registry import build_engines
 from voxserve.security.guard import Guard
 from voxserve.security.quotas import open_limiter
 from voxserve.security.store import open_key_store
@@ -70,9 +70,7 @@ class Services:
             initializer=_yield_to_the_loop,
         )
         if engines is None:
-            check_engines(settings)
-            context = BuildContext(executor, settings.data_dir, os.cpu_count() or 1)
-            engines = {e.name: build_engine(e, context) for e in settings.engines}
+            engines = build_engines(settings, BuildContext(executor, settings.data_dir, os.cpu_count() or 1))
         metrics = Metrics()
         metrics.registry.register(PoolCollector([e for e in engines.values() if isinstance(e, Snapshotting)]))
         artifacts = open_artifacts(settings.storage, settings.data_dir)
