@@ -69,8 +69,11 @@ def silence(seconds: float, sample_rate: int) -> PCM:
 
 
 def to_s16le(pcm: PCM) -> bytes:
-    """Little-endian signed 16-bit samples, as raw ``pcm`` output carries them."""
-    return (np.clip(pcm, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    """Little-endian signed 16-bit samples, as raw ``pcm`` output carries them: rounded at the scale
+    ``from_s16`` reads them back with (and FFmpeg's own conversion uses), so a job's PCM read back
+    and re-encoded is the audio it was, not a gain of 32767/32768 and a truncation lower."""
+    samples: NDArray[np.int16] = np.clip(np.rint(pcm * 32768.0), -32768, 32767).astype("<i2")
+    return samples.tobytes()
 
 
 def wav_bytes(samples: NDArray[np.floating[Any]], sample_rate: int) -> bytes:
