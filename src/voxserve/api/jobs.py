@@ -8,11 +8,9 @@ WebSocket. A job's audio is the same pipeline's output, written to storage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
@@ -36,7 +34,6 @@ from voxserve.audio import FORMATS, AudioFormat
 from voxserve.captions import CAPTION_FORMATS, file_name
 from voxserve.errors import JobNotSucceeded, VoxserveError
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
-from voxserve.jobs.writer import stream_path
 from voxserve.request import CacheMode
 from voxserve.security.guard import Principal
 from voxserve.services import Services
@@ -249,16 +246,13 @@ async def _follow(services: Services, job: Job, audio_format: AudioFormat) -> As
     opened once: when the job succeeds it is renamed, not copied, and the
     open handle reads on to its end.
     """
-    directory = services.files.root / job.id
-    paths = (
-        stream_path(directory, audio_format),
-        services.files.output(job.id, job.name, audio_format.extension),
-    )
     source: BinaryIO | None = None
     try:
         async for snapshot in services.store.watch(job.id, WATCH_INTERVAL):
             if source is None:
-                source = await asyncio.to_thread(_open_first, paths)
+                source = await asyncio.to_thread(
+                    services.files.open_running, job.id, job.name, audio_format.extension
+                )
             if source is not None:
                 while block := await asyncio.to_thread(source.read, READ_BLOCK):
                     yield block
@@ -285,13 +279,6 @@ async def _follow_parts(services: Services, job: Job, audio_format: AudioFormat)
             for block in blocks:
                 sent += len(block)
                 yield block
-
-
-def _open_first(paths: tuple[Path, ...]) -> BinaryIO | None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            return open(path, "rb")
-    return None
 
 
 def _event(job: Job) -> bytes:

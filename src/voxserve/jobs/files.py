@@ -11,10 +11,13 @@ store (:mod:`voxserve.storage`).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from voxserve.captions import file_name
 from voxserve.errors import InvalidRequest
@@ -59,6 +62,7 @@ class JobFiles:
         self.artifacts = artifacts
         self.in_place = artifacts.local_path(JOBS_PREFIX.rstrip("/")) == root
         self._usage: tuple[float, int] | None = None
+        self._usage_lock = threading.Lock()  # jobs running at once measure and charge from their threads
 
     def directory(self, job_id: str) -> Path:
         path = self.root / check_name(job_id, "id")
@@ -74,6 +78,18 @@ class JobFiles:
             return self.pcm(job_id).stat().st_size
         except FileNotFoundError:
             return 0
+
+    def stream(self, job_id: str, extension: str) -> Path:
+        """A running job's encoded audio as it grows (renamed to its output when it finishes)."""
+        return self.root / job_id / f"stream.{extension}"
+
+    def open_running(self, job_id: str, name: str, extension: str) -> BinaryIO | None:
+        """A running job's stream to read from its start, or its finished file (the stream renamed,
+        so a handle opened before reads on to the end); None before either exists. Blocks."""
+        for path in (self.stream(job_id, extension), self.output(job_id, name, extension)):
+            with contextlib.suppress(FileNotFoundError):
+                return open(path, "rb")
+        return None
 
     def output(self, job_id: str, name: str, extension: str) -> Path:
         return self.root / job_id / f"{name}.{extension}"
@@ -145,18 +161,20 @@ class JobFiles:
     def usage(self) -> int:
         """Bytes used by all jobs' files (this machine's and the store's), measured at most every few
         seconds."""
-        at = time.monotonic()
-        if self._usage is None or at - self._usage[0] > self.usage_cache_seconds:
-            total = sum(size for _, size in files_under(self.root))
-            if not self.in_place:
-                total += self.artifacts.usage(JOBS_PREFIX)
-            self._usage = (at, total)
-        return self._usage[1]
+        with self._usage_lock:
+            at = time.monotonic()
+            if self._usage is None or at - self._usage[0] > self.usage_cache_seconds:
+                total = sum(size for _, size in files_under(self.root))
+                if not self.in_place:
+                    total += self.artifacts.usage(JOBS_PREFIX)
+                self._usage = (at, total)
+            return self._usage[1]
 
     def charge(self, written: int) -> None:
         """Count bytes just written in the cached measure, so a fast job cannot outrun it."""
-        if self._usage is not None:
-            self._usage = (self._usage[0], self._usage[1] + written)
+        with self._usage_lock:
+            if self._usage is not None:
+                self._usage = (self._usage[0], self._usage[1] + written)
 
 
 def _live_part(start: int, end: int) -> str:

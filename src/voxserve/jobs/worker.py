@@ -26,15 +26,13 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from voxserve import tracing
-from voxserve.captions import CAPTION_FORMATS
 from voxserve.client.retry import backoff
 from voxserve.config import JobSettings
 from voxserve.errors import EngineError, InsufficientStorage, NotReady, VoxserveError
 from voxserve.jobs.files import JobFiles
 from voxserve.jobs.models import Job, JobStatus, Progress, now
+from voxserve.jobs.output import JobOutput
 from voxserve.jobs.store import JobStore
-from voxserve.jobs.timeline import SegmentLog
-from voxserve.jobs.writer import JobAudioWriter
 from voxserve.pipeline import Pipeline, SpeechRequest, Stats
 
 T = TypeVar("T")
@@ -260,17 +258,6 @@ class Worker:
                 task.cancel(LeaseLost.__name__)
                 return
 
-    async def _check_disk(self, adding: int) -> None:
-        """Job storage is bounded while jobs run, not only when they are submitted."""
-        usage = await asyncio.to_thread(self.files.usage)
-        limit = self.settings.disk_limit_bytes
-        if usage + adding > limit:
-            raise InsufficientStorage(
-                f"job storage reached its limit of {limit} bytes while this job ran; "
-                "it is retried when there is room, or fails with its partial audio removed"
-            )
-        self.files.charge(adding)
-
     async def _run(self, job: Job) -> None:
         text = await self._persist(lambda: self.store.text(job.id))
         if text is None:
@@ -280,41 +267,21 @@ class Worker:
         changed = plan.disagreement(job.decided)
         if changed:  # the gateway's and this worker's settings or engines differ: an operator's matter
             log.warning("job %s: planned otherwise when it was submitted (%s)", job.id, changed)
-        rate = plan.engine.capabilities.sample_rate
+        output = JobOutput(self.files, job, plan, self.settings.disk_limit_bytes)
         progress = replace(job.progress, segments_total=len(plan.segments), chars_total=plan.chars)
-        if await asyncio.to_thread(self.files.pcm_bytes, job.id) < progress.bytes_done:
-            # begun on another machine (shared storage): its audio so far is on that machine's disk
-            log.info("job %s: its audio so far is not on this machine; starting it again", job.id)
-            progress = Progress(segments_total=len(plan.segments), chars_total=plan.chars)
-        directory = self.files.directory(job.id)
-        writer = JobAudioWriter(directory, self.files.pcm(job.id), plan.audio_format, rate, plan.output_rate)
-        await asyncio.to_thread(writer.open, progress.bytes_done)
-        await asyncio.to_thread(self.files.restart_live, job.id, writer.stream)
-        timeline = SegmentLog(self.files.segments(job.id))
-        await asyncio.to_thread(timeline.keep, progress.segments_done)
-        offset = progress.bytes_done / 2 / rate  # what a resumed job made before: its times go on from there
+        progress = await asyncio.to_thread(output.open, progress)
         stats = Stats(chars=plan.chars)
         began = time.time()
         try:
             async for index, audio in self.pipeline.segment_audio(plan, stats, start=progress.segments_done):
-                await self._check_disk(audio.size * 2)
-                made = stats.timeline[-1]
-                entry = {
-                    **made.to_dict(),
-                    "start": round(offset + made.start, 3),
-                    "end": round(offset + made.end, 3),
-                }
-                await asyncio.to_thread(timeline.append, entry)
-                at = writer.stream_bytes
-                written, encoded = await asyncio.to_thread(writer.append, audio)
-                await asyncio.to_thread(self.files.put_live, job.id, at, encoded)
+                written = await asyncio.to_thread(output.append, audio, stats.timeline[-1])
                 bytes_done = progress.bytes_done + written
                 progress = replace(
                     progress,
                     segments_done=index + 1,
                     bytes_done=bytes_done,
                     chars_done=min(plan.chars, progress.chars_done + len(plan.segments[index].text)),
-                    audio_seconds=bytes_done / 2 / rate,
+                    audio_seconds=output.seconds(bytes_done),
                     finishing=index + 1 == len(plan.segments),
                 )
                 await self._save(job, progress)
@@ -322,17 +289,13 @@ class Worker:
                 began = time.time()
             if not progress.finishing:  # resumed after its last segment: claim the end now
                 await self._save(job, replace(progress, finishing=True))
-            output = self.files.output(job.id, job.name, plan.audio_format.extension)
-            await asyncio.to_thread(writer.finish, output)
-            captions = {name: self.files.captions(job.id, job.name, name) for name in CAPTION_FORMATS}
-            await asyncio.to_thread(timeline.write_captions, captions)
-            await asyncio.to_thread(self.files.publish, job.id, [output, *captions.values()])
+            await asyncio.to_thread(output.finish)
         except asyncio.CancelledError as exc:
             if exc.args == (LeaseLost.__name__,):
                 raise LeaseLost(job.id) from exc
             raise
         finally:
-            await asyncio.to_thread(writer.close)
+            await asyncio.to_thread(output.close)
         await self._save(job, replace(progress, chars_done=plan.chars, finishing=True))
         await self._end(job, JobStatus.SUCCEEDED)
         if self._usage is not None:

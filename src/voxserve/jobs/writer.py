@@ -25,18 +25,14 @@ from voxserve.values import PCM, from_s16le
 ENCODE_BLOCK = 48000  # bytes of s16le encoded per step when rebuilding a stream (1 s at 24 kHz)
 
 
-def stream_path(directory: Path, audio_format: AudioFormat) -> Path:
-    return directory / f"stream.{audio_format.extension}"
-
-
 class JobAudioWriter:
     """Appends segments to a job's PCM and encoded stream; finishes them into the output file."""
 
     def __init__(
-        self, directory: Path, pcm: Path, audio_format: AudioFormat, input_rate: int, output_rate: int
+        self, pcm: Path, stream: Path, audio_format: AudioFormat, input_rate: int, output_rate: int
     ) -> None:
         self.audio_format = audio_format
-        self.stream = stream_path(directory, audio_format)
+        self.stream = stream
         self._pcm_path = pcm
         self._encoder = StreamEncoder(audio_format, input_rate, output_rate)
         self._pcm: BinaryIO | None = None
