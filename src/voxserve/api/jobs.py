@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from voxserve.api.auth import job_charge, metered, principal_of, user
+from voxserve.api.admission import job_charge
+from voxserve.api.auth import metered, principal_of, user
 from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import (
     AUDIO_TYPES,

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
-from voxserve.api.auth import admitted_plan, user
+from voxserve.api.admission import admitted_plan
+from voxserve.api.auth import user
 from voxserve.api.dependencies import get_services
 from voxserve.api.request_ids import current_request_id
 from voxserve.api.schemas import (

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from voxserve.api.auth import job_charge, metered, user
+from voxserve.api.admission import job_charge
+from voxserve.api.auth import metered, user
 from voxserve.api.dependencies import get_services
 from voxserve.api.schemas import json_schema_body, parse_json
 from voxserve.audio import FORMATS

@@ -20,7 +20,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
-from voxserve.api.auth import admitted_plan, user
+from voxserve.api.admission import admitted_plan
+from voxserve.api.auth import user
 from voxserve.api.dependencies import get_services
 from voxserve.api.request_ids import current_request_id
 from voxserve.api.schemas import audio_content, cache_mode

@@ -15,7 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, StreamingResponse
 
-from voxserve.api.auth import admitted_plan, metered, user
+from voxserve.api.admission import admitted_plan
+from voxserve.api.auth import metered, user
 from voxserve.api.catalog import builtin_voices
 from voxserve.api.dependencies import get_services
 from voxserve.api.request_ids import current_request_id
