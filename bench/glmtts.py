@@ -28,10 +28,10 @@ from harness.instances import glmtts_apps, glmtts_checkout
 from harness.texts import CHINESE_TEXT
 
 from voxserve.audio.pcm import wav_bytes
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines import Engine, SegmentRequest
 from voxserve.engines.glmtts import GlmTtsBatchEngine
 from voxserve.engines.kind import BuildContext
-from voxserve.engines.settings import EngineSettings
 from voxserve.registry import build_engine
 from voxserve.routing import Pool
 

@@ -19,10 +19,10 @@ from pydantic import ValidationError
 from tests.support.api import ready_client
 from tests.support.audio import decode
 from voxserve.config import ESPEAK_NG_OPTIONS, Settings
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.command import CommandEngine, CommandOptions, discovered
 from voxserve.engines.kind import BuildContext
-from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
 from voxserve.registry import build_engine
 from voxserve.storage import LocalStore

@@ -14,7 +14,7 @@ from voxserve.batch.jobs_cli import jobs_table
 from voxserve.cli import app
 from voxserve.config import CONFIG_FILE_ENV, Settings, load_settings
 from voxserve.config_errors import explain, unknown_variables
-from voxserve.engines.settings import EngineSettings
+from voxserve.engine_settings import EngineSettings
 from voxserve.registry import check_engines
 
 

@@ -18,9 +18,9 @@ from tests.support.api import SPEECH, assert_error, ready_client
 from tests.support.audio import decode
 from tests.support.signals import GOOD
 from voxserve.config import Settings
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.cosyvoice import CosyVoiceOptions
 from voxserve.engines.cosyvoice.options import Generation
-from voxserve.engines.settings import EngineSettings
 from voxserve.registry import check_engine
 
 PROMPT_TEXT = "希望你以后能够做的比我还好呦。"

@@ -23,11 +23,11 @@ from tests.support.api import SPEECH, ready_client
 from tests.support.audio import decode
 from tests.support.signals import GOOD
 from voxserve.config import Settings
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceOptions
 from voxserve.engines.cosyvoice.triton import CosyVoiceTriton
 from voxserve.engines.prompts import Prompts
-from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineOverloaded, EngineUnavailable
 
 TEXT = "今天天气很好，我们一起去公园散步吧。"

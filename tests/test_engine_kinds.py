@@ -17,9 +17,9 @@ from tests.support.audio import decode
 from voxserve import registry
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.config import Settings
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.fake import FakeEngine, FakeOptions
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
-from voxserve.engines.settings import EngineSettings
 from voxserve.registry import build_engine, check_engines, kinds
 
 GLM_VOICES = {"a": {"audio": "/a.wav", "text": "一二三"}}

@@ -18,8 +18,8 @@ from tests.support.api import SPEECH, assert_error, ready_client
 from tests.support.audio import decode
 from tests.support.signals import GOOD
 from voxserve.config import Settings
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.fishspeech import FishSpeechEngine, FishSpeechOptions, raw_wav_stream
-from voxserve.engines.settings import EngineSettings
 from voxserve.registry import check_engine
 
 TEXT = "The quick brown fox jumps over the lazy dog."

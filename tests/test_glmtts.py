@@ -22,10 +22,10 @@ from tests.support.audio import decode
 from tests.support.signals import GOOD, tone
 from voxserve.audio import FORMATS, StreamEncoder
 from voxserve.config import Settings
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.glmtts import GlmTtsBatchEngine
 from voxserve.engines.kind import BuildContext
-from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineOverloaded, EngineTimeout, EngineUnavailable
 from voxserve.registry import build_engine
 

@@ -21,10 +21,10 @@ from tests.support.audio import decode
 from tests.support.signals import GOOD, dominant_frequency, voice_like
 from voxserve.audio.pcm import wav_bytes
 from voxserve.config import Settings
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines import Engine, SegmentRequest
 from voxserve.engines.glmtts import GlmTtsGradioEngine
 from voxserve.engines.kind import BuildContext
-from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineOverloaded, EngineUnavailable
 from voxserve.registry import build_engine, check_engines
 from voxserve.routing import Pool

@@ -22,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from voxserve.engines.settings import EngineSettings
+from voxserve.engine_settings import EngineSettings
 
 CONFIG_FILE_ENV = "VOXSERVE_CONFIG"
 

@@ -22,9 +22,9 @@ from pydantic import ValidationError
 import voxserve.engines
 from voxserve.config import Settings
 from voxserve.config_errors import did_you_mean
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Servers
-from voxserve.engines.settings import EngineSettings
 from voxserve.errors import UnsupportedValue
 from voxserve.routing import AdaptiveLimit, FixedLimit, Instance, Pool, PoolSettings, Role
 

@@ -5,11 +5,11 @@ anything else may change without notice. Each implementation module declares
 its kind (``KIND``), and :mod:`voxserve.registry` finds them.
 """
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import BatchEngine, Engine, EngineBase
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, NoOptions, Servers
 from voxserve.engines.remote import Call, RemoteEngine, RemoteOptions, remote_kind, whole_file
-from voxserve.engines.settings import EngineSettings
 from voxserve.errors import (
     EngineError,
     EngineFailed,

@@ -35,12 +35,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import EngineBase
 from voxserve.engines.calls import CallStats
 from voxserve.engines.decode import decode_audio
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
 from voxserve.engines.process import run_program
-from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineError, EngineUnavailable
 from voxserve.text.language import language_code
 from voxserve.values import PCM, Capabilities, SegmentRequest, voices_named

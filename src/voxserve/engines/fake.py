@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import Field
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import EngineBase
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
-from voxserve.engines.settings import EngineSettings
 from voxserve.errors import EngineError, EngineRejected
 from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo
 

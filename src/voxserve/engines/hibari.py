@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
 from voxserve.engines.kind import BuildContext, EngineKind, NoOptions, waiting_of
-from voxserve.engines.settings import EngineSettings
 from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo
 
 SAMPLE_RATE = 24000

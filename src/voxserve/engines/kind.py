@@ -18,9 +18,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.embedded import Waiting
-from voxserve.engines.settings import EngineSettings
 
 
 class EngineOptions(BaseModel):

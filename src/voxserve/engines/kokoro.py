@@ -36,11 +36,11 @@ from kokoro_onnx import Kokoro
 from kokoro_onnx.tokenizer import Tokenizer
 from numpy.typing import NDArray
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines import kokoro_voices
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
 from voxserve.engines.kind import BuildContext, EngineKind, NoOptions, waiting_of
 from voxserve.engines.kokoro_voices import VoiceSet, accent_of, gender_of, language_of
-from voxserve.engines.settings import EngineSettings
 from voxserve.text.markup import Mark, arpabet_to_ipa, has_pronunciations, marks
 from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo
 

@@ -21,8 +21,8 @@ import av
 import numpy as np
 from pydantic import Field
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.kind import BuildContext, EngineOptions
-from voxserve.engines.settings import EngineSettings
 from voxserve.values import SegmentRequest
 
 PROMPT_RATE = 24000

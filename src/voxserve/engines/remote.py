@@ -31,10 +31,10 @@ import httpx
 import numpy as np
 from pydantic import Field
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import EngineBase
 from voxserve.engines.decode import decode_audio
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Servers
-from voxserve.engines.settings import EngineSettings
 from voxserve.errors import (
     EngineError,
     EngineFailed,

@@ -13,13 +13,13 @@ interface is pooled over ``url``/``instances``/``backup``.
 
 from __future__ import annotations
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.cosyvoice.options import UPSTREAM, CosyVoiceOptions, capabilities
 from voxserve.engines.cosyvoice.runtime import CosyVoiceRuntime
 from voxserve.engines.kind import BuildContext, EngineKind, Servers
 from voxserve.engines.prompts import configured_prompts
 from voxserve.engines.remote import default_client
-from voxserve.engines.settings import EngineSettings
 
 __all__ = ["KIND", "UPSTREAM", "CosyVoiceOptions", "CosyVoiceRuntime", "capabilities"]
 

@@ -20,6 +20,7 @@ request is refused before any engine time. Interfaces checked against
 
 from __future__ import annotations
 
+from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.glmtts.batch import GlmTtsBatchEngine
 from voxserve.engines.glmtts.gradio import GlmTtsGradioEngine, server_setting
@@ -27,7 +28,6 @@ from voxserve.engines.glmtts.options import GlmTtsOptions
 from voxserve.engines.kind import BuildContext, EngineKind, Servers, waiting_of
 from voxserve.engines.prompts import configured_prompts
 from voxserve.engines.remote import default_client
-from voxserve.engines.settings import EngineSettings
 from voxserve.values import Capabilities, voices_named
 
 __all__ = ["KIND", "GlmTtsBatchEngine", "GlmTtsGradioEngine", "GlmTtsOptions"]
