@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.support.api import ready_client
+from voxserve import kokoro_names
 from voxserve.config import Settings
 from voxserve.engines import kokoro_voices
 from voxserve.engines.fake import FakeEngine
@@ -132,12 +133,10 @@ def test_npm_failing_offline_is_reported_in_its_own_words(
 
 def test_every_voice_has_a_language_and_a_gender() -> None:
     assert len(VOICE_NAMES) == 54
-    languages = Counter(kokoro_voices.language_of(voice) for voice in VOICE_NAMES)
+    languages = Counter(kokoro_names.language_of(voice) for voice in VOICE_NAMES)
     assert languages == {"en": 28, "es": 3, "fr": 1, "hi": 4, "it": 2, "ja": 5, "pt": 3, "zh": 8}
-    assert (
-        kokoro_voices.gender_of("bm_george") == "male" and kokoro_voices.gender_of("zf_xiaobei") == "female"
-    )
-    assert kokoro_voices.accent_of("bf_emma") == "British English"
+    assert kokoro_names.gender_of("bm_george") == "male" and kokoro_names.gender_of("zf_xiaobei") == "female"
+    assert kokoro_names.accent_of("bf_emma") == "British English"
 
 
 def test_without_the_voice_set_kokoro_offers_its_japanese_voices_and_says_why(

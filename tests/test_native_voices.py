@@ -15,7 +15,8 @@ from harness.listening import Listener
 from tests.support.api import SPEECH
 from tests.support.audio import assert_speech_like, decode
 from tests.support.voices import best
-from voxserve.engines.kokoro_voices import VOICE_NAMES, language_of
+from voxserve.engines.kokoro_voices import VOICE_NAMES
+from voxserve.kokoro_names import language_of
 from voxserve.text import TextNormalizer
 
 #: Twelve short sentences: one misheard character is up to 0.18 of a sentence's rate, so the mean

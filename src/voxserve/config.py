@@ -7,7 +7,6 @@ passed to :func:`voxserve.api.create_app`; no module reads settings at import.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from voxserve import kokoro_names
 from voxserve.engine_settings import EngineSettings
 
 CONFIG_FILE_ENV = "VOXSERVE_CONFIG"
@@ -71,16 +71,13 @@ FALLBACK_VOICES: dict[str, list[str]] = {
 }
 #: Genders of embedded voices not named Kokoro's way (``af_``: American female).
 OTHER_VOICE_GENDERS = {"heart": "female"}
-#: Kokoro's voice names (``af_heart``, ``zm_yunxi``): a language letter, then f or m.
-KOKORO_VOICE_NAME = re.compile(r"[abefhijpz]([fm])_[a-z]+")
 #: The alias a request naming no voice resolves through (``voice_aliases.default`` changes it).
 DEFAULT_VOICE = "default"
 
 
 def voice_gender(voice: str) -> str | None:
-    kokoro = KOKORO_VOICE_NAME.fullmatch(voice)
-    if kokoro is not None:
-        return "female" if kokoro.group(1) == "f" else "male"
+    if kokoro_names.NAME.fullmatch(voice):
+        return kokoro_names.gender_of(voice)
     return OTHER_VOICE_GENDERS.get(voice)
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from voxserve.config import AUTO_MODEL, DEFAULT_VOICE, KOKORO_VOICE_NAME, Settings, voices_for
+from voxserve.config import AUTO_MODEL, DEFAULT_VOICE, Settings, voices_for
 from voxserve.engines.base import Engine
 from voxserve.errors import CapabilityMissing, InvalidRequest, UnknownModel, UnknownVoice
+from voxserve.kokoro_names import NAME as KOKORO_NAME
+from voxserve.kokoro_names import gender_of
 from voxserve.request import SpeechRequest
 from voxserve.text import is_speakable, language_code, languages_in
 from voxserve.text.markup import has_pronunciations, marked_language, strip_marks
@@ -82,7 +84,7 @@ class Selection:
 
     def is_alias(self, name: str) -> bool:
         """An OpenAI voice name, a configured alias, or a Kokoro-FastAPI voice name."""
-        return name.lower() in self.settings.voice_aliases or KOKORO_VOICE_NAME.fullmatch(name) is not None
+        return name.lower() in self.settings.voice_aliases or KOKORO_NAME.fullmatch(name) is not None
 
     def alias_voices(self, name: str, language: str) -> list[str]:
         """The voices an alias stands for in ``language``, best first (empty: the engine's default).
@@ -94,10 +96,9 @@ class Selection:
         """
         target = self.settings.voice_aliases.get(name.lower())
         if target is None:
-            kokoro = KOKORO_VOICE_NAME.fullmatch(name)
-            if kokoro is None:
+            if not KOKORO_NAME.fullmatch(name):
                 return []
-            target = voices_for("female" if kokoro.group(1) == "f" else "male")
+            target = voices_for(gender_of(name))
         if isinstance(target, str):
             return [target]
         chosen = target.get(language, target.get("*"))

@@ -40,7 +40,8 @@ from voxserve.engine_settings import EngineSettings
 from voxserve.engines import kokoro_voices
 from voxserve.engines.embedded import EmbeddedEngine, Waiting
 from voxserve.engines.kind import BuildContext, EngineKind, NoOptions, waiting_of
-from voxserve.engines.kokoro_voices import VoiceSet, accent_of, gender_of, language_of
+from voxserve.engines.kokoro_voices import VoiceSet
+from voxserve.kokoro_names import accent_of, gender_of, language_of
 from voxserve.text.markup import Mark, arpabet_to_ipa, has_pronunciations, marks
 from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo
 

@@ -47,18 +47,6 @@ FETCH_TIMEOUT = 300.0
 SHARED = Path(sys.prefix) / "share" / "voxserve"
 _MEMBER = re.compile(r"package/voices/([a-z]{2}_[a-z]+)\.bin")
 
-#: A voice name's first letter: its language (voxserve's code) and espeak-ng's name for the accent.
-LANGUAGE_OF_PREFIX: dict[str, tuple[str, str]] = {
-    "a": ("en", "American English"),
-    "b": ("en", "British English"),
-    "e": ("es", "Spanish"),
-    "f": ("fr", "French"),
-    "h": ("hi", "Hindi"),
-    "i": ("it", "Italian"),
-    "j": ("ja", "Japanese"),
-    "p": ("pt", "Brazilian Portuguese"),
-    "z": ("zh", "Mandarin"),
-}
 VOICE_NAMES: tuple[str, ...] = (
     "af_alloy",
     "af_aoede",
@@ -130,18 +118,6 @@ class VoiceSet:
 
 class VoiceSetUnavailable(Exception):
     """The whole set could not be installed; the message says why, in one line."""
-
-
-def language_of(voice: str) -> str:
-    return LANGUAGE_OF_PREFIX[voice[0]][0]
-
-
-def gender_of(voice: str) -> str:
-    return "female" if voice[1] == "f" else "male"
-
-
-def accent_of(voice: str) -> str:
-    return LANGUAGE_OF_PREFIX[voice[0]][1]
 
 
 def install(model_dir: Path) -> Path:
