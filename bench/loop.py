@@ -209,7 +209,7 @@ def upload_peak_mb(hours: float = 1.0) -> tuple[int, float, int]:
     bomb = silent_flac(hours * 3600)
     data_dir = Path(tempfile.mkdtemp(prefix="voxserve-bench-bomb-"))
     engines = json.dumps([{"name": "fake", "kind": "fake", "options": {"cloning": True}}])
-    env = {**NO_CACHE, "VOXSERVE_ENGINES": engines, "VOXSERVE_DEFAULT_ENGINE": "fake"}
+    env = {**NO_CACHE, "VOXSERVE_ENGINES": engines, "VOXSERVE_EMBEDDED": "false"}
     server = start_server(data_dir, data_dir / "server.log", env)
     try:
         pid = server.process.pid

@@ -124,7 +124,7 @@ def run(requests: int, capacity: int, seconds_per_char: float, load: float) -> t
         config = directory / "voxserve.toml"
         instance_list = repr(urls).replace("'", '"')
         config.write_text(
-            '[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
+            'embedded = false\n[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
             f"instances = {instance_list}\n"
             'max_concurrency = "auto"\nqueue_timeout = 120\n'
             'options = { generation = 1, voices = ["中文女"] }\n'

@@ -86,7 +86,8 @@ def _passthrough(upstream: str) -> Iterator[str]:
 def _voxserve(upstream: str, directory: Path) -> Iterator[str]:
     config = directory / "voxserve.toml"
     config.write_text(
-        f'[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\nurl = "{upstream}"\n'
+        'embedded = false\n[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
+        f'url = "{upstream}"\n'
         'options = { generation = 1, voices = ["中文女"] }\n'
     )
     env = {"VOXSERVE_CONFIG": str(config), **NO_CACHE}

@@ -186,7 +186,9 @@ def test_catalog(client: httpx.Client) -> None:
     assert voices["aliases"]["alloy"]["en"][0] == best("en", "female")
     assert voices["aliases"]["echo"]["zh"][0] == best("zh", "male")
     ready = client.get("/readyz").json()
-    assert (ready["status"], ready["engines"]) == ("ready", {"kokoro": True, "hibari": True, "espeak": True})
+    engines = {name: (engine["status"], engine["runs"]) for name, engine in ready["engines"].items()}
+    assert ready["status"] == "ready"
+    assert engines == {"kokoro": ("ready", "here"), "hibari": ("ready", "here"), "espeak": ("ready", "here")}
     assert "notices" not in ready, "the whole voice set is installed"
     assert [worker["healthy"] for worker in ready["workers"]] == [True]
 

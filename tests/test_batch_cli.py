@@ -20,6 +20,7 @@ from tests.support.signals import GOOD
 
 ENGINE = """
 default_engine = "fake"
+embedded = false
 [jobs]
 workers = 0
 [[engines]]
@@ -191,7 +192,7 @@ def test_a_capacity_limited_faulty_engine_gets_every_item_made(tmp_path: Path) -
     with engine_instances(1, capacity=3, seconds_per_char=0.002, error_rate=0.1) as found:
         config = tmp_path / "voxserve.toml"
         config.write_text(
-            '[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
+            'embedded = false\n[jobs]\nworkers = 0\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
             f'url = "{found[0][0]}"\noptions = {{ generation = 1, voices = ["中文女"] }}\n'
         )
         env = {"VOXSERVE_CONFIG": str(config), "VOXSERVE_CACHE_MAX_BYTES": "0"}

@@ -16,7 +16,10 @@ from harness.server import VOXSERVE
 from tests.support.audio import assert_speech_like, decode
 
 #: ``say`` with the fast English engine alone: it loads every configured engine, and these tests name it.
-HIBARI_ONLY = {"VOXSERVE_ENGINES": json.dumps([{"name": "hibari", "kind": "hibari"}])}
+HIBARI_ONLY = {
+    "VOXSERVE_ENGINES": json.dumps([{"name": "hibari", "kind": "hibari"}]),
+    "VOXSERVE_EMBEDDED": "false",
+}
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

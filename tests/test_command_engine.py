@@ -261,7 +261,11 @@ def fallback_client(tmp_path: Path, espeak: EngineSettings) -> Iterator[TestClie
     """An English-only first engine, and espeak-ng for every other language."""
     english = EngineSettings(name="tones", kind="fake", options={"languages": ["en"]})
     settings = Settings(
-        data_dir=tmp_path, engines=[english, espeak], default_engine="tones", jobs={"workers": 0}
+        data_dir=tmp_path,
+        embedded=False,
+        engines=[english, espeak],
+        default_engine="tones",
+        jobs={"workers": 0},
     )
     with ready_client(settings) as client:
         yield client

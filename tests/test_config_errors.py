@@ -4,6 +4,7 @@ jobs table that fits a terminal)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -43,6 +44,75 @@ def test_engine_tables_are_checked_where_engines_are_built() -> None:
     settings = Settings(engines=[EngineSettings(name="k", kind="kokro")])
     with pytest.raises(ValueError, match=r"\[\[engines\]\] 'k' \(kind 'kokro'\): .*did you mean kokoro\?"):
         check_engines(settings)
+
+
+ENGINE_MISTAKES = [
+    (
+        'max_concurency = 4\nurl = "http://gpu1:50000"',
+        "max_concurency: not a setting; did you mean max_concurrency?",
+    ),
+    ('instanses = ["http://gpu1:50000"]', "instanses: not a setting; did you mean instances?"),
+    ('url = "http://gpu1:50000"\nvoices = ["a"]', "voices: not a setting"),  # belongs in options
+    ('url = "127.0.0.1:50111"', "url: needs a scheme and a host, such as 'http://127.0.0.1:50111'"),
+    ('instances = ["gpu1:50000"]', "instances: needs a scheme and a host, such as 'http://gpu1:50000'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"), ENGINE_MISTAKES, ids=[said.split(":")[0] for _, said in ENGINE_MISTAKES]
+)
+def test_an_engine_table_refuses_unknown_keys_and_urls_without_a_scheme(
+    config_file: Path, fields: str, said: str
+) -> None:
+    config_file.write_text(f"[[engines]]\nname = 'cosy'\nkind = 'cosyvoice'\n{fields}\n")
+    result = CliRunner().invoke(app, ["config", "--config", str(config_file)])
+    assert result.exit_code == 2, result.output
+    assert f"{config_file}: engines[0].{said}" in result.output.replace("\n", "")
+
+
+def test_tables_add_to_the_embedded_engines_unless_embedded_is_false() -> None:
+    cosy = {"name": "cosy", "kind": "cosyvoice", "url": "http://gpu1:50000"}
+    settings = Settings(engines=[cosy, {"name": "hibari", "kind": "hibari", "threads": 1}])
+    assert [engine.name for engine in settings.engines][:3] == ["cosy", "hibari", "kokoro"]
+    assert settings.engines[1].threads == 1, "a table named like an embedded engine replaces it"
+    assert settings.default_engine == "cosy", "the first table is the default"
+    assert Settings().default_engine == "kokoro"
+    alone = Settings(engines=[cosy], embedded=False)
+    assert [engine.name for engine in alone.engines] == ["cosy"]
+    assert Settings(**alone.model_dump()).engines == alone.engines, "loading twice adds nothing"
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"embedded": False}, "embedded = false needs at least one [[engines]] table"),
+        (
+            {"engines": [{"name": "a", "kind": "hibari"}, {"name": "a", "kind": "kokoro"}]},
+            "engines: two tables are named 'a'",
+        ),
+    ],
+)
+def test_there_are_engines_and_their_names_are_unique(given: dict[str, Any], said: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(**given)
+    assert said in explain(raised.value, Settings, None)
+
+
+@pytest.mark.parametrize(
+    ("toml", "said"),
+    [
+        ('default_engine = "kokro"', "default_engine 'kokro' is not an engine here; choose one of kokoro"),
+        (
+            'default_engine = "kokoro"\nembedded = false\n[[engines]]\nname = "cosy"\nkind = "cosyvoice"\n'
+            'url = "http://gpu1:50000"\noptions = { generation = 1, voices = ["中文女"] }',
+            "default_engine 'kokoro' is not an engine here; choose one of cosy",
+        ),
+    ],
+)
+def test_the_default_engine_must_be_one_of_the_engines(config_file: Path, toml: str, said: str) -> None:
+    config_file.write_text(toml + "\n")
+    result = CliRunner().invoke(app, ["config", "--config", str(config_file)])
+    assert result.exit_code == 2 and said in result.output, result.output
 
 
 def test_unknown_variables_are_named_with_the_closest_setting() -> None:

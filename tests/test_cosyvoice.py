@@ -45,7 +45,9 @@ def over(
     """The real app over one CosyVoice server running ``server``; ``fields`` of its ``[[engines]]`` table."""
     with serving(cosyvoice_app(behaviour, server)) as url:
         config = EngineSettings(name="cosy", kind="cosyvoice", url=url, options=options, **(fields or {}))
-        settings = Settings(data_dir=tmp_path, engines=[config], default_engine="cosy", jobs={"workers": 0})
+        settings = Settings(
+            data_dir=tmp_path, embedded=False, engines=[config], default_engine="cosy", jobs={"workers": 0}
+        )
         with ready_client(settings) as client:
             yield client
 

@@ -62,7 +62,9 @@ def test_whole_answers_over_http_through_the_api(
 ) -> None:
     options = {"api": "triton", "generation": 3, "voices": prompt, "triton_protocol": "http"}
     config = EngineSettings(name="cosy", kind="cosyvoice", url=triton["http"], options=options)
-    settings = Settings(data_dir=tmp_path, engines=[config], default_engine="cosy", jobs={"workers": 0})
+    settings = Settings(
+        data_dir=tmp_path, embedded=False, engines=[config], default_engine="cosy", jobs={"workers": 0}
+    )
     with ready_client(settings) as client:
         response = client.post(SPEECH, json={"model": "cosy", "input": TEXT, "response_format": "wav"})
         assert response.status_code == 200, response.text
@@ -79,7 +81,8 @@ async def test_a_decoupled_model_streams_over_grpc(
 ) -> None:
     cosy = engine(triton["grpc"], 2, "grpc", prompt, tmp_path)
     await cosy.load()
-    assert cosy.capabilities.streaming and cosy.capabilities.clone_needs_transcript and await cosy.health()
+    assert cosy.capabilities.streaming and cosy.capabilities.clone_needs_transcript
+    assert await cosy.health() is None
     arrivals = []
     started = time.monotonic()
     async for chunk in cosy.synthesize(SegmentRequest(text=TEXT, language="zh", voice="xiaoyu")):
@@ -106,10 +109,11 @@ async def test_out_of_memory_is_overload_and_a_wrong_or_dead_server_is_not_used(
     assert len(failed) == 1 and isinstance(failed[0], EngineOverloaded), results
     assert "CUDA out of memory" in str(failed[0])
     mismatched = engine(triton["http"], 2, "http", prompt, tmp_path)  # cosyvoice2 is deployed decoupled
-    assert not await mismatched.health(), "a decoupled model cannot answer over HTTP: not taken into rotation"
+    said = await mismatched.health()  # a decoupled model cannot answer over HTTP: not taken into rotation
+    assert said is not None and "set triton_protocol = 'grpc'" in said, said
     dead = engine(f"http://127.0.0.1:{free_port()}", 3, "http", prompt, tmp_path)
     await dead.load()
-    assert not await dead.health()
+    assert "connection refused" in (await dead.health() or "")
     with pytest.raises(EngineUnavailable, match="unreachable"):
         await whole(dead)
     for cosy in [*engines, mismatched, dead]:

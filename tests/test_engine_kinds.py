@@ -45,7 +45,7 @@ def test_every_engine_module_is_a_kind() -> None:
     [
         (
             {"kind": "cosyvoice", "url": "http://x", "options": {"colour": 1}},
-            r"options\.colour: Extra inputs",
+            r"options\.colour: not a setting",
         ),
         (
             {"kind": "cosyvoice", "url": "http://x", "options": {"sample_rate": "fast"}},
@@ -85,7 +85,11 @@ def test_every_engine_module_is_a_kind() -> None:
         ),
         ({"kind": "kokoro", "url": "http://x"}, "url, instances and backup are for engines on servers"),
         ({"kind": "fake", "options": {"delay": -1}}, r"options\.delay: Input should be greater"),
-        ({"kind": "kokoro", "options": {"voices": ["x"]}}, r"options\.voices: Extra inputs"),
+        ({"kind": "kokoro", "options": {"voices": ["x"]}}, r"options\.voices: not a setting"),
+        (
+            {"kind": "openai", "url": "http://x", "options": {"voics": ["a"], "sample_rate": 24000}},
+            r"options\.voics: not a setting; did you mean voices\?",
+        ),
         ({"kind": "tortoise"}, "engine kind 'tortoise' is not known; choose one of command, cosyvoice"),
     ],
 )
@@ -176,7 +180,9 @@ def test_the_engine_written_in_the_docs_serves_the_api(
                 "instances": [url],
                 "options": {"voices": ["anna", "ben"]},
             }
-            settings = Settings(data_dir=tmp_path, engines=[table], default_engine="box", jobs={"workers": 0})
+            settings = Settings(
+                data_dir=tmp_path, embedded=False, engines=[table], default_engine="box", jobs={"workers": 0}
+            )
             with ready_client(settings) as client:
                 body = {"input": "Hello from the box.", "voice": "ben", "response_format": "wav"}
                 response = client.post("/v1/audio/speech", json=body)

@@ -216,7 +216,11 @@ def app_client(tmp_path: Path, checkout: Path, prompt_mp3: Path, runs: Path) -> 
     """The real app over the batch engine alone (a GLM-TTS install with no server running)."""
     config = batch_settings(checkout, prompt_mp3)
     settings = Settings(
-        data_dir=tmp_path / "data", default_engine="glm", engines=[config], jobs={"retry_base_seconds": 0.05}
+        data_dir=tmp_path / "data",
+        default_engine="glm",
+        embedded=False,
+        engines=[config],
+        jobs={"retry_base_seconds": 0.05},
     )
     with ready_client(settings, raise_server_exceptions=False) as client:
         yield client

@@ -40,6 +40,7 @@ from voxserve.values import PCM, Capabilities, VoiceInfo
 
 FAKE_ONLY = {
     "VOXSERVE_ENGINES": json.dumps([{"name": "fake", "kind": "fake", "options": {"cloning": True}}]),
+    "VOXSERVE_EMBEDDED": "false",
     "VOXSERVE_DEFAULT_ENGINE": "fake",
     "VOXSERVE_CACHE_MAX_BYTES": "0",
 }

@@ -28,6 +28,7 @@ SENTENCES = 12  # enough to kill a worker in the middle of the job
 LEASE = "2"
 HIBARI = {
     "VOXSERVE_ENGINES": json.dumps([{"name": "hibari", "kind": "hibari"}]),
+    "VOXSERVE_EMBEDDED": "false",
     "VOXSERVE_DEFAULT_ENGINE": "hibari",
 }
 

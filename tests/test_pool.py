@@ -239,7 +239,7 @@ async def test_no_healthy_instance_fails_fast(cluster: Cluster, start: StartPool
     pool = await start(make_pool(cluster, [FixedLimit(2)]))
     cluster.stop(0)
     await asyncio.sleep(0.5)
-    with pytest.raises(EngineUnavailable, match="no instance"):
+    with pytest.raises(EngineUnavailable, match=r"cannot serve: .*: connection refused"):
         await speak(pool)
 
 

@@ -36,7 +36,11 @@ def test_kokoro_fastapi_through_the_openai_kind(tmp_path: Path) -> None:
     with serving(kokoro_fastapi_app(behaviour)) as url:
         table["url"] = url
         settings = Settings(
-            data_dir=tmp_path, engines=[table], default_engine=table["name"], jobs={"workers": 0}
+            data_dir=tmp_path,
+            embedded=False,
+            engines=[table],
+            default_engine=table["name"],
+            jobs={"workers": 0},
         )
         with ready_client(settings) as client:
             body = {
@@ -62,7 +66,11 @@ def test_kokoro_fastapis_refusal_of_a_voice_is_a_422(tmp_path: Path) -> None:
     with serving(kokoro_fastapi_app(behaviour)) as url:
         table["url"] = url
         settings = Settings(
-            data_dir=tmp_path, engines=[table], default_engine=table["name"], jobs={"workers": 0}
+            data_dir=tmp_path,
+            embedded=False,
+            engines=[table],
+            default_engine=table["name"],
+            jobs={"workers": 0},
         )
         with ready_client(settings) as client:
             body = {"model": "kokoro-fastapi", "input": "Hello.", "voice": "af_nobody"}
@@ -77,7 +85,9 @@ def test_coquis_xtts_server_through_the_command_kind(tmp_path: Path) -> None:
     with serving(coqui_app(behaviour)) as url:
         table["options"]["command"][-1] = f"{url}/api/tts"
         table["options"]["voices"]["nobody"] = "Nobody Known"
-        settings = Settings(data_dir=tmp_path, engines=[table], default_engine="xtts", jobs={"workers": 0})
+        settings = Settings(
+            data_dir=tmp_path, embedded=False, engines=[table], default_engine="xtts", jobs={"workers": 0}
+        )
         with ready_client(settings) as client:
             text = "今天天气很好。"
             response = client.post(

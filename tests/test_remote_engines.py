@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,10 +14,11 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from harness.server import free_port
 from harness.servers.cosyvoice import Model, cosyvoice_app
 from harness.servers.engines import Behaviour, emotivoice_app, openai_app, serving, tone
 
-from tests.support.api import ready_client
+from tests.support.api import assert_error, ready_client
 from tests.support.audio import decode
 from tests.support.signals import dominant_frequency
 from voxserve.audio.pcm import wav_bytes
@@ -26,7 +28,7 @@ from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceOptions, CosyVoiceRuntime
 from voxserve.engines.emotivoice import EmotiVoiceEngine, EmotiVoiceOptions
 from voxserve.engines.openai import OpenAIEngine, OpenAIOptions
-from voxserve.engines.remote import RemoteEngine, default_client
+from voxserve.engines.remote import RemoteEngine, default_client, unreachable
 from voxserve.errors import EngineFailed, EngineOverloaded, EngineRejected, EngineTimeout, EngineUnavailable
 
 TEXT = "你好，今天天气很好。"
@@ -236,8 +238,6 @@ async def test_a_kept_alive_connection_the_server_closed_is_tried_once_more() ->
 
 
 async def test_refused_connection_is_unavailable() -> None:
-    from harness.server import free_port
-
     engine = cosyvoice(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(EngineUnavailable, match="unreachable"):
         await collect(engine, segment("中文女"))
@@ -280,7 +280,9 @@ def api_over(
     (CosyVoice-300M-SFT's 中文女 unless ``options`` say otherwise)."""
     options = options or {"generation": 1, "voices": ["中文女"]}
     config = EngineSettings(name=name, kind=kind, url=url, options=options, **fields)
-    settings = Settings(data_dir=tmp_path, engines=[config], default_engine=name, jobs={"workers": 0})
+    settings = Settings(
+        data_dir=tmp_path, embedded=False, engines=[config], default_engine=name, jobs={"workers": 0}
+    )
     with ready_client(settings) as client:
         yield client
 
@@ -389,3 +391,64 @@ def test_a_bare_500_for_one_input_does_not_eject_a_healthy_instance(
         (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
         assert instance["healthy"], "inputs' failures are not the instance's, however many"
         assert client.post("/v1/audio/speech", json=body).status_code == 200
+
+
+def test_an_unreachable_engine_says_why_in_the_answer_readyz_engines_and_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Nothing listens at the engine's URL: the process is still ready (its engines all live
+    elsewhere), and the answer, /readyz, /v1/engines and the log each say what is wrong."""
+    url = f"http://127.0.0.1:{free_port()}"
+    with api_over(
+        tmp_path, "cosy-down", "cosyvoice", url, health_interval=0.05, failures_to_eject=1
+    ) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").json()["engines"]["cosy-down"]["status"] != "unavailable":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, "a gateway whose engines are elsewhere can still take jobs"
+        status = ready.json()["engines"]["cosy-down"]
+        assert status["runs"] == "remote" and f"{url}: connection refused" in status["reason"]
+        answer = client.post("/v1/audio/speech", json={"model": "cosy-down", "input": "你好。"})
+        assert_error(answer, 503, "engine_unavailable", None, "engine 'cosy-down' cannot serve: ")
+        assert (
+            "connection refused (is the server running, and on that port?)"
+            in answer.json()["error"]["message"]
+        )
+        (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
+        assert not instance["healthy"] and "connection refused" in instance["last_error"]
+    assert any(
+        "engine cosy-down at" in r.message and "is ejected: connection refused" in r.message
+        for r in caplog.records
+    )
+
+
+def test_a_server_of_another_kind_is_ejected_asking_whether_the_kind_is_right(
+    stand_in: Callable[..., str], tmp_path: Path
+) -> None:
+    """kind = "openai" pointed at a CosyVoice server: its 404 is the configuration's fault, not the
+    client's (503, not 422), and the instance leaves the pool at once."""
+    url = stand_in(cosyvoice_app)
+    options = {"voices": ["alloy"], "sample_rate": 24000}
+    with api_over(tmp_path, "wrong", "openai", url, options, health_interval=60) as client:
+        answer = client.post("/v1/audio/speech", json={"model": "wrong", "input": "Hello.", "voice": "alloy"})
+        assert_error(answer, 503, "engine_unavailable", None, "answered 404 to POST /v1/audio/speech")
+        assert "is this the right kind of server for this engine" in answer.json()["error"]["message"]
+        (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
+        assert not instance["healthy"] and "right kind of server" in instance["last_error"]
+        again = client.post("/v1/audio/speech", json={"model": "wrong", "input": "Hello.", "voice": "alloy"})
+        assert_error(again, 503, "engine_unavailable", None, "engine 'wrong' cannot serve: ")
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (httpx.ConnectError("[Errno -2] Name or service not known"), "its host name does not resolve (DNS)"),
+        (httpx.ConnectError("[Errno 111] Connection refused"), "connection refused"),
+        (httpx.ConnectTimeout("timed out"), "no answer in time (ConnectTimeout)"),
+        (httpx.RemoteProtocolError("Server disconnected"), "RemoteProtocolError: Server disconnected"),
+    ],
+)
+def test_connection_failures_are_told_in_an_operators_words(error: httpx.HTTPError, said: str) -> None:
+    assert unreachable(error).startswith(said)

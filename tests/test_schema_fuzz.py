@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 FAKE_ONLY = {
     "VOXSERVE_ENGINES": json.dumps([{"name": "fake", "kind": "fake"}]),
+    "VOXSERVE_EMBEDDED": "false",
     "VOXSERVE_DEFAULT_ENGINE": "fake",
     "VOXSERVE_MODEL_ALIASES": json.dumps({"tts-1": "fake"}),
     "VOXSERVE_CACHE_MAX_BYTES": "0",

@@ -188,6 +188,7 @@ def shared_env(s3_endpoint: str, **more: str) -> dict[str, str]:
     return {
         **CREDENTIALS,
         "VOXSERVE_ENGINES": json.dumps([{"name": "hibari", "kind": "hibari"}]),
+        "VOXSERVE_EMBEDDED": "false",
         "VOXSERVE_DEFAULT_ENGINE": "hibari",
         "VOXSERVE_JOBS__WORKERS": "0",
         "VOXSERVE_JOBS__QUEUE_URL": "redis://127.0.0.1:6379/0",

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib.metadata
 import ipaddress
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -49,6 +51,10 @@ ConfigOption = Annotated[
 DataDirOption = Annotated[
     Path | None, typer.Option("--data-dir", help="Where state lives (or $VOXSERVE_DATA_DIR).")
 ]
+MetricsPortOption = Annotated[
+    int | None, typer.Option(help="Serve Prometheus metrics (any path, no key) on this port too.")
+]
+MetricsAddressOption = Annotated[str | None, typer.Option(help="The address the metrics port listens on.")]
 
 
 def _print_version(asked: bool) -> None:
@@ -101,6 +107,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = None,
+    metrics_port: MetricsPortOption = None,
+    metrics_address: MetricsAddressOption = None,
 ) -> None:
     """Serve the HTTP API."""
     import uvicorn
@@ -109,10 +117,20 @@ def serve(
     from voxserve.api import create_app
     from voxserve.logs import configure_logging
 
-    settings = _settings(config, data_dir=data_dir, host=host, port=port, log_level=log_level)
+    settings = _settings(
+        config,
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        log_level=log_level,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
+    )
     configure_logging(settings.log_level, settings.log_format)
     tracing.configure(settings)
     _warn_if_exposed(settings)
+    for where, what in ((settings.port, "--port"), (settings.metrics_port, "--metrics-port")):
+        _check_port_free(settings.host if what == "--port" else settings.metrics_address, where, what)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sys.setswitchinterval(settings.switch_interval)
     uvicorn.run(
@@ -139,6 +157,26 @@ def _warn_if_exposed(settings: Settings) -> None:
             f"[yellow]auth.allowed_hosts is {settings.auth.allowed_hosts}: requests for other host names "
             "get 400 invalid_host; add the names clients use.[/yellow]"
         )
+
+
+def _check_port_free(host: str, port: int | None, flag: str) -> None:
+    """Exit 1 with what to do when the port is taken (the server's own error names only errno 98)."""
+    if not port:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                return  # the server says what else is wrong
+            console.print(
+                f"[red]error:[/red] port {port} on {host} is already in use (another voxserve? "
+                f"`ss -ltnp 'sport = :{port}'` shows which process); stop it, or choose another "
+                f"port with {flag}"
+            )
+            raise typer.Exit(1) from exc
 
 
 def ipaddress_is_loopback(host: str) -> bool:
@@ -321,29 +359,28 @@ def worker(
     data_dir: DataDirOption = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker loops in this process.")] = 1,
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = None,
-    metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics (any path) on this port.")
-    ] = None,
-    metrics_address: Annotated[
-        str, typer.Option(help="The address the metrics port listens on.")
-    ] = "127.0.0.1",
+    metrics_port: MetricsPortOption = None,
+    metrics_address: MetricsAddressOption = None,
 ) -> None:
     """Run job workers without the HTTP API (share the queue with `serve` via jobs.queue_url and
     storage.url, or one data_dir)."""
-    import prometheus_client
-
     from voxserve import tracing
     from voxserve.logs import configure_logging
     from voxserve.services import Services
 
-    settings = _settings(config, data_dir=data_dir, log_level=log_level)
+    settings = _settings(
+        config,
+        data_dir=data_dir,
+        log_level=log_level,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
+    )
     configure_logging(settings.log_level, settings.log_format)
     tracing.configure(settings)
+    _check_port_free(settings.metrics_address, settings.metrics_port, "--metrics-port")
 
     async def run() -> None:
         services = Services.build(settings)
-        if metrics_port is not None:
-            prometheus_client.start_http_server(metrics_port, metrics_address, services.metrics.registry)
         try:
             await services.run_until_stopped(workers)
         finally:
@@ -371,9 +408,18 @@ app.add_typer(keys_app, name="keys")
 
 @app.command()
 def engines(url: UrlOption = DEFAULT_URL) -> None:
-    """Each engine of a running server and its instances: health, load, limit, latency, errors."""
+    """Each engine of a running server and its instances: health, load, limit, latency, errors, and
+    the last error (why an instance is out)."""
     table = Table(
-        "engine", "instance", "role", "healthy", "in flight", "limit", "latency p50~/p95 (ms)", "errors"
+        "engine",
+        "instance",
+        "role",
+        "healthy",
+        "in flight",
+        "limit",
+        "latency p50~/p95 (ms)",
+        "errors",
+        "last error",
     )
     with voxserve(url) as client:
         listed = client.engines()["engines"]
@@ -390,6 +436,7 @@ def engines(url: UrlOption = DEFAULT_URL) -> None:
                 limit,
                 latency,
                 f"{instance.get('errors', 0)}/{instance.get('requests', 0)}",
+                instance.get("last_error") or "",
             )
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 

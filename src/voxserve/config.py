@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -170,7 +170,7 @@ ESPEAK_NG_OPTIONS: dict[str, Any] = {
 }
 
 
-def _default_engines() -> list[EngineSettings]:
+def embedded_engines() -> list[EngineSettings]:
     """The embedded engines, and espeak-ng as the fallback for other languages where it is installed."""
     engines = [EngineSettings(name="kokoro", kind="kokoro"), EngineSettings(name="hibari", kind="hibari")]
     if shutil.which("espeak-ng"):
@@ -374,6 +374,13 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve Prometheus metrics on this port too, without a key (none: only /metrics)",
+    )
+    metrics_address: str = Field(default="127.0.0.1", description="the address the metrics port listens on")
     data_dir: Path = Field(
         default_factory=lambda: platformdirs.user_data_path("voxserve"),
         description="where state lives (models, jobs, voices, cache): the user's data directory, "
@@ -398,8 +405,21 @@ class Settings(BaseSettings):
         description="seconds a busy thread keeps the GIL before the event loop may take it (Python: 0.005)",
     )
 
-    engines: list[EngineSettings] = Field(default_factory=_default_engines)
-    default_engine: str = "kokoro"
+    engines: list[EngineSettings] = Field(
+        default_factory=list,
+        description="[[engines]] tables: engines beside the embedded ones (a table named like one "
+        "replaces it)",
+    )
+    embedded: bool = Field(
+        default=True,
+        description="load the embedded engines (kokoro, hibari, espeak-ng) beside the [[engines]] tables; "
+        "false: only the tables",
+    )
+    default_engine: str = Field(
+        default="",
+        description="the engine for a request that names no model (empty: the first [[engines]] "
+        "table's, else kokoro)",
+    )
     voice_aliases: dict[str, VoiceAlias] = Field(
         default_factory=lambda: dict(DEFAULT_VOICE_ALIASES),
         description="voice names mapped onto engine voices, merged over the OpenAI names' defaults",
@@ -432,6 +452,23 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+
+    @model_validator(mode="after")
+    def _every_engine(self) -> Settings:
+        """The tables first, then the embedded engines they do not replace; the first is the default
+        unless one is named (that it exists is checked where engines are built: a test or an embedder
+        may hand the app engines of its own)."""
+        tables = self.engines
+        names = [table.name for table in tables]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"engines: two tables are named {', '.join(map(repr, twice))}; names are unique")
+        embedded = [e for e in embedded_engines() if e.name not in names] if self.embedded else []
+        self.engines = [*tables, *embedded]
+        if not self.engines:
+            raise ValueError("embedded = false needs at least one [[engines]] table")
+        self.default_engine = self.default_engine or self.engines[0].name
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

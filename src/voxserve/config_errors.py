@@ -61,13 +61,18 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close}?" if close else ""
 
 
-def explain(error: ValidationError, model: type[BaseModel], config_file: Path | None) -> str:
-    """Every problem of ``error`` on a line: where, which key, what is wrong, what is allowed."""
+def explain(
+    error: ValidationError, model: type[BaseModel], config_file: Path | None, within: str = ""
+) -> str:
+    """Every problem of ``error`` on a line: where, which key, what is wrong, what is allowed.
+
+    ``within``: the key of the table ``model`` was checked as (an engine's ``options``).
+    """
     where = f"{config_file}: " if config_file else ""
     lines = []
     for problem in error.errors():
         loc = problem["loc"]
-        key = _dotted(loc)
+        key = _dotted([*([within] if within else []), *loc])
         if problem["type"] == "extra_forbidden":
             allowed = _keys_at(model, loc[:-1])
             lines.append(f"{where}{key}: not a setting{did_you_mean(str(loc[-1]), allowed)}")

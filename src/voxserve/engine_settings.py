@@ -8,16 +8,20 @@ them. A kind's options are checked where engines are built
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class EngineSettings(BaseModel):
     """One engine to load. ``kind`` picks the implementation, ``name`` is what clients ask for.
 
     Remote kinds run as a pool over ``instances`` (``url`` is one instance)
-    and ``backup`` instances that take traffic only when no primary is healthy.
+    and ``backup`` instances that take traffic only when no primary is healthy. A key it does not
+    know is refused (a typo would otherwise be dropped without a word).
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str
     kind: str
@@ -41,6 +45,17 @@ class EngineSettings(BaseModel):
     options: dict[str, Any] = Field(
         default_factory=dict, description="the kind's own settings, checked against its options model"
     )
+
+    @field_validator("url", "instances", "backup")
+    @classmethod
+    def _with_scheme(cls, given: str | list[str] | None) -> str | list[str] | None:
+        """A server's address names its scheme and host: ``127.0.0.1:50000`` alone would be read as
+        a scheme ``127.0.0.1`` (or a path) and never connect."""
+        for url in [given] if isinstance(given, str) else given or []:
+            parts = urlsplit(url)
+            if not parts.scheme or not parts.netloc:
+                raise ValueError(f"needs a scheme and a host, such as 'http://{url.split('://')[-1]}'")
+        return given
 
     @property
     def urls(self) -> list[str]:

@@ -334,6 +334,11 @@ class EngineUnavailable(EngineError):
     code = "engine_unavailable"
 
 
+class EngineMisconfigured(EngineUnavailable):
+    """The engine's server does not have the route its kind calls (404/405): the wrong kind of server
+    at that URL, or the wrong URL. No request will mend it; the instance leaves the pool at once."""
+
+
 class EngineOverloaded(EngineError):
     """The engine ran out of memory or said it is busy: fewer requests at once will help."""
 

@@ -14,7 +14,7 @@ from concurrent.futures import Executor
 
 from voxserve.cache import SegmentCache
 from voxserve.config import Settings
-from voxserve.engines.base import Engine
+from voxserve.engines.base import Elsewhere, Engine
 from voxserve.metrics import Metrics
 from voxserve.planning import JOB_PRIORITY, SPEECH_PRIORITY, Plan, Planner, Segment
 from voxserve.rendering import Renderer, Stats
@@ -67,4 +67,8 @@ class Pipeline:
 
     @property
     def ready(self) -> bool:
-        return self.normalizer.loaded and all(engine.ready for engine in self.engines.values())
+        """Whether this process can serve: the normalizers and its own engines loaded. Engines on
+        other servers do not count: this process serves its other engines (and takes jobs) while
+        one is down, and taking it out of rotation would not bring that one back."""
+        local = (engine for engine in self.engines.values() if not isinstance(engine, Elsewhere))
+        return self.normalizer.loaded and all(engine.ready for engine in local)

@@ -18,10 +18,11 @@ from functools import partial
 from voxserve import tracing
 from voxserve.audio import FORMATS, AudioFormat
 from voxserve.config import Settings
-from voxserve.engines.base import Engine
+from voxserve.engines.base import Elsewhere, Engine
 from voxserve.errors import (
     AudioTooLong,
     CapabilityMissing,
+    EngineUnavailable,
     InvalidRequest,
     NothingToSay,
     NotReady,
@@ -192,8 +193,8 @@ class Planner:
         text = expand_ssml(request.input)
         engine, voice = self.selection.choose(request, text, viewer)
         reference = voice.reference
-        if profile.require_ready and (not engine.ready or not self.normalizer.loaded):
-            raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
+        if profile.require_ready:
+            self._check_ready(engine)
         caps = engine.capabilities
         if reference is not None and caps.clone_needs_transcript and not reference.transcript:
             raise UnsupportedValue(
@@ -253,6 +254,16 @@ class Planner:
             max_audio_seconds=audio_limit,
             priority=profile.priority,
         )
+
+    def _check_ready(self, engine: Engine) -> None:
+        """503 before any work for an engine that cannot serve now: still loading, or (on servers)
+        none of its instances answers, with why."""
+        if engine.ready and self.normalizer.loaded:
+            return
+        down = engine.unavailable if isinstance(engine, Elsewhere) else None
+        if down:
+            raise EngineUnavailable(f"engine {engine.name!r} cannot serve: {down}")
+        raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
 
     async def plan_in_thread(
         self, request: SpeechRequest, max_audio_seconds: float | None = None, viewer: Viewer = EVERYONE

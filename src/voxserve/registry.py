@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 import voxserve.engines
 from voxserve.config import Settings
-from voxserve.config_errors import did_you_mean
+from voxserve.config_errors import did_you_mean, explain
 from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Servers
@@ -71,10 +71,7 @@ def check_engine(config: EngineSettings) -> EngineOptions:
     except UnsupportedValue as exc:
         raise ValueError(f"{where}: {exc.message}") from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(['options', *map(str, error['loc'])])}: {error['msg'].removeprefix('Value error, ')}"
-            for error in exc.errors()
-        )
+        problems = explain(exc, kind.options, None, within="options").replace("\n", "; ")
         raise ValueError(f"{where}: {problems}") from None
     servers = kind.serves_from_urls(options)
     if servers and not config.urls:
@@ -90,6 +87,12 @@ def check_engines(settings: Settings) -> None:
     for config in settings.engines:
         check_engine(config)
     check_shared_servers(settings.engines)
+    names = [config.name for config in settings.engines]
+    if settings.default_engine not in names:
+        raise ValueError(
+            f"default_engine {settings.default_engine!r} is not an engine here; choose one of "
+            f"{', '.join(names)}{did_you_mean(settings.default_engine, names)}"
+        )
 
 
 def build_engines(settings: Settings, context: BuildContext) -> dict[str, Engine]:

@@ -16,6 +16,9 @@ from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+import prometheus_client
 
 from voxserve.cache import SegmentCache
 from voxserve.config import Settings
@@ -58,6 +61,7 @@ class Services:
     load_error: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _workers: list[Worker] = field(default_factory=list, repr=False)
+    _metrics_server: WSGIServer | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -154,6 +158,10 @@ class Services:
             await run_workers(self._workers)
 
         self._supervise(load_then_work(), "load-and-work")
+        if self.settings.metrics_port is not None:
+            self._metrics_server, _ = prometheus_client.start_http_server(
+                self.settings.metrics_port, self.settings.metrics_address, self.metrics.registry
+            )
         jobs = self.settings.jobs
         retention = jobs.retention_hours * 3600
         self._supervise(
@@ -173,6 +181,8 @@ class Services:
         return self.pipeline.voices
 
     async def close(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
         for worker in self._workers:
             await worker.stop()
         for task in self._tasks:

@@ -3,7 +3,9 @@
 - **DNS rebinding**: a page on an attacker's name that resolves to 127.0.0.1
   reaches a local install with its own ``Host``. Only the names in
   ``auth.allowed_hosts`` are answered (loopback names by default; ``*`` any,
-  ``.example.com`` a domain and its subdomains): 400 ``invalid_host``.
+  ``.example.com`` a domain and its subdomains): 400 ``invalid_host``. ``GET
+  /healthz`` and ``/readyz`` are answered for any host: orchestrators' probes
+  name the pod's address, and they tell the engines' state, no user's data.
 - **Cross-site requests** (CSRF, and WebSocket hijacking): a page of another
   site can make the browser POST a form to ``/tts`` or open a WebSocket. A
   state-changing request (or a WebSocket) whose ``Origin`` is neither this
@@ -53,12 +55,18 @@ def origin_allowed(origin: str, host: str, allowed: list[str]) -> bool:
     return bool(parts.netloc) and parts.netloc.lower() == host.lower()
 
 
+#: Answered whatever the Host: Kubernetes' probes and load balancers' health checks send an address.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+
+
 class BrowserGuard:
     def __init__(self, app: ASGIApp, auth: AuthSettings) -> None:
         self.app = app
         self.auth = auth
 
     def _refusal(self, scope: Scope) -> VoxserveError | None:
+        if scope.get("path") in PROBE_PATHS and scope.get("method") == "GET":
+            return None  # an orchestrator's probes name the pod's address; they read nothing private
         headers = Headers(scope=scope)
         host = headers.get("host", "")
         if not host_allowed(host, self.auth.allowed_hosts):

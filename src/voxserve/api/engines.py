@@ -9,10 +9,20 @@ from fastapi import APIRouter, Depends
 from voxserve.api.auth import public_unless
 from voxserve.api.dependencies import get_services
 from voxserve.engines import Engine
+from voxserve.engines.base import Elsewhere
 from voxserve.metrics import Snapshotting
 from voxserve.services import Services
 
 router = APIRouter()
+
+
+def engine_status(engine: Engine) -> dict[str, Any]:
+    """What an engine can do now: ``ready``, ``loading`` or ``unavailable`` (with why), and whether it
+    runs in this process (``here``) or on servers (``remote``), as ``/readyz`` and this route say."""
+    remote = isinstance(engine, Elsewhere)
+    down = engine.unavailable if isinstance(engine, Elsewhere) else None
+    status = "ready" if engine.ready else "unavailable" if down else "loading"
+    return {"status": status, "runs": "remote" if remote else "here", **({"reason": down} if down else {})}
 
 
 def engine_view(engine: Engine) -> dict[str, Any]:
@@ -23,6 +33,7 @@ def engine_view(engine: Engine) -> dict[str, Any]:
     return {
         "name": engine.name,
         "ready": engine.ready,
+        **engine_status(engine),
         "languages": sorted(caps.languages),
         "voices": [voice.id for voice in caps.voices],
         "sample_rate": caps.sample_rate,

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voxserve.api.auth import public_unless
 from voxserve.api.dependencies import get_services
+from voxserve.api.engines import engine_status
 from voxserve.services import Services
 from voxserve.storage import StorageError
 
@@ -33,14 +34,17 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "loading, failed, or degraded (the reason is given)"}})
 async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
-    """200 once every engine is warm and the job store, workers and background tasks are well.
+    """200 once this process can serve: its own engines loaded, and the job store, workers and
+    background tasks well.
 
-    503 otherwise, saying which: ``loading``; ``failed`` (engines did not
-    load); ``degraded`` (the job store does not answer, a worker's store
-    calls fail, or a background task ended). ``notices`` names engines that
-    serve but offer less than they could (Kokoro without its voice set).
+    Engines on other servers do not hold it back (a gateway whose engines all live elsewhere is
+    ready once it has started): ``engines`` gives each one's status, ``unavailable`` with the
+    reason when none of its instances answers. 503 otherwise, saying which: ``loading``;
+    ``failed`` (engines did not load); ``degraded`` (the job store does not answer, a worker's
+    store calls fail, or a background task ended). ``notices`` names engines that serve but offer
+    less than they could (Kokoro without its voice set).
     """
-    engines = {name: engine.ready for name, engine in services.pipeline.engines.items()}
+    engines = {name: engine_status(engine) for name, engine in services.pipeline.engines.items()}
     notices = {name: e.notice for name, e in services.pipeline.engines.items() if e.ready and e.notice}
     problems = dict(services.task_failures())
     try:

@@ -101,6 +101,20 @@ class StreamAware(Engine, Protocol):
 class HealthChecked(Protocol):
     """An engine instance a pool can probe between requests (a server, a GPU's command line)."""
 
-    async def health(self, timeout: float) -> bool:
-        """Whether the instance can take requests; never raises."""
+    async def health(self, timeout: float) -> str | None:
+        """None when the instance can take requests, else what is wrong, in words an operator acts
+        on ("connection refused", "GET / answered 503"): ``/v1/engines`` and the log say it. Never
+        raises."""
+        ...
+
+
+@runtime_checkable
+class Elsewhere(Protocol):
+    """An engine whose model runs in other processes (a pool over servers). This process serves
+    without it, so it does not hold readiness back; ``unavailable`` says why it cannot serve now."""
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why no instance can take requests (each one's last failure); None when one can, or while
+        none has failed yet."""
         ...

@@ -36,7 +36,15 @@ class CallStats:
         self.errors += 1
 
     def view(
-        self, url: str, role: str, *, healthy: bool, in_flight: int, limit: int, adaptive: bool = False
+        self,
+        url: str,
+        role: str,
+        *,
+        healthy: bool,
+        in_flight: int,
+        limit: int,
+        adaptive: bool = False,
+        last_error: str | None = None,
     ) -> dict[str, object]:
         """One instance as ``/v1/engines`` lists it (latencies in milliseconds)."""
 
@@ -54,4 +62,5 @@ class CallStats:
             "latency_ms_p95": ms(self.latency_p95),
             "requests": self.requests,
             "errors": self.errors,
+            "last_error": last_error,
         }

@@ -38,7 +38,7 @@ from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Servers
 from voxserve.engines.prompts import Prompts, PromptVoice, configured_prompts
-from voxserve.engines.remote import Call, PcmStream, RemoteEngine, default_client
+from voxserve.engines.remote import Call, PcmStream, RemoteEngine, default_client, unreachable
 from voxserve.values import PCM, Capabilities, SegmentRequest, voices_named
 
 UPSTREAM = "fishaudio/fish-speech@3dd1f85c402ee6f0a17c2971d3b0dd8d881ca139"
@@ -151,12 +151,12 @@ class FishSpeechEngine(RemoteEngine):
     def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
         return raw_wav_stream(response)
 
-    async def health(self, timeout: float = 2.0) -> bool:
+    async def health(self, timeout: float = 2.0) -> str | None:
         try:
             response = await self._client.get("/v1/health", headers=self._headers, timeout=timeout)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+        except httpx.HTTPError as exc:
+            return unreachable(exc)
+        return None if response.status_code == 200 else f"GET /v1/health answered {response.status_code}"
 
 
 def _build(config: EngineSettings, options: FishSpeechOptions, context: BuildContext) -> Servers:

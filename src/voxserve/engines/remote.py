@@ -6,6 +6,7 @@ pool, connect and read timeouts), streams the body without buffering, and
 translates every failure into the error tree so routing can act on it:
 
 - refused connections and 502/504 answers → ``EngineUnavailable``;
+- 404 and 405 (no such route: the wrong kind of server at that URL) → ``EngineMisconfigured``;
 - out-of-memory answers, 429 and 503 → ``EngineOverloaded``;
 - answers that break off after they started, and bare 500s → ``EngineFailed``:
   the input's fault or the instance's, which the pool tells apart;
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Serve
 from voxserve.errors import (
     EngineError,
     EngineFailed,
+    EngineMisconfigured,
     EngineOverloaded,
     EngineRejected,
     EngineTimeout,
@@ -83,6 +86,36 @@ def engine_error(engine: str, status: int, body: str) -> VoxserveError:
     if status >= 500:
         return EngineUnavailable(message)
     return EngineRejected(message)
+
+
+def unreachable(exc: BaseException) -> str:
+    """What a failed connection means, in words an operator acts on (the system's own after them).
+
+    The HTTP library says "All connection attempts failed"; the cause it wraps says which.
+    """
+    causes: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    said = str(causes[-1]) or type(causes[-1]).__name__
+    if any(isinstance(cause, httpx.TimeoutException | TimeoutError) for cause in causes):
+        return f"no answer in time ({type(exc).__name__})"
+    if any(isinstance(cause, socket.gaierror) for cause in causes) or "Name or service not known" in said:
+        return f"its host name does not resolve (DNS): {said}"
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes) or "refused" in said.lower():
+        return f"connection refused (is the server running, and on that port?): {said}"
+    return f"{type(exc).__name__}: {said}"
+
+
+def wrong_route(status: int, call: Call) -> str | None:
+    """What a 404 or 405 on the route a kind calls means: that server does not serve this kind's API."""
+    if status not in (404, 405):
+        return None
+    return (
+        f"answered {status} to {call.method} {call.path}: is this the right kind of server for this "
+        "engine (its [[engines]] kind), at the right URL?"
+    )
 
 
 class PcmStream:
@@ -157,13 +190,14 @@ def failure(engine: str, what: str, words: str, *, answered: bool = False) -> En
     return EngineFailed(message, broke_off=False) if answered else EngineUnavailable(message)
 
 
-async def server_alive(client: httpx.AsyncClient, timeout: float) -> bool:
-    """Whether a server answers ``GET /`` below 500 (these servers have no health route); never raises."""
+async def server_alive(client: httpx.AsyncClient, timeout: float) -> str | None:
+    """None when a server answers ``GET /`` below 500 (these servers have no health route), else
+    what is wrong; never raises."""
     try:
         response = await client.get("/", timeout=timeout)
-    except httpx.HTTPError:
-        return False
-    return response.status_code < 500
+    except httpx.HTTPError as exc:
+        return unreachable(exc)
+    return None if response.status_code < 500 else f"GET / answered {response.status_code}"
 
 
 class RemoteOptions(EngineOptions):
@@ -211,6 +245,9 @@ class RemoteEngine(EngineBase):
             try:
                 if response.status_code >= 400:
                     body = (await response.aread()).decode("utf-8", "replace")
+                    misrouted = wrong_route(response.status_code, call)
+                    if misrouted is not None:
+                        raise EngineMisconfigured(f"engine {self.name!r} at {self.url} {misrouted}")
                     raise engine_error(self.name, response.status_code, body)
                 try:
                     async for chunk in self.decode(response):
@@ -228,7 +265,9 @@ class RemoteEngine(EngineBase):
             kind = type(exc).__name__
             raise EngineTimeout(f"engine {self.name!r} at {self.url} timed out ({kind})") from exc
         except httpx.ConnectError as exc:
-            raise EngineUnavailable(f"engine {self.name!r} at {self.url} is unreachable: {exc!r}") from exc
+            raise EngineUnavailable(
+                f"engine {self.name!r} at {self.url} is unreachable: {unreachable(exc)}"
+            ) from exc
         except httpx.TransportError as exc:
             raise EngineUnavailable(f"engine {self.name!r} at {self.url} gave no answer ({exc!r})") from exc
 
@@ -247,7 +286,7 @@ class RemoteEngine(EngineBase):
         except (httpx.RemoteProtocolError, httpx.ReadError):
             return await self._client.send(request(), stream=True)
 
-    async def health(self, timeout: float = 2.0) -> bool:
+    async def health(self, timeout: float = 2.0) -> str | None:
         return await server_alive(self._client, timeout)
 
 

@@ -30,6 +30,8 @@ class Instance:
     in_flight: int = 0
     consecutive_failures: int = 0
     consecutive_successes: int = 0
+    #: what went wrong last (a health check's words, or a failed request's error): why it is out
+    last_error: str | None = None
     calls: CallStats = field(default_factory=CallStats)
 
     @property
@@ -50,18 +52,28 @@ class Instance:
         self.consecutive_failures = 0
         self.limit.on_success(self.in_flight)
 
-    def failed(self, *, overloaded: bool, unresponsive: bool) -> None:
+    def failed(self, error: str, *, overloaded: bool, unresponsive: bool) -> None:
         """A request failed. Overload shrinks the limit; an instance that is merely overloaded is
         alive, so only unresponsiveness (unreachable, timed out) counts toward ejection."""
         self.calls.failed()
+        self.last_error = error
         if overloaded:
             self.limit.on_overload(self.in_flight)
         if unresponsive:
             self._count_failure()
 
-    def checked(self, ok: bool) -> None:
-        """An active health check's result."""
-        if not ok:
+    def eject(self, error: str) -> None:
+        """Out at once, for a failure no retry mends (the wrong kind of server at its URL); back after
+        ``successes_to_return`` health checks, as any ejected instance."""
+        self.calls.failed()
+        self.last_error = error
+        self.consecutive_successes = 0
+        self.healthy = False
+
+    def checked(self, problem: str | None) -> None:
+        """An active health check's result: None, or what is wrong."""
+        if problem is not None:
+            self.last_error = problem
             self._count_failure()
             return
         self.consecutive_failures = 0
@@ -85,4 +97,5 @@ class Instance:
             in_flight=self.in_flight,
             limit=self.limit.current,
             adaptive=isinstance(self.limit, AdaptiveLimit),
+            last_error=self.last_error,
         )

@@ -38,7 +38,14 @@ from dataclasses import dataclass
 from voxserve.client.retry import backoff
 from voxserve.engines.admission import AdmissionQueue, QueueFull, WaitTimeout
 from voxserve.engines.base import HealthChecked
-from voxserve.errors import EngineError, EngineFailed, EngineOverloaded, EngineTimeout, EngineUnavailable
+from voxserve.errors import (
+    EngineError,
+    EngineFailed,
+    EngineMisconfigured,
+    EngineOverloaded,
+    EngineTimeout,
+    EngineUnavailable,
+)
 from voxserve.routing.instance import Instance
 from voxserve.values import PCM, Capabilities, SegmentRequest
 
@@ -83,6 +90,17 @@ class Pool:
     @property
     def ready(self) -> bool:
         return any(i.engine.ready and i.healthy for i in self.instances)
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why no instance can take requests, each one's last failure; None when one can, or while
+        every instance is healthy but still warming up (a GLM-TTS app loading its model)."""
+        if self.ready:
+            return None
+        down = [instance for instance in self.instances if not instance.healthy]
+        if not down:
+            return None
+        return "; ".join(f"{instance.url}: {instance.last_error or 'ejected'}" for instance in down)
 
     @property
     def notice(self) -> str | None:
@@ -167,21 +185,27 @@ class Pool:
         too, it is overload, retried until the deadline, not held against the request
         (``request`` numbers the segment request; its tries share it).
         """
+        if isinstance(exc, EngineMisconfigured):
+            if instance.healthy:
+                log.error("engine %s at %s is ejected: %s", self.name, instance.url, exc.message)
+            instance.eject(exc.message)
+            return exc, True
         if isinstance(exc, EngineFailed):
             if not (exc.broke_off and instance.in_flight > 1):
                 instance.calls.failed()
+                instance.last_error = exc.message
                 return exc, False
-            instance.failed(overloaded=True, unresponsive=False)
+            instance.failed(exc.message, overloaded=True, unresponsive=False)
             if not self._others_broke(request, now):
                 return exc, False
             return EngineOverloaded(
                 f"{exc.message} (answers to other requests broke off too: overloaded)"
             ), False
         if isinstance(exc, EngineOverloaded):
-            instance.failed(overloaded=True, unresponsive=False)
+            instance.failed(exc.message, overloaded=True, unresponsive=False)
             return exc, False
         if isinstance(exc, EngineTimeout | EngineUnavailable):
-            instance.failed(overloaded=isinstance(exc, EngineTimeout), unresponsive=True)
+            instance.failed(exc.message, overloaded=isinstance(exc, EngineTimeout), unresponsive=True)
             return exc, True
         raise exc  # the engine's answer itself is wrong (no audio): no other instance will mend it
 
@@ -217,7 +241,7 @@ class Pool:
     ) -> Instance:
         """A slot on the best instance, waiting in line (in order) until the deadline."""
         if not any(i.healthy for i in self.instances):
-            raise EngineUnavailable(f"no instance of engine {self.name!r} is healthy")
+            raise EngineUnavailable(f"engine {self.name!r} cannot serve: {self.unavailable}")
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             return await self._line.acquire(
@@ -242,9 +266,9 @@ class Pool:
             return
         was = instance.healthy
         instance.checked(await engine.health(self.settings.health_timeout))
-        if instance.healthy != was:
-            log.warning(
-                "engine %s at %s is %s", self.name, instance.url, "back" if instance.healthy else "ejected"
-            )
+        if instance.healthy and not was:
+            log.warning("engine %s at %s is back", self.name, instance.url)
+        elif was and not instance.healthy:
+            log.warning("engine %s at %s is ejected: %s", self.name, instance.url, instance.last_error)
         if instance.healthy != was or (instance.healthy and engine.ready):
             self._line.dispatch()  # an instance back, or one that turned ready since (warmed up)

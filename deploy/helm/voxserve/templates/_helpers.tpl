@@ -28,17 +28,67 @@ redis://{{ include "voxserve.fullname" . }}-redis:6379/0
 {{- end -}}
 {{- end -}}
 
-{{/* Settings shared by gateways and workers. */}}
+{{/* The worker pods' stable names (a StatefulSet behind a headless Service). */}}
+{{- define "voxserve.workerService" -}}
+{{ include "voxserve.fullname" . }}-worker
+{{- end -}}
+
+{{/*
+The engine tables as one pod sees them (VOXSERVE_ENGINES). A table with `sidecarPort` is an engine
+server running beside each worker (worker.sidecars): a worker drives its own, on 127.0.0.1; a gateway
+balances over every worker pod's, by its stable name. Call with (dict "root" $ "role" "gateway").
+*/}}
+{{- define "voxserve.engines" -}}
+{{- $root := .root -}}
+{{- $role := .role -}}
+{{- $tables := list -}}
+{{- range $root.Values.engines -}}
+{{- $table := omit . "sidecarPort" -}}
+{{- if .sidecarPort -}}
+{{- $port := .sidecarPort -}}
+{{- $urls := list -}}
+{{- if eq $role "worker" -}}
+{{- $urls = list (printf "http://127.0.0.1:%v" $port) -}}
+{{- else -}}
+{{- $service := include "voxserve.workerService" $root -}}
+{{- range $i := until (int $root.Values.worker.replicas) -}}
+{{- $urls = append $urls (printf "http://%s-%d.%s:%v" $service $i $service $port) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $table "instances" $urls -}}
+{{- end -}}
+{{- $tables = append $tables $table -}}
+{{- end -}}
+{{- toJson $tables -}}
+{{- end -}}
+
+{{/* Host names the API answers: the Ingress host, the Service's names, and allowedHosts. */}}
+{{- define "voxserve.allowedHosts" -}}
+{{- $service := include "voxserve.fullname" . -}}
+{{- $hosts := list $service (printf "%s.%s" $service .Release.Namespace) (printf "%s.%s.svc" $service .Release.Namespace) (printf "%s.%s.svc.cluster.local" $service .Release.Namespace) -}}
+{{- if .Values.ingress.enabled -}}
+{{- $hosts = prepend $hosts .Values.ingress.host -}}
+{{- end -}}
+{{- toJson (concat $hosts .Values.allowedHosts) -}}
+{{- end -}}
+
+{{/* Settings shared by gateways and workers; call with (dict "root" $ "role" "gateway"). */}}
 {{- define "voxserve.env" -}}
+{{- $root := .root -}}
+{{- with $root -}}
 - name: VOXSERVE_JOBS__QUEUE_URL
   value: {{ include "voxserve.redisUrl" . | quote }}
+- name: VOXSERVE_AUTH__ALLOWED_HOSTS
+  value: {{ include "voxserve.allowedHosts" . | quote }}
+- name: VOXSERVE_EMBEDDED
+  value: {{ .Values.embedded | quote }}
 {{- range $name, $value := .Values.env }}
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
-{{- with .Values.engines }}
+{{- if .Values.engines }}
 - name: VOXSERVE_ENGINES
-  value: {{ toJson . | quote }}
+  value: {{ include "voxserve.engines" (dict "root" . "role" $.role) | quote }}
 {{- end }}
 {{- with .Values.defaultEngine }}
 - name: VOXSERVE_DEFAULT_ENGINE
@@ -66,6 +116,7 @@ redis://{{ include "voxserve.fullname" . }}-redis:6379/0
       name: {{ . }}
       key: SENTRY_DSN
 {{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "voxserve.envFrom" -}}
@@ -83,6 +134,11 @@ envFrom:
 - name: artifacts
   mountPath: /srv/voxserve-artifacts
 {{- end }}
+{{- if .Values.voiceFiles.volume }}
+- name: voice-files
+  mountPath: {{ .Values.voiceFiles.mountPath }}
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{- define "voxserve.volumes" -}}
@@ -93,6 +149,10 @@ envFrom:
 - name: artifacts
   persistentVolumeClaim:
     claimName: {{ .Values.storage.pvc.existingClaim | default (printf "%s-artifacts" (include "voxserve.fullname" .)) }}
+{{- end }}
+{{- with .Values.voiceFiles.volume }}
+- name: voice-files
+  {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
 

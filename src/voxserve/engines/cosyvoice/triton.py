@@ -49,7 +49,7 @@ from voxserve.engines.base import EngineBase
 from voxserve.engines.cosyvoice.options import CosyVoiceOptions, capabilities
 from voxserve.engines.decode import decode_audio
 from voxserve.engines.prompts import Prompts
-from voxserve.engines.remote import ERROR_TAIL, failure
+from voxserve.engines.remote import ERROR_TAIL, failure, unreachable
 from voxserve.errors import EngineFailed, EngineTimeout, EngineUnavailable
 from voxserve.values import PCM, SegmentRequest
 
@@ -97,7 +97,6 @@ class CosyVoiceTriton(EngineBase):
         self._timeout = read_timeout
         self._decoded: OrderedDict[Path, np.ndarray] = OrderedDict()
         self._aio: Any = None  # one asyncio client (HTTP, or gRPC for health) for the instance's life
-        self._warned = False
 
     async def load(self) -> None:
         await self._prompts.load()
@@ -109,31 +108,23 @@ class CosyVoiceTriton(EngineBase):
             await self._aio.close()
             self._aio = None
 
-    async def health(self, timeout: float = 2.0) -> bool:
-        """Whether the server says the model is ready (loaded, not still converting its engines), and
-        is deployed for this protocol: decoupled for gRPC streaming, not for HTTP."""
+    async def health(self, timeout: float = 2.0) -> str | None:
+        """None when the server says the model is ready (loaded, not still converting its engines),
+        and is deployed for this protocol: decoupled for gRPC streaming, not for HTTP."""
         try:
             if not await asyncio.wait_for(self._client().is_model_ready(self._model), timeout):
-                return False
+                return f"model {self._model!r} is not ready on the server (loading, or not deployed)"
             config = await asyncio.wait_for(self._client().get_model_config(self._model), timeout)
-        except Exception:  # unreachable, refused, timed out: not ready, whatever the cause
-            return False
+        except Exception as exc:  # unreachable, refused, timed out: not ready, whatever the cause
+            return unreachable(exc)
         decoupled = _decoupled(config)
         if decoupled != self._streaming:
-            if not self._warned:
-                self._warned = True
-                log.error(
-                    "engine %r at %s: model %r is deployed %s; set triton_protocol = %r (or deploy it with "
-                    "decoupled_mode: %s)",
-                    self.name,
-                    self.url,
-                    self._model,
-                    "decoupled" if decoupled else "offline",
-                    "grpc" if decoupled else "http",
-                    not decoupled,
-                )
-            return False
-        return True
+            return (
+                f"model {self._model!r} is deployed {'decoupled' if decoupled else 'offline'}: set "
+                f"triton_protocol = {'grpc' if decoupled else 'http'!r} (or deploy it with decoupled_mode: "
+                f"{not decoupled})"
+            )
+        return None
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         inputs = await self._inputs(request)

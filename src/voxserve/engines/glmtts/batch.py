@@ -189,8 +189,10 @@ class GlmTtsBatchEngine(EngineBase):
         await self.prompts.load()
         await super().load()
 
-    async def health(self, timeout: float = 2.0) -> bool:
-        return self._ready and self.script.is_file()
+    async def health(self, timeout: float = 2.0) -> str | None:
+        if not self.script.is_file():
+            return f"{self.script} is gone"
+        return None if self._ready else "not loaded"
 
     def snapshot(self) -> list[dict[str, object]]:
         """Each GPU as an instance (``/v1/engines``, ``/metrics``): one batch at a time."""

@@ -114,21 +114,22 @@ class GlmTtsGradioEngine(EngineBase):
         """Loaded here and warm there: the app has answered a call at this engine's rate."""
         return super().ready and self._warm
 
-    async def health(self, timeout: float = 2.0) -> bool:
+    async def health(self, timeout: float = 2.0) -> str | None:
         """Alive if the app answers and is a Gradio app; its client is made here, so that the first
         request after start does not wait for it. An app not yet warm is warmed in the background."""
-        if not await server_alive(self._http, timeout):
+        down = await server_alive(self._http, timeout)
+        if down is not None:
             self._warm = False  # a restarted app loads its model again
-            return False
+            return down
         try:
             await self._client()
-        except EngineUnavailable:
-            return False
+        except EngineUnavailable as exc:
+            return exc.message
         if not self._warm and (self._warming is None or self._warming.done()):
             self._warming = asyncio.create_task(self._warm_up(), name=f"warm {self.name} at {self.url}")
         if self._warming is not None and not self._warming.done():
             await asyncio.wait({self._warming}, timeout=timeout)  # a quick warm-up is seen by this check
-        return True
+        return None
 
     async def _warm_up(self) -> None:
         """One short call, so the app loads its model at this engine's rate before any request waits."""
