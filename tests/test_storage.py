@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +21,7 @@ import httpx
 import numpy as np
 import pytest
 from botocore.config import Config
+from harness.s3 import s3_server
 from harness.server import free_port, start, start_server
 from harness.texts import SHORT_TEXTS
 
@@ -43,25 +42,9 @@ REGION = "us-east-1"
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A standalone S3-compatible server on a free loopback port, with one bucket."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline and process.poll() is None, "the S3 server did not start"
-            time.sleep(0.1)
-    s3_client(url).create_bucket(Bucket="voxserve")
-    yield url
-    process.terminate()
-    process.wait(10)
+    with s3_server() as url:
+        s3_client(url).create_bucket(Bucket="voxserve")
+        yield url
 
 
 def s3_client(endpoint: str, **config: Any) -> Any:
