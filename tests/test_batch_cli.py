@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import httpx
 import pytest
-from harness.server import VOXSERVE, start_server
+from harness.server import VOXSERVE, free_port, start_server
 
 from tests.support.audio import decode
 from tests.support.signals import GOOD
@@ -138,6 +138,32 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues(server: str, tmp_path: 
     assert finished.returncode == 0, finished.stderr
     assert all(row["status"] == "ok" for row in results(out))
     assert {name: (out / f"{name}.wav").stat().st_mtime_ns for name in done} == kept
+
+
+def test_a_server_that_cannot_be_reached_stops_the_run_early_and_a_later_run_continues(
+    server: str, tmp_path: Path
+) -> None:
+    """1,000 items against a port nothing listens on: one clear error in seconds, not one connection
+    error per item; nothing is marked failed, so the run against the server makes them all."""
+    items = manifest(tmp_path / "items.jsonl", [f"Item {n} is short." for n in range(1000)])
+    out = tmp_path / "out"
+    started = time.monotonic()
+    down = batch(str(items), "-o", str(out), "--url", f"http://127.0.0.1:{free_port()}")
+    took = time.monotonic() - started
+    assert down.returncode == 3, down.stderr
+    assert "cannot reach the server at http://127.0.0.1:" in down.stderr
+    assert "connection refused" in down.stderr
+    assert "run the same command again to continue" in down.stderr
+    assert took < 15, f"{took:.1f} s"
+    assert {row["status"] for row in results(out)} == {"pending"}, "nothing given up on"
+    few, later = (
+        manifest(tmp_path / "few.jsonl", [f"Item {n} is short." for n in range(4)]),
+        tmp_path / "later",
+    )
+    assert batch(str(few), "-o", str(later), "--url", f"http://127.0.0.1:{free_port()}").returncode == 3
+    resumed = batch(str(few), "-o", str(later), "--url", server)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [row["status"] for row in results(later)] == ["ok"] * 4
 
 
 def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> None:

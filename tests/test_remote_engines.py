@@ -22,13 +22,14 @@ from tests.support.api import assert_error, ready_client
 from tests.support.audio import decode
 from tests.support.signals import dominant_frequency
 from voxserve.audio.pcm import wav_bytes
+from voxserve.client.errors import unreachable
 from voxserve.config import Settings
 from voxserve.engine_settings import EngineSettings
 from voxserve.engines import SegmentRequest
 from voxserve.engines.cosyvoice import CosyVoiceOptions, CosyVoiceRuntime
 from voxserve.engines.emotivoice import EmotiVoiceEngine, EmotiVoiceOptions
 from voxserve.engines.openai import OpenAIEngine, OpenAIOptions
-from voxserve.engines.remote import RemoteEngine, default_client, unreachable
+from voxserve.engines.remote import RemoteEngine, default_client
 from voxserve.errors import EngineFailed, EngineOverloaded, EngineRejected, EngineTimeout, EngineUnavailable
 
 TEXT = "你好，今天天气很好。"

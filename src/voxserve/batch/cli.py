@@ -52,7 +52,7 @@ def batch(
     except (ManifestError, OSError) as exc:  # every bad row, or a manifest that cannot be read
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    from voxserve.batch.run import BatchOptions
+    from voxserve.batch.run import BatchOptions, ServerUnreachable
 
     options = BatchOptions(output, jobs, attempts, job_chars, retry_failed, captions)
     started = time.monotonic()
@@ -63,6 +63,13 @@ def batch(
             f"[yellow]stopped:[/yellow] what is done is kept; run again to continue ({RESULTS_JSONL})"
         )
         raise typer.Exit(130) from None
+    except ServerUnreachable as exc:
+        console.print(
+            f"[red]error:[/red] cannot reach the server at {escape(url)} ({escape(str(exc))}). Is it "
+            f"running, and is --url right? What is made is kept ({output / RESULTS_JSONL}); run the "
+            "same command again to continue."
+        )
+        raise typer.Exit(3) from None
     summary = _summary(results, time.monotonic() - started)
     if as_json:
         typer.echo(json.dumps({**summary, "results": [asdict(r) for r in results]}, ensure_ascii=False))

@@ -4,6 +4,10 @@ Each item is a speech request (or, past ``job_chars``, a job) sent through the S
 retries, so each failure also tells the concurrency limit about the servers. Outputs are checked
 (they must decode as audio) and written whole; the results manifest is rewritten as items finish,
 so an interrupted run leaves a manifest the next run resumes from.
+
+A server that cannot be reached at all (no answer of any kind for ``unreachable_seconds``) stops the
+run with :class:`ServerUnreachable`, rather than failing every item one connection error at a time:
+the items not made stay to be made, and the same command continues later.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ class BatchOptions:
     retry_failed: bool = False
     captions: bool = False  # SRT, WebVTT and segments JSON beside each output
     write_every: float = 2.0  # seconds between rewrites of the results manifest
+    unreachable_seconds: float = 5.0  # no answer at all for this long: the run stops
+
+
+class ServerUnreachable(Exception):
+    """Nothing answered for ``unreachable_seconds``: the server is down or the URL is wrong."""
 
 
 class Batch:
@@ -59,6 +68,7 @@ class Batch:
         self.results = [Result(item.id, item.line, digest=item.digest) for item in items]
         self._voices: dict[Path, str] = {}
         self._voice_lock = asyncio.Lock()
+        self._answered = time.monotonic()  # when the server last answered anything
 
     def resumable(self) -> list[int]:
         """Indexes of the items to make: not those done before from the same request (or failed
@@ -83,11 +93,14 @@ class Batch:
         self.options.out_dir.mkdir(parents=True, exist_ok=True)
         todo = self.resumable()
         writer = asyncio.create_task(self._keep_writing())
+        self._answered = time.monotonic()
         try:
             async with asyncio.TaskGroup() as group:
                 for index in todo:
                     await self.limit.acquire()  # in input order: item n starts before item n+1
                     group.create_task(self._one(index))
+        except* ServerUnreachable as stopped:
+            raise stopped.exceptions[0] from None
         finally:
             writer.cancel()
             await asyncio.to_thread(write_results, self.options.out_dir, self.results)
@@ -109,6 +122,7 @@ class Batch:
             try:
                 result.audio_seconds = await self._make(item)
             except APIError as exc:
+                self._answered = time.monotonic()
                 result.error = f"{exc.status} {exc.code}: {exc.message}"
                 if exc.status in OVERLOADED:
                     await self.limit.refused(exc.retry_after)
@@ -120,12 +134,18 @@ class Batch:
                 continue
             except (ConnectionFailed, InvalidOutput) as exc:
                 result.error = str(exc)
+                silent = time.monotonic() - self._answered
+                if isinstance(exc, ConnectionFailed) and silent > self.options.unreachable_seconds:
+                    raise ServerUnreachable(
+                        f"nothing answered for {silent:.0f} s; the last try: {exc}"
+                    ) from exc
                 await self.limit.failed()
                 await asyncio.sleep(backoff(attempt, base=1.0, cap=30.0))
                 continue
             except BaseException:
                 await self.limit.failed()
                 raise
+            self._answered = time.monotonic()
             await self.limit.succeeded(time.monotonic() - started, len(item.text))
             result.status, result.error, result.output = "ok", None, item.output_name
             self.on_result(result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import socket
 import time
 
 import httpx
@@ -13,6 +14,26 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 class VoxserveClientError(Exception):
     """Base of the SDK's errors."""
+
+
+def unreachable(exc: BaseException) -> str:
+    """What a failed connection means, in words an operator acts on (the system's own after them).
+
+    The HTTP library says "All connection attempts failed"; the cause it wraps says which.
+    """
+    causes: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    said = str(causes[-1]) or type(causes[-1]).__name__
+    if any(isinstance(cause, httpx.TimeoutException | TimeoutError) for cause in causes):
+        return f"no answer in time ({type(exc).__name__})"
+    if any(isinstance(cause, socket.gaierror) for cause in causes) or "Name or service not known" in said:
+        return f"its host name does not resolve (DNS): {said}"
+    if any(isinstance(cause, ConnectionRefusedError) for cause in causes) or "refused" in said.lower():
+        return f"connection refused (is the server running, and on that port?): {said}"
+    return f"{type(exc).__name__}: {said}"
 
 
 class ConnectionFailed(VoxserveClientError):

@@ -14,7 +14,7 @@ from httpx_sse import connect_sse
 
 from voxserve.client import calls
 from voxserve.client.calls import ENDED, JSON, Call, Retry
-from voxserve.client.errors import APIError, ConnectionFailed
+from voxserve.client.errors import APIError, ConnectionFailed, unreachable
 from voxserve.client.files import atomic_file
 
 T = TypeVar("T")
@@ -63,7 +63,7 @@ class Client:
                 response.close()
                 error: Exception = APIError.from_response(response)
             except httpx.TransportError as exc:
-                error = ConnectionFailed(f"{call.method} {call.path}: {type(exc).__name__}: {exc}")
+                error = ConnectionFailed(f"{call.method} {call.path}: {unreachable(exc)}")
             delay = calls.retry_delay(call, self.retry, attempt, error)
             if delay is None:
                 raise error

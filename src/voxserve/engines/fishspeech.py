@@ -34,11 +34,12 @@ from typing import Any
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
+from voxserve.client.errors import unreachable
 from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Servers
 from voxserve.engines.prompts import Prompts, PromptVoice, configured_prompts
-from voxserve.engines.remote import Call, PcmStream, RemoteEngine, default_client, unreachable
+from voxserve.engines.remote import Call, PcmStream, RemoteEngine, default_client
 from voxserve.values import PCM, Capabilities, SegmentRequest, voices_named
 
 UPSTREAM = "fishaudio/fish-speech@3dd1f85c402ee6f0a17c2971d3b0dd8d881ca139"

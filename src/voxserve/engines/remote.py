@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import httpx
 import numpy as np
 from pydantic import Field
 
+from voxserve.client.errors import unreachable
 from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import EngineBase
 from voxserve.engines.decode import decode_audio
@@ -86,26 +86,6 @@ def engine_error(engine: str, status: int, body: str) -> VoxserveError:
     if status >= 500:
         return EngineUnavailable(message)
     return EngineRejected(message)
-
-
-def unreachable(exc: BaseException) -> str:
-    """What a failed connection means, in words an operator acts on (the system's own after them).
-
-    The HTTP library says "All connection attempts failed"; the cause it wraps says which.
-    """
-    causes: list[BaseException] = []
-    cause: BaseException | None = exc
-    while cause is not None and len(causes) < 10:
-        causes.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    said = str(causes[-1]) or type(causes[-1]).__name__
-    if any(isinstance(cause, httpx.TimeoutException | TimeoutError) for cause in causes):
-        return f"no answer in time ({type(exc).__name__})"
-    if any(isinstance(cause, socket.gaierror) for cause in causes) or "Name or service not known" in said:
-        return f"its host name does not resolve (DNS): {said}"
-    if any(isinstance(cause, ConnectionRefusedError) for cause in causes) or "refused" in said.lower():
-        return f"connection refused (is the server running, and on that port?): {said}"
-    return f"{type(exc).__name__}: {said}"
 
 
 def wrong_route(status: int, call: Call) -> str | None:

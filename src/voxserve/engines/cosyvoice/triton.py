@@ -45,11 +45,12 @@ import tritonclient.grpc.aio as grpc_aio
 import tritonclient.http.aio as http_aio
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
+from voxserve.client.errors import unreachable
 from voxserve.engines.base import EngineBase
 from voxserve.engines.cosyvoice.options import CosyVoiceOptions, capabilities
 from voxserve.engines.decode import decode_audio
 from voxserve.engines.prompts import Prompts
-from voxserve.engines.remote import ERROR_TAIL, failure, unreachable
+from voxserve.engines.remote import ERROR_TAIL, failure
 from voxserve.errors import EngineFailed, EngineTimeout, EngineUnavailable
 from voxserve.values import PCM, SegmentRequest
 
