@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import wave
@@ -135,8 +136,23 @@ def test_voices_lists_every_engine_without_loading(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "jf_alpha" in result.stdout and "heart" in result.stdout and "alloy, coral, nova" in result.stdout
     assert re.search(r"zf_xiaobei\s+│ kokoro\s+│ zh \(Mandarin\)\s+│ female", result.stdout), result.stdout
-    assert "(duet)" in result.stdout and "jf_alpha+jm_kumo" in result.stdout
+    assert re.search(r"\(duet\)\s+│ kokoro\s+│\s+│ a blend: jf_alpha\+jm_kumo", result.stdout), (
+        result.stdout
+    )
+    espeak = re.search(r"espeak\s+│ espeak\s+│ (\d+) languages: ", result.stdout)
+    assert espeak and int(espeak.group(1)) >= 100, "the languages espeak-ng has, asked of it"
     assert not (tmp_path / "models").exists(), "listing voices must not assemble the model"
+
+
+def test_a_port_in_use_is_said_with_what_to_do(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--port", str(port), "--data-dir", str(tmp_path), env=HIBARI_ONLY)
+    assert result.returncode == 1
+    said = result.stdout + result.stderr
+    assert f"port {port} on 127.0.0.1 is already in use" in said and "another port with --port" in said
 
 
 def test_jobs_commands_against_a_server(server: str, tmp_path: Path) -> None:
@@ -222,23 +238,19 @@ def test_each_package_imports_first(module: str) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_say_writes_a_wav_whose_header_has_its_length(tmp_path: Path, data_dir: Path) -> None:
+def test_say_writes_a_wav_whose_header_has_its_length_and_says_when_it_came_from_the_cache(
+    tmp_path: Path,
+) -> None:
     out = tmp_path / "hello.wav"
-    result = run(
-        "say",
-        "Hello from the command line.",
-        "-o",
-        str(out),
-        "--model",
-        "hibari",
-        "--data-dir",
-        str(data_dir),
-        env=HIBARI_ONLY,
-    )
-    assert result.returncode == 0, result.stderr
+    said = [
+        run("say", "A text said twice.", "-o", str(out), "--data-dir", str(tmp_path), env=HIBARI_ONLY)
+        for _ in range(2)
+    ]
+    assert [result.returncode for result in said] == [0, 0], said[0].stderr
+    assert "(real-time factor 0." in said[0].stderr and "(from the cache)" in said[1].stderr
     with wave.open(str(out)) as audio:
         seconds = audio.getnframes() / audio.getframerate()
-    assert seconds == pytest.approx(decode(out.read_bytes()).duration, abs=0.01) and 1.0 < seconds < 5
+    assert seconds == pytest.approx(decode(out.read_bytes()).duration, abs=0.01) and 0.5 < seconds < 5
 
 
 def test_keys_made_listed_and_revoked_on_the_command_line(tmp_path: Path) -> None:

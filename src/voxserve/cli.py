@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
@@ -198,6 +198,7 @@ class Said:
 
     stats: Stats
     load_seconds: float
+    cached: bool = False  # every segment came from the cache: the engine made nothing
 
 
 async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Said:
@@ -222,7 +223,10 @@ async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Sa
                 advance(stats.segments_done)
         if sink.seekable() and sink.readable():  # a file, not a pipe: its header gets the real lengths
             finalize_header(sink, plan.audio_format.name, stats.encoded_samples)
-        return Said(stats, load_seconds)
+        made = services.metrics.registry.get_sample_value(
+            "voxserve_segments_synthesized_total", {"engine": plan.engine.name}
+        )
+        return Said(stats, load_seconds, cached=not made)
     finally:
         await services.close()
 
@@ -305,32 +309,51 @@ def say(
         console.print(f"[red]error ({exc.code}):[/red] {escape(exc.message)}")
         raise typer.Exit(1) from exc
     stats = said.stats
+    how = "from the cache" if said.cached else f"real-time factor {stats.real_time_factor or 0:.2f}"
     console.print(
-        f"{output}: {stats.audio_seconds:.2f} s of audio in {stats.elapsed:.2f} s "
-        f"(real-time factor {stats.real_time_factor or 0:.2f}); loading the models took "
-        f"{said.load_seconds:.1f} s"
+        f"{output}: {stats.audio_seconds:.2f} s of audio in {stats.elapsed:.2f} s ({how}); "
+        f"loading the models took {said.load_seconds:.1f} s"
     )
 
 
 @app.command()
 def voices(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
-    """List every engine's voices and the voice library's (no model is loaded)."""
+    """List every engine's voices and the voice library's (no model is loaded: a program engine is
+    asked which languages it has)."""
+    from voxserve.registry import engine_kind
     from voxserve.services import Services
 
     settings = _settings(config, data_dir=data_dir)
     services = Services.build(settings)
+    quick = [config.name for config in settings.engines if engine_kind(config.kind).loads_quickly]
+
+    async def load_quick_ones() -> None:
+        for name in quick:
+            await services.pipeline.engines[name].load()
+
+    asyncio.run(load_quick_ones())
     table = Table("voice", "engine", "languages", "gender")
     for engine in services.pipeline.engines.values():
         for voice in engine.capabilities.voices:
-            spoken = ", ".join(voice.languages) + (f" ({voice.description})" if voice.description else "")
+            spoken = _languages(voice.languages) + (f" ({voice.description})" if voice.description else "")
             table.add_row(voice.id, engine.name, spoken, voice.gender or "")
+    library = Table("voice", "engine", "language", "made from", title="Library")
     for stored in services.voices.list():
         label = f"{stored.id} ({stored.name})" if stored.name else stored.id
-        detail = stored.blend if stored.blend else f"cloned, {stored.seconds:g} s"
-        table.add_row(label, stored.engine or "any that clones", stored.language or "", detail)
+        made = f"a blend: {stored.blend}" if stored.blend else f"a recording of {stored.seconds:g} s"
+        library.add_row(label, stored.engine or "any that clones", stored.language or "", made)
     services.executor.shutdown()
     Console().print(table)
+    if library.row_count:
+        Console().print(library)
     Console().print(_alias_table(settings))
+
+
+def _languages(codes: Sequence[str], shown: int = 6) -> str:
+    """A voice's languages; past a few, how many and the first of them (espeak-ng has 100+)."""
+    if len(codes) <= shown:
+        return ", ".join(codes)
+    return f"{len(codes)} languages: {', '.join(codes[:shown])}, ..."
 
 
 def _first_of(voices: str | list[str], shown: int = 2) -> str:

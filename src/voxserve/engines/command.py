@@ -238,5 +238,9 @@ def _build(config: EngineSettings, options: CommandOptions, context: BuildContex
 
 
 KIND = EngineKind(
-    "command", CommandOptions, _build, "any speech program with a command line (espeak-ng, ...)"
+    "command",
+    CommandOptions,
+    _build,
+    "any speech program with a command line (espeak-ng, ...)",
+    loads_quickly=True,
 )

@@ -74,6 +74,9 @@ class EngineKind(Generic[OptionsT]):
     #: (GLM-TTS's app reloads its model whenever sample_rate changes): engines that share a server
     #: must agree on it, or settings do not load
     server_setting: Callable[[OptionsT], tuple[str, object] | None] | None = None
+    #: loading it costs next to nothing (no model: a program asked which languages it has), so
+    #: ``voxserve voices`` loads it to list what it really offers
+    loads_quickly: bool = False
 
     def parse(self, options: Mapping[str, Any]) -> OptionsT:
         """The checked options (a ``pydantic.ValidationError`` names each bad field)."""
