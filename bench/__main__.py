@@ -371,7 +371,7 @@ def batch_command(
     error_rate: float = 0.01,
     sweep: str = "5,10,15,20,30",
 ) -> None:
-    """voxserve batch's auto concurrency against a sweep of fixed -j and the seed's 30 (targets: 100 %
+    """voxserve batch's auto concurrency against a sweep of fixed -j and a fixed 30 (targets: 100 %
     success; auto within 10 % of ideal and of the best fixed value)."""
     fixed = [int(n) for n in sweep.split(",")]
     ideal, runs = bench_batch.measure(items, capacity, seconds_per_char, error_rate, fixed)

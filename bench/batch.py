@@ -1,4 +1,4 @@
-"""``voxserve batch``'s concurrency against the best fixed value and the seed's fixed 30.
+"""``voxserve batch``'s concurrency against the best fixed value and a fixed 30.
 
 One stand-in CosyVoice instance of capacity C (past it, it runs out of memory) failing 1 % of its
 requests at random, with voxserve in front, its pool limit set to C: the table measures the batch

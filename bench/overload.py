@@ -5,8 +5,8 @@ Three paths to the same instances, the same requests, the same concurrency:
 - voxserve: a pool with adaptive limits (``max_concurrency = "auto"``), once
   from a cold start, when it still has to find each instance's capacity,
   and once more on the same server, as the next batch would find it;
-- nginx: round robin as seed 000 configures it (buffering off, keepalive);
-- seed 001's client: a fixed semaphore of 10 per instance, requests spread
+- nginx: round robin as a hand-written gateway configures it (buffering off, keepalive);
+- a hand-written client: a fixed semaphore of 10 per instance, requests spread
   round robin, retries after 1 s, 2 s and 4 s.
 
 A request succeeds when it answers 200 with all of its audio.
@@ -90,7 +90,7 @@ async def through_nginx(url: str, requests: int, clients: int) -> Outcome:
         async def one(_: int) -> bool:
             return await _form_post(http, url)
 
-        return await _run("nginx round robin (seed 000)", requests, clients, one)
+        return await _run("nginx round robin", requests, clients, one)
 
 
 async def semaphore_client(urls: list[str], requests: int, clients: int, per_instance: int = 10) -> Outcome:
@@ -112,7 +112,7 @@ async def semaphore_client(urls: list[str], requests: int, clients: int, per_ins
                 await asyncio.sleep(delay)
             return False
 
-        return await _run(f"fixed semaphore {per_instance}/instance (seed 001)", requests, clients, one)
+        return await _run(f"fixed semaphore {per_instance}/instance", requests, clients, one)
 
 
 def run(requests: int, capacity: int, seconds_per_char: float, load: float) -> tuple[list[Outcome], float]:

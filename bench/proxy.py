@@ -110,7 +110,7 @@ def run(count: int, seconds_per_char: float) -> list[Route]:
         client = stack.enter_context(httpx.Client(timeout=60))
         routes = [
             Route("direct", f"{url}/inference_sft", form),
-            Route("nginx (seed 000)", f"{proxy}/inference_sft", form),
+            Route("nginx", f"{proxy}/inference_sft", form),
             Route("bare Python pass-through", f"{bare}/v1/audio/speech", {"json": {"input": TEXT}}),
             Route("voxserve", f"{voxserve}/v1/audio/speech", {"json": SPEECH}),
         ]

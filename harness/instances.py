@@ -111,7 +111,8 @@ http {{
 
 @contextmanager
 def nginx(upstreams: list[str], directory: Path) -> Iterator[str]:
-    """Debian's nginx as seed 000 configures it: round robin, keepalive, buffering off, 300 s timeouts."""
+    """Debian's nginx as a hand-written gateway configures it: round robin, keepalive, buffering off,
+    300 s timeouts."""
     port = free_port()
     servers = "\n".join(f"        server {url.removeprefix('http://')};" for url in upstreams)
     config = directory / "nginx.conf"

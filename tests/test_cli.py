@@ -136,9 +136,7 @@ def test_voices_lists_every_engine_without_loading(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert "jf_alpha" in result.stdout and "heart" in result.stdout and "alloy, coral, nova" in result.stdout
     assert re.search(r"zf_xiaobei\s+│ kokoro\s+│ zh \(Mandarin\)\s+│ female", result.stdout), result.stdout
-    assert re.search(r"\(duet\)\s+│ kokoro\s+│\s+│ a blend: jf_alpha\+jm_kumo", result.stdout), (
-        result.stdout
-    )
+    assert re.search(r"\(duet\)\s+│ kokoro\s+│\s+│ a blend: jf_alpha\+jm_kumo", result.stdout), result.stdout
     espeak = re.search(r"espeak\s+│ espeak\s+│ (\d+) languages: ", result.stdout)
     assert espeak and int(espeak.group(1)) >= 100, "the languages espeak-ng has, asked of it"
     assert not (tmp_path / "models").exists(), "listing voices must not assemble the model"

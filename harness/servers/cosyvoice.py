@@ -107,7 +107,8 @@ def load_wav(data: bytes, target_rate: int = 16000) -> dict[str, Any]:
 
 
 def cosyvoice_app(behaviour: Behaviour, model: Model | None = None) -> FastAPI:  # noqa: C901 (server.py's routes)
-    """The runtime serving ``model`` (CosyVoice-300M-SFT unless told), and seed 001's ``/tts`` wrapper."""
+    """The runtime serving ``model`` (CosyVoice-300M-SFT unless told), and the ``/tts`` form wrapper
+    around CosyVoice3."""
     model = model or Model()
     app = FastAPI()
     both = ["GET", "POST"]  # upstream binds each route to both
@@ -181,7 +182,7 @@ def cosyvoice_app(behaviour: Behaviour, model: Model | None = None) -> FastAPI: 
         seed: int | None = Form(None),
         task_id: str | None = Form(None),
     ) -> Response:
-        """Not upstream's: seed 001's form wrapper around CosyVoice3, answering a whole WAV."""
+        """Not upstream's: the form wrapper deployments put around CosyVoice3, answering a whole WAV."""
         behaviour.requests.append({"path": "/tts", "text": text, "seed": seed, "audio_path": audio_path})
         if not behaviour.up:
             return unavailable()

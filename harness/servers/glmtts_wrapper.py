@@ -1,4 +1,5 @@
-"""A stand-in for the GLM-TTS wrapper of seed 002_31e1200f3498ecb7.txt, a tone instead of a model.
+"""A stand-in for a GLM-TTS wrapper script of one's own (its own flags around the model), a tone
+instead of a model.
 
 Not upstream's ``glmtts_inference.py`` (see ``glmtts_inference.py`` here for that): a script of
 the seed author's own, one run per text, called as

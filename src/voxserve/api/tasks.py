@@ -69,7 +69,7 @@ async def create_task(
     principal: Annotated[Principal, Depends(user("jobs"))],
 ) -> dict[str, Any]:
     voice = body.voice
-    if body.audio:  # seed 002 sends a path or URL of the speaker's recording
+    if body.audio:  # a task queue client sends a path or URL of the speaker's recording
         services.pipeline.selection.require_cloning(body.model, "audio")
         voice = (await services.references.named(body.audio, "audio", body.promptText, principal.owner)).id
     request = SpeechRequest(

@@ -7,7 +7,7 @@ as ``8051``), ``prompt`` (the emotion or style in words, e.g. "非常开心"),
 ``speed``. It answers with a whole file; voxserve asks for WAV (16 kHz).
 
 ``prompt`` is free text: upstream's README writes it in English ("Happy"),
-its demo page in Chinese (开心, 悲伤), and seed 000 describes styles in
+its demo page in Chinese (开心, 悲伤), and deployments describe styles in
 sentences ("开心中带点讽刺"). voxserve's emotion labels become the Chinese
 word the style encoder knows (:data:`EMOTION_WORDS`); any other ``emotion``
 (the engine's own words, a description) goes as it is; without one,

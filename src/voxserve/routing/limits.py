@@ -15,7 +15,7 @@ again), but one that broke with fewer requests running than the knee was
 thought to be lowers the knee: slow start overshoots, and the first
 failure seen is not always the lowest. Against a GPU server that fails above
 some number of concurrent requests, the limit settles at that number
-without anyone tuning it — where seed 001 found "10–12" by hand.
+without anyone tuning it — where people find "10–12" by hand.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A pool of instances of one engine, behind the same Engine protocol.
 
-What nginx's upstream block did for seed 000 and a hand-tuned semaphore did
-for seed 001, done per request:
+What an nginx upstream block and a hand-tuned client semaphore do for a
+hand-built deployment, done per request:
 
 - each request goes to the healthy primary instance with the fewest
   outstanding requests relative to its limit; backups only when no primary

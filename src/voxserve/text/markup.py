@@ -1,6 +1,6 @@
 """Pronunciation and pause markup inside the input text.
 
-The inline forms (seed 001's, plus a pause and raw IPA):
+The inline forms (the pinyin and ARPAbet marks CosyVoice users write, plus a pause and raw IPA):
 
 - ``[h][ǎo]``: pinyin, an initial and a final with its tone (a mark or a
   digit), read in place of the character it stands for;

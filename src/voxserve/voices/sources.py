@@ -1,6 +1,6 @@
 """Where inline reference audio may come from: an allowed directory, or an allowed URL.
 
-``audio_path`` (seed 001) reads a file on the voxserve machine, but only
+``audio_path`` (the CosyVoice3 /tts wrapper's) reads a file on the voxserve machine, but only
 inside the configured ``references.dirs``: a path with ``..`` is refused
 outright, and the path is resolved (symlinks followed) before it is
 compared, so a link inside an allowed directory cannot lead out of it.

@@ -4,7 +4,7 @@
   (see :mod:`.runtime`);
 - ``api = "triton"``: its NVIDIA Triton runtime for CosyVoice2 and 3,
   ``runtime/triton_trtllm`` (see :mod:`.triton`);
-- ``api = "tts"``: seed 001's ``POST /tts`` form wrapper (see :mod:`.runtime`).
+- ``api = "tts"``: the ``POST /tts`` form wrapper deployments put around CosyVoice3 (see :mod:`.runtime`).
 
 ``generation`` (or ``model``) decides the sample rate, what a voice is and
 which requests are refused before any engine time (:mod:`.options`). Every

@@ -113,7 +113,7 @@ class CosyVoiceOptions(EngineOptions):
     api: Literal["runtime", "triton", "tts"] = Field(
         default="runtime",
         description="runtime: runtime/python/fastapi/server.py; triton: runtime/triton_trtllm; "
-        "tts: seed 001's POST /tts form wrapper",
+        "tts: the POST /tts form wrapper deployments put around CosyVoice3",
     )
     generation: Literal[1, 2, 3] | None = Field(default=None, description="CosyVoice 1, 2 or 3")
     model: str | None = Field(

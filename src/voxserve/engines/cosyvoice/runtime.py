@@ -1,4 +1,4 @@
-"""CosyVoice's FastAPI runtime (``runtime/python/fastapi/server.py``), and seed 001's ``/tts`` wrapper.
+"""CosyVoice's FastAPI runtime (``runtime/python/fastapi/server.py``), and the ``/tts`` wrapper around it.
 
 The runtime takes form fields and streams raw int16 samples back with no
 header, a piece per sentence the model finishes, at the model's rate (the
@@ -18,7 +18,7 @@ its headers: the body just stops. voxserve reads that as
 overloaded GPU (:mod:`voxserve.routing.pool`).
 
 ``api = "tts"`` is not upstream's: it is the ``POST /tts`` form wrapper that
-seed 001's deployments put around CosyVoice3 (``text``, ``seed``,
+deployments put around CosyVoice3 (``text``, ``seed``,
 ``task_id``, ``audio_path``), answering with a WAV file. ``audio_path``
 names a file on the engine's machine, so cloning there needs
 ``reference_root``: where the engine sees voxserve's voice library directory
@@ -39,7 +39,7 @@ from voxserve.values import PCM, SegmentRequest
 
 
 class CosyVoiceRuntime(RemoteEngine):
-    """One server running upstream's FastAPI runtime (or seed 001's ``/tts`` wrapper)."""
+    """One server running upstream's FastAPI runtime (or the ``/tts`` form wrapper)."""
 
     def __init__(
         self,
