@@ -432,14 +432,19 @@ def test_a_server_of_another_kind_is_ejected_asking_whether_the_kind_is_right(
     client's (503, not 422), and the instance leaves the pool at once."""
     url = stand_in(cosyvoice_app)
     options = {"voices": ["alloy"], "sample_rate": 24000}
-    with api_over(tmp_path, "wrong", "openai", url, options, health_interval=60) as client:
+    with api_over(tmp_path, "wrong", "openai", url, options, health_interval=0.05) as client:
         answer = client.post("/v1/audio/speech", json={"model": "wrong", "input": "Hello.", "voice": "alloy"})
         assert_error(answer, 503, "engine_unavailable", None, "answered 404 to POST /v1/audio/speech")
         assert "is this the right kind of server for this engine" in answer.json()["error"]["message"]
+        time.sleep(0.5)  # ten health checks: GET / answers, but the route is still not there
         (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
         assert not instance["healthy"] and "right kind of server" in instance["last_error"]
+        status = client.get("/readyz").json()["engines"]["wrong"]
+        assert status["status"] == "unavailable" and "answered 404 to POST" in status["reason"]
         again = client.post("/v1/audio/speech", json={"model": "wrong", "input": "Hello.", "voice": "alloy"})
-        assert_error(again, 503, "engine_unavailable", None, "engine 'wrong' cannot serve: ")
+        assert_error(
+            again, 503, "engine_unavailable", None, f"engine 'wrong' cannot serve: {url}: answered 404"
+        )
 
 
 @pytest.mark.parametrize(

@@ -459,7 +459,7 @@ def engines(url: UrlOption = DEFAULT_URL) -> None:
                 limit,
                 latency,
                 f"{instance.get('errors', 0)}/{instance.get('requests', 0)}",
-                instance.get("last_error") or "",
+                escape(instance.get("last_error") or ""),
             )
     Console(width=200 if not sys.stdout.isatty() else None).print(table)
 

@@ -197,6 +197,7 @@ class RemoteEngine(EngineBase):
     def __init__(self, name: str, client: httpx.AsyncClient, capabilities: Capabilities) -> None:
         super().__init__(name, capabilities)
         self._client = client
+        self._misrouted: Call | None = None  # a call the server answered 404/405: not its API
 
     @property
     def url(self) -> str:
@@ -227,6 +228,7 @@ class RemoteEngine(EngineBase):
                     body = (await response.aread()).decode("utf-8", "replace")
                     misrouted = wrong_route(response.status_code, call)
                     if misrouted is not None:
+                        self._misrouted = call
                         raise EngineMisconfigured(f"engine {self.name!r} at {self.url} {misrouted}")
                     raise engine_error(self.name, response.status_code, body)
                 try:
@@ -267,7 +269,21 @@ class RemoteEngine(EngineBase):
             return await self._client.send(request(), stream=True)
 
     async def health(self, timeout: float = 2.0) -> str | None:
-        return await server_alive(self._client, timeout)
+        """Alive (``GET /``), and once it answered a call 404/405, serving that route again: the
+        same call with no body must get anything but 404/405 (a 422 for the missing fields), so a
+        server of another kind stays out instead of coming back after every check."""
+        down = await server_alive(self._client, timeout)
+        call = self._misrouted
+        if down is not None or call is None:
+            return down
+        try:
+            response = await self._client.request(call.method, call.path, timeout=timeout)
+        except httpx.HTTPError as exc:
+            return unreachable(exc)
+        misrouted = wrong_route(response.status_code, call)
+        if misrouted is None:
+            self._misrouted = None
+        return misrouted
 
 
 OptionsT = TypeVar("OptionsT", bound=RemoteOptions)

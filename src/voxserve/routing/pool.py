@@ -67,6 +67,12 @@ class PoolSettings:
     retry_base: float = 0.05
 
 
+def _said_of(instance: Instance) -> str:
+    """An instance's last failure without the engine and URL its message may begin with."""
+    error = instance.last_error or "ejected"
+    return error.split(f" at {instance.url} ", 1)[1] if f" at {instance.url} " in error else error
+
+
 class Pool:
     """Instances of one remote engine, with balancing, limits, queueing, retries and health checks."""
 
@@ -100,7 +106,7 @@ class Pool:
         down = [instance for instance in self.instances if not instance.healthy]
         if not down:
             return None
-        return "; ".join(f"{instance.url}: {instance.last_error or 'ejected'}" for instance in down)
+        return "; ".join(f"{instance.url}: {_said_of(instance)}" for instance in down)
 
     @property
     def notice(self) -> str | None:
@@ -186,9 +192,10 @@ class Pool:
         (``request`` numbers the segment request; its tries share it).
         """
         if isinstance(exc, EngineMisconfigured):
-            if instance.healthy:
-                log.error("engine %s at %s is ejected: %s", self.name, instance.url, exc.message)
+            was = instance.healthy
             instance.eject(exc.message)
+            if was:
+                log.error("engine %s at %s is ejected: %s", self.name, instance.url, _said_of(instance))
             return exc, True
         if isinstance(exc, EngineFailed):
             if not (exc.broke_off and instance.in_flight > 1):
@@ -269,6 +276,6 @@ class Pool:
         if instance.healthy and not was:
             log.warning("engine %s at %s is back", self.name, instance.url)
         elif was and not instance.healthy:
-            log.warning("engine %s at %s is ejected: %s", self.name, instance.url, instance.last_error)
+            log.warning("engine %s at %s is ejected: %s", self.name, instance.url, _said_of(instance))
         if instance.healthy != was or (instance.healthy and engine.ready):
             self._line.dispatch()  # an instance back, or one that turned ready since (warmed up)
