@@ -102,16 +102,20 @@ def _admin_key(cluster: pods.Cluster, gateway: pods.Pod) -> str:
     return made.stdout.strip()
 
 
-def _gateway(started: list[pods.Pod]) -> str:
-    return next(pod for pod in started if "gateway" in pod.name).url(8000)
+def through_the_ingress(cluster: tuple[list[pods.Pod], str]) -> httpx.Client:
+    """A client of the gateway as the Ingress forwards to it, with the operator's key."""
+    started, key = cluster
+    gateway = next(pod for pod in started if "gateway" in pod.name)
+    return httpx.Client(
+        base_url=gateway.url(8000), headers={**HOST, "Authorization": f"Bearer {key}"}, timeout=60
+    )
 
 
 def test_the_gateway_is_ready_and_speaks_through_every_workers_engine_server(
     cluster: tuple[list[pods.Pod], str],
 ) -> None:
-    started, key = cluster
-    headers = {**HOST, "Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=_gateway(started), headers=headers, timeout=60) as client:
+    started, _ = cluster
+    with through_the_ingress(cluster) as client:
         ready = client.get("/readyz").json()
         assert ready["status"] == "ready" and ready["engines"]["cosyvoice"]["runs"] == "remote", ready
         for n in range(4):  # texts of their own: a repeated one would come from the gateway's cache
@@ -147,9 +151,7 @@ def test_metrics_need_a_key_on_the_api_port_and_none_on_their_own(
 def test_a_job_runs_on_a_worker_and_its_audio_comes_back_through_the_gateway(
     cluster: tuple[list[pods.Pod], str],
 ) -> None:
-    started, key = cluster
-    headers = {**HOST, "Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=_gateway(started), headers=headers, timeout=60) as client:
+    with through_the_ingress(cluster) as client:
         job = client.post("/v1/jobs", json={"input": "第一句话。第二句话。", "response_format": "wav"})
         assert job.status_code == 202, job.text
         deadline = time.monotonic() + 60
@@ -163,11 +165,9 @@ def test_a_job_runs_on_a_worker_and_its_audio_comes_back_through_the_gateway(
 def test_a_workers_engine_server_that_stops_leaves_the_gateway_ready_and_serving(
     cluster: tuple[list[pods.Pod], str],
 ) -> None:
-    started, key = cluster
-    worker = next(pod for pod in started if pod.name.endswith("worker-1"))
+    worker = next(pod for pod in cluster[0] if pod.name.endswith("worker-1"))
     worker.stop("cosyvoice")
-    headers = {**HOST, "Authorization": f"Bearer {key}"}
-    with httpx.Client(base_url=_gateway(started), headers=headers, timeout=60) as client:
+    with through_the_ingress(cluster) as client:
         for n in range(3):
             answer = client.post(
                 "/v1/audio/speech", json={"input": f"还在工作{n}。", "response_format": "wav"}
