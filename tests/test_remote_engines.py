@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 from harness.server import free_port
 from harness.servers.cosyvoice import Model, cosyvoice_app
@@ -458,3 +458,38 @@ def test_a_server_of_another_kind_is_ejected_asking_whether_the_kind_is_right(
 )
 def test_connection_failures_are_told_in_an_operators_words(error: httpx.HTTPError, said: str) -> None:
     assert unreachable(error).startswith(said)
+
+
+def test_an_instance_out_for_a_missing_route_returns_once_the_route_answers(
+    stand_in: Callable[..., str], behaviour: Behaviour, tmp_path: Path
+) -> None:
+    """The server at the URL is replaced by one of the right kind (here: its route turns on)."""
+    routed = {"on": False}
+
+    def gated(behaviour: Behaviour) -> FastAPI:
+        app = openai_app(behaviour)
+
+        @app.middleware("http")
+        async def gate(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            if request.url.path == "/v1/audio/speech" and not routed["on"]:
+                return Response(status_code=404)
+            return await call_next(request)
+
+        return app
+
+    url = stand_in(gated)
+    options = {"voices": ["alloy"], "sample_rate": 24000}
+    body = {"model": "o", "input": "Hello.", "voice": "alloy"}
+    with api_over(
+        tmp_path, "o", "openai", url, options, health_interval=0.05, successes_to_return=1
+    ) as client:
+        assert client.post("/v1/audio/speech", json=body).status_code == 503
+        routed["on"] = True
+        deadline = time.monotonic() + 5
+        while not client.get("/v1/engines").json()["engines"][0]["instances"][0]["healthy"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert client.post("/v1/audio/speech", json=body).status_code == 200
+    assert all(call.get("input") == "Hello." for call in behaviour.requests), (
+        "the route checks carried no text"
+    )
