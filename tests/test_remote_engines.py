@@ -275,7 +275,13 @@ async def test_leaving_early_closes_the_upstream_request(
 
 @contextmanager
 def api_over(
-    tmp_path: Path, name: str, kind: str, url: str, options: dict[str, Any] | None = None, **fields: Any
+    tmp_path: Path,
+    name: str,
+    kind: str,
+    url: str,
+    options: dict[str, Any] | None = None,
+    warm: bool = True,
+    **fields: Any,
 ) -> Iterator[TestClient]:
     """The real app over one remote engine of ``kind`` at ``url``, its only and default engine
     (CosyVoice-300M-SFT's 中文女 unless ``options`` say otherwise)."""
@@ -284,7 +290,7 @@ def api_over(
     settings = Settings(
         data_dir=tmp_path, embedded=False, engines=[config], default_engine=name, jobs={"workers": 0}
     )
-    with ready_client(settings) as client:
+    with ready_client(settings, warm=warm) as client:
         yield client
 
 
@@ -401,7 +407,7 @@ def test_an_unreachable_engine_says_why_in_the_answer_readyz_engines_and_the_log
     elsewhere), and the answer, /readyz, /v1/engines and the log each say what is wrong."""
     url = f"http://127.0.0.1:{free_port()}"
     with api_over(
-        tmp_path, "cosy-down", "cosyvoice", url, health_interval=0.05, failures_to_eject=1
+        tmp_path, "cosy-down", "cosyvoice", url, warm=False, health_interval=0.05, failures_to_eject=1
     ) as client:
         deadline = time.monotonic() + 10
         while client.get("/readyz").json()["engines"]["cosy-down"]["status"] != "unavailable":

@@ -27,15 +27,23 @@ def ready_client(
     *,
     raise_server_exceptions: bool = True,
     base_url: str = LOCAL,
+    warm: bool = True,
 ) -> Iterator[TestClient]:
-    """The real app (over ``engines``, or the configured ones), once ``/readyz`` says it is ready."""
+    """The real app (over ``engines``, or the configured ones), once ``/readyz`` says it is ready
+    and (``warm``) every engine, those on servers too, says it is ready to serve."""
     app = create_app(settings, engines=engines)
     with TestClient(app, base_url=base_url, raise_server_exceptions=raise_server_exceptions) as client:
         deadline = time.monotonic() + 30
-        while client.get("/readyz").status_code != 200:
+        while not _ready(client.get("/readyz"), warm):
             assert time.monotonic() < deadline, client.get("/readyz").json()
             time.sleep(0.02)
         yield client
+
+
+def _ready(answer: Any, warm: bool) -> bool:
+    if answer.status_code != 200:
+        return False
+    return not warm or all(engine["status"] == "ready" for engine in answer.json()["engines"].values())
 
 
 def assert_error(response: object, status: int, code: str, param: str | None, text: str = "") -> None:
