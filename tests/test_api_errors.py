@@ -140,3 +140,47 @@ def test_not_ready_until_engines_load(tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert client.post(SPEECH, json={"input": "hello"}).status_code == 200
+
+
+class BrokenEngine(FakeEngine):
+    """An engine whose model cannot load (a missing file, a library error)."""
+
+    async def load(self) -> None:
+        raise FileNotFoundError("[Errno 2] No such file or directory: '/models/gone.onnx'")
+
+
+def test_an_engine_that_fails_to_load_fails_alone_and_says_why(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, default_engine="fake")
+    app = create_app(settings, engines={"fake": FakeEngine(), "broken": BrokenEngine(name="broken")})
+    with TestClient(app, base_url=LOCAL) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").json()["status"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "failed", "one of its own is broken"
+        assert ready.json()["engines"]["broken"] == {
+            "status": "failed",
+            "runs": "here",
+            "reason": "FileNotFoundError: [Errno 2] No such file or directory: '/models/gone.onnx'",
+        }
+        assert ready.json()["engines"]["fake"]["status"] == "ready"
+        assert client.post(SPEECH, json={"input": "hello", "response_format": "wav"}).status_code == 200
+        answer = client.post(SPEECH, json={"model": "broken", "input": "hello"})
+        assert_error(
+            answer, 503, "engine_unavailable", None, "engine 'broken' failed to load: FileNotFoundError"
+        )
+
+
+def test_readiness_tells_why_only_to_a_key_when_keys_are_on(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, default_engine="fake", auth={"enabled": True})
+    app = create_app(settings, engines={"fake": FakeEngine(), "broken": BrokenEngine(name="broken")})
+    with TestClient(app, base_url=LOCAL) as client:
+        deadline = time.monotonic() + 10
+        while (told := client.get("/readyz").json())["status"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert told == {
+            "status": "failed",
+            "engines": {"fake": {"status": "ready"}, "broken": {"status": "failed"}},
+        }

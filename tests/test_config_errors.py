@@ -182,3 +182,17 @@ def test_state_lives_in_the_users_data_directory(monkeypatch: pytest.MonkeyPatch
     assert Settings().data_dir == tmp_path / "share" / "voxserve"
     monkeypatch.setenv("VOXSERVE_DATA_DIR", str(tmp_path / "elsewhere"))
     assert Settings().data_dir == tmp_path / "elsewhere"
+
+
+def test_a_prompt_recording_that_is_not_there_is_a_settings_mistake(config_file: Path) -> None:
+    """Said when settings load, not as an engine that fails to load (and so never serves) later."""
+    config_file.write_text(
+        '[[engines]]\nname = "cosy"\nkind = "cosyvoice"\nurl = "http://gpu1:50000"\n'
+        'options = { model = "iic/CosyVoice2-0.5B", voices = { xiaoyu = { audio = "/voices/xiaoyu.wav", '
+        'text = "希望你以后能够做的比我还好呦。" } } }\n'
+    )
+    result = CliRunner().invoke(app, ["config", "--config", str(config_file)])
+    assert result.exit_code == 2
+    said = result.output.replace("\n", " ")
+    assert "options.voices.prompts.xiaoyu.audio: no such file: /voices/xiaoyu.wav" in said, said
+    assert "valid list" not in said, "one problem, not one per shape voices could take"

@@ -66,7 +66,7 @@ def speak(client: Any, **body: Any) -> Any:
         ),
         ({"generation": 3, "voices": ["中文女"]}, 'voices = { name = { audio = "/voices/name.wav"'),
         (
-            {"generation": 2, "voices": {"a": {"audio": "a.wav", "text": "hi"}}, "sample_rate": 22050},
+            {"generation": 2, "voices": {"a": {"audio": __file__, "text": "hi"}}, "sample_rate": 22050},
             "CosyVoice2 answers at 24000 Hz; sample_rate = 22050",
         ),
         (
@@ -79,8 +79,8 @@ def speak(client: Any, **body: Any) -> Any:
                 "generation": 3,
                 "api": "triton",
                 "voices": {
-                    "a": {"audio": "a.wav", "text": "你好。"},
-                    "b": {"audio": "b.wav", "text": "你好。"},
+                    "a": {"audio": __file__, "text": "你好。"},
+                    "b": {"audio": __file__, "text": "你好。"},
                 },
             },
             "voices 'a' and 'b' have the same transcript",
@@ -106,7 +106,7 @@ def test_tables_that_cannot_work_fail_when_settings_load(options: dict[str, Any]
     ],
 )
 def test_the_model_name_says_the_generation_and_its_rate(model: str, generation: int, rate: int) -> None:
-    voices: Any = ["中文女"] if generation == 1 else {"a": {"audio": "a.wav", "text": "hi"}}
+    voices: Any = ["中文女"] if generation == 1 else {"a": {"audio": __file__, "text": "hi"}}
     options = CosyVoiceOptions(model=model, voices=voices)
     assert options.model_generation == Generation(generation)  # type: ignore[arg-type]
     assert options.model_generation.sample_rate == rate

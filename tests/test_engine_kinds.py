@@ -22,7 +22,7 @@ from voxserve.engines.fake import FakeEngine, FakeOptions
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
 from voxserve.registry import build_engine, check_engines, kinds
 
-GLM_VOICES = {"a": {"audio": "/a.wav", "text": "一二三"}}
+GLM_VOICES = {"a": {"audio": __file__, "text": "一二三"}}  # a file that exists
 
 
 def test_every_engine_module_is_a_kind() -> None:

@@ -274,3 +274,24 @@ async def test_a_job_planned_otherwise_by_its_worker_is_told_what_changed(tmp_pa
     worker = pipeline(segment_chars=20)
     plan = worker.plan(SpeechRequest(input=text), worker.planner.job)
     assert plan.disagreement(decided) == f"segments 2 → {len(plan.segments)}"
+
+
+async def test_a_default_engine_the_aliases_do_not_know_serves_requests_naming_no_model(
+    tmp_path: Path,
+) -> None:
+    """A configured CosyVoice beside the embedded engines, its first table the default: requests
+    with no model (or OpenAI's, and its voice names) go to it, not to the voices the aliases name."""
+    engines = {
+        "cosy": FakeEngine(name="cosy", voices=("中文女", "中文男")),
+        "kokoro": FakeEngine(name="kokoro", voices=("zf_xiaobei", "af_heart")),
+    }
+    for engine in engines.values():
+        await engine.load()
+    normalizer = TextNormalizer()
+    normalizer.load()
+    settings = Settings(data_dir=tmp_path, default_engine="cosy")
+    pipeline = Pipeline(engines, normalizer, settings, ThreadPoolExecutor(1), Metrics())
+    for request in (SpeechRequest(input="你好。"), SpeechRequest(input="Hi.", model="tts-1", voice="alloy")):
+        plan = pipeline.plan(request)
+        assert (plan.engine.name, plan.voice.id) == ("cosy", "中文女")
+    assert pipeline.plan(SpeechRequest(input="你好。", voice="zf_xiaobei")).engine.name == "kokoro"

@@ -171,6 +171,8 @@ class Planner:
         self.settings = settings
         #: Set once loading has ended (well or not): requests that came during it stop waiting.
         self.loaded = asyncio.Event()
+        #: Engines that failed to load, with why: their requests are told so.
+        self.failed: dict[str, str] = {}
         self.speech = speech_profile(settings)
         self.job = job_profile(settings)
 
@@ -260,6 +262,8 @@ class Planner:
         none of its instances answers, with why."""
         if engine.ready and self.normalizer.loaded:
             return
+        if engine.name in self.failed:
+            raise EngineUnavailable(f"engine {engine.name!r} failed to load: {self.failed[engine.name]}")
         down = engine.unavailable if isinstance(engine, Elsewhere) else None
         if down:
             raise EngineUnavailable(f"engine {engine.name!r} cannot serve: {down}")

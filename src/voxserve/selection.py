@@ -72,6 +72,13 @@ class Selection:
         self.engines = dict(engines)
         self.settings = settings
         self.voices = voices
+        #: every voice some alias names: an engine with none of them is one the aliases do not know
+        self._aliased_voices = {
+            voice
+            for target in settings.voice_aliases.values()
+            for voices in (target.values() if isinstance(target, dict) else [target])
+            for voice in ([voices] if isinstance(voices, str) else voices)
+        }
 
     @property
     def languages(self) -> list[str]:
@@ -252,6 +259,10 @@ class Selection:
 
         Languages and cloning are requirements; engines that honour the
         request's emotion or instructions come before those that would ignore them.
+        A default engine that the aliases do not know (none of its voices is named by one: an
+        engine of the operator's own, such as CosyVoice) serves every such request it can serve as
+        well as any, with its own voices; otherwise the aliases' voices decide (hibari's
+        ``heart`` reads English when Kokoro lacks its voice set).
         """
         default = self.engines.get(self.settings.default_engine)
         ordered = [*([default] if default else []), *(e for e in self.engines.values() if e is not default)]
@@ -273,7 +284,14 @@ class Selection:
         def ignores(engine: Engine) -> int:
             return len(ignored_options(request, engine, text))
 
-        return sorted(capable, key=ignores)
+        ranked = sorted(capable, key=ignores)
+        if default in capable and ignores(default) == ignores(ranked[0]) and not self._knows(default):
+            return [default]
+        return ranked
+
+    def _knows(self, engine: Engine) -> bool:
+        """Whether some alias names one of the engine's voices."""
+        return any(voice.id in self._aliased_voices for voice in engine.capabilities.voices)
 
     @staticmethod
     def _languages(request: SpeechRequest, text: str) -> set[str]:

@@ -23,6 +23,7 @@ import prometheus_client
 from voxserve.cache import SegmentCache
 from voxserve.config import Settings
 from voxserve.engines import Engine
+from voxserve.engines.base import Elsewhere
 from voxserve.engines.kind import BuildContext
 from voxserve.jobs import JobStore, open_store
 from voxserve.jobs.files import JobFiles
@@ -129,22 +130,32 @@ class Services:
         self._tasks.append(task)
 
     async def load(self) -> None:
-        """Load the normalizers and every engine; failures leave /readyz at 503 with the reason."""
+        """Load the normalizers and every engine. An engine that fails to load fails alone: its
+        requests are told why (503), the others serve; one of this process's own leaves /readyz at
+        503 ``failed``. The normalizers failing stops everything (and raises)."""
         loop = asyncio.get_running_loop()
         try:
             import jieba
 
             await loop.run_in_executor(self.executor, jieba.initialize)
             await loop.run_in_executor(self.executor, self.pipeline.normalizer.load)
+            failed = self.pipeline.planner.failed
             for engine in self.pipeline.engines.values():
-                await engine.load()
+                try:
+                    await engine.load()
+                except Exception as exc:  # whatever a model's loader raises, kept and said
+                    failed[engine.name] = f"{type(exc).__name__}: {exc}"
+                    log.exception("engine %s failed to load", engine.name)
+            local = [name for name in failed if not isinstance(self.pipeline.engines[name], Elsewhere)]
+            if local:
+                self.load_error = "; ".join(f"engine {name!r}: {failed[name]}" for name in local)
         except Exception as exc:
             self.load_error = f"{type(exc).__name__}: {exc}"
             log.exception("loading failed")
             raise
         finally:
             self.pipeline.planner.loaded.set()
-        log.info("ready: engines %s", ", ".join(self.pipeline.engines))
+        log.info("ready: engines %s", ", ".join(n for n in self.pipeline.engines if n not in failed))
 
     def start(self, workers: int) -> None:
         """Load in the background, then run ``workers`` job workers and the retention janitor."""

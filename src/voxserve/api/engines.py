@@ -16,16 +16,17 @@ from voxserve.services import Services
 router = APIRouter()
 
 
-def engine_status(engine: Engine) -> dict[str, Any]:
-    """What an engine can do now: ``ready``, ``loading`` or ``unavailable`` (with why), and whether it
-    runs in this process (``here``) or on servers (``remote``), as ``/readyz`` and this route say."""
+def engine_status(engine: Engine, failed: str | None = None) -> dict[str, Any]:
+    """What an engine can do now: ``ready``, ``loading``, ``failed`` (to load) or ``unavailable``
+    (none of its servers answers), with why, and whether it runs in this process (``here``) or on
+    servers (``remote``), as ``/readyz`` and this route say."""
     remote = isinstance(engine, Elsewhere)
-    down = engine.unavailable if isinstance(engine, Elsewhere) else None
-    status = "ready" if engine.ready else "unavailable" if down else "loading"
+    down = failed or (engine.unavailable if isinstance(engine, Elsewhere) else None)
+    status = "failed" if failed else "ready" if engine.ready else "unavailable" if down else "loading"
     return {"status": status, "runs": "remote" if remote else "here", **({"reason": down} if down else {})}
 
 
-def engine_view(engine: Engine) -> dict[str, Any]:
+def engine_view(engine: Engine, failed: str | None = None) -> dict[str, Any]:
     caps = engine.capabilities
     instances = (
         engine.snapshot() if isinstance(engine, Snapshotting) else [{"url": "-", "healthy": engine.ready}]
@@ -33,7 +34,7 @@ def engine_view(engine: Engine) -> dict[str, Any]:
     return {
         "name": engine.name,
         "ready": engine.ready,
-        **engine_status(engine),
+        **engine_status(engine, failed),
         "languages": sorted(caps.languages),
         "voices": [voice.id for voice in caps.voices],
         "sample_rate": caps.sample_rate,
@@ -50,4 +51,5 @@ def engine_view(engine: Engine) -> dict[str, Any]:
 
 @router.get("/v1/engines", dependencies=[Depends(public_unless("public_engines"))])
 async def list_engines(services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
-    return {"engines": [engine_view(engine) for engine in services.pipeline.engines.values()]}
+    failed = services.pipeline.planner.failed
+    return {"engines": [engine_view(e, failed.get(e.name)) for e in services.pipeline.engines.values()]}

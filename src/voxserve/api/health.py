@@ -10,10 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import HTTPConnection
 
-from voxserve.api.auth import public_unless
+from voxserve.api.auth import principal_of, public_unless
 from voxserve.api.dependencies import get_services
 from voxserve.api.engines import engine_status
+from voxserve.errors import VoxserveError
 from voxserve.services import Services
 from voxserve.storage import StorageError
 
@@ -33,7 +35,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "loading, failed, or degraded (the reason is given)"}})
-async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONResponse:
+async def readyz(
+    connection: HTTPConnection, services: Annotated[Services, Depends(get_services)]
+) -> JSONResponse:
     """200 once this process can serve: its own engines loaded, and the job store, workers and
     background tasks well.
 
@@ -43,8 +47,12 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
     ``failed`` (engines did not load); ``degraded`` (the job store does not answer, a worker's
     store calls fail, or a background task ended). ``notices`` names engines that serve but offer
     less than they could (Kokoro without its voice set).
+
+    With keys on, a caller without a valid key (a probe, anyone who can reach the port) gets the
+    statuses only: the reasons name engine servers and their errors.
     """
-    engines = {name: engine_status(engine) for name, engine in services.pipeline.engines.items()}
+    failed = services.pipeline.planner.failed
+    engines = {name: engine_status(e, failed.get(name)) for name, e in services.pipeline.engines.items()}
     notices = {name: e.notice for name, e in services.pipeline.engines.items() if e.ready and e.notice}
     problems = dict(services.task_failures())
     try:
@@ -59,14 +67,30 @@ async def readyz(services: Annotated[Services, Depends(get_services)]) -> JSONRe
         **({"notices": notices} if notices else {}),
     }
     if services.pipeline.ready and not problems:
-        return JSONResponse({"status": "ready", **body})
-    if services.load_error:
+        body.update(status="ready")
+    elif services.load_error:
         body.update(status="failed", error=services.load_error)
     elif problems:
         body.update(status="degraded", problems=problems)
     else:
         body.update(status="loading")
+    if not await _may_read_why(connection, services):
+        body = {"status": body["status"], "engines": {n: {"status": e["status"]} for n, e in engines.items()}}
+    if body["status"] == "ready":
+        return JSONResponse(body)
     return JSONResponse(body, status_code=503, headers={"Retry-After": "2"})
+
+
+async def _may_read_why(connection: HTTPConnection, services: Services) -> bool:
+    """Keys off, or a valid key: the caller may read what is wrong and where."""
+    if not services.settings.auth.enabled:
+        return True
+    refused: tuple[type[Exception], ...] = (VoxserveError, *services.guard.keys.errors)
+    try:
+        await principal_of(connection, services)
+    except refused:
+        return False
+    return True
 
 
 @router.get(

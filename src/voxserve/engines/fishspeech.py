@@ -38,7 +38,7 @@ from voxserve.client.errors import unreachable
 from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import Engine
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions, Servers
-from voxserve.engines.prompts import Prompts, PromptVoice, configured_prompts
+from voxserve.engines.prompts import IdsOrPrompts, Prompts, PromptVoice, configured_prompts
 from voxserve.engines.remote import Call, PcmStream, RemoteEngine, default_client
 from voxserve.values import PCM, Capabilities, SegmentRequest, voices_named
 
@@ -51,8 +51,7 @@ REFERENCE_ID = re.compile(r"^[a-zA-Z0-9\-_ ]{1,255}$")
 
 
 class FishSpeechOptions(EngineOptions):
-    voices: list[str] | dict[str, PromptVoice] = Field(
-        min_length=1,
+    voices: IdsOrPrompts = Field(
         description="reference ids stored on the server, or voice id → recording and transcript (inline)",
     )
     sample_rate: int = Field(default=44100, gt=0, description="its decoder's (modded_dac_vq: 44100)")

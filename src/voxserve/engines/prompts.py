@@ -16,10 +16,11 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import av
 import numpy as np
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag, field_validator
 
 from voxserve.engine_settings import EngineSettings
 from voxserve.engines.kind import BuildContext, EngineOptions
@@ -33,6 +34,28 @@ class PromptVoice(EngineOptions):
 
     audio: Path = Field(description="the recording (any format FFmpeg reads; 3-15 s)")
     text: str = Field(min_length=1, description="what the recording says (prompt_text)")
+
+    @field_validator("audio")
+    @classmethod
+    def _on_this_machine(cls, audio: Path) -> Path:
+        """voxserve reads the recording to send it with each request: a missing one is a settings
+        mistake, said when they load, not an engine that fails to load later."""
+        if not audio.is_file():
+            raise ValueError(f"no such file: {audio} (voxserve reads it and sends it with each request)")
+        return audio
+
+
+def _shape(voices: object) -> str:
+    return "ids" if isinstance(voices, list) else "prompts"
+
+
+#: A server's own voice ids, or voices as prompts (a recording and what it says), told apart by
+#: shape: a mistake in a prompt is said alone, not beside "Input should be a valid list".
+IdsOrPrompts = Annotated[
+    Annotated[list[str], Field(min_length=1), Tag("ids")]
+    | Annotated[dict[str, PromptVoice], Field(min_length=1), Tag("prompts")],
+    Discriminator(_shape),
+]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from voxserve.engines.kind import EngineOptions
-from voxserve.engines.prompts import PromptVoice
+from voxserve.engines.prompts import IdsOrPrompts, PromptVoice
 from voxserve.values import Capabilities, voices_named
 
 #: Upstream's code, as these adapters and the tests' stand-ins follow it.
@@ -119,8 +119,7 @@ class CosyVoiceOptions(EngineOptions):
     model: str | None = Field(
         default=None, description="the model the server runs (--model_dir), e.g. iic/CosyVoice2-0.5B"
     )
-    voices: list[str] | dict[str, PromptVoice] = Field(
-        min_length=1,
+    voices: IdsOrPrompts = Field(
         description="CosyVoice 1: speaker ids (spk_id); any: voice id → recording and transcript",
     )
     sample_rate: int | None = Field(
