@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from harness.server import free_port
 from harness.servers.cosyvoice import Model, cosyvoice_app
@@ -499,3 +500,34 @@ def test_an_instance_out_for_a_missing_route_returns_once_the_route_answers(
     assert all(call.get("input") == "Hello." for call in behaviour.requests), (
         "the route checks carried no text"
     )
+
+
+def test_a_404_for_what_the_request_named_is_that_requests_and_ejects_nothing(
+    stand_in: Callable[..., str], behaviour: Behaviour, tmp_path: Path
+) -> None:
+    """An upstream voxserve or OpenAI answers 404 for a voice or model it lacks: the route is there
+    (asked again without a body, it wants the fields), so it is the request's 422, not an outage."""
+
+    def picky(behaviour: Behaviour) -> FastAPI:
+        app = openai_app(behaviour)
+
+        @app.middleware("http")
+        async def lacks(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            if b"retired" in await request.body():
+                return JSONResponse(
+                    {"error": {"code": "unknown_voice", "message": "no voice 'retired'"}}, 404
+                )
+            return await call_next(request)
+
+        return app
+
+    url = stand_in(picky)
+    options = {"voices": ["alloy", "retired"], "sample_rate": 24000}
+    with api_over(tmp_path, "o", "openai", url, options, health_interval=0.05) as client:
+        for _ in range(3):
+            lacking = client.post("/v1/audio/speech", json={"model": "o", "input": "Hi.", "voice": "retired"})
+            assert_error(lacking, 422, "engine_rejected", None, "no voice 'retired'")
+        (instance,) = client.get("/v1/engines").json()["engines"][0]["instances"]
+        assert instance["healthy"]
+        good = client.post("/v1/audio/speech", json={"model": "o", "input": "Hi.", "voice": "alloy"})
+        assert good.status_code == 200, good.text

@@ -129,6 +129,9 @@ def serve(
     configure_logging(settings.log_level, settings.log_format)
     tracing.configure(settings)
     _warn_if_exposed(settings)
+    if settings.metrics_port == settings.port:
+        console.print(f"[red]error:[/red] --metrics-port {settings.port} is the API's port; choose another")
+        raise typer.Exit(2)
     for where, what in ((settings.port, "--port"), (settings.metrics_port, "--metrics-port")):
         _check_port_free(settings.host if what == "--port" else settings.metrics_address, where, what)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,27 @@ them. A kind's options are checked where engines are built
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: How voxserve reaches an engine's server: HTTP(S), or gRPC (Triton's streaming).
+SERVER_SCHEMES = ("http", "https", "grpc")
+#: An engine's name: what clients ask for, and a directory under ``data_dir/engines``.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _valid_host_and_port(url: str) -> bool:
+    """A host name that encodes (no empty labels), a port in range, no blanks."""
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+        (parts.hostname or "").encode("idna")
+    except (ValueError, UnicodeError):
+        return False
+    return bool(parts.hostname) and port_ok and not any(c.isspace() for c in url)
 
 
 class EngineSettings(BaseModel):
@@ -23,7 +40,7 @@ class EngineSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    name: str = Field(description="what clients ask for (model); it names a directory too")
     kind: str
     url: str | None = Field(default=None, description="base URL of a remote engine's server (one instance)")
     instances: list[str] = Field(default_factory=list, description="base URLs of a remote engine's instances")
@@ -48,14 +65,33 @@ class EngineSettings(BaseModel):
 
     @field_validator("url", "instances", "backup")
     @classmethod
-    def _with_scheme(cls, given: str | list[str] | None) -> str | list[str] | None:
-        """A server's address names its scheme and host: ``127.0.0.1:50000`` alone would be read as
-        a scheme ``127.0.0.1`` (or a path) and never connect."""
+    def _a_server(cls, given: str | list[str] | None) -> str | list[str] | None:
+        """A server's address: ``http(s)://`` or ``grpc://``, a host and a valid port. ``127.0.0.1:50000``
+        alone would be read as a scheme ``127.0.0.1`` and never connect; a password in it would
+        show wherever the URL does (``/v1/engines``, metrics, errors)."""
         for url in [given] if isinstance(given, str) else given or []:
             parts = urlsplit(url)
             if not parts.scheme or not parts.netloc:
-                raise ValueError(f"needs a scheme and a host, such as 'http://{url.split('://')[-1]}'")
+                raise ValueError(
+                    f"needs a scheme and a host, such as 'http://{url.split('://')[-1] or 'host:port'}'"
+                )
+            if parts.scheme not in SERVER_SCHEMES:
+                raise ValueError(f"{url!r}: the scheme is one of {', '.join(SERVER_SCHEMES)}")
+            if not _valid_host_and_port(url):
+                raise ValueError(f"{url!r} is not a valid host and port")
+            if parts.username is not None or parts.password is not None:
+                raise ValueError(
+                    "no user or password in the URL (it is shown in /v1/engines and the metrics); "
+                    "give the kind's api_key option instead"
+                )
         return given
+
+    @field_validator("name")
+    @classmethod
+    def _a_plain_name(cls, name: str) -> str:
+        if not NAME.fullmatch(name):
+            raise ValueError("1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return name
 
     @property
     def urls(self) -> list[str]:

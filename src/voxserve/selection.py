@@ -219,13 +219,19 @@ class Selection:
         if cloning:
             return candidates[0], candidates[0].capabilities.default_voice
         if not wanted:
-            return self._aliased(DEFAULT_VOICE, self.spoken_language(request, text), candidates)
+            return self._aliased(
+                DEFAULT_VOICE,
+                self.spoken_language(request, text),
+                self._for_an_alias(request, text, candidates),
+            )
         for engine in candidates:
             voice = self.voice_on(engine, wanted)
             if voice:
                 return engine, voice
         if self.is_alias(wanted):
-            return self._aliased(wanted, self.spoken_language(request, text), candidates)
+            return self._aliased(
+                wanted, self.spoken_language(request, text), self._for_an_alias(request, text, candidates)
+            )
         if is_blend(wanted):
             self._check_blend_parts(wanted, candidates, "voice")
         available = sorted(v.id for e in candidates for v in e.capabilities.voices)
@@ -259,10 +265,6 @@ class Selection:
 
         Languages and cloning are requirements; engines that honour the
         request's emotion or instructions come before those that would ignore them.
-        A default engine that the aliases do not know (none of its voices is named by one: an
-        engine of the operator's own, such as CosyVoice) serves every such request it can serve as
-        well as any, with its own voices; otherwise the aliases' voices decide (hibari's
-        ``heart`` reads English when Kokoro lacks its voice set).
         """
         default = self.engines.get(self.settings.default_engine)
         ordered = [*([default] if default else []), *(e for e in self.engines.values() if e is not default)]
@@ -284,14 +286,23 @@ class Selection:
         def ignores(engine: Engine) -> int:
             return len(ignored_options(request, engine, text))
 
-        ranked = sorted(capable, key=ignores)
-        if default in capable and ignores(default) == ignores(ranked[0]) and not self._knows(default):
-            return [default]
-        return ranked
+        return sorted(capable, key=ignores)
 
-    def _knows(self, engine: Engine) -> bool:
-        """Whether some alias names one of the engine's voices."""
-        return any(voice.id in self._aliased_voices for voice in engine.capabilities.voices)
+    def _for_an_alias(self, request: SpeechRequest, text: str, candidates: list[Engine]) -> list[Engine]:
+        """The engines an alias (or no voice) may pick from. A default engine that the aliases do
+        not know (none of its voices is named by one: an engine of the operator's own, such as
+        CosyVoice) takes every request naming no model that it serves as well as any, with its
+        own voices; otherwise the aliases' voices decide (hibari's ``heart`` reads English when
+        Kokoro lacks its voice set)."""
+        default = self.engines.get(self.settings.default_engine)
+        if request.model and self.pinned_engine(request.model) is not None:
+            return candidates
+        if default not in candidates or any(
+            v.id in self._aliased_voices for v in default.capabilities.voices
+        ):
+            return candidates
+        least = min(len(ignored_options(request, engine, text)) for engine in candidates)
+        return [default] if len(ignored_options(request, default, text)) == least else candidates
 
     @staticmethod
     def _languages(request: SpeechRequest, text: str) -> set[str]:

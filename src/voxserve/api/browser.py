@@ -57,6 +57,8 @@ def origin_allowed(origin: str, host: str, allowed: list[str]) -> bool:
 
 #: Answered whatever the Host: Kubernetes' probes and load balancers' health checks send an address.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+#: Set in a request's state when a probe path was answered for a host not in ``auth.allowed_hosts``.
+UNLISTED_HOST = "unlisted_host"
 
 
 class BrowserGuard:
@@ -65,10 +67,12 @@ class BrowserGuard:
         self.auth = auth
 
     def _refusal(self, scope: Scope) -> VoxserveError | None:
-        if scope.get("path") in PROBE_PATHS and scope.get("method") == "GET":
-            return None  # an orchestrator's probes name the pod's address; they read nothing private
         headers = Headers(scope=scope)
         host = headers.get("host", "")
+        if scope.get("path") in PROBE_PATHS and scope.get("method") == "GET":
+            if not host_allowed(host, self.auth.allowed_hosts):  # a probe naming the pod's address
+                scope.setdefault("state", {})[UNLISTED_HOST] = True  # is told statuses, not reasons
+            return None
         if not host_allowed(host, self.auth.allowed_hosts):
             return InvalidHost(
                 f"Host {host[:100]!r} is not served here; add it to auth.allowed_hosts", param="Host"

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import HTTPConnection
 
 from voxserve.api.auth import principal_of, public_unless
+from voxserve.api.browser import UNLISTED_HOST
 from voxserve.api.dependencies import get_services
 from voxserve.api.engines import engine_status
 from voxserve.errors import VoxserveError
@@ -82,7 +83,10 @@ async def readyz(
 
 
 async def _may_read_why(connection: HTTPConnection, services: Services) -> bool:
-    """Keys off, or a valid key: the caller may read what is wrong and where."""
+    """Keys off, or a valid key, and a host this service answers (not a probe's pod address, nor
+    a name rebound to it): the caller may read what is wrong and where."""
+    if getattr(connection.state, UNLISTED_HOST, False):
+        return False
     if not services.settings.auth.enabled:
         return True
     refused: tuple[type[Exception], ...] = (VoxserveError, *services.guard.keys.errors)

@@ -5,9 +5,10 @@ retries, so each failure also tells the concurrency limit about the servers. Out
 (they must decode as audio) and written whole; the results manifest is rewritten as items finish,
 so an interrupted run leaves a manifest the next run resumes from.
 
-A server that cannot be reached at all (no answer of any kind for ``unreachable_seconds``) stops the
-run with :class:`ServerUnreachable`, rather than failing every item one connection error at a time:
-the items not made stay to be made, and the same command continues later.
+A server that cannot be reached at all (no connection could be made, and nothing answered, for
+``unreachable_seconds``) stops the run with :class:`ServerUnreachable`, rather than failing every
+item one connection error at a time. Such failures take none of an item's attempts: the items not
+made stay to be made, and the same command continues later.
 """
 
 from __future__ import annotations
@@ -43,11 +44,11 @@ class BatchOptions:
     retry_failed: bool = False
     captions: bool = False  # SRT, WebVTT and segments JSON beside each output
     write_every: float = 2.0  # seconds between rewrites of the results manifest
-    unreachable_seconds: float = 5.0  # no answer at all for this long: the run stops
+    unreachable_seconds: float = 5.0  # no connection, and no answer, for this long: the run stops
 
 
 class ServerUnreachable(Exception):
-    """Nothing answered for ``unreachable_seconds``: the server is down or the URL is wrong."""
+    """No connection for ``unreachable_seconds``: the server is down or the URL is wrong."""
 
 
 class Batch:
@@ -68,7 +69,7 @@ class Batch:
         self.results = [Result(item.id, item.line, digest=item.digest) for item in items]
         self._voices: dict[Path, str] = {}
         self._voice_lock = asyncio.Lock()
-        self._answered = time.monotonic()  # when the server last answered anything
+        self._refused_since: float | None = None  # since when no connection could be made
 
     def resumable(self) -> list[int]:
         """Indexes of the items to make: not those done before from the same request (or failed
@@ -93,7 +94,6 @@ class Batch:
         self.options.out_dir.mkdir(parents=True, exist_ok=True)
         todo = self.resumable()
         writer = asyncio.create_task(self._keep_writing())
-        self._answered = time.monotonic()
         try:
             async with asyncio.TaskGroup() as group:
                 for index in todo:
@@ -112,17 +112,20 @@ class Batch:
             await asyncio.to_thread(write_results, self.options.out_dir, list(self.results))
 
     async def _one(self, index: int) -> None:
-        """One item, its place already taken under the limit; retried with backoff and jitter."""
+        """One item, its place already taken under the limit; retried with backoff and jitter.
+        A try that could not connect takes none of its attempts (the run stops if none can)."""
         item, result = self.items[index], self.results[index]
-        for attempt in range(1, self.options.attempts + 1):
-            if attempt > 1:
+        attempt, tries = 1, 0
+        while attempt <= self.options.attempts:
+            if tries:
                 await self.limit.acquire()
+            tries += 1
             result.attempts = attempt
             started = time.monotonic()
             try:
                 result.audio_seconds = await self._make(item)
             except APIError as exc:
-                self._answered = time.monotonic()
+                self._refused_since = None
                 result.error = f"{exc.status} {exc.code}: {exc.message}"
                 if exc.status in OVERLOADED:
                     await self.limit.refused(exc.retry_after)
@@ -131,27 +134,46 @@ class Batch:
                 if not exc.retryable:
                     break
                 await asyncio.sleep(exc.retry_after or backoff(attempt, base=1.0, cap=30.0))
+                attempt += 1
                 continue
-            except (ConnectionFailed, InvalidOutput) as exc:
+            except ConnectionFailed as exc:
                 result.error = str(exc)
-                silent = time.monotonic() - self._answered
-                if isinstance(exc, ConnectionFailed) and silent > self.options.unreachable_seconds:
-                    raise ServerUnreachable(
-                        f"nothing answered for {silent:.0f} s; the last try: {exc}"
-                    ) from exc
+                await self.limit.failed()
+                if not exc.connected:
+                    self._check_reachable(exc)
+                    await asyncio.sleep(backoff(tries, base=0.5, cap=2.0))
+                    continue
+                self._refused_since = None
+                await asyncio.sleep(backoff(attempt, base=1.0, cap=30.0))
+                attempt += 1
+                continue
+            except InvalidOutput as exc:
+                result.error = str(exc)
                 await self.limit.failed()
                 await asyncio.sleep(backoff(attempt, base=1.0, cap=30.0))
+                attempt += 1
                 continue
             except BaseException:
                 await self.limit.failed()
                 raise
-            self._answered = time.monotonic()
+            self._refused_since = None
             await self.limit.succeeded(time.monotonic() - started, len(item.text))
             result.status, result.error, result.output = "ok", None, item.output_name
             self.on_result(result)
             return
         result.status = "failed"
         self.on_result(result)
+
+    def _check_reachable(self, refused: ConnectionFailed) -> None:
+        """Raise :class:`ServerUnreachable` once no connection could be made for ``unreachable_seconds``
+        (any answer or connection in between starts the count again)."""
+        now = time.monotonic()
+        if self._refused_since is None:
+            self._refused_since = now
+        if now - self._refused_since > self.options.unreachable_seconds:
+            raise ServerUnreachable(
+                f"no connection for {now - self._refused_since:.0f} s; the last try: {refused}"
+            )
 
     async def _make(self, item: Item) -> float | None:
         """Make the item's audio and write it; its length in seconds."""

@@ -15,7 +15,7 @@ from httpx_sse import aconnect_sse
 
 from voxserve.client import calls
 from voxserve.client.calls import ENDED, JSON, Call, Retry
-from voxserve.client.errors import APIError, ConnectionFailed, unreachable
+from voxserve.client.errors import APIError, ConnectionFailed
 from voxserve.client.files import atomic_file
 from voxserve.client.sync import DEFAULT_URL
 
@@ -57,7 +57,7 @@ class AsyncClient:
                 await response.aclose()
                 error: Exception = APIError.from_response(response)
             except httpx.TransportError as exc:
-                error = ConnectionFailed(f"{call.method} {call.path}: {unreachable(exc)}")
+                error = ConnectionFailed.of(f"{call.method} {call.path}", exc)
             delay = calls.retry_delay(call, self.retry, attempt, error)
             if delay is None:
                 raise error
@@ -191,7 +191,7 @@ class AsyncClient:
                 async for event in source.aiter_sse():
                     yield event.json()
         except httpx.TransportError as exc:
-            raise ConnectionFailed(f"{call.path}: {exc}") from exc
+            raise ConnectionFailed.of(call.path, exc) from exc
 
     async def upload_voice(
         self,

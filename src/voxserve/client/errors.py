@@ -37,7 +37,21 @@ def unreachable(exc: BaseException) -> str:
 
 
 class ConnectionFailed(VoxserveClientError):
-    """The server could not be reached (or the connection broke before an answer)."""
+    """The server could not be reached (or the connection broke before an answer).
+
+    ``connected``: a connection was made (it broke, or no answer came in time); False when none
+    could be (refused, a name that does not resolve, no answer to the connect).
+    """
+
+    def __init__(self, message: str, *, connected: bool = False) -> None:
+        super().__init__(message)
+        self.connected = connected
+
+    @classmethod
+    def of(cls, what: str, exc: httpx.TransportError) -> ConnectionFailed:
+        """The failure of ``what`` (a call) in words an operator acts on."""
+        refused = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        return cls(f"{what}: {unreachable(exc)}", connected=not refused)
 
 
 class APIError(VoxserveClientError):

@@ -14,7 +14,7 @@ from httpx_sse import connect_sse
 
 from voxserve.client import calls
 from voxserve.client.calls import ENDED, JSON, Call, Retry
-from voxserve.client.errors import APIError, ConnectionFailed, unreachable
+from voxserve.client.errors import APIError, ConnectionFailed
 from voxserve.client.files import atomic_file
 
 T = TypeVar("T")
@@ -63,7 +63,7 @@ class Client:
                 response.close()
                 error: Exception = APIError.from_response(response)
             except httpx.TransportError as exc:
-                error = ConnectionFailed(f"{call.method} {call.path}: {unreachable(exc)}")
+                error = ConnectionFailed.of(f"{call.method} {call.path}", exc)
             delay = calls.retry_delay(call, self.retry, attempt, error)
             if delay is None:
                 raise error
@@ -207,7 +207,7 @@ class Client:
                 for event in source.iter_sse():
                     yield event.json()
         except httpx.TransportError as exc:
-            raise ConnectionFailed(f"{call.path}: {exc}") from exc
+            raise ConnectionFailed.of(call.path, exc) from exc
 
     # voices, engines, usage
     def upload_voice(

@@ -151,7 +151,8 @@ class FishSpeechEngine(RemoteEngine):
     def decode(self, response: httpx.Response) -> AsyncIterator[PCM]:
         return raw_wav_stream(response)
 
-    async def health(self, timeout: float = 2.0) -> str | None:
+    async def alive(self, timeout: float) -> str | None:
+        """fish-speech has a health route, behind its key as every other."""
         try:
             response = await self._client.get("/v1/health", headers=self._headers, timeout=timeout)
         except httpx.HTTPError as exc:

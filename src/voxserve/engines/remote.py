@@ -6,7 +6,9 @@ pool, connect and read timeouts), streams the body without buffering, and
 translates every failure into the error tree so routing can act on it:
 
 - refused connections and 502/504 answers → ``EngineUnavailable``;
-- 404 and 405 (no such route: the wrong kind of server at that URL) → ``EngineMisconfigured``;
+- 404 and 405 when the route itself is missing (the same call with no body gets 404/405 too:
+  the wrong kind of server at that URL) → ``EngineMisconfigured``; a 404 for something the
+  request named (a voice the server lacks) is that request's ``EngineRejected``;
 - out-of-memory answers, 429 and 503 → ``EngineOverloaded``;
 - answers that break off after they started, and bare 500s → ``EngineFailed``:
   the input's fault or the instance's, which the pool tells apart;
@@ -52,6 +54,7 @@ from voxserve.values import PCM, Capabilities, SegmentRequest, from_s16
 log = logging.getLogger(__name__)
 OUT_OF_MEMORY = re.compile(r"out of memory|OutOfMemory|CUDA error: out of memory|OOM", re.IGNORECASE)
 ERROR_TAIL = 300  # characters of an engine's error body kept in our message
+ROUTE_CHECK_SECONDS = 5.0  # a 404's route asked again without a body, this long at most
 
 
 def default_client(base_url: str, read_timeout: float = 300.0) -> httpx.AsyncClient:
@@ -226,10 +229,11 @@ class RemoteEngine(EngineBase):
             try:
                 if response.status_code >= 400:
                     body = (await response.aread()).decode("utf-8", "replace")
-                    misrouted = wrong_route(response.status_code, call)
-                    if misrouted is not None:
-                        self._misrouted = call
-                        raise EngineMisconfigured(f"engine {self.name!r} at {self.url} {misrouted}")
+                    if wrong_route(response.status_code, call) is not None:
+                        missing = await self._route_missing(call, ROUTE_CHECK_SECONDS)
+                        if missing is not None:
+                            self._misrouted = call
+                            raise EngineMisconfigured(f"engine {self.name!r} at {self.url} {missing}")
                     raise engine_error(self.name, response.status_code, body)
                 try:
                     async for chunk in self.decode(response):
@@ -268,22 +272,32 @@ class RemoteEngine(EngineBase):
         except (httpx.RemoteProtocolError, httpx.ReadError):
             return await self._client.send(request(), stream=True)
 
+    async def alive(self, timeout: float) -> str | None:
+        """None when the server answers at all (``GET /`` below 500), else what is wrong."""
+        return await server_alive(self._client, timeout)
+
     async def health(self, timeout: float = 2.0) -> str | None:
-        """Alive (``GET /``), and once it answered a call 404/405, serving that route again: the
-        same call with no body must get anything but 404/405 (a 422 for the missing fields), so a
+        """Alive, and once a call's route was found missing, serving that route again, so a
         server of another kind stays out instead of coming back after every check."""
-        down = await server_alive(self._client, timeout)
+        down = await self.alive(timeout)
         call = self._misrouted
         if down is not None or call is None:
             return down
-        try:
-            response = await self._client.request(call.method, call.path, timeout=timeout)
-        except httpx.HTTPError as exc:
-            return unreachable(exc)
-        misrouted = wrong_route(response.status_code, call)
-        if misrouted is None:
+        missing = await self._route_missing(call, timeout)
+        if missing is None:
             self._misrouted = None
-        return misrouted
+        return missing
+
+    async def _route_missing(self, call: Call, timeout: float) -> str | None:
+        """What is wrong when the server has no such route: the same call with no body (its headers
+        kept) still gets 404/405, where a route that exists answers the missing fields (400/422)."""
+        try:
+            response = await self._client.request(
+                call.method, call.path, headers=call.headers, timeout=timeout
+            )
+        except httpx.HTTPError as exc:
+            return None if self._misrouted is None else unreachable(exc)
+        return wrong_route(response.status_code, call)
 
 
 OptionsT = TypeVar("OptionsT", bound=RemoteOptions)
