@@ -38,7 +38,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "helm" / "voxserve"
 BIN = Path(sys.executable).parent
-#: An image's entry point as a command line on this machine (its arguments follow).
+#: An image's entry point as a command line on this machine (its arguments follow), by its name.
 Image = Callable[[str], list[str]]
 
 
@@ -53,6 +53,11 @@ def render(values: Path, sets: Mapping[str, str], release: str = "tts") -> list[
         check=True,
     )
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def image_name(image: str) -> str:
+    """``registry.example.com/voxserve:0.1.0`` → ``voxserve``: what the image is, wherever it is pushed."""
+    return image.rsplit("/", 1)[-1].split(":")[0]
 
 
 def image_env() -> dict[str, str]:
@@ -136,7 +141,7 @@ class Cluster:
         return mounts
 
     def environment(self, pod: Pod, container: dict[str, Any], mounts: Mapping[str, Path]) -> dict[str, str]:
-        env = dict(image_env()) if container["image"].split(":")[0] == "voxserve" else {}
+        env = dict(image_env()) if image_name(container["image"]) == "voxserve" else {}
         for source in container.get("envFrom", []):
             env.update(self.secrets[source["secretRef"]["name"]])
         for variable in container.get("env", []):
@@ -153,7 +158,7 @@ class Cluster:
         inherited = {name: value for name, value in os.environ.items() if not name.startswith("VOXSERVE_")}
         for container in pod.spec["containers"]:
             mounts = self.mounts(pod, container)
-            entry = self.images[container["image"].split(":")[0]](pod.address)
+            entry = self.images[image_name(container["image"])](pod.address)
             args = [self.localize(arg, pod, mounts) for arg in container.get("args", [])]
             env = {**inherited, **self.environment(pod, container, mounts)}
             with open(pod.directory / f"{container['name']}.log", "ab") as log:

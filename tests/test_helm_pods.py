@@ -43,7 +43,7 @@ HOST = {"Host": "tts.example.com"}  # as the Ingress forwards it
 IMAGES: dict[str, pods.Image] = {
     "voxserve": lambda address: [str(pods.BIN / "voxserve")],
     # The values' CosyVoice image: upstream's server with issue #1794's fix (docs/engines.md).
-    "registry.example.com/cosyvoice-server": lambda address: [
+    "cosyvoice-server": lambda address: [
         sys.executable,
         "-m",
         "harness.servers",

@@ -253,7 +253,10 @@ def say(
         typer.Option("--output", "-o", help="Output file (its extension picks the format); '-' for stdout."),
     ],
     voice: Annotated[str | None, typer.Option(help="Voice id or OpenAI voice name.")] = None,
-    model: Annotated[str | None, typer.Option(help="Engine (kokoro, hibari) or OpenAI model name.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Engine (kokoro, hibari, espeak, or a configured one) or OpenAI model name."),
+    ] = None,
     format: Annotated[
         str | None, typer.Option(help=f"{', '.join(sorted(EXTENSIONS))}; default: the output's extension.")
     ] = None,

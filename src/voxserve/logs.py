@@ -68,3 +68,6 @@ def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
     # it formats each record before queueing it: only the message, or every line is prefixed twice
     handoff.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handoff], force=True)
+    # every call to an engine and every health check is an INFO line of the HTTP library's: the
+    # pool says what matters (an instance ejected, and why, or back)
+    logging.getLogger("httpx").setLevel(logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)
