@@ -67,10 +67,10 @@ class PoolSettings:
     retry_base: float = 0.05
 
 
-def _said_of(instance: Instance) -> str:
-    """An instance's last failure without the engine and URL its message may begin with."""
-    error = instance.last_error or "ejected"
-    return error.split(f" at {instance.url} ", 1)[1] if f" at {instance.url} " in error else error
+def _own_words(instance: Instance, error: str) -> str:
+    """A failure as an instance keeps it: without the engine and URL its message begins with (the
+    instance is shown beside its URL)."""
+    return error.split(f" at {instance.url} ", 1)[-1]
 
 
 class Pool:
@@ -106,7 +106,7 @@ class Pool:
         down = [instance for instance in self.instances if not instance.healthy]
         if not down:
             return None
-        return "; ".join(f"{instance.url}: {_said_of(instance)}" for instance in down)
+        return "; ".join(f"{instance.url}: {instance.last_error or 'ejected'}" for instance in down)
 
     @property
     def notice(self) -> str | None:
@@ -193,26 +193,30 @@ class Pool:
         """
         if isinstance(exc, EngineMisconfigured):
             was = instance.healthy
-            instance.eject(exc.message)
+            instance.eject(_own_words(instance, exc.message))
             if was:
-                log.error("engine %s at %s is ejected: %s", self.name, instance.url, _said_of(instance))
+                log.error("engine %s at %s is ejected: %s", self.name, instance.url, instance.last_error)
             return exc, True
         if isinstance(exc, EngineFailed):
             if not (exc.broke_off and instance.in_flight > 1):
                 instance.calls.failed()
-                instance.last_error = exc.message
+                instance.last_error = _own_words(instance, exc.message)
                 return exc, False
-            instance.failed(exc.message, overloaded=True, unresponsive=False)
+            instance.failed(_own_words(instance, exc.message), overloaded=True, unresponsive=False)
             if not self._others_broke(request, now):
                 return exc, False
             return EngineOverloaded(
                 f"{exc.message} (answers to other requests broke off too: overloaded)"
             ), False
         if isinstance(exc, EngineOverloaded):
-            instance.failed(exc.message, overloaded=True, unresponsive=False)
+            instance.failed(_own_words(instance, exc.message), overloaded=True, unresponsive=False)
             return exc, False
         if isinstance(exc, EngineTimeout | EngineUnavailable):
-            instance.failed(exc.message, overloaded=isinstance(exc, EngineTimeout), unresponsive=True)
+            instance.failed(
+                _own_words(instance, exc.message),
+                overloaded=isinstance(exc, EngineTimeout),
+                unresponsive=True,
+            )
             return exc, True
         raise exc  # the engine's answer itself is wrong (no audio): no other instance will mend it
 
@@ -276,6 +280,6 @@ class Pool:
         if instance.healthy and not was:
             log.warning("engine %s at %s is back", self.name, instance.url)
         elif was and not instance.healthy:
-            log.warning("engine %s at %s is ejected: %s", self.name, instance.url, _said_of(instance))
+            log.warning("engine %s at %s is ejected: %s", self.name, instance.url, instance.last_error)
         if instance.healthy != was or (instance.healthy and engine.ready):
             self._line.dispatch()  # an instance back, or one that turned ready since (warmed up)
