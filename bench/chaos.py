@@ -381,11 +381,14 @@ async def _batch(cast: Cast, ledger: Ledger, at: float) -> None:
 
 
 async def _faults(cast: Cast, ledger: Ledger, started: float, until: float) -> None:
-    """Each fault once per cycle, at the same point of every cycle."""
+    """Each fault once per cycle, at the same point of every cycle; a run shorter than a cycle has
+    each fault once, spread over it (the last one 10 s before the end, as in a whole cycle)."""
+    cycle_seconds = min(CYCLE, (until - started - 10) / 0.85)
 
-    async def at(offset: float, what: str, fault: Callable[[], Awaitable[None]]) -> None:
+    async def at(share: float, what: str, fault: Callable[[], Awaitable[None]]) -> None:
+        offset = share * cycle_seconds
         for cycle in itertools.count():
-            moment = started + cycle * CYCLE + offset
+            moment = started + cycle * cycle_seconds + offset
             if moment > until - 10:
                 return
             await asyncio.sleep(max(0.0, moment - time.monotonic()))
@@ -435,12 +438,12 @@ async def _faults(cast: Cast, ledger: Ledger, started: float, until: float) -> N
         cast.gateways.append(replacement)
 
     await asyncio.gather(
-        at(0.10 * CYCLE, "worker B killed", kill_worker),
-        at(0.25 * CYCLE, f"Redis paused {REDIS_PAUSE:g} s", pause_redis),
-        at(0.40 * CYCLE, "Redis killed and restarted", restart_redis),
-        at(0.52 * CYCLE, "engine instance killed", kill_instance),
-        at(0.68 * CYCLE, "job storage full", fill_storage),
-        at(0.84 * CYCLE, "gateway B restarted", restart_gateway),
+        at(0.10, "worker B killed", kill_worker),
+        at(0.25, f"Redis paused {REDIS_PAUSE:g} s", pause_redis),
+        at(0.40, "Redis killed and restarted", restart_redis),
+        at(0.52, "engine instance killed", kill_instance),
+        at(0.68, "job storage full", fill_storage),
+        at(0.84, "gateway B restarted", restart_gateway),
     )
 
 
