@@ -144,28 +144,31 @@ def test_a_server_that_cannot_be_reached_stops_the_run_early_and_a_later_run_con
     server: str, tmp_path: Path
 ) -> None:
     """1,000 items against a port nothing listens on: one clear error in seconds, not one connection
-    error per item; nothing is marked failed, so the run against the server makes them all."""
-    items = manifest(tmp_path / "items.jsonl", [f"Item {n} is short." for n in range(1000)])
-    out = tmp_path / "out"
+    error per item; nothing is marked failed (with one attempt each, too), so a later run against
+    the server makes them. The two runs against the closed port go at once."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    many = manifest(tmp_path / "items.jsonl", [f"Item {n} is short." for n in range(1000)])
+    few = manifest(tmp_path / "few.jsonl", [f"Item {n} is short." for n in range(4)])
+    out, later = tmp_path / "out", tmp_path / "later"
     started = time.monotonic()
-    down = batch(str(items), "-o", str(out), "--url", f"http://127.0.0.1:{free_port()}")
+    runs = [
+        subprocess.Popen(
+            [str(VOXSERVE), "batch", str(manifest_), "-o", str(to), "--url", closed, *more],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "VOXSERVE_API_KEY": ""},
+        )
+        for manifest_, to, more in ((many, out, ()), (few, later, ("--attempts", "1")))
+    ]
+    said = [run.communicate(timeout=60)[1] for run in runs]
     took = time.monotonic() - started
-    assert down.returncode == 3, down.stderr
-    assert (
-        "cannot reach the server at http://127.0.0.1:" in down.stderr and "no connection for" in down.stderr
-    )
-    assert "connection refused" in down.stderr
-    assert "run the same command again to continue" in down.stderr
+    assert [run.returncode for run in runs] == [3, 3], said
+    assert f"cannot reach the server at {closed}" in said[0] and "no connection for" in said[0]
+    assert "connection refused" in said[0] and "run the same command again to continue" in said[0]
     assert took < 15, f"{took:.1f} s"
     assert {row["status"] for row in results(out)} == {"pending"}, "nothing given up on"
-    few, later = (
-        manifest(tmp_path / "few.jsonl", [f"Item {n} is short." for n in range(4)]),
-        tmp_path / "later",
-    )
-    down_once = batch(
-        str(few), "-o", str(later), "--url", f"http://127.0.0.1:{free_port()}", "--attempts", "1"
-    )
-    assert down_once.returncode == 3, "a try that could not connect takes none of an item's attempts"
+    assert {row["status"] for row in results(later)} == {"pending"}, "a refused try takes no attempt"
     resumed = batch(str(few), "-o", str(later), "--url", server)
     assert resumed.returncode == 0, resumed.stderr
     assert [row["status"] for row in results(later)] == ["ok"] * 4
