@@ -131,7 +131,9 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_continues(server: str, tmp_path: 
     assert process.returncode == 130 and "run again to continue" in stderr
     first = results(out)
     done = {row["id"] for row in first if row["status"] == "ok"}
-    assert 6 <= len(done) < 60 and {row["status"] for row in first} == {"ok", "pending"}
+    # the two in flight at the signal may have written their file and not yet said so: made again
+    assert 4 <= len(done) < 60 and {row["status"] for row in first} == {"ok", "pending"}
+    assert all((out / f"{name}.wav").is_file() for name in done), "every item said made has its file"
     assert not list(out.glob(".*.part")), "no partial file left"
     kept = {name: (out / f"{name}.wav").stat().st_mtime_ns for name in done}
     finished = batch(str(items), "-o", str(out), "--url", server)

@@ -157,8 +157,9 @@ class Batch:
                 await self.limit.failed()
                 raise
             self._refused_since = None
-            await self.limit.succeeded(time.monotonic() - started, len(item.text))
+            # made the moment its file is whole: a run stopped now keeps it (it is not made twice)
             result.status, result.error, result.output = "ok", None, item.output_name
+            await self.limit.succeeded(time.monotonic() - started, len(item.text))
             self.on_result(result)
             return
         result.status = "failed"
