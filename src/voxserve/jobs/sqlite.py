@@ -56,18 +56,13 @@ RETURNING data
 _COLUMNS = "id, status, priority, run_at, lease_expires, finished_at, version, idempotency_key, data, text"
 
 
+def _state(job: Job) -> tuple[Any, ...]:
+    """The columns a job's changes move (status through version), in ``_COLUMNS``' order."""
+    return (job.status.value, job.priority, job.run_at, job.lease_expires, job.finished_at, job.version)
+
+
 def _row(job: Job) -> tuple[Any, ...]:
-    return (
-        job.id,
-        job.status.value,
-        job.priority,
-        job.run_at,
-        job.lease_expires,
-        job.finished_at,
-        job.version,
-        job.idempotency_key,
-        json.dumps(job.to_dict()),
-    )
+    return (job.id, *_state(job), job.idempotency_key, json.dumps(job.to_dict()))
 
 
 class SQLiteJobStore(JobStore):
@@ -109,17 +104,7 @@ class SQLiteJobStore(JobStore):
             cursor = db.execute(
                 "UPDATE jobs SET status = ?, priority = ?, run_at = ?, lease_expires = ?, finished_at = ?, "
                 "version = ?, data = ? WHERE id = ? AND version = ?",
-                (
-                    job.status.value,
-                    job.priority,
-                    job.run_at,
-                    job.lease_expires,
-                    job.finished_at,
-                    job.version,
-                    json.dumps(job.to_dict()),
-                    job.id,
-                    expected_version,
-                ),
+                (*_state(job), json.dumps(job.to_dict()), job.id, expected_version),
             )
             return cursor.rowcount == 1
 
