@@ -136,20 +136,14 @@ class Batch:
                 await asyncio.sleep(exc.retry_after or backoff(attempt, base=1.0, cap=30.0))
                 attempt += 1
                 continue
-            except ConnectionFailed as exc:
+            except (ConnectionFailed, InvalidOutput) as exc:
                 result.error = str(exc)
                 await self.limit.failed()
-                if not exc.connected:
+                if isinstance(exc, ConnectionFailed) and not exc.connected:
                     self._check_reachable(exc)
                     await asyncio.sleep(backoff(tries, base=0.5, cap=2.0))
                     continue
-                self._refused_since = None
-                await asyncio.sleep(backoff(attempt, base=1.0, cap=30.0))
-                attempt += 1
-                continue
-            except InvalidOutput as exc:
-                result.error = str(exc)
-                await self.limit.failed()
+                self._refused_since = None  # it was reached: a broken connection, or an answer
                 await asyncio.sleep(backoff(attempt, base=1.0, cap=30.0))
                 attempt += 1
                 continue
