@@ -295,8 +295,6 @@ class Selection:
         own voices; otherwise the aliases' voices decide (hibari's ``heart`` reads English when
         Kokoro lacks its voice set)."""
         default = self.engines.get(self.settings.default_engine)
-        if request.model and self.pinned_engine(request.model) is not None:
-            return candidates
         if default not in candidates or any(
             v.id in self._aliased_voices for v in default.capabilities.voices
         ):
