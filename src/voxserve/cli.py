@@ -132,8 +132,8 @@ def serve(
     if settings.metrics_port == settings.port:
         console.print(f"[red]error:[/red] --metrics-port {settings.port} is the API's port; choose another")
         raise typer.Exit(2)
-    for where, what in ((settings.port, "--port"), (settings.metrics_port, "--metrics-port")):
-        _check_port_free(settings.host if what == "--port" else settings.metrics_address, where, what)
+    _check_port_free(settings.host, settings.port, "--port")
+    _check_port_free(settings.metrics_address, settings.metrics_port, "--metrics-port")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sys.setswitchinterval(settings.switch_interval)
     uvicorn.run(
