@@ -7,8 +7,11 @@ TEST_STAMP := $(VENV)/.installed-test
 # A real NVIDIA Triton server (PyTriton's) for the CosyVoice Triton tests, in an environment of its
 # own: nvidia-pytriton needs numpy below 2.
 TRITON_PYTHON := $(VENV)/tools/triton/bin/python
+# saq and arq beside voxserve, for `python -m bench queue-peers`, in an environment of their own: arq
+# needs redis-py below 6 (all three then run on the same client library).
+QUEUES_PYTHON := $(VENV)/tools/queues/bin/python
 
-.PHONY: run test check lint bench clean system test-system lock
+.PHONY: run test check lint bench queue-peers clean system test-system lock
 
 # Debian's espeak-ng: the many-language fallback engine (and the tests of the command kind). npm
 # fetches Kokoro's voice set (the npm package kokoro-js) when `voxserve serve` first loads it.
@@ -78,6 +81,17 @@ lint: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y -qq nginx)
 	$(BIN)/python -m bench all
+
+$(QUEUES_PYTHON): requirements-test.lock
+	$(PYTHON) -m venv $(VENV)/tools/queues
+	$(VENV)/tools/queues/bin/pip install --quiet -r requirements-test.lock
+	$(VENV)/tools/queues/bin/pip install --quiet --no-deps -e .
+	$(VENV)/tools/queues/bin/pip install --quiet 'saq==0.26.4' 'arq==0.28.0'
+	touch $@
+
+## voxserve's job queue next to saq and arq on the same Redis (one table).
+queue-peers: $(QUEUES_PYTHON)
+	$(QUEUES_PYTHON) -m bench queue-peers
 
 ## Refresh the lock files from pyproject.toml's ranges (newest versions that fit), then run `make test`.
 lock: | $(BIN)/python

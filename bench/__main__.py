@@ -7,6 +7,9 @@
 - rtf: real-time factor of the embedded engines for English and Chinese.
 - queue: job store throughput (enqueue + claim + complete) and dispatch
   latency to an idle worker, SQLite and Redis.
+- queue-peers: voxserve's job queue, saq and arq on the same Redis: the same no-op jobs
+  enqueued, drained by one worker process at concurrency 8, and dispatch latency (needs
+  saq and arq: ``make queue-peers`` builds their environment and runs this).
 - job-memory: peak RSS growth of a 10,000 and a 100,000-character job.
 - proxy: added latency and time to first byte of voxserve and nginx in
   front of one streaming engine (needs nginx).
@@ -69,6 +72,7 @@ from bench import overload as bench_overload
 from bench import proxy as bench_proxy
 from bench import quality as bench_quality
 from bench import queue as bench_queue
+from bench import queue_peers as bench_queue_peers
 from bench import triton as bench_triton
 from bench import voices as bench_voices
 from bench.sentences import RANKING
@@ -250,6 +254,43 @@ def queue(jobs: int = 6000, concurrency: int = 8, samples: int = 200) -> None:
         p90, p99 = values[int(len(values) * 0.9)], values[int(len(values) * 0.99)]
         latency.add_row(kind, str(samples), f"{statistics.median(values):.2f}", f"{p90:.2f}", f"{p99:.2f}")
     console.print(latency)
+
+
+@app.command("queue-peers")
+def queue_peers(jobs: int = 2000, samples: int = 100, rounds: int = 3) -> None:
+    """voxserve's Redis job store and worker next to saq and arq on the same Redis (median of rounds)."""
+    try:
+        import arq  # noqa: F401
+        import saq  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "saq and arq are not installed here: `make queue-peers` builds .venv/tools/queues "
+            "(arq needs redis-py below 6) and runs this command there"
+        ) from None
+    figures = bench_queue_peers.compare(jobs, samples, rounds)
+    table = Table(
+        "queue",
+        "enqueue/s",
+        "enqueue p50 (ms)",
+        "enqueue p99 (ms)",
+        "drain jobs/s",
+        "dispatch p50 (ms)",
+        "dispatch p99 (ms)",
+        title=f"{jobs:,} no-op jobs, one worker process at concurrency {bench_queue_peers.CONCURRENCY}, "
+        f"median of {rounds}; dispatch: {samples} jobs one at a time to an idle worker",
+    )
+    for name, rounds_of in figures.items():
+        row = bench_queue_peers.summary(rounds_of)
+        table.add_row(
+            name,
+            f"{row['enqueue_rate']:,.0f}",
+            f"{row['enqueue_p50']:.2f}",
+            f"{row['enqueue_p99']:.2f}",
+            f"{row['drain_rate']:,.0f}",
+            f"{row['dispatch_p50']:.2f}",
+            f"{row['dispatch_p99']:.2f}",
+        )
+    console.print(table)
 
 
 @app.command("job-memory")

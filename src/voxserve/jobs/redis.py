@@ -51,8 +51,8 @@ local function index(p, id, job, now)
 end
 """
 
-#: A job stored once: its idempotency key's job if there is one, the same job if a retry of this
-#: very call already stored it, nothing (false) if it arrived after its deadline.
+#: A job stored once: 1 when this call stored it; its idempotency key's job if there is one, the same
+#: job if a retry of this very call already stored it; nothing (false) if it arrived after its deadline.
 _INSERT = (
     _INDEX
     + CLOCK
@@ -75,7 +75,7 @@ redis.call('ZADD', p .. 'all', seq, id)
 index(p, id, job, now)
 redis.call('LPUSH', p .. 'wake', 1)
 redis.call('LTRIM', p .. 'wake', 0, 63)
-return data
+return 1
 """
 )
 
@@ -158,6 +158,8 @@ class RedisJobStore(JobStore):
         stored = await self._insert_script(
             args=[self.prefix, job.id, data, job.idempotency_key or "", job.created_at, text, deadline]
         )
+        if stored == 1:
+            return job
         found = self._job(stored)
         if found is None:
             raise StoreUnavailable("the job store answered too late; nothing was queued, retry shortly")
