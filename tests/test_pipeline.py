@@ -134,8 +134,19 @@ async def test_segments_carry_language_and_fit_the_limit(pipeline: Pipeline) -> 
     assert [s.pause_after for s in plan.segments] == [0.1, 0.0, 0.25, 0.25]
 
 
-async def test_the_first_segment_starts_short(tmp_path: Path) -> None:
-    engines = {"fake": FakeEngine(name="fake")}
+@pytest.mark.parametrize(
+    ("pace", "listening", "first"),
+    [
+        (0.05, True, "The morning train was"),  # 62 characters at 50 ms each: 3.1 s > 0.6 s
+        (0.005, True, "The morning train was late again, so we walked to the office."),  # 0.31 s: whole
+        (None, True, "The morning train was late again, so we walked to the office."),  # no pace: whole
+        (0.05, False, "The morning train was late again, so we walked to the office."),  # a whole file
+    ],
+)
+async def test_a_listeners_first_sentence_starts_short_only_where_it_pays(
+    tmp_path: Path, pace: float | None, listening: bool, first: str
+) -> None:
+    engines = {"fake": FakeEngine(name="fake", pace=pace)}
     await engines["fake"].load()
     normalizer = TextNormalizer()
     normalizer.load()
@@ -143,14 +154,15 @@ async def test_the_first_segment_starts_short(tmp_path: Path) -> None:
     pipeline = Pipeline(engines, normalizer, settings, ThreadPoolExecutor(1), Metrics())
     text = "The morning train was late again, so we walked to the office. Then it rained all day long."
     assert len(pipeline.plan(SpeechRequest(input=text)).segments) == 2, "a job's sentences stay whole"
-    segments = pipeline.plan(
-        SpeechRequest(input=text), replace(pipeline.planner.speech, short_start=True)
-    ).segments
-    assert [(s.text, s.pause_after) for s in segments] == [
-        ("The morning train was", 0.0),  # the first words, joined to the rest without a pause
-        ("late again, so we walked to the office.", 0.25),
-        ("Then it rained all day long.", 0.25),  # later sentences whole
-    ]
+    plan = pipeline.plan(SpeechRequest(input=text), replace(pipeline.planner.speech, listening=listening))
+    segments = [(s.text, s.pause_after) for s in plan.segments]
+    assert segments[0][0] == first
+    assert segments[-1] == ("Then it rained all day long.", 0.25), "later sentences whole"
+    if first == "The morning train was":
+        assert segments[:2] == [
+            ("The morning train was", 0.0),  # the first words, joined to the rest without a pause
+            ("late again, so we walked to the office.", 0.25),
+        ]
 
 
 async def test_audio_streams_segment_by_segment(pipeline: Pipeline) -> None:

@@ -205,31 +205,42 @@ class Said:
 
 
 async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Said:
+    """One text to a file, loading only what it needs: planned first (no model is needed for that),
+    then the one engine it names, on one instance with every thread, and no engine at all when
+    the segment cache holds all of it."""
+    from dataclasses import replace
+
     from voxserve.audio.finalize import finalize_header
     from voxserve.errors import EngineUnavailable
     from voxserve.pipeline import Stats
     from voxserve.services import Services
 
-    services = Services.build(settings)
+    services = Services.build(settings.for_one_text())
+    pipeline = services.pipeline
     try:
         started = time.perf_counter()
-        try:
-            await services.load()
-        except Exception as exc:  # whatever a model's loader raises, said in one line
-            raise EngineUnavailable(f"loading the models failed: {type(exc).__name__}: {exc}") from exc
+        unloaded = replace(pipeline.planner.job, require_ready=False)
+        plan = await asyncio.to_thread(pipeline.plan, request, unloaded)
+        if any(pipeline.normalizer.needed(segment.text) for segment in plan.segments):
+            await asyncio.to_thread(pipeline.normalizer.load)
+        cached = await asyncio.to_thread(pipeline.renderer.all_cached, plan)
+        if not cached:
+            try:
+                await services.load(engines={plan.engine.name})
+            except Exception as exc:  # whatever a model's loader raises, said in one line
+                raise EngineUnavailable(f"loading the models failed: {type(exc).__name__}: {exc}") from exc
+            failure = pipeline.planner.failed.get(plan.engine.name)
+            if failure:
+                raise EngineUnavailable(f"loading engine {plan.engine.name!r} failed: {failure}")
         load_seconds = time.perf_counter() - started
-        plan = await asyncio.to_thread(services.pipeline.plan, request, services.pipeline.planner.job)
         stats = Stats(chars=plan.chars)
         with _progress(len(plan.segments)) as advance:
-            async for chunk in services.pipeline.encode(plan, stats):
+            async for chunk in pipeline.encode(plan, stats):
                 await asyncio.to_thread(sink.write, chunk)
                 advance(stats.segments_done)
         if sink.seekable() and sink.readable():  # a file, not a pipe: its header gets the real lengths
             finalize_header(sink, plan.audio_format.name, stats.encoded_samples)
-        made = services.metrics.registry.get_sample_value(
-            "voxserve_segments_synthesized_total", {"engine": plan.engine.name}
-        )
-        return Said(stats, load_seconds, cached=not made)
+        return Said(stats, load_seconds, cached=cached)
     finally:
         await services.close()
 
@@ -315,10 +326,13 @@ def say(
         console.print(f"[red]error ({exc.code}):[/red] {escape(exc.message)}")
         raise typer.Exit(1) from exc
     stats = said.stats
-    how = "from the cache" if said.cached else f"real-time factor {stats.real_time_factor or 0:.2f}"
+    if said.cached:
+        how, loading = "from the cache", f"planning took {said.load_seconds:.1f} s, no model was loaded"
+    else:
+        how = f"real-time factor {stats.real_time_factor or 0:.2f}"
+        loading = f"loading the model took {said.load_seconds:.1f} s"
     console.print(
-        f"{output}: {stats.audio_seconds:.2f} s of audio in {stats.elapsed:.2f} s ({how}); "
-        f"loading the models took {said.load_seconds:.1f} s"
+        f"{output}: {stats.audio_seconds:.2f} s of audio in {stats.elapsed:.2f} s ({how}); {loading}"
     )
 
 

@@ -437,8 +437,15 @@ class Settings(BaseSettings):
     first_segment_chars: int = Field(
         default=24,
         ge=0,
-        description="a request's first piece at most this long (its first clause or words), "
-        "so the first audio comes sooner; 0: whole sentences",
+        description="a streamed request's first piece at most this long (its first clause or words), "
+        "when its engine would take longer than first_audio_seconds on the whole first sentence; "
+        "0: whole sentences",
+    )
+    first_audio_seconds: float = Field(
+        default=0.6,
+        gt=0,
+        description="the first audio a listener should wait for at most: a first sentence its engine "
+        "would render slower than this (by the engine's measured pace) starts with a short piece",
     )
     sentence_pause: float = Field(default=0.25, ge=0, le=5)
     clause_pause: float = Field(default=0.1, ge=0, le=5)
@@ -469,6 +476,13 @@ class Settings(BaseSettings):
             raise ValueError("embedded = false needs at least one [[engines]] table")
         self.default_engine = self.default_engine or self.engines[0].name
         return self
+
+    def for_one_text(self) -> Settings:
+        """These settings for one text in this process (``voxserve say``): every engine on one model
+        instance with every thread, not warmed up: lanes pay only for texts rendered at once, each
+        costs a model load, and a warm-up costs what it saves the one text."""
+        one = [engine.model_copy(update={"max_concurrency": 1, "warm_up": False}) for engine in self.engines]
+        return self.model_copy(update={"engines": one})
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -59,6 +59,11 @@ class EngineSettings(BaseModel):
     failures_to_eject: int = Field(default=3, ge=1)
     successes_to_return: int = Field(default=2, ge=1)
     threads: int | None = Field(default=None, ge=1, description="inference threads (default: cores)")
+    warm_up: bool = Field(
+        default=True,
+        description="an engine in this process renders a tiny text on each model instance as it "
+        "loads, so no first request pays for lazy setup and its pace is known; false loads quicker",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="the kind's own settings, checked against its options model"
     )

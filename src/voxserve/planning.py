@@ -18,7 +18,7 @@ from functools import partial
 from voxserve import tracing
 from voxserve.audio import FORMATS, AudioFormat
 from voxserve.config import Settings
-from voxserve.engines.base import Elsewhere, Engine
+from voxserve.engines.base import Elsewhere, Engine, Paced
 from voxserve.errors import (
     AudioTooLong,
     CapabilityMissing,
@@ -52,15 +52,15 @@ JOB_PRIORITY = 0
 @dataclass(frozen=True)
 class Profile:
     """How a kind of request is planned: its limits, where its segments wait, whether the engines
-    must be loaded, and whether someone waits for its first audio (which then comes in a short
-    first piece). The planner holds the two there are, ``speech`` and ``job``."""
+    must be loaded, and whether someone listens as it streams (whose first audio may then come from
+    a short first piece). The planner holds the two there are, ``speech`` and ``job``."""
 
     kind: str  # named in a limit's message: "a synchronous request", "a job"
     max_chars: int
     max_audio_seconds: float
     priority: int = SPEECH_PRIORITY
     require_ready: bool = True
-    short_start: bool = False
+    listening: bool = False
     hint: str = ""  # what to do instead, said when the text is over the limit
 
 
@@ -226,7 +226,7 @@ class Planner:
                 f"{', '.join(map(str, SAMPLE_RATES))}",
                 param="sample_rate",
             )
-        segments = tuple(self._segments(request, text, engine, profile.short_start))
+        segments = tuple(self._segments(request, text, engine, profile.listening))
         if reference is None:
             segments = self._native_voices(segments, request.voice, engine, voice.id)
         if not segments:
@@ -270,16 +270,21 @@ class Planner:
         raise NotReady(f"engine {engine.name!r} is still loading; retry shortly")
 
     async def plan_in_thread(
-        self, request: SpeechRequest, max_audio_seconds: float | None = None, viewer: Viewer = EVERYONE
+        self,
+        request: SpeechRequest,
+        max_audio_seconds: float | None = None,
+        viewer: Viewer = EVERYONE,
+        listening: bool = False,
     ) -> Plan:
         """``plan`` for a request someone waits on, off the event loop (4,096 characters: ~40 ms);
-        ``max_audio_seconds`` lowers the audio limit (a key's own).
+        ``max_audio_seconds`` lowers the audio limit (a key's own); ``listening``: the client plays
+        the audio as it streams (not a whole file, nor timestamps that come with the whole audio).
 
         A request that comes while the engines still load (the first one after start) waits for
         them, up to ``load_wait_seconds``, rather than fail; ``/readyz`` still says "loading".
         """
         limit = min(self.speech.max_audio_seconds, max_audio_seconds or self.speech.max_audio_seconds)
-        profile = replace(self.speech, max_audio_seconds=limit, short_start=True)
+        profile = replace(self.speech, max_audio_seconds=limit, listening=listening)
         plan = partial(self.plan, request, profile, viewer)
         try:
             return await asyncio.to_thread(plan)
@@ -295,12 +300,12 @@ class Planner:
         return await asyncio.to_thread(plan)
 
     def _segments(
-        self, request: SpeechRequest, text: str, engine: Engine, short_start: bool
+        self, request: SpeechRequest, text: str, engine: Engine, listening: bool
     ) -> Iterator[Segment]:
         """Segments of the text; a ``[pause:…]`` mark sets the pause after the segment it ends."""
         previous: Segment | None = None
         for part, pause in split_pauses(text):
-            for segment in self._part_segments(request, part, engine, short_start and previous is None):
+            for segment in self._part_segments(request, part, engine, listening and previous is None):
                 if previous is not None:
                     yield previous
                 previous = segment
@@ -312,13 +317,13 @@ class Planner:
     def _part_segments(
         self, request: SpeechRequest, text: str, engine: Engine, first: bool
     ) -> Iterator[Segment]:
-        """Segments of text between pauses; ``first``: the plan's first, which starts short."""
+        """Segments of text between pauses; ``first``: the plan's first, for a listener."""
         caps = engine.capabilities
         forced = language_code(request.language) if request.language else None
         limit = min(self.settings.segment_chars, caps.max_segment_chars)
         first_limit = min(self.settings.first_segment_chars, limit)
         for number, sentence in enumerate(sentences(text)):
-            short = first and number == 0 and first_limit and not caps.whole_sentences
+            short = first and number == 0 and first_limit and self._slow_to_start(engine, sentence)
             pieces = lead(sentence, first_limit, limit) if short else fit(sentence, limit)
             for index, piece in enumerate(pieces):
                 spoken = strip_marks(piece)
@@ -335,6 +340,16 @@ class Planner:
                         param="language" if forced else "input",
                     )
                 yield Segment(piece, language, self._pause_after(piece, last=index == len(pieces) - 1))
+
+    def _slow_to_start(self, engine: Engine, sentence: str) -> bool:
+        """Whether a listener's first sentence starts with a short piece: only where the engine, at
+        the pace it has measured, would take longer than ``first_audio_seconds`` on it whole. A short
+        piece costs one more model run and the sentence's intonation, so an engine fast enough
+        (hibari), one on servers (no pace here) or one that keeps sentences whole gets it whole."""
+        if engine.capabilities.whole_sentences or not isinstance(engine, Paced):
+            return False
+        pace = engine.seconds_per_char
+        return pace is not None and pace * len(sentence) > self.settings.first_audio_seconds
 
     def _native_voices(
         self, segments: tuple[Segment, ...], wanted: str | None, engine: Engine, voice: str

@@ -295,6 +295,19 @@ class Renderer:
             requests = [request for request in requests if id(request) not in held]
         return _iterate(prepared), BatchCalls(engine, requests)
 
+    def all_cached(self, plan: Plan) -> bool:
+        """Whether the segment cache holds every segment's audio (``voxserve say`` then loads no
+        engine). The normalizers must be loaded where a segment needs them. Blocking."""
+        cache = self.cache if plan.request.cache == "use" else None
+        if cache is None:
+            return False
+        engine, rate = plan.engine.name, plan.engine.capabilities.sample_rate
+        return all(
+            cache.contains(cache_key(engine, rate, request))
+            for _, _, requests in self._prepare_all(plan, 0)
+            for request in requests
+        )
+
     def _prepare_all(self, plan: Plan, start: int) -> list[tuple[int, Segment, list[SegmentRequest]]]:
         """Every segment normalized and cut into requests at once (a batch needs them all up front)."""
         limit = self._limit(plan)

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Collection, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,18 +129,23 @@ class Services:
         task.add_done_callback(ended)
         self._tasks.append(task)
 
-    async def load(self) -> None:
-        """Load the normalizers and every engine. An engine that fails to load fails alone: its
-        requests are told why (503), the others serve; one of this process's own leaves /readyz at
-        503 ``failed``. The normalizers failing stops everything (and raises)."""
+    async def load(self, engines: Collection[str] | None = None) -> None:
+        """Load the normalizers and every engine (``engines``: only those engines and nothing else;
+        ``voxserve say`` loads the one its text needs, and the normalizers where it needs them).
+        An engine that fails to load fails alone: its requests are told why (503), the others
+        serve; one of this process's own leaves /readyz at 503 ``failed``. The normalizers failing
+        stops everything (and raises)."""
         loop = asyncio.get_running_loop()
         try:
-            import jieba
+            if engines is None:
+                import jieba
 
-            await loop.run_in_executor(self.executor, jieba.initialize)
-            await loop.run_in_executor(self.executor, self.pipeline.normalizer.load)
+                await loop.run_in_executor(self.executor, jieba.initialize)
+                await loop.run_in_executor(self.executor, self.pipeline.normalizer.load)
             failed = self.pipeline.planner.failed
             for engine in self.pipeline.engines.values():
+                if engines is not None and engine.name not in engines:
+                    continue
                 try:
                     await engine.load()
                 except Exception as exc:  # whatever a model's loader raises, kept and said
@@ -155,7 +160,8 @@ class Services:
             raise
         finally:
             self.pipeline.planner.loaded.set()
-        log.info("ready: engines %s", ", ".join(n for n in self.pipeline.engines if n not in failed))
+        loaded = [n for n in self.pipeline.engines if n not in failed and (engines is None or n in engines)]
+        log.info("ready: engines %s", ", ".join(loaded))
 
     def start(self, workers: int) -> None:
         """Load in the background, then run ``workers`` job workers and the retention janitor."""

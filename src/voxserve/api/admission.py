@@ -14,16 +14,18 @@ from voxserve.services import Services
 
 
 async def admitted_plan(
-    services: Services, principal: Principal, request: SpeechRequest
+    services: Services, principal: Principal, request: SpeechRequest, listening: bool = False
 ) -> tuple[Plan, dict[str, str], Caller]:
     """A synthesis request planned (within the key's audio limit), moderated and charged: its plan,
     the limit headers, and its caller (for the log line, and to settle when its stream ends). One
     that fails before any audio is made (the engine failed or was busy) gets its characters back: the
     client got an error, not speech. It still counts as a request, and a client that hangs up first
-    gets nothing back (its segment may already have cost engine time)."""
+    gets nothing back (its segment may already have cost engine time). ``listening``: the client
+    plays the audio as it streams (its first sentence may start with a short piece)."""
     guard = services.guard
     quota = guard.quota(principal)
-    plan = await services.pipeline.plan_in_thread(request, quota.max_audio_seconds, principal.viewer)
+    pipeline = services.pipeline
+    plan = await pipeline.plan_in_thread(request, quota.max_audio_seconds, principal.viewer, listening)
     await guard.moderation.check(request.input)
     admitted = await guard.admit(principal, plan.chars, stream=True)
 

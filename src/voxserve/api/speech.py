@@ -51,7 +51,8 @@ async def create_speech(
 ) -> Response:
     """Speak ``input``; the body streams while later segments are still being made (``timestamps``:
     JSON with the whole audio and each segment's place in it)."""
-    plan, headers, caller = await admitted_plan(services, principal, body.to_request(cache))
+    listening = body.stream_format == "sse" or (body.stream and not body.timestamps)
+    plan, headers, caller = await admitted_plan(services, principal, body.to_request(cache), listening)
     request_id = current_request_id()
     response: Response
     if body.stream_format == "sse":

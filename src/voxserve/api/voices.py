@@ -154,7 +154,7 @@ async def preview_voice(
         model=voice.engine if voice and voice.engine else None,
         response_format=response_format,
     )
-    plan, headers, caller = await admitted_plan(services, principal, request)
+    plan, headers, caller = await admitted_plan(services, principal, request, listening=True)
     response = await audio_response(services.pipeline, plan, http, current_request_id(), caller)
     response.headers.update(headers)
     return response

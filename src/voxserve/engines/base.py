@@ -118,3 +118,15 @@ class Elsewhere(Protocol):
         """Why no instance can take requests (each one's last failure); None when one can, or while
         none has failed yet."""
         ...
+
+
+@runtime_checkable
+class Paced(Protocol):
+    """An engine that knows how fast it renders here (its model runs in this process): the planner
+    cuts a listener's first sentence short only when rendering it whole would keep the first audio
+    waiting (see ``Planner``); an engine without a pace gets whole sentences."""
+
+    @property
+    def seconds_per_char(self) -> float | None:
+        """What one character of input has taken to render, lately (None: not measured yet)."""
+        ...

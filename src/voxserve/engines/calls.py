@@ -11,13 +11,19 @@ from collections import deque
 from dataclasses import dataclass, field
 
 
+def _ewma(last: float | None, value: float) -> float:
+    return value if last is None else 0.8 * last + 0.2 * value
+
+
 @dataclass
 class CallStats:
-    """Requests, errors and latency (an EWMA, and p95 over the last 200 successes)."""
+    """Requests, errors and latency (an EWMA, and p95 over the last 200 successes); for an engine in
+    this process, its pace too (seconds per character of input, an EWMA)."""
 
     requests: int = 0
     errors: int = 0
     latency_ewma: float | None = None
+    seconds_per_char: float | None = None
     _latencies: deque[float] = field(default_factory=lambda: deque(maxlen=200))
 
     @property
@@ -26,10 +32,17 @@ class CallStats:
             return self._latencies[0] if self._latencies else None
         return statistics.quantiles(self._latencies, n=20)[-1]
 
-    def succeeded(self, seconds: float) -> None:
+    def succeeded(self, seconds: float, chars: int = 0) -> None:
+        """A call that took ``seconds``; ``chars``: its input's length, when it sets the pace."""
         self.requests += 1
         self._latencies.append(seconds)
-        self.latency_ewma = seconds if self.latency_ewma is None else 0.8 * self.latency_ewma + 0.2 * seconds
+        self.latency_ewma = _ewma(self.latency_ewma, seconds)
+        if chars:
+            self.paced(seconds, chars)
+
+    def paced(self, seconds: float, chars: int) -> None:
+        """``chars`` characters rendered in ``seconds`` (a warm-up's sets the first pace)."""
+        self.seconds_per_char = _ewma(self.seconds_per_char, seconds / chars)
 
     def failed(self) -> None:
         self.requests += 1

@@ -79,8 +79,10 @@ class EmbeddedEngine(EngineBase, ABC, Generic[R]):
         threads: int = 1,
         lanes: int = 1,
         waiting: Waiting = Waiting(),
+        warm_up: bool = True,
     ) -> None:
         super().__init__(name, capabilities)
+        self._warms_up = warm_up
         self._executor = executor
         self._threads = threads
         self._limit = lanes
@@ -101,7 +103,8 @@ class EmbeddedEngine(EngineBase, ABC, Generic[R]):
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._load_runners)
-        await loop.run_in_executor(self._executor, self._warm_up)
+        if self._warms_up:
+            await loop.run_in_executor(self._executor, self._warm_up)
         await super().load()
         log.info(
             "engine %s loaded: %d lanes of %d thread(s)%s",
@@ -147,9 +150,17 @@ class EmbeddedEngine(EngineBase, ABC, Generic[R]):
         self._line.dispatch()
 
     def _warm_up(self) -> None:
-        """One tiny synthesis on every runner, so no first request pays for lazy setup."""
+        """One tiny synthesis on every runner, so no first request pays for lazy setup; the last
+        (the wide runner, which a lone stream's first segment takes) sets the first pace."""
+        request = self._warm_up_request()
         for runner in [*self._free, *([self._wide] if self._wide is not None else [])]:
-            self._render(runner, self._warm_up_request())
+            started = time.perf_counter()
+            self._render(runner, request)
+        self.calls.paced(time.perf_counter() - started, len(request.text))
+
+    @property
+    def seconds_per_char(self) -> float | None:
+        return self.calls.seconds_per_char
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         if not self._ready:
@@ -165,7 +176,7 @@ class EmbeddedEngine(EngineBase, ABC, Generic[R]):
         except (ValueError, RuntimeError) as exc:
             self.calls.failed()
             raise EngineError(f"engine {self.name!r} failed: {exc}") from exc
-        self.calls.succeeded(time.perf_counter() - started)
+        self.calls.succeeded(time.perf_counter() - started, len(request.text))
         yield audio
 
     def snapshot(self) -> list[dict[str, object]]:

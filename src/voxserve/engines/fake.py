@@ -43,8 +43,13 @@ class FakeEngine(EngineBase):
     emotions: frozenset[str] = frozenset()
     cloning: bool = False  # a reference shifts the tone, so each cloned voice sounds its own
     voices: tuple[str, ...] = ("tone",)  # the first is the default; all sound the same
+    pace: float | None = None  # seconds per character it says it takes (as an embedded engine does)
     calls: list[SegmentRequest] = field(default_factory=list)
     _ready: bool = False
+
+    @property
+    def seconds_per_char(self) -> float | None:
+        return self.pace
 
     @property
     def capabilities(self) -> Capabilities:

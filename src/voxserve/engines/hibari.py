@@ -33,6 +33,7 @@ class HibariEngine(EmbeddedEngine[Any]):
         threads: int = 1,
         lanes: int = 2,
         waiting: Waiting = Waiting(),
+        warm_up: bool = True,
     ) -> None:
         capabilities = Capabilities(
             languages=frozenset({"en"}),
@@ -41,7 +42,7 @@ class HibariEngine(EmbeddedEngine[Any]):
             seeded=True,
             native_speed=(0.5, 2.0),
         )
-        super().__init__(name, capabilities, executor, threads, lanes, waiting)
+        super().__init__(name, capabilities, executor, threads, lanes, waiting, warm_up)
 
     def _load(self) -> None:
         import hibari  # noqa: F401 - fails here, at load, if it is missing
@@ -70,6 +71,7 @@ def _build(config: EngineSettings, options: NoOptions, context: BuildContext) ->
         threads=config.threads or context.cores,
         lanes=config.fixed_concurrency or context.cores,
         waiting=waiting_of(config),
+        warm_up=config.warm_up,
     )
 
 

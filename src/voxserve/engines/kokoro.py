@@ -128,10 +128,11 @@ class KokoroEngine(EmbeddedEngine[Kokoro]):
         threads: int,
         lanes: int = 1,
         waiting: Waiting = Waiting(),
+        warm_up: bool = True,
     ) -> None:
         # what it offers once the voice set is in; load() narrows it when only the Japanese are
         super().__init__(
-            name, capabilities(name, kokoro_voices.VOICE_NAMES), executor, threads, lanes, waiting
+            name, capabilities(name, kokoro_voices.VOICE_NAMES), executor, threads, lanes, waiting, warm_up
         )
         self._model_dir = model_dir
         self._model_path: Path | None = None
@@ -259,6 +260,7 @@ def _build(config: EngineSettings, options: NoOptions, context: BuildContext) ->
         threads=config.threads or context.cores,
         lanes=config.fixed_concurrency or context.cores,
         waiting=waiting_of(config),
+        warm_up=config.warm_up,
     )
 
 
