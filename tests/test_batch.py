@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from voxserve.batch.concurrency import AdaptiveLimit
+from voxserve.batch.concurrency import AdaptiveLimit, with_waiting
 from voxserve.batch.manifest import ManifestError, read_manifest
+from voxserve.batch.run import engines_capacity
 
 
 def test_a_csv_manifest_with_ids_made_where_absent(tmp_path: Path) -> None:
@@ -98,6 +99,49 @@ async def test_the_limit_finds_the_capacity_without_being_told() -> None:
     ideal = 400 * 0.05 / 8
     assert 8 <= limit.snapshot.limit <= 16, "busy all the time, with a short queue"
     assert seconds < 1.35 * ideal, f"{seconds:.2f} s against an ideal {ideal:.2f} s"
+
+
+async def test_told_the_gateways_capacity_the_limit_keeps_it_busy_from_the_start() -> None:
+    limit = AdaptiveLimit()
+    await limit.follow(8)
+    assert limit.snapshot.limit == with_waiting(8) == 10, "its 8 at once and two waiting"
+    seconds = await _served(limit, capacity=8, service=0.05, requests=400)
+    ideal = 400 * 0.05 / 8
+    assert limit.snapshot.limit == 10, "answers do not move a figure the gateway gave"
+    assert seconds < 1.1 * ideal, f"{seconds:.2f} s against an ideal {ideal:.2f} s"
+    await limit.refused(None)
+    assert limit.snapshot.limit == 5, "a refusal still halves it, until the gateway's next figure"
+    fixed = AdaptiveLimit(fixed=3)
+    await fixed.follow(8)
+    assert fixed.snapshot.limit == 3, "-j N stays N"
+
+
+@pytest.mark.parametrize(
+    ("models", "capacity"),
+    [
+        ({"cosy"}, 6),  # the engine the items name: its healthy instances' limits
+        (set(), 8),  # none named (an alias or the default): every engine's
+        ({"tts-1"}, 8),
+    ],
+)
+def test_the_gateways_capacity_is_read_from_its_engine_list(models: set[str], capacity: int) -> None:
+    listing = {
+        "engines": [
+            {
+                "name": "cosy",
+                "instances": [
+                    {"limit": 4, "healthy": True},
+                    {"limit": 2, "healthy": True},
+                    {"limit": 9, "healthy": False},
+                ],
+            },
+            {"name": "kokoro", "instances": [{"limit": 2, "healthy": True}]},
+            {"name": "other", "instances": [{"url": "-", "healthy": True}]},  # says no limit
+        ]
+    }
+    assert engines_capacity(listing, models) == capacity
+    assert engines_capacity({"detail": "Not Found"}, models) is None, "not a voxserve gateway"
+    assert engines_capacity({"engines": []}, models) is None
 
 
 async def test_a_refusal_halves_the_limit_and_pauses_everyone() -> None:

@@ -8,6 +8,11 @@ The signal is TCP Vegas's: with ``best`` the cost of an answer when nothing wait
 character, so long and short texts compare) and ``cost`` the recent cost, ``limit × (1 − best /
 cost)`` estimates how many requests are queued. Between ``ALPHA`` and ``BETA`` queued the servers
 are busy all the time without a long queue: the limit holds there.
+
+A voxserve gateway says how many requests its engines run at once (``GET /v1/engines``: each
+instance's limit). Then nothing needs discovering: the batch keeps that many in flight and a few
+more waiting in the gateway's queue (:func:`with_waiting`), so an engine that finishes one request
+starts the next at once, and follows the gateway's figure as it changes (:meth:`follow`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from dataclasses import dataclass
 
 ALPHA, BETA = 3.0, 6.0  # requests waiting in the servers' queues: fewer, grow; more, shrink
 SAMPLES = 500  # the best cost is the lowest of this many recent answers
+
+
+def with_waiting(capacity: int) -> int:
+    """Requests to keep in flight for a gateway whose engines run ``capacity`` at once: a quarter
+    more (at least two) wait in its queue, to cover each answer's way back and the next request's
+    way there; more would only wait longer."""
+    return capacity + max(2, capacity // 4)
 
 
 @dataclass
@@ -42,6 +54,7 @@ class AdaptiveLimit:
         self._slow_start = True
         self._paused_until = 0.0
         self._changed = asyncio.Condition()
+        self.following = False  # the limit is the gateway's own figure, not found from answers
 
     @property
     def snapshot(self) -> Snapshot:
@@ -66,7 +79,7 @@ class AdaptiveLimit:
         cost = seconds / max(chars, 20)
         self._costs.append(cost)
         self._recent = cost if self._recent is None else 0.8 * self._recent + 0.2 * cost
-        if self.fixed is None:
+        if self.fixed is None and not self.following:
             queued = self._queued()
             if queued < ALPHA:
                 self.limit += 1.0 if self._slow_start else 1.0 / self.limit
@@ -84,6 +97,16 @@ class AdaptiveLimit:
         if retry_after:
             self._paused_until = max(self._paused_until, time.monotonic() + retry_after)
         await self._release()
+
+    async def follow(self, capacity: int) -> None:
+        """The gateway's engines run ``capacity`` requests at once: keep that many in flight and a
+        few waiting (a refusal still halves it until the gateway's next figure)."""
+        if self.fixed is not None:
+            return
+        self.following = True
+        self.limit = float(min(with_waiting(capacity), self.maximum))
+        async with self._changed:
+            self._changed.notify_all()
 
     async def failed(self) -> None:
         """Any other failure: no news about capacity."""

@@ -33,6 +33,29 @@ from voxserve.engines.decode import decode_audio
 
 #: Answers that say the servers are full: the limit shrinks (other failures say nothing about load).
 OVERLOADED = frozenset({429, 503, 504})
+#: Seconds between readings of a gateway's engines, whose limits change (adaptive pools, instances
+#: ejected or back).
+FOLLOW_EVERY = 5.0
+
+
+def engines_capacity(listing: Any, models: set[str]) -> int | None:
+    """How many requests a voxserve gateway's engines run at once, from its ``GET /v1/engines``: the
+    limits of the healthy instances of the engines the items name (of every engine, when they name
+    none of them: a model alias or the default). None when the answer is not a gateway's."""
+    try:
+        engines = listing["engines"]
+        named = [engine for engine in engines if engine["name"] in models] or engines
+        return (
+            sum(
+                int(instance["limit"])
+                for engine in named
+                for instance in engine["instances"]
+                if instance.get("healthy") and "limit" in instance
+            )
+            or None
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -94,6 +117,7 @@ class Batch:
         self.options.out_dir.mkdir(parents=True, exist_ok=True)
         todo = self.resumable()
         writer = asyncio.create_task(self._keep_writing())
+        follower = await self._follow_the_gateway() if self.options.concurrency is None else None
         try:
             async with asyncio.TaskGroup() as group:
                 for index in todo:
@@ -103,8 +127,34 @@ class Batch:
             raise stopped.exceptions[0] from None
         finally:
             writer.cancel()
+            if follower is not None:
+                follower.cancel()
             await asyncio.to_thread(write_results, self.options.out_dir, self.results)
         return self.results
+
+    async def _gateway_capacity(self) -> int | None:
+        models = {str(item.fields["model"]) for item in self.items if item.fields.get("model")}
+        try:
+            return engines_capacity(await self.client.engines(), models)
+        except (APIError, ConnectionFailed):  # not a gateway, or its engine list needs an admin key
+            return None
+
+    async def _follow_the_gateway(self) -> asyncio.Task[None] | None:
+        """With no ``-j``: when the server is a voxserve gateway that says how many requests its
+        engines run at once, keep to that figure (read again every ``FOLLOW_EVERY`` s) rather than
+        find it from answers; the task that reads it, or None (the limit then adapts)."""
+        capacity = await self._gateway_capacity()
+        if capacity is None:
+            return None
+        await self.limit.follow(capacity)
+
+        async def keep_following() -> None:
+            while True:
+                await asyncio.sleep(FOLLOW_EVERY)
+                if (now := await self._gateway_capacity()) is not None:
+                    await self.limit.follow(now)
+
+        return asyncio.create_task(keep_following())
 
     async def _keep_writing(self) -> None:
         while True:
