@@ -135,16 +135,17 @@ async def test_segments_carry_language_and_fit_the_limit(pipeline: Pipeline) -> 
 
 
 @pytest.mark.parametrize(
-    ("pace", "listening", "first"),
+    ("pace", "listening", "seed", "first"),
     [
-        (0.05, True, "The morning train was"),  # 62 characters at 50 ms each: 3.1 s > 0.6 s
-        (0.005, True, "The morning train was late again, so we walked to the office."),  # 0.31 s: whole
-        (None, True, "The morning train was late again, so we walked to the office."),  # no pace: whole
-        (0.05, False, "The morning train was late again, so we walked to the office."),  # a whole file
+        (0.05, True, None, "The morning train was"),  # 62 characters at 50 ms each: 3.1 s > 0.6 s
+        (0.005, True, None, "The morning train was late again, so we walked to the office."),  # 0.31 s
+        (None, True, None, "The morning train was late again, so we walked to the office."),  # no pace
+        (0.05, False, None, "The morning train was late again, so we walked to the office."),  # a file
+        (0.05, True, 7, "The morning train was late again, so we walked to the office."),  # seeded
     ],
 )
 async def test_a_listeners_first_sentence_starts_short_only_where_it_pays(
-    tmp_path: Path, pace: float | None, listening: bool, first: str
+    tmp_path: Path, pace: float | None, listening: bool, seed: int | None, first: str
 ) -> None:
     engines = {"fake": FakeEngine(name="fake", pace=pace)}
     await engines["fake"].load()
@@ -154,7 +155,8 @@ async def test_a_listeners_first_sentence_starts_short_only_where_it_pays(
     pipeline = Pipeline(engines, normalizer, settings, ThreadPoolExecutor(1), Metrics())
     text = "The morning train was late again, so we walked to the office. Then it rained all day long."
     assert len(pipeline.plan(SpeechRequest(input=text)).segments) == 2, "a job's sentences stay whole"
-    plan = pipeline.plan(SpeechRequest(input=text), replace(pipeline.planner.speech, listening=listening))
+    request = SpeechRequest(input=text, seed=seed)
+    plan = pipeline.plan(request, replace(pipeline.planner.speech, listening=listening))
     segments = [(s.text, s.pause_after) for s in plan.segments]
     assert segments[0][0] == first
     assert segments[-1] == ("Then it rained all day long.", 0.25), "later sentences whole"

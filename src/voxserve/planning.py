@@ -323,7 +323,13 @@ class Planner:
         limit = min(self.settings.segment_chars, caps.max_segment_chars)
         first_limit = min(self.settings.first_segment_chars, limit)
         for number, sentence in enumerate(sentences(text)):
-            short = first and number == 0 and first_limit and self._slow_to_start(engine, sentence)
+            short = (
+                first
+                and number == 0
+                and first_limit
+                and request.seed is None
+                and self._slow_to_start(engine, sentence)
+            )
             pieces = lead(sentence, first_limit, limit) if short else fit(sentence, limit)
             for index, piece in enumerate(pieces):
                 spoken = strip_marks(piece)
@@ -345,7 +351,9 @@ class Planner:
         """Whether a listener's first sentence starts with a short piece: only where the engine, at
         the pace it has measured, would take longer than ``first_audio_seconds`` on it whole. A short
         piece costs one more model run and the sentence's intonation, so an engine fast enough
-        (hibari), one on servers (no pace here) or one that keeps sentences whole gets it whole."""
+        (hibari), one on servers (no pace here) or one that keeps sentences whole gets it whole. A request
+        with a seed gets it whole too (its caller checks): the same request and seed must give
+        the same samples, whatever the pace was."""
         if engine.capabilities.whole_sentences or not isinstance(engine, Paced):
             return False
         pace = engine.seconds_per_char
