@@ -225,10 +225,7 @@ async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Sa
             await asyncio.to_thread(pipeline.normalizer.load)
         cached = await asyncio.to_thread(pipeline.renderer.all_cached, plan)
         if not cached:
-            try:
-                await services.load(engines={plan.engine.name})
-            except Exception as exc:  # whatever a model's loader raises, said in one line
-                raise EngineUnavailable(f"loading the models failed: {type(exc).__name__}: {exc}") from exc
+            await services.load(engines={plan.engine.name})  # a loader's failure is kept, not raised
             failure = pipeline.planner.failed.get(plan.engine.name)
             if failure:
                 raise EngineUnavailable(f"loading engine {plan.engine.name!r} failed: {failure}")
