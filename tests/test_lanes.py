@@ -121,3 +121,16 @@ async def test_the_pace_is_measured_from_the_warm_up_then_from_each_call() -> No
     for _ in range(30):
         await speak(engine, "a" * 100)  # 50 ms for 100 characters: the pace comes down towards 0.5 ms
     assert engine.seconds_per_char is not None and engine.seconds_per_char < 0.001
+
+
+async def test_idle_only_while_nothing_renders_or_waits() -> None:
+    engine = await loaded(threads=2, lanes=1)
+    assert engine.idle
+    first = asyncio.create_task(speak(engine, "one"))
+    second = asyncio.create_task(speak(engine, "two"))
+    await asyncio.sleep(0.02)
+    assert not engine.idle, "one renders, one waits"
+    await asyncio.gather(first, second)
+    assert engine.idle
+    with engine.open_stream():
+        assert not engine.idle, "a stream between its segments still holds the engine"

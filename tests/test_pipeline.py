@@ -135,19 +135,20 @@ async def test_segments_carry_language_and_fit_the_limit(pipeline: Pipeline) -> 
 
 
 @pytest.mark.parametrize(
-    ("pace", "listening", "seed", "first"),
+    ("pace", "idle", "listening", "seed", "first"),
     [
-        (0.05, True, None, "The morning train was"),  # 62 characters at 50 ms each: 3.1 s > 0.6 s
-        (0.005, True, None, "The morning train was late again, so we walked to the office."),  # 0.31 s
-        (None, True, None, "The morning train was late again, so we walked to the office."),  # no pace
-        (0.05, False, None, "The morning train was late again, so we walked to the office."),  # a file
-        (0.05, True, 7, "The morning train was late again, so we walked to the office."),  # seeded
+        (0.05, True, True, None, "The morning train was"),  # 62 characters at 50 ms each: 3.1 s > 0.6 s
+        (0.005, True, True, None, "The morning train was late again, so we walked to the office."),  # 0.31 s
+        (None, True, True, None, "The morning train was late again, so we walked to the office."),  # no pace
+        (0.05, True, False, None, "The morning train was late again, so we walked to the office."),  # a file
+        (0.05, True, True, 7, "The morning train was late again, so we walked to the office."),  # seeded
+        (0.05, False, True, None, "The morning train was late again, so we walked to the office."),  # busy
     ],
 )
 async def test_a_listeners_first_sentence_starts_short_only_where_it_pays(
-    tmp_path: Path, pace: float | None, listening: bool, seed: int | None, first: str
+    tmp_path: Path, pace: float | None, idle: bool, listening: bool, seed: int | None, first: str
 ) -> None:
-    engines = {"fake": FakeEngine(name="fake", pace=pace)}
+    engines = {"fake": FakeEngine(name="fake", pace=pace, idle=idle)}
     await engines["fake"].load()
     normalizer = TextNormalizer()
     normalizer.load()

@@ -130,3 +130,9 @@ class Paced(Protocol):
     def seconds_per_char(self) -> float | None:
         """What one character of input has taken to render, lately (None: not measured yet)."""
         ...
+
+    @property
+    def idle(self) -> bool:
+        """Nothing renders or waits here now: a new stream would be alone (as the wide runner's
+        is), so a short first piece is what its first audio waits for, not others' segments."""
+        ...

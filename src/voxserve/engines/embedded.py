@@ -167,6 +167,10 @@ class EmbeddedEngine(EngineBase, ABC, Generic[R]):
     def seconds_per_char(self) -> float | None:
         return self.calls.seconds_per_char
 
+    @property
+    def idle(self) -> bool:
+        return self._streams == 0 and self._running == 0 and self._line.waiting == 0
+
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         if not self._ready:
             raise NotReady(f"engine {self.name!r} is still loading")

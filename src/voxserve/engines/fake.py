@@ -44,6 +44,7 @@ class FakeEngine(EngineBase):
     cloning: bool = False  # a reference shifts the tone, so each cloned voice sounds its own
     voices: tuple[str, ...] = ("tone",)  # the first is the default; all sound the same
     pace: float | None = None  # seconds per character it says it takes (as an embedded engine does)
+    idle: bool = True  # whether it says nothing renders or waits on it now
     calls: list[SegmentRequest] = field(default_factory=list)
     _ready: bool = False
 
