@@ -123,14 +123,13 @@ async def test_the_pace_is_measured_from_the_warm_up_then_from_each_call() -> No
     assert engine.seconds_per_char is not None and engine.seconds_per_char < 0.001
 
 
-async def test_idle_only_while_nothing_renders_or_waits() -> None:
+async def test_idle_for_a_priority_while_no_stream_of_it_or_above_is_open() -> None:
     engine = await loaded(threads=2, lanes=1)
-    assert engine.idle
-    first = asyncio.create_task(speak(engine, "one"))
-    second = asyncio.create_task(speak(engine, "two"))
-    await asyncio.sleep(0.02)
-    assert not engine.idle, "one renders, one waits"
-    await asyncio.gather(first, second)
-    assert engine.idle
-    with engine.open_stream():
-        assert not engine.idle, "a stream between its segments still holds the engine"
+    assert engine.idle_for(SPEECH) and engine.idle_for(JOB)
+    with engine.open_stream(JOB):
+        assert engine.idle_for(SPEECH), "a speech request goes before a job's segments"
+        assert not engine.idle_for(JOB)
+        with engine.open_stream(SPEECH):
+            assert not engine.idle_for(SPEECH), "another listener holds the engine, between segments too"
+        assert engine.idle_for(SPEECH)
+    assert engine.idle_for(JOB)

@@ -348,18 +348,20 @@ class Planner:
                 yield Segment(piece, language, self._pause_after(piece, last=index == len(pieces) - 1))
 
     def _slow_to_start(self, engine: Engine, sentence: str) -> bool:
-        """Whether a listener's first sentence starts with a short piece: only where the engine is
-        idle and, at the pace it has measured, would take longer than ``first_audio_seconds`` on it
-        whole. A short piece costs one more model run and the sentence's intonation, so an engine
-        fast enough (hibari), one on servers (no pace here) or one that keeps sentences whole gets
-        it whole; so does a stream that comes while others render: its first audio waits for their
-        segments anyway, and the extra run would cost every stream throughput. A request
-        with a seed gets it whole too (its caller checks): the same request and seed must give
-        the same samples, whatever the pace was."""
+        """Whether a listener's first sentence starts with a short piece: only where no other
+        listener's stream is on the engine (jobs' segments go after it) and the engine, at the pace
+        it has measured, would take longer than ``first_audio_seconds`` on it whole. A short piece
+        costs one more model run and the sentence's intonation, so an engine fast enough (hibari),
+        one on servers (no pace here) or one that keeps sentences whole gets it whole; so does a
+        stream that comes while other listeners' render: its first audio waits for their segments
+        anyway, and the extra run would cost every stream throughput. A request with a seed gets
+        it whole too (its caller checks): the same request and seed must give the same samples,
+        whatever the pace was."""
         if engine.capabilities.whole_sentences or not isinstance(engine, Paced):
             return False
         pace = engine.seconds_per_char
-        return engine.idle and pace is not None and pace * len(sentence) > self.settings.first_audio_seconds
+        alone = engine.idle_for(SPEECH_PRIORITY)  # a listener's segments go at speech's priority
+        return alone and pace is not None and pace * len(sentence) > self.settings.first_audio_seconds
 
     def _native_voices(
         self, segments: tuple[Segment, ...], wanted: str | None, engine: Engine, voice: str

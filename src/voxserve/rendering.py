@@ -228,7 +228,9 @@ class Renderer:
         rate = engine.capabilities.sample_rate
         calls: EngineCalls | None = None
         outcome, chars = "error", 0
-        streaming = engine.open_stream() if isinstance(engine, StreamAware) else contextlib.nullcontext()
+        streaming = (
+            engine.open_stream(plan.priority) if isinstance(engine, StreamAware) else contextlib.nullcontext()
+        )
         with streaming:  # the engine knows how many streams it serves (lone ones get every thread)
             try:
                 prepared, calls = await self._prepared(plan, start)

@@ -91,10 +91,10 @@ class BatchEngine(Engine, Protocol):
 @runtime_checkable
 class StreamAware(Engine, Protocol):
     """An engine that runs differently for one stream than for several (see
-    :mod:`voxserve.engines.embedded`): the renderer holds ``open_stream()`` while it renders a
-    request's or a job's segments on it."""
+    :mod:`voxserve.engines.embedded`): the renderer holds ``open_stream(priority)`` while it
+    renders a request's or a job's segments on it (at the plan's priority)."""
 
-    def open_stream(self) -> AbstractContextManager[None]: ...
+    def open_stream(self, priority: int = 0) -> AbstractContextManager[None]: ...
 
 
 @runtime_checkable
@@ -131,8 +131,8 @@ class Paced(Protocol):
         """What one character of input has taken to render, lately (None: not measured yet)."""
         ...
 
-    @property
-    def idle(self) -> bool:
-        """Nothing renders or waits here now: a new stream would be alone (as the wide runner's
-        is), so a short first piece is what its first audio waits for, not others' segments."""
+    def idle_for(self, priority: int) -> bool:
+        """No stream of ``priority`` or above renders (or waits) here now: a new stream of that
+        priority goes first, so a short first piece is what its first audio waits for, not the
+        segments of others like it."""
         ...

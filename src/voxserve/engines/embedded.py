@@ -91,7 +91,7 @@ class EmbeddedEngine(EngineBase, ABC, Generic[R]):
         self._free: list[R] = []  # narrow runners not in use
         self._wide: R | None = None  # the all-threads runner, when lanes split the threads
         self._wide_busy = False
-        self._streams = 0  # requests and jobs being rendered on this engine now
+        self._streams: list[int] = []  # the priorities of the requests and jobs rendered here now
         self._line: AdmissionQueue[R] = AdmissionQueue(waiting.max_queue, self._release)
         self.calls = CallStats()
 
@@ -121,21 +121,23 @@ class EmbeddedEngine(EngineBase, ABC, Generic[R]):
             self._wide = self._new_runner(self._threads)
 
     @contextlib.contextmanager
-    def open_stream(self) -> Iterator[None]:
+    def open_stream(self, priority: int = 0) -> Iterator[None]:
         """While a request's (or job's) segments are rendered here: how many streams there are decides
-        between the wide runner and narrow ones."""
-        self._streams += 1
+        between the wide runner and narrow ones, and their priorities whether a new one is first."""
+        self._streams.append(priority)
         try:
             yield
         finally:
-            self._streams -= 1
+            self._streams.remove(priority)
 
     def _take(self) -> R | None:
         """A runner for the head of the line: the wide one if its stream is alone."""
         if self._running >= self._limit:
             return None
         self._running += 1
-        alone = self._running == 1 and self._line.waiting <= 1 and self._streams <= 1  # the line holds it
+        alone = (
+            self._running == 1 and self._line.waiting <= 1 and len(self._streams) <= 1
+        )  # the line holds it
         if alone and self._wide is not None and not self._wide_busy:
             self._wide_busy = True
             return self._wide
@@ -167,9 +169,9 @@ class EmbeddedEngine(EngineBase, ABC, Generic[R]):
     def seconds_per_char(self) -> float | None:
         return self.calls.seconds_per_char
 
-    @property
-    def idle(self) -> bool:
-        return self._streams == 0 and self._running == 0 and self._line.waiting == 0
+    def idle_for(self, priority: int) -> bool:
+        # every segment that renders or waits here belongs to an open stream
+        return all(other < priority for other in self._streams)
 
     async def synthesize(self, request: SegmentRequest) -> AsyncIterator[PCM]:
         if not self._ready:

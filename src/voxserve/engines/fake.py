@@ -44,13 +44,16 @@ class FakeEngine(EngineBase):
     cloning: bool = False  # a reference shifts the tone, so each cloned voice sounds its own
     voices: tuple[str, ...] = ("tone",)  # the first is the default; all sound the same
     pace: float | None = None  # seconds per character it says it takes (as an embedded engine does)
-    idle: bool = True  # whether it says nothing renders or waits on it now
+    idle: bool = True  # what idle_for says, whatever the priority
     calls: list[SegmentRequest] = field(default_factory=list)
     _ready: bool = False
 
     @property
     def seconds_per_char(self) -> float | None:
         return self.pace
+
+    def idle_for(self, priority: int) -> bool:
+        return self.idle
 
     @property
     def capabilities(self) -> Capabilities:
