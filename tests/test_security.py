@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from tests.support.api import JOB_TEXT, SPEECH, assert_error, ready_client, wait_for
 from tests.support.audio import decode
@@ -555,3 +556,41 @@ def test_usage_is_written_once_however_the_flushes_meet(deploy: Callable[..., De
         return dict(await guard.keys.usage("k_flush"))
 
     assert client.portal.call(flushed) == {"characters": 12}  # type: ignore[union-attr]
+
+
+def test_a_text_stream_is_one_request_and_one_stream_charged_its_characters(
+    deploy: Callable[..., Deployment],
+) -> None:
+    d = deploy()
+    url = "ws://127.0.0.1/v1/audio/speech/stream"
+    jobs_only = auth(d.key("jobs", ["jobs"]))
+    with (
+        d.client.websocket_connect(url, headers=jobs_only) as socket,
+        pytest.raises(WebSocketDisconnect) as no,
+    ):
+        socket.receive_json()
+    assert no.value.code == 4403
+    token = auth(d.key("agent", ["speech"], requests_per_minute=2, concurrent_streams=1))
+    with d.client.websocket_connect(url, headers=token) as socket:
+        socket.send_json({"type": "text", "text": "One two. Three four. Five six. Seven"})
+        socket.send_json({"type": "end"})
+        with (
+            d.client.websocket_connect(url, headers=token) as second,
+            pytest.raises(WebSocketDisconnect) as busy,
+        ):
+            second.receive_json()
+        assert busy.value.code == 4429 and "concurrent_streams" in busy.value.reason
+        done = None
+        while done is None:
+            message = socket.receive()
+            if message.get("text") and json.loads(message["text"])["type"] == "done":
+                done = json.loads(message["text"])
+    assert done["usage"]["characters"] == len("One two.Three four.Five six.Seven")
+    deadline = time.monotonic() + 5
+    while "audio_seconds" not in (usage := d.client.get("/v1/usage", headers=token).json()["usage"]):
+        assert time.monotonic() < deadline, usage
+        time.sleep(0.05)
+    assert usage["characters"] == done["usage"]["characters"], "four sentences, four charges"
+    assert usage["audio_seconds"] == pytest.approx(done["usage"]["audio_seconds"], abs=0.01)
+    again = d.client.post(SPEECH, json=SAY, headers=token)
+    assert again.status_code == 200, "the stream counted as one request of the two a minute"

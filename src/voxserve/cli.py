@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import errno
 import importlib.metadata
-import ipaddress
 import os
 import signal
 import socket
@@ -115,6 +114,7 @@ def serve(
 
     from voxserve import tracing
     from voxserve.api import create_app
+    from voxserve.api.speech_socket import MAX_MESSAGE_BYTES
     from voxserve.logs import configure_logging
 
     settings = _settings(
@@ -142,12 +142,15 @@ def serve(
         port=settings.port,
         log_config=None,
         timeout_graceful_shutdown=10,
+        ws_max_size=MAX_MESSAGE_BYTES,  # a larger message is refused (1009) before it is read whole
     )
 
 
 def _warn_if_exposed(settings: Settings) -> None:
     """Serving beyond this machine without keys lets anyone use (and fill) it: say so, loudly."""
-    if settings.auth.enabled or ipaddress_is_loopback(settings.host):
+    from voxserve.config import is_loopback
+
+    if settings.auth.enabled or is_loopback(settings.host):
         return
     console.print(
         f"[bold red]WARNING: serving on {settings.host} without API keys: anyone who can reach this "
@@ -180,15 +183,6 @@ def _check_port_free(host: str, port: int | None, flag: str) -> None:
                 f"port with {flag}"
             )
             raise typer.Exit(1) from exc
-
-
-def ipaddress_is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 #: The bounds of the request model, as the options' min and max.

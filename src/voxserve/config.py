@@ -6,11 +6,13 @@ passed to :func:`voxserve.api.create_app`; no module reads settings at import.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -273,6 +275,16 @@ SCOPES = ("speech", "jobs", "voices", "admin")
 LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1"]
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a host name or address is this machine's alone (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Quota(BaseModel):
     """Limits of a key, or of one client address without a key. A field left out has no limit."""
 
@@ -363,6 +375,66 @@ class ModerationSettings(BaseModel):
         default=None, description='POST {"input": text} → {"allowed": bool, "reason": str}'
     )
     timeout: float = Field(default=2.0, gt=0, description="seconds the service may take (then refused)")
+
+
+class TextStreamSettings(BaseModel):
+    """Text that arrives in pieces (the WebSocket ``/v1/audio/speech/stream``, Wyoming's streaming
+    synthesis): how much may wait to be spoken, and how long a stream may stay open."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_queued_chars: int = Field(
+        default=16_384, ge=1, description="text received and not yet spoken (more is refused until it is)"
+    )
+    idle_seconds: float = Field(default=60.0, gt=0, description="a stream with no text for this long closes")
+    max_seconds: float = Field(default=3600.0, gt=0, description="the longest a stream may stay open")
+
+
+class WyomingSettings(BaseModel):
+    """The Wyoming server (Home Assistant, Rhasspy): off unless ``uri`` is set. Wyoming has no
+    authentication, so a bind beyond loopback needs ``allowed_clients``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uri: str | None = Field(
+        default=None,
+        pattern=r"^tcp://\S+:\d+$",
+        description="where it listens, e.g. tcp://127.0.0.1:10200 (unset: no Wyoming server)",
+    )
+    allowed_clients: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks that may connect besides loopback (needed to bind beyond it)",
+    )
+
+    @field_validator("allowed_clients")
+    @classmethod
+    def _networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an address or network (10.0.0.0/8, 192.168.1.20)"
+                ) from None
+        return entries
+
+    @model_validator(mode="after")
+    def _loopback_unless_allowed(self) -> WyomingSettings:
+        host = self.host
+        if host is not None and not self.allowed_clients and not is_loopback(host):
+            raise ValueError(
+                f"wyoming.uri binds {host}, beyond this machine, and Wyoming has no keys: set "
+                "wyoming.allowed_clients to the addresses that may connect (see docs/security.md)"
+            )
+        return self
+
+    @property
+    def host(self) -> str | None:
+        return urlsplit(self.uri).hostname if self.uri else None
+
+    @property
+    def port(self) -> int | None:
+        return urlsplit(self.uri).port if self.uri else None
 
 
 class Settings(BaseSettings):
@@ -459,6 +531,8 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    text_streams: TextStreamSettings = Field(default_factory=TextStreamSettings)
+    wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
 
     @model_validator(mode="after")
     def _every_engine(self) -> Settings:

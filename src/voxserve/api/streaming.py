@@ -69,7 +69,7 @@ def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
     return headers
 
 
-def _log_line(request_id: str, plan: Plan, stats: Stats, outcome: str, caller: Caller) -> None:
+def log_line(request_id: str, plan: Plan, stats: Stats, outcome: str, caller: Caller) -> None:
     """One line per synthesis; its fields are also the JSON log line's own keys."""
     ttfa = stats.time_to_first_audio
     rtf = stats.real_time_factor
@@ -128,7 +128,7 @@ async def _started(
         first = await _first_or_gone(chunks, request)
     except BaseException as exc:
         stats.client_left = isinstance(exc, ClientGone)
-        _log_line(request_id, plan, stats, "disconnected" if stats.client_left else "failed", caller)
+        log_line(request_id, plan, stats, "disconnected" if stats.client_left else "failed", caller)
         caller.ended(stats)
         await chunks.aclose()
         raise
@@ -146,7 +146,7 @@ async def _started(
         finally:
             caller.ended(stats)
             await chunks.aclose()
-            _log_line(request_id, plan, stats, outcome, caller)
+            log_line(request_id, plan, stats, outcome, caller)
 
     return stream()
 

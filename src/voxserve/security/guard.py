@@ -129,9 +129,12 @@ class Guard:
         limits = self.settings.limits
         return principal.key.limits(limits.keys) if principal.key else limits.anonymous
 
-    async def admit(self, principal: Principal, chars: int = 0, stream: bool = False) -> Admitted:
-        """Check and charge the principal's quota for one request of ``chars`` characters."""
-        admitted = await self.limiter.admit(principal.subject, self.quota(principal), chars, stream)
+    async def admit(
+        self, principal: Principal, chars: int = 0, stream: bool = False, request: bool = True
+    ) -> Admitted:
+        """Check and charge the principal's quota for one request of ``chars`` characters (``request``
+        False: the characters alone, for a text stream's sentence; the stream was the request)."""
+        admitted = await self.limiter.admit(principal.subject, self.quota(principal), chars, stream, request)
         if chars:
             await self.record(principal, {"characters": chars})
         return admitted

@@ -80,11 +80,18 @@ class Rule:
         )
 
 
-def rules(subject: str, quota: Quota, chars: int, stream: bool) -> list[Rule]:
-    """The counters one request of ``chars`` characters is charged to, requests per minute first."""
+def rules(subject: str, quota: Quota, chars: int, stream: bool, request: bool = True) -> list[Rule]:
+    """The counters one request of ``chars`` characters is charged to, requests per minute first
+    (``request`` False: only its characters, a sentence of a text stream that was counted once)."""
     found = []
     windows = [
-        (quota.requests_per_minute, 1, RateLimitItemPerMinute, "requests_per_minute", "requests"),
+        (
+            quota.requests_per_minute if request else None,
+            1,
+            RateLimitItemPerMinute,
+            "requests_per_minute",
+            "requests",
+        ),
         (quota.chars_per_day if chars else None, chars, RateLimitItemPerDay, "chars_per_day", "characters"),
         (
             quota.chars_per_month if chars else None,
@@ -157,9 +164,11 @@ class QuotaLimiter(ABC):
     def __init__(self) -> None:
         self._held: set[Lease] = set()
 
-    async def admit(self, subject: str, quota: Quota, chars: int = 0, stream: bool = False) -> Admitted:
+    async def admit(
+        self, subject: str, quota: Quota, chars: int = 0, stream: bool = False, request: bool = True
+    ) -> Admitted:
         """Charge every limit at once; RateLimited (nothing charged) if any would pass."""
-        charges = rules(subject, quota, chars, stream)
+        charges = rules(subject, quota, chars, stream, request)
         if not charges:
             return Admitted()
         charge_id = uuid.uuid4().hex  # names the charge (once only, however often it is sent) and its lease

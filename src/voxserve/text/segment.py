@@ -147,6 +147,27 @@ def sentences(text: str) -> Iterator[str]:
                     yield _restore(sentence, tags)
 
 
+#: Ends a sentence whatever follows it: only a period may still turn out to end ``Dr.`` or ``3.``
+_ENDS_FOR_SURE = re.compile(r"[!?。！？…][\"'”’)）」』]*\s*$")
+
+
+def complete_sentences(text: str) -> tuple[list[str], str]:
+    """The sentences of text that is still being written (an LLM's answer, piece by piece) known to
+    be complete, stripped; and the rest as given, whitespace included, for the next piece to continue.
+
+    A line break ends everything before it, and so does ``!``, ``?``, ``。``, ``！``, ``？`` or ``…``
+    at the end; a sentence that ends with a period waits until the text goes on: ``Dr.`` and ``3.``
+    end no sentence. The caller bounds the rest (pysbd is given it whole).
+    """
+    *lines, last = text.split("\n")
+    done = [sentence for line in lines for sentence in sentences(line)]
+    protected, tags = _protect(last)
+    spans = _split(protected)
+    rest = "" if _ENDS_FOR_SURE.search(spans[-1]) else spans.pop()
+    done.extend(_restore(span.strip(), tags) for span in spans if span.strip())
+    return done, _restore(rest, tags)
+
+
 def _tokens(text: str) -> Iterator[str]:
     for match in _TOKEN.finditer(text):
         token = match.group(0)

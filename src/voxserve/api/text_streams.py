@@ -1,0 +1,216 @@
+"""Speech for text that arrives in pieces: an LLM's answer spoken sentence by sentence while it is
+still being written. The WebSocket ``/v1/audio/speech/stream`` (:mod:`voxserve.api.speech_socket`)
+and the Wyoming server's streaming synthesis (:mod:`voxserve.api.wyoming`) are doors on it.
+
+Each complete sentence (:func:`voxserve.text.complete_sentences`) becomes one speech request on
+the one pipeline: planned, moderated and charged its characters like any other, rendered in order
+by one task per stream. The stream itself is the request: it is counted once against the key's
+requests per minute and holds one of its concurrent streams while it is open. A stream keeps the
+sample rate of its first sentence, so its audio joins seamlessly whichever engine speaks a later
+sentence. :meth:`TextStream.cancel` (a user who barges in) drops the text not yet spoken and stops
+the sentence being rendered: the engine finishes at most the segment it is making, and its slot is
+free at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from voxserve.api.streaming import Caller, log_line
+from voxserve.errors import InvalidRequest, PayloadTooLarge, VoxserveError
+from voxserve.pipeline import Plan, SpeechRequest, Stats
+from voxserve.rendering import SegmentTime
+from voxserve.request import SpeechOptions
+from voxserve.security.guard import Principal
+from voxserve.security.quotas import Admitted
+from voxserve.services import Services
+from voxserve.text import complete_sentences, fit, is_speakable
+
+log = logging.getLogger(__name__)
+
+#: Text with no sentence end for this long is spoken up to its last clause or word anyway.
+LONGEST_SENTENCE = 1000
+
+
+class Listener(Protocol):
+    """Where a text stream's audio goes, sentence by sentence."""
+
+    async def begin(self, index: int, text: str, plan: Plan) -> None:
+        """A sentence's audio starts (its format and rate are the plan's)."""
+
+    async def audio(self, chunk: bytes) -> None: ...
+
+    async def end(self, index: int, segments: list[SegmentTime]) -> None:
+        """A sentence's audio ended; its segments' times are from the start of the stream's audio."""
+
+    async def failed(self, error: VoxserveError) -> None:
+        """A sentence was refused or failed; the stream goes on with the next."""
+
+    async def flushed(self) -> None:
+        """Everything sent before a flush has been spoken."""
+
+
+@dataclass(frozen=True)
+class _Flush:
+    last: bool  # the stream ends after it
+
+
+class TextStream:
+    """One stream of text in, audio out, for one principal with one set of speech options."""
+
+    def __init__(
+        self, services: Services, principal: Principal, options: SpeechOptions, listener: Listener
+    ) -> None:
+        self.services = services
+        self.principal = principal
+        self.options = options
+        self.listener = listener
+        self.settings = services.settings.text_streams
+        self.id = uuid.uuid4().hex[:16]
+        self.opened = time.monotonic()
+        self.audio_seconds = 0.0
+        self.chars = 0
+        self._pending = ""
+        self._queue: asyncio.Queue[str | _Flush] = asyncio.Queue()
+        self._queued_chars = 0
+        self._index = 0
+        self._admitted: Admitted | None = None
+        self._speaker: asyncio.Task[None] | None = None
+        self._speaking = False
+        self.ended = asyncio.Event()
+
+    async def open(self) -> None:
+        """Admit the stream: one request, and one of the principal's concurrent streams until it closes."""
+        self._admitted = await self.services.guard.admit(self.principal, stream=True)
+        self._speaker = asyncio.create_task(self._speak_all(), name=f"text stream {self.id}")
+
+    def configure(self, options: SpeechOptions) -> None:
+        """New speech options, before any text: a stream speaks with one voice, at one rate."""
+        if self._index or self._pending or not self._queue.empty():
+            raise InvalidRequest("options come first, before any text", param="type")
+        self.options = options
+
+    @property
+    def idle(self) -> bool:
+        """Nothing to speak and nothing being spoken."""
+        return not self._speaking and self._queue.empty() and not self._pending.strip()
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() - self.opened > self.settings.max_seconds
+
+    async def write(self, text: str) -> None:
+        """More text: each sentence it completes is queued to be spoken."""
+        waiting = self._queued_chars + len(self._pending) + len(text)
+        if waiting > self.settings.max_queued_chars:
+            raise PayloadTooLarge(
+                f"{waiting} characters would wait to be spoken; a stream holds at most "
+                f"{self.settings.max_queued_chars} (text_streams.max_queued_chars): send more once "
+                "audio has come back",
+                param="text",
+            )
+        done, self._pending = await asyncio.to_thread(complete_sentences, self._pending + text)
+        if len(self._pending) > LONGEST_SENTENCE:
+            *more, self._pending = fit(self._pending, self.services.settings.segment_chars)
+            done.extend(more)
+        for sentence in done:
+            self._put(sentence)
+
+    def flush(self, last: bool = False) -> None:
+        """Speak what is pending even if its sentence is unfinished; then tell the listener."""
+        rest, self._pending = self._pending.strip(), ""
+        if rest:
+            self._put(rest)
+        self._queue.put_nowait(_Flush(last))
+
+    async def cancel(self) -> None:
+        """Drop the text not yet spoken and stop the sentence being rendered (the engine's slot is
+        freed at once; it finishes at most the segment it was making)."""
+        self._pending = ""
+        self._queued_chars = 0
+        self._queue = asyncio.Queue()
+        await self._stop_speaking()
+        self._speaker = asyncio.create_task(self._speak_all(), name=f"text stream {self.id}")
+
+    async def close(self) -> None:
+        """Stop whatever is left and settle the stream (its slot back, its audio counted)."""
+        await self._stop_speaking()
+        if self._admitted is not None:
+            admitted, self._admitted = self._admitted, None
+            elapsed = time.monotonic() - self.opened
+            self.services.guard.settle(self.principal, admitted, self.audio_seconds, elapsed)
+
+    async def _stop_speaking(self) -> None:
+        speaker, self._speaker = self._speaker, None
+        if speaker is None:
+            return
+        speaker.cancel()
+        try:
+            await speaker
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # the listener's connection broke: the stream ends with it
+            log.info("text stream %s ended: %s: %s", self.id, type(exc).__name__, exc)
+
+    def _put(self, sentence: str) -> None:
+        if is_speakable(sentence):  # a lone "..." between sentences says nothing
+            self._queued_chars += len(sentence)
+            self._queue.put_nowait(sentence)
+
+    async def _speak_all(self) -> None:
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            if isinstance(item, _Flush):
+                await self.listener.flushed()
+                if item.last:
+                    self.ended.set()
+                    return
+                continue
+            self._queued_chars -= len(item)
+            self._speaking = True
+            try:
+                await self._speak(item)
+            except VoxserveError as exc:
+                await self.listener.failed(exc)
+            finally:
+                self._speaking = False
+
+    async def _speak(self, sentence: str) -> None:
+        """One sentence, as a speech request of its own on the one pipeline."""
+        services = self.services
+        guard = services.guard
+        request = SpeechRequest(input=sentence, **self.options.model_dump())
+        quota = guard.quota(self.principal)
+        plan = await services.pipeline.plan_in_thread(
+            request, quota.max_audio_seconds, self.principal.viewer, listening=True
+        )
+        if self.options.sample_rate is None:  # the stream keeps its first sentence's rate
+            self.options = self.options.model_copy(update={"sample_rate": plan.output_rate})
+        await guard.moderation.check(sentence, param="text")
+        charged = await guard.admit(self.principal, plan.chars, request=False)
+        index, self._index = self._index, self._index + 1
+        stats = Stats(chars=plan.chars)
+        offset = self.audio_seconds
+        outcome = "failed"
+        try:
+            await self.listener.begin(index, sentence, plan)
+            async for chunk in services.pipeline.encode(plan, stats):
+                await self.listener.audio(chunk)
+            outcome = "ok"
+        except asyncio.CancelledError:
+            outcome = "canceled"
+            raise
+        finally:
+            self.audio_seconds += stats.audio_seconds
+            self.chars += plan.chars
+            if stats.first_audio is None and outcome == "failed":
+                guard.refund(self.principal, charged, plan.chars, characters_only=True)
+            log_line(self.id, plan, stats, outcome, Caller(self.principal.client, self.principal.owner))
+        shifted = [SegmentTime(s.index, s.text, s.start + offset, s.end + offset) for s in stats.timeline]
+        await self.listener.end(index, shifted)
