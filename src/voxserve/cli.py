@@ -108,8 +108,15 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="DEBUG, INFO, WARNING, ERROR.")] = None,
     metrics_port: MetricsPortOption = None,
     metrics_address: MetricsAddressOption = None,
+    wyoming: Annotated[
+        str | None,
+        typer.Option(
+            help="Also serve Wyoming (Home Assistant) here, e.g. tcp://127.0.0.1:10200; beyond loopback "
+            "only with wyoming.allowed_clients set."
+        ),
+    ] = None,
 ) -> None:
-    """Serve the HTTP API."""
+    """Serve the HTTP API (and Wyoming, with --wyoming)."""
     import uvicorn
 
     from voxserve import tracing
@@ -125,6 +132,7 @@ def serve(
         log_level=log_level,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
+        wyoming={"uri": wyoming} if wyoming else None,
     )
     configure_logging(settings.log_level, settings.log_format)
     tracing.configure(settings)
@@ -134,6 +142,7 @@ def serve(
         raise typer.Exit(2)
     _check_port_free(settings.host, settings.port, "--port")
     _check_port_free(settings.metrics_address, settings.metrics_port, "--metrics-port")
+    _check_port_free(settings.wyoming.host or "", settings.wyoming.port, "--wyoming")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sys.setswitchinterval(settings.switch_interval)
     uvicorn.run(

@@ -118,7 +118,7 @@ class Services:
             if task.done() and not task.cancelled() and (error := task.exception()) is not None
         }
 
-    def _supervise(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def supervise(self, work: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``work`` in the background; if it ends with an error, log it (``/readyz`` shows it)."""
         task = asyncio.create_task(work, name=name)
 
@@ -174,19 +174,19 @@ class Services:
             ]
             await run_workers(self._workers)
 
-        self._supervise(load_then_work(), "load-and-work")
+        self.supervise(load_then_work(), "load-and-work")
         if self.settings.metrics_port is not None:
             self._metrics_server, _ = prometheus_client.start_http_server(
                 self.settings.metrics_port, self.settings.metrics_address, self.metrics.registry
             )
         jobs = self.settings.jobs
         retention = jobs.retention_hours * 3600
-        self._supervise(
+        self.supervise(
             run_janitor(self.store, self.files, retention, jobs.janitor_interval_seconds), "janitor"
         )
-        self._supervise(self.loop_lag.run(), "loop-lag")
-        self._supervise(self.guard.keep_usage(), "usage")
-        self._supervise(self.guard.limiter.keep_leases(), "stream-leases")
+        self.supervise(self.loop_lag.run(), "loop-lag")
+        self.supervise(self.guard.keep_usage(), "usage")
+        self.supervise(self.guard.limiter.keep_leases(), "stream-leases")
 
     async def run_until_stopped(self, workers: int) -> None:
         """``voxserve worker``: the same services without HTTP, until cancelled."""

@@ -22,6 +22,7 @@ from voxserve.api.errors import install_error_handlers
 from voxserve.api.request_ids import RequestIds
 from voxserve.api.schemas import ERRORS, hoist_definitions
 from voxserve.api.web import install_web
+from voxserve.api.wyoming import WyomingServer
 from voxserve.config import Settings
 from voxserve.engines import Engine
 from voxserve.services import Services
@@ -43,12 +44,18 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
         services = Services.build(settings, engines)
         app.state.services = services
         services.start(settings.jobs.workers)
+        wyoming = WyomingServer(services, settings.wyoming) if settings.wyoming.uri else None
+        if wyoming is not None:
+            await wyoming.start()
+            services.supervise(wyoming.serve(), "wyoming")
         # Building the document prepares every route, which FastAPI would otherwise do on the
         # first request of each router: a few hundred milliseconds of the event loop then.
         await asyncio.to_thread(app.openapi)
         try:
             yield
         finally:
+            if wyoming is not None:
+                await wyoming.close()
             await services.close()
 
     app = FastAPI(

@@ -125,7 +125,7 @@ class SocketListener:
     async def failed(self, error: VoxserveError) -> None:
         await self.send({"type": "error", "error": {**error.to_dict(), "status": error.status_code}})
 
-    async def flushed(self) -> None:
+    async def flushed(self, last: bool) -> None:
         await self.send({"type": "flushed"})
 
 

@@ -51,8 +51,8 @@ class Listener(Protocol):
     async def failed(self, error: VoxserveError) -> None:
         """A sentence was refused or failed; the stream goes on with the next."""
 
-    async def flushed(self) -> None:
-        """Everything sent before a flush has been spoken."""
+    async def flushed(self, last: bool) -> None:
+        """Everything sent before a flush has been spoken (``last``: the stream ends here)."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class TextStream:
         while True:
             item = await queue.get()
             if isinstance(item, _Flush):
-                await self.listener.flushed()
+                await self.listener.flushed(item.last)
                 if item.last:
                     self.ended.set()
                     return
