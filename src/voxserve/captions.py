@@ -1,22 +1,47 @@
 """Captions from a synthesis's timeline: SRT, WebVTT and a JSON of segments.
 
-A segment is a sentence or a clause (whatever the planner cut), so these are sentence-level
-captions; times are where its speech starts and ends in the audio, pauses left out.
+Line-level captions have a cue per segment (a sentence or a clause: whatever the planner cut);
+word-level ones a cue per word where the segment has its words' times (Kokoro), and the
+segment's line where it has not. Times are where speech starts and ends, pauses left out.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
 
-#: The caption files a job writes beside its audio, by the format asked for.
+#: Caption formats and their media types.
 CAPTION_FORMATS = {"srt": "application/x-subrip", "vtt": "text/vtt", "json": "application/json"}
+CaptionLevel = Literal["line", "word"]
+#: The caption files written beside an audio: each format by line, SRT and WebVTT also by word (the
+#: segments' JSON has the words already).
+CAPTION_FILES: tuple[tuple[str, CaptionLevel], ...] = (
+    ("srt", "line"),
+    ("vtt", "line"),
+    ("json", "line"),
+    ("srt", "word"),
+    ("vtt", "word"),
+)
 
 
-def file_name(stem: str, format_name: str) -> str:
-    """Where captions go beside ``{stem}.<audio>``: ``{stem}.srt``, ``.vtt``, ``.segments.json``."""
-    return f"{stem}.segments.json" if format_name == "json" else f"{stem}.{format_name}"
+def file_name(stem: str, format_name: str, level: CaptionLevel = "line") -> str:
+    """Where captions go beside ``{stem}.<audio>``: ``{stem}.srt``, ``.vtt``, ``.segments.json``,
+    and by word ``{stem}.words.srt``, ``.words.vtt``."""
+    if format_name == "json":
+        return f"{stem}.segments.json"
+    return f"{stem}.words.{format_name}" if level == "word" else f"{stem}.{format_name}"
+
+
+def shifted_entry(segment: Mapping[str, Any], by: float) -> dict[str, Any]:
+    """A segment's entry ``by`` seconds later (its words too): a chapter's in a whole book."""
+    moved = {**segment, "start": round(segment["start"] + by, 3), "end": round(segment["end"] + by, 3)}
+    if "words" in segment:
+        moved["words"] = [
+            {**w, "start": round(w["start"] + by, 3), "end": round(w["end"] + by, 3)}
+            for w in segment["words"]
+        ]
+    return moved
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -31,26 +56,34 @@ def _cue_text(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if line.strip()) or "…"
 
 
-def srt(segments: Iterable[Mapping[str, Any]]) -> str:
-    cues = [
-        f"{number}\n{_clock(s['start'], ',')} --> {_clock(s['end'], ',')}\n{_cue_text(s['text'])}\n"
-        for number, s in enumerate(segments, 1)
-    ]
-    return "\n".join(cues)
+def cues(segments: Iterable[Mapping[str, Any]], level: CaptionLevel) -> Iterator[Mapping[str, Any]]:
+    """What each cue shows (``text``, ``start``, ``end``): segments, or their words where known."""
+    for segment in segments:
+        words = segment.get("words") if level == "word" else None
+        if words:
+            yield from ({"text": w["word"], "start": w["start"], "end": w["end"]} for w in words)
+        else:
+            yield segment
 
 
-def vtt(segments: Iterable[Mapping[str, Any]]) -> str:
-    cues = [
-        f"{_clock(s['start'], '.')} --> {_clock(s['end'], '.')}\n{_cue_text(s['text']).replace('-->', '→')}\n"
-        for s in segments
-    ]
-    return "WEBVTT\n\n" + "\n".join(cues)
+def srt(segments: Iterable[Mapping[str, Any]], level: CaptionLevel = "line") -> str:
+    return "\n".join(
+        f"{number}\n{_clock(c['start'], ',')} --> {_clock(c['end'], ',')}\n{_cue_text(c['text'])}\n"
+        for number, c in enumerate(cues(segments, level), 1)
+    )
 
 
-def render(segments: Sequence[Mapping[str, Any]], format_name: str) -> str:
-    """The captions in ``format_name`` (one of :data:`CAPTION_FORMATS`)."""
+def vtt(segments: Iterable[Mapping[str, Any]], level: CaptionLevel = "line") -> str:
+    return "WEBVTT\n\n" + "\n".join(
+        f"{_clock(c['start'], '.')} --> {_clock(c['end'], '.')}\n{_cue_text(c['text']).replace('-->', '→')}\n"
+        for c in cues(segments, level)
+    )
+
+
+def render(segments: Sequence[Mapping[str, Any]], format_name: str, level: CaptionLevel = "line") -> str:
+    """The captions in ``format_name`` (one of :data:`CAPTION_FORMATS`) at ``level``."""
     if format_name == "srt":
-        return srt(segments)
+        return srt(segments, level)
     if format_name == "vtt":
-        return vtt(segments)
+        return vtt(segments, level)
     return json.dumps({"segments": list(segments)}, ensure_ascii=False)

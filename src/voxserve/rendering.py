@@ -40,33 +40,64 @@ from voxserve.audio import (
 )
 from voxserve.cache import SegmentCache, cache_key
 from voxserve.config import Settings
-from voxserve.engines.base import BatchEngine, Engine, StreamAware
+from voxserve.engines.base import BatchEngine, Engine, StreamAware, WordTimed
 from voxserve.errors import AudioTooLong, EmptyAudio
 from voxserve.metrics import Metrics
 from voxserve.planning import Plan, Segment
 from voxserve.text import TextNormalizer, fit
 from voxserve.text.markup import strip_marks
-from voxserve.values import PCM, SegmentRequest
+from voxserve.values import PCM, SegmentRequest, WordTime
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class SegmentTime:
-    """Where one segment's speech is in the audio (seconds from its start; its pause comes after)."""
+    """Where one segment's speech is in the audio (seconds from its start; its pause comes after),
+    and each of its words where its engine tells (:class:`voxserve.engines.base.WordTimed`)."""
 
     index: int
     text: str
     start: float
     end: float
+    words: tuple[WordTime, ...] = ()
+
+    def shifted(self, by: float) -> SegmentTime:
+        """The same segment ``by`` seconds later (in a longer audio it is part of)."""
+        words = tuple(word.shifted(by) for word in self.words)
+        return SegmentTime(self.index, self.text, self.start + by, self.end + by, words)
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        found: dict[str, object] = {
             "index": self.index,
             "text": self.text,
             "start": round(self.start, 3),
             "end": round(self.end, 3),
         }
+        if self.words:
+            found["words"] = [word.to_dict() for word in self.words]
+        return found
+
+
+@dataclass
+class _Words:
+    """A segment's word times as its requests are made (from the segment's start); ``known`` is
+    False once one request had none (then the segment has sentence-level times only)."""
+
+    items: list[WordTime] = field(default_factory=list)
+    known: bool = True
+
+    def add(self, timed: tuple[WordTime, ...] | None, at: float) -> None:
+        if timed is None:
+            self.known = False
+        else:
+            self.items.extend(word.shifted(at) for word in timed)
+
+    def placed(self, begins: float, tempo: float) -> tuple[WordTime, ...]:
+        """Where they are in the whole audio: the segment begins at ``begins``, played at ``tempo``."""
+        if not self.known:
+            return ()
+        return tuple(word.shifted(begins, 1 / tempo) for word in self.items)
 
 
 @dataclass
@@ -81,6 +112,7 @@ class Stats:
     segments_done: int = 0
     encoded_samples: int = 0  # at the output rate, once encode() has finished
     client_left: bool = False  # the client hung up before the first audio
+    words: bool = False  # the sink wants word times (an engine that knows them is then not cached)
     timeline: list[SegmentTime] = field(default_factory=list)  # each segment, once its audio is made
 
     @property
@@ -236,7 +268,8 @@ class Renderer:
                 prepared, calls = await self._prepared(plan, start)
                 async for index, segment, requests in prepared:
                     begins = stats.audio_seconds
-                    async for chunk in self._render(plan, segment, requests, calls):
+                    words = _Words(known=stats.words and isinstance(engine, WordTimed))
+                    async for chunk in self._render(plan, segment, requests, calls, words):
                         if stats.first_audio is None:
                             stats.first_audio = time.perf_counter()
                             self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
@@ -245,7 +278,8 @@ class Renderer:
                         yield index, chunk, False
                     spoken = strip_marks(segment.text).strip()
                     chars += len(segment.text)
-                    stats.timeline.append(SegmentTime(index, spoken, begins, stats.audio_seconds))
+                    placed = words.placed(begins, plan.tempo)
+                    stats.timeline.append(SegmentTime(index, spoken, begins, stats.audio_seconds, placed))
                     pause = silence(segment.pause_after / plan.request.speed, rate)
                     stats.segments_done += 1
                     stats.audio_seconds += pause.size / rate
@@ -347,7 +381,12 @@ class Renderer:
             yield index, segments[index], requests_for(plan, segments[index], await current, limit)
 
     async def _render(
-        self, plan: Plan, segment: Segment, requests: list[SegmentRequest], calls: EngineCalls
+        self,
+        plan: Plan,
+        segment: Segment,
+        requests: list[SegmentRequest],
+        calls: EngineCalls,
+        words: _Words,
     ) -> AsyncIterator[PCM]:
         """One segment (its requests) through the engine.
 
@@ -358,7 +397,7 @@ class Renderer:
         """
         engine = plan.engine
         rate = engine.capabilities.sample_rate
-        chunks = self._engine_chunks(calls, requests, plan.request.cache)
+        chunks = self._engine_chunks(calls, requests, plan.request.cache, words)
         if engine.capabilities.streaming and plan.tempo == 1.0 and not plan.request.pitch:
             held: PCM | None = None
             tail = fade_samples(rate)
@@ -377,14 +416,19 @@ class Renderer:
         yield await asyncio.to_thread(_processed, parts, rate, plan.tempo, plan.request.pitch)
 
     async def _engine_chunks(
-        self, calls: EngineCalls, requests: list[SegmentRequest], cache_mode: str
+        self, calls: EngineCalls, requests: list[SegmentRequest], cache_mode: str, words: _Words
     ) -> AsyncIterator[PCM]:
-        """Each request's audio: from the cache when it holds it, else from the engine (then stored)."""
+        """Each request's audio: from the cache when it holds it, else from the engine (then stored).
+        Word times are wanted (``words.known``) from an engine that knows them: its audio is made,
+        as the cache keeps audio only."""
         engine = calls.engine
+        rate = engine.capabilities.sample_rate
         cache = self.cache if cache_mode != "off" else None
+        timed = words.known and isinstance(engine, WordTimed)
+        made_samples = 0
         for request in requests:
-            key = cache_key(engine.name, engine.capabilities.sample_rate, request) if cache else None
-            if cache and key and cache_mode == "use":
+            key = cache_key(engine.name, rate, request) if cache else None
+            if cache and key and cache_mode == "use" and not timed:
                 cached = None if calls.covers(request) else await asyncio.to_thread(cache.get, key)
                 self.metrics.cache_lookups.labels(engine.name, "miss" if cached is None else "hit").inc()
                 if cached is not None:
@@ -399,6 +443,10 @@ class Renderer:
                         yield chunk
             finally:
                 span.end()
+            if timed:
+                assert isinstance(engine, WordTimed)
+                words.add(engine.words_of(request), made_samples / rate)
+            made_samples += sum(chunk.size for chunk in made)
             self.metrics.segments.labels(engine.name).inc()
             if cache and key and made:
                 await asyncio.to_thread(cache.put, key, np.concatenate(made))

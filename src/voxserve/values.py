@@ -99,6 +99,22 @@ class SegmentRequest:
     submitted: float = 0.0
 
 
+@dataclass(frozen=True)
+class WordTime:
+    """When one word of a segment is spoken (seconds from the start of the segment's audio)."""
+
+    word: str
+    start: float
+    end: float
+
+    def shifted(self, by: float, scale: float = 1.0) -> WordTime:
+        """The same word ``by`` seconds later, its times first scaled (a tempo change)."""
+        return WordTime(self.word, self.start * scale + by, self.end * scale + by)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3)}
+
+
 def from_s16(samples: NDArray[np.int16]) -> PCM:
     """Signed 16-bit samples as float32 in [-1, 1)."""
     return (samples.astype(np.float32) / 32768.0).astype(np.float32)

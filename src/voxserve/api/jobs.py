@@ -32,7 +32,7 @@ from voxserve.api.schemas import (
 )
 from voxserve.api.stored import stored_response
 from voxserve.audio import FORMATS, AudioFormat
-from voxserve.captions import CAPTION_FORMATS, file_name
+from voxserve.captions import CAPTION_FORMATS, CaptionLevel, file_name
 from voxserve.errors import JobNotSucceeded, VoxserveError
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
 from voxserve.request import CacheMode
@@ -220,14 +220,17 @@ async def job_captions(
     services: Annotated[Services, Depends(get_services)],
     principal: JobReader,
     format: Annotated[Literal["srt", "vtt", "json"], Query(description="srt, vtt or json")] = "srt",
+    level: Annotated[
+        CaptionLevel, Query(description="a cue per line (segment), or per word where the engine tells")
+    ] = "line",
 ) -> Response:
-    """A finished job's captions: each segment's text where its speech is in the audio."""
+    """A finished job's captions: each segment's text (or word) where its speech is in the audio."""
     job = await owned_job(services, job_id, principal)
     if job.status is not JobStatus.SUCCEEDED:
         raise JobNotSucceeded(
             f"job {job_id!r} is {job.status.value}; captions come with its audio", param="id"
         )
-    name = file_name(job.name, format)
+    name = file_name(job.name, format, level)
     return await stored_response(
         services.files.artifacts,
         services.files.key(job.id, name),

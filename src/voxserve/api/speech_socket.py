@@ -138,7 +138,8 @@ async def speech_stream(websocket: WebSocket) -> None:
     try:
         principal = await principal_of(websocket, services)
         principal.require("speech")
-        stream = TextStream(services, principal, SpeechOptions(response_format=STREAM_FORMAT), listener)
+        options = SpeechOptions(response_format=STREAM_FORMAT)
+        stream = TextStream(services, principal, options, listener, words=True)
         await stream.open()
     except VoxserveError as exc:
         await websocket.close(code=4000 + exc.status_code, reason=exc.message[:120])

@@ -32,6 +32,8 @@ from fastapi.responses import StreamingResponse
 from voxserve.audio.finalize import finalize_header
 from voxserve.errors import ClientGone, VoxserveError
 from voxserve.pipeline import Pipeline, Plan, Stats
+from voxserve.rendering import SegmentTime
+from voxserve.values import WordTime
 
 SPOOL_BYTES = 8 * 1024 * 1024  # a whole-file answer stays in memory up to this, then goes to disk
 READ_BLOCK = 64 * 1024
@@ -188,13 +190,20 @@ async def captioned_response(
     The audio is made whole first (:func:`_spooled`); the JSON is then written in blocks,
     base64 a block at a time, so a 20-minute WAV never sits in memory whole, twice over.
     ``timestamps`` has Kokoro-FastAPI's captioned-speech shape (``word``, ``start_time``,
-    ``end_time``), at sentence level: each entry is a segment's text.
+    ``end_time``): a word each where the engine tells word times (Kokoro), else a segment's text
+    each; ``timestamp_level`` says which (``word``, ``sentence``, or ``mixed``).
     """
-    stats = Stats(chars=plan.chars)
+    stats = Stats(chars=plan.chars, words=True)
     spool, _ = await _spooled(pipeline, plan, request, request_id, stats, caller)
     segments = [segment.to_dict() for segment in stats.timeline]
-    timestamps = [{"word": s["text"], "start_time": s["start"], "end_time": s["end"]} for s in segments]
-    tail = json.dumps({"segments": segments, "timestamps": timestamps}, ensure_ascii=False)
+    level = timestamp_level(stats.timeline)
+    timestamps = [
+        {"word": entry.word, "start_time": round(entry.start, 3), "end_time": round(entry.end, 3)}
+        for segment in stats.timeline
+        for entry in (segment.words or [WordTime(segment.text, segment.start, segment.end)])
+    ]
+    timed = {"segments": segments, "timestamps": timestamps, "timestamp_level": level}
+    tail = json.dumps(timed, ensure_ascii=False)
 
     async def body() -> AsyncIterator[bytes]:
         try:
@@ -234,6 +243,12 @@ def _finalized(spool: IO[bytes], format_name: str, samples: int) -> int:
     return size
 
 
+def timestamp_level(timeline: list[SegmentTime]) -> str:
+    """``word`` when every segment has its words' times, ``sentence`` when none has, else ``mixed``."""
+    timed = sum(1 for segment in timeline if segment.words)
+    return "word" if timed == len(timeline) and timed else "sentence" if not timed else "mixed"
+
+
 def _event(payload: dict[str, object]) -> bytes:
     return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
@@ -246,7 +261,7 @@ async def sse_response(
     A delta that follows the end of a segment's speech also carries ``segments``: each finished
     segment's text and where it starts and ends in the audio (seconds).
     """
-    stats = Stats(chars=plan.chars)
+    stats = Stats(chars=plan.chars, words=True)
     chunks = await _started(pipeline, plan, request_id, request, stats, caller)
 
     async def events() -> AsyncIterator[bytes]:

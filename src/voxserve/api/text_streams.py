@@ -64,12 +64,18 @@ class TextStream:
     """One stream of text in, audio out, for one principal with one set of speech options."""
 
     def __init__(
-        self, services: Services, principal: Principal, options: SpeechOptions, listener: Listener
+        self,
+        services: Services,
+        principal: Principal,
+        options: SpeechOptions,
+        listener: Listener,
+        words: bool = False,
     ) -> None:
         self.services = services
         self.principal = principal
         self.options = options
         self.listener = listener
+        self.words = words  # the listener wants word times
         self.settings = services.settings.text_streams
         self.id = uuid.uuid4().hex[:16]
         self.opened = time.monotonic()
@@ -195,7 +201,7 @@ class TextStream:
         await guard.moderation.check(sentence, param="text")
         charged = await guard.admit(self.principal, plan.chars, request=False)
         index, self._index = self._index, self._index + 1
-        stats = Stats(chars=plan.chars)
+        stats = Stats(chars=plan.chars, words=self.words)
         offset = self.audio_seconds
         outcome = "failed"
         try:
@@ -212,5 +218,4 @@ class TextStream:
             if stats.first_audio is None and outcome == "failed":
                 guard.refund(self.principal, charged, plan.chars, characters_only=True)
             log_line(self.id, plan, stats, outcome, Caller(self.principal.client, self.principal.owner))
-        shifted = [SegmentTime(s.index, s.text, s.start + offset, s.end + offset) for s in stats.timeline]
-        await self.listener.end(index, shifted)
+        await self.listener.end(index, [segment.shifted(offset) for segment in stats.timeline])

@@ -24,7 +24,7 @@ import av.audio.stream
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from voxserve.captions import file_name
+from voxserve.captions import file_name, shifted_entry
 from voxserve.client.files import atomic_file
 
 if TYPE_CHECKING:  # a TypedDict of PyAV's stubs only
@@ -209,8 +209,7 @@ def book_segments(parts: list[tuple[Chapter, Path, float]]) -> list[dict[str, An
         captions = audio.with_name(file_name(audio.stem, "json"))
         listed = json.loads(captions.read_text(encoding="utf-8"))["segments"]
         for segment in listed:
-            shifted = {"start": round(start + segment["start"], 3), "end": round(start + segment["end"], 3)}
-            segments.append({**segment, "index": len(segments), **shifted})
+            segments.append({**shifted_entry(segment, start), "index": len(segments)})
         start += seconds
     return segments
 

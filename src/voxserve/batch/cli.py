@@ -21,7 +21,7 @@ from rich.table import Table
 from voxserve.batch.jobs_cli import UrlOption
 from voxserve.batch.manifest import Item, ManifestError, read_manifest
 from voxserve.batch.results import RESULTS_CSV, RESULTS_JSONL, Result
-from voxserve.captions import CAPTION_FORMATS, file_name, render
+from voxserve.captions import CAPTION_FILES, file_name, render
 from voxserve.client import AsyncClient, Retry
 from voxserve.client.outputs import format_name
 from voxserve.client.sync import DEFAULT_URL
@@ -202,13 +202,13 @@ def book(
     if target is not None:
         combine(parts, target)
     captioned = book_segments(parts)
-    for caption_format in CAPTION_FORMATS:
-        text = render(captioned, caption_format)
-        (output / file_name(source.stem, caption_format)).write_text(text, encoding="utf-8")
+    for caption_format, level in CAPTION_FILES:
+        text = render(captioned, caption_format, level)
+        (output / file_name(source.stem, caption_format, level)).write_text(text, encoding="utf-8")
     listing, cue = index(parts, target.name if target else None)
     (output / "index.json").write_text(json.dumps(listing, ensure_ascii=False, indent=2), encoding="utf-8")
     (output / f"{source.stem}.cue").write_text(cue, encoding="utf-8")
     audio = _duration(sum(seconds for _, _, seconds in parts))
     made_into = target or output
-    also = f"index.json, {source.stem}.cue, {source.stem}.srt, {source.stem}.vtt"
+    also = f"index.json, {source.stem}.cue, {source.stem}.srt, .vtt, .words.srt, .words.vtt"
     console.print(f"{made_into}: {len(parts)} chapters, {audio} of audio; {also}")

@@ -25,7 +25,7 @@ from typing import Any
 from voxserve.batch.concurrency import AdaptiveLimit
 from voxserve.batch.manifest import Item
 from voxserve.batch.results import Result, read_results, write_results
-from voxserve.captions import CAPTION_FORMATS, file_name, render
+from voxserve.captions import CAPTION_FILES, file_name, render
 from voxserve.client import APIError, AsyncClient, ConnectionFailed
 from voxserve.client.files import atomic_file
 from voxserve.client.retry import backoff
@@ -282,8 +282,7 @@ def _write(path: Path, audio: bytes) -> None:
 
 
 def _write_captions(audio: Path, segments: list[dict[str, Any]]) -> None:
-    """``{id}.srt``, ``{id}.vtt`` and ``{id}.segments.json`` beside the item's audio."""
-    for caption_format in CAPTION_FORMATS:
-        _write(
-            audio.with_name(file_name(audio.stem, caption_format)), render(segments, caption_format).encode()
-        )
+    """``{id}.srt``, ``.vtt``, ``.segments.json``, ``.words.srt``, ``.words.vtt`` beside its audio."""
+    for caption_format, level in CAPTION_FILES:
+        text = render(segments, caption_format, level)
+        _write(audio.with_name(file_name(audio.stem, caption_format, level)), text.encode())

@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
-from voxserve.values import PCM, Capabilities, SegmentRequest
+from voxserve.values import PCM, Capabilities, SegmentRequest, WordTime
 
 
 @runtime_checkable
@@ -95,6 +95,15 @@ class StreamAware(Engine, Protocol):
     renders a request's or a job's segments on it (at the plan's priority)."""
 
     def open_stream(self, priority: int = 0) -> AbstractContextManager[None]: ...
+
+
+@runtime_checkable
+class WordTimed(Engine, Protocol):
+    """An engine that knows when each word of a segment is spoken (Kokoro: its predicted durations)."""
+
+    def words_of(self, request: SegmentRequest) -> tuple[WordTime, ...] | None:
+        """The words of the request just rendered (asked once, right after its audio), or None when
+        its text could not be matched to its phonemes word for word."""
 
 
 @runtime_checkable

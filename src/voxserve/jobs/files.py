@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from voxserve.captions import file_name
+from voxserve.captions import CaptionLevel, file_name
 from voxserve.errors import InvalidRequest
 from voxserve.storage import ArtifactStore
 from voxserve.storage.local import files_under
@@ -98,9 +98,9 @@ class JobFiles:
         """The job's timeline, a line per finished segment (see :mod:`voxserve.jobs.timeline`)."""
         return self.root / job_id / "segments.jsonl"
 
-    def captions(self, job_id: str, name: str, format_name: str) -> Path:
-        """A finished job's captions beside its audio: ``{name}.srt``, ``.vtt``, ``.segments.json``."""
-        return self.root / job_id / file_name(name, format_name)
+    def captions(self, job_id: str, name: str, format_name: str, level: CaptionLevel = "line") -> Path:
+        """A finished job's captions beside its audio (:func:`voxserve.captions.file_name`)."""
+        return self.root / job_id / file_name(name, format_name, level)
 
     @staticmethod
     def key(job_id: str, file: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from voxserve.captions import CAPTION_FORMATS
+from voxserve.captions import CAPTION_FILES
 from voxserve.errors import InsufficientStorage
 from voxserve.jobs.files import JobFiles
 from voxserve.jobs.models import Job, Progress
@@ -70,8 +70,7 @@ class JobOutput:
                 "it is retried when there is room, or fails with its partial audio removed"
             )
         self.files.charge(adding)
-        start, end = round(self._offset + made.start, 3), round(self._offset + made.end, 3)
-        self._timeline.append({**made.to_dict(), "start": start, "end": end})
+        self._timeline.append(made.shifted(self._offset).to_dict())
         at = self._writer.stream_bytes
         written, encoded = self._writer.append(audio)
         self.files.put_live(self.job.id, at, encoded)
@@ -81,7 +80,7 @@ class JobOutput:
         """The finished audio file and its captions, put where finished jobs' files are."""
         output = self.files.output(self.job.id, self.job.name, self.extension)
         self._writer.finish(output)
-        captions = {name: self.files.captions(self.job.id, self.job.name, name) for name in CAPTION_FORMATS}
+        captions = {kind: self.files.captions(self.job.id, self.job.name, *kind) for kind in CAPTION_FILES}
         self._timeline.write_captions(captions)
         self.files.publish(self.job.id, [output, *captions.values()])
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from voxserve.captions import CAPTION_FORMATS, render
+from voxserve.captions import CaptionLevel, render
 
 
 class SegmentLog:
@@ -34,8 +34,8 @@ class SegmentLog:
         with self.path.open("a", encoding="utf-8") as log:
             log.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
-    def write_captions(self, path_of: dict[str, Path]) -> None:
-        """Every caption format, each to its path (``path_of[format]``)."""
+    def write_captions(self, path_of: dict[tuple[str, CaptionLevel], Path]) -> None:
+        """Every caption file, each to its path (``path_of[format, level]``)."""
         segments = sorted(self.read(), key=lambda entry: int(entry["index"]))
-        for format_name in CAPTION_FORMATS:
-            path_of[format_name].write_text(render(segments, format_name), encoding="utf-8")
+        for (format_name, level), path in path_of.items():
+            path.write_text(render(segments, format_name, level), encoding="utf-8")

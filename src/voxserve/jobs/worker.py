@@ -270,7 +270,7 @@ class Worker:
         output = JobOutput(self.files, job, plan, self.settings.disk_limit_bytes)
         progress = replace(job.progress, segments_total=len(plan.segments), chars_total=plan.chars)
         progress = await asyncio.to_thread(output.open, progress)
-        stats = Stats(chars=plan.chars)
+        stats = Stats(chars=plan.chars, words=True)  # for the job's captions
         began = time.time()
         try:
             async for index, audio in self.pipeline.segment_audio(plan, stats, start=progress.segments_done):
