@@ -179,3 +179,17 @@ def test_keys_scopes_and_streams_as_on_http(make_client: ClientFactory) -> None:
     with client.websocket_connect(URL) as socket, pytest.raises(WebSocketDisconnect) as closed:
         socket.receive_json()
     assert closed.value.code == 4401
+
+
+def test_only_a_sentence_nothing_plays_before_may_start_short(
+    make_client: ClientFactory, fake_engine: FakeEngine
+) -> None:
+    fake_engine.pace = 0.1  # seconds a character: every sentence here would be slow to start
+    client = make_client()
+    sentence = "Eleven twelve thirteen fourteen, fifteen sixteen seventeen."
+    with client.websocket_connect(URL) as socket:
+        socket.send_json({"type": "text", "text": f"{sentence} {sentence} "})
+        socket.send_json({"type": "end"})
+        events, _ = receive_until(socket, "done")
+    [first, second] = [e["segments"] for e in events if e["type"] == "sentence.end"]
+    assert len(first) == 2 and len(second) == 1, "the first starts with a short piece, the next need not"

@@ -68,6 +68,10 @@ def test_typed_text_plays_while_it_is_made(page: Page, tmp_path: Path) -> None:
     assert page.text_content("#speak-status") == "speaking…", "audio arrived before the synthesis ended"
     page.wait_for_function("document.querySelector('#speak-status').textContent === 'done'", timeout=120_000)
     assert page.locator("#segments tbody tr").count() >= 3
+    words = page.eval_on_selector_all("#read-along span", "all => all.map(s => s.textContent)")
+    assert words[:4] == ["Listen", "while", "it", "is"], "Kokoro's words, each on its own"
+    page.wait_for_function("Number(document.body.dataset.spokenWords || 0) > 5", timeout=30_000)
+    assert page.locator("#read-along span.now").count() <= 1, "the word being heard, marked"
     assert page.is_visible("#download") and page.get_attribute("#download", "href", timeout=1000)
     with page.expect_download() as saved:
         page.select_option("#download-as select", "mp3")

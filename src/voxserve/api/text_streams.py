@@ -88,6 +88,7 @@ class TextStream:
         self._admitted: Admitted | None = None
         self._speaker: asyncio.Task[None] | None = None
         self._speaking = False
+        self._leading = False  # the next sentence is one the listener waits for: nothing plays before it
         self.ended = asyncio.Event()
 
     async def open(self) -> None:
@@ -165,6 +166,8 @@ class TextStream:
 
     def _put(self, sentence: str) -> None:
         if is_speakable(sentence):  # a lone "..." between sentences says nothing
+            if not self._speaking and self._queue.empty():
+                self._leading = True
             self._queued_chars += len(sentence)
             self._queue.put_nowait(sentence)
 
@@ -193,8 +196,10 @@ class TextStream:
         guard = services.guard
         request = SpeechRequest(input=sentence, **self.options.model_dump())
         quota = guard.quota(self.principal)
+        # a sentence may start with a short piece only when nothing plays before it
+        leading, self._leading = self._leading, False
         plan = await services.pipeline.plan_in_thread(
-            request, quota.max_audio_seconds, self.principal.viewer, listening=True
+            request, quota.max_audio_seconds, self.principal.viewer, listening=leading
         )
         if self.options.sample_rate is None:  # the stream keeps its first sentence's rate
             self.options = self.options.model_copy(update={"sample_rate": plan.output_rate})

@@ -95,7 +95,8 @@ async function speak() {
   const audio = new AudioContext({ sampleRate: RATE });
   let playhead = audio.currentTime + 0.05;
   const pcm = [];
-  playing = { stop: () => { abort.abort(); audio.close(); stopped("stopped"); } };
+  const follow = readAlong(audio);
+  playing = { stop: () => { abort.abort(); follow.stop(); audio.close(); stopped("stopped"); } };
   $("#play").disabled = true;
   $("#stop").disabled = false;
   $("#download").hidden = true;
@@ -119,22 +120,76 @@ async function speak() {
       source.connect(audio.destination);
       playhead = Math.max(playhead, audio.currentTime);
       source.start(playhead);
+      follow.scheduled(playhead, buffer.duration);
       playhead += buffer.duration;
       document.body.dataset.audioChunks = String(Number(document.body.dataset.audioChunks || 0) + 1);
     }
     for (const segment of event.segments || []) {
+      follow.add(segment);
       const row = rows.insertRow();
       for (const value of [segment.index + 1, segment.text, `${segment.start.toFixed(2)} s`, `${segment.end.toFixed(2)} s`]) {
         row.insertCell().textContent = value;
       }
     }
   }
+  follow.finish();
   const link = $("#download");
   link.href = URL.createObjectURL(wav(pcm, RATE));
   link.hidden = false;
   lastRequest = body;
   $("#download-as").hidden = false;
   stopped("done");
+}
+
+// Read-along: the text as it is spoken, the word being heard marked (each segment's words where the
+// engine tells their times, the segment as one piece where it does not).
+function readAlong(audio) {
+  const text = $("#read-along");
+  text.replaceChildren();
+  text.hidden = false;
+  const chunks = []; // [context time it plays at, where it starts in the stream (s), its length (s)]
+  const pieces = [];
+  let streamed = 0;
+  let frame = 0;
+  let ended = false;
+  const position = () => {
+    const now = audio.currentTime;
+    for (let i = chunks.length - 1; i >= 0; i--) {
+      const [at, from, length] = chunks[i];
+      if (now >= at) return from + Math.min(now - at, length);
+    }
+    return -1;
+  };
+  const tick = () => {
+    const at = position();
+    let current = null;
+    for (const piece of pieces) {
+      const now = at >= piece.start && at < piece.end;
+      piece.span.classList.toggle("now", now);
+      if (now) current = piece;
+    }
+    if (current) {
+      current.span.setAttribute("aria-current", "true");
+      document.body.dataset.spokenWords = String(pieces.indexOf(current) + 1);
+    }
+    if (ended && at >= streamed - 0.01) return;
+    frame = requestAnimationFrame(tick);
+  };
+  frame = requestAnimationFrame(tick);
+  return {
+    scheduled(at, length) { chunks.push([at, streamed, length]); streamed += length; },
+    add(segment) {
+      const words = segment.words && segment.words.length ? segment.words : [{ word: segment.text, start: segment.start, end: segment.end }];
+      for (const word of words) {
+        const span = document.createElement("span");
+        span.textContent = word.word;
+        text.append(span, " ");
+        pieces.push({ span, start: word.start, end: word.end });
+      }
+    },
+    finish() { ended = true; },
+    stop() { cancelAnimationFrame(frame); },
+  };
 }
 
 let lastRequest = null;
