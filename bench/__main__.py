@@ -120,11 +120,8 @@ def word_times(
     ] = False,
 ) -> None:
     """Kokoro's word times against the audio's onsets after pauses (target: within 50 ms)."""
-    sentences = bench_word_times.CALIBRATION if calibrate else bench_word_times.HELD_OUT
-    rows = bench_word_times.run(_data_dir(data_dir), sentences)
-    title = (
-        f"Word onsets vs the audio ({'calibration' if calibrate else 'held-out'}: {len(sentences)} sentences)"
-    )
+    rows = bench_word_times.run(_data_dir(data_dir), calibrate)
+    kind = "calibration" if calibrate else "held-out"
     table = Table(
         "voice",
         "segments with words",
@@ -134,34 +131,23 @@ def word_times(
         "p90 |err|",
         "max |err|",
         "<= 50 ms",
-        title=title,
+        title=f"Word onsets vs the audio ({kind} sentences)",
     )
-    every: list[float] = []
-    for voice, errors, timed, total in rows:
-        every += errors
-        signed, median, p90, largest, within = bench_word_times.summary(errors)
-        table.add_row(
-            voice,
-            f"{timed}/{total}",
-            str(len(errors)),
-            f"{signed:+.0f}",
-            f"{median:.0f}",
-            f"{p90:.0f}",
-            f"{largest:.0f}",
-            f"{within:.0%}",
-        )
-    signed, median, p90, largest, within = bench_word_times.summary(every)
-    table.add_row(
-        "all",
-        "",
-        str(len(every)),
-        f"{signed:+.0f}",
-        f"{median:.0f}",
-        f"{p90:.0f}",
-        f"{largest:.0f}",
-        f"{within:.0%}",
-    )
+    for code in bench_word_times.LANGUAGES:
+        every: list[float] = []
+        for language, voice, errors, timed, total in rows:
+            if language != code:
+                continue
+            every += errors
+            table.add_row(voice, f"{timed}/{total}", str(len(errors)), *_word_time_figures(errors))
+        if every:
+            table.add_row(f"all {code}", "", str(len(every)), *_word_time_figures(every))
     console.print(table)
+
+
+def _word_time_figures(errors: list[float]) -> list[str]:
+    signed, median, p90, largest, within = bench_word_times.summary(errors)
+    return [f"{signed:+.0f}", f"{median:.0f}", f"{p90:.0f}", f"{largest:.0f}", f"{within:.0%}"]
 
 
 @app.command()

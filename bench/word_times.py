@@ -2,8 +2,9 @@
 
 Each sentence goes through ``POST /v1/audio/speech`` with ``timestamps: true`` (16-bit PCM). The
 words the text puts after a pause (the first, and each after a comma or a semicolon) are compared
-with where the audio's energy rises after silence (:mod:`harness.alignment`). The sentences of
-:data:`HELD_OUT` played no part in the timing; ``ONSET_LEAD`` was measured on :data:`CALIBRATION`.
+with where the audio's energy rises after silence (:mod:`harness.alignment`). The held-out
+sentences played no part in the timing; ``ONSET_LEAD`` was measured on the English calibration
+sentences.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,24 +20,49 @@ import numpy as np
 from harness.alignment import onset_errors
 from harness.server import NO_CACHE, running_server
 
-CALIBRATION = (
-    "Well, if you ask me, the answer is no.",
-    "After the storm, the village was quiet, and the fishermen went back to sea.",
-    "She opened the letter, read it twice, and then, without a word, put it in the fire.",
-    "In the morning, we walked to the station; the train, of course, was late.",
-)
-HELD_OUT = (
-    "Yes, I know, but the shop closes at six, so we should hurry.",
-    "On Sundays, when the weather is fine, my grandfather walks along the river.",
-    "The report was long, dull, and, frankly, rather badly written.",
-    "If it rains tomorrow, we will stay inside, read books, and bake bread.",
-    "Her brother, a quiet man with grey hair, smiled at the children.",
-    "First, mix the flour and the sugar; then, slowly, add the milk.",
-    "Before the concert began, the lights dimmed, and the audience fell silent.",
-    "No, thank you, I have already eaten, but a cup of tea would be lovely.",
-)
 RATE = 24000  # Kokoro's: pcm comes at the engine's rate
-VOICES = ("af_heart", "am_michael", "bf_emma", "jm_kumo")
+
+
+@dataclass(frozen=True)
+class Language:
+    voices: tuple[str, ...]
+    calibration: tuple[str, ...]
+    held_out: tuple[str, ...]
+
+
+LANGUAGES = {
+    "en": Language(
+        ("af_heart", "am_michael", "bf_emma", "jm_kumo"),
+        (
+            "Well, if you ask me, the answer is no.",
+            "After the storm, the village was quiet, and the fishermen went back to sea.",
+            "She opened the letter, read it twice, and then, without a word, put it in the fire.",
+            "In the morning, we walked to the station; the train, of course, was late.",
+        ),
+        (
+            "Yes, I know, but the shop closes at six, so we should hurry.",
+            "On Sundays, when the weather is fine, my grandfather walks along the river.",
+            "The report was long, dull, and, frankly, rather badly written.",
+            "If it rains tomorrow, we will stay inside, read books, and bake bread.",
+            "Her brother, a quiet man with grey hair, smiled at the children.",
+            "First, mix the flour and the sugar; then, slowly, add the milk.",
+            "Before the concert began, the lights dimmed, and the audience fell silent.",
+            "No, thank you, I have already eaten, but a cup of tea would be lovely.",
+        ),
+    ),
+    "zh": Language(
+        ("zf_xiaobei", "zm_yunjian"),
+        (),
+        (
+            "今天天气很好，我们去公园散步吧。",
+            "明天早上，我们坐火车去北京，看看长城。",
+            "她在图书馆里看书，一直看到天黑。",
+            "如果下雨，我们就在家里做饭，聊聊天。",
+            "这家饭馆的菜很好吃，价格也不贵。",
+            "他每天早上七点起床，然后去公园跑步。",
+        ),
+    ),
+}
 
 
 def measure(url: str, voice: str, sentences: Sequence[str]) -> tuple[list[float], int, int]:
@@ -57,9 +84,14 @@ def measure(url: str, voice: str, sentences: Sequence[str]) -> tuple[list[float]
     return errors, timed, total
 
 
-def run(data_dir: Path, sentences: Sequence[str]) -> list[tuple[str, list[float], int, int]]:
+def run(data_dir: Path, calibrate: bool) -> list[tuple[str, str, list[float], int, int]]:
+    """(language, voice, errors, timed segments, segments) for every voice of every language."""
+    rows = []
     with running_server(data_dir, data_dir / "bench-server.log", NO_CACHE) as url:
-        return [(voice, *measure(url, voice, sentences)) for voice in VOICES]
+        for code, language in LANGUAGES.items():
+            sentences = language.calibration if calibrate else language.held_out
+            rows += [(code, voice, *measure(url, voice, sentences)) for voice in language.voices if sentences]
+    return rows
 
 
 def summary(errors: Sequence[float]) -> tuple[float, float, float, float, float]:

@@ -21,8 +21,7 @@ FRAME = 0.005  # seconds
 QUIET_DB = -35.0  # below the loudest frame: silence
 MIN_PAUSE = 0.08  # seconds of silence before an onset that counts
 SAME_EVENT = 0.25  # seconds: a word and an onset further apart are not one event (no pause there)
-_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
-_PAUSE_MARK = re.compile(r"[,;:.!?]\s*$")
+_PAUSE_MARK = re.compile(r"[,;:.!?，。！？；：、]")
 
 
 def onsets(audio: NDArray[np.floating[Any]], rate: int) -> list[float]:
@@ -45,24 +44,30 @@ def onsets(audio: NDArray[np.floating[Any]], rate: int) -> list[float]:
     return found
 
 
-def after_pauses(text: str) -> list[int]:
-    """Which words of ``text`` (by index) come first or right after a punctuation mark."""
-    return [
-        index
-        for index, match in enumerate(_WORD.finditer(text))
-        if index == 0 or _PAUSE_MARK.search(text[: match.start()])
-    ]
+def after_pauses(text: str, words: Sequence[str]) -> list[int]:
+    """Which of ``words`` (found in ``text`` in order) come first or right after a punctuation mark."""
+    found: list[int] = []
+    position = 0
+    for index, word in enumerate(words):
+        at = text.find(word, position)
+        if at < 0:
+            return found  # the words are not the text's (normalized): measure what was matched
+        if index == 0 or _PAUSE_MARK.search(text[position:at]):
+            found.append(index)
+        position = at + len(word)
+    return found
 
 
 def onset_errors(
     words: Sequence[Mapping[str, Any]], text: str, audio: NDArray[np.floating[Any]], rate: int
 ) -> list[float]:
     """For each word the text puts after a pause and the onset nearest it, when it is also the word
-    nearest that onset: the word's given start minus the onset (seconds)."""
+    nearest that onset and no further than :data:`SAME_EVENT`: the word's given start minus the
+    onset (seconds)."""
     heard = np.array(onsets(audio, rate))
-    if not heard.size or len(words) != len(_WORD.findall(text)):
+    if not heard.size:
         return []
-    starts = np.array([float(words[index]["start"]) for index in after_pauses(text)])
+    starts = np.array([float(words[i]["start"]) for i in after_pauses(text, [w["word"] for w in words])])
     errors = []
     for start in starts:
         onset = heard[np.abs(heard - start).argmin()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import statistics
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from tests.support.api import SPEECH, ready_client, wait_for
 from voxserve import captions
 from voxserve.config import Settings
 from voxserve.engines.fake import TimedFakeEngine
-from voxserve.engines.kokoro_timing import ONSET_LEAD, word_times
+from voxserve.engines.kokoro_timing import ONSET_LEAD, word_times, written_words
 
 TEXT = "One two three. Four five six seven."
 
@@ -33,7 +34,7 @@ def timings(phonemes: str, step: float = 0.1) -> list[Timing]:
 
 
 def test_one_group_of_phonemes_per_word() -> None:
-    words = word_times("Hi, yo.", "en", timings("haɪ, joʊ."))
+    words = word_times(written_words("Hi, yo.", "en"), timings("haɪ, joʊ."))
     assert words is not None and [w.word for w in words] == ["Hi", "yo"]
     assert words[0].start == pytest.approx(0.0) and words[0].end == pytest.approx(0.3 - ONSET_LEAD)
     assert words[1].start == pytest.approx(0.4), "after a mark: from the space after it, no lead"
@@ -42,16 +43,21 @@ def test_one_group_of_phonemes_per_word() -> None:
 
 def test_words_espeak_reads_as_one_share_its_time() -> None:
     # espeak-ng writes "in the" as one word: ɪnðə
-    words = word_times("Look in the box", "en", timings("lʊk ɪnðə bɑks"))
+    words = word_times(written_words("Look in the box", "en"), timings("lʊk ɪnðə bɑks"))
     assert words is not None and [w.word for w in words] == ["Look", "in", "the", "box"]
     inside, the = words[1], words[2]
     assert inside.end == pytest.approx(the.start) and inside.start < the.start < the.end
     assert (inside.end - inside.start) / (the.end - the.start) == pytest.approx(2 / 3)
 
 
+def test_mandarin_words_are_jieba_words_as_misaki_reads_them() -> None:
+    words = word_times(written_words("我们去公园吧。", "zh"), timings("wo↓mən ʨʰy↘ kʊ→ŋɥɛ↗n pa."))
+    assert words is not None and [w.word for w in words] == ["我们", "去", "公园", "吧"]
+
+
 def test_languages_without_written_word_groups_have_none() -> None:
-    assert word_times("你好", "zh", timings("ni↓xau↓")) is None
-    assert word_times("...", "en", timings("...")) is None
+    assert written_words("こんにちは", "ja") == []
+    assert word_times(written_words("...", "en"), timings("...")) is None
 
 
 def test_word_captions_have_a_cue_per_word_and_lines_where_words_are_unknown() -> None:
@@ -127,21 +133,26 @@ def test_a_job_has_word_captions(timed_client: TestClient) -> None:
     assert by_line.count(" --> ") == 2
 
 
-HELD_OUT = (
-    "Yes, I know, but the shop closes at six, so we should hurry.",
-    "On Sundays, when the weather is fine, my grandfather walks along the river.",
-)
+HELD_OUT = {
+    "af_heart": (
+        "Yes, I know, but the shop closes at six, so we should hurry.",
+        "On Sundays, when the weather is fine, my grandfather walks along the river.",
+    ),
+    "zf_xiaobei": ("明天早上，我们坐火车去北京，看看长城。", "如果下雨，我们就在家里做饭，聊聊天。"),
+}
 
 
-@pytest.mark.parametrize("voice", ["af_heart", "bm_george"])
+@pytest.mark.parametrize("voice", list(HELD_OUT))
 def test_kokoro_words_start_where_the_audio_does(client: httpx.Client, voice: str) -> None:
     errors: list[float] = []
-    for sentence in HELD_OUT:
+    for sentence in HELD_OUT[voice]:
         body = {"input": sentence, "voice": voice, "response_format": "pcm", "timestamps": True}
         answer = client.post(SPEECH, json=body, headers={"Cache-Control": "no-store"}).json()
         assert answer["timestamp_level"] == "word"
         words = [w for segment in answer["segments"] for w in segment["words"]]
-        assert " ".join(w["word"] for w in words) == sentence.replace(",", "").rstrip(".")
+        joiner = " " if voice == "af_heart" else ""
+        spoken = re.sub(r"[,.，。]", "", sentence).replace(" ", joiner)
+        assert joiner.join(w["word"] for w in words) == spoken
         assert all(a["end"] <= b["start"] + 0.001 for a, b in itertools.pairwise(words)), "in order"
         samples = np.frombuffer(base64.b64decode(answer["audio"]), dtype="<i2").astype(np.float32) / 32768
         errors += onset_errors(words, sentence, samples, 24000)

@@ -40,7 +40,7 @@ from voxserve.engine_settings import EngineSettings
 from voxserve.engines import kokoro_voices
 from voxserve.engines.embedded import EmbeddedEngine, Handover, Waiting
 from voxserve.engines.kind import BuildContext, EngineKind, NoOptions, waiting_of
-from voxserve.engines.kokoro_timing import timed_model, word_times
+from voxserve.engines.kokoro_timing import timed_model, word_times, written_words
 from voxserve.engines.kokoro_voices import VoiceSet
 from voxserve.kokoro_names import accent_of, gender_of, language_of
 from voxserve.text.markup import Mark, arpabet_to_ipa, has_pronunciations, marks
@@ -210,6 +210,9 @@ class KokoroEngine(EmbeddedEngine[Kokoro]):
     def _render(self, runner: Kokoro, request: SegmentRequest) -> PCM:
         with self._front_end_lock:
             phonemes = self._phonemize(request.text, self._front_end_of(request))
+            # a pronunciation mark stands for letters that are not in the text: no word times then
+            marked = has_pronunciations(request.text)
+            words = [] if marked else written_words(request.text, request.language)
         if not phonemes.strip():
             return np.zeros(0, dtype=np.float32)
         # no pauses of kokoro-onnx's own: voxserve adds each segment's after it
@@ -221,7 +224,7 @@ class KokoroEngine(EmbeddedEngine[Kokoro]):
             sentence_pause=0.0,
             clause_pause=0.0,
         )
-        self._words.put(request, word_times(request.text, request.language, timings))
+        self._words.put(request, word_times(words, timings))
         return np.asarray(audio, dtype=np.float32)
 
     def words_of(self, request: SegmentRequest) -> tuple[WordTime, ...] | None:

@@ -6,8 +6,8 @@ graph does not return. :func:`timed_model` writes a copy of the graph that also 
 ``duration`` (the ``onnx`` package; the weights are the same, so the audio is too), and
 kokoro-onnx then reports when each phoneme is spoken. :func:`word_times` maps phonemes back to
 words: a front end writes one group of phonemes per word, separated by spaces (espeak-ng for
-English and the other Latin-script languages; misaki's Mandarin writes one per jieba word, which
-is not the text's own division, so Mandarin keeps sentence-level times).
+English and the other Latin-script languages; misaki's Mandarin one per word as jieba cuts it,
+which :func:`written_words` cuts the same way). Japanese and Hindi keep sentence-level times.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import jieba
 from kokoro_onnx.sliding import Timing
 
 from voxserve.values import WordTime
@@ -25,8 +26,8 @@ DURATION_TENSOR = "/encoder/Cast_output_0"
 DURATION_OUTPUT = "duration"
 #: A word as the front ends see it: letters, digits, apostrophes, and hyphens inside.
 _WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
-#: Languages whose front end writes one group of phonemes per written word.
-WORD_LANGUAGES = frozenset({"en", "es", "fr", "it", "pt"})
+#: Languages whose front end writes one group of phonemes per written word (Mandarin: per jieba word).
+WORD_LANGUAGES = frozenset({"en", "es", "fr", "it", "pt", "zh"})
 
 
 def timed_model(model: Path) -> Path:
@@ -57,12 +58,20 @@ UNEVEN = 0.75  # what a step other than one-to-one costs, in letters of length m
 ONSET_LEAD = 0.05
 
 
-def word_times(text: str, language: str, timings: Sequence[Timing]) -> tuple[WordTime, ...] | None:
-    """Each written word of ``text`` with when its phonemes are spoken; None for a language whose
-    front end does not write words apart, or text with no words."""
+def written_words(text: str, language: str) -> list[str]:
+    """The words of ``text`` as its front end divides them: jieba's for Mandarin (misaki's own
+    division), else runs of letters and digits with the apostrophes and hyphens inside them. Empty
+    for a language whose front end does not write words apart. Blocking (jieba): where the front
+    end runs."""
     if language not in WORD_LANGUAGES:
-        return None
-    words = _WORD.findall(text)
+        return []
+    if language == "zh":
+        return [word.strip() for word in jieba.lcut(text) if _WORD.search(word)]
+    return _WORD.findall(text)
+
+
+def word_times(words: Sequence[str], timings: Sequence[Timing]) -> tuple[WordTime, ...] | None:
+    """Each of ``words`` with when its phonemes are spoken; None when there are no words."""
     groups = _phoneme_groups(timings)
     if not words or not groups:
         return None
@@ -106,7 +115,7 @@ def _phoneme_groups(timings: Sequence[Timing]) -> list[tuple[str, float, float]]
 
 
 def _aligned(
-    words: list[str], groups: list[tuple[str, float, float]]
+    words: Sequence[str], groups: list[tuple[str, float, float]]
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Words paired with phoneme groups in order (dynamic programming over :data:`STEPS`, by
     length: a group is about as long as its words, scaled by the text's phonemes per letter)."""
