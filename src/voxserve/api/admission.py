@@ -14,23 +14,30 @@ from voxserve.services import Services
 
 
 async def admitted_plan(
-    services: Services, principal: Principal, request: SpeechRequest, listening: bool = False
+    services: Services,
+    principal: Principal,
+    request: SpeechRequest,
+    listening: bool = False,
+    sentence: bool = False,
 ) -> tuple[Plan, dict[str, str], Caller]:
     """A synthesis request planned (within the key's audio limit), moderated and charged: its plan,
     the limit headers, and its caller (for the log line, and to settle when its stream ends). One
     that fails before any audio is made (the engine failed or was busy) gets its characters back: the
     client got an error, not speech. It still counts as a request, and a client that hangs up first
     gets nothing back (its segment may already have cost engine time). ``listening``: the client
-    plays the audio as it streams (its first sentence may start with a short piece)."""
+    plays the audio as it streams (its first sentence may start with a short piece). ``sentence``:
+    one sentence of a text stream, which was admitted whole (one request, one concurrent stream,
+    settled when it closes): only the sentence's characters are charged."""
     guard = services.guard
     quota = guard.quota(principal)
     pipeline = services.pipeline
     plan = await pipeline.plan_in_thread(request, quota.max_audio_seconds, principal.viewer, listening)
     await guard.moderation.check(request.input)
-    admitted = await guard.admit(principal, plan.chars, stream=True)
+    admitted = await guard.admit(principal, plan.chars, stream=not sentence, request=not sentence)
 
     def ended(stats: Stats) -> None:
-        guard.settle(principal, admitted, stats.audio_seconds, stats.elapsed)
+        if not sentence:
+            guard.settle(principal, admitted, stats.audio_seconds, stats.elapsed)
         if stats.first_audio is None and not stats.client_left:
             guard.refund(principal, admitted, plan.chars, characters_only=True)
 

@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from voxserve.api.streaming import Caller, log_line
+from voxserve.api.admission import admitted_plan
+from voxserve.api.streaming import log_line
 from voxserve.errors import InvalidRequest, PayloadTooLarge, VoxserveError
 from voxserve.pipeline import Plan, SpeechRequest, Stats
 from voxserve.rendering import SegmentTime
@@ -192,35 +193,27 @@ class TextStream:
 
     async def _speak(self, sentence: str) -> None:
         """One sentence, as a speech request of its own on the one pipeline."""
-        services = self.services
-        guard = services.guard
         request = SpeechRequest(input=sentence, **self.options.model_dump())
-        quota = guard.quota(self.principal)
         # a sentence may start with a short piece only when nothing plays before it
         leading, self._leading = self._leading, False
-        plan = await services.pipeline.plan_in_thread(
-            request, quota.max_audio_seconds, self.principal.viewer, listening=leading
-        )
+        plan, _, caller = await admitted_plan(self.services, self.principal, request, leading, sentence=True)
         if self.options.sample_rate is None:  # the stream keeps its first sentence's rate
             self.options = self.options.model_copy(update={"sample_rate": plan.output_rate})
-        await guard.moderation.check(sentence, param="text")
-        charged = await guard.admit(self.principal, plan.chars, request=False)
         index, self._index = self._index, self._index + 1
         stats = Stats(chars=plan.chars, words=self.words)
         offset = self.audio_seconds
         outcome = "failed"
         try:
             await self.listener.begin(index, sentence, plan)
-            async for chunk in services.pipeline.encode(plan, stats):
+            async for chunk in self.services.pipeline.encode(plan, stats):
                 await self.listener.audio(chunk)
             outcome = "ok"
         except asyncio.CancelledError:
-            outcome = "canceled"
+            outcome, stats.client_left = "canceled", True  # its characters stay charged
             raise
         finally:
             self.audio_seconds += stats.audio_seconds
             self.chars += plan.chars
-            if stats.first_audio is None and outcome == "failed":
-                guard.refund(self.principal, charged, plan.chars, characters_only=True)
-            log_line(self.id, plan, stats, outcome, Caller(self.principal.client, self.principal.owner))
+            caller.ended(stats)
+            log_line(self.id, plan, stats, outcome, caller)
         await self.listener.end(index, [segment.shifted(offset) for segment in stats.timeline])
