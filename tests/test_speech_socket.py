@@ -193,3 +193,72 @@ def test_only_a_sentence_nothing_plays_before_may_start_short(
         events, _ = receive_until(socket, "done")
     [first, second] = [e["segments"] for e in events if e["type"] == "sentence.end"]
     assert len(first) == 2 and len(second) == 1, "the first starts with a short piece, the next need not"
+
+
+def test_options_right_after_the_first_text_are_refused(make_client: ClientFactory) -> None:
+    client = make_client()
+    with client.websocket_connect(URL) as socket:
+        socket.send_json({"type": "text", "text": "Hi there!"})
+        socket.send_json({"type": "options", "sample_rate": 8000})
+        events, _ = receive_until(socket, "error")
+        assert "options come first" in events[-1]["error"]["message"]
+        socket.send_json({"type": "text", "text": " Second one!"})
+        socket.send_json({"type": "end"})
+        events, _ = receive_until(socket, "done")
+    assert {e["sample_rate"] for e in events if e["type"] == "sentence.start"} == {16000}
+
+
+def test_an_ssml_document_is_spoken_whole_once_it_is_closed(
+    make_client: ClientFactory, fake_engine: FakeEngine
+) -> None:
+    client = make_client()
+    with client.websocket_connect(URL) as socket:
+        for delta in ["Before it. <speak>One. Two", '.<break time="200ms"/> Three!', "</speak> After"]:
+            socket.send_json({"type": "text", "text": delta})
+        socket.send_json({"type": "end"})
+        events, _ = receive_until(socket, "done")
+    assert "error" not in [e["type"] for e in events], events
+    said = [e["text"] for e in events if e["type"] == "sentence.start"]
+    assert said == ["Before it.", '<speak>One. Two.<break time="200ms"/> Three!</speak>', "After"]
+
+
+def test_after_end_no_more_text_and_a_cancel_still_ends(make_client: ClientFactory) -> None:
+    client = make_client()
+    with client.websocket_connect(URL) as socket:
+        socket.send_json({"type": "text", "text": "One two three four five six seven."})
+        socket.send_json({"type": "end"})
+        socket.send_json({"type": "text", "text": "More?"})
+        socket.send_json({"type": "cancel"})
+        events, _ = receive_until(socket, "done")
+    errors = [e["error"] for e in events if e["type"] == "error"]
+    assert errors and "the stream was ended" in errors[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("message", "param", "text"),
+    [
+        ('{"type": "text", "text": "' + "word " * 1000 + '"}', "text", "the limit is 500 (max_input_chars)"),
+        ("[" * 30000 + "]" * 30000, "message", "nests too deeply"),
+    ],
+)
+def test_oversize_and_deep_messages_are_refused(
+    make_client: ClientFactory, message: str, param: str, text: str
+) -> None:
+    client = make_client(max_input_chars=500)
+    with client.websocket_connect(URL) as socket:
+        socket.send_text(message)
+        error = socket.receive_json()["error"]
+    assert error["param"] == param and text in error["message"], error
+
+
+def test_a_long_sentence_in_one_message_is_spoken_in_pieces(
+    make_client: ClientFactory, fake_engine: FakeEngine
+) -> None:
+    client = make_client(max_input_chars=4000)
+    with client.websocket_connect(URL) as socket:
+        socket.send_json({"type": "text", "text": "word " * 700 + "end!"})
+        socket.send_json({"type": "end"})
+        events, _ = receive_until(socket, "done")
+    assert "error" not in [e["type"] for e in events], events
+    pieces = [e["text"] for e in events if e["type"] == "sentence.start"]
+    assert len(pieces) >= 4 and max(len(p) for p in pieces) <= 1000

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,7 +125,66 @@ def test_an_event_announcing_too_much_data_ends_the_connection(wyoming_port: int
         writer.close()
         return answer
 
-    assert asyncio.run(run()) == b"", "closed without reading a gigabyte"
+    header, data = asyncio.run(run()).split(b"\n", 1)
+    assert json.loads(header)["type"] == "error", "told why, then closed, without reading a gigabyte"
+    assert b"data_length is a whole number of bytes up to 262144" in data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"text": 5}, {}, {"text": "Hi.", "voice": {"name": 5}}],
+)
+def test_a_malformed_event_is_an_error_and_the_connection_goes_on(
+    wyoming_port: int, data: dict[str, object]
+) -> None:
+    async def run() -> tuple[list[Event], list[Event]]:
+        async with AsyncTcpClient("127.0.0.1", wyoming_port) as client:
+            await client.write_event(Event(type="synthesize", data=data))
+            refused = await events_until(client, "error")
+            await client.write_event(Describe().event())
+            return refused, await events_until(client, "info")
+
+    refused, described = asyncio.run(run())
+    assert Error.from_event(refused[-1]).code in {"invalid_request", "unknown_voice"}
+    assert described[-1].type == "info"
+
+
+def test_nothing_to_say_is_audio_stop_alone(wyoming_port: int) -> None:
+    async def run() -> list[Event]:
+        async with AsyncTcpClient("127.0.0.1", wyoming_port) as client:
+            await client.write_event(Synthesize(text="...").event())
+            return await events_until(client, "audio-stop")
+
+    assert [e.type for e in asyncio.run(run())] == ["audio-stop"], "as wyoming-piper answers it"
+
+
+def test_a_client_that_leaves_mid_speech_gives_its_stream_back(tmp_path: Path) -> None:
+    engine = FakeEngine(name="fake", slow_on="slowly", slow_seconds=0.5)
+    port = free_port()
+    settings = Settings(
+        data_dir=tmp_path,
+        default_engine="fake",
+        wyoming={"uri": f"tcp://127.0.0.1:{port}"},
+        limits={"anonymous": {"concurrent_streams": 1}},
+    )
+
+    async def leave() -> None:
+        async with AsyncTcpClient("127.0.0.1", port) as client:  # leaves after the first audio
+            await client.write_event(Synthesize(text="One two three. It goes slowly now. And on.").event())
+            await events_until(client, "audio-start")
+
+    async def speak() -> list[Event]:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Synthesize(text="Hello there.").event())
+            return await events_until(client, "audio-stop", "error")
+
+    with ready_client(settings, {"fake": engine}):
+        asyncio.run(leave())
+        deadline = time.monotonic() + 5
+        while (answer := asyncio.run(speak()))[-1].type == "error":
+            assert time.monotonic() < deadline, Error.from_event(answer[-1]).text
+            time.sleep(0.1)
+    assert answer[0].type == "audio-start"
 
 
 def test_only_loopback_and_allowed_clients(tmp_path: Path) -> None:

@@ -85,6 +85,8 @@ def _parsed(raw: str | bytes | None) -> Message:
         return MESSAGE.validate_python(json.loads(raw))
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"the message is not JSON: {exc.msg}", param="message") from None
+    except RecursionError:
+        raise InvalidRequest("the message nests too deeply", param="message") from None
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"][1:]) or "type"
@@ -150,7 +152,7 @@ async def speech_stream(websocket: WebSocket) -> None:
         pass
     finally:
         await stream.close()
-    if websocket.application_state != WebSocketState.DISCONNECTED:
+    if WebSocketState.DISCONNECTED not in (websocket.client_state, websocket.application_state):
         await websocket.close(code=1000)
 
 
@@ -163,6 +165,8 @@ async def _converse(websocket: WebSocket, stream: TextStream, listener: SocketLi
         while True:
             await asyncio.wait({receiving, ended}, timeout=idle, return_when=asyncio.FIRST_COMPLETED)
             if ended.done():
+                if stream.broken is not None:  # the connection broke while audio was sent
+                    return
                 usage = {"characters": stream.chars, "audio_seconds": round(stream.audio_seconds, 3)}
                 await listener.send({"type": "done", "usage": usage})
                 return

@@ -15,6 +15,7 @@ free at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -30,12 +31,13 @@ from voxserve.request import SpeechOptions
 from voxserve.security.guard import Principal
 from voxserve.security.quotas import Admitted
 from voxserve.services import Services
-from voxserve.text import complete_sentences, fit, is_speakable
+from voxserve.text import complete_sentences, is_speakable
 
 log = logging.getLogger(__name__)
 
 #: Text with no sentence end for this long is spoken up to its last clause or word anyway.
 LONGEST_SENTENCE = 1000
+SSML_END = "</speak>"
 
 
 class Listener(Protocol):
@@ -90,6 +92,9 @@ class TextStream:
         self._speaker: asyncio.Task[None] | None = None
         self._speaking = False
         self._leading = False  # the next sentence is one the listener waits for: nothing plays before it
+        self._written = False  # text has come: the options are fixed
+        self._ending = False  # the client ended the stream: no more text
+        self.broken: Exception | None = None  # why the stream ended early (its listener's connection)
         self.ended = asyncio.Event()
 
     async def open(self) -> None:
@@ -99,7 +104,7 @@ class TextStream:
 
     def configure(self, options: SpeechOptions) -> None:
         """New speech options, before any text: a stream speaks with one voice, at one rate."""
-        if self._index or self._pending or not self._queue.empty():
+        if self._written:
             raise InvalidRequest("options come first, before any text", param="type")
         self.options = options
 
@@ -113,7 +118,15 @@ class TextStream:
         return time.monotonic() - self.opened > self.settings.max_seconds
 
     async def write(self, text: str) -> None:
-        """More text: each sentence it completes is queued to be spoken."""
+        """More text: each sentence it completes is queued to be spoken. An SSML document waits
+        until it is closed and is spoken whole (it is one request's markup, not sentences)."""
+        self._check_open()
+        limit = self.services.settings.max_input_chars
+        if len(text) > limit:
+            raise PayloadTooLarge(
+                f"a text message is {len(text)} characters; the limit is {limit} (max_input_chars)",
+                param="text",
+            )
         waiting = self._queued_chars + len(self._pending) + len(text)
         if waiting > self.settings.max_queued_chars:
             raise PayloadTooLarge(
@@ -122,19 +135,41 @@ class TextStream:
                 "audio has come back",
                 param="text",
             )
-        done, self._pending = await asyncio.to_thread(complete_sentences, self._pending + text)
-        if len(self._pending) > LONGEST_SENTENCE:
-            *more, self._pending = fit(self._pending, self.services.settings.segment_chars)
-            done.extend(more)
+        self._written = self._written or bool(text.strip())
+        pending = self._pending + text
+        while (start := pending.find("<speak")) >= 0:
+            end = pending.find(SSML_END, start)
+            if end < 0:
+                break
+            await self._split(pending[:start])
+            rest, self._pending = self._pending.strip(), ""  # the document starts a new sentence
+            for piece in (rest, pending[start : end + len(SSML_END)]):
+                self._put(piece)
+            pending = pending[end + len(SSML_END) :]
+        if "<speak" in pending:
+            self._pending = pending
+        else:
+            self._pending = ""
+            await self._split(pending)
+
+    async def _split(self, text: str) -> None:
+        done, self._pending = await asyncio.to_thread(complete_sentences, text, LONGEST_SENTENCE)
         for sentence in done:
             self._put(sentence)
 
     def flush(self, last: bool = False) -> None:
-        """Speak what is pending even if its sentence is unfinished; then tell the listener."""
+        """Speak what is pending even if its sentence is unfinished; then tell the listener
+        (``last``: and end the stream)."""
+        self._check_open()
+        self._ending = last
         rest, self._pending = self._pending.strip(), ""
         if rest:
             self._put(rest)
         self._queue.put_nowait(_Flush(last))
+
+    def _check_open(self) -> None:
+        if self._ending:
+            raise InvalidRequest("the stream was ended (end); open a new one for more", param="type")
 
     async def cancel(self) -> None:
         """Drop the text not yet spoken and stop the sentence being rendered (the engine's slot is
@@ -144,6 +179,8 @@ class TextStream:
         self._queue = asyncio.Queue()
         await self._stop_speaking()
         self._speaker = asyncio.create_task(self._speak_all(), name=f"text stream {self.id}")
+        if self._ending:  # an end sent before the cancel still ends the stream
+            self._queue.put_nowait(_Flush(last=True))
 
     async def close(self) -> None:
         """Stop whatever is left and settle the stream (its slot back, its audio counted)."""
@@ -158,38 +195,43 @@ class TextStream:
         if speaker is None:
             return
         speaker.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await speaker
-        except asyncio.CancelledError:
-            pass
-        except Exception as exc:  # the listener's connection broke: the stream ends with it
-            log.info("text stream %s ended: %s: %s", self.id, type(exc).__name__, exc)
 
     def _put(self, sentence: str) -> None:
-        if is_speakable(sentence):  # a lone "..." between sentences says nothing
+        if sentence and is_speakable(sentence):  # a lone "..." between sentences says nothing
             if not self._speaking and self._queue.empty():
                 self._leading = True
             self._queued_chars += len(sentence)
             self._queue.put_nowait(sentence)
 
     async def _speak_all(self) -> None:
+        """The queue, in order, until the stream ends; if the listener's connection breaks, the
+        stream ends with it (``broken``), and whoever waits for its end is woken."""
         queue = self._queue
-        while True:
-            item = await queue.get()
-            if isinstance(item, _Flush):
-                await self.listener.flushed(item.last)
-                if item.last:
-                    self.ended.set()
-                    return
-                continue
-            self._queued_chars -= len(item)
-            self._speaking = True
-            try:
-                await self._speak(item)
-            except VoxserveError as exc:
-                await self.listener.failed(exc)
-            finally:
-                self._speaking = False
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Flush):
+                    await self.listener.flushed(item.last)
+                    if item.last:
+                        self.ended.set()
+                        return
+                    continue
+                self._queued_chars -= len(item)
+                self._speaking = True
+                try:
+                    await self._speak(item)
+                except VoxserveError as exc:
+                    if exc.param == "input":  # the sentence is the stream's text
+                        exc.param = "text"
+                    await self.listener.failed(exc)
+                finally:
+                    self._speaking = False
+        except Exception as exc:
+            log.info("text stream %s ended: %s: %s", self.id, type(exc).__name__, exc)
+            self.broken = exc
+            self.ended.set()
 
     async def _speak(self, sentence: str) -> None:
         """One sentence, as a speech request of its own on the one pipeline."""

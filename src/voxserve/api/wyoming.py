@@ -18,9 +18,11 @@ read with bounds (the library's reader takes any length a client announces).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
+import time
 from typing import Any
 
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -40,7 +42,7 @@ from wyoming.tts import (
 from voxserve import __version__
 from voxserve.api.text_streams import TextStream
 from voxserve.config import WyomingSettings
-from voxserve.errors import PayloadTooLarge, VoxserveError
+from voxserve.errors import InvalidRequest, PayloadTooLarge, VoxserveError
 from voxserve.pipeline import Plan
 from voxserve.rendering import SegmentTime
 from voxserve.request import SpeechOptions
@@ -56,24 +58,53 @@ MAX_DATA_BYTES = 256 * 1024  # its JSON data (a synthesize's text) and its paylo
 ATTRIBUTION = Attribution(name="voxserve", url="https://github.com/voxserve/voxserve")
 
 
+class BadEvent(Exception):
+    """An event past the bounds, or not an event: the connection ends (the client is told why)."""
+
+
 async def read_event(reader: asyncio.StreamReader) -> Event | None:
-    """The next event, or None when the client is gone or sent one out of bounds."""
+    """The next event, or None when the client is gone; BadEvent when it broke the protocol."""
     try:
         line = await reader.readline()
         if not line:
             return None
-        header = json.loads(line)
-        data_length = int(header.get("data_length") or 0)
-        payload_length = int(header.get("payload_length") or 0)
-        if not (0 <= data_length <= MAX_DATA_BYTES and 0 <= payload_length <= MAX_DATA_BYTES):
-            return None
-        data = dict(header.get("data") or {})
+        header = _json_object(line, "the header line")
+        data_length = _length(header, "data_length")
+        payload_length = _length(header, "payload_length")
+        data = header.get("data") or {}
+        if not isinstance(data, dict) or not isinstance(header.get("type"), str):
+            raise BadEvent("an event's header has a type (text) and its data is an object")
         if data_length:
-            data.update(json.loads(await reader.readexactly(data_length)))
+            data = {**data, **_json_object(await reader.readexactly(data_length), "the event's data")}
         payload = await reader.readexactly(payload_length) if payload_length else None
-        return Event(type=str(header["type"]), data=data, payload=payload)
-    except (ValueError, KeyError, TypeError, AttributeError, asyncio.IncompleteReadError):
-        return None  # a line past the reader's limit, bad JSON, a short read: the connection ends
+    except ValueError:  # a line past the reader's limit
+        raise BadEvent(f"an event's header line is at most {MAX_LINE_BYTES} bytes") from None
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    return Event(type=header["type"], data=data, payload=payload)
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        found = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise BadEvent(f"{what} is not JSON (or nests too deeply)") from None
+    if not isinstance(found, dict):
+        raise BadEvent(f"{what} is a JSON object")
+    return found
+
+
+def _length(header: dict[str, Any], name: str) -> int:
+    value = header.get(name) or 0
+    if not isinstance(value, int) or not 0 <= value <= MAX_DATA_BYTES:
+        raise BadEvent(f"{name} is a whole number of bytes up to {MAX_DATA_BYTES}")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest("text is a string", param="text")
+    return value
 
 
 def info(services: Services) -> Info:
@@ -130,13 +161,8 @@ class WyomingListener:
         await self.handler.write_event(Error(text=error.message, code=error.code).event())
 
     async def flushed(self, last: bool) -> None:
-        if not last:
-            return
-        if self.whole:
-            if self.started:
-                await self.handler.write_event(AudioStop().event())
-        else:
-            await self.handler.write_event(SynthesizeStopped().event())
+        if last:  # a text with nothing to say gets audio-stop alone, as from wyoming-piper
+            await self.handler.write_event((AudioStop() if self.whole else SynthesizeStopped()).event())
 
 
 class WyomingHandler(AsyncEventHandler):
@@ -151,30 +177,50 @@ class WyomingHandler(AsyncEventHandler):
         client = str(peer[0]) if peer else "unknown"
         self.principal = Principal(None, client, auth=services.guard.auth)
         self.stream: TextStream | None = None
+        self.limits = services.settings.text_streams
+        self.deadline = time.monotonic() + self.limits.max_seconds
 
     async def run(self) -> None:
-        """Events until the client leaves (read with bounds; an idle client is let go)."""
-        idle = self.services.settings.text_streams.idle_seconds
+        """Events until the client leaves, breaks the protocol, stops reading or stays idle for
+        ``text_streams.idle_seconds``; no connection outlives ``text_streams.max_seconds``."""
         try:
-            while True:
+            while time.monotonic() < self.deadline:
                 try:
-                    event = await asyncio.wait_for(read_event(self.reader), idle)
+                    event = await asyncio.wait_for(read_event(self.reader), self.limits.idle_seconds)
                 except TimeoutError:
                     if self.stream is None or self.stream.idle:
                         break
                     continue
-                if event is None or not await self.handle_event(event):
+                if event is None:
                     break
+                await self.handle_event(event)
+        except BadEvent as exc:
+            log.warning("wyoming: %s broke the protocol: %s", self.principal.client, exc)
+            with contextlib.suppress(ConnectionError):
+                await self.write_event(Error(text=str(exc), code="invalid_request").event())
+        except ConnectionError as exc:
+            log.info("wyoming: %s: connection ended: %s", self.principal.client, exc)
         finally:
             await self._close_stream()
             self.writer.close()
 
+    async def write_event(self, event: Event) -> None:
+        """Write, or ConnectionError when the client does not read for ``text_streams.idle_seconds``."""
+        try:
+            await asyncio.wait_for(super().write_event(event), self.limits.idle_seconds)
+        except TimeoutError:
+            raise ConnectionError("the client stopped reading") from None
+
     async def handle_event(self, event: Event) -> bool:
+        """One event; a refusal or a malformed event is an ``error`` event, the connection stays."""
         try:
             return await self._handle(event)
         except VoxserveError as exc:
             await self.write_event(Error(text=exc.message, code=exc.code).event())
-            return True
+        except (KeyError, TypeError, ValueError) as exc:  # from_event on data that is not the event's
+            message = f"a {event.type} event with data the protocol does not have: {exc}"
+            await self.write_event(Error(text=message, code="invalid_request").event())
+        return True
 
     async def _handle(self, event: Event) -> bool:
         if Describe.is_type(event.type):
@@ -187,25 +233,34 @@ class WyomingHandler(AsyncEventHandler):
             start = SynthesizeStart.from_event(event)
             self.stream = await self._open(start.voice, whole=False)
         elif SynthesizeChunk.is_type(event.type) and self.stream is not None:
-            await self.stream.write(SynthesizeChunk.from_event(event).text)
+            await self.stream.write(_text(SynthesizeChunk.from_event(event).text))
         elif SynthesizeStop.is_type(event.type) and self.stream is not None:
             self.stream.flush(last=True)
-            await self.stream.ended.wait()
+            await self._until_ended(self.stream)
             await self._close_stream()
         return True
 
+    async def _until_ended(self, stream: TextStream) -> None:
+        """Until the stream has said its last sentence; ConnectionError if the connection broke
+        meanwhile, or outlived ``text_streams.max_seconds``."""
+        try:
+            await asyncio.wait_for(stream.ended.wait(), max(0.0, self.deadline - time.monotonic()))
+        except TimeoutError:
+            raise ConnectionError("the connection reached text_streams.max_seconds") from None
+        if stream.broken is not None:
+            raise ConnectionError(str(stream.broken))
+
     async def _synthesize(self, synthesize: Synthesize) -> None:
         """A whole text: one audio-start, the audio of every sentence, one audio-stop."""
+        text = _text(synthesize.text)
         limit = self.services.settings.max_input_chars
-        if len(synthesize.text) > limit:
-            raise PayloadTooLarge(
-                f"text is {len(synthesize.text)} characters; the limit is {limit}", param="text"
-            )
+        if len(text) > limit:
+            raise PayloadTooLarge(f"text is {len(text)} characters; the limit is {limit}", param="text")
         stream = await self._open(synthesize.voice, whole=True)
         try:
-            await stream.write(synthesize.text)
+            await stream.write(text)
             stream.flush(last=True)
-            await stream.ended.wait()
+            await self._until_ended(stream)
         finally:
             await stream.close()
 

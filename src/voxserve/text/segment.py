@@ -151,21 +151,33 @@ def sentences(text: str) -> Iterator[str]:
 _ENDS_FOR_SURE = re.compile(r"[!?。！？…][\"'”’)）」』]*\s*$")
 
 
-def complete_sentences(text: str) -> tuple[list[str], str]:
+def complete_sentences(text: str, longest: int = WINDOW) -> tuple[list[str], str]:
     """The sentences of text that is still being written (an LLM's answer, piece by piece) known to
-    be complete, stripped; and the rest as given, whitespace included, for the next piece to continue.
+    be complete, stripped, each at most ``longest`` characters; and the rest as given, whitespace
+    included, for the next piece to continue.
 
     A line break ends everything before it, and so does ``!``, ``?``, ``。``, ``！``, ``？`` or ``…``
     at the end; a sentence that ends with a period waits until the text goes on: ``Dr.`` and ``3.``
-    end no sentence. The caller bounds the rest (pysbd is given it whole).
+    end no sentence. Linear in the length of the text, like :func:`sentences`: pysbd is given
+    windows, and a rest longer than ``longest`` with no sentence end is cut at its clauses or words
+    (all but its last piece are complete).
     """
     *lines, last = text.split("\n")
-    done = [sentence for line in lines for sentence in sentences(line)]
-    protected, tags = _protect(last)
+    *whole, tail = list(_windows(last)) or [""]
+    done = [sentence for line in [*lines, *whole] for sentence in sentences(line)]
+    if len(tail) > longest:
+        *cut, tail = fit(tail, longest)
+        done.extend(cut)
+    protected, tags = _protect(tail)
     spans = _split(protected)
     rest = "" if _ENDS_FOR_SURE.search(spans[-1]) else spans.pop()
     done.extend(_restore(span.strip(), tags) for span in spans if span.strip())
-    return done, _restore(rest, tags)
+    fitting = [
+        piece
+        for sentence in done
+        for piece in (fit(sentence, longest) if len(sentence) > longest else [sentence])
+    ]
+    return fitting, _restore(rest, tags)
 
 
 def _tokens(text: str) -> Iterator[str]:
