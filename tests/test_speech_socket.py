@@ -164,11 +164,12 @@ def test_text_waiting_beyond_the_limit_is_refused(
         receive_until(socket, "cancelled")
 
 
-def test_an_idle_stream_closes(make_client: ClientFactory) -> None:
+def test_an_idle_stream_speaks_what_waits_then_closes(make_client: ClientFactory) -> None:
     client = make_client(text_streams={"idle_seconds": 0.3})
     with client.websocket_connect(URL) as socket:
-        socket.send_json({"type": "text", "text": "Hi!"})
-        receive_until(socket, "sentence.end")
+        socket.send_json({"type": "text", "text": "An unfinished sentence"})
+        events, _ = receive_until(socket, "flushed")
+        assert events[0]["text"] == "An unfinished sentence", "the client went quiet: it is spoken"
         with pytest.raises(WebSocketDisconnect) as closed:
             socket.receive_json()
     assert closed.value.code == 1000 and closed.value.reason == "idle"

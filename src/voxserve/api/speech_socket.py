@@ -174,10 +174,10 @@ async def _converse(websocket: WebSocket, stream: TextStream, listener: SocketLi
                 await websocket.close(code=1008, reason="the stream reached text_streams.max_seconds")
                 return
             if not receiving.done():
-                if stream.idle:
-                    await websocket.close(code=1000, reason="idle")
-                    return
-                continue
+                if stream.flush_if_waiting() or not stream.idle:
+                    continue
+                await websocket.close(code=1000, reason="idle")
+                return
             message = receiving.result()
             if message["type"] == "websocket.disconnect":
                 return

@@ -110,8 +110,16 @@ class TextStream:
 
     @property
     def idle(self) -> bool:
-        """Nothing to speak and nothing being spoken."""
-        return not self._speaking and self._queue.empty() and not self._pending.strip()
+        """Nothing to speak and nothing being spoken (an unfinished sentence aside)."""
+        return not self._speaking and self._queue.empty()
+
+    def flush_if_waiting(self) -> bool:
+        """Speak an unfinished sentence the client has left waiting (it went quiet); whether there
+        was one."""
+        if not self._pending.strip() or self._ending:
+            return False
+        self.flush()
+        return True
 
     @property
     def expired(self) -> bool:

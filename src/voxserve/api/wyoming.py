@@ -188,9 +188,10 @@ class WyomingHandler(AsyncEventHandler):
                 try:
                     event = await asyncio.wait_for(read_event(self.reader), self.limits.idle_seconds)
                 except TimeoutError:
-                    if self.stream is None or self.stream.idle:
-                        break
-                    continue
+                    stream = self.stream
+                    if stream is not None and (stream.flush_if_waiting() or not stream.idle):
+                        continue
+                    break
                 if event is None:
                     break
                 await self.handle_event(event)
@@ -255,7 +256,10 @@ class WyomingHandler(AsyncEventHandler):
         text = _text(synthesize.text)
         limit = self.services.settings.max_input_chars
         if len(text) > limit:
-            raise PayloadTooLarge(f"text is {len(text)} characters; the limit is {limit}", param="text")
+            raise PayloadTooLarge(
+                f"text is {len(text)} characters; the limit for a synchronous request is {limit}",
+                param="text",
+            )
         stream = await self._open(synthesize.voice, whole=True)
         try:
             await stream.write(text)

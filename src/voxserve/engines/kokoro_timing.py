@@ -93,7 +93,7 @@ def _phoneme_groups(timings: Sequence[Timing]) -> list[tuple[str, float, float]]
     :data:`ONSET_LEAD`; after a punctuation mark from the space after it (the model's pause for
     the mark is shorter than the mark's frames). Punctuation is no word's."""
     groups: list[tuple[str, float, float]] = []
-    letters, start, end = "", 0.0, 0.0
+    letters, start, end, shortest = "", 0.0, 0.0, 0.0
     after_mark: float | None = None  # where the space after a punctuation mark starts
     marked = False
     for timing in [*timings, None]:
@@ -109,8 +109,9 @@ def _phoneme_groups(timings: Sequence[Timing]) -> list[tuple[str, float, float]]
             continue
         if not letters:
             start = after_mark if after_mark is not None else max(0.0, timing.start - ONSET_LEAD)
+            shortest = start + timing.end - timing.start  # at least its first phoneme's length
         letters += timing.phoneme
-        end = max(start, timing.end - ONSET_LEAD)
+        end = max(shortest, timing.end - ONSET_LEAD)
     return groups
 
 
