@@ -598,6 +598,7 @@ def run_all(data_dir: DataDir = None) -> None:
     batch_command()
     auth()
     concurrency(data)
+    word_times(data)
     glmtts()
     triton()
     loop()
