@@ -33,6 +33,21 @@ def receive_until(socket: WebSocketTestSession, kind: str) -> tuple[list[dict[st
             return events, audio
 
 
+def sent(client: TestClient, deltas: list[str], ending: str = "end") -> list[dict[str, Any]]:
+    """The events of a stream that is sent ``deltas`` and then ``ending`` (``end``, ``flush``), up to
+    the event that answers it."""
+    with client.websocket_connect(URL) as socket:
+        for delta in deltas:
+            socket.send_json({"type": "text", "text": delta})
+        socket.send_json({"type": ending})
+        events, _ = receive_until(socket, "done" if ending == "end" else "flushed")
+    return events
+
+
+def spoken(events: list[dict[str, Any]]) -> list[str]:
+    return [e["text"] for e in events if e["type"] == "sentence.start"]
+
+
 def test_sentences_are_spoken_as_soon_as_they_are_complete(make_client: ClientFactory) -> None:
     client = make_client()
     with client.websocket_connect(URL) as socket:
@@ -69,14 +84,8 @@ def test_sentences_are_spoken_as_soon_as_they_are_complete(make_client: ClientFa
 def test_a_period_waits_for_the_next_delta_and_flush_speaks_what_is_pending(
     make_client: ClientFactory, fake_engine: FakeEngine
 ) -> None:
-    client = make_client()
-    with client.websocket_connect(URL) as socket:
-        for delta in ["Ask Dr.", " Smith now.", " Then wait"]:
-            socket.send_json({"type": "text", "text": delta})
-        socket.send_json({"type": "flush"})
-        events, _ = receive_until(socket, "flushed")
-    said = [e["text"] for e in events if e["type"] == "sentence.start"]
-    assert said == ["Ask Dr. Smith now.", "Then wait"]
+    events = sent(make_client(), ["Ask Dr.", " Smith now.", " Then wait"], "flush")
+    assert spoken(events) == ["Ask Dr. Smith now.", "Then wait"]
     assert [call.text for call in fake_engine.calls] == ["Ask doctor Smith now.", "Then wait"]
 
 
@@ -212,15 +221,10 @@ def test_options_right_after_the_first_text_are_refused(make_client: ClientFacto
 def test_an_ssml_document_is_spoken_whole_once_it_is_closed(
     make_client: ClientFactory, fake_engine: FakeEngine
 ) -> None:
-    client = make_client()
-    with client.websocket_connect(URL) as socket:
-        for delta in ["Before it. <speak>One. Two", '.<break time="200ms"/> Three!', "</speak> After"]:
-            socket.send_json({"type": "text", "text": delta})
-        socket.send_json({"type": "end"})
-        events, _ = receive_until(socket, "done")
+    deltas = ["Before it. <speak>One. Two", '.<break time="200ms"/> Three!', "</speak> After"]
+    events = sent(make_client(), deltas)
     assert "error" not in [e["type"] for e in events], events
-    said = [e["text"] for e in events if e["type"] == "sentence.start"]
-    assert said == ["Before it.", '<speak>One. Two.<break time="200ms"/> Three!</speak>', "After"]
+    assert spoken(events) == ["Before it.", '<speak>One. Two.<break time="200ms"/> Three!</speak>', "After"]
 
 
 def test_after_end_no_more_text_and_a_cancel_still_ends(make_client: ClientFactory) -> None:
@@ -255,11 +259,7 @@ def test_oversize_and_deep_messages_are_refused(
 def test_a_long_sentence_in_one_message_is_spoken_in_pieces(
     make_client: ClientFactory, fake_engine: FakeEngine
 ) -> None:
-    client = make_client(max_input_chars=4000)
-    with client.websocket_connect(URL) as socket:
-        socket.send_json({"type": "text", "text": "word " * 700 + "end!"})
-        socket.send_json({"type": "end"})
-        events, _ = receive_until(socket, "done")
+    events = sent(make_client(max_input_chars=4000), ["word " * 700 + "end!"])
     assert "error" not in [e["type"] for e in events], events
-    pieces = [e["text"] for e in events if e["type"] == "sentence.start"]
+    pieces = spoken(events)
     assert len(pieces) >= 4 and max(len(p) for p in pieces) <= 1000
