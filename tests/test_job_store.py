@@ -202,3 +202,27 @@ async def test_a_job_that_is_finishing_cannot_be_canceled(store: JobStore) -> No
     await store.cancel(second.id)
     seen = await store.record_progress(second.id, "w", Progress(segments_done=1, finishing=True))
     assert seen is not None and seen.cancel_requested
+
+
+async def test_a_job_stored_whose_answer_was_lost_is_found_not_refused(store: JobStore) -> None:
+    """Redis wrote the job and was killed before it answered: the submission learns it was stored
+    (a 503 would tell the client no job exists while one runs)."""
+    if not isinstance(store, RedisJobStore):
+        pytest.skip("SQLite answers in the same transaction")
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    stored, text = make_job()
+    other, _ = make_job("never stored")
+    script = store._insert_script
+
+    async def written_then_lost(args: list[str | float]) -> object:
+        if args[1] == stored.id:
+            await script(args=args)  # the job is written...
+        raise RedisConnectionError("Connection reset by peer")  # ...and its answer lost
+
+    store._insert_script = written_then_lost  # type: ignore[assignment]
+    job, created = await store.enqueue(stored, text)
+    assert created and job.id == stored.id and (await store.get(stored.id)) is not None
+    with pytest.raises(RedisConnectionError):
+        await store.enqueue(other, "never stored")  # not written: refused, after its deadline
+    assert await store.get(other.id) is None

@@ -20,6 +20,7 @@ nothing, so a 503 means no job.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -28,7 +29,7 @@ from redis.exceptions import RedisError
 from voxserve.errors import StoreUnavailable
 from voxserve.jobs.models import Job, JobStatus, now
 from voxserve.jobs.store import JobStore
-from voxserve.redisconn import CLOCK, WRITE_DEADLINE, redis_client
+from voxserve.redisconn import CLOCK, STORE_TIMEOUT, WRITE_DEADLINE, redis_client
 
 # Index maintenance shared by every script that writes a job: the job is in
 # exactly the index its status calls for.
@@ -155,15 +156,38 @@ class RedisJobStore(JobStore):
     async def _insert(self, job: Job, text: str) -> Job:
         data = json.dumps(job.to_dict())
         deadline = now() + WRITE_DEADLINE
-        stored = await self._insert_script(
-            args=[self.prefix, job.id, data, job.idempotency_key or "", job.created_at, text, deadline]
-        )
+        try:
+            stored = await self._insert_script(
+                args=[self.prefix, job.id, data, job.idempotency_key or "", job.created_at, text, deadline]
+            )
+        except self.errors:
+            found = await self._outcome(job.id, deadline)
+            if found is None:
+                raise
+            return found
         if stored == 1:
             return job
         found = self._job(stored)
         if found is None:
             raise StoreUnavailable("the job store answered too late; nothing was queued, retry shortly")
         return found
+
+    async def _outcome(self, job_id: str, deadline: float) -> Job | None:
+        """Whether an insert whose answer was lost stored the job: Redis may have written it and
+        then been killed before it answered. Asked until Redis answers after the insert's deadline
+        (a copy still on its way then stores nothing), for at most :data:`STORE_TIMEOUT` more: the
+        job, or None when it was not stored, or when Redis stayed away (then nobody knows)."""
+        give_up = deadline + STORE_TIMEOUT
+        while now() < give_up:
+            try:
+                found = await self.get(job_id)
+            except self.errors:
+                found = None
+            else:
+                if found is not None or now() > deadline:
+                    return found
+            await asyncio.sleep(min(0.25, max(0.0, deadline - now()) or 0.25))
+        return None
 
     async def _idempotent(self, key: str) -> Job | None:
         job_id = await self.redis.get(self._key("idem:" + key))
