@@ -24,7 +24,7 @@ import asyncio
 import json
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError
 
 from voxserve.errors import StoreUnavailable
 from voxserve.jobs.models import Job, JobStatus, now
@@ -160,7 +160,7 @@ class RedisJobStore(JobStore):
             stored = await self._insert_script(
                 args=[self.prefix, job.id, data, job.idempotency_key or "", job.created_at, text, deadline]
             )
-        except self.errors:
+        except (ConnectionError, OSError):  # the connection broke: the job may be written, its answer lost
             found = await self._outcome(job.id, deadline)
             if found is None:
                 raise
@@ -173,8 +173,9 @@ class RedisJobStore(JobStore):
         return found
 
     async def _outcome(self, job_id: str, deadline: float) -> Job | None:
-        """Whether an insert whose answer was lost stored the job: Redis may have written it and
-        then been killed before it answered. Asked until Redis answers after the insert's deadline
+        """Whether an insert whose connection broke stored the job: Redis may have written it and
+        then been killed before it answered (a paused Redis times out instead, and the deadline
+        keeps a late insert from storing). Asked until Redis answers after the insert's deadline
         (a copy still on its way then stores nothing), for at most :data:`STORE_TIMEOUT` more: the
         job, or None when it was not stored, or when Redis stayed away (then nobody knows)."""
         give_up = deadline + STORE_TIMEOUT
