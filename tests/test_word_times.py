@@ -158,3 +158,23 @@ def test_kokoro_words_start_where_the_audio_does(client: httpx.Client, voice: st
         errors += onset_errors(words, sentence, samples, 24000)
     assert len(errors) >= 4, "most pauses are measured"
     assert statistics.median(abs(e) for e in errors) <= 0.05, [round(e, 3) for e in errors]
+
+
+def test_word_times_come_from_the_cache_with_the_audio(tmp_path: Path) -> None:
+    engine = TimedFakeEngine(name="fake")
+    settings = Settings(data_dir=tmp_path, default_engine="fake", segment_chars=60)
+    body = {"input": TEXT, "response_format": "wav", "timestamps": True}
+    with ready_client(settings, {"fake": engine}) as client:
+        plain = client.post(SPEECH, json={**body, "timestamps": False, "input": "Cached before words."})
+        assert plain.status_code == 200
+        first = client.post(SPEECH, json=body).json()
+        calls = len(engine.calls)
+        again = client.post(SPEECH, json=body).json()
+        assert len(engine.calls) == calls, "the audio and its words came from the cache"
+        assert again["segments"] == first["segments"] and again["timestamp_level"] == "word"
+        for sidecar in (tmp_path / "cache").glob("??/*.words"):
+            sidecar.unlink()  # audio cached without its words (as before they were kept) is a miss
+        renewed = client.post(SPEECH, json=body).json()
+        assert len(engine.calls) == calls + 2 and renewed["segments"] == first["segments"]
+        told = client.post(SPEECH, json={**body, "input": "Cached before words."}).json()
+        assert [w["word"] for w in told["timestamps"]] == ["Cached", "before", "words"]

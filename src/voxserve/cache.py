@@ -7,7 +7,9 @@ file read instead of engine time, so a repeated request, or a batch run
 again after a fix to a few lines, only synthesizes what changed.
 
 Files are raw float32 samples under ``<dir>/<key[:2]>/<key>.f32``, written
-atomically. Each hit touches its file, so eviction (oldest modification
+atomically; an engine that tells word times has them beside, in ``<key>.words``
+(JSON, written first, removed with the audio), so a request that wants them
+is served from the cache too. Each hit touches its file, so eviction (oldest modification
 time first, down to 90 % of the limit) drops the least recently used.
 Several processes may share the directory; each keeps its own running
 total and evicts by what the directory really holds.
@@ -25,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from voxserve.values import PCM, SegmentRequest
+from voxserve.values import PCM, SegmentRequest, WordTime
 
 log = logging.getLogger(__name__)
+WORDS = ".words"  # the suffix of a segment's word times, beside its audio
 
 
 def cache_key(engine: str, sample_rate: int, request: SegmentRequest) -> str:
@@ -84,6 +87,25 @@ class SegmentCache:
             return None
         return np.frombuffer(data, dtype=np.float32)
 
+    def words(self, key: str) -> tuple[bool, tuple[WordTime, ...] | None]:
+        """(whether word times were stored with the key's audio, and they: None when its engine had
+        none for it). Read before the audio, so a hit has both or is treated as a miss."""
+        try:
+            stored = json.loads(self._path(key).with_suffix(WORDS).read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return False, None
+        return True, None if stored is None else tuple(WordTime(*entry) for entry in stored)
+
+    def put_words(self, key: str, words: tuple[WordTime, ...] | None) -> None:
+        """Store the word times its engine told for a segment (None: none for this text); before
+        its audio (:meth:`put`), so audio found has its words."""
+        path = self._path(key).with_suffix(WORDS)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        told = None if words is None else [[word.word, word.start, word.end] for word in words]
+        partial = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        partial.write_text(json.dumps(told, ensure_ascii=False), encoding="utf-8")
+        partial.replace(path)
+
     def put(self, key: str, audio: PCM) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +133,7 @@ class SegmentCache:
             if total <= 0.9 * self.max_bytes:
                 break
             path.unlink(missing_ok=True)
+            path.with_suffix(WORDS).unlink(missing_ok=True)
             total -= size
         self._bytes = total
         log.info("segment cache evicted down to %d bytes", total)

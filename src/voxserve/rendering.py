@@ -419,19 +419,21 @@ class Renderer:
         self, calls: EngineCalls, requests: list[SegmentRequest], cache_mode: str, words: _Words
     ) -> AsyncIterator[PCM]:
         """Each request's audio: from the cache when it holds it, else from the engine (then stored).
-        Word times are wanted (``words.known``) from an engine that knows them: its audio is made,
-        as the cache keeps audio only."""
+        An engine that tells word times has them stored with the audio; a request that wants them
+        (``words.known``) takes the audio from the cache only with its words."""
         engine = calls.engine
         rate = engine.capabilities.sample_rate
         cache = self.cache if cache_mode != "off" else None
-        timed = words.known and isinstance(engine, WordTimed)
+        timed = engine if isinstance(engine, WordTimed) else None
         made_samples = 0
         for request in requests:
             key = cache_key(engine.name, rate, request) if cache else None
-            if cache and key and cache_mode == "use" and not timed:
-                cached = None if calls.covers(request) else await asyncio.to_thread(cache.get, key)
+            if cache and key and cache_mode == "use":
+                at = made_samples / rate
+                cached = None if calls.covers(request) else await self._cached(cache, key, words, at)
                 self.metrics.cache_lookups.labels(engine.name, "miss" if cached is None else "hit").inc()
                 if cached is not None:
+                    made_samples += cached.size
                     yield cached
                     continue
             made: list[PCM] = []
@@ -443,14 +445,28 @@ class Renderer:
                         yield chunk
             finally:
                 span.end()
-            if timed:
-                assert isinstance(engine, WordTimed)
-                words.add(engine.words_of(request), made_samples / rate)
+            told = timed.words_of(request) if timed is not None else None  # taken, wanted or not
+            if words.known:
+                words.add(told, made_samples / rate)
             made_samples += sum(chunk.size for chunk in made)
             self.metrics.segments.labels(engine.name).inc()
             if cache and key and made:
+                if timed is not None:
+                    await asyncio.to_thread(cache.put_words, key, told)
                 await asyncio.to_thread(cache.put, key, np.concatenate(made))
                 self.metrics.cache_bytes.set(cache.size)
+
+    @staticmethod
+    async def _cached(cache: SegmentCache, key: str, words: _Words, at: float) -> PCM | None:
+        """A request's audio from the cache, with its word times (from ``at`` seconds into the
+        segment) when they are wanted: without them it is a miss."""
+        if not words.known:
+            return await asyncio.to_thread(cache.get, key)
+        stored, told = await asyncio.to_thread(cache.words, key)
+        audio = await asyncio.to_thread(cache.get, key) if stored else None
+        if audio is not None:
+            words.add(told, at)
+        return audio
 
     async def encode(self, plan: Plan, stats: Stats) -> AsyncGenerator[bytes, None]:
         """Encoded bytes of the plan's audio, chunk by chunk as segments finish."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, WebSocket
@@ -39,7 +38,6 @@ from voxserve.request import SpeechOptions
 from voxserve.services import Services
 
 router = APIRouter()
-log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024  # a text delta is a few words; a larger message is refused, unread
 STREAM_FORMAT: ResponseFormat = "pcm"  # what agent frameworks play: 16-bit mono, joins seamlessly
