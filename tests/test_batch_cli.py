@@ -179,11 +179,14 @@ def test_a_server_that_cannot_be_reached_stops_the_run_early_and_a_later_run_con
 def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> None:
     book = tmp_path / "tale.md"
     book.write_text(
-        "# The Tale\n\nIt opens.\n\n## Chapter One\n\nThe wind rose.\n\n## Chapter Two\n\nIt ended.\n"
+        "# The Tale\n\nIt opens.\n\n## Chapter One\n\nThe wind rose.\nAlice: Who is there?\n\n"
+        "## Chapter Two\n\nIt ended.\n"
     )
     out = tmp_path / "out"
+    options = ["--author", "Ann Author", "--narrator", "Ned", "--year", "2026"]
+    options += ["--voices", '{"Alice": "af_bella"}', "--chapter-voice", "3=am_michael"]
     run = subprocess.run(
-        [str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
+        [str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server, *options],
         capture_output=True,
         text=True,
         timeout=300,
@@ -191,20 +194,23 @@ def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> No
     assert run.returncode == 0, run.stderr
     assert "3 chapters" in run.stderr
     listing = json.loads((out / "index.json").read_text())
-    assert [c["title"] for c in listing["chapters"]] == ["The Tale", "Chapter One", "Chapter Two"]
+    assert [c["title"] for c in listing["chapters"]] == ["Opening", "Chapter One", "Chapter Two"]
     with av.open(str(out / "tale.m4b")) as combined:
         marks = [
             (m["metadata"]["title"], round(float(m["start"] * (m["time_base"] or 1)), 1))
             for m in combined.chapters()
         ]
         seconds = float(combined.duration or 0) / 1e6
+        tags = dict(combined.metadata)
     assert marks == [(c["title"], round(c["start"], 1)) for c in listing["chapters"]]
+    assert (tags["title"], tags["artist"], tags["composer"]) == ("The Tale", "Ann Author", "Ned")
     assert seconds == pytest.approx(sum(c["seconds"] for c in listing["chapters"]), abs=0.2)
     for chapter in listing["chapters"]:
         assert decode((out / chapter["file"]).read_bytes()).duration == pytest.approx(
             chapter["seconds"], abs=0.05
         )
     segments = json.loads((out / "tale.segments.json").read_text())["segments"]
+    assert [s.get("speaker") for s in segments if "there" in s["text"]] == ["Alice"]
     two = next(s for s in segments if s["text"].startswith("Chapter Two"))
     assert two["start"] == pytest.approx(listing["chapters"][2]["start"], abs=0.05), (
         "captions on the book's clock"
@@ -213,7 +219,7 @@ def test_a_book_read_aloud_chapter_by_chapter(server: str, tmp_path: Path) -> No
     assert (out / "chapter003.vtt").read_text().startswith("WEBVTT\n\n00:00:00.000 --> "), "and per chapter"
     made = {path.name: path.stat().st_mtime_ns for path in out.glob("chapter*.mp3")}
     again = subprocess.run(
-        [str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server],
+        [str(VOXSERVE), "book", str(book), "-o", str(out), "--url", server, *options],
         capture_output=True,
         text=True,
         timeout=300,

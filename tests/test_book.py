@@ -10,10 +10,22 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from mutagen.id3 import ID3
+from mutagen.mp4 import MP4
 
 from tests.support.signals import voice_like
 from voxserve.audio.pcm import wav_bytes
-from voxserve.batch.book import MAX_BOOK_BYTES, Chapter, combine, index, read_book, split_chapters
+from voxserve.batch.book import (
+    MAX_BOOK_BYTES,
+    BookInfo,
+    Chapter,
+    combine,
+    cover_type,
+    index,
+    read_book,
+    split_chapters,
+    tag,
+)
 
 
 def test_chapters_in_plain_text_in_english_and_chinese() -> None:
@@ -21,7 +33,8 @@ def test_chapters_in_plain_text_in_english_and_chinese() -> None:
         "A preface.\n\nChapter 1\nIt began.\n\nCHAPTER II: Later\nIt went on.\n"
         "第三章 结局\n故事结束了。\n第4回\n又一回。"
     )
-    chapters = split_chapters(text)
+    chapters, title = split_chapters(text)
+    assert title is None
     assert [(c.number, c.title) for c in chapters] == [
         (1, "Opening"),
         (2, "Chapter 1"),
@@ -33,11 +46,22 @@ def test_chapters_in_plain_text_in_english_and_chinese() -> None:
 
 
 def test_markdown_headings_and_markup() -> None:
-    text = "# Title\n\nSome **bold** and a [link](http://x).\n\n## Part two\n\n> quoted _words_\n"
-    chapters = split_chapters(text, markdown=True)
+    text = "# Title\n\nSome **bold** and a [link](http://x).\n\n# Part two\n\n> quoted _words_\n"
+    chapters, title = split_chapters(text, markdown=True)
+    assert title is None, "two # headings: chapters, not a title"
     assert [c.title for c in chapters] == ["Title", "Part two"]
     assert chapters[0].text == "Title\n\nSome bold and a link." and "quoted words" in chapters[1].text
-    assert [c.title for c in split_chapters("# not a heading in plain text\nbody")] == ["Opening"]
+    assert [c.title for c in split_chapters("# not a heading in plain text\nbody")[0]] == ["Opening"]
+
+
+def test_a_lone_h1_over_chapters_is_the_books_title_not_a_chapter() -> None:
+    text = "# The Tale\n\nIt opens.\n\n## Chapter One\n\nThe wind rose.\n\n## Chapter Two\n\nIt ended.\n"
+    chapters, title = split_chapters(text, markdown=True)
+    assert title == "The Tale"
+    assert [c.title for c in chapters] == ["Opening", "Chapter One", "Chapter Two"]
+    assert chapters[0].text == "The Tale.\n\nIt opens.", "the title is read first"
+    bare, _ = split_chapters("# The Tale\n\n## One\n\nWords.\n", markdown=True)
+    assert [c.title for c in bare] == ["One"], "a title alone is no chapter"
 
 
 CONTAINER = (
@@ -52,11 +76,18 @@ LAUGHS = (
 )
 
 
+COVER = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
 def _epub(path: Path, container: str = CONTAINER, chapter: bytes = b"") -> Path:
     opf = """<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">
-      <manifest><item id="cover" href="cover.xhtml"/><item id="c2" href="text/two.xhtml"/>
+      <metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>A  Tale</dc:title>
+      <dc:creator>Ann Author</dc:creator><dc:date>1999-05-01</dc:date></metadata>
+      <manifest><item id="cover" href="cover.xhtml"/><item id="title" href="title.xhtml"/>
+      <item id="c2" href="text/two.xhtml"/><item id="art" href="c.png" properties="cover-image"/>
       <item id="c1" href="text/one.xhtml"/></manifest>
-      <spine><itemref idref="cover"/><itemref idref="c1"/><itemref idref="c2"/></spine></package>"""
+      <spine><itemref idref="cover"/><itemref idref="title"/><itemref idref="c1"/><itemref idref="c2"/>
+      </spine></package>"""
     page = (
         "<html><head><title>t</title><style>p {{}}</style></head><body><h1>{0}</h1><p>{1}</p></body></html>"
     )
@@ -65,6 +96,8 @@ def _epub(path: Path, container: str = CONTAINER, chapter: bytes = b"") -> Path:
         book.writestr("META-INF/container.xml", container)
         book.writestr("OEBPS/content.opf", opf)
         book.writestr("OEBPS/cover.xhtml", "<html><body><img src='c.png'/></body></html>")
+        book.writestr("OEBPS/c.png", COVER)
+        book.writestr("OEBPS/title.xhtml", "<html><body><h1>A Tale</h1><p>Ann Author</p></body></html>")
         book.writestr("OEBPS/text/one.xhtml", page.format("The Start", "First words."))
         two = chapter or page.format("The End", "Last words.").encode()
         book.writestr("OEBPS/text/two.xhtml", two, compress_type=zipfile.ZIP_DEFLATED, compresslevel=1)
@@ -93,11 +126,43 @@ def test_a_hostile_epub_is_refused_in_one_line_before_it_is_in_memory(
         read_book(path)
 
 
-def test_an_epub_is_read_in_spine_order(tmp_path: Path) -> None:
-    chapters = read_book(_epub(tmp_path / "book.epub"))
+def test_an_epub_is_read_in_spine_order_with_its_metadata(tmp_path: Path) -> None:
+    chapters, info = read_book(_epub(tmp_path / "book.epub"))
     titles = [(c.number, c.title) for c in chapters]
-    assert titles == [(1, "The Start"), (2, "The End")], "the cover says nothing"
+    assert titles == [(1, "The Start"), (2, "The End")], (
+        "the cover says nothing, the title page is no chapter"
+    )
     assert chapters[0].text == "The Start\nFirst words."
+    assert info == BookInfo(title="A Tale", author="Ann Author", year="1999", cover=COVER)
+    given = BookInfo(title="Mine", narrator="Ned").over(info)
+    assert (given.title, given.author, given.narrator, given.year) == ("Mine", "Ann Author", "Ned", "1999")
+
+
+@pytest.mark.parametrize("suffix", [".m4b", ".mp3"])
+def test_the_book_is_tagged_with_its_metadata_and_cover(tmp_path: Path, suffix: str) -> None:
+    parts = []
+    for number in (1, 2):
+        path = tmp_path / f"chapter{number:03d}.wav"
+        path.write_bytes(wav_bytes(voice_like(1.0, 24000), 24000))
+        parts.append((Chapter(number, f"Part {number}", "x"), path, 1.0))
+    target = tmp_path / f"book{suffix}"
+    combine(parts, target)
+    tag(target, BookInfo("The Tale", "Ann Author", "Ned Narrator", "2026", COVER))
+    with av.open(str(target)) as book:
+        marks = [m["metadata"]["title"] for m in book.chapters()]
+        tags = {**book.metadata, **book.streams.audio[0].metadata}
+        pictures = [s for s in book.streams if s.type == "video"]
+    assert marks == ["Part 1", "Part 2"], "the marks survive the tags"
+    assert tags["title"] == "The Tale" and tags["album"] == "The Tale" and tags["artist"] == "Ann Author"
+    assert tags["composer"] == "Ned Narrator" and tags["date"].startswith("2026")
+    assert pictures, "the cover is an attached picture"
+    if suffix == ".m4b":
+        covers = MP4(target).tags["covr"]  # type: ignore[index]
+        assert bytes(covers[0]) == COVER
+    else:
+        assert ID3(target).getall("APIC")[0].data == COVER
+    with pytest.raises(ValueError, match="not a JPEG or PNG"):
+        cover_type(b"GIF89a")
 
 
 @pytest.mark.parametrize("suffix", [".m4b", ".mp3"])

@@ -181,7 +181,7 @@ async def test_audio_streams_segment_by_segment(pipeline: Pipeline) -> None:
 
 async def test_speed_beyond_the_engine_range_uses_tempo(pipeline: Pipeline) -> None:
     plan = pipeline.plan(SpeechRequest(input="One two three four.", speed=4.0, response_format="wav"))
-    assert (plan.engine_speed, plan.tempo) == (2.0, 2.0)
+    assert (plan.readers[0].engine_speed, plan.readers[0].tempo) == (2.0, 2.0)
     audio = b"".join([c async for c in pipeline.encode(plan, Stats(chars=plan.chars))])
     assert decode(audio).duration == pytest.approx(4 * 0.2 / 4 + 0.25 / 4, abs=0.03)
 

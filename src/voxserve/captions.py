@@ -3,6 +3,8 @@
 Line-level captions have a cue per segment (a sentence or a clause: whatever the planner cut);
 word-level ones a cue per word where the segment has its words' times (Kokoro), and the
 segment's line where it has not. Times are where speech starts and ends, pauses left out.
+In a multi-voice text each cue says who speaks: WebVTT's voice span (``<v Alice>``), and
+``Alice: `` before an SRT line.
 """
 
 from __future__ import annotations
@@ -61,22 +63,37 @@ def cues(segments: Iterable[Mapping[str, Any]], level: CaptionLevel) -> Iterator
     for segment in segments:
         words = segment.get("words") if level == "word" else None
         if words:
-            yield from ({"text": w["word"], "start": w["start"], "end": w["end"]} for w in words)
+            speaker = segment.get("speaker")
+            yield from (
+                {"text": w["word"], "start": w["start"], "end": w["end"], "speaker": speaker} for w in words
+            )
         else:
             yield segment
 
 
 def srt(segments: Iterable[Mapping[str, Any]], level: CaptionLevel = "line") -> str:
+    def text(cue: Mapping[str, Any]) -> str:
+        speaker = cue.get("speaker")
+        return _cue_text(f"{speaker}: {cue['text']}" if speaker else cue["text"])
+
     return "\n".join(
-        f"{number}\n{_clock(c['start'], ',')} --> {_clock(c['end'], ',')}\n{_cue_text(c['text'])}\n"
+        f"{number}\n{_clock(c['start'], ',')} --> {_clock(c['end'], ',')}\n{text(c)}\n"
         for number, c in enumerate(cues(segments, level), 1)
     )
 
 
 def vtt(segments: Iterable[Mapping[str, Any]], level: CaptionLevel = "line") -> str:
+    def text(cue: Mapping[str, Any]) -> str:
+        words = _cue_text(cue["text"]).replace("-->", "→")
+        speaker = cue.get("speaker")
+        if not speaker:
+            return words
+        escaped = words.replace("&", "&amp;").replace("<", "&lt;")
+        name = str(speaker).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return f"<v {name}>{escaped}"
+
     return "WEBVTT\n\n" + "\n".join(
-        f"{_clock(c['start'], '.')} --> {_clock(c['end'], '.')}\n{_cue_text(c['text']).replace('-->', '→')}\n"
-        for c in cues(segments, level)
+        f"{_clock(c['start'], '.')} --> {_clock(c['end'], '.')}\n{text(c)}\n" for c in cues(segments, level)
     )
 
 

@@ -228,10 +228,12 @@ async def _say(settings: Settings, request: SpeechRequest, sink: BinaryIO) -> Sa
             await asyncio.to_thread(pipeline.normalizer.load)
         cached = await asyncio.to_thread(pipeline.renderer.all_cached, plan)
         if not cached:
-            await services.load(engines={plan.engine.name})  # a loader's failure is kept, not raised
-            failure = pipeline.planner.failed.get(plan.engine.name)
-            if failure:
-                raise EngineUnavailable(f"loading engine {plan.engine.name!r} failed: {failure}")
+            names = {engine.name for engine in plan.engines}
+            await services.load(engines=names)  # a loader's failure is kept, not raised
+            failed = sorted(names & set(pipeline.planner.failed))
+            if failed:
+                reason = pipeline.planner.failed[failed[0]]
+                raise EngineUnavailable(f"loading engine {failed[0]!r} failed: {reason}")
         load_seconds = time.perf_counter() - started
         stats = Stats(chars=plan.chars)
         with _progress(len(plan.segments)) as advance:

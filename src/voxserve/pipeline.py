@@ -63,7 +63,7 @@ class Pipeline:
     def settled(self, plan: Plan) -> bool:
         """Whether the plan was made with its engine and the normalizer loaded: one made while they
         load (a job queued at start) may cut the text otherwise, so its decisions are not binding."""
-        return plan.engine.ready and self.normalizer.loaded
+        return all(engine.ready for engine in plan.engines) and self.normalizer.loaded
 
     @property
     def ready(self) -> bool:

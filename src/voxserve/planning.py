@@ -28,12 +28,14 @@ from voxserve.errors import (
     NotReady,
     PayloadTooLarge,
     UnsupportedValue,
+    VoxserveError,
 )
-from voxserve.request import SAMPLE_RATES, SpeechRequest
+from voxserve.request import SAMPLE_RATES, SPEED, Role, SpeechRequest
 from voxserve.selection import ChosenVoice, Selection, ignored_options
 from voxserve.text import TextNormalizer, detect_language, fit, is_speakable, language_code, lead, sentences
-from voxserve.text.markup import expand_ssml, has_marks, marked_language, split_pauses, strip_marks
+from voxserve.text.markup import has_marks, marked_language, split_pauses, strip_marks
 from voxserve.text.normalize import LONG_DIGITS
+from voxserve.text.script import Passage, passages
 from voxserve.text.segment import CLAUSE_MARK
 from voxserve.values import Capabilities
 from voxserve.voices import EVERYONE, Viewer
@@ -47,6 +49,8 @@ FASTEST_SPELLED_DIGITS_PER_SECOND = 3.2
 #: Where a request's segments wait for an engine: someone listening goes before a job.
 SPEECH_PRIORITY = 1
 JOB_PRIORITY = 0
+#: Readers one request may have (voices, with their emotions and rates): a cast, not a crowd.
+MAX_READERS = 32
 
 
 @dataclass(frozen=True)
@@ -97,39 +101,86 @@ class Segment:
     text: str
     language: str
     pause_after: float
-    voice: str | None = None  # a native voice of its language, where it differs from the plan's
+    voice: str | None = None  # a native voice of its language, where it differs from its reader's
+    reader: int = 0  # which of the plan's readers reads it
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads a passage of the input: its engine and voice, and the options it is read with (the
+    request's, or a multi-voice text's own for the passage). ``speaker``: the name the input gave it
+    (a script's speaker, an SSML voice name), shown in captions; None for the request's own voice."""
+
+    engine: Engine
+    voice: ChosenVoice
+    speed: float
+    engine_speed: float
+    emotion: str | None
+    speaker: str | None = None
+
+    @property
+    def tempo(self) -> float:
+        """What the audio pipeline changes: the speed the engine could not take itself."""
+        return self.speed / self.engine_speed
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A checked request: everything synthesis needs, decided up front."""
+    """A checked request: everything synthesis needs, decided up front. A multi-voice text has a
+    reader per voice; each segment says which reads it. The audio is made at ``rate``: the highest
+    of the readers' engines' rates (the others' segments are resampled to it)."""
 
     request: SpeechRequest
-    engine: Engine
-    voice: ChosenVoice
+    readers: tuple[Reader, ...]
     segments: tuple[Segment, ...]
     audio_format: AudioFormat
     output_rate: int
-    engine_speed: float
-    tempo: float
     ignored: tuple[str, ...]
     max_audio_seconds: float
     priority: int = SPEECH_PRIORITY
     submitted: float = field(default_factory=time.monotonic)  # orders its segments in engine queues
 
     @property
+    def engine(self) -> Engine:
+        """The first reader's engine (the only one, unless the text is multi-voice)."""
+        return self.readers[0].engine
+
+    @property
+    def voice(self) -> ChosenVoice:
+        """The first reader's voice (the only one, unless the text is multi-voice)."""
+        return self.readers[0].voice
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine a reader uses, each once, in the order they first read."""
+        return tuple({reader.engine.name: reader.engine for reader in self.readers}.values())
+
+    @property
+    def voice_names(self) -> tuple[str, ...]:
+        """Every voice a reader uses, each once, as the client knows them."""
+        return tuple(dict.fromkeys(reader.voice.name for reader in self.readers))
+
+    @property
+    def rate(self) -> int:
+        return max(engine.capabilities.sample_rate for engine in self.engines)
+
+    @property
+    def multi_voice(self) -> bool:
+        return len(self.readers) > 1
+
+    @property
     def chars(self) -> int:
         return len(self.request.input)
 
     def decisions(self) -> dict[str, object]:
-        """What a job keeps of its plan, for its worker to check: the engine, its rate and the
-        file's, the segments (a resumed job counts its progress in them) and the voice."""
+        """What a job keeps of its plan, for its worker to check: the engines, the audio's rate and
+        the file's, the segments (a resumed job counts its progress in them) and the voices."""
         return {
-            "engine": self.engine.name,
-            "sample_rate": self.engine.capabilities.sample_rate,
+            "engine": ",".join(engine.name for engine in self.engines),
+            "sample_rate": self.rate,
             "output_rate": self.output_rate,
             "segments": len(self.segments),
-            "voice": self.voice.id,
+            "voice": ",".join(dict.fromkeys(reader.voice.id for reader in self.readers)),
         }
 
     def disagreement(self, decided: dict[str, object]) -> str | None:
@@ -181,8 +232,9 @@ class Planner:
         """Check a request and decide how to serve it; raises a VoxserveError if it cannot be.
 
         ``profile``: speech's limits unless another is given (a job's); ``viewer`` is whose
-        library voices it may use (with keys: its own). Blocking work (a long text takes
-        seconds): call it in a thread.
+        library voices it may use (with keys: its own). A multi-voice text (SSML ``<voice>``, a
+        script with a ``voices`` table) gets a reader per voice, each checked as a request of its
+        own would be. Blocking work (a long text takes seconds): call it in a thread.
         """
         profile = profile or self.speech
         check_input(request.input, profile)
@@ -192,8 +244,82 @@ class Planner:
                 f"choose one of {', '.join(self.selection.languages)}",
                 param="language",
             )
-        text = expand_ssml(request.input)
-        engine, voice = self.selection.choose(request, text, viewer)
+        audio_format = FORMATS[request.response_format]
+        readers: dict[tuple[str | None, str | None, float], Reader] = {}
+        segments: list[Segment] = []
+        ignored: dict[str, None] = {}
+        for passage in passages(request.input, request.voices or ()):
+            key = (passage.speaker, passage.emotion, passage.rate)
+            try:
+                reader, part, skipped = self._read(request, passage, profile, viewer, len(segments) == 0)
+            except VoxserveError as exc:
+                if passage.speaker is None or exc.param not in ("voice", "model", "emotion", "instructions"):
+                    raise
+                where = "voices" if request.role(passage.speaker) else "input"
+                raise type(exc)(f"speaker {passage.speaker!r}: {exc.message}", param=where) from None
+            number = list(readers).index(key) if key in readers else len(readers)
+            if number >= MAX_READERS:
+                raise InvalidRequest(
+                    f"input has more than {MAX_READERS} voices (with their emotions and rates); "
+                    f"the most one request may have is {MAX_READERS}",
+                    param="input",
+                )
+            readers.setdefault(key, reader)
+            segments += [replace(segment, reader=number) for segment in part]
+            ignored |= dict.fromkeys(skipped)
+        if not segments:
+            raise NothingToSay(
+                "input has pauses or markup but no words to speak; give some text", param="input"
+            )
+        chosen = tuple(readers.values())
+        audio_limit = profile.max_audio_seconds
+        least = sum(least_audio_seconds((segment,), chosen[segment.reader].speed) for segment in segments)
+        if least > audio_limit:
+            raise AudioTooLong(
+                f"input would make at least {least:.0f} s of audio (pauses and speed count); "
+                f"the limit is {audio_limit:g} s",
+                param="input",
+            )
+        rate = max(reader.engine.capabilities.sample_rate for reader in chosen)
+        wanted_rate = rate if request.sample_rate is None else request.sample_rate
+        if wanted_rate not in SAMPLE_RATES:
+            raise UnsupportedValue(
+                f"sample_rate {wanted_rate} is not supported; choose one of "
+                f"{', '.join(map(str, SAMPLE_RATES))}",
+                param="sample_rate",
+            )
+        return Plan(
+            request=request,
+            readers=chosen,
+            segments=tuple(segments),
+            audio_format=audio_format,
+            output_rate=audio_format.output_rate(wanted_rate),
+            ignored=tuple(ignored),
+            max_audio_seconds=audio_limit,
+            priority=profile.priority,
+        )
+
+    def _read(
+        self, request: SpeechRequest, passage: Passage, profile: Profile, viewer: Viewer, first: bool
+    ) -> tuple[Reader, list[Segment], tuple[str, ...]]:
+        """One passage's reader (its engine and voice, checked), its segments and what its engine
+        ignores. The passage is read as a request of its own: the request's options, with the
+        speaker's role (``voices``) and the SSML around it over them."""
+        role = request.role(passage.speaker) if passage.speaker else None
+        if passage.speaker and role is None:
+            role = Role.model_construct(voice=passage.speaker)  # an SSML voice name not in the table
+        speed = (role.speed if role and role.speed else request.speed) * passage.rate
+        own = request.model_copy(
+            update={
+                "input": passage.text,
+                "voice": role.voice if role else request.voice,
+                "model": role.model if role and role.model else request.model,
+                "emotion": passage.emotion or (role.emotion if role else None) or request.emotion,
+                "speed": min(max(speed, SPEED[0]), SPEED[1]),
+            }
+        )
+        text = passage.text
+        engine, voice = self.selection.choose(own, text, viewer)
         reference = voice.reference
         if profile.require_ready:
             self._check_ready(engine)
@@ -201,61 +327,25 @@ class Planner:
         if reference is not None and caps.clone_needs_transcript and not reference.transcript:
             raise UnsupportedValue(
                 f"engine {engine.name!r} clones a voice from its reference audio and what that audio "
-                f"says, and voice {request.voice!r} has no transcript; add the voice again with "
+                f"says, and voice {own.voice!r} has no transcript; add the voice again with "
                 "prompt_text (POST /v1/voices), or use another engine",
                 param="voice",
             )
-        if request.instructions:
+        if own.instructions:
             _check_instructions(engine.name, caps, cloned=reference is not None)
-        audio_format = FORMATS[request.response_format]
-        if (
-            request.emotion
-            and caps.emotions
-            and not caps.free_emotions
-            and request.emotion not in caps.emotions
-        ):
+        if own.emotion and caps.emotions and not caps.free_emotions and own.emotion not in caps.emotions:
             raise UnsupportedValue(
-                f"engine {engine.name!r} does not know the emotion {request.emotion!r}; "
+                f"engine {engine.name!r} does not know the emotion {own.emotion!r}; "
                 f"choose one of {', '.join(sorted(caps.emotions))}, or describe it in instructions",
                 param="emotion",
             )
-        wanted_rate = caps.sample_rate if request.sample_rate is None else request.sample_rate
-        if wanted_rate not in SAMPLE_RATES:
-            raise UnsupportedValue(
-                f"sample_rate {wanted_rate} is not supported; choose one of "
-                f"{', '.join(map(str, SAMPLE_RATES))}",
-                param="sample_rate",
-            )
-        segments = tuple(self._segments(request, text, engine, profile.listening))
+        segments = tuple(self._segments(own, text, engine, profile.listening and first))
         if reference is None:
-            segments = self._native_voices(segments, request.voice, engine, voice.id)
-        if not segments:
-            raise NothingToSay(
-                "input has pauses or markup but no words to speak; give some text", param="input"
-            )
-        audio_limit = profile.max_audio_seconds
-        least = least_audio_seconds(segments, request.speed)
-        if least > audio_limit:
-            raise AudioTooLong(
-                f"input would make at least {least:.0f} s of audio (pauses and speed count); "
-                f"the limit is {audio_limit:g} s",
-                param="input",
-            )
+            segments = self._native_voices(segments, own.voice, engine, voice.id)
         low, high = caps.native_speed
-        engine_speed = min(max(request.speed, low), high)
-        return Plan(
-            request=request,
-            engine=engine,
-            voice=voice,
-            segments=segments,
-            audio_format=audio_format,
-            output_rate=audio_format.output_rate(wanted_rate),
-            engine_speed=engine_speed,
-            tempo=request.speed / engine_speed,
-            ignored=ignored_options(request, engine, text),
-            max_audio_seconds=audio_limit,
-            priority=profile.priority,
-        )
+        engine_speed = min(max(own.speed, low), high)
+        reader = Reader(engine, voice, own.speed, engine_speed, own.emotion, passage.speaker)
+        return reader, list(segments), ignored_options(own, engine, text)
 
     def _check_ready(self, engine: Engine) -> None:
         """503 before any work for an engine that cannot serve now: still loading, or (on servers)

@@ -36,6 +36,7 @@ from voxserve.audio import (
     fade_out,
     fade_samples,
     level,
+    resample,
     silence,
 )
 from voxserve.cache import SegmentCache, cache_key
@@ -43,7 +44,7 @@ from voxserve.config import Settings
 from voxserve.engines.base import BatchEngine, Engine, StreamAware, WordTimed
 from voxserve.errors import AudioTooLong, EmptyAudio
 from voxserve.metrics import Metrics
-from voxserve.planning import Plan, Segment
+from voxserve.planning import Plan, Reader, Segment
 from voxserve.text import TextNormalizer, fit
 from voxserve.text.markup import strip_marks
 from voxserve.values import PCM, SegmentRequest, WordTime
@@ -61,11 +62,12 @@ class SegmentTime:
     start: float
     end: float
     words: tuple[WordTime, ...] = ()
+    speaker: str | None = None  # who speaks it, in a multi-voice text
 
     def shifted(self, by: float) -> SegmentTime:
         """The same segment ``by`` seconds later (in a longer audio it is part of)."""
         words = tuple(word.shifted(by) for word in self.words)
-        return SegmentTime(self.index, self.text, self.start + by, self.end + by, words)
+        return SegmentTime(self.index, self.text, self.start + by, self.end + by, words, self.speaker)
 
     def to_dict(self) -> dict[str, object]:
         found: dict[str, object] = {
@@ -74,6 +76,8 @@ class SegmentTime:
             "start": round(self.start, 3),
             "end": round(self.end, 3),
         }
+        if self.speaker:
+            found["speaker"] = self.speaker
         if self.words:
             found["words"] = [word.to_dict() for word in self.words]
         return found
@@ -138,10 +142,23 @@ def _check_audio_limit(plan: Plan, stats: Stats) -> None:
         )
 
 
-def _processed(parts: list[PCM], rate: int, tempo: float, pitch: float) -> PCM:
-    """A whole segment levelled, its tempo and pitch changed, and faded (milliseconds: in a thread)."""
+def _processed(parts: list[PCM], rate: int, tempo: float, pitch: float, to: int) -> PCM:
+    """A whole segment levelled, its tempo and pitch changed, faded, and at the plan's rate ``to``
+    (milliseconds: in a thread)."""
     audio = change_tempo_and_pitch(level(np.concatenate(parts)), rate, tempo, pitch)
-    return fade(audio, rate)
+    return resample(fade(audio, rate), rate, to)
+
+
+@dataclass
+class _Count:
+    """One reader's share of a synthesis, for the metrics."""
+
+    chars: int = 0
+    audio_seconds: float = 0.0
+
+    def add(self, chars: int, audio_seconds: float) -> None:
+        self.chars += chars
+        self.audio_seconds += audio_seconds
 
 
 class EngineCalls:
@@ -190,25 +207,34 @@ class BatchCalls(EngineCalls):
             await self._run.aclose()
 
 
+def _uncached(cache: SegmentCache, engine: Engine, requests: list[SegmentRequest]) -> list[SegmentRequest]:
+    """The requests whose audio the cache does not hold (blocking: in a thread)."""
+    rate = engine.capabilities.sample_rate
+    return [request for request in requests if not cache.contains(cache_key(engine.name, rate, request))]
+
+
 async def _iterate(items: Sequence[T]) -> AsyncIterator[T]:
     for item in items:
         yield item
 
 
-def requests_for(plan: Plan, segment: Segment, text: str, limit: int) -> list[SegmentRequest]:
-    """A segment's normalized text as engine requests, each within the engine's limit."""
-    markup = plan.engine.capabilities.markup
+def requests_for(plan: Plan, segment: Segment, text: str, segment_chars: int) -> list[SegmentRequest]:
+    """A segment's normalized text as engine requests, each within ``segment_chars`` and its
+    reader's engine's own limit."""
+    reader = plan.readers[segment.reader]
+    caps = reader.engine.capabilities
+    markup, limit = caps.markup, min(segment_chars, caps.max_segment_chars)
     return [
         SegmentRequest(
             text=piece,
             language=segment.language,
-            voice=segment.voice or plan.voice.id,
-            mix=() if segment.voice else plan.voice.mix,
-            speed=plan.engine_speed,
+            voice=segment.voice or reader.voice.id,
+            mix=() if segment.voice else reader.voice.mix,
+            speed=reader.engine_speed,
             seed=plan.request.seed,
-            emotion=plan.request.emotion,
+            emotion=reader.emotion,
             instructions=plan.request.instructions,
-            reference=plan.voice.reference,
+            reference=reader.voice.reference,
             priority=plan.priority,
             submitted=plan.submitted,
         )
@@ -256,31 +282,35 @@ class Renderer:
         self, plan: Plan, stats: Stats, start: int = 0
     ) -> AsyncGenerator[tuple[int, PCM, bool], None]:
         """(segment index, audio, whether it ends the segment): each segment's audio, then its pause."""
-        engine = plan.engine
-        rate = engine.capabilities.sample_rate
-        calls: EngineCalls | None = None
-        outcome, chars = "error", 0
-        streaming = (
-            engine.open_stream(plan.priority) if isinstance(engine, StreamAware) else contextlib.nullcontext()
-        )
-        with streaming:  # the engine knows how many streams it serves (lone ones get every thread)
+        rate = plan.rate
+        calls: dict[str, EngineCalls] = {}
+        counts = [_Count() for _ in plan.readers]
+        outcome = "error"
+        with contextlib.ExitStack() as streams:
+            for engine in plan.engines:  # each engine knows how many streams it serves
+                if isinstance(engine, StreamAware):
+                    streams.enter_context(engine.open_stream(plan.priority))
             try:
                 prepared, calls = await self._prepared(plan, start)
                 async for index, segment, requests in prepared:
+                    reader = plan.readers[segment.reader]
                     begins = stats.audio_seconds
-                    words = _Words(known=stats.words and isinstance(engine, WordTimed))
-                    async for chunk in self._render(plan, segment, requests, calls, words):
+                    words = _Words(known=stats.words and isinstance(reader.engine, WordTimed))
+                    engine_calls = calls[reader.engine.name]
+                    async for chunk in self._render(plan, reader, segment, requests, engine_calls, words):
                         if stats.first_audio is None:
                             stats.first_audio = time.perf_counter()
-                            self.metrics.time_to_first_audio.labels(engine.name).observe(stats.elapsed)
+                            self.metrics.time_to_first_audio.labels(plan.engine.name).observe(stats.elapsed)
                         stats.audio_seconds += chunk.size / rate
                         _check_audio_limit(plan, stats)
                         yield index, chunk, False
                     spoken = strip_marks(segment.text).strip()
-                    chars += len(segment.text)
-                    placed = words.placed(begins, plan.tempo)
-                    stats.timeline.append(SegmentTime(index, spoken, begins, stats.audio_seconds, placed))
-                    pause = silence(segment.pause_after / plan.request.speed, rate)
+                    counts[segment.reader].add(len(segment.text), stats.audio_seconds - begins)
+                    placed = words.placed(begins, reader.tempo)
+                    stats.timeline.append(
+                        SegmentTime(index, spoken, begins, stats.audio_seconds, placed, reader.speaker)
+                    )
+                    pause = silence(segment.pause_after / reader.speed, rate)
                     stats.segments_done += 1
                     stats.audio_seconds += pause.size / rate
                     _check_audio_limit(plan, stats)
@@ -291,45 +321,51 @@ class Renderer:
                     outcome = "canceled"
                 raise
             finally:
-                if calls is not None:
-                    await calls.aclose()
+                for engine_calls in calls.values():
+                    await engine_calls.aclose()
                 stats.finished = time.perf_counter()
-                self._count(plan, stats, outcome, chars)
+                self._count(plan, stats, outcome, counts)
 
-    def _count(self, plan: Plan, stats: Stats, outcome: str, chars: int) -> None:
-        """One synthesis in the metrics. Library voices count as one label value: their number grows
+    def _count(self, plan: Plan, stats: Stats, outcome: str, counts: list[_Count]) -> None:
+        """One synthesis in the metrics: a request for each engine, characters and audio for each
+        reader's engine and voice. Library voices count as one label value: their number grows
         with every upload, a label's values must not."""
-        engine, voice = plan.engine.name, plan.voice.metric_name
-        self.metrics.requests.labels(engine, outcome).inc()
-        self.metrics.audio_seconds.labels(engine, voice).inc(stats.audio_seconds)
-        self.metrics.characters.labels(engine, voice).inc(chars)
+        for engine in plan.engines:
+            self.metrics.requests.labels(engine.name, outcome).inc()
+        for reader, count in zip(plan.readers, counts, strict=True):
+            labels = (reader.engine.name, reader.voice.metric_name)
+            self.metrics.audio_seconds.labels(*labels).inc(count.audio_seconds)
+            self.metrics.characters.labels(*labels).inc(count.chars)
         if outcome == "ok":
-            self.metrics.synthesis_duration.labels(engine).observe(stats.elapsed)
+            self.metrics.synthesis_duration.labels(plan.engine.name).observe(stats.elapsed)
             if stats.real_time_factor is not None:
-                self.metrics.real_time_factor.labels(engine).observe(stats.real_time_factor)
-
-    def _limit(self, plan: Plan) -> int:
-        return min(self.settings.segment_chars, plan.engine.capabilities.max_segment_chars)
+                self.metrics.real_time_factor.labels(plan.engine.name).observe(stats.real_time_factor)
 
     async def _prepared(
         self, plan: Plan, start: int
-    ) -> tuple[AsyncIterator[tuple[int, Segment, list[SegmentRequest]]], EngineCalls]:
-        """The segments from ``start`` with their engine requests, and where their audio comes from."""
-        engine = plan.engine
-        if not isinstance(engine, BatchEngine):
-            return self._normalized(plan, start), EngineCalls(engine)
+    ) -> tuple[AsyncIterator[tuple[int, Segment, list[SegmentRequest]]], dict[str, EngineCalls]]:
+        """The segments from ``start`` with their engine requests, and where each engine's audio
+        comes from: a batch engine gets every segment it reads that the cache does not hold in one
+        run (its segments are then all normalized up front)."""
+        calls = {engine.name: EngineCalls(engine) for engine in plan.engines}
+        batched = [engine for engine in plan.engines if isinstance(engine, BatchEngine)]
+        if not batched:
+            return self._normalized(plan, start), calls
         prepared = await asyncio.get_running_loop().run_in_executor(
             self._executor, self._prepare_all, plan, start
         )
         cache = self.cache if plan.request.cache == "use" else None
-        requests = [request for _, _, requests in prepared for request in requests]
-        if cache is not None:
-            rate = engine.capabilities.sample_rate
-            held = await asyncio.to_thread(
-                lambda: {id(r) for r in requests if cache.contains(cache_key(engine.name, rate, r))}
-            )
-            requests = [request for request in requests if id(request) not in held]
-        return _iterate(prepared), BatchCalls(engine, requests)
+        for batch in batched:
+            wanted = [
+                request
+                for _, segment, requests in prepared
+                if plan.readers[segment.reader].engine is batch
+                for request in requests
+            ]
+            if cache is not None:
+                wanted = await asyncio.to_thread(_uncached, cache, batch, wanted)
+            calls[batch.name] = BatchCalls(batch, wanted)
+        return _iterate(prepared), calls
 
     def all_cached(self, plan: Plan) -> bool:
         """Whether the segment cache holds every segment's audio (``voxserve say`` then loads no
@@ -337,18 +373,16 @@ class Renderer:
         cache = self.cache if plan.request.cache == "use" else None
         if cache is None:
             return False
-        engine, rate = plan.engine.name, plan.engine.capabilities.sample_rate
-        return all(
-            cache.contains(cache_key(engine, rate, request))
-            for _, _, requests in self._prepare_all(plan, 0)
-            for request in requests
+        return not any(
+            _uncached(cache, plan.readers[segment.reader].engine, requests)
+            for _, segment, requests in self._prepare_all(plan, 0)
         )
 
     def _prepare_all(self, plan: Plan, start: int) -> list[tuple[int, Segment, list[SegmentRequest]]]:
         """Every segment normalized and cut into requests at once (a batch needs them all up front)."""
-        limit = self._limit(plan)
+        chars = self.settings.segment_chars
         return [
-            (index, segment, requests_for(plan, segment, self._normalize(segment), limit))
+            (index, segment, requests_for(plan, segment, self._normalize(segment), chars))
             for index, segment in enumerate(plan.segments)
             if index >= start
         ]
@@ -372,33 +406,36 @@ class Renderer:
             return loop.run_in_executor(self._executor, self._normalize, segment)
 
         segments = plan.segments
-        limit = self._limit(plan)
         pending = submit(segments[start]) if start < len(segments) else None
         for index in range(start, len(segments)):
             assert pending is not None
             current = pending
             pending = submit(segments[index + 1]) if index + 1 < len(segments) else None
-            yield index, segments[index], requests_for(plan, segments[index], await current, limit)
+            segment = segments[index]
+            yield index, segment, requests_for(plan, segment, await current, self.settings.segment_chars)
 
     async def _render(
         self,
         plan: Plan,
+        reader: Reader,
         segment: Segment,
         requests: list[SegmentRequest],
         calls: EngineCalls,
         words: _Words,
     ) -> AsyncIterator[PCM]:
-        """One segment (its requests) through the engine.
+        """One segment (its requests) through its reader's engine.
 
         A streaming engine's chunks go on as they arrive, at the engine's own
         level, with only the last few milliseconds held back for the fade out.
-        Otherwise (or with tempo or pitch effects, which need the whole
-        segment) the segment is collected, levelled, processed and faded.
+        Otherwise (with tempo or pitch effects, which need the whole segment,
+        or in a multi-voice text, whose voices are levelled alike and brought
+        to one rate) the segment is collected, levelled, processed and faded.
         """
-        engine = plan.engine
+        engine = reader.engine
         rate = engine.capabilities.sample_rate
         chunks = self._engine_chunks(calls, requests, plan.request.cache, words)
-        if engine.capabilities.streaming and plan.tempo == 1.0 and not plan.request.pitch:
+        alone = not plan.multi_voice and reader.tempo == 1.0 and not plan.request.pitch
+        if engine.capabilities.streaming and alone:
             held: PCM | None = None
             tail = fade_samples(rate)
             async for chunk in chunks:
@@ -413,7 +450,7 @@ class Renderer:
         parts = [chunk async for chunk in chunks]
         if not parts:
             raise EmptyAudio(f"engine {engine.name!r} returned no audio for {segment.text[:60]!r}")
-        yield await asyncio.to_thread(_processed, parts, rate, plan.tempo, plan.request.pitch)
+        yield await asyncio.to_thread(_processed, parts, rate, reader.tempo, plan.request.pitch, plan.rate)
 
     async def _engine_chunks(
         self, calls: EngineCalls, requests: list[SegmentRequest], cache_mode: str, words: _Words
@@ -470,7 +507,7 @@ class Renderer:
 
     async def encode(self, plan: Plan, stats: Stats) -> AsyncGenerator[bytes, None]:
         """Encoded bytes of the plan's audio, chunk by chunk as segments finish."""
-        encoder = StreamEncoder(plan.audio_format, plan.engine.capabilities.sample_rate, plan.output_rate)
+        encoder = StreamEncoder(plan.audio_format, plan.rate, plan.output_rate)
         async for audio in self.pcm(plan, stats):
             span = tracing.start("encode", format=plan.audio_format.name, samples=audio.size)
             data = await asyncio.to_thread(encoder.write, audio)

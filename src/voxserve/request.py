@@ -13,10 +13,10 @@ worker of a later voxserve still reads the jobs an earlier one queued.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from voxserve.client.outputs import ResponseFormat
 from voxserve.errors import InvalidRequest
@@ -28,6 +28,23 @@ SAMPLE_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 #: "use" cached segments; "refresh": synthesize anew and store; "off": neither read nor store.
 CacheMode = Literal["use", "refresh", "off"]
 DUMP_VERSION = 1
+
+
+MAX_SPEAKERS = 32
+SpeakerName = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+VoiceName = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class Role(BaseModel):
+    """How one speaker of a multi-voice text is read: a voice, and optionally its own engine,
+    emotion and speed (else the request's)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    voice: VoiceName
+    model: str | None = Field(default=None, max_length=128)
+    emotion: str | None = Field(default=None, max_length=64)
+    speed: float | None = Field(default=None, ge=SPEED[0], le=SPEED[1], strict=True)
 
 
 class SpeechOptions(BaseModel):
@@ -52,6 +69,19 @@ class SpeechOptions(BaseModel):
         strict=True,
         description=f"output sample rate in Hz: {', '.join(map(str, SAMPLE_RATES))}",
     )
+    voices: dict[SpeakerName, VoiceName | Role] | None = Field(
+        default=None,
+        max_length=MAX_SPEAKERS,
+        description="A multi-voice text's speakers: a script line 'Name: …' or an SSML "
+        "<voice name='Name'> is read by the voice (or role) given here.",
+    )
+
+    def role(self, speaker: str) -> Role | None:
+        """The role the ``voices`` table gives a speaker (names compared without case)."""
+        for name, role in (self.voices or {}).items():
+            if name.casefold() == speaker.casefold():
+                return Role(voice=role) if isinstance(role, str) else role
+        return None
 
 
 class SpeechRequest(SpeechOptions):

@@ -74,6 +74,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "metadata": job.metadata,
         "voice": job.request.get("voice"),
+        "voices": job.request.get("voices"),
         "model": job.request.get("model"),
         "response_format": job.request.get("response_format"),
         "speed": job.request.get("speed"),

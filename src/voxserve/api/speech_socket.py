@@ -110,8 +110,8 @@ class SocketListener:
                 "text": text,
                 "format": plan.audio_format.name,
                 "sample_rate": plan.output_rate,
-                "engine": plan.engine.name,
-                "voice": plan.voice.name,
+                "engine": ",".join(engine.name for engine in plan.engines),
+                "voice": ",".join(plan.voice_names),
             }
         )
 

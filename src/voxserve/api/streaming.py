@@ -62,8 +62,8 @@ def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
     as CosyVoice's ``中文女`` are not.
     """
     headers = {
-        "X-Voxserve-Engine": quote(plan.engine.name, safe=""),
-        "X-Voxserve-Voice": quote(plan.voice.name, safe=""),
+        "X-Voxserve-Engine": ",".join(quote(engine.name, safe="") for engine in plan.engines),
+        "X-Voxserve-Voice": ",".join(quote(name, safe="") for name in plan.voice_names),
         "Cache-Control": "no-store",
     }
     if plan.ignored:
@@ -78,8 +78,8 @@ def log_line(request_id: str, plan: Plan, stats: Stats, outcome: str, caller: Ca
     fields = {
         "client": caller.client,
         "key_id": caller.key_id or "-",
-        "engine": plan.engine.name,
-        "voice": plan.voice.name,
+        "engine": ",".join(engine.name for engine in plan.engines),
+        "voice": ",".join(plan.voice_names),
         "format": plan.audio_format.name,
         "chars": plan.chars,
         "audio_s": round(stats.audio_seconds, 2),

@@ -78,3 +78,15 @@ def change_tempo_and_pitch(pcm: PCM, sample_rate: int, tempo: float, semitones: 
             break
         out.append(result.to_ndarray().reshape(-1).astype(np.float32))
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def resample(pcm: PCM, rate: int, to: int) -> PCM:
+    """A whole segment at another rate (a multi-voice text's engines differ in rate; the audio is
+    made at the highest). Milliseconds for a sentence: in a thread."""
+    if rate == to or pcm.size == 0:
+        return pcm
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=to)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(pcm).reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = rate
+    frames = [*resampler.resample(frame), *resampler.resample(None)]
+    return np.concatenate([f.to_ndarray().reshape(-1) for f in frames]).astype(np.float32)

@@ -3,7 +3,9 @@
 Chapters are found where a reader sees them: Markdown headings (``#``, ``##``), lines such as
 "Chapter 12" or "CHAPTER IV", and 第十二章 / 第三回 / 第5节; in an EPUB, the spine's documents in
 reading order, titled by their first heading. Text before the first chapter is a chapter of its own
-("Opening"). Each chapter is one batch item; the combined file carries the chapter marks.
+("Opening"). A Markdown book's one ``#`` heading over ``##`` chapters is its title, not a chapter.
+Each chapter is one batch item; the combined file carries the chapter marks, and the book's title,
+author, narrator, year and cover (given, or from the EPUB's metadata) as its tags.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import posixpath
 import re
 import zipfile
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,8 @@ import av
 import av.audio.stream
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
+from mutagen.id3 import APIC, ID3, TALB, TCOM, TCON, TDRC, TIT2, TPE1, TPE2
+from mutagen.mp4 import MP4, MP4Cover, MP4FreeForm
 
 from voxserve.captions import file_name, shifted_entry
 from voxserve.client.files import atomic_file
@@ -31,7 +35,7 @@ if TYPE_CHECKING:  # a TypedDict of PyAV's stubs only
     from av.container.core import Chapter as AvChapter
 
 HEADING = re.compile(
-    r"^(?:#{1,2}\s+(?P<md>.+?)\s*#*"
+    r"^(?:(?P<level>#{1,2})\s+(?P<md>.+?)\s*#*"
     r"|(?P<en>(?:chapter|CHAPTER|Chapter)\s+(?:\d+|[IVXLCDM]+|[A-Za-z-]+)\b.*)"
     r"|(?P<zh>第[一二三四五六七八九十百千零〇两\d]+[章回节卷].*))$"
 )
@@ -40,6 +44,47 @@ RATE = 24000  # the combined file's rate: every embedded engine's, and plenty fo
 #: The most a book's text may take once read (an EPUB decompressed): twenty long novels. A
 #: two-megabyte EPUB can hold gigabytes of text; it is refused before it is in memory.
 MAX_BOOK_BYTES = 64 * 2**20
+#: The largest cover image taken (a cover is a picture, not a payload).
+MAX_COVER_BYTES = 10 * 2**20
+COVER_TYPES = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
+
+
+@dataclass(frozen=True)
+class BookInfo:
+    """What a book says about itself: written into the combined file's tags."""
+
+    title: str | None = None
+    author: str | None = None
+    narrator: str | None = None
+    year: str | None = None
+    cover: bytes | None = None  # JPEG or PNG
+
+    def over(self, found: BookInfo) -> BookInfo:
+        """These values, and ``found``'s where these have none (options over the EPUB's)."""
+        return BookInfo(
+            *(
+                mine if mine is not None else theirs
+                for mine, theirs in zip(astuple(self), astuple(found), strict=True)
+            )
+        )
+
+
+def cover_type(data: bytes) -> str:
+    """The cover's media type, from its first bytes; a ValueError for anything but JPEG or PNG."""
+    for magic, media_type in COVER_TYPES.items():
+        if data.startswith(magic):
+            return media_type
+    raise ValueError("the cover is not a JPEG or PNG image")
+
+
+def read_cover(path: Path) -> bytes:
+    """A cover image from a file, checked (JPEG or PNG, at most :data:`MAX_COVER_BYTES`)."""
+    with path.open("rb") as source:
+        data = source.read(MAX_COVER_BYTES + 1)
+    if len(data) > MAX_COVER_BYTES:
+        raise ValueError(f"the cover is larger than {MAX_COVER_BYTES // 2**20} MiB")
+    cover_type(data)
+    return data
 
 
 @dataclass(frozen=True)
@@ -53,19 +98,33 @@ class Chapter:
         return f"chapter{self.number:03d}"
 
 
-def split_chapters(text: str, markdown: bool = False) -> list[Chapter]:
-    """Chapters of a text, each with its heading as its title and first line."""
+def split_chapters(text: str, markdown: bool = False) -> tuple[list[Chapter], str | None]:
+    """Chapters of a text, each with its heading as its title and first line, and the book's title:
+    in Markdown, a lone ``#`` heading first, over ``##`` chapters (its text, if any, is the
+    "Opening", read after the title)."""
+    lines = text.splitlines()
+    matches = [HEADING.match(line.strip()) for line in lines]
+    headings = [m for m in matches if m and (m.group("md") is None or markdown)]
+    levels = [m.group("level") for m in headings]
+    book_title = None
+    if markdown and levels and levels[0] == "#" and levels.count("#") == 1 and "##" in levels:
+        book_title = headings[0].group("md").strip()
     chapters: list[tuple[str, list[str]]] = [("Opening", [])]
-    for line in text.splitlines():
-        found = HEADING.match(line.strip())
-        if found and (found.group("md") is None or markdown):
+    for line, found in zip(lines, matches, strict=True):
+        if found and book_title is not None and found.group("level") == "#":
+            chapters[-1][1].append(book_title + ".")
+        elif found and (found.group("md") is None or markdown):
             title = (found.group("md") or found.group("en") or found.group("zh")).strip()
             chapters.append((title, [title]))
         else:
             chapters[-1][1].append(MARKDOWN_NOISE.sub(r"\1", line) if markdown else line)
     made = [(title, "\n".join(lines).strip()) for title, lines in chapters]
-    kept = [(title, body) for title, body in made if body and (title != "Opening" or body.strip())]
-    return [Chapter(number, title, body) for number, (title, body) in enumerate(kept, 1)]
+    kept = [
+        (title, body)
+        for title, body in made
+        if body and (title != "Opening" or body.strip() not in ("", f"{book_title}."))
+    ]
+    return [Chapter(number, title, body) for number, (title, body) in enumerate(kept, 1)], book_title
 
 
 class _Text(html.parser.HTMLParser):
@@ -126,8 +185,40 @@ class _Budget:
             raise ValueError(f"{name} is not plain XML ({exc})") from exc
 
 
-def read_epub(path: Path) -> list[Chapter]:
-    """The spine's documents in reading order, each a chapter titled by its first heading."""
+def _dc(opf: Element, name: str) -> str | None:
+    """The first Dublin Core ``name`` (title, creator, date) of an OPF package, if it has one."""
+    for element in opf.iter():
+        if element.tag.endswith(f"}}{name}") and (element.text or "").strip():
+            return " ".join((element.text or "").split())
+    return None
+
+
+def _epub_cover(opf: Element, budget: _Budget, base: str) -> bytes | None:
+    """The EPUB's cover image: EPUB 3's ``properties="cover-image"``, or EPUB 2's ``<meta
+    name="cover">``; None when it has none, or not a JPEG or PNG one."""
+    items = [e for e in opf.iter() if e.tag.endswith("}item")]
+    named = next(
+        (
+            e.attrib.get("content")
+            for e in opf.iter()
+            if e.tag.endswith("}meta") and e.attrib.get("name") == "cover"
+        ),
+        None,
+    )
+    for item in items:
+        if "cover-image" in item.attrib.get("properties", "").split() or (
+            named and item.attrib.get("id") == named
+        ):
+            data = budget.read(posixpath.join(base, item.attrib["href"]))
+            if len(data) <= MAX_COVER_BYTES and any(data.startswith(magic) for magic in COVER_TYPES):
+                return data
+    return None
+
+
+def read_epub(path: Path) -> tuple[list[Chapter], BookInfo]:
+    """The spine's documents in reading order, each a chapter titled by its first heading, and the
+    book's metadata (title, first creator, year, cover). A document that holds only the book's
+    title (a title page) is not a chapter."""
     with zipfile.ZipFile(path) as book:
         budget = _Budget(book)
         container = budget.xml("META-INF/container.xml")
@@ -139,18 +230,29 @@ def read_epub(path: Path) -> list[Chapter]:
         base = posixpath.dirname(rootfile)
         items = {e.attrib["id"]: e.attrib["href"] for e in opf.iter() if e.tag.endswith("}item")}
         order = [e.attrib["idref"] for e in opf.iter() if e.tag.endswith("}itemref")]
+        date = _dc(opf, "date")
+        info = BookInfo(
+            title=_dc(opf, "title"),
+            author=_dc(opf, "creator"),
+            year=date[:4] if date and date[:4].isdigit() else None,
+            cover=_epub_cover(opf, budget, base),
+        )
         chapters: list[Chapter] = []
         for idref in order:
             document = _Text()
             document.feed(budget.read(posixpath.join(base, items[idref])).decode("utf-8", "replace"))
             text = re.sub(r"\n\s*\n+", "\n\n", "".join(document.parts)).strip()
-            if text:
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            if text and not (
+                info.title and lines[0] == info.title and set(lines) <= {info.title, info.author}
+            ):
                 title = document.heading or text.splitlines()[0][:80]
                 chapters.append(Chapter(len(chapters) + 1, title, text))
-    return chapters
+    return chapters, info
 
 
-def read_book(path: Path) -> list[Chapter]:
+def read_book(path: Path) -> tuple[list[Chapter], BookInfo]:
+    """A book's chapters and what it says about itself (an EPUB's metadata, a Markdown title)."""
     suffix = path.suffix.lower()
     if suffix == ".epub":
         return read_epub(path)
@@ -158,7 +260,53 @@ def read_book(path: Path) -> list[Chapter]:
         data = source.read(MAX_BOOK_BYTES + 1)
     if len(data) > MAX_BOOK_BYTES:
         raise ValueError(f"the book is larger than {MAX_BOOK_BYTES // 2**20} MiB, the most a book may hold")
-    return split_chapters(data.decode("utf-8"), markdown=suffix in {".md", ".markdown"})
+    chapters, title = split_chapters(data.decode("utf-8"), markdown=suffix in {".md", ".markdown"})
+    return chapters, BookInfo(title=title)
+
+
+def tag(target: Path, info: BookInfo) -> None:
+    """The book's title, author, narrator, year and cover into the combined file's tags, as
+    audiobook players read them: MP4 atoms in an ``.m4b`` (the narrator as composer, the media kind
+    "audiobook"), ID3 frames in an ``.mp3``. The chapter marks stay as they are."""
+    if target.suffix == ".m4b":
+        _tag_mp4(target, info)
+    else:
+        _tag_mp3(target, info)
+
+
+def _tag_mp4(target: Path, info: BookInfo) -> None:
+    book = MP4(target)
+    if book.tags is None:
+        book.add_tags()
+    tags = book.tags
+    assert tags is not None
+    named = {"\xa9nam": info.title, "\xa9alb": info.title, "\xa9ART": info.author, "aART": info.author}
+    named |= {"\xa9wrt": info.narrator, "\xa9day": info.year}
+    for atom, value in named.items():
+        if value:
+            tags[atom] = [value]
+    if info.narrator:
+        tags["----:com.apple.iTunes:NARRATOR"] = [MP4FreeForm(info.narrator.encode())]
+    tags["\xa9gen"] = ["Audiobook"]
+    tags["stik"] = [2]  # the media kind: audiobook
+    if info.cover:
+        kind = MP4Cover.FORMAT_JPEG if cover_type(info.cover) == "image/jpeg" else MP4Cover.FORMAT_PNG
+        tags["covr"] = [MP4Cover(info.cover, imageformat=kind)]
+    book.save()
+
+
+def _tag_mp3(target: Path, info: BookInfo) -> None:
+    tags = ID3(target)
+    frames = [(TIT2, info.title), (TALB, info.title), (TPE1, info.author), (TPE2, info.author)]
+    frames += [(TCOM, info.narrator), (TDRC, info.year)]
+    for frame, value in frames:
+        if value:
+            tags.setall(frame.__name__, [frame(encoding=3, text=[value])])
+    tags.setall("TCON", [TCON(encoding=3, text=["Audiobook"])])
+    if info.cover:
+        picture = APIC(encoding=3, mime=cover_type(info.cover), type=3, desc="Cover", data=info.cover)
+        tags.setall("APIC", [picture])
+    tags.save(target)
 
 
 def combine(parts: list[tuple[Chapter, Path, float]], target: Path) -> None:

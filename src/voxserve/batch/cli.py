@@ -10,9 +10,10 @@ import time
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,6 +26,7 @@ from voxserve.captions import CAPTION_FILES, file_name, render
 from voxserve.client import AsyncClient, Retry
 from voxserve.client.outputs import format_name
 from voxserve.client.sync import DEFAULT_URL
+from voxserve.request import MAX_SPEAKERS, Role, SpeakerName, VoiceName
 
 if TYPE_CHECKING:  # a batch's machinery (PyAV among it) is imported when a batch runs
     from voxserve.batch.run import BatchOptions
@@ -144,6 +146,39 @@ def _print_summary(summary: dict[str, float | int], results: list[Result], outpu
     sys.stderr.flush()
 
 
+def _cast(voices: str | None) -> dict[str, Any] | None:
+    """``--voices``: a JSON object of speakers and their voices, inline or ``@file``; checked as a
+    request's ``voices`` table is, so a bad one is refused before any chapter is sent."""
+    if not voices:
+        return None
+    text = Path(voices[1:]).read_text(encoding="utf-8") if voices.startswith("@") else voices
+    try:
+        table = TypeAdapter(dict[SpeakerName, VoiceName | Role]).validate_json(text)
+    except ValidationError as exc:
+        raise ValueError(
+            f"--voices is not a table of speakers and voices: {exc.errors()[0]['msg']}"
+        ) from None
+    if len(table) > MAX_SPEAKERS:
+        raise ValueError(f"--voices names {len(table)} speakers; the most is {MAX_SPEAKERS}")
+    return {
+        name: role if isinstance(role, str) else role.model_dump(exclude_none=True)
+        for name, role in table.items()
+    }
+
+
+def _chapter_voices(given: list[str], chapters: int) -> dict[int, dict[str, str]]:
+    """``--chapter-voice NUMBER=VOICE``: the chapters read by a voice of their own."""
+    found: dict[int, dict[str, str]] = {}
+    for entry in given:
+        number, _, name = entry.partition("=")
+        if not number.strip().isdigit() or not name.strip():
+            raise ValueError(f"--chapter-voice {entry!r} is not NUMBER=VOICE")
+        if not 1 <= int(number) <= chapters:
+            raise ValueError(f"--chapter-voice {entry!r}: the book has chapters 1 to {chapters}")
+        found[int(number)] = {"voice": name.strip()}
+    return found
+
+
 def book(
     source: Annotated[Path, typer.Argument(help="The book: .txt, .md or .epub.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the chapters and the book.")],
@@ -157,6 +192,26 @@ def book(
         str, typer.Option(help="The whole book: m4b, mp3 (both with chapters), none.")
     ] = "m4b",
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, max=64, help="Chapters at once.")] = None,
+    voices: Annotated[
+        str | None,
+        typer.Option(
+            help='The characters\' voices, for lines like "Alice: …" and SSML <voice name>: JSON '
+            '(\'{"Alice": "af_bella"}\') or @file.json.'
+        ),
+    ] = None,
+    chapter_voice: Annotated[
+        list[str] | None,
+        typer.Option(help="A chapter's own voice: NUMBER=VOICE (repeat for more chapters)."),
+    ] = None,
+    title: Annotated[
+        str | None, typer.Option(help="The book's title tag (default: the EPUB's, or the # title).")
+    ] = None,
+    author: Annotated[str | None, typer.Option(help="The author tag (default: the EPUB's creator).")] = None,
+    narrator: Annotated[str | None, typer.Option(help="The narrator tag.")] = None,
+    year: Annotated[str | None, typer.Option(help="The year tag (default: the EPUB's date).")] = None,
+    cover: Annotated[
+        Path | None, typer.Option(help="Cover art, JPEG or PNG (default: the EPUB's cover image).")
+    ] = None,
 ) -> None:
     """A book read aloud: a file per chapter, the whole book with chapter marks, an index and a cue sheet.
 
@@ -164,10 +219,14 @@ def book(
     continues where an interrupted one stopped.
     """
     try:
-        from voxserve.batch.book import book_segments, combine, index, read_book  # PyAV: for books only
+        from voxserve.batch.book import BookInfo, book_segments, combine, index, read_book, read_cover, tag
 
-        chapters = read_book(source)
+        chapters, found = read_book(source)
         audio_format = format_name(format)
+        given = BookInfo(title, author, narrator, year, read_cover(cover) if cover else None)
+        info = given.over(found)
+        cast = _cast(voices)
+        own_voices = _chapter_voices(chapter_voice or [], len(chapters))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         console.print(f"[red]error:[/red] cannot read {source}: {escape(str(exc))}")
         raise typer.Exit(2) from exc
@@ -177,9 +236,20 @@ def book(
         )
         raise typer.Exit(2)
     fields = {
-        k: v for k, v in {"voice": voice, "model": model, "seed": seed, "language": language}.items() if v
+        k: v
+        for k, v in {
+            "voice": voice,
+            "model": model,
+            "seed": seed,
+            "language": language,
+            "voices": cast,
+        }.items()
+        if v
     }
-    items = [Item(c.number, c.id, c.text, audio_format, None, fields) for c in chapters]
+    items = [
+        Item(c.number, c.id, c.text, audio_format, None, {**fields, **own_voices.get(c.number, {})})
+        for c in chapters
+    ]
     console.print(f"{source}: {len(chapters)} chapters, {sum(len(c.text) for c in chapters)} characters")
     try:
         from voxserve.batch.run import BatchOptions
@@ -201,6 +271,7 @@ def book(
     target = None if combined == "none" else output / f"{source.stem}.{combined}"
     if target is not None:
         combine(parts, target)
+        tag(target, info)
     captioned = book_segments(parts)
     for caption_format, level in CAPTION_FILES:
         text = render(captioned, caption_format, level)

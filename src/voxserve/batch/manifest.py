@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from voxserve.client.outputs import format_name
-from voxserve.request import PITCH, SEED, SPEED
+from voxserve.request import MAX_SPEAKERS, PITCH, SEED, SPEED, Role, SpeakerName, VoiceName
 
 #: An item's id becomes its file name: letters, digits, and ._- only, never a path.
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -42,6 +42,18 @@ class Row(BaseModel):
     language: str | None = Field(default=None, max_length=16)
     emotion: str | None = Field(default=None, max_length=64)
     instructions: str | None = Field(default=None, max_length=4096)
+    #: a multi-voice text's speakers (a JSON object; in a CSV, its cell holds the JSON)
+    voices: dict[SpeakerName, VoiceName | Role] | None = Field(default=None, max_length=MAX_SPEAKERS)
+
+    @field_validator("voices", mode="before")
+    @classmethod
+    def _json_cell(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"voices is not a JSON object ({exc.msg} at column {exc.colno})") from None
 
     @model_validator(mode="after")
     def _one_text(self) -> Row:
@@ -167,6 +179,11 @@ def _item(row: Row, number: int, base: Path, max_chars: int) -> Item:
     if reference is not None and not reference.is_file():
         raise ValueError(f"reference {row.reference!r} is not a file")
     fields = row.model_dump(exclude={"id", "text", "file", "reference", "format"}, exclude_none=True)
+    if row.voices:  # a role's unset fields are the request's, not nulls
+        fields["voices"] = {
+            name: role if isinstance(role, str) else role.model_dump(exclude_none=True)
+            for name, role in row.voices.items()
+        }
     return Item(number, row.id or f"item{number:06d}", text, row.format, reference, fields)
 
 

@@ -35,7 +35,7 @@ class JobOutput:
     def __init__(self, files: JobFiles, job: Job, plan: Plan, disk_limit: int) -> None:
         self.files = files
         self.job = job
-        self.rate = plan.engine.capabilities.sample_rate
+        self.rate = plan.rate
         self.extension = plan.audio_format.extension
         self.disk_limit = disk_limit
         files.directory(job.id)  # made, on a machine that has not run the job before

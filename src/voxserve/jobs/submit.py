@@ -24,6 +24,27 @@ from voxserve.voices import Viewer
 METADATA_LIMIT = 4096
 
 
+def by_library_id(request: SpeechRequest, plan: Plan) -> SpeechRequest:
+    """The request with each library voice it uses named by id: the worker finds exactly that
+    voice, whoever else names one so (a speaker's in the ``voices`` table, an SSML voice's added)."""
+    voices = dict(request.voices or {})
+    update: dict[str, Any] = {}
+    for reader in plan.readers:
+        library_id = reader.voice.library_id
+        if library_id is None:
+            continue
+        if reader.speaker is None:
+            update["voice"] = library_id
+            continue
+        role = request.role(reader.speaker)
+        speaker = reader.speaker.casefold()
+        named = next((name for name in voices if name.casefold() == speaker), reader.speaker)
+        voices[named] = role.model_copy(update={"voice": library_id}) if role else library_id
+    if request.voices is not None or voices:
+        update["voices"] = voices
+    return request.model_copy(update=update) if update else request
+
+
 class JobSubmitter:
     """Plans a job (every check, no engine time), then enqueues it with its text."""
 
@@ -60,8 +81,7 @@ class JobSubmitter:
         # A book takes seconds to segment: off the event loop, so other requests keep flowing.
         profile = replace(self.pipeline.planner.job, require_ready=False)  # queued while engines load
         plan = await asyncio.to_thread(self.pipeline.plan, request, profile, Viewer(owner, everyone=sees_all))
-        if plan.voice.library_id:  # by id: the worker finds exactly this voice, whoever else names one so
-            request = request.model_copy(update={"voice": plan.voice.library_id})
+        request = by_library_id(request, plan)
         parameters = request.dump()
         fields: dict[str, Any] = {
             "request": parameters,

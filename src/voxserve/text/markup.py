@@ -11,9 +11,10 @@ The inline forms (the pinyin and ARPAbet marks CosyVoice users write, plus a pau
 An SSML subset is turned into these forms first: ``<speak>``, ``<break
 time="500ms"/>`` (or ``strength``), ``<sub alias="…">``, ``<say-as
 interpret-as="characters|spell-out|digits">``, ``<phoneme alphabet="ipa|
-x-arpabet|pinyin" ph="…">`` and ``<prosody>`` (its text is kept; rate and
-pitch are not applied inside a request). Malformed SSML is a 400 that says
-where.
+x-arpabet|pinyin" ph="…">``, ``<prosody rate>`` (pitch is not applied inside
+a request), and Azure's ``<voice name="…">`` and ``<mstts:express-as
+style="…">``, which :func:`ssml_passages` keeps apart as passages read by
+their own voice, emotion and rate. Malformed SSML is a 400 that says where.
 
 Engines that understand pinyin and ARPAbet marks (CosyVoice) get them as
 they are; the embedded engine turns them into its own phonemes; other
@@ -25,7 +26,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from voxserve.errors import InvalidRequest
@@ -234,7 +235,21 @@ def arpabet_to_ipa(phonemes: str) -> str:
 
 # -- SSML ---------------------------------------------------------------------------------
 
-SSML_TAG = re.compile(r"<\s*/?\s*(speak|break|sub|say-as|phoneme|prosody|p|s)\b", re.IGNORECASE)
+SSML_TAG = re.compile(
+    r"<\s*/?\s*(?:\w+:)?(speak|break|sub|say-as|phoneme|prosody|p|s|voice|express-as)\b", re.IGNORECASE
+)
+#: SSML prosody rate words, as multiples of the normal rate.
+_RATE_WORDS = {"x-slow": 0.5, "slow": 0.75, "medium": 1.0, "default": 1.0, "fast": 1.25, "x-fast": 1.5}
+
+
+@dataclass(frozen=True)
+class Voicing:
+    """Who reads a piece of SSML: a ``<voice name>``, an ``<express-as style>`` (Azure's emotion)
+    and a ``<prosody rate>`` (a multiple of the request's speed). All unset: the request's own."""
+
+    voice: str | None = None
+    emotion: str | None = None
+    rate: float = 1.0
 
 
 def is_ssml(text: str) -> bool:
@@ -242,13 +257,27 @@ def is_ssml(text: str) -> bool:
 
 
 def expand_ssml(text: str) -> str:
-    """SSML (the subset above) → text with inline marks; plain text comes back unchanged."""
+    """SSML (the subset above) → text with inline marks; plain text comes back unchanged. Voices
+    are not told apart here (:func:`ssml_passages` does): their text is read in one."""
+    return " ".join(piece for _, piece in ssml_passages(text)) if is_ssml(text) else text
+
+
+def ssml_passages(text: str) -> list[tuple[Voicing, str]]:
+    """SSML → (who reads it, its text with inline marks), one per run of text read the same way;
+    plain text is one passage read as the request says."""
     if not is_ssml(text):
-        return text
+        return [(Voicing(), text)]
     source = text.strip()
     if not source.lower().startswith("<speak"):
         source = f"<speak>{source}</speak>"
-    return re.sub(r"\s+", " ", "".join(_render(_parse(source)))).strip()
+    passages: list[tuple[Voicing, str]] = []
+    for voicing, piece in _render(_parse(source), Voicing()):
+        if passages and passages[-1][0] == voicing:
+            passages[-1] = (voicing, passages[-1][1] + piece)
+        else:
+            passages.append((voicing, piece))
+    spaced = [(voicing, re.sub(r"\s+", " ", piece).strip()) for voicing, piece in passages]
+    return [(voicing, piece) for voicing, piece in spaced if piece]
 
 
 def _parse(source: str) -> ElementTree.Element:
@@ -276,28 +305,62 @@ def _parse(source: str) -> ElementTree.Element:
     return root
 
 
-def _render(element: ElementTree.Element) -> Iterator[str]:
+def _render(element: ElementTree.Element, voicing: Voicing) -> Iterator[tuple[Voicing, str]]:
     tag = element.tag.split("}")[-1].lower()
     inner = "".join(element.itertext())
     if tag == "break":
-        yield _break(element)
+        yield voicing, _break(element)
     elif tag == "sub":
-        yield element.get("alias", inner)
+        yield voicing, element.get("alias", inner)
     elif tag == "say-as":
-        yield _say_as(element.get("interpret-as", ""), inner)
+        yield voicing, _say_as(element.get("interpret-as", ""), inner)
     elif tag == "phoneme":
-        yield _phoneme(element.get("alphabet", "ipa"), element.get("ph", ""), inner)
+        yield voicing, _phoneme(element.get("alphabet", "ipa"), element.get("ph", ""), inner)
     else:
-        if tag not in ("speak", "prosody", "p", "s"):
-            raise InvalidRequest(f"SSML element <{tag}> is not supported", param="input")
-        yield element.text or ""
+        voicing = _inside(tag, element, voicing)
+        yield voicing, element.text or ""
         for child in element:
-            yield from _render(child)
-            yield child.tail or ""
+            yield from _render(child, voicing)
+            yield voicing, child.tail or ""
         if tag in ("p", "s"):
-            yield " [pause:0.4s] " if tag == "p" else " "
-        return
-    yield ""
+            yield voicing, " [pause:0.4s] " if tag == "p" else " "
+
+
+def _inside(tag: str, element: ElementTree.Element, voicing: Voicing) -> Voicing:
+    """Who reads what is inside an element that holds text."""
+    if tag == "voice":
+        name = (element.get("name") or "").strip()
+        if not name:
+            raise InvalidRequest("SSML <voice> needs a name attribute", param="input")
+        return replace(voicing, voice=name)
+    if tag == "express-as":
+        style = (element.get("style") or "").strip()
+        return replace(voicing, emotion=style) if style else voicing
+    if tag == "prosody":
+        rate = element.get("rate")
+        return replace(voicing, rate=voicing.rate * _rate(rate)) if rate else voicing
+    if tag not in ("speak", "p", "s"):
+        raise InvalidRequest(f"SSML element <{tag}> is not supported", param="input")
+    return voicing
+
+
+def _rate(value: str) -> float:
+    """A prosody rate: a word (``slow``), a percentage change (``+20%``) or a multiple (``1.2``)."""
+    value = value.strip().lower()
+    if value in _RATE_WORDS:
+        return _RATE_WORDS[value]
+    match = re.fullmatch(r"([+-]?\d+(?:\.\d+)?)(%?)", value)
+    if match is None:
+        raise InvalidRequest(
+            f"SSML prosody rate {value!r} is not a word ({', '.join(_RATE_WORDS)}), "
+            "a change like '+20%' or a multiple like '1.2'",
+            param="input",
+        )
+    number = float(match.group(1))
+    rate = 1 + number / 100 if match.group(2) else number
+    if not 0.25 <= rate <= 4.0:
+        raise InvalidRequest(f"SSML prosody rate {value!r} is outside 0.25 to 4 times", param="input")
+    return rate
 
 
 def _break(element: ElementTree.Element) -> str:
