@@ -23,6 +23,7 @@ from voxserve.selection import Selection
 from voxserve.storage import LocalStore
 from voxserve.text import TextNormalizer
 from voxserve.voices import VoiceLibrary
+from voxserve.voices.lexicons import Lexicons
 
 __all__ = ["JOB_PRIORITY", "SPEECH_PRIORITY", "Pipeline", "Plan", "Segment", "SpeechRequest", "Stats"]
 
@@ -42,7 +43,7 @@ class Pipeline:
     ) -> None:
         self.voices = voices or VoiceLibrary(LocalStore(settings.data_dir))
         self.selection = Selection(engines, settings, self.voices)
-        self.planner = Planner(self.selection, normalizer, settings)
+        self.planner = Planner(self.selection, normalizer, settings, Lexicons(self.voices.artifacts))
         self.metrics = metrics
         self.renderer = Renderer(normalizer, settings, executor, metrics, cache)
         self.normalizer = normalizer

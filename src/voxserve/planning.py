@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -39,6 +40,7 @@ from voxserve.text.script import Passage, passages
 from voxserve.text.segment import CLAUSE_MARK
 from voxserve.values import Capabilities
 from voxserve.voices import EVERYONE, Viewer
+from voxserve.voices.lexicons import MAX_GROWTH, Lexicons, rewriter
 
 #: Faster than any voice speaks at speed 1, so the planned estimate of audio is a lower bound.
 FASTEST_CHARS_PER_SECOND = {"zh": 9.0, "ja": 12.0}
@@ -139,6 +141,8 @@ class Plan:
     max_audio_seconds: float
     priority: int = SPEECH_PRIORITY
     submitted: float = field(default_factory=time.monotonic)  # orders its segments in engine queues
+    #: the lexicons the text was read with: (id, name, entries used)
+    lexicons: tuple[tuple[str, str, int], ...] = ()
 
     @property
     def engine(self) -> Engine:
@@ -216,8 +220,11 @@ def least_audio_seconds(segments: tuple[Segment, ...], speed: float) -> float:
 class Planner:
     """Turns requests into plans over the engines a :class:`Selection` holds."""
 
-    def __init__(self, selection: Selection, normalizer: TextNormalizer, settings: Settings) -> None:
+    def __init__(
+        self, selection: Selection, normalizer: TextNormalizer, settings: Settings, lexicons: Lexicons
+    ) -> None:
         self.selection = selection
+        self.lexicons = lexicons
         self.normalizer = normalizer
         self.settings = settings
         #: Set once loading has ended (well or not): requests that came during it stop waiting.
@@ -248,7 +255,21 @@ class Planner:
         readers: dict[tuple[str | None, str | None, float], Reader] = {}
         segments: list[Segment] = []
         ignored: dict[str, None] = {}
-        for passage in passages(request.input, request.voices or ()):
+        lexicons = self.lexicons.for_request(request.lexicons, viewer)
+        read_with, used = rewriter(lexicons), Counter[str]()
+        written = 0
+        for found in passages(request.input, request.voices or ()):
+            language = language_code(request.language) if request.language else None
+            text, hits = read_with.apply(found.text, language or detect_language(strip_marks(found.text)))
+            used += hits
+            written += len(text)
+            if written > MAX_GROWTH * profile.max_chars:
+                raise PayloadTooLarge(
+                    f"input is over {written} characters once its lexicons are read; the limit is "
+                    f"{MAX_GROWTH * profile.max_chars} ({MAX_GROWTH} times {profile.kind}'s)",
+                    param="lexicons",
+                )
+            passage = replace(found, text=text)
             key = (passage.speaker, passage.emotion, passage.rate)
             try:
                 reader, part, skipped = self._read(request, passage, profile, viewer, len(segments) == 0)
@@ -297,6 +318,7 @@ class Planner:
             ignored=tuple(ignored),
             max_audio_seconds=audio_limit,
             priority=profile.priority,
+            lexicons=tuple((lexicon.id, lexicon.name, used[lexicon.id]) for lexicon in lexicons),
         )
 
     def _read(

@@ -76,6 +76,13 @@ class SpeechOptions(BaseModel):
         "<voice name='Name'> is read by the voice (or role) given here.",
     )
 
+    lexicons: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        max_length=8,
+        description="Pronunciation lexicons to read the text with, by name or id (POST /v1/lexicons); "
+        "absent: the key's default lexicons; []: none.",
+    )
+
     def role(self, speaker: str) -> Role | None:
         """The role the ``voices`` table gives a speaker (names compared without case)."""
         for name, role in (self.voices or {}).items():

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from voxserve import __version__
-from voxserve.api import admin, catalog, health, jobs, speech, speech_socket, tasks, tts, voices
+from voxserve.api import admin, catalog, health, jobs, lexicons, speech, speech_socket, tasks, tts, voices
 from voxserve.api import engines as engines_api
 from voxserve.api.auth import AuthenticateFirst
 from voxserve.api.body_limit import BodyLimit
@@ -84,7 +84,19 @@ def create_app(settings: Settings, engines: Mapping[str, Engine] | None = None) 
     app.add_middleware(BrowserGuard, auth=auth)
     app.add_middleware(RequestIds)  # outermost: every answer, refusals included, carries the id
     install_error_handlers(app)
-    for module in (speech, speech_socket, tts, jobs, tasks, voices, catalog, engines_api, admin, health):
+    for module in (
+        speech,
+        speech_socket,
+        tts,
+        jobs,
+        tasks,
+        voices,
+        lexicons,
+        catalog,
+        engines_api,
+        admin,
+        health,
+    ):
         app.include_router(module.router)
     install_docs(app)
     install_web(app)
@@ -97,6 +109,7 @@ EXPOSED_HEADERS = [
     "X-Request-ID",
     "X-Voxserve-Engine",
     "X-Voxserve-Voice",
+    "X-Voxserve-Lexicons",
     "X-Voxserve-Ignored",
     "Retry-After",
     "X-RateLimit-Limit",

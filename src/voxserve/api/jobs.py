@@ -75,6 +75,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "metadata": job.metadata,
         "voice": job.request.get("voice"),
         "voices": job.request.get("voices"),
+        "lexicons": job.request.get("lexicons"),
         "model": job.request.get("model"),
         "response_format": job.request.get("response_format"),
         "speed": job.request.get("speed"),

@@ -68,6 +68,10 @@ def response_headers(plan: Plan, request_id: str) -> dict[str, str]:
     }
     if plan.ignored:
         headers["X-Voxserve-Ignored"] = ", ".join(plan.ignored)
+    if plan.lexicons:  # each lexicon read with, and how many of its entries the text used
+        headers["X-Voxserve-Lexicons"] = ", ".join(
+            f"{quote(name, safe='')}={used}" for _, name, used in plan.lexicons
+        )
     return headers
 
 

@@ -24,11 +24,12 @@ from voxserve.voices import Viewer
 METADATA_LIMIT = 4096
 
 
-def by_library_id(request: SpeechRequest, plan: Plan) -> SpeechRequest:
-    """The request with each library voice it uses named by id: the worker finds exactly that
-    voice, whoever else names one so (a speaker's in the ``voices`` table, an SSML voice's added)."""
+def pinned(request: SpeechRequest, plan: Plan) -> SpeechRequest:
+    """The request with each library voice it uses named by id, and its lexicons listed by id (its
+    key's defaults too): the worker finds exactly those, whoever else names one so (a speaker's
+    voice in the ``voices`` table, an SSML voice's added)."""
     voices = dict(request.voices or {})
-    update: dict[str, Any] = {}
+    update: dict[str, Any] = {"lexicons": [lexicon_id for lexicon_id, _, _ in plan.lexicons]}
     for reader in plan.readers:
         library_id = reader.voice.library_id
         if library_id is None:
@@ -42,7 +43,7 @@ def by_library_id(request: SpeechRequest, plan: Plan) -> SpeechRequest:
         voices[named] = role.model_copy(update={"voice": library_id}) if role else library_id
     if request.voices is not None or voices:
         update["voices"] = voices
-    return request.model_copy(update=update) if update else request
+    return request.model_copy(update=update)
 
 
 class JobSubmitter:
@@ -81,7 +82,7 @@ class JobSubmitter:
         # A book takes seconds to segment: off the event loop, so other requests keep flowing.
         profile = replace(self.pipeline.planner.job, require_ready=False)  # queued while engines load
         plan = await asyncio.to_thread(self.pipeline.plan, request, profile, Viewer(owner, everyone=sees_all))
-        request = by_library_id(request, plan)
+        request = pinned(request, plan)
         parameters = request.dump()
         fields: dict[str, Any] = {
             "request": parameters,

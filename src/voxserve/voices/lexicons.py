@@ -1,0 +1,294 @@
+"""Pronunciation lexicons: names, brands and polyphones read one way in every request and job.
+
+A lexicon is a named list of entries, each a written form and what to say
+for it: other words ("SQL" → "sequel") or the inline marks the planner reads
+(pinyin ``[ch][óng]庆``, ARPAbet ``[K][OW1][Z][IY0]``, ``[ipa:…]``). An entry
+matches a whole word (in Chinese and Japanese, where words are not spaced,
+any occurrence), without regard to case unless it says so, and only in text
+of its language when it names one. Longer forms win over the shorter forms
+inside them.
+
+Lexicons are owned like voices: with API keys, a key sees and uses only its
+own. A key's lexicons marked ``default`` apply to each of its requests that
+names none; a request's ``lexicons`` names the ones it wants instead (``[]``
+for none). They are kept in the artifact store under ``lexicons/`` (shared
+storage included), a JSON file each; a change is seen by other processes
+within :data:`LISTING_SECONDS`.
+
+:class:`Lexicons` blocks on the store: callers run it in a thread (planning does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from voxserve.errors import Conflict, InvalidRequest, NotFound
+from voxserve.storage import ArtifactStore
+from voxserve.text.markup import ANY_MARK, marks, split_pauses
+from voxserve.voices.library import EVERYONE, Viewer, check_name
+
+PREFIX = "lexicons/"
+ID = re.compile(r"^lx_[0-9a-f]{16}$")
+MAX_ENTRIES = 2000
+MAX_LEXICONS = 100  # one owner's
+MAX_PER_REQUEST = 8
+#: Text once lexicons are read may be at most this many times the input's limit: an entry whose
+#: replacement is long cannot turn a short input into a flood.
+MAX_GROWTH = 2
+#: How long a listing of the store is trusted (changes by other processes are seen after this).
+LISTING_SECONDS = 2.0
+#: A written form that starts (ends) with a letter or digit of a spaced script matches at a word's
+#: edge only; Chinese and Japanese are not spaced, so their forms match anywhere.
+_SPACED_CHAR = r"[^\W_\u3040-\u30ff\u3400-\u9fff]"
+_SPACED = re.compile(_SPACED_CHAR)
+
+
+class LexiconNotFound(NotFound):
+    code = "lexicon_not_found"
+
+
+class Entry(BaseModel):
+    """One written form and what to say for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    text: str = Field(min_length=1, max_length=100, description="the written form, as it appears in input")
+    say: str = Field(
+        min_length=1, max_length=400, description="what to say: words, or pinyin/ARPAbet/IPA marks"
+    )
+    case_sensitive: bool = Field(default=False, description="match the written form's case exactly")
+    language: str | None = Field(default=None, max_length=16, description="only in text of this language")
+
+
+class LexiconBody(BaseModel):
+    """``POST /v1/lexicons`` and ``PUT /v1/lexicons/{id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    entries: list[Entry] = Field(min_length=1, max_length=MAX_ENTRIES)
+    default: bool = Field(default=False, description="apply to every request of its owner that names none")
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    id: str
+    name: str
+    entries: tuple[Entry, ...]
+    default: bool = False
+    owner: str | None = None
+    created: float = 0.0
+    updated: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "default": self.default,
+            "owner": self.owner,
+            "created": self.created,
+            "updated": self.updated,
+            "entries": [entry.model_dump(exclude_none=True) for entry in self.entries],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Lexicon:
+        entries = tuple(Entry.model_validate(entry) for entry in data["entries"])
+        return cls(
+            data["id"],
+            data["name"],
+            entries,
+            bool(data.get("default")),
+            data.get("owner"),
+            float(data.get("created", 0)),
+            float(data.get("updated", 0)),
+        )
+
+
+def check_entries(entries: Sequence[Entry]) -> None:
+    """Entries whose replacement marks are malformed are refused here, not at every request."""
+    seen: dict[tuple[str, str | None], int] = {}
+    for number, entry in enumerate(entries):
+        try:
+            list(marks(entry.say))
+            list(split_pauses(entry.say))
+        except InvalidRequest as exc:
+            raise InvalidRequest(
+                f"entries[{number}].say: {exc.message}", param=f"entries.{number}.say"
+            ) from None
+        form = (entry.text if entry.case_sensitive else entry.text.casefold(), entry.language)
+        if form in seen:
+            raise InvalidRequest(
+                f"entries[{number}] repeats the written form {entry.text!r} of entries[{seen[form]}]",
+                param=f"entries.{number}.text",
+            )
+        seen[form] = number
+
+
+@dataclass
+class Rewriter:
+    """The entries of some lexicons, compiled once into one pattern."""
+
+    lexicons: tuple[Lexicon, ...]
+    _pattern: re.Pattern[str] | None = None
+    _entries: dict[str, tuple[str, Entry]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        alternatives = []
+        ordered = sorted(
+            ((lexicon.id, entry) for lexicon in self.lexicons for entry in lexicon.entries),
+            key=lambda found: -len(found[1].text),
+        )
+        for number, (lexicon_id, entry) in enumerate(ordered):
+            group = f"e{number}"
+            self._entries[group] = (lexicon_id, entry)
+            body = re.escape(entry.text) if entry.case_sensitive else f"(?i:{re.escape(entry.text)})"
+            before = f"(?<!{_SPACED_CHAR})" if _SPACED.match(entry.text[0]) else ""  # not in "MySQL"
+            after = f"(?!{_SPACED_CHAR})" if _SPACED.match(entry.text[-1]) else ""
+            alternatives.append(f"(?P<{group}>{before}{body}{after})")
+        self._pattern = re.compile("|".join(alternatives)) if alternatives else None
+
+    def apply(self, text: str, language: str | None) -> tuple[str, Counter[str]]:
+        """``text`` with every entry read as it says (not inside marks already there), and how many
+        times each lexicon (by id) was used. ``language``: the text's; entries of another are left out."""
+        hits: Counter[str] = Counter()
+        if self._pattern is None:
+            return text, hits
+        pattern = self._pattern
+
+        def replace(match: re.Match[str]) -> str:
+            lexicon_id, entry = self._entries[match.lastgroup or ""]
+            if entry.language and language and entry.language.split("-")[0].lower() != language:
+                return match.group(0)
+            hits[lexicon_id] += 1
+            return entry.say
+
+        pieces, position = [], 0
+        for mark in ANY_MARK.finditer(text):
+            pieces.append(pattern.sub(replace, text[position : mark.start()]))
+            pieces.append(mark.group(0))
+            position = mark.end()
+        pieces.append(pattern.sub(replace, text[position:]))
+        return ("".join(pieces) if hits else text), hits
+
+
+@lru_cache(maxsize=64)
+def rewriter(lexicons: tuple[Lexicon, ...]) -> Rewriter:
+    """The compiled rewriter of some lexicons (as stored: a changed lexicon is another key)."""
+    return Rewriter(lexicons)
+
+
+class Lexicons:
+    """The lexicons in the artifact store, owned like voices."""
+
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        self.artifacts = artifacts
+        self._lock = threading.Lock()
+        self._listing: tuple[float, list[Lexicon]] | None = None
+
+    def _load(self, lexicon_id: str) -> Lexicon | None:
+        data = self.artifacts.get_bytes(f"{PREFIX}{lexicon_id}.json")
+        if data is None:
+            return None
+        try:
+            return Lexicon.from_dict(json.loads(data))
+        except (ValueError, TypeError, KeyError, ValidationError):
+            return None
+
+    def _all(self) -> list[Lexicon]:
+        listing = self._listing
+        if listing is not None and time.monotonic() - listing[0] < LISTING_SECONDS:
+            return listing[1]
+        keys = [key for key in self.artifacts.keys(f"{PREFIX}lx_") if key.endswith(".json")]
+        found = [lexicon for key in keys if (lexicon := self._load(key[len(PREFIX) : -len(".json")]))]
+        found.sort(key=lambda lexicon: lexicon.created)
+        self._listing = (time.monotonic(), found)
+        return found
+
+    def list(self, viewer: Viewer = EVERYONE) -> list[Lexicon]:
+        """The lexicons ``viewer`` may see, oldest first."""
+        return [lexicon for lexicon in self._all() if viewer.everyone or lexicon.owner == viewer.owner]
+
+    def get(self, key: str, viewer: Viewer = EVERYONE) -> Lexicon | None:
+        """A lexicon by id or name that ``viewer`` may see (by name: its own first)."""
+        if ID.match(key):
+            lexicon = self._load(key)
+            seen = lexicon is not None and (viewer.everyone or lexicon.owner == viewer.owner)
+            return lexicon if seen else None
+        named = [lexicon for lexicon in self.list(viewer) if lexicon.name == key]
+        return next((x for x in named if x.owner == viewer.owner), named[0] if named else None)
+
+    def require(self, key: str, viewer: Viewer = EVERYONE, param: str = "lexicon_id") -> Lexicon:
+        lexicon = self.get(key, viewer)
+        if lexicon is None:
+            raise LexiconNotFound(f"lexicon {key!r} does not exist (GET /v1/lexicons)", param=param)
+        return lexicon
+
+    def for_request(self, names: Iterable[str] | None, viewer: Viewer = EVERYONE) -> tuple[Lexicon, ...]:
+        """The lexicons a request uses: those it names, or (None) its owner's defaults."""
+        if names is None:
+            return tuple(x for x in self._all() if x.default and x.owner == viewer.owner)
+        return tuple(self.require(name, viewer, "lexicons") for name in dict.fromkeys(names))
+
+    def create(self, body: LexiconBody, owner: str | None) -> Lexicon:
+        """A new lexicon; its name is its owner's only."""
+        name = check_name(body.name)
+        check_entries(body.entries)
+        with self._lock:
+            self._listing = None
+            mine = self.list(Viewer(owner, everyone=False))
+            holder = next((x for x in mine if x.name == name), None)
+            if holder is not None:
+                raise Conflict(f"a lexicon named {name!r} already exists ({holder.id})", param="name")
+            if len(mine) >= MAX_LEXICONS:
+                raise InvalidRequest(f"the most lexicons one owner may keep is {MAX_LEXICONS}", param="name")
+            now = time.time()
+            digest = hashlib.sha256(f"{name}\n{owner or ''}\n{now}".encode()).hexdigest()[:16]
+            lexicon = Lexicon(f"lx_{digest}", name, tuple(body.entries), body.default, owner, now, now)
+            self._save(lexicon)
+        return lexicon
+
+    def replace(self, key: str, body: LexiconBody, viewer: Viewer) -> Lexicon:
+        """A lexicon's name, entries and default replaced whole."""
+        name = check_name(body.name)
+        check_entries(body.entries)
+        with self._lock:
+            self._listing = None
+            current = self.require(key, viewer)
+            others = self.list(Viewer(current.owner, everyone=False))
+            holder = next((x for x in others if x.name == name and x.id != current.id), None)
+            if holder is not None:
+                raise Conflict(f"a lexicon named {name!r} already exists ({holder.id})", param="name")
+            lexicon = Lexicon(
+                current.id,
+                name,
+                tuple(body.entries),
+                body.default,
+                current.owner,
+                current.created,
+                time.time(),
+            )
+            self._save(lexicon)
+        return lexicon
+
+    def delete(self, key: str, viewer: Viewer) -> Lexicon:
+        with self._lock:
+            lexicon = self.require(key, viewer)
+            self.artifacts.delete(f"{PREFIX}{lexicon.id}.json")
+            self._listing = None
+        return lexicon
+
+    def _save(self, lexicon: Lexicon) -> None:
+        self.artifacts.put_bytes(f"{PREFIX}{lexicon.id}.json", json.dumps(lexicon.to_dict()).encode())
+        self._listing = None
