@@ -203,6 +203,38 @@ class ReferenceSettings(BaseModel):
     )
 
 
+class WebhookSettings(BaseModel):
+    """Job webhooks (``[webhooks]``, ``VOXSERVE_WEBHOOKS__*``): where jobs' ends may be posted, and how."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: str | None = Field(
+        default=None,
+        min_length=16,
+        description="the secret every key's signing secret is made from (none: one is made once and "
+        "kept in the artifact store, so replicas on shared storage agree)",
+    )
+    default_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="where jobs post their end when neither they nor their key say",
+    )
+    hosts: list[str] = Field(
+        default_factory=lambda: ["*"], description="hosts webhook URLs may name ('*': any public host)"
+    )
+    private: bool = Field(default=False, description="let webhook URLs reach loopback and private addresses")
+    attempts: int = Field(default=10, ge=1, le=50, description="tries before a delivery is given up")
+    backoff_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="the wait after the first failed try; doubled after each, up to an hour",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60, description="one try, connecting and answering")
+    sweep_seconds: float = Field(
+        default=30.0, gt=0, description="how often deliveries left by a stopped process are looked for"
+    )
+
+
 class JobSettings(BaseModel):
     """The job queue and its workers (``[jobs]``, ``VOXSERVE_JOBS__*``)."""
 
@@ -527,6 +559,7 @@ class Settings(BaseSettings):
 
     references: ReferenceSettings = Field(default_factory=ReferenceSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     moderation: ModerationSettings = Field(default_factory=ModerationSettings)

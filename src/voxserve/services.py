@@ -29,6 +29,7 @@ from voxserve.jobs import JobStore, open_store
 from voxserve.jobs.files import JobFiles
 from voxserve.jobs.janitor import run_janitor
 from voxserve.jobs.submit import JobSubmitter
+from voxserve.jobs.webhooks import WebhookSender
 from voxserve.jobs.worker import Worker, WorkerHealth, run_workers
 from voxserve.looplag import LoopLagMonitor
 from voxserve.metrics import Metrics, PoolCollector, RuntimeCollector, Snapshotting
@@ -59,6 +60,7 @@ class Services:
     jobs: JobSubmitter
     references: ReferenceIngest
     guard: Guard
+    webhooks: WebhookSender
     load_error: str | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _workers: list[Worker] = field(default_factory=list, repr=False)
@@ -92,6 +94,8 @@ class Services:
         jobs = settings.jobs
         store = store or open_store(settings.queue_backend, jobs.queue_prefix)
         files = JobFiles(settings.data_dir / "jobs", artifacts)
+        webhooks = WebhookSender(store, settings.webhooks, artifacts)
+        store.on_end = webhooks.notify
         services = cls(
             settings=settings,
             pipeline=pipeline,
@@ -100,9 +104,10 @@ class Services:
             loop_lag=loop_lag,
             store=store,
             files=files,
-            jobs=JobSubmitter(store, files, pipeline, jobs),
+            jobs=JobSubmitter(store, files, pipeline, jobs, webhooks),
             references=ReferenceIngest(voices, settings.references),
             guard=build_guard(settings),
+            webhooks=webhooks,
         )
         metrics.registry.register(RuntimeCollector(loop_lag.quantiles, services.worker_health))
         return services
@@ -185,6 +190,7 @@ class Services:
             run_janitor(self.store, self.files, retention, jobs.janitor_interval_seconds), "janitor"
         )
         self.supervise(self.loop_lag.run(), "loop-lag")
+        self.supervise(self.webhooks.run(), "webhooks")
         self.supervise(self.guard.keep_usage(), "usage")
         self.supervise(self.guard.limiter.keep_leases(), "stream-leases")
 
@@ -206,6 +212,7 @@ class Services:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.webhooks.close()
         await self.store.close()
         await self.guard.close()
         for engine in self.pipeline.engines.values():

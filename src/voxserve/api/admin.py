@@ -36,6 +36,9 @@ class KeyChange(BaseModel):
 
     disabled: bool | None = None
     limits: Quota | None = None
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, description="where the key's jobs post their end ('': none)"
+    )
 
 
 def key_admin(services: Annotated[Services, Depends(get_services)]) -> KeyAdmin:
@@ -64,9 +67,17 @@ async def get_key(key_id: str, keys: Keys, _: Admin) -> dict[str, Any]:
 
 
 @router.patch("/v1/admin/keys/{key_id}")
-async def change_key(key_id: str, body: KeyChange, keys: Keys, _: Admin) -> dict[str, Any]:
-    """Disable or enable a key, or change its limits (fields left out stay as they are)."""
-    return await keys.describe(await keys.update(key_id, disabled=body.disabled, quota=body.limits))
+async def change_key(
+    key_id: str, body: KeyChange, keys: Keys, _: Admin, services: Annotated[Services, Depends(get_services)]
+) -> dict[str, Any]:
+    """Disable or enable a key, change its limits or its jobs' default webhook (fields left out stay
+    as they are). A webhook URL is checked as a job's is."""
+    if body.webhook_url:
+        await services.webhooks.check_url(body.webhook_url)
+    changed = await keys.update(
+        key_id, disabled=body.disabled, quota=body.limits, webhook_url=body.webhook_url
+    )
+    return await keys.describe(changed)
 
 
 @router.delete("/v1/admin/keys/{key_id}")

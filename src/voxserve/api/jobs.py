@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, WebSocket
@@ -35,6 +34,7 @@ from voxserve.audio import FORMATS, AudioFormat
 from voxserve.captions import CAPTION_FORMATS, CaptionLevel, file_name
 from voxserve.errors import JobNotSucceeded, VoxserveError
 from voxserve.jobs import Job, JobNotFound, JobStatus, new_job_id
+from voxserve.jobs.view import job_view
 from voxserve.request import CacheMode
 from voxserve.security.guard import Principal
 from voxserve.services import Services
@@ -42,53 +42,6 @@ from voxserve.services import Services
 router = APIRouter()
 READ_BLOCK = 64 * 1024  # bytes read per step while following a running job
 WATCH_INTERVAL = 0.25
-
-
-def _time(value: float | None) -> str | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC).isoformat()
-
-
-def job_view(job: Job) -> dict[str, Any]:
-    """A job as clients see it (no lease internals)."""
-    progress = job.progress
-    return {
-        "id": job.id,
-        "object": "job",
-        "status": job.status.value,
-        "name": job.name,
-        "priority": job.priority,
-        "created_at": _time(job.created_at),
-        "run_at": _time(job.run_at),
-        "started_at": _time(job.started_at),
-        "finished_at": _time(job.finished_at),
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "cancel_requested": job.cancel_requested,
-        "progress": {
-            "segments_done": progress.segments_done,
-            "segments_total": progress.segments_total or None,  # null until the text is planned
-            "audio_seconds": round(progress.audio_seconds, 3),
-            "chars_done": progress.chars_done,
-            "chars_total": progress.chars_total or None,
-        },
-        "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
-        "metadata": job.metadata,
-        "voice": job.request.get("voice"),
-        "voices": job.request.get("voices"),
-        "lexicons": job.request.get("lexicons"),
-        "model": job.request.get("model"),
-        "response_format": job.request.get("response_format"),
-        "speed": job.request.get("speed"),
-        "language": job.request.get("language"),
-        "owner": job.owner,
-        "links": {
-            "self": f"/v1/jobs/{job.id}",
-            "audio": f"/v1/jobs/{job.id}/audio",
-            "captions": f"/v1/jobs/{job.id}/captions",
-            "events": f"/v1/jobs/{job.id}/events",
-            "ws": f"/v1/jobs/{job.id}/ws",
-        },
-    }
 
 
 async def owned_job(services: Services, job_id: str, principal: Principal) -> Job:
@@ -128,11 +81,26 @@ async def create_job(
         charge=job_charge(services, principal, request),
         owner=principal.owner,
         sees_all=principal.sees_all,
+        webhook_url=body.webhook_url,
+        default_webhook_url=principal.key.webhook_url if principal.key else None,
     )
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if not created:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(job_view(job), status_code=202, headers=headers)
+
+
+@router.get("/v1/webhooks/secret")
+async def webhook_secret(
+    services: Annotated[Services, Depends(get_services)], principal: JobReader
+) -> dict[str, Any]:
+    """The secret this key's job webhooks are signed with (``Voxserve-Signature``), and its default URL."""
+    return {
+        "secret": await services.webhooks.secret_for(principal.owner),
+        "signature_header": "Voxserve-Signature",
+        "webhook_url": (principal.key.webhook_url if principal.key else None)
+        or services.settings.webhooks.default_url,
+    }
 
 
 @router.get("/v1/jobs")

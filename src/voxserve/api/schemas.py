@@ -85,6 +85,11 @@ class JobBody(SpeechFields):
     task_id: str | None = Field(default=None, description="alias of name, as the seed clients call it")
     metadata: dict[str, Any] = Field(default_factory=dict, description="kept with the job, up to 4 KB")
     max_attempts: int | None = Field(default=None, ge=1, le=20, strict=True)
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="POSTed the job's view, signed, when it ends (default: the key's webhook_url)",
+    )
 
 
 async def parse_json(request: Request, model: type[Body]) -> Body:

@@ -90,6 +90,8 @@ class Job:
     #: what its plan decided when it was submitted (Plan.decisions: engine, rates, segments, and the
     #: voice when its engine was ready); the worker's own plan must agree, or the job fails saying why
     decided: dict[str, Any] = field(default_factory=dict)
+    #: where its end is posted, and how that went (:class:`voxserve.jobs.webhooks.Delivery` as a dict)
+    webhook: dict[str, Any] | None = None
     version: int = 0
 
     @property
@@ -108,10 +110,11 @@ class Job:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
-        values = dict(data)
+        values = {name: value for name, value in data.items() if name in _JOB_FIELD_NAMES}
         values["status"] = JobStatus(values["status"])
         values["progress"] = Progress(**values["progress"])
         return cls(**values)
 
 
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
+_JOB_FIELD_NAMES = frozenset(_JOB_FIELDS)

@@ -41,6 +41,8 @@ class JobStore(ABC):
 
     def __init__(self) -> None:
         self._changes = ChangeSignal()
+        #: told of each job this process ends (succeeded, failed or canceled): its webhook is sent
+        self.on_end: Callable[[Job], None] | None = None
 
     # -- backend primitives -----------------------------------------------------------------
 
@@ -169,14 +171,24 @@ class JobStore(ABC):
         while True:
             job = known.copy() if known is not None else await self.get(job_id)
             known = None
-            if job is None or not change(job):
+            if job is None:
+                return None
+            ended = job.terminal
+            if not change(job):
                 return None
             expected = job.version
             job.version += 1
             job.updated_at = now()
             if await self._replace(job, expected):
                 self._notify()
+                if job.terminal and not ended and self.on_end is not None:
+                    self.on_end(job)
                 return job
+
+    async def update(self, job_id: str, change: Callable[[Job], bool]) -> Job | None:
+        """Change a job however its state (``change`` returns False to leave it): a webhook's
+        delivery is recorded on jobs that have ended."""
+        return await self._modify(job_id, change)
 
     async def _as_owner(
         self, job_id: str, worker_id: str, change: Callable[[Job], None], known: Job | None = None

@@ -18,6 +18,7 @@ from voxserve.errors import InsufficientStorage, InvalidRequest
 from voxserve.jobs.files import JobFiles, check_name
 from voxserve.jobs.models import Job
 from voxserve.jobs.store import JobStore, request_hash
+from voxserve.jobs.webhooks import WebhookSender, new_delivery
 from voxserve.pipeline import Pipeline, Plan, SpeechRequest
 from voxserve.voices import Viewer
 
@@ -49,11 +50,19 @@ def pinned(request: SpeechRequest, plan: Plan) -> SpeechRequest:
 class JobSubmitter:
     """Plans a job (every check, no engine time), then enqueues it with its text."""
 
-    def __init__(self, store: JobStore, files: JobFiles, pipeline: Pipeline, settings: JobSettings) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        files: JobFiles,
+        pipeline: Pipeline,
+        settings: JobSettings,
+        webhooks: WebhookSender,
+    ) -> None:
         self.store = store
         self.files = files
         self.pipeline = pipeline
         self.settings = settings
+        self.webhooks = webhooks
 
     async def submit(
         self,
@@ -69,6 +78,8 @@ class JobSubmitter:
         charge: Callable[[Plan], Awaitable[Callable[[], None]]] | None = None,
         owner: str | None = None,
         sees_all: bool = True,
+        webhook_url: str | None = None,
+        default_webhook_url: str | None = None,
     ) -> tuple[Job, bool]:
         """(job, created): created is false when the idempotency key names an equal job.
 
@@ -77,7 +88,8 @@ class JobSubmitter:
         stored after all (the store failed, or a replay with the same idempotency key got there
         first); a replay found before charging is not charged at all. ``owner`` (the key) owns the
         job, and its idempotency keys are its own: another key's same key names another job; it uses
-        its own library voices, or anyone's when it ``sees_all``.
+        its own library voices, or anyone's when it ``sees_all``. ``webhook_url``: where its end
+        is posted; else ``default_webhook_url`` (its key's), else ``webhooks.default_url``; checked here.
         """
         # A book takes seconds to segment: off the event loop, so other requests keep flowing.
         profile = replace(self.pipeline.planner.job, require_ready=False)  # queued while engines load
@@ -90,12 +102,15 @@ class JobSubmitter:
             "name": name,
             "priority": priority,
         }
-        fields |= {"metadata": metadata, "run_at": run_at}
+        fields |= {"metadata": metadata, "run_at": run_at, "webhook_url": webhook_url}
         digest = await asyncio.to_thread(request_hash, fields)  # hashes the whole text
         name = check_name(name) if name else job_id
         metadata = metadata or {}
         if len(repr(metadata)) > METADATA_LIMIT:
             raise InvalidRequest(f"metadata is over the limit of {METADATA_LIMIT} bytes", param="metadata")
+        webhook_url = webhook_url or default_webhook_url or self.webhooks.settings.default_url
+        if webhook_url:
+            await self.webhooks.check_url(webhook_url)
         usage, limit = await asyncio.to_thread(self.files.usage), self.settings.disk_limit_bytes
         if usage >= limit:
             raise InsufficientStorage(
@@ -113,6 +128,7 @@ class JobSubmitter:
             idempotency_key=f"{owner}:{idempotency_key}" if owner and idempotency_key else idempotency_key,
             request_hash=digest,
             decided=plan.decisions() if self.pipeline.settled(plan) else {},
+            webhook=new_delivery(webhook_url) if webhook_url else None,
         )
         if run_at is not None:
             job.run_at = run_at.timestamp()

@@ -51,11 +51,19 @@ class KeyAdmin:
         return key
 
     async def update(
-        self, key_id: str, *, disabled: bool | None = None, quota: Quota | None = None
+        self,
+        key_id: str,
+        *,
+        disabled: bool | None = None,
+        quota: Quota | None = None,
+        webhook_url: str | None = None,
     ) -> ApiKey:
+        """Change what is given (``webhook_url`` ``""``: none)."""
         key = await self.get(key_id)
         if disabled is not None:
             key = replace(key, disabled=disabled)
+        if webhook_url is not None:
+            key = replace(key, webhook_url=webhook_url or None)
         if quota is not None:
             key = replace(key, quota={**key.quota, **quota.model_dump(exclude_unset=True)})
         await self.store.save(key)

@@ -46,6 +46,7 @@ class ApiKey:
     disabled: bool = False
     revoked_at: float | None = None
     quota: dict[str, Any] = field(default_factory=dict)  # the key's own limits (Quota fields)
+    webhook_url: str | None = None  # where its jobs post their end unless they say otherwise
 
     @classmethod
     def create(

@@ -22,6 +22,7 @@ import contextlib
 import ipaddress
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -60,10 +61,11 @@ def read_allowed_path(raw: str, allowed: Sequence[Path], max_bytes: int, param: 
 
 
 def _host_allowed(host: str, hosts: Sequence[str]) -> bool:
+    """``host`` is on the list: named, under a ``*.`` pattern, or the list holds ``*``."""
     host = host.lower().rstrip(".")
     for pattern in hosts:
         pattern = pattern.lower().rstrip(".")
-        if host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
+        if pattern == "*" or host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:])):
             return True
     return False
 
@@ -89,6 +91,60 @@ async def _checked_addresses(host: str, port: int, allow_private: bool, param: s
     return [str(address) for address in addresses]
 
 
+@dataclass(frozen=True)
+class Target:
+    """A URL whose host is allowed, and the addresses it resolved to, every one of them allowed:
+    requests go to these addresses, never to what the name resolves to later."""
+
+    url: httpx.URL
+    addresses: list[str]
+
+    @property
+    def host(self) -> str:
+        """The URL's host as sent in ``Host`` (its port too, when it names one)."""
+        return self.url.netloc.decode("ascii").rpartition("@")[2]
+
+    def pinned(self, address: str) -> httpx.URL:
+        return self.url.copy_with(host=address)
+
+
+async def checked_target(
+    url: str, hosts: Sequence[str], allow_private: bool, param: str, listed_as: str
+) -> Target:
+    """``url`` if it is http(s), its host is on ``hosts`` (the setting ``listed_as``) and resolves
+    only to addresses allowed (public ones, unless ``allow_private``); a 4xx naming ``param`` if not."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise InvalidRequest(f"{param} is not a valid URL", param=param) from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidRequest(f"{param} must be an http or https URL", param=param)
+    if not _host_allowed(parsed.host, hosts):
+        raise Forbidden(f"{param} host {parsed.host!r} is not on {listed_as}", param=param)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    return Target(parsed, await _checked_addresses(parsed.host, port, allow_private, param))
+
+
+async def post_to(target: Target, content: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST ``content`` to a checked target (at its first address that can be reached): the answer's
+    status. Redirects are not followed, no proxy is used, the answer's body is not read."""
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        for number, address in enumerate(target.addresses):
+            try:
+                response = await client.post(
+                    target.pinned(address),
+                    content=content,
+                    headers={**headers, "Host": target.host},
+                    extensions={"sni_hostname": target.url.host},
+                )
+            except httpx.ConnectError:
+                if number + 1 == len(target.addresses):
+                    raise
+                continue
+            return response.status_code
+    raise AssertionError("a checked target has an address")
+
+
 async def fetch_allowed_url(
     url: str,
     hosts: Sequence[str],
@@ -99,17 +155,8 @@ async def fetch_allowed_url(
 ) -> bytes:
     """The body at ``url`` if its host is allowed and public, up to ``max_bytes``, within ``deadline``
     seconds for the whole download (a server sending a byte every few seconds is cut off)."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
-        raise InvalidRequest(f"{param} is not a valid URL", param=param) from exc
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise InvalidRequest(f"{param} must be an http or https URL", param=param)
-    if not _host_allowed(parsed.host, hosts):
-        raise Forbidden(f"{param} host {parsed.host!r} is not on references.url_hosts", param=param)
-    addresses = await _checked_addresses(
-        parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80), allow_private, param
-    )
+    target = await checked_target(url, hosts, allow_private, param, "references.url_hosts")
+    parsed, addresses = target.url, target.addresses
     try:
         async with asyncio.timeout(deadline):
             for address in addresses[:-1]:  # the next address when one cannot be reached (no IPv6 route...)
