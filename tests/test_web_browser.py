@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
+from tests.support.signals import GOOD
 from voxserve.audio.pcm import wav_bytes
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -84,6 +85,7 @@ def test_voices_are_heard_and_a_bad_reference_is_explained_in_words(page: Page, 
     page.wait_for_selector("#voice-list tbody tr")
     page.fill("#blend-formula", "jf_alpha(2)+jm_kumo(1)")
     page.click("#blend-listen")
+    assert page.evaluate("document.body.dataset.blendLanguage") == "ja", "a Japanese blend says Japanese"
     page.get_by_role("button", name="Listen to heart").click()
     page.wait_for_function("Number(document.body.dataset.previews || 0) >= 2", timeout=60_000)
     short = wav_bytes((0.3 * np.sin(np.arange(24000) / 10)).astype(np.float32), 24000)
@@ -92,6 +94,12 @@ def test_voices_are_heard_and_a_bad_reference_is_explained_in_words(page: Page, 
     page.click("#upload button[type=submit]")
     page.wait_for_selector("#error:not([hidden])")
     assert "a reference must be 3–15 s" in (page.text_content("#error") or "")
+    page.set_input_files("#audio", {"name": "me.wav", "mimeType": "audio/wav", "buffer": GOOD})
+    page.fill("#voice-name", f"me-{uuid.uuid4().hex[:6]}")
+    page.click("#upload button[type=submit]")
+    page.wait_for_selector("#notice:not([hidden])")
+    assert page.is_hidden("#error"), "a stored voice is not an error"
+    assert "no engine here can clone" in (page.text_content("#notice") or ""), "its warning, as a warning"
     shot(page, "voices", tmp_path)
 
 
@@ -108,6 +116,65 @@ def test_a_job_is_followed_to_the_end(page: Page, tmp_path: Path) -> None:
         && row.querySelector('progress').value === row.querySelector('progress').max)"""
     page.wait_for_function(done, arg=name, timeout=120_000)
     shot(page, "jobs", tmp_path)
+
+
+def test_a_job_with_a_voice_and_a_cast_is_heard_within_a_second_of_its_first_sentence(
+    page: Page, tmp_path: Path
+) -> None:
+    page.click("nav button[data-tab=jobs]")
+    name = f"cast-{uuid.uuid4().hex[:6]}"
+    script = "夜深了，灯塔还亮着。\n\n守夜人：我听见海浪的声音。\n\n他走上了楼梯，风越来越大。"
+    page.fill("#job-text", script)
+    page.fill("#job-name", name)
+    page.select_option("#job-model", "kokoro")
+    page.select_option("#job-voice", "zf_xiaobei")
+    page.fill("#job-language", "zh")
+    page.fill("#job-cast", "守夜人 = zm_yunxi")
+    page.click("#job-form button[type=submit]")
+    row = page.locator("#job-list tbody tr", has_text=name)
+    row.wait_for()
+    row.get_by_role("button", name="Listen").click()
+    job_id = row.get_attribute("data-job")
+    page.wait_for_function("document.body.dataset.jobPlayingAt", timeout=120_000)
+    first = page.evaluate(f"Number(document.body.getAttribute('data-first-segment-{job_id}'))")
+    playing = page.evaluate("Number(document.body.dataset.jobPlayingAt)")
+    assert first and playing - first < 1000, f"playing {playing - first:.0f} ms after the first sentence"
+    job = page.evaluate(f"fetch('/v1/jobs/{job_id}').then(r => r.json())")
+    assert (job["model"], job["voice"], job["language"]) == ("kokoro", "zf_xiaobei", "zh")
+    assert job["voices"] == {"守夜人": "zm_yunxi"}
+    done = "id => document.querySelector(`tr[data-job='${id}']`)?.cells[1].textContent === 'succeeded'"
+    page.wait_for_function(done, arg=job_id, timeout=120_000)
+    vtt = page.evaluate(f"fetch('/v1/jobs/{job_id}/captions?format=vtt').then(r => r.text())")
+    assert "<v 守夜人>我听见海浪的声音。" in vtt
+    shot(page, "jobs", tmp_path)
+
+
+def test_voices_of_an_engine_that_cannot_serve_are_marked_not_offered(page: Page) -> None:
+    def espeak_down(route: Route) -> None:
+        listed = route.fetch().json()
+        for engine in listed["engines"]:
+            if engine["name"] == "espeak":
+                engine["status"] = "unavailable"
+        route.fulfill(json=listed)
+
+    page.route("**/v1/engines", espeak_down)
+    page.reload()
+    page.wait_for_function("document.querySelector('#voice').options.length > 3")
+    option = page.locator("#voice option[value=espeak]")
+    assert option.is_disabled() and "(espeak unavailable)" in (option.text_content() or "")
+    assert page.locator("#model option[value=espeak]").is_disabled()
+    assert not page.locator("#voice option[value=bm_george]").is_disabled()
+
+
+def test_a_failed_request_does_not_offer_the_last_ones_audio(page: Page) -> None:
+    page.fill("#text", "A short one.")
+    page.click("#play")
+    page.wait_for_function("document.querySelector('#speak-status').textContent === 'done'", timeout=60_000)
+    assert page.is_visible("#download-as")
+    page.fill("#speed", "9")
+    page.click("#play")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.is_hidden("#download-as"), "the picker of the last request's formats is gone"
 
 
 def test_the_engines_are_listed_live(page: Page, tmp_path: Path) -> None:

@@ -15,6 +15,14 @@ function showError(message) {
   const box = $("#error");
   box.textContent = message || "";
   box.hidden = !message;
+  if (message) showNotice("");
+}
+
+// Something that went well but should be known (a warning): not in the error's red box.
+function showNotice(message) {
+  const box = $("#notice");
+  box.textContent = message || "";
+  box.hidden = !message;
 }
 
 async function api(path, options = {}) {
@@ -41,19 +49,58 @@ for (const button of document.querySelectorAll("nav button")) {
 
 // Speak
 let engines = {};
+let catalog = { models: [], voices: [], aliases: [] };
 async function loadCatalog() {
   const [models, voices, listed] = await Promise.all([json("/v1/models"), json("/v1/audio/voices"), json("/v1/engines")]);
   engines = Object.fromEntries(listed.engines.map((engine) => [engine.name, engine]));
-  const model = $("#model");
-  model.replaceChildren(new Option("any that fits", ""), ...models.data.map((m) => new Option(m.id, m.id)));
-  const voice = $("#voice");
-  const aliases = Object.keys(voices.aliases || {}).map((name) => new Option(`${name} (best for the language)`, name));
-  const spoken = (languages = []) => (languages.length > 3 ? `${languages.length} languages` : languages.join("/"));
-  const about = (v) => [v.engine || v.kind, v.description || spoken(v.languages), v.gender].filter(Boolean).join(", ");
-  const own = voices.voices.map((v) => new Option(`${v.name || v.id} · ${about(v)}`, v.name || v.id));
-  voice.replaceChildren(...aliases, ...own);
+  catalog = { models: models.data, voices: voices.voices, aliases: Object.keys(voices.aliases || {}) };
+  fillChoices("#model", "#voice");
+  fillChoices("#job-model", "#job-voice");
   showCapabilities();
 }
+
+// An engine that cannot serve now (loading, failed, its servers down): its voices are marked and
+// cannot be chosen until it is back.
+const down = (name) => name && engines[name] && engines[name].status !== "ready";
+
+function fillChoices(modelSelector, voiceSelector) {
+  const model = $(modelSelector);
+  const chosenModel = model.value;
+  const engineOption = (m) => {
+    const option = new Option(down(m.id) ? `${m.id} (${engines[m.id].status})` : m.id, m.id);
+    option.disabled = down(m.id);
+    return option;
+  };
+  model.replaceChildren(new Option("any that fits", ""), ...catalog.models.map(engineOption));
+  model.value = chosenModel && !down(chosenModel) ? chosenModel : "";
+  const voice = $(voiceSelector);
+  const chosenVoice = voice.value;
+  const aliases = catalog.aliases.map((name) => new Option(`${name} (best for the language)`, name));
+  const spoken = (languages = []) => (languages.length > 3 ? `${languages.length} languages` : languages.join("/"));
+  const about = (v) => [v.engine || v.kind, v.description || spoken(v.languages), v.gender].filter(Boolean).join(", ");
+  const own = catalog.voices.map((v) => {
+    const unavailable = down(v.engine);
+    const label = `${v.name || v.id} · ${about(v)}${unavailable ? ` (${v.engine} ${engines[v.engine].status})` : ""}`;
+    const option = new Option(label, v.name || v.id);
+    option.disabled = unavailable;
+    return option;
+  });
+  voice.replaceChildren(...aliases, ...own);
+  const still = [...voice.options].find((option) => option.value === chosenVoice && !option.disabled);
+  if (still) voice.value = chosenVoice;
+}
+
+// Engines come and go: their state is looked at again every few seconds.
+async function refreshEngineStates() {
+  const listed = await json("/v1/engines");
+  const before = JSON.stringify(Object.values(engines).map((e) => e.status));
+  engines = Object.fromEntries(listed.engines.map((engine) => [engine.name, engine]));
+  if (JSON.stringify(listed.engines.map((e) => e.status)) !== before) {
+    fillChoices("#model", "#voice");
+    fillChoices("#job-model", "#job-voice");
+  }
+}
+setInterval(() => refreshEngineStates().catch(() => {}), 5000);
 
 function showCapabilities() {
   const engine = engines[$("#model").value];
@@ -85,6 +132,8 @@ function stopped(status = "") {
 async function speak() {
   showError("");
   playing?.stop();
+  lastRequest = null;
+  $("#download-as").hidden = true; // a failed request must not offer the last one's audio
   const body = {
     input: $("#text").value, voice: $("#voice").value || undefined, model: $("#model").value || undefined,
     language: $("#language").value || undefined, speed: Number($("#speed").value), pitch: Number($("#pitch").value),
@@ -269,10 +318,27 @@ async function hear(path, options) {
   } catch (error) { showError(error.message); }
 }
 
-$("#blend-listen").addEventListener("click", () => hear("/v1/audio/speech", {
-  method: "POST", headers: { "Content-Type": "application/json" },
-  body: JSON.stringify({ input: "This is how the blend sounds.", voice: $("#blend-formula").value, response_format: "mp3" }),
-}));
+// A blend is heard in its own voices' language (the first part's).
+const PREVIEW = {
+  en: "This is how the blend sounds.", zh: "这就是这个混合声音的效果。", ja: "これがブレンドした声です。",
+  es: "Así suena la mezcla.", fr: "Voici comment sonne le mélange.", hi: "यह मिश्रण ऐसा सुनाई देता है।",
+  it: "Ecco come suona la miscela.", pt: "É assim que a mistura soa.",
+};
+function blendLanguage(formula) {
+  const first = formula.split("+")[0].replace(/\(.*$/, "").trim();
+  const voice = catalog.voices.find((v) => v.id === first);
+  const language = ((voice && voice.languages && voice.languages[0]) || "en").split("-")[0].toLowerCase();
+  return PREVIEW[language] ? language : "en";
+}
+$("#blend-listen").addEventListener("click", () => {
+  const formula = $("#blend-formula").value;
+  const language = blendLanguage(formula);
+  document.body.dataset.blendLanguage = language;
+  return hear("/v1/audio/speech", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ input: PREVIEW[language], voice: formula, response_format: "mp3" }),
+  });
+});
 
 const drop = $("#drop");
 drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
@@ -294,8 +360,9 @@ $("#upload").addEventListener("submit", async (event) => {
   if ($("#prompt-text").value) form.append("prompt_text", $("#prompt-text").value);
   try {
     const voice = await json("/v1/voices", { method: "POST", body: form });
-    if (voice.warning) showError(voice.warning);
+    showNotice(voice.warning ? `Added ${voice.name || voice.id}. ${voice.warning}` : `Added ${voice.name || voice.id}.`);
     await loadVoices();
+    await loadCatalog();
   } catch (error) { showError(error.message); }
 });
 
@@ -328,8 +395,8 @@ async function loadJobs() {
     row.insertCell().append(progress);
     const actions = row.insertCell();
     const download = Object.assign(document.createElement("button"), { type: "button", textContent: job.status === "succeeded" ? "Download" : "Listen" });
-    download.disabled = !["running", "succeeded"].includes(job.status);
-    download.addEventListener("click", () => fetchAudio(job));
+    download.disabled = !["queued", "running", "succeeded"].includes(job.status);
+    download.addEventListener("click", () => (job.status === "succeeded" ? fetchAudio(job) : listen(job)).catch((e) => showError(e.message)));
     const cancel = Object.assign(document.createElement("button"), { type: "button", textContent: "Cancel" });
     cancel.disabled = !["queued", "running"].includes(job.status);
     cancel.addEventListener("click", () => api(`/v1/jobs/${job.id}`, { method: "DELETE" }).then(loadJobs).catch((e) => showError(e.message)));
@@ -348,6 +415,8 @@ async function follow(id) {
       const progress = row.cells[2].querySelector("progress");
       progress.max = job.progress.segments_total || 1;
       progress.value = job.progress.segments_done;
+      const seen = `data-first-segment-${id}`; // when the page first knew a sentence was made
+      if (job.progress.segments_done > 0 && !document.body.hasAttribute(seen)) document.body.setAttribute(seen, String(performance.now()));
       if (["succeeded", "failed", "canceled"].includes(job.status)) break;
     }
   } catch (error) { showError(error.message); }
@@ -357,16 +426,50 @@ async function follow(id) {
 
 async function fetchAudio(job) {
   const extension = job.response_format === "opus" ? "ogg" : job.response_format;
-  if (job.status === "running" && !sessionStorage.getItem("voxserve-key")) {
-    // the answer goes on as the job makes audio: the player starts with what is there
-    const player = $("#job-player");
-    player.src = `/v1/jobs/${job.id}/audio`;
-    player.hidden = false;
-    return player.play();
-  }
   const response = await api(`/v1/jobs/${job.id}/audio`);  // with a key: a fetch, which can send it
   const url = URL.createObjectURL(await response.blob());
   Object.assign(document.createElement("a"), { href: url, download: `${job.name}.${extension}` }).click();
+}
+
+// A queued or running job heard as it is made: its audio is streamed into the player as each
+// sentence is finished (Media Source), so listening starts with the first one, key or not.
+const STREAMED = { mp3: "audio/mpeg", aac: "audio/aac" };
+let listening = null;
+async function listen(job) {
+  showError("");
+  listening?.abort();
+  const abort = new AbortController();
+  listening = abort;
+  const player = $("#job-player");
+  player.hidden = false;
+  player.dataset.job = job.id;
+  player.onplaying = () => { document.body.dataset.jobPlayingAt = String(performance.now()); };
+  const mime = STREAMED[job.response_format];
+  if (!mime || !window.MediaSource || !MediaSource.isTypeSupported(mime)) {
+    if (!sessionStorage.getItem("voxserve-key")) { // the browser follows the answer itself
+      player.src = `/v1/jobs/${job.id}/audio`;
+      return player.play();
+    }
+    $("#speak-status").textContent = "";
+    showNotice(`${job.response_format} cannot be played while it is made here; it downloads when the job ends.`);
+    return;
+  }
+  const media = new MediaSource();
+  player.src = URL.createObjectURL(media);
+  await new Promise((opened) => media.addEventListener("sourceopen", opened, { once: true }));
+  const buffer = media.addSourceBuffer(mime);
+  buffer.mode = "sequence";
+  const appended = () => new Promise((done) => buffer.addEventListener("updateend", done, { once: true }));
+  const reader = (await api(`/v1/jobs/${job.id}/audio`, { signal: abort.signal })).body.getReader();
+  let started = false;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer.appendBuffer(value);
+    await appended();
+    if (!started) { started = true; player.play().catch(() => {}); }
+  }
+  if (media.readyState === "open") media.endOfStream();
 }
 
 $("#job-filter").addEventListener("change", loadJobs);
@@ -375,12 +478,30 @@ $("#job-form").addEventListener("submit", async (event) => {
   showError("");
   const file = $("#job-file").files[0];
   const input = file ? await file.text() : $("#job-text").value;
-  const body = { input, response_format: $("#job-format").value, name: $("#job-name").value || undefined };
+  const body = {
+    input, response_format: $("#job-format").value, name: $("#job-name").value || undefined,
+    model: $("#job-model").value || undefined, voice: $("#job-voice").value || undefined,
+    language: $("#job-language").value || undefined,
+  };
   try {
+    body.voices = cast($("#job-cast").value);
     await json("/v1/jobs", { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
     await loadJobs();
   } catch (error) { showError(error.message); }
 });
+
+// "Alice = af_bella" lines: a script's speakers and their voices (none: undefined).
+function cast(text) {
+  const lines = text.split("\n").map((line) => line.trim()).filter(Boolean);
+  if (!lines.length) return undefined;
+  const table = {};
+  for (const line of lines) {
+    const match = line.match(/^(.+?)\s*[=:：]\s*(.+)$/);
+    if (!match) throw new Error(`Speakers: "${line}" is not "Name = voice"`);
+    table[match[1]] = match[2];
+  }
+  return table;
+}
 
 // Engines
 async function loadEngines() {
