@@ -204,3 +204,16 @@ def test_a_speakers_unknown_voice_is_a_404_naming_it(cast_client: TestClient) ->
     assert_error(response, 404, "unknown_voice", "voices", "speaker 'Alice': voice 'nobody' is not known")
     oversized = cast_client.post(SPEECH, json={"input": "x", "voices": {"a": "x" * 300}})
     assert oversized.status_code == 400 and oversized.json()["error"]["param"].startswith("voices")
+
+
+async def test_a_mixed_language_heading_is_one_caption_and_long_sentences_cut_at_clauses(
+    pipeline: Pipeline,
+) -> None:
+    text = (
+        "Chapter Two: 第二章 灯塔\n\nThe keeper climbed the long stairs of the old lighthouse, slowly, "
+        "which had been dark for forty years; 他点亮了灯，风越来越大，海浪一次又一次拍打着黑色的礁石和长长的堤岸。"
+    )
+    plan = pipeline.plan(SpeechRequest(input=text, response_format="wav"), pipeline.planner.job)
+    texts = [segment.text for segment in plan.segments]
+    assert texts[0] == "Chapter Two: 第二章 灯塔", "the heading is not cut between its languages"
+    assert all(piece.rstrip()[-1] in ",;，。.:" for piece in texts[1:]), texts
