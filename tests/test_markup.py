@@ -18,7 +18,12 @@ from voxserve.engines.fake import FakeEngine
 from voxserve.engines.kokoro import KokoroEngine
 from voxserve.errors import InvalidRequest
 from voxserve.text import TextNormalizer, sentences
-from voxserve.text.markup import Mark, arpabet_to_ipa, expand_ssml, marks, split_pauses, strip_marks
+from voxserve.text.markup import Mark, arpabet_to_ipa, marks, split_pauses, ssml_passages, strip_marks
+
+
+def expand_ssml(text: str) -> str:
+    """SSML's text with inline marks, its passages (voices) read as one."""
+    return " ".join(piece for _, piece in ssml_passages(text))
 
 
 def test_inline_marks() -> None:

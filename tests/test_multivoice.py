@@ -211,7 +211,8 @@ async def test_a_mixed_language_heading_is_one_caption_and_long_sentences_cut_at
 ) -> None:
     text = (
         "Chapter Two: 第二章 灯塔\n\nThe keeper climbed the long stairs of the old lighthouse, slowly, "
-        "which had been dark for forty years; 他点亮了灯，风越来越大，海浪一次又一次拍打着黑色的礁石和长长的堤岸。"
+        "which had been dark for forty years; "
+        "他点亮了灯，风越来越大，海浪一次又一次拍打着黑色的礁石和长长的堤岸。"
     )
     plan = pipeline.plan(SpeechRequest(input=text, response_format="wav"), pipeline.planner.job)
     texts = [segment.text for segment in plan.segments]

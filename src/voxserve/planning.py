@@ -40,7 +40,7 @@ from voxserve.text.script import Passage, passages
 from voxserve.text.segment import CLAUSE_MARK
 from voxserve.values import Capabilities
 from voxserve.voices import EVERYONE, Viewer
-from voxserve.voices.lexicons import MAX_GROWTH, Lexicons, rewriter
+from voxserve.voices.lexicons import MAX_GROWTH, Lexicon, Lexicons, rewriter
 
 #: Faster than any voice speaks at speed 1, so the planned estimate of audio is a lower bound.
 FASTEST_CHARS_PER_SECOND = {"zh": 9.0, "ja": 12.0}
@@ -256,20 +256,8 @@ class Planner:
         segments: list[Segment] = []
         ignored: dict[str, None] = {}
         lexicons = self.lexicons.for_request(request.lexicons, viewer)
-        read_with, used = rewriter(lexicons), Counter[str]()
-        written = 0
-        for found in passages(request.input, request.voices or ()):
-            language = language_code(request.language) if request.language else None
-            text, hits = read_with.apply(found.text, language or detect_language(strip_marks(found.text)))
-            used += hits
-            written += len(text)
-            if written > MAX_GROWTH * profile.max_chars:
-                raise PayloadTooLarge(
-                    f"input is over {written} characters once its lexicons are read; the limit is "
-                    f"{MAX_GROWTH * profile.max_chars} ({MAX_GROWTH} times {profile.kind}'s)",
-                    param="lexicons",
-                )
-            passage = replace(found, text=text)
+        used = Counter[str]()
+        for passage in self._read_lexicons(request, lexicons, profile, used):
             key = (passage.speaker, passage.emotion, passage.rate)
             try:
                 reader, part, skipped = self._read(request, passage, profile, viewer, len(segments) == 0)
@@ -320,6 +308,31 @@ class Planner:
             priority=profile.priority,
             lexicons=tuple((lexicon.id, lexicon.name, used[lexicon.id]) for lexicon in lexicons),
         )
+
+    @staticmethod
+    def _read_lexicons(
+        request: SpeechRequest, lexicons: tuple[Lexicon, ...], profile: Profile, used: Counter[str]
+    ) -> Iterator[Passage]:
+        """The input's passages with its lexicons read into them (``used`` counts each lexicon's
+        entries used), the text so read bounded at :data:`MAX_GROWTH` times the profile's limit.
+        Entries of a language apply to passages in it: the one the request names, else detected."""
+        read_with = rewriter(lexicons)
+        forced = language_code(request.language) if request.language else None
+        written = 0
+        for found in passages(request.input, request.voices or ()):
+            if not lexicons:
+                yield found
+                continue
+            text, hits = read_with.apply(found.text, forced or detect_language(strip_marks(found.text)))
+            used += hits
+            written += len(text)
+            if written > MAX_GROWTH * profile.max_chars:
+                raise PayloadTooLarge(
+                    f"input is over {written} characters once its lexicons are read; the limit is "
+                    f"{MAX_GROWTH * profile.max_chars} ({MAX_GROWTH} times {profile.kind}'s)",
+                    param="lexicons",
+                )
+            yield replace(found, text=text)
 
     def _read(
         self, request: SpeechRequest, passage: Passage, profile: Profile, viewer: Viewer, first: bool

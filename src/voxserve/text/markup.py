@@ -256,12 +256,6 @@ def is_ssml(text: str) -> bool:
     return SSML_TAG.search(text) is not None
 
 
-def expand_ssml(text: str) -> str:
-    """SSML (the subset above) → text with inline marks; plain text comes back unchanged. Voices
-    are not told apart here (:func:`ssml_passages` does): their text is read in one."""
-    return " ".join(piece for _, piece in ssml_passages(text)) if is_ssml(text) else text
-
-
 def ssml_passages(text: str) -> list[tuple[Voicing, str]]:
     """SSML → (who reads it, its text with inline marks), one per run of text read the same way;
     plain text is one passage read as the request says."""
