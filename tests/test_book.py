@@ -62,6 +62,7 @@ def test_a_lone_h1_over_chapters_is_the_books_title_not_a_chapter() -> None:
     assert chapters[0].text == "The Tale.\n\nIt opens.", "the title is read first"
     bare, _ = split_chapters("# The Tale\n\n## One\n\nWords.\n", markdown=True)
     assert [c.title for c in bare] == ["One"], "a title alone is no chapter"
+    assert bare[0].text == "The Tale.\n\nOne\n\nWords.", "but it is still read first"
 
 
 CONTAINER = (

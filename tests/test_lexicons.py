@@ -46,6 +46,7 @@ def test_entries_match_whole_words_longest_first_not_inside_marks() -> None:
     assert hits == {"lx_0000000000000001": 3}
     assert read.apply("我去重庆，用SQL。", "zh")[0] == "我去[ch][óng]庆，用sequel。"
     assert read.apply("重庆 in an English text", "en")[0] == "重庆 in an English text", "its language only"
+    assert read.written("我去[ch][óng]庆，用sequel。") == "我去重庆，用SQL。", "shown as written"
 
 
 def test_speech_reads_the_keys_default_lexicon_and_says_so(
@@ -134,7 +135,9 @@ def test_a_job_keeps_the_lexicons_it_was_submitted_with(make_client: Callable[..
     assert job["lexicons"] == [lexicon["id"]]
     wait_for(client, job["id"], "succeeded")
     segments = client.get(f"/v1/jobs/{job['id']}/captions", params={"format": "json"}).json()["segments"]
-    assert [s["text"] for s in segments] == ["We use sequel.", "It works.", "Then cozy voice speaks."]
+    assert [s["text"] for s in segments] == ["We use SQL.", "It works.", "Then CosyVoice speaks."], (
+        "as written"
+    )
 
 
 @pytest.fixture

@@ -105,6 +105,7 @@ class Segment:
     pause_after: float
     voice: str | None = None  # a native voice of its language, where it differs from its reader's
     reader: int = 0  # which of the plan's readers reads it
+    shown: str | None = None  # its text as written, where a lexicon changed what is read
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,13 @@ def least_audio_seconds(segments: tuple[Segment, ...], speed: float) -> float:
     return total / speed
 
 
+def _as_written(segment: Segment, lexicons: tuple[Lexicon, ...]) -> str | None:
+    """A segment's text as its input wrote it, where lexicons changed what is read (captions)."""
+    if not lexicons:
+        return None
+    return strip_marks(rewriter(lexicons).written(segment.text)).strip()
+
+
 class Planner:
     """Turns requests into plans over the engines a :class:`Selection` holds."""
 
@@ -274,7 +282,9 @@ class Planner:
                     param="input",
                 )
             readers.setdefault(key, reader)
-            segments += [replace(segment, reader=number) for segment in part]
+            segments += [
+                replace(segment, reader=number, shown=_as_written(segment, lexicons)) for segment in part
+            ]
             ignored |= dict.fromkeys(skipped)
         if not segments:
             raise NothingToSay(

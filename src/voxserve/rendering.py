@@ -304,7 +304,7 @@ class Renderer:
                         stats.audio_seconds += chunk.size / rate
                         _check_audio_limit(plan, stats)
                         yield index, chunk, False
-                    spoken = strip_marks(segment.text).strip()
+                    spoken = segment.shown or strip_marks(segment.text).strip()
                     counts[segment.reader].add(len(segment.text), stats.audio_seconds - begins)
                     placed = words.placed(begins, reader.tempo)
                     stats.timeline.append(

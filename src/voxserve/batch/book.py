@@ -100,8 +100,8 @@ class Chapter:
 
 def split_chapters(text: str, markdown: bool = False) -> tuple[list[Chapter], str | None]:
     """Chapters of a text, each with its heading as its title and first line, and the book's title:
-    in Markdown, a lone ``#`` heading first, over ``##`` chapters (its text, if any, is the
-    "Opening", read after the title)."""
+    in Markdown, a lone ``#`` heading first, over ``##`` chapters. The title is read first: at the
+    start of the text under it (the "Opening"), or of the first chapter when there is none."""
     lines = text.splitlines()
     matches = [HEADING.match(line.strip()) for line in lines]
     headings = [m for m in matches if m and (m.group("md") is None or markdown)]
@@ -124,6 +124,8 @@ def split_chapters(text: str, markdown: bool = False) -> tuple[list[Chapter], st
         for title, body in made
         if body and (title != "Opening" or body.strip() not in ("", f"{book_title}."))
     ]
+    if book_title is not None and kept and kept[0][0] != "Opening":
+        kept[0] = (kept[0][0], f"{book_title}.\n\n{kept[0][1]}")
     return [Chapter(number, title, body) for number, (title, body) in enumerate(kept, 1)], book_title
 
 

@@ -151,7 +151,10 @@ def _cast(voices: str | None) -> dict[str, Any] | None:
     request's ``voices`` table is, so a bad one is refused before any chapter is sent."""
     if not voices:
         return None
-    text = Path(voices[1:]).read_text(encoding="utf-8") if voices.startswith("@") else voices
+    try:
+        text = Path(voices[1:]).read_text(encoding="utf-8") if voices.startswith("@") else voices
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--voices {voices}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
         table = TypeAdapter(dict[SpeakerName, VoiceName | Role]).validate_json(text)
     except ValidationError as exc:
@@ -164,6 +167,18 @@ def _cast(voices: str | None) -> dict[str, Any] | None:
         name: role if isinstance(role, str) else role.model_dump(exclude_none=True)
         for name, role in table.items()
     }
+
+
+def _cover(path: Path) -> bytes:
+    """``--cover``: the image, checked (a file that cannot be read says which option it was)."""
+    from voxserve.batch.book import read_cover  # PyAV: for books only
+
+    try:
+        return read_cover(path)
+    except OSError as exc:
+        raise ValueError(f"--cover {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"--cover {path}: {exc}") from None
 
 
 def _chapter_voices(given: list[str], chapters: int) -> dict[int, dict[str, str]]:
@@ -219,16 +234,20 @@ def book(
     continues where an interrupted one stopped.
     """
     try:
-        from voxserve.batch.book import BookInfo, book_segments, combine, index, read_book, read_cover, tag
+        from voxserve.batch.book import BookInfo, book_segments, combine, index, read_book, tag
 
         chapters, found = read_book(source)
         audio_format = format_name(format)
-        given = BookInfo(title, author, narrator, year, read_cover(cover) if cover else None)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        console.print(f"[red]error:[/red] cannot read {source}: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    try:
+        given = BookInfo(title, author, narrator, year, _cover(cover) if cover else None)
         info = given.over(found)
         cast = _cast(voices)
         own_voices = _chapter_voices(chapter_voice or [], len(chapters))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        console.print(f"[red]error:[/red] cannot read {source}: {escape(str(exc))}")
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     if combined not in ("m4b", "mp3", "none") or not chapters:
         console.print(

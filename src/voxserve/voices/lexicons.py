@@ -143,6 +143,8 @@ class Rewriter:
     lexicons: tuple[Lexicon, ...]
     _pattern: re.Pattern[str] | None = None
     _entries: dict[str, tuple[str, Entry]] = field(default_factory=dict)
+    _said: re.Pattern[str] | None = None  # what entries say, longest first: shown as written
+    _written: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         alternatives = []
@@ -158,6 +160,17 @@ class Rewriter:
             after = f"(?!{_SPACED_CHAR})" if _SPACED.match(entry.text[-1]) else ""
             alternatives.append(f"(?P<{group}>{before}{body}{after})")
         self._pattern = re.compile("|".join(alternatives)) if alternatives else None
+        for _, entry in ordered:
+            self._written.setdefault(entry.say, entry.text)
+        says = sorted(self._written, key=len, reverse=True)
+        self._said = re.compile("|".join(map(re.escape, says))) if says else None
+
+    def written(self, text: str) -> str:
+        """Read text shown as it was written: each entry's replacement back to its written form
+        (captions say "SQL", not "sequel", and keep the characters a pinyin mark stands for)."""
+        if self._said is None:
+            return text
+        return self._said.sub(lambda match: self._written[match.group(0)], text)
 
     def apply(self, text: str, language: str | None) -> tuple[str, Counter[str]]:
         """``text`` with every entry read as it says (not inside marks already there), and how many
