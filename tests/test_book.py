@@ -185,3 +185,35 @@ def test_the_combined_book_has_a_mark_per_chapter(tmp_path: Path, suffix: str) -
     assert [entry["start"] for entry in listing["chapters"]] == [0.0, 1.5, 3.5]
     assert 'TITLE "Part 2"' in cue and "INDEX 01 00:01:38" in cue  # 1.5 s: 1 second, 37.5 frames of 75
     assert json.dumps(listing)
+
+
+def test_an_epubs_hrefs_are_resolved_and_a_bad_cover_is_left_out(tmp_path: Path) -> None:
+    opf = """<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0">
+      <metadata xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>My  Book\u202e</dc:title></metadata>
+      <manifest><item id="art" href="../images/my%20cover.png" properties="cover-image"/>
+      <item id="bad" properties="cover-image"/><item id="t" href="text/title%20page.xhtml"/>
+      <item id="c1" href="text/one.xhtml"/></manifest>
+      <spine><itemref idref="t"/><itemref idref="c1"/></spine></package>"""
+    path = tmp_path / "book.epub"
+    with zipfile.ZipFile(path, "w") as book:
+        book.writestr("META-INF/container.xml", CONTAINER)
+        book.writestr("OEBPS/content.opf", opf)
+        book.writestr("images/my cover.png", COVER)
+        book.writestr("OEBPS/text/title page.xhtml", "<html><body><h1>My  Book</h1></body></html>")
+        book.writestr("OEBPS/text/one.xhtml", "<html><body><h1>One\nTwo</h1><p>Words.</p></body></html>")
+    chapters, info = read_book(path)
+    assert info.title == "My Book" and info.cover == COVER, "normalized, unquoted, one line"
+    assert [c.title for c in chapters] == ["One Two"], "the title page is no chapter; a title is one line"
+    broken = opf.replace("../images/my%20cover.png", "missing.png")
+    with zipfile.ZipFile(path, "w") as book:
+        book.writestr("META-INF/container.xml", CONTAINER)
+        book.writestr("OEBPS/content.opf", broken)
+        book.writestr("OEBPS/text/title page.xhtml", "<html><body><h1>My Book</h1></body></html>")
+        book.writestr("OEBPS/text/one.xhtml", "<p>Words.</p>")
+    chapters, info = read_book(path)
+    assert info.cover is None and len(chapters) == 1, "a cover that is not there is left out"
+    with zipfile.ZipFile(path, "w") as book:
+        book.writestr("META-INF/container.xml", CONTAINER)
+        book.writestr("OEBPS/content.opf", opf.replace('<itemref idref="t"/>', '<itemref idref="nope"/>'))
+    with pytest.raises(ValueError, match="the spine names 'nope', which the manifest does not have"):
+        read_book(path)

@@ -41,11 +41,20 @@ def test_entries_match_whole_words_longest_first_not_inside_marks() -> None:
             ),
         )
     )
-    text, hits = read.apply("MySQL, sql and SQL Server; voxserve or Voxserve [ipa:SQL]", "en")
+    text, hits = read.apply("MySQL, sql and SQL Server; voxserve or Voxserve [ipa:SQL]", "en", 1000) or (
+        "",
+        {},
+    )
     assert text == "MySQL, sequel and sequel server; voxserve or [V][AA1][K][S] serve [ipa:SQL]"
     assert hits == {"lx_0000000000000001": 3}
-    assert read.apply("我去重庆，用SQL。", "zh")[0] == "我去[ch][óng]庆，用sequel。"
-    assert read.apply("重庆 in an English text", "en")[0] == "重庆 in an English text", "its language only"
+    assert read.apply("我去重庆，用SQL。", "zh", 100) == (
+        "我去[ch][óng]庆，用sequel。",
+        {"lx_0000000000000001": 2},
+    )
+    assert read.apply("重庆 in an English text", "en", 100) == ("重庆 in an English text", {}), (
+        "its language only"
+    )
+    assert read.apply("SQL " * 10, "en", 50) is None, "past its limit: not made"
     assert read.written("我去[ch][óng]庆，用sequel。") == "我去重庆，用SQL。", "shown as written"
 
 
@@ -126,6 +135,8 @@ def test_a_lexicon_that_would_flood_the_text_is_refused(fake_client: TestClient)
     assert fake_client.post("/v1/lexicons", json=flood).status_code == 201
     answer = fake_client.post(SPEECH, json={"input": "a " * 200})
     assert_error(answer, 413, "input_too_large", "lexicons", "once its lexicons are read")
+    huge = fake_client.post("/v1/jobs", json={"input": "a " * 200_000})
+    assert_error(huge, 413, "input_too_large", "lexicons", "over 2000000 characters")
 
 
 def test_a_job_keeps_the_lexicons_it_was_submitted_with(make_client: Callable[..., TestClient]) -> None:
@@ -165,3 +176,30 @@ def test_another_keys_lexicons_do_not_exist(keyed: Deployment) -> None:
     ]
     refused = d.client.post("/v1/lexicons", json=BRANDS, headers=auth(d.key("talker", ["speech"])))
     assert refused.status_code == 403
+
+
+def test_hostile_lexicons_are_refused(fake_client: TestClient) -> None:
+    ssml = {"name": "x", "entries": [{"text": "a", "say": '<voice name="v">x</voice>'}]}
+    assert_error(fake_client.post("/v1/lexicons", json=ssml), 400, "invalid_request", "entries.0.say", "SSML")
+    shaped = {"name": "lx_0000000000000000", "entries": [{"text": "a", "say": "b"}]}
+    assert_error(fake_client.post("/v1/lexicons", json=shaped), 400, "invalid_request", "name", "lexicon id")
+    entry = [{"text": "a", "say": "b"}]
+    for number in range(8):
+        made = fake_client.post(
+            "/v1/lexicons", json={"name": f"d{number}", "entries": entry, "default": True}
+        )
+        assert made.status_code == 201
+    ninth = fake_client.post("/v1/lexicons", json={"name": "d8", "entries": entry, "default": True})
+    assert_error(ninth, 400, "invalid_request", "default", "at most 8 default lexicons")
+
+
+def test_thousands_of_long_entries_are_read_in_milliseconds_not_minutes(fake_client: TestClient) -> None:
+    """Entries that made one regular expression's matching hold the interpreter for minutes."""
+    for number in range(2):
+        entries = [{"text": "a" * 91 + f"z{number}<{i}>", "say": "b"} for i in range(2000)]
+        made = fake_client.post("/v1/lexicons", json={"name": f"big{number}", "entries": entries})
+        assert made.status_code == 201, made.text
+    rewrite = rewriter(tuple(fake_client.app.state.services.pipeline.planner.lexicons.list()))  # type: ignore[attr-defined]
+    assert rewrite.apply("a" * 4096, "en", 10_000) == ("a" * 4096, {})
+    answer = fake_client.post(SPEECH, json={"input": "a" * 90 + " b.", "lexicons": ["big0", "big1"]})
+    assert answer.status_code == 200

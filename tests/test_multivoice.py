@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from tests.support.api import SPEECH, assert_error, ready_client, submit, wait_for
 from tests.support.audio import decode
+from tests.support.signals import GOOD
 from voxserve import captions
 from voxserve.config import Settings
 from voxserve.engines.fake import FakeEngine
@@ -166,7 +167,7 @@ def test_the_voices_table_is_bounded() -> None:
 def cast_client(tmp_path: Path) -> Iterator[TestClient]:
     """The real app over two fake engines of different rates and voices."""
     engines = {
-        "low": FakeEngine(name="low", sample_rate=16000, voices=("ann", "ben")),
+        "low": FakeEngine(name="low", sample_rate=16000, voices=("ann", "ben"), cloning=True),
         "high": FakeEngine(name="high", sample_rate=24000, voices=("cat",)),
     }
     settings = Settings(data_dir=tmp_path, default_engine="low", jobs={"lease_seconds": 5})
@@ -189,8 +190,7 @@ def test_speech_with_voices_across_engines(cast_client: TestClient) -> None:
 
 def test_a_job_with_a_script_writes_who_speaks_in_its_captions(cast_client: TestClient) -> None:
     job = submit(cast_client, input=SCRIPT, voice="ann", voices={"Alice": {"voice": "cat"}, "Bob": "ben"})
-    role = {"voice": "cat", "model": None, "emotion": None, "speed": None}
-    assert job["voices"] == {"Alice": role, "Bob": "ben"}
+    assert job["voices"] == {"Alice": {"voice": "cat"}, "Bob": {"voice": "ben"}}
     wait_for(cast_client, job["id"], "succeeded")
     vtt = cast_client.get(f"/v1/jobs/{job['id']}/captions", params={"format": "vtt"}).text
     assert "<v Alice>Hello there friend." in vtt and "<v Bob>Hi." in vtt
@@ -218,3 +218,29 @@ async def test_a_mixed_language_heading_is_one_caption_and_long_sentences_cut_at
     texts = [segment.text for segment in plan.segments]
     assert texts[0] == "Chapter Two: 第二章 灯塔", "the heading is not cut between its languages"
     assert all(piece.rstrip()[-1] in ",;，。.:" for piece in texts[1:]), texts
+
+
+def test_bad_casts_are_refused_naming_the_field(cast_client: TestClient) -> None:
+    role = cast_client.post(SPEECH, json={"input": "A: hi", "voices": {"A": {"voice": "ann", "speed": 9}}})
+    assert_error(role, 400, "invalid_request", "voices.A.speed", "less than or equal to 4")
+    twins = cast_client.post(SPEECH, json={"input": "A: hi", "voices": {"A": "ann", "a": "ben"}})
+    assert_error(twins, 400, "invalid_request", "voices", "differ only in case")
+
+
+def test_a_job_whose_library_voices_would_overfill_its_table_is_refused(cast_client: TestClient) -> None:
+    files = {"audio": ("me.wav", GOOD, "audio/wav")}
+    assert cast_client.post("/v1/voices", data={"name": "narrator"}, files=files).status_code == 201
+    table = {f"S{n}": "ann" for n in range(32)}
+    ssml = '<speak><voice name="narrator">Hi there.</voice> And me.</speak>'
+    answer = cast_client.post("/v1/jobs", json={"input": ssml, "voices": table})
+    assert_error(answer, 400, "invalid_request", "voices", "the most is 32")
+    assert cast_client.get("/v1/jobs").json()["data"] == [], "nothing queued"
+    fits = cast_client.post("/v1/jobs", json={"input": ssml, "voices": {"S0": "ann"}})
+    assert fits.status_code == 202 and fits.json()["voices"]["narrator"]["voice"].startswith("v_")
+
+
+def test_a_speakers_name_cannot_break_a_caption() -> None:
+    segment = {"text": "hi", "start": 0.0, "end": 1.0, "speaker": "Eve\n\n00:00:00.000 --> 00:09:00.000\nX"}
+    vtt, srt = captions.vtt([segment]), captions.srt([segment])
+    assert "<v Eve 00:00:00.000 → 00:09:00.000 X>hi" in vtt and vtt.count("-->") == 1
+    assert "Eve 00:00:00.000 → 00:09:00.000 X: hi" in srt and srt.count("-->") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ from tests.support.api import ClientFactory, assert_error, submit, wait_for
 from tests.test_security import Deployment, auth
 from voxserve.jobs.models import Job
 from voxserve.jobs.webhooks import sign, verify
+from voxserve.voices.sources import is_public
 
 FAST = {"private": True, "backoff_seconds": 0.05, "attempts": 3, "timeout_seconds": 2, "sweep_seconds": 0.2}
 
@@ -191,3 +193,57 @@ def test_a_keys_default_webhook_and_its_own_secret(keyed: Deployment, receiver: 
     assert verify(secrets[0], body, headers["voxserve-signature"])
     assert not verify(secrets[1], body, headers["voxserve-signature"])
     assert d.client.post("/v1/jobs", json={"input": "Hi."}, headers=auth(bob)).json()["webhook"] is None
+
+
+def test_a_receivers_answer_is_not_read(make_client: ClientFactory) -> None:
+    """A receiver that announces 4 GB and sends them slowly costs nothing: its status is what counts."""
+    answered = threading.Event()
+
+    class Endless(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", str(4 * 2**30))
+            self.end_headers()
+            answered.set()
+            for _ in range(100):
+                self.wfile.write(b"x" * 65536)
+                time.sleep(0.05)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = make_client(webhooks=FAST)
+        job = submit(client, webhook_url=f"http://user:secret@127.0.0.1:{server.server_address[1]}/hook")
+        assert job["webhook"]["url"].endswith(f"user:***@127.0.0.1:{server.server_address[1]}/hook"), (
+            "no password"
+        )
+        webhook = delivered(client, job["id"], "delivered")
+        assert webhook["attempts"] == 1 and webhook["last_status"] == 200
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::7f00:1",
+        "2002:7f00:1::",
+        "::127.0.0.1",
+        "::ffff:10.0.0.1",
+        "224.0.0.1",
+        "ff02::1",
+        "100.64.0.1",
+    ],
+)
+def test_internal_addresses_in_any_form_are_not_public(address: str) -> None:
+    assert not is_public(ipaddress.ip_address(address))
+
+
+def test_public_addresses_are() -> None:
+    assert all(
+        is_public(ipaddress.ip_address(a)) for a in ("8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808")
+    )

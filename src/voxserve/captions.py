@@ -53,6 +53,12 @@ def _clock(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{separator}{rest % 1000:03d}"
 
 
+def _speaker(cue: Mapping[str, Any]) -> str | None:
+    """Who speaks a cue, on one line and with no cue timing in it (a speaker's name is the input's)."""
+    speaker = " ".join(str(cue.get("speaker") or "").replace("-->", "→").split())
+    return speaker or None
+
+
 def _cue_text(text: str) -> str:
     """One cue's text: no blank line inside it (a blank line ends a cue in both formats)."""
     return "\n".join(line for line in text.splitlines() if line.strip()) or "…"
@@ -73,8 +79,8 @@ def cues(segments: Iterable[Mapping[str, Any]], level: CaptionLevel) -> Iterator
 
 def srt(segments: Iterable[Mapping[str, Any]], level: CaptionLevel = "line") -> str:
     def text(cue: Mapping[str, Any]) -> str:
-        speaker = cue.get("speaker")
-        return _cue_text(f"{speaker}: {cue['text']}" if speaker else cue["text"])
+        speaker = _speaker(cue)
+        return _cue_text(f"{speaker}: {cue['text']}" if speaker else cue["text"]).replace("-->", "→")
 
     return "\n".join(
         f"{number}\n{_clock(c['start'], ',')} --> {_clock(c['end'], ',')}\n{text(c)}\n"
@@ -85,7 +91,7 @@ def srt(segments: Iterable[Mapping[str, Any]], level: CaptionLevel = "line") -> 
 def vtt(segments: Iterable[Mapping[str, Any]], level: CaptionLevel = "line") -> str:
     def text(cue: Mapping[str, Any]) -> str:
         words = _cue_text(cue["text"]).replace("-->", "→")
-        speaker = cue.get("speaker")
+        speaker = _speaker(cue)
         if not speaker:
             return words
         escaped = words.replace("&", "&amp;").replace("<", "&lt;")

@@ -328,20 +328,23 @@ class Planner:
         Entries of a language apply to passages in it: the one the request names, else detected."""
         read_with = rewriter(lexicons)
         forced = language_code(request.language) if request.language else None
+        limit = MAX_GROWTH * profile.max_chars
         written = 0
         for found in passages(request.input, request.voices or ()):
             if not lexicons:
                 yield found
                 continue
-            text, hits = read_with.apply(found.text, forced or detect_language(strip_marks(found.text)))
-            used += hits
-            written += len(text)
-            if written > MAX_GROWTH * profile.max_chars:
+            language = forced or detect_language(strip_marks(found.text))
+            read = read_with.apply(found.text, language, limit - written)
+            if read is None:
                 raise PayloadTooLarge(
-                    f"input is over {written} characters once its lexicons are read; the limit is "
-                    f"{MAX_GROWTH * profile.max_chars} ({MAX_GROWTH} times {profile.kind}'s)",
+                    f"input would be over {limit} characters once its lexicons are read, the limit "
+                    f"({MAX_GROWTH} times {profile.kind}'s)",
                     param="lexicons",
                 )
+            text, hits = read
+            used += hits
+            written += len(text)
             yield replace(found, text=text)
 
     def _read(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, Le
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from voxserve.client.outputs import ResponseFormat
 from voxserve.errors import InvalidRequest
@@ -47,6 +47,36 @@ class Role(BaseModel):
     speed: float | None = Field(default=None, ge=SPEED[0], le=SPEED[1], strict=True)
 
 
+def _role_of(value: Any) -> Any:
+    """A speaker given as a voice's name is the role of that voice."""
+    return {"voice": value} if isinstance(value, str) else value
+
+
+#: A speaker's role: ``"af_bella"`` or ``{"voice": "af_bella", "speed": 1.1, ...}``.
+SpeakerRole = Annotated[Role, BeforeValidator(_role_of, json_schema_input_type=VoiceName | Role)]
+
+
+def _distinct_speakers(voices: dict[str, Role] | None) -> dict[str, Role] | None:
+    """Speakers are found without case: two names that differ only in case would be one."""
+    seen: dict[str, str] = {}
+    for name in voices or {}:
+        if name.casefold() in seen:
+            raise ValueError(f"speakers {seen[name.casefold()]!r} and {name!r} differ only in case")
+        seen[name.casefold()] = name
+    return voices
+
+
+#: A multi-voice text's speakers and their roles, checked where any door takes one.
+Cast = Annotated[
+    dict[SpeakerName, SpeakerRole], AfterValidator(_distinct_speakers), Field(max_length=MAX_SPEAKERS)
+]
+
+
+def brief(cast: dict[str, Role]) -> dict[str, Any]:
+    """A cast as JSON, each role with only what it sets."""
+    return {name: role.model_dump(exclude_none=True) for name, role in cast.items()}
+
+
 class SpeechOptions(BaseModel):
     """How to say it: every field a speech request has besides its text."""
 
@@ -69,9 +99,8 @@ class SpeechOptions(BaseModel):
         strict=True,
         description=f"output sample rate in Hz: {', '.join(map(str, SAMPLE_RATES))}",
     )
-    voices: dict[SpeakerName, VoiceName | Role] | None = Field(
+    voices: Cast | None = Field(
         default=None,
-        max_length=MAX_SPEAKERS,
         description="A multi-voice text's speakers: a script line 'Name: …' or an SSML "
         "<voice name='Name'> is read by the voice (or role) given here.",
     )
@@ -87,7 +116,7 @@ class SpeechOptions(BaseModel):
         """The role the ``voices`` table gives a speaker (names compared without case)."""
         for name, role in (self.voices or {}).items():
             if name.casefold() == speaker.casefold():
-                return Role(voice=role) if isinstance(role, str) else role
+                return role
         return None
 
 
@@ -99,7 +128,8 @@ class SpeechRequest(SpeechOptions):
 
     def dump(self) -> dict[str, Any]:
         """Everything but the text (a job stores that on its own), with the dump's version."""
-        return {"version": DUMP_VERSION, **self.model_dump(exclude={"input"})}
+        dumped = self.model_dump(exclude={"input", "voices"})
+        return {"version": DUMP_VERSION, **dumped, "voices": brief(self.voices) if self.voices else None}
 
     @classmethod
     def load(cls, text: str, dumped: dict[str, Any]) -> SpeechRequest:

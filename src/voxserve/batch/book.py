@@ -14,11 +14,13 @@ import html.parser
 import json
 import posixpath
 import re
+import unicodedata
 import zipfile
 from dataclasses import astuple, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 from xml.etree.ElementTree import Element, ParseError
 
 import av
@@ -187,18 +189,30 @@ class _Budget:
             raise ValueError(f"{name} is not plain XML ({exc})") from exc
 
 
+def one_line(text: str) -> str:
+    """Text for a tag, a title or a cue sheet: on one line, without control or format characters
+    (a heading's line break would break a cue sheet's line; a bidi override would mislead)."""
+    kept = "".join(char for char in text if unicodedata.category(char) not in ("Cc", "Cf") or char in "\t\n")
+    return " ".join(kept.split())
+
+
 def _dc(opf: Element, name: str) -> str | None:
     """The first Dublin Core ``name`` (title, creator, date) of an OPF package, if it has one."""
     for element in opf.iter():
-        if element.tag.endswith(f"}}{name}") and (element.text or "").strip():
-            return " ".join((element.text or "").split())
+        if element.tag.endswith(f"}}{name}") and one_line(element.text or ""):
+            return one_line(element.text or "")
     return None
+
+
+def _member(base: str, href: str) -> str:
+    """The zip member an OPF href names (relative to the OPF's folder, percent-encoded)."""
+    return posixpath.normpath(posixpath.join(base, unquote(href)))
 
 
 def _epub_cover(opf: Element, budget: _Budget, base: str) -> bytes | None:
     """The EPUB's cover image: EPUB 3's ``properties="cover-image"``, or EPUB 2's ``<meta
     name="cover">``; None when it has none, or not a JPEG or PNG one."""
-    items = [e for e in opf.iter() if e.tag.endswith("}item")]
+    items = [e for e in opf.iter() if e.tag.endswith("}item") and e.attrib.get("href")]
     named = next(
         (
             e.attrib.get("content")
@@ -211,7 +225,10 @@ def _epub_cover(opf: Element, budget: _Budget, base: str) -> bytes | None:
         if "cover-image" in item.attrib.get("properties", "").split() or (
             named and item.attrib.get("id") == named
         ):
-            data = budget.read(posixpath.join(base, item.attrib["href"]))
+            try:  # the cover is optional: one that cannot be read is left out, the book is still made
+                data = budget.read(_member(base, item.attrib["href"]))
+            except KeyError:
+                continue
             if len(data) <= MAX_COVER_BYTES and any(data.startswith(magic) for magic in COVER_TYPES):
                 return data
     return None
@@ -230,8 +247,15 @@ def read_epub(path: Path) -> tuple[list[Chapter], BookInfo]:
             raise ValueError("META-INF/container.xml names no rootfile: this is not an EPUB")
         opf = budget.xml(rootfile)
         base = posixpath.dirname(rootfile)
-        items = {e.attrib["id"]: e.attrib["href"] for e in opf.iter() if e.tag.endswith("}item")}
-        order = [e.attrib["idref"] for e in opf.iter() if e.tag.endswith("}itemref")]
+        items = {
+            e.attrib["id"]: e.attrib["href"]
+            for e in opf.iter()
+            if e.tag.endswith("}item") and "id" in e.attrib and "href" in e.attrib
+        }
+        order = [e.attrib.get("idref", "") for e in opf.iter() if e.tag.endswith("}itemref")]
+        missing = next((idref for idref in order if idref not in items), None)
+        if missing is not None:
+            raise ValueError(f"the spine names {missing!r}, which the manifest does not have")
         date = _dc(opf, "date")
         info = BookInfo(
             title=_dc(opf, "title"),
@@ -242,13 +266,13 @@ def read_epub(path: Path) -> tuple[list[Chapter], BookInfo]:
         chapters: list[Chapter] = []
         for idref in order:
             document = _Text()
-            document.feed(budget.read(posixpath.join(base, items[idref])).decode("utf-8", "replace"))
+            document.feed(budget.read(_member(base, items[idref])).decode("utf-8", "replace"))
             text = re.sub(r"\n\s*\n+", "\n\n", "".join(document.parts)).strip()
-            lines = [line.strip() for line in text.splitlines() if line.strip()]
-            if text and not (
+            lines = [one_line(line) for line in text.splitlines() if one_line(line)]
+            if lines and not (
                 info.title and lines[0] == info.title and set(lines) <= {info.title, info.author}
             ):
-                title = document.heading or text.splitlines()[0][:80]
+                title = one_line(document.heading or lines[0])[:80]
                 chapters.append(Chapter(len(chapters) + 1, title, text))
     return chapters, info
 
@@ -270,10 +294,12 @@ def tag(target: Path, info: BookInfo) -> None:
     """The book's title, author, narrator, year and cover into the combined file's tags, as
     audiobook players read them: MP4 atoms in an ``.m4b`` (the narrator as composer, the media kind
     "audiobook"), ID3 frames in an ``.mp3``. The chapter marks stay as they are."""
+    title, author, narrator, year = (one_line(text or "") or None for text in astuple(info)[:4])
+    clean = BookInfo(title, author, narrator, year, info.cover)
     if target.suffix == ".m4b":
-        _tag_mp4(target, info)
+        _tag_mp4(target, clean)
     else:
-        _tag_mp3(target, info)
+        _tag_mp3(target, clean)
 
 
 def _tag_mp4(target: Path, info: BookInfo) -> None:
@@ -330,7 +356,7 @@ def combine(parts: list[tuple[Chapter, Path, float]], target: Path) -> None:
                 "start": start,
                 "end": end,
                 "time_base": time_base,
-                "metadata": {"title": chapter.title},
+                "metadata": {"title": one_line(chapter.title)},
             }
             marks.append(mark)
             start = end
@@ -383,7 +409,7 @@ def index(parts: list[tuple[Chapter, Path, float]], combined: str | None) -> tup
     for entry in entries:
         minutes, seconds = divmod(entry["start"], 60)
         frames = round((seconds % 1) * 75)
-        title = entry["title"].replace('"', "'")
+        title = one_line(entry["title"]).replace('"', "'")
         cue += [
             f"  TRACK {entry['number']:02d} AUDIO",
             f'    TITLE "{title}"',

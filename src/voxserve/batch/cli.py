@@ -26,7 +26,7 @@ from voxserve.captions import CAPTION_FILES, file_name, render
 from voxserve.client import AsyncClient, Retry
 from voxserve.client.outputs import format_name
 from voxserve.client.sync import DEFAULT_URL
-from voxserve.request import MAX_SPEAKERS, Role, SpeakerName, VoiceName
+from voxserve.request import Cast, brief
 
 if TYPE_CHECKING:  # a batch's machinery (PyAV among it) is imported when a batch runs
     from voxserve.batch.run import BatchOptions
@@ -147,26 +147,28 @@ def _print_summary(summary: dict[str, float | int], results: list[Result], outpu
 
 
 def _cast(voices: str | None) -> dict[str, Any] | None:
-    """``--voices``: a JSON object of speakers and their voices, inline or ``@file``; checked as a
-    request's ``voices`` table is, so a bad one is refused before any chapter is sent."""
+    """``--voices``: a JSON object of speakers and their voices, inline or ``@file`` (up to 64 KiB);
+    checked as a request's ``voices`` table is, so a bad one is refused before any chapter is sent."""
     if not voices:
         return None
     try:
-        text = Path(voices[1:]).read_text(encoding="utf-8") if voices.startswith("@") else voices
+        text = _small_file(Path(voices[1:])) if voices.startswith("@") else voices
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"--voices {voices}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        table = TypeAdapter(dict[SpeakerName, VoiceName | Role]).validate_json(text)
+        return brief(TypeAdapter(Cast).validate_json(text))
     except ValidationError as exc:
-        raise ValueError(
-            f"--voices is not a table of speakers and voices: {exc.errors()[0]['msg']}"
-        ) from None
-    if len(table) > MAX_SPEAKERS:
-        raise ValueError(f"--voices names {len(table)} speakers; the most is {MAX_SPEAKERS}")
-    return {
-        name: role if isinstance(role, str) else role.model_dump(exclude_none=True)
-        for name, role in table.items()
-    }
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise ValueError(f"--voices{' ' + where if where else ''}: {error['msg']}") from None
+
+
+def _small_file(path: Path, limit: int = 64 * 1024) -> str:
+    with path.open("rb") as source:
+        data = source.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is over {limit // 1024} KiB")
+    return data.decode("utf-8")
 
 
 def _cover(path: Path) -> bytes:
@@ -186,7 +188,7 @@ def _chapter_voices(given: list[str], chapters: int) -> dict[int, dict[str, str]
     found: dict[int, dict[str, str]] = {}
     for entry in given:
         number, _, name = entry.partition("=")
-        if not number.strip().isdigit() or not name.strip():
+        if not (number.strip().isascii() and number.strip().isdigit()) or not name.strip():
             raise ValueError(f"--chapter-voice {entry!r} is not NUMBER=VOICE")
         if not 1 <= int(number) <= chapters:
             raise ValueError(f"--chapter-voice {entry!r}: the book has chapters 1 to {chapters}")

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from voxserve.client.outputs import format_name
-from voxserve.request import MAX_SPEAKERS, PITCH, SEED, SPEED, Role, SpeakerName, VoiceName
+from voxserve.request import PITCH, SEED, SPEED, Cast, brief
 
 #: An item's id becomes its file name: letters, digits, and ._- only, never a path.
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -43,7 +43,7 @@ class Row(BaseModel):
     emotion: str | None = Field(default=None, max_length=64)
     instructions: str | None = Field(default=None, max_length=4096)
     #: a multi-voice text's speakers (a JSON object; in a CSV, its cell holds the JSON)
-    voices: dict[SpeakerName, VoiceName | Role] | None = Field(default=None, max_length=MAX_SPEAKERS)
+    voices: Cast | None = None
 
     @field_validator("voices", mode="before")
     @classmethod
@@ -180,10 +180,7 @@ def _item(row: Row, number: int, base: Path, max_chars: int) -> Item:
         raise ValueError(f"reference {row.reference!r} is not a file")
     fields = row.model_dump(exclude={"id", "text", "file", "reference", "format"}, exclude_none=True)
     if row.voices:  # a role's unset fields are the request's, not nulls
-        fields["voices"] = {
-            name: role if isinstance(role, str) else role.model_dump(exclude_none=True)
-            for name, role in row.voices.items()
-        }
+        fields["voices"] = brief(row.voices)
     return Item(number, row.id or f"item{number:06d}", text, row.format, reference, fields)
 
 

@@ -20,6 +20,7 @@ from voxserve.jobs.models import Job
 from voxserve.jobs.store import JobStore, request_hash
 from voxserve.jobs.webhooks import WebhookSender, new_delivery
 from voxserve.pipeline import Pipeline, Plan, SpeechRequest
+from voxserve.request import MAX_SPEAKERS, Role
 from voxserve.voices import Viewer
 
 METADATA_LIMIT = 4096
@@ -41,7 +42,13 @@ def pinned(request: SpeechRequest, plan: Plan) -> SpeechRequest:
         role = request.role(reader.speaker)
         speaker = reader.speaker.casefold()
         named = next((name for name in voices if name.casefold() == speaker), reader.speaker)
-        voices[named] = role.model_copy(update={"voice": library_id}) if role else library_id
+        voices[named] = role.model_copy(update={"voice": library_id}) if role else Role(voice=library_id)
+    if len(voices) > MAX_SPEAKERS:
+        raise InvalidRequest(
+            f"voices: with the library voices its SSML names, the table would have {len(voices)} "
+            f"speakers; the most is {MAX_SPEAKERS}",
+            param="voices",
+        )
     if request.voices is not None or voices:
         update["voices"] = voices
     return request.model_copy(update=update)

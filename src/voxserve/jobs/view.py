@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from voxserve.jobs.models import Job
 
@@ -56,11 +57,21 @@ def job_view(job: Job) -> dict[str, Any]:
     }
 
 
+def _without_password(url: str) -> str:
+    """A URL as shown: a password in it (sent as Basic auth) is not shown back."""
+    parsed = urlsplit(url)
+    if parsed.password is None:
+        return url
+    host = parsed.netloc.rpartition("@")[2]
+    return urlunsplit(parsed._replace(netloc=f"{parsed.username}:***@{host}"))
+
+
 def _webhook(delivery: dict[str, Any] | None) -> dict[str, Any] | None:
     """Where the job's end is posted and how that went (no internals: the next try's time only)."""
     if delivery is None:
         return None
     shown = {key: delivery.get(key) for key in ("url", "state", "attempts", "last_status", "last_error")}
+    shown["url"] = _without_password(str(delivery.get("url")))
     shown["delivered_at"] = _time(delivery.get("delivered_at"))
     shown["next_attempt_at"] = _time(delivery.get("next_at")) if delivery.get("state") == "pending" else None
     return shown

@@ -26,8 +26,8 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voxserve.errors import Conflict, InvalidRequest, NotFound
 from voxserve.storage import ArtifactStore
-from voxserve.text.markup import ANY_MARK, marks, split_pauses
+from voxserve.text.markup import ANY_MARK, is_ssml, marks, split_pauses
 from voxserve.voices.library import EVERYONE, Viewer, check_name
 
 PREFIX = "lexicons/"
@@ -50,8 +50,7 @@ MAX_GROWTH = 2
 LISTING_SECONDS = 2.0
 #: A written form that starts (ends) with a letter or digit of a spaced script matches at a word's
 #: edge only; Chinese and Japanese are not spaced, so their forms match anywhere.
-_SPACED_CHAR = r"[^\W_\u3040-\u30ff\u3400-\u9fff]"
-_SPACED = re.compile(_SPACED_CHAR)
+_SPACED = re.compile(r"[^\W_\u3040-\u30ff\u3400-\u9fff]")
 
 
 class LexiconNotFound(NotFound):
@@ -120,6 +119,11 @@ def check_entries(entries: Sequence[Entry]) -> None:
     """Entries whose replacement marks are malformed are refused here, not at every request."""
     seen: dict[tuple[str, str | None], int] = {}
     for number, entry in enumerate(entries):
+        if is_ssml(entry.say):
+            raise InvalidRequest(
+                f"entries[{number}].say holds SSML; an entry says words or marks ([h][ǎo], [ipa:…])",
+                param=f"entries.{number}.say",
+            )
         try:
             list(marks(entry.say))
             list(split_pauses(entry.say))
@@ -136,64 +140,130 @@ def check_entries(entries: Sequence[Entry]) -> None:
         seen[form] = number
 
 
-@dataclass
-class Rewriter:
-    """The entries of some lexicons, compiled once into one pattern."""
+def _checked_name(name: str) -> str:
+    """A lexicon's name: a voice's rules, and not shaped like a lexicon's id (it could not be found)."""
+    name = check_name(name)
+    if ID.match(name):
+        raise InvalidRequest(f"name {name!r} is shaped like a lexicon id; choose another", param="name")
+    return name
 
-    lexicons: tuple[Lexicon, ...]
-    _pattern: re.Pattern[str] | None = None
-    _entries: dict[str, tuple[str, Entry]] = field(default_factory=dict)
-    _said: re.Pattern[str] | None = None  # what entries say, longest first: shown as written
-    _written: dict[str, str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        alternatives = []
-        ordered = sorted(
-            ((lexicon.id, entry) for lexicon in self.lexicons for entry in lexicon.entries),
-            key=lambda found: -len(found[1].text),
+def _check_defaults(body: LexiconBody, others: Sequence[Lexicon]) -> None:
+    """An owner's default lexicons all apply to each of its requests: no more than one may name."""
+    if body.default and sum(x.default for x in others) >= MAX_PER_REQUEST:
+        raise InvalidRequest(
+            f"an owner may have at most {MAX_PER_REQUEST} default lexicons, as many as a request may "
+            "name; make another one not default first",
+            param="default",
         )
-        for number, (lexicon_id, entry) in enumerate(ordered):
-            group = f"e{number}"
-            self._entries[group] = (lexicon_id, entry)
-            body = re.escape(entry.text) if entry.case_sensitive else f"(?i:{re.escape(entry.text)})"
-            before = f"(?<!{_SPACED_CHAR})" if _SPACED.match(entry.text[0]) else ""  # not in "MySQL"
-            after = f"(?!{_SPACED_CHAR})" if _SPACED.match(entry.text[-1]) else ""
-            alternatives.append(f"(?P<{group}>{before}{body}{after})")
-        self._pattern = re.compile("|".join(alternatives)) if alternatives else None
-        for _, entry in ordered:
-            self._written.setdefault(entry.say, entry.text)
-        says = sorted(self._written, key=len, reverse=True)
-        self._said = re.compile("|".join(map(re.escape, says))) if says else None
+
+
+class _Table:
+    """Strings to find in a text, by their first character and their length. A scan costs, at each
+    position, one dictionary lookup per length of the strings starting with that character: no
+    regular expression, whose matching of thousands of alternatives holds the interpreter (and so
+    the event loop) for seconds."""
+
+    def __init__(self, fold: bool) -> None:
+        self.fold = fold
+        self._found: dict[str, list[tuple[str, Entry]]] = {}
+        self._lengths: dict[str, list[int]] = {}
+
+    def _key(self, text: str) -> str:
+        return text.casefold() if self.fold else text
+
+    def add(self, written: str, found: tuple[str, Entry]) -> None:
+        self._found.setdefault(self._key(written), []).append(found)
+        lengths = self._lengths.setdefault(self._key(written[0])[:1], [])
+        if len(written) not in lengths:
+            lengths.append(len(written))
+            lengths.sort(reverse=True)
+
+    def at(self, text: str, position: int) -> Iterator[tuple[int, list[tuple[str, Entry]]]]:
+        """(length, what is written so) for each string found at ``position``, longest first."""
+        for length in self._lengths.get(self._key(text[position])[:1], ()):
+            piece = text[position : position + length]
+            if len(piece) == length and (found := self._found.get(self._key(piece))):
+                yield length, found
+
+
+def _spaced(char: str) -> bool:
+    return bool(char) and _SPACED.match(char) is not None
+
+
+class Rewriter:
+    """The entries of some lexicons, indexed once; :meth:`apply` reads them into a text."""
+
+    def __init__(self, lexicons: tuple[Lexicon, ...]) -> None:
+        self.lexicons = lexicons
+        self._exact, self._folded = _Table(fold=False), _Table(fold=True)
+        self._said = _Table(fold=False)  # what entries say: shown as written
+        for lexicon in lexicons:
+            for entry in lexicon.entries:
+                (self._exact if entry.case_sensitive else self._folded).add(entry.text, (lexicon.id, entry))
+                self._said.add(entry.say, (lexicon.id, entry))
+
+    def _entry_at(self, text: str, position: int, language: str | None) -> tuple[int, str, Entry] | None:
+        """The longest entry written at ``position`` that applies there: at a word's edges (a form
+        that starts or ends with a letter of a spaced script: "SQL" is not in "MySQL"), in its
+        language."""
+        starts_word = not (_spaced(text[position]) and position and _spaced(text[position - 1]))
+        found = sorted(
+            [*self._exact.at(text, position), *self._folded.at(text, position)], key=lambda f: -f[0]
+        )
+        for length, entries in found:
+            ends_word = not (
+                _spaced(text[position + length - 1])
+                and _spaced(text[position + length : position + length + 1])
+            )
+            for lexicon_id, entry in entries:
+                if entry.language and language and entry.language.split("-")[0].lower() != language:
+                    continue
+                if (starts_word or not _spaced(entry.text[0])) and ends_word:
+                    return length, lexicon_id, entry
+        return None
+
+    def apply(self, text: str, language: str | None, limit: int) -> tuple[str, Counter[str]] | None:
+        """``text`` with every entry read as it says (not inside marks already there), and how many
+        times each lexicon (by id) was used; None once the result would pass ``limit`` characters
+        (it is not made). ``language``: the text's; entries of another are left out."""
+        hits: Counter[str] = Counter()
+        marks_at = {mark.start(): mark.end() for mark in ANY_MARK.finditer(text)}
+        pieces: list[str] = []
+        made, position, plain = 0, 0, 0
+        while position < len(text):
+            if position in marks_at:
+                position = marks_at[position]
+                continue
+            found = self._entry_at(text, position, language)
+            if found is None:
+                position += 1
+                continue
+            length, lexicon_id, entry = found
+            pieces += [text[plain:position], entry.say]
+            made += position - plain + len(entry.say)
+            if made > limit:
+                return None
+            hits[lexicon_id] += 1
+            position = plain = position + length
+        made += len(text) - plain
+        if made > limit:
+            return None
+        return ("".join(pieces) + text[plain:] if hits else text), hits
 
     def written(self, text: str) -> str:
         """Read text shown as it was written: each entry's replacement back to its written form
         (captions say "SQL", not "sequel", and keep the characters a pinyin mark stands for)."""
-        if self._said is None:
-            return text
-        return self._said.sub(lambda match: self._written[match.group(0)], text)
-
-    def apply(self, text: str, language: str | None) -> tuple[str, Counter[str]]:
-        """``text`` with every entry read as it says (not inside marks already there), and how many
-        times each lexicon (by id) was used. ``language``: the text's; entries of another are left out."""
-        hits: Counter[str] = Counter()
-        if self._pattern is None:
-            return text, hits
-        pattern = self._pattern
-
-        def replace(match: re.Match[str]) -> str:
-            lexicon_id, entry = self._entries[match.lastgroup or ""]
-            if entry.language and language and entry.language.split("-")[0].lower() != language:
-                return match.group(0)
-            hits[lexicon_id] += 1
-            return entry.say
-
-        pieces, position = [], 0
-        for mark in ANY_MARK.finditer(text):
-            pieces.append(pattern.sub(replace, text[position : mark.start()]))
-            pieces.append(mark.group(0))
-            position = mark.end()
-        pieces.append(pattern.sub(replace, text[position:]))
-        return ("".join(pieces) if hits else text), hits
+        pieces, position, plain = [], 0, 0
+        while position < len(text):
+            found = next(self._said.at(text, position), None)
+            if found is None:
+                position += 1
+                continue
+            length, [(_, entry), *_] = found
+            pieces += [text[plain:position], entry.text]
+            position = plain = position + length
+        return "".join(pieces) + text[plain:]
 
 
 @lru_cache(maxsize=64)
@@ -250,13 +320,14 @@ class Lexicons:
 
     def for_request(self, names: Iterable[str] | None, viewer: Viewer = EVERYONE) -> tuple[Lexicon, ...]:
         """The lexicons a request uses: those it names, or (None) its owner's defaults."""
-        if names is None:
-            return tuple(x for x in self._all() if x.default and x.owner == viewer.owner)
+        if names is None:  # at most MAX_PER_REQUEST are defaults (create and replace see to it)
+            defaults = [x for x in self._all() if x.default and x.owner == viewer.owner]
+            return tuple(defaults[:MAX_PER_REQUEST])
         return tuple(self.require(name, viewer, "lexicons") for name in dict.fromkeys(names))
 
     def create(self, body: LexiconBody, owner: str | None) -> Lexicon:
         """A new lexicon; its name is its owner's only."""
-        name = check_name(body.name)
+        name = _checked_name(body.name)
         check_entries(body.entries)
         with self._lock:
             self._listing = None
@@ -266,6 +337,7 @@ class Lexicons:
                 raise Conflict(f"a lexicon named {name!r} already exists ({holder.id})", param="name")
             if len(mine) >= MAX_LEXICONS:
                 raise InvalidRequest(f"the most lexicons one owner may keep is {MAX_LEXICONS}", param="name")
+            _check_defaults(body, mine)
             now = time.time()
             digest = hashlib.sha256(f"{name}\n{owner or ''}\n{now}".encode()).hexdigest()[:16]
             lexicon = Lexicon(f"lx_{digest}", name, tuple(body.entries), body.default, owner, now, now)
@@ -274,15 +346,16 @@ class Lexicons:
 
     def replace(self, key: str, body: LexiconBody, viewer: Viewer) -> Lexicon:
         """A lexicon's name, entries and default replaced whole."""
-        name = check_name(body.name)
+        name = _checked_name(body.name)
         check_entries(body.entries)
         with self._lock:
             self._listing = None
             current = self.require(key, viewer)
-            others = self.list(Viewer(current.owner, everyone=False))
-            holder = next((x for x in others if x.name == name and x.id != current.id), None)
+            others = [x for x in self.list(Viewer(current.owner, everyone=False)) if x.id != current.id]
+            holder = next((x for x in others if x.name == name), None)
             if holder is not None:
                 raise Conflict(f"a lexicon named {name!r} already exists ({holder.id})", param="name")
+            _check_defaults(body, others)
             lexicon = Lexicon(
                 current.id,
                 name,

@@ -75,6 +75,28 @@ async def _resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries to the IPv4 network (mapped, 6to4, NAT64, the old
+    IPv4-compatible form, Teredo's client), which is where a connection to it ends up."""
+    if address.ipv4_mapped or address.sixtofour:
+        return address.ipv4_mapped or address.sixtofour
+    if any(address in network for network in _NAT64) or int(address) >> 32 == 0:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.teredo[1] if address.teredo else None
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """An address on the public internet: global, not multicast, and (for IPv6) carrying no IPv4
+    address that is not."""
+    if address.is_multicast or not address.is_global:
+        return False
+    embedded = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+    return embedded is None or is_public(embedded)
+
+
 async def _checked_addresses(host: str, port: int, allow_private: bool, param: str) -> list[str]:
     """The addresses to connect to, in the resolver's order, once every one is allowed."""
     try:
@@ -82,7 +104,7 @@ async def _checked_addresses(host: str, port: int, allow_private: bool, param: s
     except (socket.gaierror, ValueError) as exc:
         raise InvalidRequest(f"{param} host {host!r} does not resolve", param=param) from exc
     for address in addresses:
-        if not allow_private and not address.is_global:
+        if not allow_private and not is_public(address):
             raise Forbidden(
                 f"{param} host {host!r} resolves to an internal address ({address}); not allowed", param=param
             )
@@ -130,17 +152,20 @@ async def post_to(target: Target, content: bytes, headers: dict[str, str], timeo
     status. Redirects are not followed, no proxy is used, the answer's body is not read."""
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for number, address in enumerate(target.addresses):
+            request = client.build_request(
+                "POST",
+                target.pinned(address),
+                content=content,
+                headers={**headers, "Host": target.host},
+                extensions={"sni_hostname": target.url.host},
+            )
             try:
-                response = await client.post(
-                    target.pinned(address),
-                    content=content,
-                    headers={**headers, "Host": target.host},
-                    extensions={"sni_hostname": target.url.host},
-                )
+                response = await client.send(request, stream=True)  # its body is never read
             except httpx.ConnectError:
                 if number + 1 == len(target.addresses):
                     raise
                 continue
+            await response.aclose()
             return response.status_code
     raise AssertionError("a checked target has an address")
 
