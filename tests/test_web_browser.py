@@ -141,7 +141,7 @@ def test_a_job_with_a_voice_and_a_cast_is_heard_within_a_second_of_its_first_sen
     assert first and playing - first < 1000, f"playing {playing - first:.0f} ms after the first sentence"
     job = page.evaluate(f"fetch('/v1/jobs/{job_id}').then(r => r.json())")
     assert (job["model"], job["voice"], job["language"]) == ("kokoro", "zf_xiaobei", "zh")
-    assert job["voices"] == {"守夜人": "zm_yunxi"}
+    assert job["voices"] == {"守夜人": {"voice": "zm_yunxi"}}
     done = "id => document.querySelector(`tr[data-job='${id}']`)?.cells[1].textContent === 'succeeded'"
     page.wait_for_function(done, arg=job_id, timeout=120_000)
     vtt = page.evaluate(f"fetch('/v1/jobs/{job_id}/captions?format=vtt').then(r => r.text())")
