@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from tests.support.api import SPEECH, assert_error, submit, wait_for
 from tests.test_security import Deployment, auth
 from voxserve.engines.fake import FakeEngine
+from voxserve.request import SpeechRequest
 from voxserve.voices.lexicons import Entry, Lexicon, rewriter
 
 BRANDS = {
@@ -203,3 +204,9 @@ def test_thousands_of_long_entries_are_read_in_milliseconds_not_minutes(fake_cli
     assert rewrite.apply("a" * 4096, "en", 10_000) == ("a" * 4096, {})
     answer = fake_client.post(SPEECH, json={"input": "a" * 90 + " b.", "lexicons": ["big0", "big1"]})
     assert answer.status_code == 200
+
+
+def test_a_stored_empty_list_of_lexicons_is_read_back_as_one() -> None:
+    """Redis's Lua scripts (cjson) write an empty list back as an empty object."""
+    dumped = {**SpeechRequest(input="x", lexicons=[]).dump(), "lexicons": {}}
+    assert SpeechRequest.load("x", dumped).lexicons == []

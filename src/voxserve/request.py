@@ -136,6 +136,8 @@ class SpeechRequest(SpeechOptions):
         """A stored request back (every dump says its version)."""
         fields = dict(dumped)
         version = fields.pop("version")
+        if fields.get("lexicons") == {}:  # Redis's Lua (cjson) writes an empty list back as {}
+            fields["lexicons"] = []
         if version > DUMP_VERSION:
             raise InvalidRequest(
                 f"this job was queued by a newer voxserve (request version {version}); "
