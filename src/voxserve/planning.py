@@ -40,7 +40,7 @@ from voxserve.text.script import Passage, passages
 from voxserve.text.segment import CLAUSE_MARK
 from voxserve.values import Capabilities
 from voxserve.voices import EVERYONE, Viewer
-from voxserve.voices.lexicons import MAX_GROWTH, Lexicon, Lexicons, rewriter
+from voxserve.voices.lexicons import MAX_GROWTH, Lexicons, Rewriter, rewriter
 
 #: Faster than any voice speaks at speed 1, so the planned estimate of audio is a lower bound.
 FASTEST_CHARS_PER_SECOND = {"zh": 9.0, "ja": 12.0}
@@ -218,11 +218,11 @@ def least_audio_seconds(segments: tuple[Segment, ...], speed: float) -> float:
     return total / speed
 
 
-def _as_written(segment: Segment, lexicons: tuple[Lexicon, ...]) -> str | None:
+def _as_written(segment: Segment, read_with: Rewriter | None) -> str | None:
     """A segment's text as its input wrote it, where lexicons changed what is read (captions)."""
-    if not lexicons:
+    if read_with is None:
         return None
-    return strip_marks(rewriter(lexicons).written(segment.text)).strip()
+    return strip_marks(read_with.written(segment.text)).strip()
 
 
 class Planner:
@@ -264,8 +264,9 @@ class Planner:
         segments: list[Segment] = []
         ignored: dict[str, None] = {}
         lexicons = self.lexicons.for_request(request.lexicons, viewer)
+        read_with = rewriter(lexicons) if lexicons else None  # indexed once per set (kept)
         used = Counter[str]()
-        for passage in self._read_lexicons(request, lexicons, profile, used):
+        for passage in self._read_lexicons(request, read_with, profile, used):
             key = (passage.speaker, passage.emotion, passage.rate)
             try:
                 reader, part, skipped = self._read(request, passage, profile, viewer, len(segments) == 0)
@@ -283,7 +284,7 @@ class Planner:
                 )
             readers.setdefault(key, reader)
             segments += [
-                replace(segment, reader=number, shown=_as_written(segment, lexicons)) for segment in part
+                replace(segment, reader=number, shown=_as_written(segment, read_with)) for segment in part
             ]
             ignored |= dict.fromkeys(skipped)
         if not segments:
@@ -321,17 +322,16 @@ class Planner:
 
     @staticmethod
     def _read_lexicons(
-        request: SpeechRequest, lexicons: tuple[Lexicon, ...], profile: Profile, used: Counter[str]
+        request: SpeechRequest, read_with: Rewriter | None, profile: Profile, used: Counter[str]
     ) -> Iterator[Passage]:
         """The input's passages with its lexicons read into them (``used`` counts each lexicon's
         entries used), the text so read bounded at :data:`MAX_GROWTH` times the profile's limit.
         Entries of a language apply to passages in it: the one the request names, else detected."""
-        read_with = rewriter(lexicons)
         forced = language_code(request.language) if request.language else None
         limit = MAX_GROWTH * profile.max_chars
         written = 0
         for found in passages(request.input, request.voices or ()):
-            if not lexicons:
+            if read_with is None:
                 yield found
                 continue
             language = forced or detect_language(strip_marks(found.text))

@@ -82,7 +82,7 @@ async def create_job(
         owner=principal.owner,
         sees_all=principal.sees_all,
         webhook_url=body.webhook_url,
-        default_webhook_url=principal.key.webhook_url if principal.key else None,
+        default_webhook_url=principal.webhook_url,
     )
     headers = {"Location": f"/v1/jobs/{job.id}"}
     if not created:
@@ -98,8 +98,7 @@ async def webhook_secret(
     return {
         "secret": await services.webhooks.secret_for(principal.owner),
         "signature_header": "Voxserve-Signature",
-        "webhook_url": (principal.key.webhook_url if principal.key else None)
-        or services.settings.webhooks.default_url,
+        "webhook_url": services.webhooks.url_for(None, principal.webhook_url),
     }
 
 

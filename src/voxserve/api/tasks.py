@@ -86,7 +86,7 @@ async def create_task(
         charge=charge,
         owner=principal.owner,
         sees_all=principal.sees_all,
-        default_webhook_url=principal.key.webhook_url if principal.key else None,
+        default_webhook_url=principal.webhook_url,
     )
     return {"taskId": job.id, "status": STATUS[job.status]}
 

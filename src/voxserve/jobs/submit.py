@@ -115,7 +115,7 @@ class JobSubmitter:
         metadata = metadata or {}
         if len(repr(metadata)) > METADATA_LIMIT:
             raise InvalidRequest(f"metadata is over the limit of {METADATA_LIMIT} bytes", param="metadata")
-        webhook_url = webhook_url or default_webhook_url or self.webhooks.settings.default_url
+        webhook_url = self.webhooks.url_for(webhook_url, default_webhook_url)
         if webhook_url:
             await self.webhooks.check_url(webhook_url)
         usage, limit = await asyncio.to_thread(self.files.usage), self.settings.disk_limit_bytes

@@ -101,6 +101,10 @@ class WebhookSender:
         master = await asyncio.to_thread(self._master_secret)
         return "whsec_" + hmac.new(master.encode(), (owner or "").encode(), hashlib.sha256).hexdigest()
 
+    def url_for(self, own: str | None, key_default: str | None) -> str | None:
+        """Where a job's end goes: its own URL, else its key's default, else ``webhooks.default_url``."""
+        return own or key_default or self.settings.default_url
+
     async def check_url(self, url: str) -> Target:
         """The URL if webhooks may go there (http(s), an allowed host, allowed addresses); a 4xx naming
         ``webhook_url`` if not."""

@@ -60,6 +60,11 @@ class Principal:
         return f"key:{self.key.id}" if self.key else f"ip:{self.client}"
 
     @property
+    def webhook_url(self) -> str | None:
+        """Where its jobs post their end unless they say (its key's default)."""
+        return self.key.webhook_url if self.key else None
+
+    @property
     def sees_all(self) -> bool:
         """Without keys there is one user; with them, admin keys see every key's things."""
         return not self.auth or self.admin
