@@ -21,6 +21,7 @@ from voxserve.errors import InvalidRequest, UnknownModel, UnknownVoice
 from voxserve.metrics import Metrics
 from voxserve.pipeline import Pipeline, SpeechRequest, Stats
 from voxserve.text import TextNormalizer
+from voxserve.text.markup import Voicing
 from voxserve.text.script import Passage, passages
 
 SSML = (
@@ -35,9 +36,9 @@ SSML = (
 
 def test_ssml_voices_are_passages_with_their_emotion_and_rate() -> None:
     assert passages(SSML) == [
-        Passage("It was late.", "narrator"),
-        Passage("Hello there! [pause:0.3s]", "Alice", "happy"),
-        Passage("Hi Alice.", "Bob", None, 1.5),
+        Passage("It was late.", Voicing("narrator")),
+        Passage("Hello there! [pause:0.3s]", Voicing("Alice", "happy")),
+        Passage("Hi Alice.", Voicing("Bob", None, 1.5)),
     ]
 
 
@@ -46,10 +47,10 @@ def test_a_script_names_its_speakers_from_the_table() -> None:
         "The door opened.\nAlice: Who is there?\nit is late.\n\nBob：是我。\nNote: not a speaker\n\nThe end."
     )
     assert passages(script, {"alice", "Bob"}) == [
-        Passage("The door opened.", None),
-        Passage("Who is there?\nit is late.", "Alice"),
-        Passage("是我。\nNote: not a speaker", "Bob"),
-        Passage("The end.", None),
+        Passage("The door opened."),
+        Passage("Who is there?\nit is late.", Voicing("Alice")),
+        Passage("是我。\nNote: not a speaker", Voicing("Bob")),
+        Passage("The end."),
     ]
 
 

@@ -34,7 +34,7 @@ from voxserve.errors import (
 from voxserve.request import SAMPLE_RATES, SPEED, Role, SpeechRequest
 from voxserve.selection import ChosenVoice, Selection, ignored_options
 from voxserve.text import TextNormalizer, detect_language, fit, is_speakable, language_code, lead, sentences
-from voxserve.text.markup import has_marks, marked_language, split_pauses, strip_marks
+from voxserve.text.markup import Voicing, has_marks, marked_language, split_pauses, strip_marks
 from voxserve.text.normalize import LONG_DIGITS
 from voxserve.text.script import Passage, passages
 from voxserve.text.segment import CLAUSE_MARK
@@ -260,14 +260,14 @@ class Planner:
                 param="language",
             )
         audio_format = FORMATS[request.response_format]
-        readers: dict[tuple[str | None, str | None, float], Reader] = {}
+        readers: dict[Voicing, Reader] = {}
         segments: list[Segment] = []
         ignored: dict[str, None] = {}
         lexicons = self.lexicons.for_request(request.lexicons, viewer)
         read_with = rewriter(lexicons) if lexicons else None  # indexed once per set (kept)
         used = Counter[str]()
         for passage in self._read_lexicons(request, read_with, profile, used):
-            key = (passage.speaker, passage.emotion, passage.rate)
+            key = passage.voicing
             try:
                 reader, part, skipped = self._read(request, passage, profile, viewer, len(segments) == 0)
             except VoxserveError as exc:
@@ -356,13 +356,13 @@ class Planner:
         role = request.role(passage.speaker) if passage.speaker else None
         if passage.speaker and role is None:
             role = Role.model_construct(voice=passage.speaker)  # an SSML voice name not in the table
-        speed = (role.speed if role and role.speed else request.speed) * passage.rate
+        speed = (role.speed if role and role.speed else request.speed) * passage.voicing.rate
         own = request.model_copy(
             update={
                 "input": passage.text,
                 "voice": role.voice if role else request.voice,
                 "model": role.model if role and role.model else request.model,
-                "emotion": passage.emotion or (role.emotion if role else None) or request.emotion,
+                "emotion": passage.voicing.emotion or (role.emotion if role else None) or request.emotion,
                 "speed": min(max(speed, SPEED[0]), SPEED[1]),
             }
         )

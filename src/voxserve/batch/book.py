@@ -31,7 +31,7 @@ from mutagen.id3 import APIC, ID3, TALB, TCOM, TCON, TDRC, TIT2, TPE1, TPE2
 from mutagen.mp4 import MP4, MP4Cover, MP4FreeForm
 
 from voxserve.captions import file_name, shifted_entry
-from voxserve.client.files import atomic_file
+from voxserve.client.files import atomic_file, read_at_most
 
 if TYPE_CHECKING:  # a TypedDict of PyAV's stubs only
     from av.container.core import Chapter as AvChapter
@@ -81,10 +81,7 @@ def cover_type(data: bytes) -> str:
 
 def read_cover(path: Path) -> bytes:
     """A cover image from a file, checked (JPEG or PNG, at most :data:`MAX_COVER_BYTES`)."""
-    with path.open("rb") as source:
-        data = source.read(MAX_COVER_BYTES + 1)
-    if len(data) > MAX_COVER_BYTES:
-        raise ValueError(f"the cover is larger than {MAX_COVER_BYTES // 2**20} MiB")
+    data = read_at_most(path, MAX_COVER_BYTES, f"the cover is larger than {MAX_COVER_BYTES // 2**20} MiB")
     cover_type(data)
     return data
 
@@ -282,10 +279,8 @@ def read_book(path: Path) -> tuple[list[Chapter], BookInfo]:
     suffix = path.suffix.lower()
     if suffix == ".epub":
         return read_epub(path)
-    with path.open("rb") as source:
-        data = source.read(MAX_BOOK_BYTES + 1)
-    if len(data) > MAX_BOOK_BYTES:
-        raise ValueError(f"the book is larger than {MAX_BOOK_BYTES // 2**20} MiB, the most a book may hold")
+    too_large = f"the book is larger than {MAX_BOOK_BYTES // 2**20} MiB, the most a book may hold"
+    data = read_at_most(path, MAX_BOOK_BYTES, too_large)
     chapters, title = split_chapters(data.decode("utf-8"), markdown=suffix in {".md", ".markdown"})
     return chapters, BookInfo(title=title)
 

@@ -24,6 +24,7 @@ from voxserve.batch.manifest import Item, ManifestError, read_manifest
 from voxserve.batch.results import RESULTS_CSV, RESULTS_JSONL, Result
 from voxserve.captions import CAPTION_FILES, file_name, render
 from voxserve.client import AsyncClient, Retry
+from voxserve.client.files import read_at_most
 from voxserve.client.outputs import format_name
 from voxserve.client.sync import DEFAULT_URL
 from voxserve.request import Cast, brief
@@ -152,7 +153,10 @@ def _cast(voices: str | None) -> dict[str, Any] | None:
     if not voices:
         return None
     try:
-        text = _small_file(Path(voices[1:])) if voices.startswith("@") else voices
+        text = voices
+        if voices.startswith("@"):
+            path, limit = Path(voices[1:]), 64 * 1024
+            text = read_at_most(path, limit, f"{path} is over {limit // 1024} KiB").decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"--voices {voices}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
@@ -161,14 +165,6 @@ def _cast(voices: str | None) -> dict[str, Any] | None:
         error = exc.errors()[0]
         where = ".".join(str(part) for part in error["loc"])
         raise ValueError(f"--voices{' ' + where if where else ''}: {error['msg']}") from None
-
-
-def _small_file(path: Path, limit: int = 64 * 1024) -> str:
-    with path.open("rb") as source:
-        data = source.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path} is over {limit // 1024} KiB")
-    return data.decode("utf-8")
 
 
 def _cover(path: Path) -> bytes:

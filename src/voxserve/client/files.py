@@ -10,6 +10,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 
+def read_at_most(path: Path, limit: int, too_large: str) -> bytes:
+    """A file's bytes, read only up to ``limit`` (never whole: it may be /dev/zero); a ValueError
+    saying ``too_large`` past it."""
+    with path.open("rb") as source:
+        data = source.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(too_large)
+    return data
+
+
 @contextmanager
 def atomic_file(path: Path) -> Iterator[BinaryIO]:
     """A temporary file beside ``path``, renamed onto it once written; removed on any failure."""

@@ -98,7 +98,7 @@ class WebhookSender:
 
     async def secret_for(self, owner: str | None) -> str:
         """The secret ``owner``'s (a key's, or with no keys everyone's) webhooks are signed with."""
-        master = await asyncio.to_thread(self._master_secret)
+        master = self._master if self._master is not None else await asyncio.to_thread(self._master_secret)
         return "whsec_" + hmac.new(master.encode(), (owner or "").encode(), hashlib.sha256).hexdigest()
 
     def url_for(self, own: str | None, key_default: str | None) -> str | None:

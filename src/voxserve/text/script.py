@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from voxserve.text.language import is_speakable
-from voxserve.text.markup import has_pronunciations, ssml_passages, strip_marks
+from voxserve.text.markup import Voicing, has_pronunciations, ssml_passages, strip_marks
 
 #: ``Name: text`` or ``Name：text`` at the start of a line; the name is looked up in the table.
 SPEAKER_LINE = re.compile(r"^[ \t]*([^:：\n]{1,64}?)[ \t]*[:：][ \t]*(.*)$")
@@ -29,23 +29,23 @@ SPEAKER_LINE = re.compile(r"^[ \t]*([^:：\n]{1,64}?)[ \t]*[:：][ \t]*(.*)$")
 
 @dataclass(frozen=True)
 class Passage:
-    """A run of text one voice reads, as the input wrote it: ``speaker`` is the name it gave (a
-    script's speaker or an SSML voice name; None: the request's own voice), with the emotion and
-    the rate (a multiple of the request's speed) SSML set around it."""
+    """A run of text one voice reads, as the input wrote it, and who reads it: the name the input
+    gave (a script's speaker or an SSML voice name; None: the request's own voice), with the
+    emotion and the rate (a multiple of the request's speed) SSML set around it."""
 
     text: str
-    speaker: str | None = None
-    emotion: str | None = None
-    rate: float = 1.0
+    voicing: Voicing = field(default_factory=Voicing)
+
+    @property
+    def speaker(self) -> str | None:
+        return self.voicing.voice
 
 
 def passages(text: str, speakers: Collection[str] = ()) -> list[Passage]:
     """The input's passages; ``speakers``: the names in the request's ``voices`` table (compared
     without case), which a script's lines may start with. Plain text with no such line is one
     passage of the request's voice."""
-    found = [
-        Passage(piece, voicing.voice, voicing.emotion, voicing.rate) for voicing, piece in ssml_passages(text)
-    ]
+    found = [Passage(piece, voicing) for voicing, piece in ssml_passages(text)]
     if speakers and len(found) == 1 and found[0].speaker is None and found[0].text == text:
         found = _script(text, {name.casefold() for name in speakers})
     return _joined(found)
@@ -59,7 +59,7 @@ def _script(text: str, speakers: set[str]) -> list[Passage]:
 
     def close() -> None:
         if "".join(lines).strip():
-            found.append(Passage("\n".join(lines).strip(), speaker))
+            found.append(Passage("\n".join(lines).strip(), Voicing(speaker)))
         lines.clear()
 
     for line in text.splitlines():
@@ -80,10 +80,6 @@ def _speaks(text: str) -> bool:
     return is_speakable(strip_marks(text)) or has_pronunciations(text)
 
 
-def _same_reader(one: Passage, other: Passage) -> bool:
-    return (one.speaker, one.emotion, one.rate) == (other.speaker, other.emotion, other.rate)
-
-
 def _joined(found: list[Passage]) -> list[Passage]:
     """Passages with nothing to say (a pause between voices) join the one before them (or after);
     passages read the same way one after another are one."""
@@ -92,17 +88,15 @@ def _joined(found: list[Passage]) -> list[Passage]:
     for passage in found:
         if not _speaks(passage.text):
             if joined:
-                last = joined[-1]
-                joined[-1] = Passage(f"{last.text} {passage.text}", last.speaker, last.emotion, last.rate)
+                joined[-1] = replace(joined[-1], text=f"{joined[-1].text} {passage.text}")
             else:
                 waiting += passage.text + " "
             continue
         if waiting:
-            passage = Passage(waiting + passage.text, passage.speaker, passage.emotion, passage.rate)
+            passage = replace(passage, text=waiting + passage.text)
             waiting = ""
-        if joined and _same_reader(joined[-1], passage):
-            last = joined[-1]
-            joined[-1] = Passage(f"{last.text}\n\n{passage.text}", last.speaker, last.emotion, last.rate)
+        if joined and joined[-1].voicing == passage.voicing:
+            joined[-1] = replace(joined[-1], text=f"{joined[-1].text}\n\n{passage.text}")
         else:
             joined.append(passage)
     return joined or found

@@ -279,15 +279,25 @@ class Lexicons:
         self.artifacts = artifacts
         self._lock = threading.Lock()
         self._listing: tuple[float, list[Lexicon]] | None = None
+        #: each lexicon as last read, by the digest of its file: unchanged, it is not checked again
+        #: (2,000 entries take milliseconds to validate) and stays the same object (its index is kept)
+        self._read: dict[str, tuple[str, Lexicon]] = {}
 
     def _load(self, lexicon_id: str) -> Lexicon | None:
         data = self.artifacts.get_bytes(f"{PREFIX}{lexicon_id}.json")
         if data is None:
+            self._read.pop(lexicon_id, None)
             return None
+        digest = hashlib.sha256(data).hexdigest()
+        known = self._read.get(lexicon_id)
+        if known is not None and known[0] == digest:
+            return known[1]
         try:
-            return Lexicon.from_dict(json.loads(data))
+            lexicon = Lexicon.from_dict(json.loads(data))
         except (ValueError, TypeError, KeyError, ValidationError):
             return None
+        self._read[lexicon_id] = (digest, lexicon)
+        return lexicon
 
     def _all(self) -> list[Lexicon]:
         listing = self._listing

@@ -181,13 +181,13 @@ async def fetch_allowed_url(
     """The body at ``url`` if its host is allowed and public, up to ``max_bytes``, within ``deadline``
     seconds for the whole download (a server sending a byte every few seconds is cut off)."""
     target = await checked_target(url, hosts, allow_private, param, "references.url_hosts")
-    parsed, addresses = target.url, target.addresses
+    addresses = target.addresses
     try:
         async with asyncio.timeout(deadline):
             for address in addresses[:-1]:  # the next address when one cannot be reached (no IPv6 route...)
                 with contextlib.suppress(httpx.ConnectError):
-                    return await _download(parsed, address, max_bytes, param)
-            return await _download(parsed, addresses[-1], max_bytes, param)
+                    return await _download(target, address, max_bytes, param)
+            return await _download(target, addresses[-1], max_bytes, param)
     except TimeoutError:
         raise InvalidRequest(
             f"{param} was not fetched within {deadline:g} s; serve the file faster or upload it", param=param
@@ -196,14 +196,15 @@ async def fetch_allowed_url(
         raise InvalidRequest(f"{param} could not be fetched ({type(exc).__name__})", param=param) from exc
 
 
-async def _download(url: httpx.URL, address: str, max_bytes: int, param: str) -> bytes:
-    """GET ``url`` from ``address``: the host name goes only in ``Host`` and in TLS."""
-    pinned = url.copy_with(host=address)
-    host = url.netloc.decode("ascii").rpartition("@")[2]
+async def _download(target: Target, address: str, max_bytes: int, param: str) -> bytes:
+    """GET the target from ``address``: the host name goes only in ``Host`` and in TLS."""
     async with (
         httpx.AsyncClient(timeout=READ_TIMEOUT, follow_redirects=False, trust_env=False) as client,
         client.stream(
-            "GET", pinned, headers={"Host": host}, extensions={"sni_hostname": url.host}
+            "GET",
+            target.pinned(address),
+            headers={"Host": target.host},
+            extensions={"sni_hostname": target.url.host},
         ) as response,
     ):
         body = bytearray()
